@@ -1,0 +1,120 @@
+"""The interface every ERP target implements (SQL interface tables, Tryton).
+
+Posting talks to an ERP only through this class, so the posting window, the
+ledger and reconciliation stay the same whatever the ERP. Frames in and out use
+the column names documented on each method; money and hours are `Decimal`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date
+
+import pandas as pd
+
+#: Columns of a time line sent to the ERP (`post_time_lines`) and read back (`read_time_lines`).
+TIME_LINE_COLUMNS: tuple[str, ...] = (
+    "external_id",  # deterministic, unique in the ERP
+    "kind",  # "post" or "reversal"
+    "reverses_external_id",  # for a reversal: the line it cancels, else None
+    "entry_id",
+    "entry_version",
+    "legal_entity",
+    "employee_id",
+    "project_code",
+    "task_code",
+    "work_date",  # date
+    "period",  # "YYYY-MM" accounting period it is booked into
+    "hours",  # Decimal; negative on a reversal
+    "bill_rate",  # Decimal
+    "amount",  # Decimal, rounded to cents once; negative on a reversal
+    "currency",
+    "description",
+)
+
+#: Columns of an invoice header (`post_invoices`, `read_invoices`).
+INVOICE_COLUMNS: tuple[str, ...] = (
+    "external_id",
+    "kind",  # "post" or "reversal" (credit note)
+    "reverses_external_id",
+    "invoice_id",
+    "invoice_version",
+    "legal_entity",
+    "project_code",
+    "customer_id",
+    "currency",
+    "issue_date",
+    "due_date",
+    "period",
+    "total_amount",
+    "status",  # read back: the ERP's status of the document
+)
+
+#: Columns of an invoice line (`post_invoices`).
+INVOICE_LINE_COLUMNS: tuple[str, ...] = (
+    "invoice_external_id",
+    "line_no",
+    "line_kind",
+    "description",
+    "quantity",
+    "unit_price",
+    "amount",
+)
+
+
+class ErpError(Exception):
+    """The ERP refused a whole request for a reason that will not pass by retrying."""
+
+
+class ErpUnavailable(ErpError):
+    """The ERP is down, slow or overloaded: retry with backoff, then stop the window cleanly."""
+
+
+@dataclass
+class PostResult:
+    """What the ERP did with a batch: accepted external IDs and per-line rejections."""
+
+    accepted: list[str] = field(default_factory=list)
+    rejected: dict[str, str] = field(default_factory=dict)  # external_id -> ERP's message
+
+
+class ErpTarget(ABC):
+    """An ERP that stagepost posts into."""
+
+    name: str
+
+    @abstractmethod
+    def ensure_master_data(
+        self,
+        customers: pd.DataFrame,  # customer_id, customer_name
+        employees: pd.DataFrame,  # employee_id, employee_name, legal_entity
+        projects: pd.DataFrame,  # project_code, project_name, customer_id, legal_entity, currency
+        tasks: pd.DataFrame,  # project_code, task_code, task_name
+    ) -> None:
+        """Create what the ERP lacks; never change what it has (idempotent)."""
+
+    @abstractmethod
+    def existing_external_ids(self, external_ids: Sequence[str]) -> set[str]:
+        """Which of these external IDs (time lines or invoices) the ERP already holds."""
+
+    @abstractmethod
+    def post_time_lines(self, lines: pd.DataFrame) -> PostResult:
+        """Create the lines (columns `TIME_LINE_COLUMNS`); per-line rejections, not all-or-nothing."""
+
+    @abstractmethod
+    def post_invoices(self, invoices: pd.DataFrame, lines: pd.DataFrame) -> PostResult:
+        """Create invoices (`INVOICE_COLUMNS`) with their lines (`INVOICE_LINE_COLUMNS`)."""
+
+    @abstractmethod
+    def read_time_lines(self, date_from: date, date_to: date) -> pd.DataFrame:
+        """Posted time lines with work_date in the range (`TIME_LINE_COLUMNS`), reversals included."""
+
+    @abstractmethod
+    def read_invoices(self, date_from: date, date_to: date) -> pd.DataFrame:
+        """Invoices issued in the range (`INVOICE_COLUMNS`) with the ERP's status."""
+
+    @abstractmethod
+    def open_periods(self, legal_entities: Sequence[str], date_from: date, date_to: date) -> pd.DataFrame:
+        """One row per legal entity and month in range: legal_entity, period ("YYYY-MM"), is_open."""
