@@ -116,5 +116,7 @@ class ErpTarget(ABC):
         """Invoices issued in the range (`INVOICE_COLUMNS`) with the ERP's status."""
 
     @abstractmethod
-    def open_periods(self, legal_entities: Sequence[str], date_from: date, date_to: date) -> pd.DataFrame:
+    def open_periods(
+        self, legal_entities: Sequence[str], date_from: date, date_to: date
+    ) -> pd.DataFrame:
         """One row per legal entity and month in range: legal_entity, period ("YYYY-MM"), is_open."""
