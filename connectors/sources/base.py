@@ -14,14 +14,9 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 
-DATASETS: tuple[str, ...] = (
-    "time_entries",
-    "employees",
-    "projects",
-    "project_tasks",
-    "rate_cards",
-    "invoices",
-)
+from connectors.sources.canonical import DATASETS as _CANONICAL
+
+DATASETS: tuple[str, ...] = tuple(_CANONICAL)
 
 SUPPORTED_SUFFIXES: tuple[str, ...] = (".csv", ".csv.gz", ".xlsx", ".parquet")
 _TEMP_SUFFIXES = (".tmp", ".part", ".partial", ".filepart", ".crdownload", ".done")

@@ -1,0 +1,187 @@
+"""The canonical PSA export format: datasets, their columns, types and keys.
+
+Everything else (file parsing, DDL, versioning, contracts) is derived from these
+specs, so a column is declared exactly once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+ColumnType = Literal["text", "date", "timestamptz", "bool", "int", "hours", "rate", "money", "qty"]
+
+#: Precision and scale of each decimal kind. Hours and money stay decimals end to end.
+DECIMALS: dict[str, tuple[int, int]] = {
+    "hours": (10, 4),  # hours as delivered, up to 4 decimals (minutes are 0.0167 h)
+    "rate": (14, 4),  # rates per hour or unit
+    "qty": (14, 4),  # invoice quantities
+    "money": (18, 2),  # amounts, rounded to cents once
+}
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: ColumnType = "text"
+    required: bool = True  # must be present in the file header (values may still be empty)
+    default: str | None = None  # canonical text used when the cell is empty
+
+    @property
+    def is_decimal(self) -> bool:
+        return self.type in DECIMALS
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """One PSA export: its columns in file order, the key and what the content hash ignores."""
+
+    name: str
+    columns: tuple[Column, ...]
+    key: tuple[str, ...]
+    #: Key columns that may be empty (rate cards: blank employee or role means "anyone").
+    key_nullable: frozenset[str] = field(default_factory=frozenset)
+    #: Columns left out of the content hash: a change to them alone is not a new version.
+    hash_exclude: frozenset[str] = field(default_factory=frozenset)
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.columns)
+
+    def column(self, name: str) -> Column:
+        for c in self.columns:
+            if c.name == name:
+                return c
+        raise KeyError(f"{self.name} has no column {name!r}")
+
+    @property
+    def landing_table(self) -> str:
+        return f"land_{self.name}"
+
+    @property
+    def versions_table(self) -> str:
+        return f"stg_{self.name}"
+
+
+def _cols(*spec: str | tuple) -> tuple[Column, ...]:
+    out = []
+    for s in spec:
+        if isinstance(s, str):
+            out.append(Column(s))
+        else:
+            out.append(Column(*s))
+    return tuple(out)
+
+
+TIME_ENTRIES = Dataset(
+    "time_entries",
+    _cols(
+        "entry_id",
+        "employee_id",
+        "employee_name",
+        "project_code",
+        "task_code",
+        ("work_date", "date"),
+        ("hours", "hours"),
+        ("billable", "bool"),
+        ("bill_rate", "rate"),
+        "currency",
+        "approval_status",
+        ("approved_at", "timestamptz"),
+        "approved_by",
+        "description",
+        ("updated_at", "timestamptz"),
+        ("deleted", "bool", False, "false"),
+    ),
+    key=("entry_id",),
+    # A renamed employee or a touched-but-unchanged entry is not a correction.
+    hash_exclude=frozenset({"employee_name", "updated_at"}),
+)
+
+EMPLOYEES = Dataset(
+    "employees",
+    _cols(
+        "employee_id",
+        "employee_name",
+        "legal_entity",
+        "role",
+        ("cost_rate", "rate"),
+        "currency",
+        ("active", "bool"),
+    ),
+    key=("employee_id",),
+)
+
+PROJECTS = Dataset(
+    "projects",
+    _cols(
+        "project_code",
+        "project_name",
+        "customer_id",
+        "customer_name",
+        "legal_entity",
+        "currency",
+        "billing_method",
+        "status",
+        ("start_date", "date"),
+        ("end_date", "date"),
+        ("updated_at", "timestamptz"),
+    ),
+    key=("project_code",),
+    hash_exclude=frozenset({"updated_at"}),
+)
+
+PROJECT_TASKS = Dataset(
+    "project_tasks",
+    _cols("project_code", "task_code", "task_name", ("billable", "bool")),
+    key=("project_code", "task_code"),
+)
+
+RATE_CARDS = Dataset(
+    "rate_cards",
+    _cols(
+        "project_code",
+        ("employee_id", "text"),
+        ("role", "text"),
+        ("bill_rate", "rate"),
+        "currency",
+        ("valid_from", "date"),
+        ("valid_to", "date"),
+    ),
+    key=("project_code", "employee_id", "role", "valid_from"),
+    key_nullable=frozenset({"employee_id", "role"}),
+)
+
+INVOICES = Dataset(
+    "invoices",
+    _cols(
+        "invoice_id",
+        "project_code",
+        "customer_id",
+        "currency",
+        ("issue_date", "date"),
+        ("due_date", "date"),
+        "status",
+        ("line_no", "int"),
+        "line_kind",
+        "description",
+        ("quantity", "qty"),
+        ("unit_price", "rate"),
+        ("amount", "money"),
+        "entry_ids",
+        ("updated_at", "timestamptz"),
+    ),
+    key=("invoice_id", "line_no"),
+    hash_exclude=frozenset({"updated_at"}),
+)
+
+DATASETS: dict[str, Dataset] = {
+    d.name: d for d in (TIME_ENTRIES, EMPLOYEES, PROJECTS, PROJECT_TASKS, RATE_CARDS, INVOICES)
+}
+
+#: Allowed values, shared by the contracts and the documentation.
+APPROVAL_STATUSES = ("draft", "submitted", "approved", "rejected")
+BILLING_METHODS = ("time_and_materials", "fixed_fee", "milestone", "non_billable")
+PROJECT_STATUSES = ("open", "on_hold", "closed")
+INVOICE_STATUSES = ("draft", "released", "cancelled")
+INVOICE_LINE_KINDS = ("time", "milestone", "expense", "fixed_fee", "adjustment")

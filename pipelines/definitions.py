@@ -1,0 +1,19 @@
+"""The one Definitions object of the stagepost code location."""
+
+from __future__ import annotations
+
+from dagster import Definitions, in_process_executor
+
+from assets.ingestion import landing_assets
+from pipelines.jobs import ingest_nightly_job, ingest_time_entries_job, main_job
+from pipelines.schedules import schedules
+from pipelines.settings import psa_source_resource, staging_resource
+
+defs = Definitions(
+    assets=[*landing_assets],
+    jobs=[main_job, ingest_time_entries_job, ingest_nightly_job],
+    schedules=schedules,
+    resources={"staging": staging_resource(), "psa_source": psa_source_resource()},
+    # DuckDB allows one writer process: the steps of a run share this process.
+    executor=in_process_executor,
+)

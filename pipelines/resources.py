@@ -1,0 +1,92 @@
+"""Dagster resources: the staging database and the PSA source.
+
+Configured from the environment so that the same code location runs the
+embedded demo and production; secrets (database password, SSH key passphrase)
+come through `EnvVar` and never appear in logs or run metadata.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from dagster import ConfigurableResource
+from pydantic import Field
+from sqlalchemy.engine import make_url
+
+from connectors.sources.base import FileSource
+from connectors.sources.formats import FileFormat
+from connectors.sources.local import LocalFolderSource
+from staging_models.db import StagingDB, default_staging_url, redact_url, staging_db
+
+
+def data_dir() -> Path:
+    """Root of local state (staging file, inbox, reports): `$STAGEPOST_DATA_DIR` or ./data."""
+    return Path(os.environ.get("STAGEPOST_DATA_DIR", "data")).resolve()
+
+
+class StagingDatabase(ConfigurableResource):
+    """The staging database. Empty `url` means the embedded DuckDB file under the data folder."""
+
+    url: str = Field(default="", description="duckdb:///path.duckdb or postgresql://user@host/db")
+    password: str | None = Field(default=None, description="Set via EnvVar; kept out of the URL")
+
+    def get_db(self) -> StagingDB:
+        url = self.url or default_staging_url(data_dir())
+        if self.password:
+            url = make_url(url).set(password=self.password).render_as_string(hide_password=False)
+        return staging_db(url)
+
+    def describe(self) -> str:
+        return redact_url(self.url or default_staging_url(data_dir()))
+
+
+class PsaSource(ConfigurableResource):
+    """Where PSA exports arrive: a local folder or an SFTP folder, and how its files are written."""
+
+    kind: str = Field(default="local", description="local | sftp")
+    name: str = Field(default="psa", description="Recorded with every load")
+    inbox: str = Field(default="", description="Local or remote folder; empty = <data>/inbox")
+    archive: str = Field(default="", description="Where landed files go; empty = <inbox>/archive")
+    done_markers: bool = Field(default=False, description="Only take files with a NAME.done marker")
+    stable_seconds: float = Field(default=0.0, description="Size/mtime must hold this long")
+    # SFTP
+    host: str = ""
+    port: int = 22
+    username: str = ""
+    key_path: str = ""
+    key_passphrase: str | None = None
+    known_hosts_path: str = ""
+    # File format
+    encoding: str = "utf-8"
+    delimiter: str = ","
+    decimal_comma: bool = False
+    sheet: str | None = None
+    header_row: int = 1
+
+    def file_format(self) -> FileFormat:
+        return FileFormat(
+            encoding=self.encoding,
+            delimiter=self.delimiter,
+            decimal_comma=self.decimal_comma,
+            sheet=self.sheet,
+            header_row=self.header_row,
+        )
+
+    def open(self) -> FileSource:
+        if self.kind == "local":
+            inbox = Path(self.inbox) if self.inbox else data_dir() / "inbox"
+            inbox.mkdir(parents=True, exist_ok=True)
+            return LocalFolderSource(
+                inbox,
+                self.archive or None,
+                name=self.name,
+                done_markers=self.done_markers,
+                stable_seconds=self.stable_seconds,
+            )
+        raise ValueError(f"unknown PSA source kind {self.kind!r}: use 'local' or 'sftp'")
+
+    def workdir(self) -> Path:
+        path = data_dir() / "work"
+        path.mkdir(parents=True, exist_ok=True)
+        return path

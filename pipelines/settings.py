@@ -1,0 +1,49 @@
+"""Deployment settings from environment variables (documented in the README).
+
+Plain settings are read here; secrets are handed to resources as `EnvVar` so
+Dagster resolves them at run time and never shows their values.
+"""
+
+from __future__ import annotations
+
+import os
+
+from dagster import EnvVar
+
+from pipelines.resources import PsaSource, StagingDatabase
+
+
+def env_or_default(name: str, default: str) -> str:
+    return os.environ.get(name, default)
+
+
+def _secret(name: str) -> EnvVar | None:
+    return EnvVar(name) if os.environ.get(name) else None
+
+
+def staging_resource() -> StagingDatabase:
+    return StagingDatabase(
+        url=env_or_default("STAGEPOST_STAGING_URL", ""),
+        password=_secret("STAGEPOST_STAGING_PASSWORD"),
+    )
+
+
+def psa_source_resource() -> PsaSource:
+    e = os.environ
+    return PsaSource(
+        kind=e.get("STAGEPOST_SOURCE_KIND", "local"),
+        name=e.get("STAGEPOST_SOURCE_NAME", "psa"),
+        inbox=e.get("STAGEPOST_INBOX", ""),
+        archive=e.get("STAGEPOST_ARCHIVE", ""),
+        done_markers=e.get("STAGEPOST_DONE_MARKERS", "false").lower() == "true",
+        stable_seconds=float(e.get("STAGEPOST_STABLE_SECONDS", "0")),
+        host=e.get("STAGEPOST_SFTP_HOST", ""),
+        port=int(e.get("STAGEPOST_SFTP_PORT", "22")),
+        username=e.get("STAGEPOST_SFTP_USER", ""),
+        key_path=e.get("STAGEPOST_SFTP_KEY", ""),
+        key_passphrase=_secret("STAGEPOST_SFTP_KEY_PASSPHRASE"),
+        known_hosts_path=e.get("STAGEPOST_SFTP_KNOWN_HOSTS", ""),
+        encoding=e.get("STAGEPOST_ENCODING", "utf-8"),
+        delimiter=e.get("STAGEPOST_DELIMITER", ","),
+        decimal_comma=e.get("STAGEPOST_DECIMAL_COMMA", "false").lower() == "true",
+    )

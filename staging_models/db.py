@@ -1,0 +1,182 @@
+"""The staging database: one SQLAlchemy engine, DuckDB embedded or PostgreSQL.
+
+Set-based work is written as portable SQL run through `text()`. Bulk loads go
+through DuckDB: straight into the staging file when staging is DuckDB, or as a
+CSV stream into PostgreSQL's COPY otherwise. No row passes through Python.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, make_url
+
+from staging_models.tables import SCHEMA_VERSION, metadata, schema_meta
+
+DEFAULT_DATA_DIR = Path("data")
+
+
+class SchemaVersionError(RuntimeError):
+    """The staging database was created by another schema version: upgrade explicitly."""
+
+
+def default_staging_url(data_dir: str | Path | None = None) -> str:
+    """`duckdb:///<data dir>/staging.duckdb`; the data dir defaults to `$STAGEPOST_DATA_DIR` or ./data."""
+    base = Path(data_dir or os.environ.get("STAGEPOST_DATA_DIR") or DEFAULT_DATA_DIR)
+    return f"duckdb:///{(base / 'staging.duckdb').resolve()}"
+
+
+def redact_url(url: str) -> str:
+    """The URL as it may appear in logs and metadata: never with its password."""
+    return make_url(url).render_as_string(hide_password=True)
+
+
+class StagingDB:
+    """A staging database. Create one per process and URL (see `staging_db`)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        u = make_url(url)
+        self.dialect = u.get_backend_name()
+        if self.dialect == "duckdb":
+            if u.database and u.database != ":memory:":
+                Path(u.database).parent.mkdir(parents=True, exist_ok=True)
+            self.engine = sa.create_engine(url)
+        elif self.dialect == "postgresql":
+            if u.drivername == "postgresql":
+                u = u.set(drivername="postgresql+psycopg")
+            self.engine = sa.create_engine(u, pool_pre_ping=True)
+        else:
+            raise ValueError(
+                f"unsupported staging database {redact_url(url)}: use duckdb or postgresql"
+            )
+        self._schema_ready = False
+
+    @property
+    def is_duckdb(self) -> bool:
+        return self.dialect == "duckdb"
+
+    def __repr__(self) -> str:
+        return f"StagingDB({redact_url(self.url)})"
+
+    # -- schema -----------------------------------------------------------------------------
+
+    def init_schema(self) -> None:
+        """Create missing tables and record the schema version; refuse a foreign version."""
+        if self._schema_ready:
+            return
+        with self.engine.begin() as conn:
+            metadata.create_all(conn)
+            found = conn.execute(
+                sa.select(schema_meta.c.value).where(schema_meta.c.key == "schema_version")
+            ).scalar()
+            if found is None:
+                conn.execute(
+                    schema_meta.insert().values(key="schema_version", value=str(SCHEMA_VERSION))
+                )
+            elif int(found) != SCHEMA_VERSION:
+                raise SchemaVersionError(
+                    f"staging database {redact_url(self.url)} has schema version {found}, "
+                    f"this stagepost expects {SCHEMA_VERSION}: run the upgrade before using it"
+                )
+        self._schema_ready = True
+
+    def drop_all(self) -> None:
+        """Drop every stagepost table (tests and demos only)."""
+        with self.engine.begin() as conn:
+            metadata.drop_all(conn)
+        self._schema_ready = False
+
+    # -- queries ----------------------------------------------------------------------------
+
+    @contextmanager
+    def begin(self) -> Iterator[Connection]:
+        """A transaction: everything inside commits together or not at all."""
+        with self.engine.begin() as conn:
+            yield conn
+
+    def query_df(self, sql: str, params: Mapping[str, Any] | None = None) -> pd.DataFrame:
+        with self.engine.connect() as conn:
+            return read_df(conn, sql, params)
+
+    def scalar(self, sql: str, params: Mapping[str, Any] | None = None) -> Any:
+        with self.engine.connect() as conn:
+            return conn.execute(sa.text(sql), dict(params or {})).scalar()
+
+    # -- bulk load ----------------------------------------------------------------------------
+
+    @contextmanager
+    def duck(self, conn: Connection) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A DuckDB connection to parse files with: the staging connection itself when staging
+        is DuckDB (so `insert_select` never copies), an in-memory one otherwise."""
+        if self.is_duckdb:
+            yield conn.connection.driver_connection
+            return
+        mem = duckdb.connect()
+        try:
+            yield mem
+        finally:
+            mem.close()
+
+    def insert_select(
+        self,
+        conn: Connection,
+        duck: duckdb.DuckDBPyConnection,
+        table: str,
+        columns: list[str],
+        select_sql: str,
+    ) -> None:
+        """INSERT INTO table(columns) the rows of a DuckDB SELECT, inside `conn`'s transaction."""
+        col_list = ", ".join(columns)
+        if self.is_duckdb:
+            duck.execute(f"INSERT INTO {table} ({col_list}) {select_sql}")
+            return
+        with tempfile.TemporaryDirectory(prefix="stagepost-copy-") as tmp:
+            csv_path = Path(tmp) / "rows.csv"
+            duck.execute(
+                f"COPY ({select_sql}) TO '{csv_path}' (FORMAT csv, HEADER false, "
+                "TIMESTAMPFORMAT '%Y-%m-%d %H:%M:%S.%f%z')"
+            )
+            raw = conn.connection.driver_connection
+            with raw.cursor() as cur, open(csv_path, "rb") as f:
+                with cur.copy(f"COPY {table} ({col_list}) FROM STDIN (FORMAT csv)") as cp:
+                    while chunk := f.read(1 << 20):
+                        cp.write(chunk)
+
+
+def read_df(conn: Connection, sql: str, params: Mapping[str, Any] | None = None) -> pd.DataFrame:
+    """A query's rows as a DataFrame (text() query: works the same on DuckDB and PostgreSQL)."""
+    result = conn.execute(sa.text(sql), dict(params or {}))
+    return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+
+
+_DBS: dict[str, StagingDB] = {}
+_LOCK = threading.Lock()
+
+
+def staging_db(url: str | None = None) -> StagingDB:
+    """The process-wide `StagingDB` for a URL, with its schema ready."""
+    url = url or os.environ.get("STAGEPOST_STAGING_URL") or default_staging_url()
+    with _LOCK:
+        db = _DBS.get(url)
+        if db is None:
+            db = _DBS[url] = StagingDB(url)
+    db.init_schema()
+    return db
+
+
+def dispose_all() -> None:
+    """Close every cached engine (DuckDB releases its file lock)."""
+    with _LOCK:
+        for db in _DBS.values():
+            db.engine.dispose()
+        _DBS.clear()
