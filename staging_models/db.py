@@ -20,7 +20,8 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, make_url
 
-from staging_models.tables import SCHEMA_VERSION, metadata, schema_meta
+from staging_models.schema import SCHEMA_VERSION, metadata
+from staging_models.tables import schema_meta
 
 DEFAULT_DATA_DIR = Path("data")
 

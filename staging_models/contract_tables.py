@@ -1,0 +1,112 @@
+"""Tables written by the contracts: validated rows, the quarantine and its audit trail.
+
+Posting reads only `validated_*` tables; every current row version that is not
+validated is in the quarantine (with every rule it broke), superseded, or not
+postable (see `stg_*.state`).
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from staging_models.tables import metadata
+
+_money = sa.Numeric(18, 2)
+_hours = sa.Numeric(10, 4)
+_rate = sa.Numeric(14, 4)
+_ts = sa.DateTime(timezone=True)
+
+validated_time_entries = sa.Table(
+    "validated_time_entries",
+    metadata,
+    sa.Column("entry_id", sa.Text, nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("content_hash", sa.Text, nullable=False),
+    sa.Column("legal_entity", sa.Text, nullable=False),
+    sa.Column("customer_id", sa.Text, nullable=False),
+    sa.Column("employee_id", sa.Text, nullable=False),
+    sa.Column("employee_name", sa.Text),
+    sa.Column("project_code", sa.Text, nullable=False),
+    sa.Column("task_code", sa.Text, nullable=False),
+    sa.Column("work_date", sa.Date, nullable=False),
+    sa.Column("hours", _hours, nullable=False),
+    sa.Column("billable", sa.Boolean, nullable=False),
+    sa.Column("bill_rate", _rate, nullable=False),  # resolved: the entry's, else the rate card's
+    sa.Column("rate_source", sa.Text, nullable=False),  # entry | rate_card | none (non-billable)
+    sa.Column(
+        "amount", _money, nullable=False
+    ),  # round(hours * rate, 2) once, here; 0 if not billable
+    sa.Column("currency", sa.Text, nullable=False),
+    sa.Column("description", sa.Text),
+    sa.Column("approved_at", _ts),
+    sa.Column("validated_at", _ts, nullable=False),
+    sa.PrimaryKeyConstraint("entry_id", "version"),
+)
+
+validated_invoice_lines = sa.Table(
+    "validated_invoice_lines",
+    metadata,
+    sa.Column("invoice_id", sa.Text, nullable=False),
+    sa.Column("line_no", sa.Integer, nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("content_hash", sa.Text, nullable=False),
+    sa.Column("legal_entity", sa.Text, nullable=False),
+    sa.Column("project_code", sa.Text, nullable=False),
+    sa.Column("customer_id", sa.Text, nullable=False),
+    sa.Column("currency", sa.Text, nullable=False),
+    sa.Column("issue_date", sa.Date, nullable=False),
+    sa.Column("due_date", sa.Date),
+    sa.Column("status", sa.Text, nullable=False),  # draft | released | cancelled
+    sa.Column("line_kind", sa.Text, nullable=False),
+    sa.Column("description", sa.Text),
+    sa.Column("quantity", sa.Numeric(14, 4), nullable=False),
+    sa.Column("unit_price", _rate, nullable=False),
+    sa.Column("amount", _money, nullable=False),
+    sa.Column("entry_ids", sa.Text),
+    sa.Column("validated_at", _ts, nullable=False),
+    sa.PrimaryKeyConstraint("invoice_id", "line_no", "version"),
+)
+
+quarantine = sa.Table(
+    "quarantine",
+    metadata,
+    sa.Column("dataset", sa.Text, nullable=False),
+    sa.Column("row_key", sa.Text, nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("load_id", sa.Text, nullable=False),
+    sa.Column("source_file", sa.Text),
+    sa.Column("row_no", sa.Integer, nullable=False),
+    sa.Column("rule_codes", sa.Text, nullable=False),  # comma-separated, sorted
+    sa.Column("messages", sa.Text, nullable=False),  # one sentence per rule, "; "-separated
+    sa.Column("raw_values", sa.Text),  # JSON object of the row as read
+    sa.Column("first_seen", _ts, nullable=False),
+    sa.Column("last_seen", _ts, nullable=False),
+    sa.Column("status", sa.Text, nullable=False),  # open | released | ignored
+    sa.Column("status_reason", sa.Text),
+    sa.Column("status_by", sa.Text),
+    sa.Column("status_at", _ts),
+    sa.PrimaryKeyConstraint("dataset", "row_key", "version"),
+)
+
+quarantine_violations = sa.Table(
+    "quarantine_violations",
+    metadata,
+    sa.Column("dataset", sa.Text, nullable=False),
+    sa.Column("row_key", sa.Text, nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("rule_code", sa.Text, nullable=False),
+    sa.Column("message", sa.Text, nullable=False),
+    sa.PrimaryKeyConstraint("dataset", "row_key", "version", "rule_code"),
+)
+
+quarantine_events = sa.Table(
+    "quarantine_events",
+    metadata,
+    sa.Column("dataset", sa.Text, nullable=False),
+    sa.Column("row_key", sa.Text, nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("event", sa.Text, nullable=False),  # quarantined | released | ignored | reopened
+    sa.Column("at", _ts, nullable=False),
+    sa.Column("by", sa.Text),  # run id or operator
+    sa.Column("reason", sa.Text),
+)
