@@ -106,7 +106,7 @@ quarantine_events = sa.Table(
     sa.Column("row_key", sa.Text, nullable=False),
     sa.Column("version", sa.Integer, nullable=False),
     sa.Column("event", sa.Text, nullable=False),  # quarantined | released | ignored | reopened
-    sa.Column("at", _ts, nullable=False),
-    sa.Column("by", sa.Text),  # run id or operator
+    sa.Column("event_at", _ts, nullable=False),
+    sa.Column("actor", sa.Text),  # run id or operator
     sa.Column("reason", sa.Text),
 )
