@@ -56,6 +56,12 @@ class StagingDB:
             if u.drivername == "postgresql":
                 u = u.set(drivername="postgresql+psycopg")
             self.engine = sa.create_engine(u, pool_pre_ping=True)
+
+            @sa.event.listens_for(self.engine, "connect")
+            def _utc(dbapi_conn, _record) -> None:  # DuckDB works in UTC; so does staging here
+                with dbapi_conn.cursor() as cur:
+                    cur.execute("SET TIME ZONE 'UTC'")
+                dbapi_conn.commit()
         else:
             raise ValueError(
                 f"unsupported staging database {redact_url(url)}: use duckdb or postgresql"
@@ -65,6 +71,17 @@ class StagingDB:
     @property
     def is_duckdb(self) -> bool:
         return self.dialect == "duckdb"
+
+    def split_list_sql(self, expr: str, sep: str = ";") -> str:
+        """SQL turning a separated text list into rows (the one dialect difference we need)."""
+        fn = "string_split" if self.is_duckdb else "string_to_array"
+        return f"unnest({fn}({expr}, '{sep}'))"
+
+    def json_object_sql(self, pairs: list[tuple[str, str]]) -> str:
+        """SQL building a JSON object text from (key, text expression) pairs."""
+        fn = "json_object" if self.is_duckdb else "json_build_object"
+        args = ", ".join(f"'{k}', {v}" for k, v in pairs)
+        return f"CAST({fn}({args}) AS VARCHAR)"
 
     def __repr__(self) -> str:
         return f"StagingDB({redact_url(self.url)})"
