@@ -84,6 +84,29 @@ class PsaSource(ConfigurableResource):
                 done_markers=self.done_markers,
                 stable_seconds=self.stable_seconds,
             )
+        if self.kind == "sftp":
+            from connectors.sources.sftp import SftpSource
+
+            missing = [
+                n
+                for n in ("host", "username", "key_path", "known_hosts_path", "inbox")
+                if not getattr(self, n)
+            ]
+            if missing:
+                raise ValueError(f"SFTP source needs {', '.join(missing)} (see README, 'Sources')")
+            return SftpSource(
+                host=self.host,
+                port=self.port,
+                username=self.username,
+                key_path=self.key_path,
+                key_passphrase=self.key_passphrase,
+                known_hosts_path=self.known_hosts_path,
+                inbox=self.inbox,
+                archive=self.archive or None,
+                name=self.name,
+                done_markers=self.done_markers,
+                stable_seconds=self.stable_seconds,
+            )
         raise ValueError(f"unknown PSA source kind {self.kind!r}: use 'local' or 'sftp'")
 
     def workdir(self) -> Path:
