@@ -1,0 +1,499 @@
+"""The data contracts: every rule a landed row must pass, with a stable code and a message.
+
+Each `Rule` holds
+- `code`: stable, quoted in the quarantine, the workbook and the docs;
+- `message`: a SQL expression giving the sentence a finance user reads, with the row's values;
+- `violation`: a SQL predicate over the dataset's *candidate* row `x` (the typed row joined with
+  the master data it refers to, see `staging_models.validation`) — this is what enforces the
+  rule, set-based in the staging database;
+- `check`: for rules that need no other table, the same rule as a vectorised pandas predicate;
+  `pandera_schema(dataset)` turns them into a pandera `DataFrameSchema` (one named `Check` per
+  rule code), which documents the contract, validates frames outside staging, and is tested to
+  flag exactly the rows the SQL flags.
+
+Cross-dataset rules (project open on the work date, rate resolution, ...) are SQL only: they are
+joins, and the staging database does joins far better than a dataframe library.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pandas as pd
+import pandera.pandas as pa
+
+from connectors.sources.canonical import (
+    APPROVAL_STATUSES,
+    BILLING_METHODS,
+    DATASETS,
+    INVOICE_LINE_KINDS,
+    INVOICE_STATUSES,
+    PROJECT_STATUSES,
+)
+from staging_models.currencies import ISO_4217, sql_list
+
+Predicate = Callable[[pd.DataFrame], pd.Series]
+
+PREFIX = {
+    "time_entries": "TE",
+    "employees": "EMP",
+    "projects": "PRJ",
+    "project_tasks": "TASK",
+    "rate_cards": "RC",
+    "invoices": "INV",
+}
+
+TYPE_HINT = {
+    "date": "a date (YYYY-MM-DD)",
+    "timestamptz": "a timestamp with UTC offset (e.g. 2026-11-02T09:15:00+01:00)",
+    "bool": "true or false",
+    "int": "a whole number",
+    "hours": "a number of hours with at most 4 decimals",
+    "rate": "an amount with at most 4 decimals",
+    "qty": "a quantity with at most 4 decimals",
+    "money": "an amount with at most 2 decimals",
+}
+
+
+@dataclass(frozen=True)
+class Rule:
+    code: str
+    dataset: str
+    message: str  # SQL text expression over x
+    violation: str  # SQL predicate over x
+    check: Predicate | None = None  # pandas: True where the row VIOLATES the rule
+    blocking: bool = True  # a violation stops the row from posting (all rules today)
+
+
+def v(col: str) -> str:
+    """A candidate value as text for messages: `'7.5000'` or `(empty)`."""
+    return f"coalesce('''' || CAST(x.{col} AS VARCHAR) || '''', '(empty)')"
+
+
+def _in(col: str, values) -> str:
+    return f"x.{col} IN {sql_list(tuple(values))}"
+
+
+def _generated_rules(dataset: str) -> list[Rule]:
+    """Format and missing-value rules, derived from the canonical column specs."""
+    ds = DATASETS[dataset]
+    p = PREFIX[dataset]
+    rules: list[Rule] = []
+    for c in ds.columns:
+        if c.type != "text":
+            rules.append(
+                Rule(
+                    f"{p}_{c.name.upper()}_FORMAT",
+                    dataset,
+                    f"'{c.name} ' || coalesce('''' || x.raw_{c.name} || '''', '') "
+                    f"|| ' is not {TYPE_HINT[c.type]}'",
+                    f"position(',{c.name},' IN ',' || coalesce(x.type_errors, '') || ',') > 0",
+                    lambda df, n=c.name: (
+                        df["type_errors"].fillna("").map(lambda s, n=n: n in s.split(","))
+                    ),
+                )
+            )
+    return rules
+
+
+def _missing(dataset: str, col: str, label: str | None = None) -> Rule:
+    p = PREFIX[dataset]
+    raw = f"raw_{col}" if DATASETS[dataset].column(col).type != "text" else col
+    return Rule(
+        f"{p}_{col.upper()}_MISSING",
+        dataset,
+        f"'{label or col} is empty'",
+        f"x.{raw} IS NULL",
+        lambda df, raw=raw: df[raw].isna(),
+    )
+
+
+def _key_missing(dataset: str, label: str) -> Rule:
+    return Rule(
+        f"{PREFIX[dataset]}_KEY_MISSING",
+        dataset,
+        f"'the row has no {label}: it cannot be tracked or corrected later'",
+        "x.key_missing",
+        lambda df: df["key_missing"].astype(bool),
+    )
+
+
+def _dup_conflict(dataset: str, label: str) -> Rule:
+    return Rule(
+        f"{PREFIX[dataset]}_DUPLICATE_CONFLICT",
+        dataset,
+        f"'{label} ' || x.row_key || ' appears more than once in the same file with different content'",
+        "x.dup_conflict",
+    )
+
+
+def _currency(dataset: str, col: str = "currency") -> Rule:
+    return Rule(
+        f"{PREFIX[dataset]}_{col.upper()}_INVALID",
+        dataset,
+        f"'{col} ' || {v(col)} || ' is not an ISO 4217 currency code'",
+        f"x.{col} IS NOT NULL AND x.{col} NOT IN {sql_list(ISO_4217)}",
+        lambda df, c=col: df[c].notna() & ~df[c].isin(ISO_4217),
+    )
+
+
+def _allowed(dataset: str, col: str, values: tuple[str, ...], code: str | None = None) -> Rule:
+    return Rule(
+        code or f"{PREFIX[dataset]}_{col.upper()}_UNKNOWN",
+        dataset,
+        f"'{col} ' || {v(col)} || ' is not one of {', '.join(values)}'",
+        f"x.{col} IS NOT NULL AND NOT ({_in(col, values)})",
+        lambda df, c=col, vals=values: df[c].notna() & ~df[c].isin(vals),
+    )
+
+
+# -- time entries -----------------------------------------------------------------------------
+
+TIME_ENTRY_RULES: list[Rule] = [
+    _key_missing("time_entries", "entry_id"),
+    *_generated_rules("time_entries"),
+    *(
+        _missing("time_entries", c)
+        for c in (
+            "employee_id",
+            "project_code",
+            "task_code",
+            "work_date",
+            "hours",
+            "billable",
+            "currency",
+        )
+    ),
+    _missing("time_entries", "approved_at", "approved_at (approval timestamp)"),
+    _allowed("time_entries", "approval_status", APPROVAL_STATUSES),
+    _currency("time_entries"),
+    Rule(
+        "TE_HOURS_NOT_POSITIVE",
+        "time_entries",
+        "'hours ' || " + v("hours") + " || ' must be greater than 0'",
+        "x.hours <= 0",
+        lambda df: df["hours"].notna() & (df["hours"] <= 0),
+    ),
+    Rule(
+        "TE_HOURS_OVER_24",
+        "time_entries",
+        "'hours ' || " + v("hours") + " || ' exceed the 24 hours of a day'",
+        "x.hours > 24",
+        lambda df: df["hours"].notna() & (df["hours"] > 24),
+    ),
+    Rule(
+        "TE_DAY_OVER_24",
+        "time_entries",
+        "'employee ' || x.employee_id || ' has ' || CAST(x.day_hours AS VARCHAR) "
+        "|| ' approved hours on ' || CAST(x.work_date AS VARCHAR) || ', more than 24'",
+        "x.day_hours > 24",
+    ),
+    Rule(
+        "TE_APPROVED_BEFORE_WORK",
+        "time_entries",
+        "'approved at ' || CAST(x.approved_at AS VARCHAR) || ' (UTC), before the work date ' "
+        "|| CAST(x.work_date AS VARCHAR) || ' began in any time zone'",
+        # The work date is a local date: flag only what is impossible in every time zone (UTC+14).
+        "x.approved_at < CAST(x.work_date AS TIMESTAMP) - INTERVAL '14 hours'",
+    ),
+    Rule(
+        "TE_FUTURE_DATE",
+        "time_entries",
+        "'work date ' || CAST(x.work_date AS VARCHAR) || ' is in the future'",
+        "x.work_date > x.latest_today",
+    ),
+    Rule(
+        "TE_UNKNOWN_EMPLOYEE",
+        "time_entries",
+        "'employee ' || " + v("employee_id") + " || ' is not in the employee master data'",
+        "x.employee_id IS NOT NULL AND NOT x.emp_found",
+    ),
+    Rule(
+        "TE_UNKNOWN_PROJECT",
+        "time_entries",
+        "'project ' || " + v("project_code") + " || ' is not in the project master data'",
+        "x.project_code IS NOT NULL AND NOT x.prj_found",
+    ),
+    Rule(
+        "TE_PROJECT_NOT_VALID",
+        "time_entries",
+        "'project ' || x.project_code || ' is itself quarantined; fix the project first'",
+        "x.prj_found AND x.prj_state <> 'valid'",
+    ),
+    Rule(
+        "TE_PROJECT_CLOSED",
+        "time_entries",
+        "'project ' || x.project_code || ' is closed'",
+        "x.prj_status = 'closed'",
+    ),
+    Rule(
+        "TE_PROJECT_ON_HOLD",
+        "time_entries",
+        "'project ' || x.project_code || ' is on hold'",
+        "x.prj_status = 'on_hold'",
+    ),
+    Rule(
+        "TE_OUTSIDE_PROJECT_DATES",
+        "time_entries",
+        "'work date ' || CAST(x.work_date AS VARCHAR) || ' is outside project ' || x.project_code "
+        "|| ' (' || coalesce(CAST(x.prj_start AS VARCHAR), '…') || ' to ' "
+        "|| coalesce(CAST(x.prj_end AS VARCHAR), '…') || ')'",
+        "x.work_date < x.prj_start OR x.work_date > x.prj_end",
+    ),
+    Rule(
+        "TE_LEGAL_ENTITY_MISMATCH",
+        "time_entries",
+        "'employee ' || x.employee_id || ' belongs to ' || x.emp_legal_entity "
+        "|| ' but project ' || x.project_code || ' to ' || x.prj_legal_entity",
+        "x.emp_legal_entity <> x.prj_legal_entity",
+    ),
+    Rule(
+        "TE_UNKNOWN_TASK",
+        "time_entries",
+        "'task ' || " + v("task_code") + " || ' does not belong to project ' || x.project_code",
+        "x.prj_found AND x.task_code IS NOT NULL AND NOT x.task_found",
+    ),
+    Rule(
+        "TE_CURRENCY_MISMATCH",
+        "time_entries",
+        "'currency ' || x.currency || ' differs from project ' || x.project_code "
+        "|| '''s currency ' || x.prj_currency",
+        "x.currency <> x.prj_currency",
+    ),
+    Rule(
+        "TE_RATE_NEGATIVE",
+        "time_entries",
+        "'bill rate ' || " + v("bill_rate") + " || ' is negative'",
+        "x.bill_rate < 0",
+        lambda df: df["bill_rate"].notna() & (df["bill_rate"] < 0),
+    ),
+    Rule(
+        "TE_RATE_MISSING",
+        "time_entries",
+        "'no bill rate: the entry has none and no rate card of project ' || x.project_code "
+        "|| ' covers ' || coalesce(x.employee_id, '?') || ' (role ' || coalesce(x.emp_role, '?') "
+        "|| ') on ' || CAST(x.work_date AS VARCHAR)",
+        "x.billable AND x.bill_rate IS NULL AND x.raw_bill_rate IS NULL "
+        "AND x.rc_rate IS NULL AND x.prj_found AND x.work_date IS NOT NULL",
+    ),
+    Rule(
+        "TE_BILLABLE_NOT_ALLOWED",
+        "time_entries",
+        "'billable time on a non-billable ' || CASE WHEN x.prj_billing = 'non_billable' "
+        "THEN 'project ' || x.project_code ELSE 'task ' || x.task_code END",
+        "x.billable AND (x.prj_billing = 'non_billable' OR x.task_billable = FALSE)",
+    ),
+    _dup_conflict("time_entries", "entry_id"),
+]
+
+# -- master data --------------------------------------------------------------------------------
+
+EMPLOYEE_RULES: list[Rule] = [
+    _key_missing("employees", "employee_id"),
+    *_generated_rules("employees"),
+    _missing("employees", "legal_entity"),
+    _currency("employees"),
+    _dup_conflict("employees", "employee_id"),
+]
+
+PROJECT_RULES: list[Rule] = [
+    _key_missing("projects", "project_code"),
+    *_generated_rules("projects"),
+    *(_missing("projects", c) for c in ("customer_id", "legal_entity", "currency", "status")),
+    _currency("projects"),
+    _allowed("projects", "status", PROJECT_STATUSES),
+    _allowed("projects", "billing_method", BILLING_METHODS),
+    Rule(
+        "PRJ_DATES_INVERTED",
+        "projects",
+        "'start date ' || CAST(x.start_date AS VARCHAR) || ' is after end date ' "
+        "|| CAST(x.end_date AS VARCHAR)",
+        "x.start_date > x.end_date",
+        lambda df: (
+            df["start_date"].notna() & df["end_date"].notna() & (df["start_date"] > df["end_date"])
+        ),
+    ),
+    _dup_conflict("projects", "project_code"),
+]
+
+TASK_RULES: list[Rule] = [
+    _key_missing("project_tasks", "project_code and task_code"),
+    *_generated_rules("project_tasks"),
+    Rule(
+        "TASK_UNKNOWN_PROJECT",
+        "project_tasks",
+        "'project ' || " + v("project_code") + " || ' is not in the project master data'",
+        "NOT x.prj_found",
+    ),
+    _dup_conflict("project_tasks", "task"),
+]
+
+RATE_CARD_RULES: list[Rule] = [
+    _key_missing("rate_cards", "project_code and valid_from"),
+    *_generated_rules("rate_cards"),
+    _missing("rate_cards", "bill_rate"),
+    _missing("rate_cards", "currency"),
+    _currency("rate_cards"),
+    Rule(
+        "RC_RATE_NEGATIVE",
+        "rate_cards",
+        "'bill rate ' || " + v("bill_rate") + " || ' is negative'",
+        "x.bill_rate < 0",
+        lambda df: df["bill_rate"].notna() & (df["bill_rate"] < 0),
+    ),
+    Rule(
+        "RC_DATES_INVERTED",
+        "rate_cards",
+        "'valid_from ' || CAST(x.valid_from AS VARCHAR) || ' is after valid_to ' "
+        "|| CAST(x.valid_to AS VARCHAR)",
+        "x.valid_from > x.valid_to",
+        lambda df: (
+            df["valid_from"].notna() & df["valid_to"].notna() & (df["valid_from"] > df["valid_to"])
+        ),
+    ),
+    Rule(
+        "RC_UNKNOWN_PROJECT",
+        "rate_cards",
+        "'project ' || " + v("project_code") + " || ' is not in the project master data'",
+        "x.project_code IS NOT NULL AND NOT x.prj_found",
+    ),
+    Rule(
+        "RC_CURRENCY_MISMATCH",
+        "rate_cards",
+        "'currency ' || x.currency || ' differs from project ' || x.project_code "
+        "|| '''s currency ' || x.prj_currency",
+        "x.currency <> x.prj_currency",
+    ),
+    Rule(
+        "RC_OVERLAP",
+        "rate_cards",
+        "'overlaps another rate card of project ' || x.project_code || ' for the same '"
+        " || CASE WHEN x.employee_id IS NOT NULL THEN 'employee ' || x.employee_id"
+        " WHEN x.role IS NOT NULL THEN 'role ' || x.role ELSE 'default rate' END",
+        "x.overlaps",
+    ),
+    _dup_conflict("rate_cards", "rate card"),
+]
+
+INVOICE_RULES: list[Rule] = [
+    _key_missing("invoices", "invoice_id and line_no"),
+    *_generated_rules("invoices"),
+    *(
+        _missing("invoices", c)
+        for c in ("project_code", "customer_id", "currency", "issue_date", "status", "line_kind")
+    ),
+    *(_missing("invoices", c) for c in ("quantity", "unit_price", "amount")),
+    _currency("invoices"),
+    _allowed("invoices", "status", INVOICE_STATUSES),
+    _allowed("invoices", "line_kind", INVOICE_LINE_KINDS),
+    Rule(
+        "INV_AMOUNT_MISMATCH",
+        "invoices",
+        "'amount ' || " + v("amount") + " || ' is not quantity × unit price = ' "
+        "|| CAST(ROUND(x.quantity * x.unit_price, 2) AS VARCHAR)",
+        "x.amount <> ROUND(x.quantity * x.unit_price, 2)",
+    ),
+    Rule(
+        "INV_DUE_BEFORE_ISSUE",
+        "invoices",
+        "'due date ' || CAST(x.due_date AS VARCHAR) || ' is before issue date ' "
+        "|| CAST(x.issue_date AS VARCHAR)",
+        "x.due_date < x.issue_date",
+        lambda df: (
+            df["due_date"].notna() & df["issue_date"].notna() & (df["due_date"] < df["issue_date"])
+        ),
+    ),
+    Rule(
+        "INV_UNKNOWN_PROJECT",
+        "invoices",
+        "'project ' || " + v("project_code") + " || ' is not in the project master data'",
+        "x.project_code IS NOT NULL AND NOT x.prj_found",
+    ),
+    Rule(
+        "INV_CURRENCY_MISMATCH",
+        "invoices",
+        "'currency ' || x.currency || ' differs from project ' || x.project_code "
+        "|| '''s currency ' || x.prj_currency",
+        "x.currency <> x.prj_currency",
+    ),
+    Rule(
+        "INV_CUSTOMER_MISMATCH",
+        "invoices",
+        "'customer ' || x.customer_id || ' differs from project ' || x.project_code "
+        "|| '''s customer ' || x.prj_customer",
+        "x.customer_id <> x.prj_customer",
+    ),
+    Rule(
+        "INV_TIME_LINE_WITHOUT_ENTRIES",
+        "invoices",
+        "'a time line must list the time entries it bills (entry_ids)'",
+        "x.line_kind = 'time' AND x.entry_ids IS NULL",
+    ),
+    Rule(
+        "INV_ENTRY_UNKNOWN",
+        "invoices",
+        "CAST(x.n_unknown AS VARCHAR) || ' referenced time entr(ies) do not exist: ' || x.unknown_ids",
+        "x.n_unknown > 0",
+    ),
+    Rule(
+        "INV_ENTRY_NOT_APPROVED",
+        "invoices",
+        "CAST(x.n_unapproved AS VARCHAR) || ' referenced time entr(ies) are not approved: ' "
+        "|| x.unapproved_ids",
+        "x.n_unapproved > 0",
+    ),
+    Rule(
+        "INV_ENTRY_OTHER_PROJECT",
+        "invoices",
+        "CAST(x.n_other_project AS VARCHAR) || ' referenced time entr(ies) belong to another project: ' "
+        "|| x.other_project_ids",
+        "x.n_other_project > 0",
+    ),
+    _dup_conflict("invoices", "invoice line"),
+]
+
+RULES: dict[str, list[Rule]] = {
+    "time_entries": TIME_ENTRY_RULES,
+    "employees": EMPLOYEE_RULES,
+    "projects": PROJECT_RULES,
+    "project_tasks": TASK_RULES,
+    "rate_cards": RATE_CARD_RULES,
+    "invoices": INVOICE_RULES,
+}
+
+
+def rule(code: str) -> Rule:
+    for rules in RULES.values():
+        for r in rules:
+            if r.code == code:
+                return r
+    raise KeyError(code)
+
+
+def _assert_unique_codes() -> None:
+    codes = [r.code for rules in RULES.values() for r in rules]
+    dupes = {c for c in codes if codes.count(c) > 1}
+    if dupes:
+        raise RuntimeError(f"duplicate rule codes: {sorted(dupes)}")
+
+
+_assert_unique_codes()
+
+
+def pandera_schema(dataset: str) -> pa.DataFrameSchema:
+    """The row-level part of a dataset's contract as a pandera schema (one Check per rule code).
+
+    Runs on a frame of the dataset's typed columns plus `type_errors`, `key_missing` and the
+    `raw_*` text columns; each Check fails exactly on the rows its rule quarantines.
+    """
+    checks = [
+        pa.Check(
+            lambda df, f=r.check: ~f(df).astype(bool),
+            name=r.code,
+            error=r.code,
+        )
+        for r in RULES[dataset]
+        if r.check is not None
+    ]
+    return pa.DataFrameSchema(checks=checks, name=f"{dataset}_contract", strict=False, coerce=False)

@@ -1,0 +1,531 @@
+"""Running the contracts in the staging database and keeping every row accounted for.
+
+Per dataset, in one transaction:
+1. versions that are no longer current become `superseded` (their open quarantine closes);
+2. current time entries that are not approved, or are deletions, become `not_postable`;
+3. every current version still `pending` or `quarantined` (and not ignored by an operator) is
+   joined with the master data it refers to (the *candidate* table) and checked against all
+   rules of `staging_models.contracts` at once, set-based;
+4. rows that break rules are (re)quarantined with every rule and message; rows that pass become
+   `valid` (a quarantined row that now passes is *released*, with an audit event) and are copied,
+   with their resolved rate and amount, into `validated_*`.
+Master data is validated before the time entries and invoices that refer to it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from connectors.sources.canonical import DATASETS, Dataset
+from staging_models.contracts import RULES
+from staging_models.db import StagingDB, read_df
+
+ORDER = ("employees", "projects", "project_tasks", "rate_cards", "time_entries", "invoices")
+STATES = ("valid", "quarantined", "superseded", "not_postable")
+
+
+@dataclass
+class DatasetValidation:
+    dataset: str
+    checked: int = 0
+    valid: int = 0
+    quarantined: int = 0
+    released: int = 0
+    newly_quarantined: int = 0
+    superseded: int = 0
+    not_postable: int = 0
+    by_rule: dict[str, int] = field(default_factory=dict)
+
+
+def _raw_cols(ds: Dataset) -> list[str]:
+    return [f"raw_{c.name}" for c in ds.columns if c.type != "text"]
+
+
+def _scope_sql(ds: Dataset) -> str:
+    return f"""
+        SELECT s.*, {", ".join(f"l.{c}" for c in _raw_cols(ds)) or "NULL AS _no_raw"}
+        FROM {ds.versions_table} s
+        JOIN {ds.landing_table} l ON l.load_id = s.load_id AND l.row_no = s.row_no
+        WHERE s.is_current AND s.state IN ('pending', 'quarantined')
+          AND NOT EXISTS (
+              SELECT 1 FROM quarantine q
+              WHERE q.dataset = '{ds.name}' AND q.row_key = s.row_key
+                AND q.version = s.version AND q.status = 'ignored')
+    """
+
+
+def _dup_sql(ds: Dataset) -> str:
+    """Keys that appear in one load with different content (a PSA export contradicting itself)."""
+    return f"""
+        SELECT l.load_id, l.row_key FROM {ds.landing_table} l
+        WHERE NOT l.key_missing AND l.load_id IN (SELECT load_id FROM scope)
+        GROUP BY l.load_id, l.row_key HAVING COUNT(DISTINCT l.content_hash) > 1
+    """
+
+
+def _candidate_sql(db: StagingDB, ds: Dataset) -> str:
+    """SELECT of the candidate rows `x` that the rules of `ds` are written against."""
+    head = f"WITH scope AS ({_scope_sql(ds)}), dup AS ({_dup_sql(ds)})"
+    dup_join = "LEFT JOIN dup ON dup.load_id = s.load_id AND dup.row_key = s.row_key"
+    dup_col = "dup.row_key IS NOT NULL AS dup_conflict"
+    prj = """LEFT JOIN stg_projects p ON p.is_current AND p.row_key = s.project_code"""
+    if ds.name in ("employees", "projects"):
+        return f"{head} SELECT s.*, {dup_col} FROM scope s {dup_join}"
+    if ds.name == "project_tasks":
+        return f"""{head} SELECT s.*, {dup_col}, p.row_key IS NOT NULL AS prj_found
+                   FROM scope s {dup_join} {prj}"""
+    if ds.name == "rate_cards":
+        return f"""{head},
+            live AS (
+                SELECT r.* FROM stg_rate_cards r
+                WHERE r.is_current AND NOT r.key_missing AND NOT EXISTS (
+                    SELECT 1 FROM quarantine q WHERE q.dataset = 'rate_cards'
+                      AND q.row_key = r.row_key AND q.version = r.version AND q.status = 'ignored')
+            ),
+            overlap AS (
+                SELECT DISTINCT a.row_key FROM scope a JOIN live b
+                  ON b.project_code = a.project_code AND b.row_key <> a.row_key
+                 AND coalesce(b.employee_id, '') = coalesce(a.employee_id, '')
+                 AND coalesce(b.role, '') = coalesce(a.role, '')
+                 AND a.valid_from <= coalesce(b.valid_to, DATE '9999-12-31')
+                 AND b.valid_from <= coalesce(a.valid_to, DATE '9999-12-31')
+            )
+            SELECT s.*, {dup_col}, p.row_key IS NOT NULL AS prj_found, p.currency AS prj_currency,
+                   o.row_key IS NOT NULL AS overlaps
+            FROM scope s {dup_join} {prj} LEFT JOIN overlap o ON o.row_key = s.row_key"""
+    if ds.name == "time_entries":
+        return f"""{head},
+            day AS (
+                SELECT employee_id, work_date, SUM(hours) AS day_hours FROM stg_time_entries
+                WHERE is_current AND approval_status = 'approved' AND NOT deleted
+                  AND hours > 0 AND hours <= 24
+                  AND employee_id IN (SELECT employee_id FROM scope)
+                GROUP BY employee_id, work_date
+            ),
+            base AS (
+                SELECT s.*, {dup_col},
+                       e.row_key IS NOT NULL AS emp_found, e.legal_entity AS emp_legal_entity,
+                       e.role AS emp_role,
+                       p.row_key IS NOT NULL AS prj_found, p.state AS prj_state,
+                       p.status AS prj_status, p.start_date AS prj_start, p.end_date AS prj_end,
+                       p.legal_entity AS prj_legal_entity, p.currency AS prj_currency,
+                       p.billing_method AS prj_billing, p.customer_id AS prj_customer,
+                       t.row_key IS NOT NULL AS task_found, t.billable AS task_billable,
+                       d.day_hours, CAST(:latest_today AS DATE) AS latest_today
+                FROM scope s {dup_join}
+                LEFT JOIN stg_employees e ON e.is_current AND e.row_key = s.employee_id
+                {prj}
+                LEFT JOIN stg_project_tasks t ON t.is_current AND t.state = 'valid'
+                     AND t.project_code = s.project_code AND t.task_code = s.task_code
+                LEFT JOIN day d ON d.employee_id = s.employee_id AND d.work_date = s.work_date
+            ),
+            rc AS (
+                -- The most specific rate card valid on the work date: employee, then role, then default.
+                SELECT b.row_key, b.version, r.bill_rate,
+                       ROW_NUMBER() OVER (
+                           PARTITION BY b.row_key, b.version
+                           ORDER BY CASE WHEN r.employee_id IS NOT NULL THEN 0
+                                         WHEN r.role IS NOT NULL THEN 1 ELSE 2 END,
+                                    r.valid_from DESC) AS rn
+                FROM base b JOIN stg_rate_cards r
+                  ON r.is_current AND r.state = 'valid' AND r.project_code = b.project_code
+                 AND r.currency = b.currency
+                 AND r.valid_from <= b.work_date
+                 AND (r.valid_to IS NULL OR r.valid_to >= b.work_date)
+                 AND (r.employee_id = b.employee_id
+                      OR (r.employee_id IS NULL AND (r.role = b.emp_role OR r.role IS NULL)))
+                WHERE b.bill_rate IS NULL AND b.raw_bill_rate IS NULL
+            )
+            SELECT base.*, rc.bill_rate AS rc_rate
+            FROM base LEFT JOIN rc ON rc.row_key = base.row_key AND rc.version = base.version
+                                  AND rc.rn = 1"""
+    if ds.name == "invoices":
+        split = db.split_list_sql("s.entry_ids")
+        return f"""{head},
+            refs AS (
+                SELECT r.row_key, r.version, r.project_code, trim(r.ref) AS entry_id
+                FROM (SELECT s.row_key, s.version, s.project_code, {split} AS ref
+                      FROM scope s WHERE s.line_kind = 'time' AND s.entry_ids IS NOT NULL) r
+                WHERE trim(r.ref) <> ''
+            ),
+            refchk AS (
+                SELECT r.row_key, r.version,
+                  SUM(CASE WHEN e.row_key IS NULL THEN 1 ELSE 0 END) AS n_unknown,
+                  SUM(CASE WHEN e.row_key IS NOT NULL AND (e.approval_status <> 'approved'
+                           OR e.deleted) THEN 1 ELSE 0 END) AS n_unapproved,
+                  SUM(CASE WHEN e.project_code <> r.project_code THEN 1 ELSE 0 END) AS n_other_project,
+                  string_agg(CASE WHEN e.row_key IS NULL THEN r.entry_id END, ';') AS unknown_ids,
+                  string_agg(CASE WHEN e.row_key IS NOT NULL AND (e.approval_status <> 'approved'
+                           OR e.deleted) THEN r.entry_id END, ';') AS unapproved_ids,
+                  string_agg(CASE WHEN e.project_code <> r.project_code THEN r.entry_id END, ';')
+                      AS other_project_ids
+                FROM refs r
+                LEFT JOIN stg_time_entries e ON e.is_current AND e.row_key = r.entry_id
+                GROUP BY r.row_key, r.version
+            )
+            SELECT s.*, {dup_col}, p.row_key IS NOT NULL AS prj_found,
+                   p.currency AS prj_currency, p.customer_id AS prj_customer,
+                   p.legal_entity AS prj_legal_entity,
+                   coalesce(c.n_unknown, 0) AS n_unknown, coalesce(c.n_unapproved, 0) AS n_unapproved,
+                   coalesce(c.n_other_project, 0) AS n_other_project,
+                   c.unknown_ids, c.unapproved_ids, c.other_project_ids
+            FROM scope s {dup_join} {prj}
+            LEFT JOIN refchk c ON c.row_key = s.row_key AND c.version = s.version"""
+    raise ValueError(ds.name)
+
+
+def _violations_sql(dataset: str, cand: str) -> str:
+    parts = [
+        f"SELECT x.row_key, x.version, '{r.code}' AS rule_code, "
+        f"coalesce({r.message}, '{r.code}') AS message FROM {cand} x WHERE coalesce({r.violation}, FALSE)"
+        for r in RULES[dataset]
+    ]
+    return " UNION ALL ".join(parts)
+
+
+def _exec(conn: Connection, sql: str, **params) -> int:
+    return conn.execute(sa.text(sql), params).rowcount
+
+
+def _validated_insert(dataset: str, cand: str, viol: str) -> str | None:
+    ok = (
+        f"NOT EXISTS (SELECT 1 FROM {viol} w WHERE w.row_key = c.row_key AND w.version = c.version)"
+    )
+    if dataset == "time_entries":
+        rate = "coalesce(c.bill_rate, c.rc_rate)"
+        return f"""
+            INSERT INTO validated_time_entries
+              (entry_id, version, content_hash, legal_entity, customer_id, employee_id, employee_name,
+               project_code, task_code, work_date, hours, billable, bill_rate, rate_source, amount,
+               currency, description, approved_at, validated_at)
+            SELECT c.row_key, c.version, c.content_hash, c.prj_legal_entity, c.prj_customer,
+                   c.employee_id, c.employee_name, c.project_code, c.task_code, c.work_date, c.hours,
+                   c.billable, coalesce({rate}, 0),
+                   CASE WHEN c.bill_rate IS NOT NULL THEN 'entry'
+                        WHEN c.rc_rate IS NOT NULL THEN 'rate_card' ELSE 'none' END,
+                   -- Money is rounded once, here, half away from zero, to the cent.
+                   CASE WHEN c.billable THEN ROUND(c.hours * coalesce({rate}, 0), 2) ELSE 0 END,
+                   c.currency, c.description, c.approved_at, :now
+            FROM {cand} c WHERE {ok}"""
+    if dataset == "invoices":
+        return f"""
+            INSERT INTO validated_invoice_lines
+              (invoice_id, line_no, version, content_hash, legal_entity, project_code, customer_id,
+               currency, issue_date, due_date, status, line_kind, description, quantity, unit_price,
+               amount, entry_ids, validated_at)
+            SELECT c.invoice_id, c.line_no, c.version, c.content_hash, c.prj_legal_entity,
+                   c.project_code, c.customer_id, c.currency, c.issue_date, c.due_date, c.status,
+                   c.line_kind, c.description, c.quantity, c.unit_price, c.amount, c.entry_ids, :now
+            FROM {cand} c WHERE {ok}"""
+    return None
+
+
+def _validated_cleanup(conn: Connection, dataset: str) -> None:
+    """Validated rows exist only for versions that are still `valid` (current)."""
+    if dataset == "time_entries":
+        _exec(
+            conn,
+            """DELETE FROM validated_time_entries WHERE EXISTS (
+                 SELECT 1 FROM stg_time_entries s WHERE s.row_key = validated_time_entries.entry_id
+                   AND s.version = validated_time_entries.version AND s.state <> 'valid')""",
+        )
+    elif dataset == "invoices":
+        _exec(
+            conn,
+            """DELETE FROM validated_invoice_lines WHERE EXISTS (
+                 SELECT 1 FROM stg_invoices s WHERE s.invoice_id = validated_invoice_lines.invoice_id
+                   AND s.line_no = validated_invoice_lines.line_no
+                   AND s.version = validated_invoice_lines.version AND s.state <> 'valid')""",
+        )
+
+
+def _close_quarantine(conn: Connection, ds: Dataset, state: str, now: datetime, actor: str) -> int:
+    """Open quarantine rows whose version left the candidate set (superseded / not postable)."""
+    match = f"""EXISTS (SELECT 1 FROM {ds.versions_table} s WHERE s.row_key = quarantine.row_key
+                 AND s.version = quarantine.version AND s.state = '{state}')"""
+    _exec(
+        conn,
+        f"""INSERT INTO quarantine_events (dataset, row_key, version, event, event_at, actor, reason)
+            SELECT dataset, row_key, version, 'superseded', :now, :actor, 'a newer version arrived'
+            FROM quarantine WHERE dataset = :ds AND status = 'open' AND {match}""",
+        now=now,
+        actor=actor,
+        ds=ds.name,
+    )
+    return _exec(
+        conn,
+        f"""UPDATE quarantine SET status = 'superseded', status_at = :now, status_by = :actor,
+                   status_reason = 'a newer version arrived'
+            WHERE dataset = :ds AND status = 'open' AND {match}""",
+        now=now,
+        actor=actor,
+        ds=ds.name,
+    )
+
+
+def validate_dataset(
+    db: StagingDB, conn: Connection, dataset: str, *, now: datetime, actor: str
+) -> DatasetValidation:
+    ds = DATASETS[dataset]
+    stg = ds.versions_table
+    out = DatasetValidation(dataset)
+    out.superseded = _exec(
+        conn,
+        f"UPDATE {stg} SET state = 'superseded' WHERE NOT is_current AND state <> 'superseded'",
+    )
+    _close_quarantine(conn, ds, "superseded", now, actor)
+    if dataset == "time_entries":
+        out.not_postable = _exec(
+            conn,
+            f"""UPDATE {stg} SET state = 'not_postable'
+                WHERE is_current AND state IN ('pending', 'quarantined')
+                  AND (deleted OR approval_status IN ('draft', 'submitted', 'rejected'))""",
+        )
+        _close_quarantine(conn, ds, "not_postable", now, actor)
+    _validated_cleanup(conn, dataset)
+
+    cand, viol = f"cand_{dataset}", f"viol_{dataset}"
+    # Latest calendar date anywhere on earth (UTC+14): only later work dates are "future".
+    latest_today = (now + timedelta(hours=14)).date()
+    for t in (cand, viol):
+        conn.exec_driver_sql(f"DROP TABLE IF EXISTS {t}")
+    conn.execute(
+        sa.text(f"CREATE TEMP TABLE {cand} AS {_candidate_sql(db, ds)}"),
+        {"latest_today": latest_today},
+    )
+    conn.exec_driver_sql(f"CREATE TEMP TABLE {viol} AS {_violations_sql(dataset, cand)}")
+    out.checked = conn.execute(sa.text(f"SELECT COUNT(*) FROM {cand}")).scalar_one()
+    out.by_rule = dict(
+        conn.execute(
+            sa.text(f"SELECT rule_code, COUNT(*) FROM {viol} GROUP BY rule_code ORDER BY rule_code")
+        ).fetchall()
+    )
+    bad = f"EXISTS (SELECT 1 FROM {viol} w WHERE w.row_key = {{t}}.row_key AND w.version = {{t}}.version)"
+    in_cand = f"EXISTS (SELECT 1 FROM {cand} c WHERE c.row_key = {{t}}.row_key AND c.version = {{t}}.version)"
+
+    # Violations: replace those of every candidate row.
+    _exec(
+        conn,
+        f"DELETE FROM quarantine_violations WHERE dataset = :ds AND {in_cand.format(t='quarantine_violations')}",
+        ds=dataset,
+    )
+    _exec(
+        conn,
+        f"""INSERT INTO quarantine_violations (dataset, row_key, version, rule_code, message)
+            SELECT :ds, row_key, version, rule_code, min(message) FROM {viol}
+            GROUP BY row_key, version, rule_code""",
+        ds=dataset,
+    )
+    # Quarantine rows: refresh the open ones, add the new ones.
+    summary = f"""SELECT row_key, version,
+                     string_agg(rule_code, ',' ORDER BY rule_code) AS rule_codes,
+                     string_agg(message, '; ' ORDER BY rule_code) AS messages
+                  FROM (SELECT DISTINCT row_key, version, rule_code, message FROM {viol}) v
+                  GROUP BY row_key, version"""
+    conn.exec_driver_sql(f"DROP TABLE IF EXISTS qsum_{dataset}")
+    conn.exec_driver_sql(f"CREATE TEMP TABLE qsum_{dataset} AS {summary}")
+    _exec(
+        conn,
+        f"""UPDATE quarantine SET rule_codes = q.rule_codes, messages = q.messages,
+                   last_seen = :now, status = 'open'
+            FROM qsum_{dataset} q
+            WHERE quarantine.dataset = :ds AND quarantine.row_key = q.row_key
+              AND quarantine.version = q.version""",
+        now=now,
+        ds=dataset,
+    )
+    raw_json = db.json_object_sql(
+        [(c.name, f"l.raw_{c.name}" if c.type != "text" else f"l.{c.name}") for c in ds.columns]
+    )
+    out.newly_quarantined = _exec(
+        conn,
+        f"""INSERT INTO quarantine (dataset, row_key, version, load_id, source_file, row_no, rule_codes,
+                                    messages, raw_values, first_seen, last_seen, status)
+            SELECT :ds, q.row_key, q.version, s.load_id, ld.file_name, s.row_no, q.rule_codes,
+                   q.messages, {raw_json}, :now, :now, 'open'
+            FROM qsum_{dataset} q
+            JOIN {stg} s ON s.row_key = q.row_key AND s.version = q.version
+            JOIN {ds.landing_table} l ON l.load_id = s.load_id AND l.row_no = s.row_no
+            LEFT JOIN loads ld ON ld.load_id = s.load_id
+            WHERE NOT EXISTS (SELECT 1 FROM quarantine o WHERE o.dataset = :ds
+                              AND o.row_key = q.row_key AND o.version = q.version)""",
+        now=now,
+        ds=dataset,
+    )
+    _exec(
+        conn,
+        f"""INSERT INTO quarantine_events (dataset, row_key, version, event, event_at, actor, reason)
+            SELECT :ds, q.row_key, q.version, 'quarantined', :now, :actor, q.rule_codes
+            FROM qsum_{dataset} q JOIN {stg} s ON s.row_key = q.row_key AND s.version = q.version
+            WHERE s.state = 'pending'""",
+        now=now,
+        actor=actor,
+        ds=dataset,
+    )
+    # Released: quarantined before, passes now (master data fixed).
+    released = f"""quarantine.dataset = :ds AND quarantine.status = 'open'
+                   AND {in_cand.format(t="quarantine")} AND NOT {bad.format(t="quarantine")}"""
+    _exec(
+        conn,
+        f"""INSERT INTO quarantine_events (dataset, row_key, version, event, event_at, actor, reason)
+            SELECT dataset, row_key, version, 'released', :now, :actor, 'passes every rule now'
+            FROM quarantine WHERE {released}""",
+        now=now,
+        actor=actor,
+        ds=dataset,
+    )
+    out.released = _exec(
+        conn,
+        f"""UPDATE quarantine SET status = 'released', status_at = :now, status_by = :actor,
+                   status_reason = 'passes every rule now'
+            WHERE {released}""",
+        now=now,
+        actor=actor,
+        ds=dataset,
+    )
+    # States of the candidate rows, then the validated copy of the valid ones.
+    out.quarantined = _exec(
+        conn,
+        f"UPDATE {stg} SET state = 'quarantined' WHERE {in_cand.format(t=stg)} AND {bad.format(t=stg)}",
+    )
+    out.valid = _exec(
+        conn,
+        f"UPDATE {stg} SET state = 'valid' WHERE {in_cand.format(t=stg)} AND NOT {bad.format(t=stg)}",
+    )
+    insert = _validated_insert(dataset, cand, viol)
+    if insert:
+        _exec(conn, insert, now=now)
+    for t in (cand, viol, f"qsum_{dataset}"):
+        conn.exec_driver_sql(f"DROP TABLE IF EXISTS {t}")
+    return out
+
+
+def validate_all(
+    db: StagingDB, *, now: datetime | None = None, actor: str = "stagepost", datasets=ORDER
+) -> dict[str, DatasetValidation]:
+    """Validate datasets in dependency order, each in its own transaction."""
+    now = now or datetime.now(UTC)
+    results = {}
+    for dataset in datasets:
+        with db.begin() as conn:
+            results[dataset] = validate_dataset(db, conn, dataset, now=now, actor=actor)
+    return results
+
+
+# -- operator actions ---------------------------------------------------------------------------
+
+
+def ignore_quarantined(
+    db: StagingDB,
+    dataset: str,
+    *,
+    reason: str,
+    actor: str,
+    row_keys: list[str] | None = None,
+    rule_code: str | None = None,
+) -> int:
+    """Mark open quarantine rows ignored (they stay out of posting, and are no longer retried)."""
+    if not reason.strip():
+        raise ValueError("ignoring quarantined rows needs a reason")
+    if not row_keys and not rule_code:
+        raise ValueError("name the rows to ignore: row_keys or rule_code")
+    cond = "dataset = :ds AND status = 'open'"
+    params: dict = {"ds": dataset, "now": datetime.now(UTC), "actor": actor, "reason": reason}
+    if row_keys:
+        cond += " AND row_key IN :keys"
+        params["keys"] = list(row_keys)
+    if rule_code:
+        cond += " AND position(',' || :code || ',' IN ',' || rule_codes || ',') > 0"
+        params["code"] = rule_code
+    with db.begin() as conn:
+        stmt = sa.text(
+            f"""INSERT INTO quarantine_events (dataset, row_key, version, event, event_at, actor, reason)
+                SELECT dataset, row_key, version, 'ignored', :now, :actor, :reason
+                FROM quarantine WHERE {cond}"""
+        )
+        upd = sa.text(
+            f"""UPDATE quarantine SET status = 'ignored', status_at = :now, status_by = :actor,
+                       status_reason = :reason WHERE {cond}"""
+        )
+        if row_keys:
+            stmt = stmt.bindparams(sa.bindparam("keys", expanding=True))
+            upd = upd.bindparams(sa.bindparam("keys", expanding=True))
+        conn.execute(stmt, params)
+        return conn.execute(upd, params).rowcount
+
+
+# -- conservation -------------------------------------------------------------------------------
+
+
+def conservation(db: StagingDB) -> pd.DataFrame:
+    """Per dataset: every landed row and every version accounted for, in counts and hours.
+
+    Columns: dataset, rows_read, rows_landed, versions, pending, valid, quarantined, superseded,
+    not_postable, validated_rows, quarantine_rows, hours_total, hours_by_state, ok.
+    """
+    rows = []
+    with db.engine.connect() as conn:
+        for name, ds in DATASETS.items():
+            stg = ds.versions_table
+            hours = "hours" if name == "time_entries" else "CAST(NULL AS NUMERIC)"
+            states = read_df(
+                conn,
+                f"SELECT state, COUNT(*) AS n, SUM({hours}) AS h FROM {stg} GROUP BY state",
+            )
+            counts = dict(zip(states["state"], states["n"], strict=True))
+            hsum = dict(zip(states["state"], states["h"], strict=True))
+            loads = read_df(
+                conn,
+                """SELECT coalesce(SUM(rows_read), 0) AS r, coalesce(SUM(rows_new_version), 0) AS v,
+                          coalesce(SUM(rows_unchanged + rows_stale), 0) AS u
+                   FROM loads WHERE dataset = :d AND status = 'landed'""",
+                {"d": name},
+            ).iloc[0]
+            landed = conn.execute(sa.text(f"SELECT COUNT(*) FROM {ds.landing_table}")).scalar_one()
+            versions = int(states["n"].sum()) if len(states) else 0
+            q_rows = conn.execute(
+                sa.text(
+                    f"""SELECT COUNT(*) FROM quarantine q JOIN {stg} s ON s.row_key = q.row_key
+                        AND s.version = q.version WHERE q.dataset = :d
+                        AND q.status IN ('open', 'ignored') AND s.state = 'quarantined'"""
+                ),
+                {"d": name},
+            ).scalar_one()
+            validated = None
+            if name == "time_entries":
+                validated = conn.execute(
+                    sa.text("SELECT COUNT(*) FROM validated_time_entries")
+                ).scalar_one()
+            elif name == "invoices":
+                validated = conn.execute(
+                    sa.text("SELECT COUNT(*) FROM validated_invoice_lines")
+                ).scalar_one()
+            hours_total = sum((h for h in hsum.values() if h is not None), start=0)
+            row = {
+                "dataset": name,
+                "rows_read": int(loads["r"]),
+                "rows_landed": int(landed),
+                "versions": versions,
+                "pending": int(counts.get("pending", 0)),
+                **{s: int(counts.get(s, 0)) for s in STATES},
+                "validated_rows": validated,
+                "quarantine_rows": int(q_rows),
+                "hours_total": hours_total,
+            }
+            ok = (
+                row["rows_read"] == row["rows_landed"]
+                and int(loads["v"]) == versions
+                and int(loads["v"]) + int(loads["u"]) == row["rows_read"]
+                and row["pending"] == 0
+                and sum(row[s] for s in STATES) == versions
+                and row["quarantine_rows"] == row["quarantined"]
+                and (validated is None or validated == row["valid"])
+            )
+            row["ok"] = bool(ok)
+            rows.append(row)
+    return pd.DataFrame(rows)
