@@ -8,18 +8,23 @@ from assets.ingestion import HOURLY_DATASETS, NIGHTLY_DATASETS, landed_asset_key
 
 ingest_time_entries_job = define_asset_job(
     "ingest_time_entries_job",
-    selection=AssetSelection.assets(*(landed_asset_key(d) for d in HOURLY_DATASETS)),
-    description="Land new approved-time exports (hourly).",
+    selection=AssetSelection.assets(*(landed_asset_key(d) for d in HOURLY_DATASETS))
+    | AssetSelection.assets("validated_time_entries"),
+    description="Land and validate new approved-time exports (hourly).",
 )
 
 ingest_nightly_job = define_asset_job(
     "ingest_nightly_job",
-    selection=AssetSelection.assets(*(landed_asset_key(d) for d in NIGHTLY_DATASETS)),
-    description="Land employees, projects, tasks, rate cards and invoice proposals (nightly).",
+    selection=AssetSelection.assets(*(landed_asset_key(d) for d in NIGHTLY_DATASETS))
+    | AssetSelection.groups("validation"),
+    description=(
+        "Land employees, projects, tasks, rate cards and invoice proposals, then re-validate "
+        "(quarantined rows whose master data was fixed are released) (nightly)."
+    ),
 )
 
 main_job = define_asset_job(
     "main_job",
-    selection=AssetSelection.groups("ingestion"),
-    description="The whole pipeline on whatever the inbox holds: land everything.",
+    selection=AssetSelection.groups("ingestion", "validation"),
+    description="Land everything the inbox holds, then validate it against the contracts.",
 )

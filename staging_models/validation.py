@@ -462,7 +462,7 @@ def ignore_quarantined(
 # -- conservation -------------------------------------------------------------------------------
 
 
-def conservation(db: StagingDB) -> pd.DataFrame:
+def conservation(db: StagingDB, datasets=ORDER) -> pd.DataFrame:
     """Per dataset: every landed row and every version accounted for, in counts and hours.
 
     Columns: dataset, rows_read, rows_landed, versions, pending, valid, quarantined, superseded,
@@ -470,7 +470,8 @@ def conservation(db: StagingDB) -> pd.DataFrame:
     """
     rows = []
     with db.engine.connect() as conn:
-        for name, ds in DATASETS.items():
+        for name in datasets:
+            ds = DATASETS[name]
             stg = ds.versions_table
             hours = "hours" if name == "time_entries" else "CAST(NULL AS NUMERIC)"
             states = read_df(
