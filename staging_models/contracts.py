@@ -66,6 +66,15 @@ class Rule:
     blocking: bool = True  # a violation stops the row from posting (all rules today)
 
 
+def _num(df: pd.DataFrame, col: str) -> pd.Series:
+    """A decimal/None column as floats with NaN (comparisons against 0 and 24 are exact)."""
+    return pd.to_numeric(df[col], errors="coerce")
+
+
+def _date(df: pd.DataFrame, col: str) -> pd.Series:
+    return pd.to_datetime(df[col], errors="coerce")
+
+
 def v(col: str) -> str:
     """A candidate value as text for messages: `'7.5000'` or `(empty)`."""
     return f"coalesce('''' || CAST(x.{col} AS VARCHAR) || '''', '(empty)')"
@@ -173,14 +182,14 @@ TIME_ENTRY_RULES: list[Rule] = [
         "time_entries",
         "'hours ' || " + v("hours") + " || ' must be greater than 0'",
         "x.hours <= 0",
-        lambda df: df["hours"].notna() & (df["hours"] <= 0),
+        lambda df: _num(df, "hours") <= 0,
     ),
     Rule(
         "TE_HOURS_OVER_24",
         "time_entries",
         "'hours ' || " + v("hours") + " || ' exceed the 24 hours of a day'",
         "x.hours > 24",
-        lambda df: df["hours"].notna() & (df["hours"] > 24),
+        lambda df: _num(df, "hours") > 24,
     ),
     Rule(
         "TE_DAY_OVER_24",
@@ -266,7 +275,7 @@ TIME_ENTRY_RULES: list[Rule] = [
         "time_entries",
         "'bill rate ' || " + v("bill_rate") + " || ' is negative'",
         "x.bill_rate < 0",
-        lambda df: df["bill_rate"].notna() & (df["bill_rate"] < 0),
+        lambda df: _num(df, "bill_rate") < 0,
     ),
     Rule(
         "TE_RATE_MISSING",
@@ -340,7 +349,7 @@ RATE_CARD_RULES: list[Rule] = [
         "rate_cards",
         "'bill rate ' || " + v("bill_rate") + " || ' is negative'",
         "x.bill_rate < 0",
-        lambda df: df["bill_rate"].notna() & (df["bill_rate"] < 0),
+        lambda df: _num(df, "bill_rate") < 0,
     ),
     Rule(
         "RC_DATES_INVERTED",
