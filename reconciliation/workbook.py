@@ -5,6 +5,13 @@ rows whatever the sheet size. Every column gets one Excel type and number format
 decided once (see `_xlsx_columns`); strings are always written as text, never as
 formulas, and a sheet longer than Excel allows is split into parts that the summary
 names, never cut.
+
+Summary layout (column A holds the section titles, one blank row between sections):
+title; "Generated at" | timestamp; "Key figures" (Metric | Value); "Notes" (only when
+there are any: the caller's, then splits and text fixes); "Totals" (the caller's
+frame, non-zero variance/diff/delta cells in bold red); "Aging (days open)" (bucket |
+hours | amount for 0-1, 2-7, 8-30, >30, with two bar charts to its right); "Sheets"
+(sheet | source | rows).
 """
 
 from __future__ import annotations
@@ -41,6 +48,7 @@ from reconciliation._xlsx_columns import (
 )
 
 EXCEL_MAX_ROWS = 1_048_576  # including the header row
+EXCEL_MAX_COLUMNS = 16_384
 SUMMARY_SHEET = "Summary"
 AGING_BUCKETS: tuple[str, ...] = ("0-1", "2-7", "8-30", ">30")
 CHUNK_ROWS = 20_000  # rows converted at a time: bounds memory, amortises the vectorised work
@@ -107,14 +115,16 @@ class _SheetNames:
 
 def _frame_columns(data: pd.DataFrame | pa.Table) -> tuple[list[str], list[Column], int]:
     """Column names, columns and row count; a named pandas index becomes leading columns."""
+    if not isinstance(data, pd.DataFrame | pa.Table):
+        raise TypeError(f"sheet data must be a pandas DataFrame or pyarrow Table, not {type(data)}")
+    if isinstance(data, pd.DataFrame) and any(name is not None for name in data.index.names):
+        data = data.reset_index()
+    if data.shape[1] > EXCEL_MAX_COLUMNS:  # rows are split, columns cannot be: refuse, never cut
+        raise ValueError(f"{data.shape[1]:,} columns: an Excel sheet holds {EXCEL_MAX_COLUMNS:,}")
     if isinstance(data, pa.Table):
-        return [str(n) for n in data.column_names], list(data.columns), data.num_rows
-    if isinstance(data, pd.DataFrame):
-        if any(name is not None for name in data.index.names):
-            data = data.reset_index()
-        cols = [data.iloc[:, i] for i in range(data.shape[1])]
-        return [str(c) for c in data.columns], cols, len(data)
-    raise TypeError(f"sheet data must be a pandas DataFrame or pyarrow Table, not {type(data)}")
+        return [str(c) for c in data.column_names], list(data.columns), data.num_rows
+    cols = [data.iloc[:, i] for i in range(data.shape[1])]  # by position: names may repeat
+    return [str(c) for c in data.columns], cols, len(data)
 
 
 def _plans(names: Sequence[str], cols: Sequence[Column]) -> list[ColumnPlan]:

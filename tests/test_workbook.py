@@ -384,6 +384,7 @@ def test_column_kinds_from_dtypes(tmp_path, row_path):
             "old": [date(1900, 1, 1), date(1900, 2, 28)],  # before Excel's phantom 1900-02-29
             "mixed": ["x", 3],
             "spent": pd.to_timedelta(["1h30min", "15min"]),
+            "billable": [True, None],
         }
     )
     write(tmp_path / "k.xlsx", {"K": frame})
@@ -401,6 +402,7 @@ def test_column_kinds_from_dtypes(tmp_path, row_path):
     assert ws["F3"].value == datetime(1900, 2, 28)
     assert (row2["G"].value, ws["G3"].value) == ("x", "3")
     assert (row2["H"].value, ws["H3"].value, row2["H"].number_format) == (1.5, 0.25, "0.00")
+    assert (row2["I"].value, row2["I"].data_type, ws["I3"].value) == (True, "b", None)
     assert (ws["C3"].value, ws["E3"].value) == (None, None)  # NaN and NA are empty cells
 
 
@@ -447,3 +449,12 @@ def test_existing_file_is_replaced_and_bad_arguments_rejected(tmp_path):
         write(path, {"X": detail_frame()}, max_rows_per_sheet=1_048_576)
     with pytest.raises(TypeError, match="DataFrame or pyarrow Table"):
         write(path, {"X": [1, 2]})
+    with pytest.raises(ValueError, match="16,384"):
+        write(path, {"X": pd.DataFrame([range(16_385)])})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["recon.xlsx"]
+
+
+def test_frame_without_columns_still_gives_a_valid_sheet(tmp_path, row_path):
+    info = write(tmp_path / "e.xlsx", {"Nothing at all": pd.DataFrame()})
+    ws = openpyxl.load_workbook(tmp_path / "e.xlsx")["Nothing at all"]
+    assert (info.rows, [c.value for c in ws[1]]) == ({"Nothing at all": 0}, ["(no columns)"])
