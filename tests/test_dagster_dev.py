@@ -1,0 +1,127 @@
+"""`dagster dev` as the README starts it: the UI loads the code location, shows the assets and
+schedules, and a run launched through its GraphQL API (the Launchpad's path) lands the inbox."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.csvtools import te, write_csv
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _gql(port: int, query: str, variables: dict | None = None) -> dict:
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{port}/graphql",
+        data=json.dumps({"query": query, "variables": variables or {}}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(req, timeout=30) as r:
+        body = json.loads(r.read())
+    assert "errors" not in body, body
+    return body["data"]
+
+
+REPO_QUERY = """
+{ repositoriesOrError { ... on RepositoryConnection { nodes {
+    name location { name }
+    schedules { name cronSchedule }
+    assetNodes { assetKey { path } }
+} } } }
+"""
+
+LAUNCH = """
+mutation($params: ExecutionParams!) { launchRun(executionParams: $params) {
+  __typename ... on LaunchRunSuccess { run { runId } } ... on PythonError { message } } }
+"""
+
+STATUS = """query($id: ID!) { runOrError(runId: $id) { ... on Run { status } } }"""
+
+
+@pytest.mark.slow
+def test_dagster_dev_shows_assets_schedules_and_runs_ingestion(tmp_path: Path) -> None:
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(ROOT / "dagster_home" / "dagster.yaml", home / "dagster.yaml")
+    data = tmp_path / "data"
+    write_csv(data / "inbox" / "time_entries_ui.csv", "time_entries", [te(), te(entry_id="TE2")])
+    port = _free_port()
+    env = {**os.environ, "DAGSTER_HOME": str(home), "STAGEPOST_DATA_DIR": str(data)}
+    dagster = Path(sys.executable).parent / "dagster"
+    log = open(tmp_path / "dagster_dev.log", "w")
+    proc = subprocess.Popen(
+        [str(dagster), "dev", "-m", "pipelines.definitions", "-h", "127.0.0.1", "-p", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # dagster dev ignores SIGTERM for a while: end its whole group
+    )
+    try:
+        deadline = time.monotonic() + 120
+        repo = None
+        while time.monotonic() < deadline:
+            try:
+                nodes = _gql(port, REPO_QUERY)["repositoriesOrError"]["nodes"]
+                if nodes:
+                    repo = nodes[0]
+                    break
+            except (OSError, AssertionError, KeyError):
+                pass
+            time.sleep(1)
+        assert repo, (tmp_path / "dagster_dev.log").read_text()[-3000:]
+        crons = {s["name"]: s["cronSchedule"] for s in repo["schedules"]}
+        assert crons["time_entries_hourly"] == "15 * * * *"
+        assert crons["master_data_nightly"] == "0 2 * * *"
+        assets = {"/".join(a["assetKey"]["path"]) for a in repo["assetNodes"]}
+        assert {"landed_time_entries", "validated_time_entries"} <= assets
+
+        params = {
+            "selector": {
+                "repositoryLocationName": repo["location"]["name"],
+                "repositoryName": repo["name"],
+                "jobName": "ingest_time_entries_job",
+            },
+            "runConfigData": {},
+        }
+        launched = _gql(port, LAUNCH, {"params": params})["launchRun"]
+        assert launched["__typename"] == "LaunchRunSuccess", launched
+        run_id = launched["run"]["runId"]
+        status = None
+        while time.monotonic() < deadline + 60:
+            status = _gql(port, STATUS, {"id": run_id})["runOrError"]["status"]
+            if status in ("SUCCESS", "FAILURE", "CANCELED"):
+                break
+            time.sleep(1)
+        assert status == "SUCCESS", (tmp_path / "dagster_dev.log").read_text()[-3000:]
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=15)
+        log.close()
+    assert (data / "inbox" / "archive" / "time_entries_ui.csv").exists()
+    import duckdb
+
+    con = duckdb.connect(str(data / "staging.duckdb"), read_only=True)
+    assert con.execute("SELECT COUNT(*) FROM stg_time_entries").fetchone()[0] == 2
+    con.close()
