@@ -402,8 +402,17 @@ def invoice_frames(
 def test_invoice_is_posted_read_back_and_credited(tryton_target: TrytonTarget) -> None:
     ensure(tryton_target)
     invoices, lines = invoice_frames("INV-1@1")
-    result = tryton_target.post_invoices(invoices, lines)
-    assert result.accepted == ["INV-1@1"] and not result.rejected
+    # Two more in the same call: one for an unknown customer, one Tryton refuses.
+    stranger, stranger_lines = invoice_frames("INV-2@1")
+    stranger["customer_id"] = "C404"
+    odd, odd_lines = invoice_frames("INV-3@1")
+    odd_lines["quantity"] = [Decimal("1.333"), Decimal("1")]  # hours are kept to 2 decimals
+    result = tryton_target.post_invoices(
+        pd.concat([invoices, stranger, odd]), pd.concat([lines, stranger_lines, odd_lines])
+    )
+    assert result.accepted == ["INV-1@1"]
+    assert result.rejected["INV-2@1"] == "customer C404 is not in Tryton"
+    assert "Quantity" in result.rejected["INV-3@1"]
     assert tryton_target.post_invoices(invoices, lines).accepted == ["INV-1@1"]
     assert count(tryton_target, "account.invoice") == 1
     assert tryton_target.existing_external_ids(["INV-1@1"]) == {"INV-1@1"}

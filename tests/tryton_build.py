@@ -39,7 +39,7 @@ def build(config_file: str, database: str, year: int) -> None:
     from trytond.modules.company.tests.tools import create_company
     from trytond.modules.currency.tests.tools import get_currency
 
-    cfg = pconfig.set_trytond(database=database, config_file=config_file)
+    pconfig.set_trytond(database=database, config_file=config_file)
     Party = Model.get("party.party")
     party = Party(name=COMPANY_NAME)
     party.save()
@@ -68,8 +68,8 @@ def build(config_file: str, database: str, year: int) -> None:
     template.list_price = PRODUCT_LIST_PRICE
     template.account_category = category
     template.save()
-    assert template.products, "the service product was not created"
-    del cfg
+    if not template.products:
+        raise RuntimeError("Tryton did not create the service product")
 
 
 if __name__ == "__main__":

@@ -148,6 +148,9 @@ class TrytonRpc:
         self._context: dict[str, Any] | None = None
         self._user_id: int | None = None
         self._ids = itertools.count(1)
+        # Direct connections: an ERP is reached inside the network, and a stray
+        # HTTP(S)_PROXY in the environment must not route sessions through a proxy.
+        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
     def __repr__(self) -> str:
         return f"TrytonRpc({self.base_url!r}, database={self.database!r}, user={self.user!r})"
@@ -232,11 +235,15 @@ class TrytonRpc:
             headers["Authorization"] = self._authorization
         request = urllib.request.Request(self.endpoint, data=payload, headers=headers)
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as answer:
+            with self._opener.open(request, timeout=self.timeout) as answer:
                 return answer.read()
         except urllib.error.HTTPError as exc:
             status = exc.code
-            if status == 401 and method != "common.db.login":
+            if status in (401, 403) and method == "common.db.login":
+                raise ErpError(
+                    f"Tryton refused the login of user {self.user!r} (HTTP {status})"
+                ) from None
+            if status == 401:
                 raise _SessionExpired() from None
             if status in _UNAVAILABLE_STATUSES:
                 raise ErpUnavailable(f"Tryton answered HTTP {status} to {method}") from None
