@@ -173,10 +173,10 @@ def test_unique_external_id_stops_concurrent_duplicates(
 ) -> None:
     ensure(tryton_target)
     tryton_target.post_time_lines(time_lines({"external_id": "A@1"}))
+    fields = ["company", "employee", "work", "date", "duration"]
     (line,) = tryton_target.rpc.model(
-        "timesheet.line", "search_read", [("external_id", "=", "A@1")], 0, None, None,
-        ["company", "employee", "work", "date", "duration"],
-    )  # fmt: skip
+        "timesheet.line", "search_read", [("external_id", "=", "A@1")], 0, None, None, fields
+    )
     duplicate = {k: v for k, v in line.items() if k != "id"} | {"external_id": "A@1"}
     with pytest.raises(TrytonUserError, match="The external ID must be unique"):
         tryton_target.rpc.model("timesheet.line", "create", [duplicate])

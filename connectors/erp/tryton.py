@@ -296,9 +296,10 @@ class TrytonTarget(ErpTarget):
         company = frame["legal_entity"].map(refs.company_of)
         employee_key = frame["employee_id"].astype(str)
         employees = pd.DataFrame.from_dict(
-            session.lookup("company.employee", employee_key, ["company"]), orient="index",
+            session.lookup("company.employee", employee_key, ["company"]),
+            orient="index",
             columns=["id", "company"],
-        )  # fmt: skip
+        )
         work_key = (
             frame["project_code"]
             .astype(str)
@@ -308,9 +309,10 @@ class TrytonTarget(ErpTarget):
             )
         )
         works = pd.DataFrame.from_dict(
-            session.lookup("project.work", work_key, ["company", "timesheet_works"]), orient="index",
+            session.lookup("project.work", work_key, ["company", "timesheet_works"]),
+            orient="index",
             columns=["id", "company", "timesheet_works"],
-        )  # fmt: skip
+        )
         employee = employee_key.map(employees["id"])
         timesheet_work = work_key.map(
             works["timesheet_works"].map(lambda ws: ws[0] if ws else None)

@@ -48,17 +48,13 @@ def dates(series: pd.Series) -> pd.Series:
 
 
 def months(series: pd.Series) -> pd.Series:
-    """ "YYYY-MM" of each date."""
+    """The month ("YYYY-MM") of each date."""
     return pd.to_datetime(series, errors="coerce").dt.strftime("%Y-%m")
 
 
 def first_days(periods: pd.Series) -> pd.Series:
     """The first day (`datetime.date`) of each "YYYY-MM" period, None where missing."""
-    return dates(
-        periods.where(periods.notna(), None)
-        .astype(object)
-        .map(lambda p: f"{p}-01", na_action="ignore")
-    )
+    return dates(periods.astype(object).map(lambda p: f"{p}-01", na_action="ignore"))
 
 
 def accounting_dates(periods: pd.Series, document_dates: pd.Series) -> pd.Series:
@@ -69,6 +65,7 @@ def accounting_dates(periods: pd.Series, document_dates: pd.Series) -> pd.Series
 
 
 def decimals(series: pd.Series) -> pd.Series:
+    """Decimals for hours and money; a float goes through str, so 0.1 stays 0.1."""
     return series.map(
         lambda v: v if isinstance(v, Decimal) else Decimal(str(v)), na_action="ignore"
     )
