@@ -266,7 +266,7 @@ def start_server(template: TrytonTemplate, directory: Path, timeout: float = 60.
 
 
 @pytest.fixture(scope="session")
-def tryton_template(tmp_path_factory: pytest.TempPathFactory) -> TrytonTemplate:
+def tryton_template() -> TrytonTemplate:
     try:
         for dist in _TRYTON_DISTS:
             importlib.metadata.version(dist)
