@@ -1,0 +1,175 @@
+"""Fields stagepost needs in Tryton to post idempotently and to reverse instead of editing.
+
+- `external_id` (SQL `Unique`) on the records stagepost creates: the lookup key that
+  makes a re-run or a retry after a lost answer create nothing twice, and the
+  constraint that makes two concurrent runs fail instead of duplicating.
+- Timesheet lines may carry `reverses`: Tryton refuses negative durations, but a
+  correction must never overwrite a posted line; a reversal is therefore a separate
+  line with the exact opposite duration of the line it cancels (checked here), so
+  every Tryton total (work duration, effort, invoicing) nets to zero.
+- `accounting_date` books a line into a period other than its work date's month (a
+  reversal of a line from a closed month goes into the open one), and a line from
+  stagepost is refused with Tryton's own message when that period is not open.
+"""
+
+from trytond.i18n import gettext
+from trytond.model import Unique, fields
+from trytond.model.exceptions import ValidationError
+from trytond.pool import Pool, PoolMeta
+from trytond.pyson import Bool, Eval, If, TimeDelta
+
+
+class ExternalIdMixin:
+    """A unique, writable external ID that copies never inherit."""
+
+    __slots__ = ()
+    external_id = fields.Char(
+        "External ID", strip=False, help="The key of this record in stagepost's ledger."
+    )
+
+    @classmethod
+    def __setup__(cls):
+        super().__setup__()
+        t = cls.__table__()
+        cls._sql_constraints.append(
+            (
+                "external_id_unique",
+                Unique(t, t.external_id),
+                "stagepost.msg_external_id_unique",
+            )
+        )
+
+    @classmethod
+    def copy(cls, records, default=None):
+        default = dict(default) if default is not None else {}
+        default.setdefault("external_id", None)
+        return super().copy(records, default=default)
+
+
+class SourceMixin(ExternalIdMixin):
+    """Identity and version of the source document behind a posted record."""
+
+    __slots__ = ()
+    source_id = fields.Char("Source ID", strip=False)
+    source_version = fields.Integer("Source Version")
+
+    @classmethod
+    def copy(cls, records, default=None):
+        default = dict(default) if default is not None else {}
+        default.setdefault("source_id", None)
+        default.setdefault("source_version", None)
+        return super().copy(records, default=default)
+
+
+class Party(ExternalIdMixin, metaclass=PoolMeta):
+    __name__ = "party.party"
+
+
+class Employee(ExternalIdMixin, metaclass=PoolMeta):
+    __name__ = "company.employee"
+
+
+class Work(ExternalIdMixin, metaclass=PoolMeta):
+    __name__ = "project.work"
+
+
+class TimesheetLine(SourceMixin, metaclass=PoolMeta):
+    __name__ = "timesheet.line"
+    reverses = fields.Many2One(
+        "timesheet.line",
+        "Reverses",
+        ondelete="RESTRICT",
+        help="The line this one cancels, with the opposite duration.",
+    )
+    accounting_date = fields.Date(
+        "Accounting Date", help="Books the line into this date's period instead of its date's."
+    )
+
+    @classmethod
+    def __setup__(cls):
+        super().__setup__()
+        t = cls.__table__()
+        cls._sql_constraints.append(
+            ("reverses_unique", Unique(t, t.reverses), "stagepost.msg_reversed_once")
+        )
+        # A reversal is the only line allowed a negative duration.
+        cls.duration.domain = [
+            If(
+                Bool(Eval("reverses")),
+                ("duration", "<=", TimeDelta()),
+                ("duration", ">=", TimeDelta()),
+            )
+        ]
+
+    @classmethod
+    def copy(cls, lines, default=None):
+        default = dict(default) if default is not None else {}
+        default.setdefault("reverses", None)
+        default.setdefault("accounting_date", None)
+        return super().copy(lines, default=default)
+
+    @classmethod
+    def check_duration(cls, lines, field_names=None):
+        super().check_duration([line for line in lines if not line.reverses], field_names)
+
+    @classmethod
+    def validate_fields(cls, lines, field_names):
+        super().validate_fields(lines, field_names)
+        cls.check_reversal(lines, field_names)
+        cls.check_accounting_period(lines, field_names)
+
+    @classmethod
+    def check_reversal(cls, lines, field_names=None):
+        "A reversal cancels exactly one non-reversal line: same employee and work, opposite time."
+        if field_names and not (field_names & {"reverses", "duration", "employee", "work"}):
+            return
+        for line in lines:
+            original = line.reverses
+            if not original:
+                continue
+            if original.reverses:
+                raise ValidationError(
+                    gettext("stagepost.msg_reverse_reversal", line=original.rec_name)
+                )
+            if (
+                line.duration != -original.duration
+                or line.employee != original.employee
+                or line.work != original.work
+            ):
+                raise ValidationError(
+                    gettext(
+                        "stagepost.msg_reversal_mismatch",
+                        line=line.rec_name,
+                        original=original.rec_name,
+                    )
+                )
+
+    @classmethod
+    def check_accounting_period(cls, lines, field_names=None):
+        "Lines from stagepost go only into open periods; Period.find raises Tryton's message."
+        if field_names and not (
+            field_names & {"date", "accounting_date", "external_id", "company"}
+        ):
+            return
+        Period = Pool().get("account.period")
+        for line in lines:
+            if not line.external_id:
+                continue
+            Period.find(line.company, date=line.accounting_date or line.date)
+
+
+class Invoice(SourceMixin, metaclass=PoolMeta):
+    __name__ = "account.invoice"
+    reverses = fields.Many2One(
+        "account.invoice",
+        "Reverses",
+        ondelete="RESTRICT",
+        help="The invoice this credit note cancels.",
+    )
+    project = fields.Many2One("project.work", "Project", ondelete="RESTRICT")
+
+    @classmethod
+    def copy(cls, invoices, default=None):
+        default = dict(default) if default is not None else {}
+        default.setdefault("reverses", None)
+        return super().copy(invoices, default=default)
