@@ -15,8 +15,6 @@ import pytest
 from connectors.sources.base import RemoteFile, RetryableSourceError, SourceError
 from tests.sftp_server import SftpServer
 
-pytest_plugins = ["tests.sftp_fixtures"]
-
 
 def put(server: SftpServer, name: str, data: bytes) -> Path:
     """A file as the PSA would have delivered it (written straight into the SFTP root)."""

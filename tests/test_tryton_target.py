@@ -26,7 +26,6 @@ if TYPE_CHECKING:
     from tests.tryton_fixtures import TrytonServer
 
 # Registered here for standalone runs; tests/conftest.py may register it for the suite.
-pytest_plugins = ["tests.tryton_fixtures"]
 
 #: The legal entity the fixtures map to the template's only company.
 LEGAL_ENTITY = "SPC-US"
