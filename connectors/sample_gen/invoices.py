@@ -30,6 +30,14 @@ LINE_KINDS: tuple[str, ...] = ("time", "milestone", "expense", "fixed_fee", "adj
 _TIME, _MILESTONE, _EXPENSE, _FIXED, _ADJUST = range(5)
 
 
+def _at_least_one(mask: np.ndarray) -> np.ndarray:
+    """The mask, with its first element set if it selects nothing (small samples)."""
+    if len(mask) and not mask.any():
+        mask = mask.copy()
+        mask[0] = True
+    return mask
+
+
 def billing_periods(m: Master) -> list[tuple[int, int, str]]:
     """Calendar months lying fully inside the time-entry window: (first, last, label)."""
     out: list[tuple[int, int, str]] = []
@@ -125,10 +133,10 @@ def build_invoices(
     fee = np.rint(rng.uniform(5_000, 40_000, m.n_proj) / 500) * 500 * 100
     ms_amount = np.rint(rng.uniform(10_000, 120_000, len(ms)) / 500) * 500 * 100
     tm_inv_pos = np.searchsorted(inv_keys, tm_inv)
-    exp_inv = tm_inv_pos[rng.random(len(tm_inv)) < 0.3]
+    exp_inv = tm_inv_pos[_at_least_one(rng.random(len(tm_inv)) < 0.3)]
     exp_amount = rng.integers(8_000, 250_001, len(exp_inv))
     time_cents = np.bincount(inv_of["t"], weights=t_qty_q * 25 * t_rate, minlength=n_inv)
-    adj_inv = tm_inv_pos[rng.random(len(tm_inv)) < 0.06]
+    adj_inv = tm_inv_pos[_at_least_one(rng.random(len(tm_inv)) < 0.06)]
     adj_amount = -np.maximum(100, np.rint(time_cents[adj_inv] * 0.05 / 100) * 100)
     labels = [p[2] for p in periods]
 

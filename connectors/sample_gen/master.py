@@ -193,18 +193,11 @@ def _customers(rng: np.random.Generator, n_cust: int) -> dict[str, np.ndarray]:
     }
 
 
-def build_master(rng: np.random.Generator, n_entries: int, as_of: int) -> Master:
-    """Master data scaled to the number of time entries (~180 entries per employee)."""
+def _projects(
+    rng: np.random.Generator, n_proj: int, as_of: int, cust_ent: np.ndarray, n_cust: int
+) -> dict[str, np.ndarray]:
+    """Projects: the structured ones first (per entity), then random ones."""
     n_ent = len(cat.ENTITIES)
-    n_emp = max(4 * n_ent, round(n_entries / 180))
-    n_proj = max(STRUCTURED_PER_ENTITY * n_ent, round(n_emp / 3))
-    n_cust = max(2 * n_ent, n_proj // 3)
-    win_lo, win_hi = as_of - WINDOW_DAYS, as_of - 1
-
-    emp = _employees(rng, n_emp)
-    cust = _customers(rng, n_cust)
-
-    # --- projects: the structured ones first, then random ones
     s_ent = np.repeat(np.arange(n_ent), STRUCTURED_PER_ENTITY)
     s_bill = np.tile(
         np.array([cat.TM, cat.FIXED, cat.MILESTONE, cat.NON_BILLABLE, cat.TM, cat.TM]), n_ent
@@ -215,23 +208,25 @@ def build_master(rng: np.random.Generator, n_entries: int, as_of: int) -> Master
     r_bill = rng.choice(4, rest, p=[0.60, 0.15, 0.10, 0.15])
     r_stat = rng.choice(3, rest, p=[0.92, 0.03, 0.05])
     r_stat = np.where(r_bill == cat.NON_BILLABLE, cat.OPEN, r_stat)
-    p_ent = np.concatenate([s_ent, r_ent]).astype(np.int64)
+    ent = np.concatenate([s_ent, r_ent]).astype(np.int64)
     billing = np.concatenate([s_bill, r_bill]).astype(np.int64)
     status = np.concatenate([s_stat, r_stat]).astype(np.int64)
     structured = np.arange(n_proj) < len(s_ent)
+    client = billing != cat.NON_BILLABLE
 
-    # dates: open projects mostly started long ago; some start inside the window,
-    # some "open" ones already passed their end date (the PSA was not tidied up).
+    # Open projects mostly started long ago; some start inside the window, some
+    # "open" ones already passed their end date (the PSA was not tidied up).
+    # Every open project accepts time on at least 34 days of the window.
     start = as_of - rng.integers(100, 721, n_proj)
     end = np.full(n_proj, -1, np.int64)
-    late_start = (~structured) & (billing != cat.NON_BILLABLE) & (rng.random(n_proj) < 0.12)
+    late_start = ~structured & client & (rng.random(n_proj) < 0.12)
     start = np.where(late_start, as_of - rng.integers(35, 76, n_proj), start)
     start = np.where(
         structured & (status == cat.OPEN), as_of - rng.integers(400, 701, n_proj), start
     )
     u = rng.random(n_proj)
-    future_end = (~structured) & (billing != cat.NON_BILLABLE) & (u < 0.42)
-    past_end = (~structured) & (billing != cat.NON_BILLABLE) & (~late_start) & (u > 0.92)
+    future_end = ~structured & client & (u < 0.42)
+    past_end = ~structured & client & ~late_start & (u > 0.92)
     end = np.where(future_end, as_of + rng.integers(10, 366, n_proj), end)
     end = np.where(past_end, as_of - rng.integers(10, 51, n_proj), end)
     closed = status == cat.CLOSED
@@ -242,23 +237,40 @@ def build_master(rng: np.random.Generator, n_entries: int, as_of: int) -> Master
     end = np.where(on_hold, -1, end)
     upd_day = np.maximum(start, as_of - rng.integers(0, 61, n_proj))
     upd_day = np.where(closed, end + rng.integers(1, 30, n_proj), upd_day)
-    upd_sec = rng.integers(7 * 3600, 20 * 3600, n_proj)
 
     # customers of the same legal entity; internal projects bill the internal customer
-    p_cust = np.empty(n_proj, np.int64)
+    cust = np.empty(n_proj, np.int64)
     for e in range(n_ent):
-        pool = np.flatnonzero(cust["cust_ent"][:n_cust] == e)
-        sel = p_ent == e
-        p_cust[sel] = pool[rng.integers(0, len(pool), sel.sum())]
-    p_cust = np.where(billing == cat.NON_BILLABLE, n_cust + p_ent, p_cust)
+        pool = np.flatnonzero(cust_ent[:n_cust] == e)
+        sel = ent == e
+        cust[sel] = pool[rng.integers(0, len(pool), sel.sum())]
+    cust = np.where(client, cust, n_cust + ent)
     name_kind = np.where(
-        billing == cat.NON_BILLABLE,
-        rng.integers(0, len(cat.INTERNAL_PROJECTS), n_proj),
+        client,
         rng.integers(0, len(cat.ENGAGEMENTS), n_proj),
+        rng.integers(0, len(cat.INTERNAL_PROJECTS), n_proj),
     )
+    return {
+        "proj_ent": ent,
+        "proj_cust": cust,
+        "proj_billing": billing,
+        "proj_status": status,
+        "proj_start": start.astype(np.int64),
+        "proj_end": end,
+        "proj_name_kind": name_kind,
+        "proj_updated_day": upd_day,
+        "proj_updated_sec": rng.integers(7 * 3600, 20 * 3600, n_proj),
+    }
 
-    # tasks: client projects get 2-6 billable and 1-2 non-billable tasks; internal
-    # projects 2-4 non-billable ones.
+
+def _sorted_codes(codes: np.ndarray) -> np.ndarray:
+    codes = np.sort(np.where(codes < 0, 99, codes), axis=1)
+    return np.where(codes == 99, -1, codes)
+
+
+def _tasks(rng: np.random.Generator, billing: np.ndarray) -> dict[str, np.ndarray]:
+    """Client projects: 2-6 billable and 1-2 non-billable tasks; internal: 2-4 non-billable."""
+    n_proj = len(billing)
     internal = billing == cat.NON_BILLABLE
     k_bill = np.where(internal, 0, rng.integers(2, 7, n_proj))
     k_nb = np.where(
@@ -273,93 +285,130 @@ def build_master(rng: np.random.Generator, n_entries: int, as_of: int) -> Master
     )
     nb_pick = np.where(internal[:, None], nb_pick, client_nb)
     nb_codes = np.where(nb_pick >= 0, nb_pick + cat.N_BILLABLE_TASKS, -1)
-    bill_codes = np.sort(np.where(bill_codes < 0, 99, bill_codes), axis=1)
-    bill_codes = np.where(bill_codes == 99, -1, bill_codes)
-    nb_codes = np.sort(np.where(nb_codes < 0, 99, nb_codes), axis=1)
-    nb_codes = np.where(nb_codes == 99, -1, nb_codes)
+    return {
+        "bill_codes": _sorted_codes(bill_codes),
+        "n_bill_codes": k_bill,
+        "nb_codes": _sorted_codes(nb_codes),
+        "n_nb_codes": k_nb,
+    }
 
-    # rate cards: T&M projects carry per-role cards (80%) or one rate for anyone
-    is_tm = billing == cat.TM
+
+def _rate_cards(
+    rng: np.random.Generator, as_of: int, p: dict[str, np.ndarray], structured: np.ndarray
+) -> dict[str, np.ndarray]:
+    """T&M projects carry per-role cards (80%, some with a rate rise) or one rate for anyone."""
+    n_proj = len(p["proj_ent"])
+    is_tm = p["proj_billing"] == cat.TM
+    closed = p["proj_status"] == cat.CLOSED
     style = np.where(is_tm, np.where(rng.random(n_proj) < 0.8, 1, 2), 0)
     style = np.where(structured & is_tm, 1, style)
     mult = rng.choice(np.array([0.9, 0.95, 1.0, 1.05, 1.1, 1.2]), n_proj)
-    base = np.asarray(cat.BASE_RATES)[p_ent]  # [n_proj, 4]
+    base = np.asarray(cat.BASE_RATES)[p["proj_ent"]]  # [n_proj, 4]
     rate0 = _round5(base * mult[:, None])
     rate1 = np.maximum(rate0 + 5, _round5(rate0 * 1.05))
-    role_rate = np.stack([rate0, rate1], axis=2)
     change = as_of - rng.integers(20, 71, n_proj)
     has_change = (
-        (style == 1) & (status != cat.CLOSED) & (rng.random(n_proj) < 0.4) & (change > start + 1)
+        (style == 1) & ~closed & (rng.random(n_proj) < 0.4) & (change > p["proj_start"] + 1)
     )
-    change_day = np.where(has_change, change, BIG_DAY)
-    anyone_rate = _round5(base[:, 1] * mult)
-    card_to = np.where(closed, end, BIG_DAY)
+    return {
+        "rate_style": style,
+        "role_rate": np.stack([rate0, rate1], axis=2),
+        "change_day": np.where(has_change, change, BIG_DAY),
+        "anyone_rate": _round5(base[:, 1] * mult),
+        "card_to": np.where(closed, p["proj_end"], BIG_DAY),
+    }
 
-    # staffing: main and second client project of the employee's entity, plus internal
-    open_client = (status == cat.OPEN) & ~internal
-    open_internal = (status == cat.OPEN) & internal
+
+def _staffing(
+    rng: np.random.Generator, emp: dict[str, np.ndarray], p: dict[str, np.ndarray]
+) -> dict[str, np.ndarray]:
+    """Main and second client project of the employee's entity, plus an internal one."""
+    n_emp = len(emp["emp_ent"])
+    internal = p["proj_billing"] == cat.NON_BILLABLE
+    is_open = p["proj_status"] == cat.OPEN
     emp_proj = np.zeros((n_emp, 3), np.int64)
-    for e in range(n_ent):
+    for e in range(len(cat.ENTITIES)):
         sel = emp["emp_ent"] == e
         k = int(sel.sum())
-        clients = np.flatnonzero(open_client & (p_ent == e))
-        internals = np.flatnonzero(open_internal & (p_ent == e))
+        clients = np.flatnonzero(is_open & ~internal & (p["proj_ent"] == e))
+        internals = np.flatnonzero(is_open & internal & (p["proj_ent"] == e))
         emp_proj[sel, 0] = clients[rng.integers(0, len(clients), k)]
         emp_proj[sel, 1] = clients[rng.integers(0, len(clients), k)]
         emp_proj[sel, 2] = internals[rng.integers(0, len(internals), k)]
     emp_nproj = rng.choice(np.array([1, 2, 3]), n_emp, p=[0.30, 0.45, 0.25])
-    emp_nproj = np.where(emp["emp_active"], emp_nproj, 0)
+    return {"emp_proj": emp_proj, "emp_nproj": np.where(emp["emp_active"], emp_nproj, 0)}
 
-    # per-employee cards on some staffed role-card projects, from a date onwards
+
+def _employee_cards(
+    rng: np.random.Generator,
+    as_of: int,
+    emp: dict[str, np.ndarray],
+    p: dict[str, np.ndarray],
+    rates: dict[str, np.ndarray],
+    staff: dict[str, np.ndarray],
+) -> dict[str, np.ndarray]:
+    """Per-employee cards on some staffed per-role-card projects, from a date onwards."""
+    n_emp = len(emp["emp_ent"])
     ov_emp = np.repeat(np.arange(n_emp), 2)
-    ov_proj = emp_proj[:, :2].reshape(-1)
-    staffed = np.tile(np.array([True, False]), n_emp) | (np.repeat(emp_nproj, 2) >= 2)
-    ov_sel = staffed & (style[ov_proj] == 1) & (rng.random(len(ov_proj)) < 0.08)
-    key = np.unique(ov_proj[ov_sel] * n_emp + ov_emp[ov_sel])
+    ov_proj = staff["emp_proj"][:, :2].reshape(-1)
+    staffed = np.tile(np.array([True, False]), n_emp) | (np.repeat(staff["emp_nproj"], 2) >= 2)
+    eligible = staffed & (rates["rate_style"][ov_proj] == 1)
+    chosen = eligible & (rng.random(len(ov_proj)) < 0.10)
+    if eligible.any() and not chosen.any():
+        chosen[np.flatnonzero(eligible)[0]] = True  # small samples still show the case
+    key = np.unique(ov_proj[chosen] * n_emp + ov_emp[chosen])
     ov_p, ov_e = key // n_emp, key % n_emp
-    ov_from = np.maximum(start[ov_p], as_of - rng.integers(20, 151, len(key)))
-    ov_rate = np.maximum(50, rate0[ov_p, emp["emp_role"][ov_e]] + 5 * rng.integers(-2, 5, len(key)))
+    list_rate = rates["role_rate"][ov_p, emp["emp_role"][ov_e], 0]
+    return {
+        "ov_key": key,
+        "ov_from": np.maximum(p["proj_start"][ov_p], as_of - rng.integers(20, 151, len(key))),
+        "ov_rate": np.maximum(50, list_rate + 5 * rng.integers(-2, 5, len(key))),
+    }
 
-    # each employee's time is approved by a manager or partner of the same entity
-    manager = np.zeros(n_emp, np.int64)
-    for e in range(n_ent):
-        pool = np.flatnonzero((emp["emp_ent"] == e) & (emp["emp_role"] >= 2) & emp["emp_active"])
-        sel = np.flatnonzero(emp["emp_ent"] == e)
+
+def _managers(rng: np.random.Generator, emp: dict[str, np.ndarray]) -> np.ndarray:
+    """Each employee's time is approved by a manager or partner of the same entity."""
+    ent, role = emp["emp_ent"], emp["emp_role"]
+    manager = np.zeros(len(ent), np.int64)
+    for e in range(len(cat.ENTITIES)):
+        pool = np.flatnonzero((ent == e) & (role >= 2) & emp["emp_active"])
+        sel = np.flatnonzero(ent == e)
         i = rng.integers(0, len(pool), len(sel))
         i = np.where(pool[i] == sel, (i + 1) % len(pool), i)
         manager[sel] = pool[i]
+    return manager
+
+
+def build_master(rng: np.random.Generator, n_entries: int, as_of: int) -> Master:
+    """Master data scaled to the number of time entries (~180 entries per employee)."""
+    n_ent = len(cat.ENTITIES)
+    n_emp = max(4 * n_ent, round(n_entries / 180))
+    n_proj = max(STRUCTURED_PER_ENTITY * n_ent, round(n_emp / 3))
+    n_cust = max(2 * n_ent, n_proj // 3)
+    structured = np.arange(n_proj) < STRUCTURED_PER_ENTITY * n_ent
+
+    emp = _employees(rng, n_emp)
+    cust = _customers(rng, n_cust)
+    proj = _projects(rng, n_proj, as_of, cust["cust_ent"], n_cust)
+    tasks = _tasks(rng, proj["proj_billing"])
+    rates = _rate_cards(rng, as_of, proj, structured)
+    staff = _staffing(rng, emp, proj)
+    cards = _employee_cards(rng, as_of, emp, proj, rates, staff)
+    closed = proj["proj_status"] == cat.CLOSED
     anchors = np.arange(n_ent) * STRUCTURED_PER_ENTITY
     return Master(
         as_of=as_of,
-        win_lo=win_lo,
-        win_hi=win_hi,
-        emp_manager=manager,
+        win_lo=as_of - WINDOW_DAYS,
+        win_hi=as_of - 1,
+        emp_manager=_managers(rng, emp),
         **emp,
         **cust,
-        proj_ent=p_ent,
-        proj_cust=p_cust,
-        proj_billing=billing,
-        proj_status=status,
-        proj_start=start.astype(np.int64),
-        proj_end=end,
-        proj_name_kind=name_kind,
-        proj_updated_day=upd_day,
-        proj_updated_sec=upd_sec,
-        bill_codes=bill_codes,
-        n_bill_codes=k_bill,
-        nb_codes=nb_codes,
-        n_nb_codes=k_nb,
-        rate_style=style,
-        role_rate=role_rate,
-        change_day=change_day,
-        anyone_rate=anyone_rate,
-        card_to=card_to,
-        ov_key=key,
-        ov_from=ov_from,
-        ov_rate=ov_rate,
-        emp_proj=emp_proj,
-        emp_nproj=emp_nproj,
+        **proj,
+        **tasks,
+        **rates,
+        **cards,
+        **staff,
         tm_anchor=anchors,
         ff_anchor=anchors + 1,
-        closed_by_ent=[np.flatnonzero(closed & (p_ent == e)) for e in range(n_ent)],
+        closed_by_ent=[np.flatnonzero(closed & (proj["proj_ent"] == e)) for e in range(n_ent)],
     )
