@@ -6,6 +6,7 @@ renamed when complete, so a watcher never picks up half an export.
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -18,34 +19,31 @@ FORMATS: tuple[str, ...] = ("csv", "xlsx", "parquet")
 XLSX_MAX_ROWS = 200_000
 
 
-def _first(batches: Iterable[pa.Table]) -> tuple[pa.Table, Iterator[pa.Table]]:
+def _peek(batches: Iterable[pa.Table]) -> tuple[pa.Schema, Iterator[pa.Table]]:
+    """The schema of the first chunk, and all chunks (writers need the schema up front)."""
     it = iter(batches)
-    return next(it), it
+    first = next(it)
+    return first.schema, itertools.chain([first], it)
 
 
 def _write_csv(batches: Iterable[pa.Table], path: Path) -> int:
-    first, rest = _first(batches)
+    schema, tables = _peek(batches)
     # pyarrow quotes every non-null string; nulls stay empty cells (RFC 4180 either way).
     # The default small batch size measured fastest: large batches cost page faults.
     options = pacsv.WriteOptions(quoting_style="needed")
     rows = 0
-    with pacsv.CSVWriter(path, first.schema, write_options=options) as writer:
-        for table in _chain(first, rest):
+    with pacsv.CSVWriter(path, schema, write_options=options) as writer:
+        for table in tables:
             writer.write_table(table)
             rows += table.num_rows
     return rows
 
 
-def _chain(first: pa.Table, rest: Iterator[pa.Table]) -> Iterator[pa.Table]:
-    yield first
-    yield from rest
-
-
 def _write_parquet(batches: Iterable[pa.Table], path: Path) -> int:
-    first, rest = _first(batches)
+    schema, tables = _peek(batches)
     rows = 0
-    with pq.ParquetWriter(path, first.schema, compression="zstd") as writer:
-        for table in _chain(first, rest):
+    with pq.ParquetWriter(path, schema, compression="zstd") as writer:
+        for table in tables:
             writer.write_table(table)
             rows += table.num_rows
     return rows
@@ -56,10 +54,10 @@ def _write_xlsx(batches: Iterable[pa.Table], path: Path, sheet: str) -> int:
 
     wb = Workbook(write_only=True)
     ws = wb.create_sheet(sheet[:31])
-    first, rest = _first(batches)
-    ws.append(first.column_names)
+    schema, tables = _peek(batches)
+    ws.append(schema.names)
     rows = 0
-    for table in _chain(first, rest):
+    for table in tables:
         rows += table.num_rows
         if rows > XLSX_MAX_ROWS:
             raise ValueError(f"xlsx output is limited to {XLSX_MAX_ROWS:,} rows per file")
