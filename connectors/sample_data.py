@@ -7,6 +7,8 @@ of injected bad rows. `write_sample` writes the files (`<dataset>_<tag>.csv`,
 `.xlsx` or `.parquet`, plus `time_entries_<tag>_corrections.<ext>`).
 Generation is vectorised (numpy columns, Arrow string kernels); writing
 streams the time entries in chunks, so millions of entries take seconds.
+Every column is text in every format (xlsx cells are text, Parquet columns
+are strings), so one parser serves all three and bad values survive.
 
 Rate resolution the clean data is consistent with: for a billable entry with
 a blank bill_rate, the project's rate card row with `valid_from <= work_date
@@ -167,6 +169,8 @@ def generate_frames(
     a chosen `over_24_per_day` kind takes at least 3 rows, and each
     `duplicate_conflict` row also flags the clean row it duplicates).
     `corrections_share` of the entries get a later version in `corrections`.
+    A positive share always yields at least one row. Master data and clean
+    entries depend only on `seed`, `n_entries` and `as_of`.
     """
     t = generate_tables(n_entries, seed, as_of, bad_share, bad_kinds, corrections_share)
     frames = {

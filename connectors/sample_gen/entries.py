@@ -3,8 +3,8 @@
 Each entry: an active employee works on one of the projects they are staffed
 on, on a weekday (rarely a Saturday, never a Sunday: Sundays are kept free for
 the over-24-hours bad rows) inside the project's open range, on one of its
-tasks. Daily totals per employee are capped at about 12 hours, so that only
-injected rows can break the 24-hour rule.
+tasks. Daily totals per employee are scaled down to about 12 hours, far from
+24, so that only injected rows break the 24-hour rule.
 """
 
 from __future__ import annotations
