@@ -1,0 +1,1 @@
+"""Internals of the sample PSA export generator; the public API is `connectors.sample_data`."""
