@@ -201,10 +201,12 @@ TIME_ENTRY_RULES: list[Rule] = [
     Rule(
         "TE_APPROVED_BEFORE_WORK",
         "time_entries",
-        "'approved at ' || CAST(x.approved_at AS VARCHAR) || ' (UTC), before the work date ' "
-        "|| CAST(x.work_date AS VARCHAR) || ' began in any time zone'",
-        # The work date is a local date: flag only what is impossible in every time zone (UTC+14).
-        "x.approved_at < CAST(x.work_date AS TIMESTAMP) - INTERVAL '14 hours'",
+        "'approved on ' || substr(trim(x.raw_approved_at), 1, 10) || ' (' || trim(x.raw_approved_at) "
+        "|| ', the approver''s local time) before the work date ' || CAST(x.work_date AS VARCHAR)",
+        # The work date is a local date; so is the date part of a timestamp written with its
+        # offset: compare those, not UTC instants (an evening approval in New York is the next
+        # day in UTC, a morning approval in Sydney the previous one).
+        "x.approved_at IS NOT NULL AND CAST(substr(trim(x.raw_approved_at), 1, 10) AS DATE) < x.work_date",
     ),
     Rule(
         "TE_FUTURE_DATE",

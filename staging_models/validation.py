@@ -284,7 +284,12 @@ def validate_dataset(
             conn,
             f"""UPDATE {stg} SET state = 'not_postable'
                 WHERE is_current AND state IN ('pending', 'quarantined')
-                  AND (deleted OR approval_status IN ('draft', 'submitted', 'rejected'))""",
+                  AND (deleted OR approval_status IN ('draft', 'submitted', 'rejected'))
+                  -- A file that contradicts itself about an entry is quarantined, whatever its status.
+                  AND NOT EXISTS (
+                      SELECT 1 FROM land_time_entries l
+                      WHERE l.load_id = {stg}.load_id AND l.row_key = {stg}.row_key
+                        AND l.content_hash <> {stg}.content_hash)""",
         )
         _close_quarantine(conn, ds, "not_postable", now, actor)
     _validated_cleanup(conn, dataset)

@@ -32,8 +32,9 @@ ENTRY_CASES: list[tuple[str, dict[str, str], set[str]]] = [
     ),
     ("approved_before_work", dict(approved_at="2026-10-30T09:00:00Z"), {"TE_APPROVED_BEFORE_WORK"}),
     (
-        "approved_before_work_in_every_zone",
-        dict(approved_at="2026-11-01T09:00:00Z"),  # 23:00 on 11-01 even at UTC+14
+        # 04:30 UTC on the work day, but 23:30 the evening before where it was approved.
+        "approved_the_evening_before_in_new_york",
+        dict(approved_at="2026-11-01T23:30:00-05:00"),
         {"TE_APPROVED_BEFORE_WORK"},
     ),
     (
@@ -120,15 +121,15 @@ def test_work_date_near_midnight_is_judged_in_the_latest_time_zone(world: World)
             entry(
                 entry_id="TODAY_SOMEWHERE",
                 work_date="2026-11-21",
-                approved_at="2026-11-20T11:00:00Z",
+                approved_at="2026-11-21T01:00:00+14:00",  # 11:00 UTC on 11-20
             ),
-            # Approved 20:00 UTC on 11-01 is already 11-02 at UTC+14: plausible, not flagged.
-            entry(entry_id="KIRIBATI", approved_at="2026-11-01T20:00:00Z"),
+            # 19:00 UTC on 11-01, but 08:00 on 11-02 in Auckland where it was approved: fine.
+            entry(entry_id="AUCKLAND", approved_at="2026-11-02T08:00:00+13:00"),
         ],
     )
     world.validate()
     assert world.state("TODAY_SOMEWHERE") == "valid"
-    assert world.state("KIRIBATI") == "valid"
+    assert world.state("AUCKLAND") == "valid"
 
 
 def test_rate_resolution_prefers_employee_then_role_card_by_date(world: World) -> None:

@@ -1,0 +1,106 @@
+"""Validation speed: stagepost's validation (all rules + quarantine + states + validated copy)
+against the bare DuckDB SQL floor of the same rules (candidate joins + one row per violation,
+nothing written), on the same landed data, in the same run.
+
+    ./dev bench validate --entries 1000000 [--bad-share 0.01] [--repeat 3]
+    ./dev bench validate --entries 5000000 --repeat 1     # peak memory at 5M
+
+Prints seconds, the ratio (target <= 2.0) and the process's peak RSS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from connectors.sample_data import write_sample
+from connectors.sources.base import dataset_of
+from connectors.sources.canonical import DATASETS
+from staging_models.db import StagingDB
+from staging_models.landing import land_file
+from staging_models.validation import ORDER, _candidate_sql, _violations_sql, validate_all
+
+
+def floor(db: StagingDB) -> tuple[float, int]:
+    """Same rules, same joins, violations counted; nothing written."""
+    t = time.perf_counter()
+    n = 0
+    with db.begin() as conn:
+        for name in ORDER:
+            cand = f"floor_cand_{name}"
+            conn.exec_driver_sql(f"DROP TABLE IF EXISTS {cand}")
+            conn.execute(
+                sa.text(f"CREATE TEMP TABLE {cand} AS {_candidate_sql(db, DATASETS[name])}"),
+                {"latest_today": "2026-11-23"},
+            )
+            n += conn.execute(
+                sa.text(f"SELECT COUNT(*) FROM ({_violations_sql(name, cand)}) v")
+            ).scalar_one()
+            conn.exec_driver_sql(f"DROP TABLE {cand}")
+    return time.perf_counter() - t, n
+
+
+def reset(db: StagingDB) -> None:
+    with db.begin() as conn:
+        for name in ORDER:
+            conn.exec_driver_sql(f"UPDATE {DATASETS[name].versions_table} SET state = 'pending'")
+        for t in (
+            "quarantine",
+            "quarantine_violations",
+            "quarantine_events",
+            "validated_time_entries",
+            "validated_invoice_lines",
+        ):
+            conn.exec_driver_sql(f"DELETE FROM {t}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--entries", type=int, default=1_000_000)
+    ap.add_argument("--bad-share", type=float, default=0.01)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--dir", type=Path, default=None)
+    args = ap.parse_args()
+    work = args.dir or Path(tempfile.mkdtemp(prefix="stagepost-bench-"))
+    inbox = work / "inbox"
+    t = time.perf_counter()
+    write_sample(inbox, args.entries, fmt="csv", seed=1, bad_share=args.bad_share)
+    print(f"generated {args.entries:,} entries in {time.perf_counter() - t:.1f} s")
+    db = StagingDB(f"duckdb:///{work / 'staging.duckdb'}")
+    db.init_schema()
+    t = time.perf_counter()
+    for f in sorted(inbox.iterdir()):
+        if f.is_file() and dataset_of(f.name):
+            land_file(db, f, dataset_of(f.name))
+    print(f"landed in {time.perf_counter() - t:.1f} s")
+
+    floors, fulls = [], []
+    for i in range(args.repeat):
+        if i:
+            reset(db)
+        f, violations = floor(db)
+        t = time.perf_counter()
+        res = validate_all(db)
+        fulls.append(time.perf_counter() - t)
+        floors.append(f)
+    q = sum(r.quarantined for r in res.values())
+    fl, fu = statistics.median(floors), statistics.median(fulls)
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+    print(
+        f"violations: {violations:,}; quarantined rows: {q:,}; valid time entries: "
+        f"{res['time_entries'].valid:,}"
+    )
+    print(f"bare DuckDB SQL floor (same rules, nothing written): {fl:.2f} s  (runs {floors})")
+    print(f"stagepost validation incl. quarantine and states:    {fu:.2f} s  (runs {fulls})")
+    print(f"ratio: {fu / fl:.2f}  (target <= 2.0)")
+    print(f"peak RSS of this process: {rss:.2f} GB")
+
+
+if __name__ == "__main__":
+    main()
