@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     from pipelines.definitions import defs
 
     instance = DagsterInstance.get()
-    result = defs.get_job_def("main_job").execute_in_process(
+    result = defs.resolve_job_def("main_job").execute_in_process(
         instance=instance, raise_on_error=False
     )
     print(
