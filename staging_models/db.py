@@ -51,7 +51,11 @@ class StagingDB:
         if self.dialect == "duckdb":
             if u.database and u.database != ":memory:":
                 Path(u.database).parent.mkdir(parents=True, exist_ok=True)
-            self.engine = sa.create_engine(url)
+            # DuckDB takes 80% of RAM by default; a limit makes it spill to disk instead.
+            config = {}
+            if limit := os.environ.get("STAGEPOST_DUCKDB_MEMORY_LIMIT"):
+                config["memory_limit"] = limit
+            self.engine = sa.create_engine(url, connect_args={"config": config})
         elif self.dialect == "postgresql":
             if u.drivername == "postgresql":
                 u = u.set(drivername="postgresql+psycopg")
