@@ -135,7 +135,7 @@ def typed_select_sql(ds: Dataset, view: str, load_id: str) -> tuple[list[str], s
                NULLIF(concat_ws(',', {type_err}), '') AS type_errors,
                {", ".join(ds.column_names)},
                {", ".join(f"t_{c.name}" for c in raw_cols)}
-        FROM v ORDER BY _row_no
+        FROM v
     """
     return columns, select
 
