@@ -17,6 +17,12 @@ def env_or_default(name: str, default: str) -> str:
     return os.environ.get(name, default)
 
 
+def delimiter(value: str) -> str:
+    """A delimiter as written in an environment file: `;`, `tab` or `\\t` (a tab is hard to
+    type in a .env file)."""
+    return "\t" if value.lower() in {"tab", "\\t"} else value
+
+
 def _secret(name: str) -> EnvVar | None:
     return EnvVar(name) if os.environ.get(name) else None
 
@@ -44,6 +50,9 @@ def psa_source_resource() -> PsaSource:
         key_passphrase=_secret("STAGEPOST_SFTP_KEY_PASSPHRASE"),
         known_hosts_path=e.get("STAGEPOST_SFTP_KNOWN_HOSTS", ""),
         encoding=e.get("STAGEPOST_ENCODING", "utf-8"),
-        delimiter=e.get("STAGEPOST_DELIMITER", ","),
+        delimiter=delimiter(e.get("STAGEPOST_DELIMITER", ",")),
         decimal_comma=e.get("STAGEPOST_DECIMAL_COMMA", "false").lower() == "true",
+        sheet=e.get("STAGEPOST_SHEET") or None,
+        header_row=int(e.get("STAGEPOST_HEADER_ROW", "1")),
+        mapping_file=e.get("STAGEPOST_MAPPING_FILE", ""),
     )

@@ -102,7 +102,8 @@ class ColumnRule:
 
     target: str
     kind: Kind
-    sources: tuple[str, ...] = ()
+    sources: tuple[str, ...] = ()  # vendor columns
+    parts: tuple[str, ...] = ()  # identity: the canonical columns that identify a row
     constant: str | None = None
     separator: str = " "
     prefix: str = ""
@@ -173,7 +174,15 @@ class DatasetMapping:
         `row_no` is the SQL of the record's row number (for identities and error messages).
         """
         cols = self.resolve(header, file_label)
-        return {r.target: _rule_sql(r, cols, file_label, self.origin, row_no) for r in self.rules}
+        out = {
+            r.target: _rule_sql(r, cols, file_label, self.origin, row_no)
+            for r in self.rules
+            if r.kind != "identity"
+        }
+        for r in self.rules:
+            if r.kind == "identity":  # over the mapped values: CSV and XLSX give the same IDs
+                out[r.target] = _identity_sql(r, [out[p] for p in r.parts], row_no)
+        return out
 
 
 @dataclass(frozen=True)
@@ -239,6 +248,21 @@ def _timestamp_sql(v: str, formats: Sequence[str], tz: str) -> str:
     return f"CASE WHEN regexp_matches({v}, '{_HAS_OFFSET}') THEN {v} ELSE coalesce({utc}, {v}) END"
 
 
+def _identity_sql(r: ColumnRule, parts: Sequence[str], row_no: str) -> str:
+    """A synthetic row ID for exports without one: a hash of the identifying values, plus the
+    row's occurrence among rows with the same values (two identical entries stay two rows).
+
+    Stable across exports of the same rows; identical rows are numbered in file order.
+    """
+    hashed = f"md5(concat_ws(chr(31), {', '.join(f'coalesce({p}, chr(0))' for p in parts)}))"
+    occurrence = f"row_number() OVER (PARTITION BY {', '.join(parts)} ORDER BY {row_no})"
+    all_null = " AND ".join(f"({p}) IS NULL" for p in parts)
+    return (
+        f"CASE WHEN {all_null} THEN NULL ELSE {sql_str(r.prefix)} || substr({hashed}, 1, 16)"
+        f" || '-' || CAST({occurrence} AS VARCHAR) END"
+    )
+
+
 def _rule_sql(
     r: ColumnRule, cols: ResolvedColumns, file_label: str, origin: str, row_no: str
 ) -> str:
@@ -249,16 +273,8 @@ def _rule_sql(
         v = parts[0]
     elif r.kind == "coalesce":  # the first non-empty of several columns
         v = f"coalesce({', '.join(parts)})"
-    elif r.kind == "concat":
+    else:
         v = f"NULLIF(concat_ws({sql_str(r.separator)}, {', '.join(parts)}), '')"
-    else:  # identity: stable across exports of the same rows, unique within a file
-        hashed = f"md5(concat_ws(chr(31), {', '.join(f'coalesce({p}, chr(0))' for p in parts)}))"
-        occurrence = f"row_number() OVER (PARTITION BY {', '.join(parts)} ORDER BY {row_no})"
-        all_null = " AND ".join(f"{p} IS NULL" for p in parts)
-        v = (
-            f"CASE WHEN {all_null} THEN NULL ELSE {sql_str(r.prefix)} || substr({hashed}, 1, 16)"
-            f" || '-' || CAST({occurrence} AS VARCHAR) END"
-        )
     if r.transform == "hours":
         v = _hours_sql(v)
     elif r.transform == "date":
@@ -343,7 +359,9 @@ def _parse_rule(
         )
     kinds = [k for k in _KINDS if k in spec]
     if len(kinds) != 1:
-        raise _fail(origin, where, "needs exactly one of source, coalesce, concat, constant, identity")
+        raise _fail(
+            origin, where, "needs exactly one of source, coalesce, concat, constant, identity"
+        )
     kind = kinds[0]
     kw: dict[str, Any] = {}
     if kind == "constant":
@@ -355,16 +373,23 @@ def _parse_rule(
         except TypeError:
             raise _fail(origin, where, "constant must be a string, number or boolean") from None
     sources = _str_list(spec[kind], origin, where, kind)
+    if kind == "identity":
+        extra = sorted(set(spec) - {"identity", "prefix"})
+        if extra:
+            raise _fail(origin, where, f"identity takes only prefix (found {', '.join(extra)})")
+        prefix = spec.get("prefix", "")
+        if not isinstance(prefix, str):
+            raise _fail(origin, where, "prefix must be a string")
+        return ColumnRule(target, "identity", parts=sources, prefix=prefix)
     if kind == "source" and len(sources) != 1:
         raise _fail(origin, where, "source takes one column; use concat for several")
-    for key in ("separator", "prefix"):
-        if key in spec:
-            if not isinstance(spec[key], str):
-                raise _fail(origin, where, f"{key} must be a string")
-            kw[key] = spec[key]
-    if "separator" in kw and kind != "concat":
-        raise _fail(origin, where, "separator only applies to concat")
-    if "prefix" in kw and kind != "identity":
+    if "separator" in spec:
+        if kind != "concat":
+            raise _fail(origin, where, "separator only applies to concat")
+        if not isinstance(spec["separator"], str):
+            raise _fail(origin, where, "separator must be a string")
+        kw["separator"] = spec["separator"]
+    if "prefix" in spec:
         raise _fail(origin, where, "prefix only applies to identity")
     if "optional" in spec:
         if not isinstance(spec["optional"], bool):
@@ -480,6 +505,17 @@ def parse_mapping(data: Mapping[str, Any], origin: str) -> SourceMapping:
             ds = DATASETS[key]
             rules = tuple(_parse_rule(ds, t, s, origin, con) for t, s in section.items())
             mapped = {r.target for r in rules}
+            plain = {r.target for r in rules if r.kind != "identity"}
+            for r in rules:
+                wrong = [p for p in r.parts if p not in plain]
+                if wrong:
+                    raise _fail(
+                        origin,
+                        f"{key}.{r.target}",
+                        f"identity lists {', '.join(map(repr, wrong))}: it takes canonical "
+                        f"{key} columns that this mapping fills from the file "
+                        f"(mapped here: {', '.join(sorted(plain))})",
+                    )
             unmapped_keys = [k for k in ds.key if k not in ds.key_nullable and k not in mapped]
             if unmapped_keys:
                 raise MappingError(
