@@ -297,6 +297,18 @@ def test_psa_source_builds_the_mapping(tmp_path: Path, monkeypatch: pytest.Monke
         PsaSource(mapping_file=str(bad)).file_format()
 
 
+def test_sftp_settings_wait_for_stable_files(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipelines.settings import psa_source_resource
+
+    monkeypatch.setenv("STAGEPOST_SOURCE_KIND", "sftp")
+    assert psa_source_resource().stable_seconds == 5  # a sender may still be writing
+    monkeypatch.setenv("STAGEPOST_STABLE_SECONDS", "0")
+    assert psa_source_resource().stable_seconds == 0
+    monkeypatch.setenv("STAGEPOST_SOURCE_KIND", "local")
+    monkeypatch.delenv("STAGEPOST_STABLE_SECONDS")
+    assert psa_source_resource().stable_seconds == 0
+
+
 def test_file_missing_a_mapped_column_is_refused_and_nothing_lands(
     any_db: StagingDB, tmp_path: Path
 ) -> None:

@@ -74,10 +74,6 @@ class FileFormat:
         return self.mapping.for_dataset(dataset) if self.mapping else None
 
 
-_sql_str = sql_str
-_quote_ident = quote_ident
-
-
 def _is_utf8(encoding: str) -> bool:
     try:
         return codecs.lookup(encoding).name in {"utf-8", "utf-8-sig"}
