@@ -245,3 +245,22 @@ def test_unknown_encoding_is_named(tmp_path: Path) -> None:
         open_raw(
             duckdb.connect(), f, TIME_ENTRIES, FileFormat(encoding="klingon"), workdir=tmp_path
         )
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".xlsx"])
+def test_a_column_given_twice_is_refused(tmp_path: Path, suffix: str) -> None:
+    """DuckDB and the XLSX reader rename a repeated header (`hours_1`, `hours (2)`); the
+    check uses the header as written, so the file is refused instead of one copy winning."""
+    cols = [*TIME_ENTRIES.column_names, "Hours"]
+    row = [*te().values(), "9.00"]
+    path = tmp_path / f"time_entries_1{suffix}"
+    if suffix == ".csv":
+        with open(path, "w", newline="") as f:
+            csv.writer(f).writerows([cols, row])
+    else:
+        wb = Workbook()
+        wb.active.append(cols)
+        wb.active.append(row)
+        wb.save(path)
+    with pytest.raises(FileFormatError, match="column 'hours' appears twice in the header"):
+        open_raw(duckdb.connect(), path, TIME_ENTRIES, FileFormat(), workdir=tmp_path)

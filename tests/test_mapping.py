@@ -297,6 +297,15 @@ def test_psa_source_builds_the_mapping(tmp_path: Path, monkeypatch: pytest.Monke
         PsaSource(mapping_file=str(bad)).file_format()
 
 
+def test_ambiguous_header_is_refused(tmp_path: Path) -> None:
+    m = _mapping('[time_entries]\nentry_id = "ID"\ndescription = "Notes"\n')
+    with pytest.raises(
+        FileFormatError, match=r"column 'Notes' \(for description\) appears 2 times"
+    ):
+        _mapped(m, "ID,Notes,NOTES,Other,other\n1,a,b,c,d\n", tmp_path)
+    assert _col(_mapped(m, "ID,Notes,Other,other\n1,a,c,d\n", tmp_path), "description") == ["a"]
+
+
 def test_sftp_settings_wait_for_stable_files(monkeypatch: pytest.MonkeyPatch) -> None:
     from pipelines.settings import psa_source_resource
 

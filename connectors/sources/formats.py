@@ -19,7 +19,9 @@ columns are mapped onto the canonical ones by a `SourceMapping` (mapping.py).
 from __future__ import annotations
 
 import codecs
+import csv
 import gzip
+import io
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, time
@@ -53,6 +55,9 @@ __all__ = [
 _CODEC_CHUNK = 1 << 20
 _XLSX_ROW = "__xlsx_row__"
 _ROW = "__sp_row"  # the row number column of the inner select; not a vendor name
+
+#: A file's columns as (label as written in the file, column name in DuckDB SQL).
+Header = list[tuple[str, str]]
 
 
 class FileFormatError(Exception):
@@ -111,14 +116,14 @@ def _open_maybe_gzip(path: Path) -> BinaryIO:
     return gzip.open(path, "rb") if magic == b"\x1f\x8b" else open(path, "rb")  # type: ignore[return-value]
 
 
-def _map_columns(path: Path, dataset: Dataset, header: list[str]) -> dict[str, str]:
-    """Canonical column -> column name in the file; refuses a file missing a required column."""
+def _map_columns(path: Path, dataset: Dataset, header: Header) -> dict[str, str]:
+    """Canonical column -> SQL column name; refuses a file missing a required column."""
     by_norm: dict[str, str] = {}
-    for h in header:
-        n = normalise_header(h)
+    for label, name in header:
+        n = normalise_header(label)
         if n in by_norm:
             raise FileFormatError(f"{path.name}: column {n!r} appears twice in the header")
-        by_norm[n] = h
+        by_norm[n] = name
     missing = [c.name for c in dataset.columns if c.required and c.name not in by_norm]
     if missing:
         raise FileFormatError(
@@ -145,7 +150,7 @@ def _decimal_comma_sql(expr: str) -> str:
 def _column_exprs(
     path: Path,
     dataset: Dataset,
-    header: list[str],
+    header: Header,
     mapping: DatasetMapping | None,
     decimal_comma: bool,
 ) -> list[str]:
@@ -182,6 +187,23 @@ def _create_view(
     )
 
 
+def _csv_labels(path: Path, delimiter: str, names: list[str]) -> list[str]:
+    """The header record exactly as written (one record, read with the csv module).
+
+    DuckDB renames repeated names (`Notes`, `NOTES` -> `Notes`, `NOTES_1`), which would hide
+    a duplicated column; matching uses what the file says. Falls back to DuckDB's names.
+    """
+    try:
+        with (
+            _open_maybe_gzip(path) as raw,
+            io.TextIOWrapper(raw, encoding="utf-8-sig", newline="") as text,
+        ):
+            labels = next(csv.reader(text, delimiter=delimiter, quotechar='"', strict=True))
+    except (csv.Error, TypeError, UnicodeDecodeError, StopIteration, OSError):
+        return names
+    return labels if len(labels) == len(names) else names
+
+
 def _describe(con: duckdb.DuckDBPyConnection, path: Path, dataset: Dataset, src: str) -> list[str]:
     try:
         return [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {src}").fetchall()]
@@ -208,9 +230,10 @@ def open_raw(
     name = path.name.lower()
     if name.endswith(".xlsx"):
         types = mapping.source_types() if mapping else {c.name: c.type for c in dataset.columns}
-        table = read_xlsx_as_text(path, dataset, fmt, types)
+        table, labels = _read_xlsx(path, dataset, fmt, types)
         con.register(f"{view}_arrow", table)
-        exprs = _column_exprs(path, dataset, table.column_names[1:], mapping, False)
+        header = list(zip(labels, table.column_names[1:], strict=True))
+        exprs = _column_exprs(path, dataset, header, mapping, False)
         _create_view(con, view, f"{view}_arrow", exprs, _XLSX_ROW)
         return view
     if name.endswith(".parquet"):
@@ -229,7 +252,9 @@ def open_raw(
         is_csv = True
     else:
         raise FileFormatError(f"{path.name}: unsupported file type")
-    header = _describe(con, path, dataset, src)
+    names = _describe(con, path, dataset, src)
+    labels = _csv_labels(path, fmt.delimiter, names) if is_csv else names
+    header = list(zip(labels, names, strict=True))
     exprs = _column_exprs(path, dataset, header, mapping, is_csv and fmt.decimal_comma)
     _create_view(con, view, src, exprs, "row_number() OVER () + 1")
     return view
@@ -299,6 +324,16 @@ def read_xlsx_as_text(
     columns), so numbers in date columns are read as Excel serial dates. XLSX exports
     are small (Excel stops at 1,048,576 rows); this reads cell by cell.
     """
+    return _read_xlsx(path, dataset, fmt, types)[0]
+
+
+def _read_xlsx(
+    path: Path,
+    dataset: Dataset,
+    fmt: FileFormat,
+    types: Mapping[str, str] | None = None,
+) -> tuple[pa.Table, list[str]]:
+    """`read_xlsx_as_text` and the header as written (the table's names are made unique)."""
     from openpyxl import load_workbook
 
     if fmt.header_row < 1:
@@ -341,4 +376,4 @@ def read_xlsx_as_text(
             for n, col in zip(_unique(header), columns, strict=True)
         }
     )
-    return pa.table(data)
+    return pa.table(data), header

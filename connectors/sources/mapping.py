@@ -150,17 +150,26 @@ class DatasetMapping:
                     out[normalise_header(s)] = self.spec.column(r.target).type
         return out
 
-    def resolve(self, header: Sequence[str], file_label: str) -> ResolvedColumns:
-        """Find each source column in the file; refuse a file missing a required one."""
-        by_norm = {normalise_header(h): h for h in header}
+    def resolve(self, header: Sequence[tuple[str, str]], file_label: str) -> ResolvedColumns:
+        """Find each source column in the file; refuse a file missing a required one, or
+        holding it twice (`Notes` and `notes`: which one was meant is a guess)."""
+        by_norm: dict[str, list[tuple[str, str]]] = {}
+        for label, name in header:
+            by_norm.setdefault(normalise_header(label), []).append((label, name))
         found: dict[str, str | None] = {}
         missing: list[str] = []
         for r in self.rules:
             for s in r.sources:
-                h = by_norm.get(normalise_header(s))
-                if h is None and not r.optional:
+                hits = by_norm.get(normalise_header(s), [])
+                if len(hits) > 1:
+                    raise MappingError(
+                        f"{file_label}: column {s!r} (for {r.target}) appears "
+                        f"{len(hits)} times in the header "
+                        f"({', '.join(repr(label) for label, _ in hits)})"
+                    )
+                if not hits and not r.optional:
                     missing.append(f"{s!r} (for {r.target})")
-                found[s] = h
+                found[s] = hits[0][1] if hits else None
         if missing:
             raise MappingError(
                 f"{file_label}: missing column(s) {', '.join(dict.fromkeys(missing))} "
@@ -168,9 +177,12 @@ class DatasetMapping:
             )
         return ResolvedColumns(found)
 
-    def column_sql(self, header: Sequence[str], file_label: str, row_no: str) -> dict[str, str]:
+    def column_sql(
+        self, header: Sequence[tuple[str, str]], file_label: str, row_no: str
+    ) -> dict[str, str]:
         """Canonical column -> DuckDB expression over the file's columns (text or NULL).
 
+        `header` pairs each column's label as written in the file with its SQL name;
         `row_no` is the SQL of the record's row number (for identities and error messages).
         """
         cols = self.resolve(header, file_label)
