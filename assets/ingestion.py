@@ -1,13 +1,15 @@
 """Ingestion assets: one per PSA dataset, landing new files from the source into staging.
 
-A run launched by the inbox sensor carries the tag `stagepost/file`: the asset then lands
-that one file (if it is still in the inbox and belongs to its dataset). An untagged run
+A run launched by the inbox sensor carries the tag `stagepost/file`: the asset of that file's
+dataset lands that one file (if it is still in the inbox); the job's other landing assets land
+nothing, and the job's downstream assets run as usual. An untagged run
 (schedules, the Launchpad) lands every complete file: the schedules are the safety net
 for anything a sensor tick missed.
 """
 
 from dagster import AssetExecutionContext, AssetsDefinition, Failure, MaterializeResult, asset
 
+from connectors.sources.base import dataset_of
 from connectors.sources.canonical import DATASETS
 from pipelines.resources import PsaSource, StagingDatabase
 from staging_models.landing import ingest_dataset
@@ -38,6 +40,13 @@ def _landing_asset(dataset: str) -> AssetsDefinition:
         context: AssetExecutionContext, staging: StagingDatabase, psa_source: PsaSource
     ) -> MaterializeResult:
         only = context.run.tags.get(FILE_TAG)
+        if only is not None and dataset_of(only) != dataset:
+            # A sensor run for another dataset's file: this asset runs as part of the job
+            # (so downstream assets run too) but has nothing to land.
+            context.log.info(f"run is for {only}, not a {dataset} file: nothing to land")
+            return MaterializeResult(
+                metadata={"files_landed": 0, "files": [], "requested_file": only}
+            )
         fmt = psa_source.file_format()  # a bad mapping file fails here, before any file
         db = staging.get_db()
         source = psa_source.open()

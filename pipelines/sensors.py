@@ -1,9 +1,10 @@
 """Sensor: one ingestion run per new complete file in the PSA inbox.
 
 Polls the configured source (`psa_source` resource) and requests a run for every complete
-data file it has not requested before, tagged `stagepost/file` so the landing asset lands
-only that file. Time entries go to `ingest_time_entries_job`, everything else to
-`ingest_nightly_job`, each run selecting only the file's dataset asset.
+data file it has not requested before, tagged `stagepost/file` so that only that file is
+landed. Time entries go to `ingest_time_entries_job`, everything else to `ingest_nightly_job`;
+the whole job runs (landing, then whatever the job does after landing), and only the landing
+asset of the file's dataset lands anything.
 
 Run key = name, size and mtime: a file rewritten in place (new size or mtime) is a new run;
 the same bytes re-delivered under a new mtime land nothing twice anyway, because landing
@@ -19,7 +20,6 @@ import json
 import os
 
 from dagster import (
-    AssetKey,
     DefaultSensorStatus,
     RunRequest,
     SensorEvaluationContext,
@@ -27,7 +27,7 @@ from dagster import (
     sensor,
 )
 
-from assets.ingestion import DATASET_TAG, FILE_TAG, HOURLY_DATASETS, landed_asset_key
+from assets.ingestion import DATASET_TAG, FILE_TAG, HOURLY_DATASETS
 from connectors.sources.base import RemoteFile, RetryableSourceError, dataset_of
 from pipelines.jobs import ingest_nightly_job, ingest_time_entries_job
 from pipelines.resources import PsaSource
@@ -94,7 +94,6 @@ def psa_inbox_sensor(context: SensorEvaluationContext, psa_source: PsaSource):
             RunRequest(
                 run_key=key,
                 job_name=job_name_for(dataset),
-                asset_selection=[AssetKey(landed_asset_key(dataset))],
                 tags={FILE_TAG: f.name, DATASET_TAG: dataset},
             )
         )

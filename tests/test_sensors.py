@@ -49,18 +49,18 @@ def by_file(data: SensorExecutionData) -> dict[str, RunRequest]:
 
 
 def run(req: RunRequest | None, source: PsaSource, db_url: str, instance: DagsterInstance) -> dict:
-    """Execute what a run request asks for (or an untagged run of every landing asset)."""
+    """Execute what a run request asks for (every landing asset, as in the jobs), or an
+    untagged run (what the schedules launch)."""
     result = materialize(
         landing_assets,
-        selection=req.asset_selection if req else None,
         tags=dict(req.tags) if req else None,
         resources={"staging": StagingDatabase(url=db_url), "psa_source": source},
         instance=instance,
     )
     assert result.success
     return {
-        m.asset_key.to_user_string(): m.metadata
-        for m in result.asset_materializations_for_node("landed_time_entries")
+        e.asset_key.to_user_string(): e.materialization.metadata
+        for e in result.get_asset_materialization_events()
     }
 
 
@@ -90,8 +90,7 @@ def test_local_folder_one_run_per_new_complete_file(tmp_path: Path) -> None:
     te_run, pr_run = runs["time_entries_1.csv"], runs["projects_2026-11.csv"]
     assert te_run.job_name == "ingest_time_entries_job"
     assert pr_run.job_name == "ingest_nightly_job"
-    assert [k.to_user_string() for k in te_run.asset_selection] == ["landed_time_entries"]
-    assert [k.to_user_string() for k in pr_run.asset_selection] == ["landed_projects"]
+    assert te_run.asset_selection is None  # the whole job: landing, then what follows it
     st = (inbox / "time_entries_1.csv").stat()
     assert te_run.run_key.startswith(f"time_entries_1.csv|{st.st_size}|{int(st.st_mtime)}")
     assert te_run.tags["stagepost/dataset"] == "time_entries"
@@ -119,14 +118,18 @@ def test_tagged_run_lands_only_its_file_untagged_lands_all(
     write_csv(inbox / "time_entries_a.csv", "time_entries", [te(entry_id="A")])
     write_csv(inbox / "time_entries_b.csv", "time_entries", [te(entry_id="B")])
     write_csv(inbox / "time_entries_c.csv", "time_entries", [te(entry_id="C")])
+    write_csv(inbox / "projects_1.csv", "projects", [])
     source = PsaSource(inbox=str(inbox))
     url = f"duckdb:///{tmp_path / 'staging.duckdb'}"
     req = by_file(tick(source))["time_entries_a.csv"]
 
-    meta = run(req, source, url, instance)["landed_time_entries"]
+    metas = run(req, source, url, instance)
+    meta = metas["landed_time_entries"]
     assert meta["files"].value == ["time_entries_a.csv"]
     assert meta["requested_file"].value == "time_entries_a.csv"
+    assert metas["landed_projects"]["files_landed"].value == 0  # ran, landed nothing
     assert sorted(p.name for p in inbox.glob("*.csv")) == [
+        "projects_1.csv",
         "time_entries_b.csv",
         "time_entries_c.csv",
     ]
