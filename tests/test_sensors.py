@@ -18,7 +18,6 @@ from dagster import (
 from dagster._core.definitions.sensor_definition import SensorExecutionData
 
 from assets.ingestion import FILE_TAG, landing_assets
-from pipelines.jobs import ingest_nightly_job, ingest_time_entries_job, main_job
 from pipelines.resources import PsaSource, StagingDatabase
 from pipelines.sensors import psa_inbox_sensor
 from staging_models.db import StagingDB
@@ -65,15 +64,14 @@ def run(req: RunRequest | None, source: PsaSource, db_url: str, instance: Dagste
 
 
 def test_sensor_is_stopped_by_default_and_loads_with_the_jobs() -> None:
+    from pipelines.definitions import defs
+
     assert psa_inbox_sensor.default_status == DefaultSensorStatus.STOPPED
-    # The lines the lead adds to pipelines/definitions.py, checked here.
-    defs = Definitions(
-        assets=landing_assets,
-        jobs=[main_job, ingest_time_entries_job, ingest_nightly_job],
-        sensors=[psa_inbox_sensor],
-        resources={"staging": StagingDatabase(), "psa_source": PsaSource()},
-    )
-    Definitions.validate_loadable(defs)
+    # What the lead's `sensors=[psa_inbox_sensor]` in pipelines/definitions.py amounts to.
+    with_sensor = Definitions.merge(defs, Definitions(sensors=[psa_inbox_sensor]))
+    Definitions.validate_loadable(with_sensor)
+    (sensor_def,) = with_sensor.get_repository_def().sensor_defs
+    assert {j.name for j in sensor_def.jobs} == {"ingest_time_entries_job", "ingest_nightly_job"}
 
 
 def test_local_folder_one_run_per_new_complete_file(tmp_path: Path) -> None:
