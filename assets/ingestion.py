@@ -1,10 +1,22 @@
-"""Ingestion assets: one per PSA dataset, landing new files from the source into staging."""
+"""Ingestion assets: one per PSA dataset, landing new files from the source into staging.
+
+A run launched by the inbox sensor carries the tag `stagepost/file`: the asset of that file's
+dataset lands that one file (if it is still in the inbox); the job's other landing assets land
+nothing, and the job's downstream assets run as usual. An untagged run
+(schedules, the Launchpad) lands every complete file: the schedules are the safety net
+for anything a sensor tick missed.
+"""
 
 from dagster import AssetExecutionContext, AssetsDefinition, Failure, MaterializeResult, asset
 
+from connectors.sources.base import dataset_of
 from connectors.sources.canonical import DATASETS
 from pipelines.resources import PsaSource, StagingDatabase
 from staging_models.landing import ingest_dataset
+
+#: Run tags set by pipelines.sensors; values are the file's name and dataset.
+FILE_TAG = "stagepost/file"
+DATASET_TAG = "stagepost/dataset"
 
 HOURLY_DATASETS = ("time_entries",)
 NIGHTLY_DATASETS = ("employees", "projects", "project_tasks", "rate_cards", "invoices")
@@ -27,6 +39,15 @@ def _landing_asset(dataset: str) -> AssetsDefinition:
     def _land(
         context: AssetExecutionContext, staging: StagingDatabase, psa_source: PsaSource
     ) -> MaterializeResult:
+        only = context.run.tags.get(FILE_TAG)
+        if only is not None and dataset_of(only) != dataset:
+            # A sensor run for another dataset's file: this asset runs as part of the job
+            # (so downstream assets run too) but has nothing to land.
+            context.log.info(f"run is for {only}, not a {dataset} file: nothing to land")
+            return MaterializeResult(
+                metadata={"files_landed": 0, "files": [], "requested_file": only}
+            )
+        fmt = psa_source.file_format()  # a bad mapping file fails here, before any file
         db = staging.get_db()
         source = psa_source.open()
         try:
@@ -34,9 +55,10 @@ def _landing_asset(dataset: str) -> AssetsDefinition:
                 db,
                 source,
                 dataset,
-                fmt=psa_source.file_format(),
+                fmt=fmt,
                 workdir=psa_source.workdir(),
                 log=context.log,
+                only=only,
             )
         finally:
             close = getattr(source, "close", None)
@@ -49,6 +71,8 @@ def _landing_asset(dataset: str) -> AssetsDefinition:
             "staging": staging.describe(),
             "files": [r.file_name for r in report.results],
         }
+        if only is not None:
+            metadata["requested_file"] = only
         if report.failures:
             raise Failure(
                 description="; ".join(f.message or f.file_name for f in report.failures),

@@ -17,6 +17,7 @@ from sqlalchemy.engine import make_url
 from connectors.sources.base import FileSource
 from connectors.sources.formats import FileFormat
 from connectors.sources.local import LocalFolderSource
+from connectors.sources.mapping import load_mapping
 from staging_models.db import StagingDB, default_staging_url, redact_url, staging_db
 
 
@@ -63,14 +64,22 @@ class PsaSource(ConfigurableResource):
     decimal_comma: bool = False
     sheet: str | None = None
     header_row: int = 1
+    mapping_file: str = Field(
+        default="",
+        description="Vendor column mapping: a TOML path or a shipped name "
+        "(harvest_detailed_time); empty = files are in the canonical format",
+    )
 
     def file_format(self) -> FileFormat:
+        """How this source's files are written; loads and validates the mapping file, so a
+        bad mapping fails before any file is read."""
         return FileFormat(
             encoding=self.encoding,
             delimiter=self.delimiter,
             decimal_comma=self.decimal_comma,
             sheet=self.sheet,
             header_row=self.header_row,
+            mapping=load_mapping(self.mapping_file) if self.mapping_file else None,
         )
 
     def open(self) -> FileSource:

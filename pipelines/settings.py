@@ -17,6 +17,12 @@ def env_or_default(name: str, default: str) -> str:
     return os.environ.get(name, default)
 
 
+def delimiter(value: str) -> str:
+    """A delimiter as written in an environment file: `;`, `tab` or `\\t` (a tab is hard to
+    type in a .env file)."""
+    return "\t" if value.lower() in {"tab", "\\t"} else value
+
+
 def _secret(name: str) -> EnvVar | None:
     return EnvVar(name) if os.environ.get(name) else None
 
@@ -30,13 +36,17 @@ def staging_resource() -> StagingDatabase:
 
 def psa_source_resource() -> PsaSource:
     e = os.environ
+    kind = e.get("STAGEPOST_SOURCE_KIND", "local")
+    # A remote sender may still be writing: without done markers, SFTP files must hold
+    # still for a few seconds before they count as complete.
+    stable_default = "5" if kind == "sftp" else "0"
     return PsaSource(
-        kind=e.get("STAGEPOST_SOURCE_KIND", "local"),
+        kind=kind,
         name=e.get("STAGEPOST_SOURCE_NAME", "psa"),
         inbox=e.get("STAGEPOST_INBOX", ""),
         archive=e.get("STAGEPOST_ARCHIVE", ""),
         done_markers=e.get("STAGEPOST_DONE_MARKERS", "false").lower() == "true",
-        stable_seconds=float(e.get("STAGEPOST_STABLE_SECONDS", "0")),
+        stable_seconds=float(e.get("STAGEPOST_STABLE_SECONDS", stable_default)),
         host=e.get("STAGEPOST_SFTP_HOST", ""),
         port=int(e.get("STAGEPOST_SFTP_PORT", "22")),
         username=e.get("STAGEPOST_SFTP_USER", ""),
@@ -44,6 +54,9 @@ def psa_source_resource() -> PsaSource:
         key_passphrase=_secret("STAGEPOST_SFTP_KEY_PASSPHRASE"),
         known_hosts_path=e.get("STAGEPOST_SFTP_KNOWN_HOSTS", ""),
         encoding=e.get("STAGEPOST_ENCODING", "utf-8"),
-        delimiter=e.get("STAGEPOST_DELIMITER", ","),
+        delimiter=delimiter(e.get("STAGEPOST_DELIMITER", ",")),
         decimal_comma=e.get("STAGEPOST_DECIMAL_COMMA", "false").lower() == "true",
+        sheet=e.get("STAGEPOST_SHEET") or None,
+        header_row=int(e.get("STAGEPOST_HEADER_ROW", "1")),
+        mapping_file=e.get("STAGEPOST_MAPPING_FILE", ""),
     )

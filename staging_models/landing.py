@@ -14,6 +14,7 @@ contracts can quarantine them: nothing read is ever dropped.
 from __future__ import annotations
 
 import hashlib
+import tempfile
 import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -23,7 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from connectors.sources.canonical import DATASETS, DECIMALS, Column, Dataset
-from connectors.sources.formats import FileFormat, FileFormatError, open_raw
+from connectors.sources.formats import FileFormat, FileFormatError, close_raw, open_raw
 from staging_models.db import StagingDB
 from staging_models.tables import VERSIONS, loads
 
@@ -134,7 +135,7 @@ def typed_select_sql(ds: Dataset, view: str, load_id: str) -> tuple[list[str], s
                NULLIF(concat_ws(',', {type_err}), '') AS type_errors,
                {", ".join(ds.column_names)},
                {", ".join(f"t_{c.name}" for c in raw_cols)}
-        FROM v ORDER BY _row_no
+        FROM v
     """
     return columns, select
 
@@ -262,15 +263,18 @@ def land_file(
         "started_at": started,
     }
     workdir = workdir or path.parent / ".stagepost-work"
+    workdir.mkdir(parents=True, exist_ok=True)
     try:
-        with db.begin() as conn:
+        # Scratch space of this load (a transcoded copy of a legacy-encoded file), removed
+        # whatever happens: a 1 GB export must not leave a 1 GB copy behind.
+        with db.begin() as conn, tempfile.TemporaryDirectory(dir=workdir, prefix=".load-") as tmp:
             with db.duck(conn) as duck:
                 view = open_raw(
-                    duck, path, ds, fmt or FileFormat(), workdir=workdir, view=f"raw_{dataset}"
+                    duck, path, ds, fmt or FileFormat(), workdir=Path(tmp), view=f"raw_{dataset}"
                 )
                 columns, select = typed_select_sql(ds, view, load_id)
                 db.insert_select(conn, duck, ds.landing_table, columns, select)
-                duck.execute(f"DROP VIEW IF EXISTS {view}")
+                close_raw(duck, view)
             result.rows_read = conn.execute(
                 sa.text(f"SELECT COUNT(*) FROM {ds.landing_table} WHERE load_id = :l"),
                 {"l": load_id},
@@ -331,19 +335,36 @@ def ingest_dataset(
     fmt: FileFormat | None = None,
     workdir: Path,
     log=None,
+    only: str | None = None,
 ) -> IngestReport:
-    """Land every complete file of `dataset` in the source, then archive it.
+    """Land every complete file of `dataset` in the source (or just the one named `only`),
+    then archive it.
 
     Archiving happens only after the load committed; a crash in between leaves the
     file in the inbox, and the next pass finds its checksum landed and only archives it.
-    A bad file is recorded as failed and left in place; the others still land.
+    A bad file, or one whose download failed, is recorded as failed and left in place;
+    the others still land.
     """
-    from connectors.sources.base import dataset_of
+    from connectors.sources.base import SourceError, dataset_of
 
     report = IngestReport(dataset)
-    files = [f for f in source.list_complete() if dataset_of(f.name) == dataset]
+    files = [
+        f
+        for f in source.list_complete()
+        if dataset_of(f.name) == dataset and (only is None or f.name == only)
+    ]
+    if only is not None and not files and log:
+        log.info(f"{only}: not (or no longer) in {source.describe()}; nothing to land")
     for f in files:
-        local = source.fetch(f, workdir)
+        try:
+            local = source.fetch(f, workdir)
+        except SourceError as e:  # retryable or not, the next pass tries again
+            report.failures.append(
+                LoadResult(dataset, f.name, "", status="failed", message=f"{f.name}: {e}")
+            )
+            if log:
+                log.error(f"{f.name}: not fetched: {e}")
+            continue
         try:
             result = land_file(
                 db,

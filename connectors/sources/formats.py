@@ -2,27 +2,62 @@
 
 The output of `open_raw` is a DuckDB view with the dataset's canonical columns
 (all VARCHAR, missing optional columns NULL) plus `_row_no`, the record's row in
-the file counting the header as row 1 (what a user sees in Excel). Typing and
-validation happen later, in SQL, so a bad value becomes a quarantine reason
-rather than a failed load.
+the file counting the header as row 1 (what a user sees in Excel; a quoted field
+spanning several lines is still one row). Typing and validation happen later, in
+SQL, so a bad value becomes a quarantine reason rather than a failed load.
+
+Formats met in the wild: CSV in UTF-8 with or without a BOM, or in a declared
+legacy encoding (cp1252, latin-1, utf-16: transcoded to a UTF-8 copy in 1 MiB
+chunks); any delimiter; decimal commas with thousands separators; quoted fields
+with embedded newlines; gzip-compressed CSV (`.csv.gz`, read by DuckDB as a
+stream); XLSX with a chosen sheet and header row, where numbers in a date column
+are Excel serial dates; Parquet. CSV and Parquet never pass through Python rows:
+DuckDB scans them, so memory stays flat whatever the file size. A vendor's own
+columns are mapped onto the canonical ones by a `SourceMapping` (mapping.py).
 """
 
 from __future__ import annotations
 
 import codecs
-import re
+import csv
+import gzip
+import io
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, time
 from decimal import Decimal
 from pathlib import Path
+from typing import BinaryIO
 
 import duckdb
 import pyarrow as pa
 
 from connectors.sources.canonical import Dataset
+from connectors.sources.mapping import (
+    DatasetMapping,
+    MappingError,
+    SourceMapping,
+    normalise_header,
+    quote_ident,
+    sql_str,
+)
+
+__all__ = [
+    "FileFormat",
+    "FileFormatError",
+    "close_raw",
+    "normalise_header",
+    "open_raw",
+    "read_xlsx_as_text",
+    "transcode_to_utf8",
+]
 
 _CODEC_CHUNK = 1 << 20
 _XLSX_ROW = "__xlsx_row__"
+_ROW = "__sp_row"  # the row number column of the inner select; not a vendor name
+
+#: A file's columns as (label as written in the file, column name in DuckDB SQL).
+Header = list[tuple[str, str]]
 
 
 class FileFormatError(Exception):
@@ -35,33 +70,31 @@ class FileFormat:
 
     encoding: str = "utf-8"
     delimiter: str = ","
-    decimal_comma: bool = False
+    decimal_comma: bool = False  # CSV only: "1.234,50" means 1234.50
     sheet: str | None = None  # XLSX: sheet name; None = first sheet
     header_row: int = 1  # XLSX: row holding the header (1-based)
+    mapping: SourceMapping | None = None  # vendor columns -> canonical; None = canonical file
 
-
-def normalise_header(name: str) -> str:
-    """`" Entry ID "` → `entry_id`: headers compare case- and space-insensitively."""
-    return re.sub(r"[^0-9a-z]+", "_", name.strip().lstrip("\ufeff").lower()).strip("_")
-
-
-def _sql_str(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
+    def mapping_for(self, dataset: str) -> DatasetMapping | None:
+        return self.mapping.for_dataset(dataset) if self.mapping else None
 
 
 def _is_utf8(encoding: str) -> bool:
-    return codecs.lookup(encoding).name in {"utf-8", "utf-8-sig"}
+    try:
+        return codecs.lookup(encoding).name in {"utf-8", "utf-8-sig"}
+    except LookupError:
+        raise FileFormatError(f"unknown encoding {encoding!r}") from None
 
 
 def transcode_to_utf8(path: Path, encoding: str, dest: Path) -> Path:
     """Stream a legacy-encoded file (cp1252, latin-1, utf-16...) into UTF-8, chunk by chunk.
 
+    Memory is one chunk whatever the file size; gzip input is decompressed on the fly.
     Undecodable bytes are an error naming the byte offset, never silently replaced.
     """
     decoder = codecs.getincrementaldecoder(encoding)(errors="strict")
     offset = 0
-    opener = _open_maybe_gzip(path)
-    with opener as src, open(dest, "w", encoding="utf-8", newline="") as out:
+    with _open_maybe_gzip(path) as src, open(dest, "w", encoding="utf-8", newline="") as out:
         while chunk := src.read(_CODEC_CHUNK):
             try:
                 out.write(decoder.decode(chunk))
@@ -70,26 +103,27 @@ def transcode_to_utf8(path: Path, encoding: str, dest: Path) -> Path:
                     f"{path.name}: byte {offset + e.start} is not valid {encoding}"
                 ) from None
             offset += len(chunk)
-        out.write(decoder.decode(b"", final=True))
+        try:
+            out.write(decoder.decode(b"", final=True))
+        except UnicodeDecodeError:
+            raise FileFormatError(f"{path.name}: ends inside a {encoding} character") from None
     return dest
 
 
-def _open_maybe_gzip(path: Path):
-    import gzip
-
+def _open_maybe_gzip(path: Path) -> BinaryIO:
     with open(path, "rb") as f:
         magic = f.read(2)
-    return gzip.open(path, "rb") if magic == b"\x1f\x8b" else open(path, "rb")
+    return gzip.open(path, "rb") if magic == b"\x1f\x8b" else open(path, "rb")  # type: ignore[return-value]
 
 
-def _map_columns(path: Path, dataset: Dataset, header: list[str]) -> dict[str, str]:
-    """Canonical column -> column name in the file; refuses a file missing a required column."""
+def _map_columns(path: Path, dataset: Dataset, header: Header) -> dict[str, str]:
+    """Canonical column -> SQL column name; refuses a file missing a required column."""
     by_norm: dict[str, str] = {}
-    for h in header:
-        n = normalise_header(h)
+    for label, name in header:
+        n = normalise_header(label)
         if n in by_norm:
             raise FileFormatError(f"{path.name}: column {n!r} appears twice in the header")
-        by_norm[n] = h
+        by_norm[n] = name
     missing = [c.name for c in dataset.columns if c.required and c.name not in by_norm]
     if missing:
         raise FileFormatError(
@@ -98,32 +132,83 @@ def _map_columns(path: Path, dataset: Dataset, header: list[str]) -> dict[str, s
     return {c.name: by_norm[c.name] for c in dataset.columns if c.name in by_norm}
 
 
-def _quote_ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
+def _decimal_comma_sql(expr: str) -> str:
+    """`1.234,50`, `1 234,50` and `7,5` → `1234.50`, `1234.50`, `7.5` (set-based, in SQL).
 
-
-def _canonical_view(
-    con: duckdb.DuckDBPyConnection,
-    view: str,
-    source_sql: str,
-    dataset: Dataset,
-    mapping: dict[str, str],
-    fmt: FileFormat,
-    row_no_sql: str,
-) -> None:
-    cols = []
-    for c in dataset.columns:
-        if c.name not in mapping:
-            cols.append(f"CAST(NULL AS VARCHAR) AS {c.name}")
-            continue
-        expr = f"CAST({_quote_ident(mapping[c.name])} AS VARCHAR)"
-        if fmt.decimal_comma and c.is_decimal:
-            expr = f"replace({expr}, ',', '.')"
-        cols.append(f"{expr} AS {c.name}")
-    con.execute(
-        f"CREATE OR REPLACE TEMP VIEW {view} AS SELECT {', '.join(cols)}, "
-        f"CAST({row_no_sql} AS INTEGER) AS _row_no FROM {source_sql}"
+    Group separators are dropped only when the digits really are grouped by three,
+    so a stray `7.5` in a decimal-comma file stays 7.5.
+    """
+    t = f"trim({expr})"
+    grouped = "[+-]?[0-9]{1,3}([. \u00a0\u202f][0-9]{3})+(,[0-9]*)?"
+    return (
+        f"CASE WHEN regexp_full_match({t}, '{grouped}') "
+        f"THEN replace(regexp_replace({t}, '[. \u00a0\u202f]', '', 'g'), ',', '.') "
+        f"ELSE replace({expr}, ',', '.') END"
     )
+
+
+def _column_exprs(
+    path: Path,
+    dataset: Dataset,
+    header: Header,
+    mapping: DatasetMapping | None,
+    decimal_comma: bool,
+) -> list[str]:
+    """`<expr> AS <canonical>` for every canonical column, in canonical order."""
+    if mapping is not None:
+        try:
+            exprs = mapping.column_sql(header, path.name, _ROW)
+        except MappingError as e:
+            raise FileFormatError(str(e)) from None
+    else:
+        found = _map_columns(path, dataset, header)
+        exprs = {c: f"CAST({quote_ident(h)} AS VARCHAR)" for c, h in found.items()}
+    out = []
+    for c in dataset.columns:
+        expr = exprs.get(c.name)
+        if expr is None:
+            out.append(f"CAST(NULL AS VARCHAR) AS {c.name}")
+            continue
+        if decimal_comma and c.is_decimal:
+            expr = _decimal_comma_sql(expr)
+        out.append(f"{expr} AS {c.name}")
+    return out
+
+
+def _create_view(
+    con: duckdb.DuckDBPyConnection, view: str, source_sql: str, exprs: list[str], row_no_sql: str
+) -> None:
+    # The row number is taken in an inner select, in file order (DuckDB preserves insertion
+    # order), so mapping expressions (identities, error messages) can use it.
+    con.execute(
+        f"CREATE OR REPLACE TEMP VIEW {view} AS SELECT {', '.join(exprs)}, "
+        f"CAST({_ROW} AS INTEGER) AS _row_no "
+        f"FROM (SELECT *, {row_no_sql} AS {_ROW} FROM {source_sql}) AS __sp_src"
+    )
+
+
+def _csv_labels(path: Path, delimiter: str, names: list[str]) -> list[str]:
+    """The header record exactly as written (one record, read with the csv module).
+
+    DuckDB renames repeated names (`Notes`, `NOTES` -> `Notes`, `NOTES_1`), which would hide
+    a duplicated column; matching uses what the file says. Falls back to DuckDB's names.
+    """
+    try:
+        with (
+            _open_maybe_gzip(path) as raw,
+            io.TextIOWrapper(raw, encoding="utf-8-sig", newline="") as text,
+        ):
+            labels = next(csv.reader(text, delimiter=delimiter, quotechar='"', strict=True))
+    except (csv.Error, TypeError, UnicodeDecodeError, StopIteration, OSError):
+        return names
+    return labels if len(labels) == len(names) else names
+
+
+def _describe(con: duckdb.DuckDBPyConnection, path: Path, dataset: Dataset, src: str) -> list[str]:
+    try:
+        return [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {src}").fetchall()]
+    except duckdb.Error as e:
+        raise FileFormatError(f"{path.name}: cannot read as {dataset.name}: {e}") from None
 
 
 def open_raw(
@@ -135,41 +220,59 @@ def open_raw(
     workdir: Path,
     view: str = "raw_src",
 ) -> str:
-    """Expose `path` as a view of canonical text columns on `con`; returns the view name."""
+    """Expose `path` as a view of canonical text columns on `con`; returns the view name.
+
+    A legacy-encoded CSV is transcoded into `workdir` first; the caller removes that copy
+    after the view has been read.
+    """
     fmt = fmt or FileFormat()
+    mapping = fmt.mapping_for(dataset.name)
     name = path.name.lower()
     if name.endswith(".xlsx"):
-        table = read_xlsx_as_text(path, dataset, fmt)
+        types = mapping.source_types() if mapping else {c.name: c.type for c in dataset.columns}
+        table, labels = _read_xlsx(path, dataset, fmt, types)
         con.register(f"{view}_arrow", table)
-        mapping = _map_columns(path, dataset, table.column_names[1:])
-        _canonical_view(con, view, f"{view}_arrow", dataset, mapping, fmt, _XLSX_ROW)
+        header = list(zip(labels, table.column_names[1:], strict=True))
+        exprs = _column_exprs(path, dataset, header, mapping, False)
+        _create_view(con, view, f"{view}_arrow", exprs, _XLSX_ROW)
         return view
     if name.endswith(".parquet"):
-        src = f"read_parquet({_sql_str(str(path))})"
+        src = f"read_parquet({sql_str(str(path))})"
+        is_csv = False
     elif name.endswith((".csv", ".csv.gz", ".txt", ".tsv")):
         if not _is_utf8(fmt.encoding):
             workdir.mkdir(parents=True, exist_ok=True)
             path = transcode_to_utf8(path, fmt.encoding, workdir / (path.name + ".utf8.csv"))
         src = (
-            f"read_csv({_sql_str(str(path))}, header=true, all_varchar=true, "
-            f"delim={_sql_str(fmt.delimiter)}, quote='\"', escape='\"', "
+            f"read_csv({sql_str(str(path))}, header=true, all_varchar=true, "
+            f"delim={sql_str(fmt.delimiter)}, quote='\"', escape='\"', "
             "strict_mode=true, null_padding=false, "
             "compression='auto')"
         )
+        is_csv = True
     else:
         raise FileFormatError(f"{path.name}: unsupported file type")
-    try:
-        header = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {src}").fetchall()]
-    except duckdb.Error as e:
-        raise FileFormatError(f"{path.name}: cannot read as {dataset.name}: {e}") from None
-    mapping = _map_columns(path, dataset, header)
-    # DuckDB keeps file order (preserve_insertion_order), so this is the record's row.
-    _canonical_view(con, view, src, dataset, mapping, fmt, "row_number() OVER () + 1")
+    names = _describe(con, path, dataset, src)
+    labels = _csv_labels(path, fmt.delimiter, names) if is_csv else names
+    header = list(zip(labels, names, strict=True))
+    exprs = _column_exprs(path, dataset, header, mapping, is_csv and fmt.decimal_comma)
+    _create_view(con, view, src, exprs, "row_number() OVER () + 1")
     return view
 
 
-def _cell_text(value: object, col_type: str) -> str | None:
-    """One XLSX cell as canonical text (dates ISO, numbers exact, Excel serials converted)."""
+def close_raw(con: duckdb.DuckDBPyConnection, view: str) -> None:
+    """Drop what `open_raw` created on `con` (the view, and an XLSX sheet's Arrow table)."""
+    con.execute(f"DROP VIEW IF EXISTS {view}")
+    con.unregister(f"{view}_arrow")
+
+
+def _cell_text(value: object, col_type: str, epoch: datetime) -> str | None:
+    """One XLSX cell as canonical text (dates ISO, numbers exact, Excel serials converted).
+
+    A number in a date column is an Excel serial date (days since the workbook's epoch:
+    1899-12-30 normally, 1904-01-01 for workbooks from old Mac Excel); its time of day,
+    if any, is dropped. A serial out of Excel's range stays a number for typing to report.
+    """
     if value is None:
         return None
     if isinstance(value, bool):
@@ -178,15 +281,18 @@ def _cell_text(value: object, col_type: str) -> str | None:
         if col_type == "date":
             return value.date().isoformat()
         return value.isoformat()
-    if isinstance(value, date):
-        return value.isoformat()
-    if isinstance(value, time):
+    if isinstance(value, date | time):
         return value.isoformat()
     if isinstance(value, int | float):
         if col_type == "date":
             from openpyxl.utils.datetime import from_excel
 
-            return from_excel(value).date().isoformat()
+            try:
+                serial = from_excel(value, epoch=epoch)
+            except (ValueError, OverflowError):
+                serial = None
+            if isinstance(serial, datetime):
+                return serial.date().isoformat()
         if isinstance(value, int) or float(value).is_integer():
             return str(int(value))
         # repr is the shortest text that round-trips: what Excel wrote in the XML.
@@ -194,39 +300,80 @@ def _cell_text(value: object, col_type: str) -> str | None:
     return str(value)
 
 
-def read_xlsx_as_text(path: Path, dataset: Dataset, fmt: FileFormat) -> pa.Table:
-    """The sheet as an Arrow table of strings. XLSX exports are small; this reads cell by cell."""
+def _unique(names: list[str]) -> list[str]:
+    """Header names made unique (`Notes`, `Notes (2)`): an Arrow table keyed by name must
+    not silently drop a column."""
+    seen: dict[str, int] = {}
+    out = []
+    for i, h in enumerate(names):
+        base = h or f"column_{i + 1}"
+        seen[base] = seen.get(base, 0) + 1
+        out.append(base if seen[base] == 1 else f"{base} ({seen[base]})")
+    return out
+
+
+def read_xlsx_as_text(
+    path: Path,
+    dataset: Dataset,
+    fmt: FileFormat,
+    types: Mapping[str, str] | None = None,
+) -> pa.Table:
+    """The sheet as an Arrow table of strings, plus the row number of each record.
+
+    `types` maps a normalised header to its canonical type (default: the dataset's own
+    columns), so numbers in date columns are read as Excel serial dates. XLSX exports
+    are small (Excel stops at 1,048,576 rows); this reads cell by cell.
+    """
+    return _read_xlsx(path, dataset, fmt, types)[0]
+
+
+def _read_xlsx(
+    path: Path,
+    dataset: Dataset,
+    fmt: FileFormat,
+    types: Mapping[str, str] | None = None,
+) -> tuple[pa.Table, list[str]]:
+    """`read_xlsx_as_text` and the header as written (the table's names are made unique)."""
     from openpyxl import load_workbook
 
+    if fmt.header_row < 1:
+        raise FileFormatError(f"{path.name}: header_row must be 1 or more")
+    types = types if types is not None else {c.name: c.type for c in dataset.columns}
     try:
         wb = load_workbook(path, read_only=True, data_only=True)
     except Exception as e:  # noqa: BLE001 - openpyxl raises many kinds for a broken file
         raise FileFormatError(f"{path.name}: not a readable XLSX workbook ({e})") from None
     try:
         if fmt.sheet is not None and fmt.sheet not in wb.sheetnames:
-            raise FileFormatError(f"{path.name}: no sheet named {fmt.sheet!r}")
+            raise FileFormatError(
+                f"{path.name}: no sheet named {fmt.sheet!r} (sheets: {', '.join(wb.sheetnames)})"
+            )
         ws = wb[fmt.sheet] if fmt.sheet else wb.worksheets[0]
         rows = ws.iter_rows(min_row=fmt.header_row, values_only=True)
         try:
-            header = [("" if h is None else str(h)) for h in next(rows)]
+            header = [("" if h is None else str(h).strip()) for h in next(rows)]
         except StopIteration:
-            raise FileFormatError(f"{path.name}: the sheet is empty") from None
-        types = []
-        for h in header:
-            n = normalise_header(h)
-            types.append(dataset.column(n).type if n in dataset.column_names else "text")
+            raise FileFormatError(
+                f"{path.name}: no header at row {fmt.header_row} of sheet {ws.title!r}"
+            ) from None
+        col_types = [types.get(normalise_header(h), "text") for h in header]
         width = len(header)
         columns: list[list[str | None]] = [[] for _ in range(width)]
         row_numbers: list[int] = []
+        epoch = wb.epoch
         for row_no, row in enumerate(rows, start=fmt.header_row + 1):
             if row is None or all(v is None for v in row):
                 continue  # blank rows are layout, not records; row numbers stay true
             row_numbers.append(row_no)
             for i in range(width):
-                columns[i].append(_cell_text(row[i] if i < len(row) else None, types[i]))
+                columns[i].append(_cell_text(row[i] if i < len(row) else None, col_types[i], epoch))
     finally:
         wb.close()
-    names = [h or f"column_{i + 1}" for i, h in enumerate(header)]
     data = {_XLSX_ROW: pa.array(row_numbers, type=pa.int32())}
-    data.update({n: pa.array(col, type=pa.string()) for n, col in zip(names, columns, strict=True)})
-    return pa.table(data)
+    data.update(
+        {
+            n: pa.array(col, type=pa.string())
+            for n, col in zip(_unique(header), columns, strict=True)
+        }
+    )
+    return pa.table(data), header

@@ -1,0 +1,188 @@
+"""The inbox sensor against a local folder and a real SFTP server, and the runs it launches."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from dagster import (
+    DagsterInstance,
+    DefaultSensorStatus,
+    Definitions,
+    RunRequest,
+    build_sensor_context,
+    materialize,
+)
+from dagster._core.definitions.sensor_definition import SensorExecutionData
+
+from assets.ingestion import FILE_TAG, landing_assets
+from pipelines.resources import PsaSource, StagingDatabase
+from pipelines.sensors import psa_inbox_sensor
+from staging_models.db import StagingDB
+from tests.csvtools import te, write_csv
+from tests.sftp_server import SftpServer
+
+pytest_plugins = ["tests.sftp_fixtures"]
+
+
+@pytest.fixture(scope="module")
+def instance() -> DagsterInstance:
+    return DagsterInstance.ephemeral()
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("STAGEPOST_DATA_DIR", str(tmp_path / "data"))
+    return tmp_path / "data"
+
+
+def tick(source: PsaSource, cursor: str | None = None) -> SensorExecutionData:
+    ctx = build_sensor_context(cursor=cursor, resources={"psa_source": source})
+    return psa_inbox_sensor.evaluate_tick(ctx)
+
+
+def by_file(data: SensorExecutionData) -> dict[str, RunRequest]:
+    return {r.tags[FILE_TAG]: r for r in data.run_requests or []}
+
+
+def run(req: RunRequest | None, source: PsaSource, db_url: str, instance: DagsterInstance) -> dict:
+    """Execute what a run request asks for (every landing asset, as in the jobs), or an
+    untagged run (what the schedules launch)."""
+    result = materialize(
+        landing_assets,
+        tags=dict(req.tags) if req else None,
+        resources={"staging": StagingDatabase(url=db_url), "psa_source": source},
+        instance=instance,
+    )
+    assert result.success
+    return {
+        e.asset_key.to_user_string(): e.materialization.metadata
+        for e in result.get_asset_materialization_events()
+    }
+
+
+def test_sensor_is_stopped_by_default_and_loads_with_the_jobs() -> None:
+    from pipelines.definitions import defs
+
+    assert psa_inbox_sensor.default_status == DefaultSensorStatus.STOPPED
+    # What the lead's `sensors=[psa_inbox_sensor]` in pipelines/definitions.py amounts to.
+    with_sensor = Definitions.merge(defs, Definitions(sensors=[psa_inbox_sensor]))
+    Definitions.validate_loadable(with_sensor)
+    (sensor_def,) = with_sensor.get_repository_def().sensor_defs
+    assert {j.name for j in sensor_def.jobs} == {"ingest_time_entries_job", "ingest_nightly_job"}
+
+
+def test_local_folder_one_run_per_new_complete_file(tmp_path: Path) -> None:
+    inbox = tmp_path / "inbox"
+    write_csv(inbox / "time_entries_1.csv", "time_entries", [te()])
+    write_csv(inbox / "projects_2026-11.csv", "projects", [])
+    (inbox / "notes.txt").write_text("not a dataset")
+    (inbox / "time_entries_2.csv.part").write_text("still uploading")
+    source = PsaSource(inbox=str(inbox))
+
+    first = tick(source)
+    runs = by_file(first)
+    assert sorted(runs) == ["projects_2026-11.csv", "time_entries_1.csv"]
+    te_run, pr_run = runs["time_entries_1.csv"], runs["projects_2026-11.csv"]
+    assert te_run.job_name == "ingest_time_entries_job"
+    assert pr_run.job_name == "ingest_nightly_job"
+    assert te_run.asset_selection is None  # the whole job: landing, then what follows it
+    st = (inbox / "time_entries_1.csv").stat()
+    assert te_run.run_key.startswith(f"time_entries_1.csv|{st.st_size}|{int(st.st_mtime)}")
+    assert te_run.tags["stagepost/dataset"] == "time_entries"
+
+    second = tick(source, first.cursor)
+    assert not second.run_requests and "no new complete files" in second.skip_message
+
+    # Rewritten in place: a new delivery, a new run; the unchanged file is not asked again.
+    write_csv(inbox / "time_entries_1.csv", "time_entries", [te(), te(entry_id="TE2")])
+    os.utime(inbox / "time_entries_1.csv", (st.st_atime, st.st_mtime + 5))
+    third = tick(source, second.cursor)
+    assert sorted(by_file(third)) == ["time_entries_1.csv"]
+    assert by_file(third)["time_entries_1.csv"].run_key != te_run.run_key
+
+    # Archived files leave the cursor: it holds what the inbox holds.
+    (inbox / "projects_2026-11.csv").unlink()
+    fourth = tick(source, third.cursor)
+    assert [k.split("|")[0] for k in json.loads(fourth.cursor)["files"]] == ["time_entries_1.csv"]
+
+
+def test_tagged_run_lands_only_its_file_untagged_lands_all(
+    tmp_path: Path, data_dir: Path, instance: DagsterInstance
+) -> None:
+    inbox = tmp_path / "inbox"
+    write_csv(inbox / "time_entries_a.csv", "time_entries", [te(entry_id="A")])
+    write_csv(inbox / "time_entries_b.csv", "time_entries", [te(entry_id="B")])
+    write_csv(inbox / "time_entries_c.csv", "time_entries", [te(entry_id="C")])
+    write_csv(inbox / "projects_1.csv", "projects", [])
+    source = PsaSource(inbox=str(inbox))
+    url = f"duckdb:///{tmp_path / 'staging.duckdb'}"
+    req = by_file(tick(source))["time_entries_a.csv"]
+
+    metas = run(req, source, url, instance)
+    meta = metas["landed_time_entries"]
+    assert meta["files"].value == ["time_entries_a.csv"]
+    assert meta["requested_file"].value == "time_entries_a.csv"
+    assert metas["landed_projects"]["files_landed"].value == 0  # ran, landed nothing
+    assert sorted(p.name for p in inbox.glob("*.csv")) == [
+        "projects_1.csv",
+        "time_entries_b.csv",
+        "time_entries_c.csv",
+    ]
+    db = StagingDB(url)
+    assert db.scalar("SELECT string_agg(entry_id, ',') FROM land_time_entries") == "A"
+    db.engine.dispose()
+
+    # The same request again (a retried run): the file is archived, nothing lands twice.
+    meta = run(req, source, url, instance)["landed_time_entries"]
+    assert meta["files"].value == [] and meta["files_landed"].value == 0
+
+    meta = run(None, source, url, instance)["landed_time_entries"]  # the schedule's run
+    assert meta["files"].value == ["time_entries_b.csv", "time_entries_c.csv"]
+    db = StagingDB(url)
+    assert db.scalar("SELECT COUNT(*) FROM land_time_entries") == 3
+    db.engine.dispose()
+
+
+def test_sensor_on_a_real_sftp_inbox(
+    sftp_server: SftpServer, tmp_path: Path, data_dir: Path, instance: DagsterInstance
+) -> None:
+    write_csv(sftp_server.inbox / "time_entries_1.csv", "time_entries", [te(entry_id="A")])
+    write_csv(sftp_server.inbox / "time_entries_2.csv", "time_entries", [te(entry_id="B")])
+    write_csv(sftp_server.inbox / "employees.csv", "employees", [])
+    (sftp_server.inbox / "time_entries_3.csv").write_text("entry_id\n")  # no marker yet
+    for name in ("time_entries_1.csv", "time_entries_2.csv", "employees.csv"):
+        (sftp_server.inbox / f"{name}.done").touch()
+    source = PsaSource(
+        kind="sftp",
+        host=sftp_server.host,
+        port=sftp_server.port,
+        username=sftp_server.user,
+        key_path=str(sftp_server.keys.key),
+        known_hosts_path=str(sftp_server.known_hosts),
+        inbox=str(sftp_server.inbox),
+        done_markers=True,
+    )
+    first = tick(source)
+    runs = by_file(first)
+    assert sorted(runs) == ["employees.csv", "time_entries_1.csv", "time_entries_2.csv"]
+    assert runs["employees.csv"].job_name == "ingest_nightly_job"
+    size = (sftp_server.inbox / "time_entries_1.csv").stat().st_size
+    mtime = int((sftp_server.inbox / "time_entries_1.csv").stat().st_mtime)
+    assert runs["time_entries_1.csv"].run_key == f"time_entries_1.csv|{size}|{mtime}"
+
+    url = f"duckdb:///{tmp_path / 'staging.duckdb'}"
+    meta = run(runs["time_entries_1.csv"], source, url, instance)["landed_time_entries"]
+    assert meta["files"].value == ["time_entries_1.csv"]
+    assert sorted(p.name for p in sftp_server.archive.iterdir()) == [
+        "time_entries_1.csv",
+        "time_entries_1.csv.done",
+    ]
+    second = tick(source, first.cursor)
+    assert second.skip_message and not second.run_requests
+    assert sorted(k.split("|")[0] for k in json.loads(second.cursor)["files"]) == [
+        "employees.csv",
+        "time_entries_2.csv",
+    ]
