@@ -268,19 +268,17 @@ def _close_quarantine(conn: Connection, ds: Dataset, state: str, now: datetime, 
     )
 
 
-def validate_dataset(
-    db: StagingDB, conn: Connection, dataset: str, *, now: datetime, actor: str
-) -> DatasetValidation:
-    ds = DATASETS[dataset]
+def settle_states(conn: Connection, ds: Dataset, *, now: datetime, actor: str) -> tuple[int, int]:
+    """Steps 1 and 2: superseded versions, and current time entries that are not postable."""
     stg = ds.versions_table
-    out = DatasetValidation(dataset)
-    out.superseded = _exec(
+    superseded = _exec(
         conn,
         f"UPDATE {stg} SET state = 'superseded' WHERE NOT is_current AND state <> 'superseded'",
     )
     _close_quarantine(conn, ds, "superseded", now, actor)
-    if dataset == "time_entries":
-        out.not_postable = _exec(
+    not_postable = 0
+    if ds.name == "time_entries":
+        not_postable = _exec(
             conn,
             f"""UPDATE {stg} SET state = 'not_postable'
                 WHERE is_current AND state IN ('pending', 'quarantined')
@@ -292,6 +290,16 @@ def validate_dataset(
                         AND l.content_hash <> {stg}.content_hash)""",
         )
         _close_quarantine(conn, ds, "not_postable", now, actor)
+    return superseded, not_postable
+
+
+def validate_dataset(
+    db: StagingDB, conn: Connection, dataset: str, *, now: datetime, actor: str
+) -> DatasetValidation:
+    ds = DATASETS[dataset]
+    stg = ds.versions_table
+    out = DatasetValidation(dataset)
+    out.superseded, out.not_postable = settle_states(conn, ds, now=now, actor=actor)
     _validated_cleanup(conn, dataset)
 
     cand, viol = f"cand_{dataset}", f"viol_{dataset}"
