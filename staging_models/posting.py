@@ -249,6 +249,7 @@ _OUTCOME_SCHEMA = pa.schema(
 
 def _record_batch(
     db: StagingDB,
+    lock: PostingLock,
     ledger: str,
     batch_id: str,
     ids: pd.Series,
@@ -307,6 +308,7 @@ def _record_batch(
             ),
             {"now": now, "b": batch_id},
         )
+        lock.heartbeat(conn)
     return {
         "confirmed": len(result.accepted) + len(existing),
         "already_in_erp": len(existing),
@@ -391,11 +393,10 @@ def _send(
             ids, post = fetch(b)
             existing, result = call(post)
             step("batch_posted", b)
-            for k, v in _record_batch(db, ledger, b, ids, existing, result).items():
+            for k, v in _record_batch(db, lock, ledger, b, ids, existing, result).items():
                 totals[k] += v
             totals["batches"] += 1
             step("batch_recorded", b)
-            lock.heartbeat()
     return totals
 
 

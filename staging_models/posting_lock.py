@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 
 from staging_models.db import StagingDB
 from staging_models.ledger_tables import posting_lock
@@ -134,17 +135,20 @@ class PostingLock:
             ) from e
         return self
 
-    def heartbeat(self) -> None:
-        """Prove this window is alive; raises `PostingLockLost` if another window took over."""
-        with self.db.begin() as conn:
-            conn.execute(
-                posting_lock.update()
-                .where(posting_lock.c.lock_name == self.name, posting_lock.c.holder == self.holder)
-                .values(heartbeat_at=datetime.now(UTC))
-            )
-            got = conn.execute(
-                sa.select(posting_lock.c.holder).where(posting_lock.c.lock_name == self.name)
-            ).scalar()
+    def heartbeat(self, conn: Connection | None = None) -> None:
+        """Prove this window is alive, inside `conn`'s transaction if given (one commit less per
+        batch); raises `PostingLockLost` if another window took over."""
+        if conn is None:
+            with self.db.begin() as own:
+                return self.heartbeat(own)
+        conn.execute(
+            posting_lock.update()
+            .where(posting_lock.c.lock_name == self.name, posting_lock.c.holder == self.holder)
+            .values(heartbeat_at=datetime.now(UTC))
+        )
+        got = conn.execute(
+            sa.select(posting_lock.c.holder).where(posting_lock.c.lock_name == self.name)
+        ).scalar()
         if got != self.holder:
             raise PostingLockLost(
                 f"posting window {self.window_id} lost its lock to {got}: stopping before sending more"

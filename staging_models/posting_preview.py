@@ -42,12 +42,13 @@ _DETAIL_SQL = """
     SELECT * FROM (
         SELECT 'time_line' AS document, external_id, kind, entry_id AS document_id,
                entry_version AS version, legal_entity, project_code, employee_id, task_code,
-               work_date AS doc_date, period, hours, amount, currency, state, erp_message
+               work_date AS doc_date, period, hours, amount, currency, description, state,
+               erp_message
         FROM plan_lines
         UNION ALL
         SELECT 'invoice', external_id, kind, invoice_id, invoice_version, legal_entity,
                project_code, customer_id, NULL, issue_date, period, NULL, total_amount, currency,
-               state, erp_message
+               NULL, state, erp_message
         FROM plan_invoices
     ) d ORDER BY document DESC, legal_entity, project_code, document_id, kind, external_id
     LIMIT :n

@@ -7,6 +7,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
@@ -308,3 +309,29 @@ def erp_net_hours(erp: SqlInterfaceTarget) -> dict[str, Decimal]:
 
 def ledger(db: StagingDB, table: str = "posting_ledger") -> pd.DataFrame:
     return db.query_df(f"SELECT * FROM {table} ORDER BY external_id")
+
+
+# -- a staging database and an ERP side by side ----------------------------------------------
+
+
+@dataclass
+class PostingEnv:
+    """Staging + SQL interface ERP on the same backend, with master data loaded."""
+
+    kind: str
+    db: StagingDB
+    erp: SqlInterfaceTarget
+    erp_url: str
+    tmp_path: Path
+
+    def window(self, erp: SqlInterfaceTarget | None = None, **config):
+        """A real (not dry) window, retries without sleeping."""
+        from staging_models.posting import RetryPolicy, WindowConfig, run_window
+
+        config.setdefault("dry_run", False)
+        config.setdefault("retry", RetryPolicy(attempts=3, base_delay=0))
+        return run_window(self.db, erp or self.erp, WindowConfig(**config), sleep=lambda s: None)
+
+    def faulty_erp(self, faults) -> SqlInterfaceTarget:
+        """A second handle on the same ERP database that injects faults."""
+        return SqlInterfaceTarget(self.erp_url, faults=faults)
