@@ -23,9 +23,11 @@ from __future__ import annotations
 
 import getpass
 import json
+import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -44,7 +46,7 @@ from connectors.erp.base import (
     ErpUnavailable,
     PostResult,
 )
-from connectors.erp.bulk import load_ids, load_temp
+from connectors.erp.bulk import fetch_frame, load_ids, load_temp
 from staging_models.db import StagingDB
 from staging_models.ledger_tables import posting_windows
 from staging_models.posting_hours import describe_refusal, is_allowed, parse_posting_hours
@@ -336,6 +338,16 @@ def _batches(db: StagingDB, ledger: str, window_id: str) -> list[str]:
     )["batch_id"].tolist()
 
 
+@dataclass
+class _Batch:
+    """A batch marked sent and read back, ready to post; `existing` when looked up ahead."""
+
+    batch_id: str
+    ids: pd.Series
+    post: Callable[[set[str] | None], tuple[set[str], PostResult]]
+    existing: set[str] | None = None
+
+
 def _send(
     db: StagingDB,
     erp: ErpTarget,
@@ -344,59 +356,111 @@ def _send(
     call: Callable,
     hooks: Callable[[str, str], None] | None,
 ) -> dict[str, int]:
+    """Send the window's planned batches, one batch ahead.
+
+    While the ERP books batch n, a worker thread marks batch n+1 `sent`, reads it
+    back and, if the target allows concurrent calls (`concurrent_lookups`), looks
+    its IDs up in the ERP. Staging writes of both threads are serialised by a lock
+    (DuckDB would abort one of two concurrent writers). The result of batch n is
+    recorded, with the heartbeat, before batch n+1 is posted.
+    """
     totals = {"confirmed": 0, "already_in_erp": 0, "rejected": 0, "unanswered": 0, "batches": 0}
+    staging_writes = threading.Lock()
+    look_ahead = bool(getattr(erp, "concurrent_lookups", False))
 
     def step(name: str, b: str) -> None:
         if hooks:
             hooks(name, b)
 
-    def time_batch(b: str) -> tuple[pd.Series, Callable[[], tuple[set[str], PostResult]]]:
-        lines = db.query_df(
-            f"SELECT {', '.join(TIME_LINE_COLUMNS)} FROM posting_ledger "
-            "WHERE batch_id = :b AND state = 'sent' ORDER BY external_id",
-            {"b": b},
-        )
+    def time_lines(b: str) -> tuple[pd.Series, Callable]:
+        with db.engine.connect() as conn:
+            lines = fetch_frame(
+                conn,
+                f"SELECT {', '.join(TIME_LINE_COLUMNS)} FROM posting_ledger "
+                "WHERE batch_id = :b AND state = 'sent' ORDER BY external_id",
+                {"b": b},
+            )
 
-        def post() -> tuple[set[str], PostResult]:
-            existing = erp.existing_external_ids(lines["external_id"].tolist())
+        def post(existing: set[str]) -> PostResult:
             todo = lines[~lines["external_id"].isin(existing)]
-            return existing, erp.post_time_lines(todo) if len(todo) else PostResult()
+            return erp.post_time_lines(todo) if len(todo) else PostResult()
 
         return lines["external_id"], post
 
-    def invoice_batch(b: str) -> tuple[pd.Series, Callable[[], tuple[set[str], PostResult]]]:
-        heads = db.query_df(
-            f"SELECT {', '.join(c for c in INVOICE_COLUMNS if c != 'status')}, "
-            "'released' AS status FROM invoice_ledger "
-            "WHERE batch_id = :b AND state = 'sent' ORDER BY external_id",
-            {"b": b},
-        )
-        lines = db.query_df(
-            f"SELECT l.{', l.'.join(INVOICE_LINE_COLUMNS)} FROM invoice_ledger_lines l "
-            "JOIN invoice_ledger h ON h.external_id = l.invoice_external_id "
-            "WHERE h.batch_id = :b AND h.state = 'sent' ORDER BY l.invoice_external_id, l.line_no",
-            {"b": b},
-        )
+    def invoices(b: str) -> tuple[pd.Series, Callable]:
+        with db.engine.connect() as conn:
+            heads = fetch_frame(
+                conn,
+                f"SELECT {', '.join(c for c in INVOICE_COLUMNS if c != 'status')}, "
+                "'released' AS status FROM invoice_ledger "
+                "WHERE batch_id = :b AND state = 'sent' ORDER BY external_id",
+                {"b": b},
+            )
+            lines = fetch_frame(
+                conn,
+                f"SELECT l.{', l.'.join(INVOICE_LINE_COLUMNS)} FROM invoice_ledger_lines l "
+                "JOIN invoice_ledger h ON h.external_id = l.invoice_external_id "
+                "WHERE h.batch_id = :b AND h.state = 'sent' "
+                "ORDER BY l.invoice_external_id, l.line_no",
+                {"b": b},
+            )
 
-        def post() -> tuple[set[str], PostResult]:
-            existing = erp.existing_external_ids(heads["external_id"].tolist())
+        def post(existing: set[str]) -> PostResult:
             todo = heads[~heads["external_id"].isin(existing)]
             todo_lines = lines[lines["invoice_external_id"].isin(todo["external_id"])]
-            return existing, erp.post_invoices(todo, todo_lines) if len(todo) else PostResult()
+            return erp.post_invoices(todo, todo_lines) if len(todo) else PostResult()
 
         return heads["external_id"], post
 
-    for ledger, fetch in (("posting_ledger", time_batch), ("invoice_ledger", invoice_batch)):
-        for b in _batches(db, ledger, window_id):
+    def prepare(ledger: str, read: Callable, b: str) -> _Batch:
+        with staging_writes:
             _mark_sent(db, ledger, b)
-            step("batch_marked_sent", b)
-            ids, post = fetch(b)
-            existing, result = call(post)
-            step("batch_posted", b)
-            for k, v in _record_batch(db, lock, ledger, b, ids, existing, result).items():
-                totals[k] += v
-            totals["batches"] += 1
-            step("batch_recorded", b)
+        step("batch_marked_sent", b)
+        ids, post_missing = read(b)
+        existing = None
+        if look_ahead:
+            try:
+                existing = erp.existing_external_ids(ids.tolist())
+            except ErpUnavailable:
+                existing = None  # looked up again, with retries, before posting
+
+        def post(known: set[str] | None) -> tuple[set[str], PostResult]:
+            found = known if known is not None else erp.existing_external_ids(ids.tolist())
+            return found, post_missing(found)
+
+        return _Batch(b, ids, post, existing)
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="posting-prefetch") as pool:
+        for ledger, read in (("posting_ledger", time_lines), ("invoice_ledger", invoices)):
+            batch_ids = _batches(db, ledger, window_id)
+            ahead = pool.submit(prepare, ledger, read, batch_ids[0]) if batch_ids else None
+            for i, _ in enumerate(batch_ids):
+                batch = ahead.result()
+                ahead = (
+                    pool.submit(prepare, ledger, read, batch_ids[i + 1])
+                    if i + 1 < len(batch_ids)
+                    else None
+                )
+                attempt = {"n": 0}
+
+                def post_once(batch: _Batch = batch, attempt: dict = attempt):
+                    # The first attempt may use the look-ahead; a retry looks up again, since a
+                    # failed attempt may have reached the ERP (lost response).
+                    attempt["n"] += 1
+                    return batch.post(batch.existing if attempt["n"] == 1 else None)
+
+                # On an exception the pool's exit waits for a running prefetch: nothing is left
+                # half-written behind the window's back.
+                existing, result = call(post_once)
+                step("batch_posted", batch.batch_id)
+                with staging_writes:
+                    counts = _record_batch(
+                        db, lock, ledger, batch.batch_id, batch.ids, existing, result
+                    )
+                for k, v in counts.items():
+                    totals[k] += v
+                totals["batches"] += 1
+                step("batch_recorded", batch.batch_id)
     return totals
 
 

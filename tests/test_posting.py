@@ -158,8 +158,8 @@ def test_outage_mid_window_then_rerun_completes_exactly_once(posting_env: Postin
 
 def test_lost_response_is_confirmed_on_retry_not_posted_twice(posting_env: PostingEnv) -> None:
     stage_entries(posting_env.db, [{"entry_id": f"TE{i}"} for i in range(6)])
-    # Call 2 is the first batch's post: the ERP commits it, the answer is lost.
-    flaky = posting_env.faulty_erp(FaultInjection(lose_response_on_calls={2}))
+    # The first batch's post: the ERP commits it, the answer is lost.
+    flaky = posting_env.faulty_erp(FaultInjection(lose_response_on_posts={1}))
     result = posting_env.window(erp=flaky, batch_size=3)
     flaky.close()
     assert result.status == "completed"

@@ -143,7 +143,7 @@ def test_more_decimals_than_the_erp_holds_are_refused(sql_erp: SqlInterfaceTarge
 
 
 def test_fault_injection_unavailable_and_lost_response(tmp_path: Path) -> None:
-    faults = FaultInjection(lose_response_on_calls={1})
+    faults = FaultInjection(lose_response_on_posts={1})
     target = SqlInterfaceTarget(f"duckdb:///{tmp_path / 'erp.duckdb'}", faults=faults)
     target.ensure_master_data(*contract_master_data())
     with pytest.raises(ErpUnavailable, match="lost"):

@@ -11,6 +11,7 @@ first, so a reused connection never sees stale rows).
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Sequence
 
 import pandas as pd
@@ -92,3 +93,16 @@ def read_frame(conn: Connection, sql: str, params: dict | None = None) -> pd.Dat
     """Rows of a text() query as a DataFrame; decimals come back as `Decimal`."""
     result = conn.execute(sa.text(sql), dict(params or {}))
     return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+
+
+_NAMED = re.compile(r"(?<![:\w]):(\w+)")
+
+
+def fetch_frame(conn: Connection, sql: str, params: dict | None = None) -> pd.DataFrame:
+    """Like `read_frame`, fast on DuckDB: the result goes out as Arrow (decimals become
+    `Decimal`, dates `date`) instead of row by row through SQLAlchemy. `:name` parameters."""
+    if conn.dialect.name != "duckdb":
+        return read_frame(conn, sql, params)
+    duck = conn.connection.driver_connection
+    rel = duck.sql(_NAMED.sub(r"$\1", sql), params=dict(params or {}))
+    return rel.to_arrow_table().to_pandas()

@@ -17,6 +17,7 @@ edited except for its status, which becomes `reversed`.
 from __future__ import annotations
 
 import calendar
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -296,27 +297,35 @@ _INVOICE_CHECKS = """
 class FaultInjection:
     """Faults the real interface database cannot produce on demand (tests only).
 
-    Calls are counted over `existing_external_ids`, `post_time_lines` and `post_invoices`.
+    `calls` counts `existing_external_ids`, `post_time_lines` and `post_invoices`; `posts`
+    counts the two posting methods only.
     """
 
     unavailable: bool = False  # every call raises ErpUnavailable
     fail_after_n_calls: int | None = None  # calls after the first n raise ErpUnavailable
-    lose_response_on_calls: set[int] = field(default_factory=set)  # commit, then raise
-    after_commit: Callable[[int], None] | None = None  # called with the call number
+    lose_response_on_posts: set[int] = field(default_factory=set)  # commit, then raise
+    after_commit: Callable[[int], None] | None = None  # called with the post number
     calls: int = 0
+    posts: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def before(self) -> int:
-        self.calls += 1
+    def before(self, posting: bool = False) -> int:
+        with self._lock:
+            self.calls += 1
+            calls = self.calls
+            if posting:
+                self.posts += 1
+            post_no = self.posts
         if self.unavailable or (
-            self.fail_after_n_calls is not None and self.calls > self.fail_after_n_calls
+            self.fail_after_n_calls is not None and calls > self.fail_after_n_calls
         ):
             raise ErpUnavailable("ERP interface database unavailable (injected fault)")
-        return self.calls
+        return post_no
 
-    def after_post(self, call: int) -> None:
+    def after_post(self, post_no: int) -> None:
         if self.after_commit:
-            self.after_commit(call)
-        if call in self.lose_response_on_calls:
+            self.after_commit(post_no)
+        if post_no in self.lose_response_on_posts:
             raise ErpUnavailable("ERP response lost after commit (injected fault)")
 
 
@@ -339,6 +348,9 @@ class SqlInterfaceTarget(ErpTarget):
     """
 
     name = "sql_interface"
+    #: Safe to look IDs up from another thread while a batch posts (pooled connections):
+    #: posting looks the next batch up ahead of time.
+    concurrent_lookups = True
 
     def __init__(self, url: str, *, faults: FaultInjection | None = None) -> None:
         u = make_url(url)
@@ -430,16 +442,18 @@ class SqlInterfaceTarget(ErpTarget):
 
     def existing_external_ids(self, external_ids: Sequence[str]) -> set[str]:
         self.faults.before()
-        if not len(external_ids):
+        ids = list(external_ids)
+        if not ids:
             return set()
+        # One array parameter: an index probe per ID, no temporary table, a read-only request.
         with self._tx() as conn:
-            load_ids(conn, "tmp_ids", external_ids)
-            rows = conn.exec_driver_sql(
-                """SELECT t.external_id FROM erp_time_lines t
-                       JOIN tmp_ids i ON i.external_id = t.external_id
-                   UNION ALL
-                   SELECT v.external_id FROM erp_invoices v
-                       JOIN tmp_ids i ON i.external_id = v.external_id"""
+            rows = conn.execute(
+                sa.text(
+                    """SELECT external_id FROM erp_time_lines WHERE external_id = ANY(:ids)
+                       UNION ALL
+                       SELECT external_id FROM erp_invoices WHERE external_id = ANY(:ids)"""
+                ),
+                {"ids": ids},
             ).fetchall()
         return {r[0] for r in rows}
 
@@ -461,7 +475,7 @@ class SqlInterfaceTarget(ErpTarget):
     # -- posting -------------------------------------------------------------------------------
 
     def post_time_lines(self, lines: pd.DataFrame) -> PostResult:
-        call = self.faults.before()
+        call = self.faults.before(posting=True)
         if lines.empty:
             return PostResult()
         with self._tx() as conn:
@@ -485,7 +499,7 @@ class SqlInterfaceTarget(ErpTarget):
         return _result(lines["external_id"], rejected)
 
     def post_invoices(self, invoices: pd.DataFrame, lines: pd.DataFrame) -> PostResult:
-        call = self.faults.before()
+        call = self.faults.before(posting=True)
         if invoices.empty:
             return PostResult()
         with self._tx() as conn:
