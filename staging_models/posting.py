@@ -366,7 +366,9 @@ def _send(
     """
     totals = {"confirmed": 0, "already_in_erp": 0, "rejected": 0, "unanswered": 0, "batches": 0}
     staging_writes = threading.Lock()
+    # Optional target capabilities (attributes, not part of the ErpTarget API).
     look_ahead = bool(getattr(erp, "concurrent_lookups", False))
+    arrow_frames = bool(getattr(erp, "accepts_arrow_frames", False))
 
     def step(name: str, b: str) -> None:
         if hooks:
@@ -379,6 +381,7 @@ def _send(
                 f"SELECT {', '.join(TIME_LINE_COLUMNS)} FROM posting_ledger "
                 "WHERE batch_id = :b AND state = 'sent' ORDER BY external_id",
                 {"b": b},
+                arrow_dtypes=arrow_frames,
             )
 
         def post(existing: set[str]) -> PostResult:

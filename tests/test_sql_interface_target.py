@@ -170,3 +170,17 @@ def test_open_periods_covers_every_month_and_entity(sql_erp: SqlInterfaceTarget)
     assert len(p) == 6
     closed = p[~p["is_open"]]
     assert closed[["legal_entity", "period"]].values.tolist() == [["US01", "2026-12"]]
+
+
+def test_an_id_repeated_in_one_request_is_created_once(sql_erp: SqlInterfaceTarget) -> None:
+    result = sql_erp.post_time_lines(frame(line(1), line(1, hours=D("1"), amount=D("100.00"))))
+    assert result.accepted == ["te:C1:v1:post"] and not result.rejected
+    back = sql_erp.read_time_lines(*FAR)
+    assert back["hours"].tolist() == [D("7.5000")]  # the first one wins
+
+
+def test_documented_ddl_is_the_real_ddl() -> None:
+    from connectors.erp.sql_interface import ddl_text
+
+    doc = (Path(__file__).parent.parent / "docs" / "erp_interface_tables.md").read_text()
+    assert ddl_text() in doc

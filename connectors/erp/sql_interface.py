@@ -351,6 +351,8 @@ class SqlInterfaceTarget(ErpTarget):
     #: Safe to look IDs up from another thread while a batch posts (pooled connections):
     #: posting looks the next batch up ahead of time.
     concurrent_lookups = True
+    #: Frames may hold Arrow-backed columns (`pd.ArrowDtype`): they are loaded as they are.
+    accepts_arrow_frames = True
 
     def __init__(self, url: str, *, faults: FaultInjection | None = None) -> None:
         u = make_url(url)
@@ -485,15 +487,14 @@ class SqlInterfaceTarget(ErpTarget):
                 checks.append(_REVERSAL_CHECKS)
             rejected = self._rejections(conn, checks, "erp_time_lines")
             cols = ", ".join(TIME_LINE_COLUMNS)
+            source = "tmp_batch b"
+            if rejected:
+                source += " WHERE NOT EXISTS (SELECT 1 FROM tmp_rejected j WHERE j.external_id = b.external_id)"
+            if not lines["external_id"].is_unique:  # the first of repeated IDs counts
+                source = f"""(SELECT b.*, ROW_NUMBER() OVER (PARTITION BY external_id ORDER BY ord) AS rn
+                              FROM {source}) d WHERE rn = 1"""
             conn.exec_driver_sql(
-                f"""INSERT INTO erp_time_lines ({cols})
-                    SELECT {cols} FROM (
-                        SELECT b.*, ROW_NUMBER() OVER (PARTITION BY external_id ORDER BY ord) AS rn
-                        FROM tmp_batch b
-                        WHERE NOT EXISTS (SELECT 1 FROM tmp_rejected j
-                                          WHERE j.external_id = b.external_id)
-                    ) d WHERE rn = 1
-                    ON CONFLICT DO NOTHING"""
+                f"INSERT INTO erp_time_lines ({cols}) SELECT {cols} FROM {source} ON CONFLICT DO NOTHING"
             )
         self.faults.after_post(call)
         return _result(lines["external_id"], rejected)
@@ -584,10 +585,31 @@ class SqlInterfaceTarget(ErpTarget):
             )
 
 
+def ddl_text() -> str:
+    """The interface tables' DDL as PostgreSQL creates them (docs/erp_interface_tables.md)."""
+    from sqlalchemy.dialects import postgresql
+    from sqlalchemy.schema import CreateIndex, CreateTable
+
+    out = []
+    for table in metadata.sorted_tables:
+        out.append(str(CreateTable(table).compile(dialect=postgresql.dialect())).strip() + ";")
+        for ix in sorted(table.indexes, key=lambda i: i.name or ""):
+            ddl = str(CreateIndex(ix).compile(dialect=postgresql.dialect())).strip()
+            out.append(f"{ddl};  -- PostgreSQL only")
+    return "\n".join(line.rstrip() for line in "\n\n".join(out).splitlines())
+
+
 def _result(external_ids: pd.Series, rejected: dict[str, str]) -> PostResult:
     ids = external_ids.drop_duplicates()
     accepted = ids[~ids.isin(list(rejected))].tolist()
     return PostResult(accepted=accepted, rejected=rejected)
 
 
-__all__ = ["ErpError", "FaultInjection", "SqlInterfaceTarget", "metadata", "month_end"]
+__all__ = [
+    "ErpError",
+    "FaultInjection",
+    "SqlInterfaceTarget",
+    "ddl_text",
+    "metadata",
+    "month_end",
+]
