@@ -261,34 +261,39 @@ def _record_batch(
     """Settle a batch: exceptions (rejected, already there, unanswered) from a small frame, the
     rest confirmed with one UPDATE."""
     answered = set(result.accepted) | set(result.rejected) | existing
-    rejected = pd.Series(result.rejected, dtype=object)
     unanswered = ids[~ids.isin(answered)]
-    outcome = pd.concat(
-        [
+    parts = []
+    if result.rejected:
+        parts.append(
             pd.DataFrame(
                 {
-                    "external_id": rejected.index.astype(object),
+                    "external_id": list(result.rejected),
                     "state": "rejected",
-                    "message": rejected.to_numpy(),
+                    "message": list(result.rejected.values()),
                 }
-            ),
+            )
+        )
+    if existing:
+        parts.append(
             pd.DataFrame(
                 {
                     "external_id": sorted(existing),
                     "state": "confirmed",
                     "message": "Already in the ERP: an earlier attempt reached it",
                 }
-            ),
+            )
+        )
+    if len(unanswered):
+        parts.append(
             pd.DataFrame(
                 {
-                    "external_id": unanswered.to_numpy(),
+                    "external_id": unanswered.to_numpy(dtype=object),
                     "state": "planned",
                     "message": "The ERP gave no answer for this line; it will be sent again",
                 }
-            ),
-        ],
-        ignore_index=True,
-    )
+            )
+        )
+    outcome = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
     now = datetime.now(UTC)
     with db.begin() as conn:
         if not outcome.empty:

@@ -292,6 +292,7 @@ def _apply_policy(conn: Connection, table: str, policy: ClosedPeriodPolicy, grou
         f"""UPDATE {table} SET
               period = COALESCE(m.next_open, {table}.period),
               state = CASE WHEN m.next_open IS NULL THEN 'held' ELSE 'planned' END,
+              batch_id = CASE WHEN m.next_open IS NULL THEN NULL ELSE {table}.batch_id END,
               erp_message = CASE WHEN m.next_open IS NULL THEN {held_msg}
                   ELSE 'Booked in ' || m.next_open || ': period ' || m.period
                        || ' is closed for ' || m.legal_entity END
@@ -300,25 +301,21 @@ def _apply_policy(conn: Connection, table: str, policy: ClosedPeriodPolicy, grou
             WHERE {table}.legal_entity = m.legal_entity AND {table}.natural_period = m.period"""
     )
     conn.exec_driver_sql(
-        f"""UPDATE {table} SET state = 'held',
+        f"""UPDATE {table} SET state = 'held', batch_id = NULL,
               erp_message = 'Held with the other half of its correction (closed period)'
             WHERE state = 'planned' AND {group} IN (SELECT {group} FROM {table} WHERE state = 'held')"""
     )
 
 
-def _assign_batches(conn: Connection, table: str, group: str, window_id: str, size: int) -> None:
-    """Number the planned lines into batches of `size`, keeping an entry's lines adjacent."""
-    conn.execute(
-        sa.text(
-            f"""UPDATE {table} SET batch_id = b.batch_id
-                FROM (SELECT external_id,
-                             CAST(:w AS VARCHAR) || '-b' || lpad(CAST(CAST(FLOOR((ROW_NUMBER() OVER (
-                                 ORDER BY {group}, kind, external_id) - 1) / :size) AS INTEGER) + 1
-                                 AS VARCHAR), 5, '0') AS batch_id
-                      FROM {table} WHERE state = 'planned') b
-                WHERE {table}.external_id = b.external_id"""
-        ),
-        {"w": window_id, "size": float(size)},
+def _batch_sql(group: str, param: str) -> str:
+    """Batch number of each plan row, in batches of `:size`, an entry's lines adjacent.
+
+    Numbered when the plan is created; lines held afterwards lose their batch, so a batch
+    may send fewer lines than `size` (cheaper than numbering again after the policy).
+    """
+    return (
+        f"CAST(:{param} AS VARCHAR) || '-b' || lpad(CAST(CAST(FLOOR((ROW_NUMBER() OVER ("
+        f"ORDER BY {group}, kind, external_id) - 1) / :size) AS INTEGER) + 1 AS VARCHAR), 5, '0')"
     )
 
 
@@ -337,16 +334,14 @@ def build_plan(
     """Fill plan_lines, plan_invoices and plan_invoice_lines for this window (temp tables)."""
     if policy not in ("next_open", "hold"):
         raise ValueError(f"unknown closed-period policy {policy!r}: use 'next_open' or 'hold'")
-    extra = (
-        "CAST('planned' AS VARCHAR) AS state, CAST(NULL AS VARCHAR) AS erp_message, "
-        "CAST(NULL AS VARCHAR) AS batch_id"
-    )
+    extra = "CAST('planned' AS VARCHAR) AS state, CAST(NULL AS VARCHAR) AS erp_message"
     sql, params = _plan_time_lines_sql(conn, scope)
     temp_table(
         conn,
         "plan_lines",
-        f"SELECT q.*, q.natural_period AS period, {extra} FROM ({sql}) q",
-        params,
+        f"SELECT q.*, q.natural_period AS period, {extra}, "
+        f"{_batch_sql('entry_id', 'w_lines')} AS batch_id FROM ({sql}) q",
+        {**params, "w_lines": window_id, "size": float(batch_size)},
     )
     sql, params = _plan_invoices_sql(conn, scope)
     if not include_invoices:
@@ -354,14 +349,13 @@ def build_plan(
     temp_table(
         conn,
         "plan_invoices",
-        f"SELECT q.*, q.natural_period AS period, {extra} FROM ({sql}) q",
-        params,
+        f"SELECT q.*, q.natural_period AS period, {extra}, "
+        f"{_batch_sql('invoice_id', 'w_inv')} AS batch_id FROM ({sql}) q",
+        {**params, "w_inv": window_id + "-inv", "size": float(invoice_batch_size)},
     )
     _load_periods(conn, erp, fetch)
     _apply_policy(conn, "plan_lines", policy, "entry_id")
     _apply_policy(conn, "plan_invoices", policy, "invoice_id")
-    _assign_batches(conn, "plan_lines", "entry_id", window_id, batch_size)
-    _assign_batches(conn, "plan_invoices", "invoice_id", window_id + "-inv", invoice_batch_size)
     temp_table(conn, "plan_invoice_lines", _PLAN_INVOICE_LINES)
 
 
@@ -411,18 +405,38 @@ def merge_plan(
         ("posting_ledger", "plan_lines", _TIME_COLS, "work_date"),
         ("invoice_ledger", "plan_invoices", _INVOICE_COLS, "issue_date"),
     ):
-        conn.execute(
-            sa.text(
-                f"""UPDATE {ledger} SET period = p.period, state = p.state,
-                        erp_message = p.erp_message, batch_id = p.batch_id, window_id = :w,
-                        run_id = :run, launched_by = :by, planned_at = :now,
-                        sent_at = NULL, settled_at = NULL
-                    FROM {plan} p
-                    WHERE {ledger}.external_id = p.external_id
-                      AND {ledger}.state IN ('planned', 'held', 'rejected', 'void')"""
-            ),
-            track,
-        )
+        unsent = conn.exec_driver_sql(
+            f"SELECT COUNT(*) FROM {ledger} WHERE state IN ('planned', 'held', 'rejected', 'void')"
+        ).scalar_one()
+        if unsent:  # usually none: the previous window finished
+            where, params = scope.sql("v", date_col)
+            unwanted = f"""SELECT v.external_id FROM {ledger} v
+                WHERE v.state IN ('planned', 'held') AND {where}
+                  AND NOT EXISTS (SELECT 1 FROM {plan} p WHERE p.external_id = v.external_id)"""
+            n = conn.execute(sa.text(f"SELECT COUNT(*) FROM ({unwanted}) u"), params).scalar_one()
+            if n:
+                voided += n
+                conn.execute(
+                    sa.text(
+                        f"""UPDATE {ledger} SET state = 'void', window_id = :w, settled_at = :now,
+                                erp_message = 'No longer wanted (superseded, quarantined or '
+                                              || 'withdrawn) before it reached the ERP'
+                            WHERE state IN ('planned', 'held') AND external_id IN ({unwanted})"""
+                    ),
+                    {**track, **params},
+                )
+            conn.execute(
+                sa.text(
+                    f"""UPDATE {ledger} SET period = p.period, state = p.state,
+                            erp_message = p.erp_message, batch_id = p.batch_id, window_id = :w,
+                            run_id = :run, launched_by = :by, planned_at = :now,
+                            sent_at = NULL, settled_at = NULL
+                        FROM {plan} p
+                        WHERE {ledger}.external_id = p.external_id
+                          AND {ledger}.state IN ('planned', 'held', 'rejected', 'void')"""
+                ),
+                track,
+            )
         conn.execute(
             sa.text(
                 f"""INSERT INTO {ledger} ({cols}, state, erp_message, batch_id, window_id,
@@ -433,22 +447,6 @@ def merge_plan(
             ),
             track,
         )
-        where, params = scope.sql("v", date_col)
-        unwanted = f"""SELECT v.external_id FROM {ledger} v
-                        WHERE v.state IN ('planned', 'held') AND {where}
-                          AND NOT EXISTS (SELECT 1 FROM {plan} p WHERE p.external_id = v.external_id)"""
-        n = conn.execute(sa.text(f"SELECT COUNT(*) FROM ({unwanted}) u"), params).scalar_one()
-        if n:
-            voided += n
-            conn.execute(
-                sa.text(
-                    f"""UPDATE {ledger} SET state = 'void', window_id = :w, settled_at = :now,
-                            erp_message = 'No longer wanted (superseded, quarantined or '
-                                          || 'withdrawn) before it reached the ERP'
-                        WHERE state IN ('planned', 'held') AND external_id IN ({unwanted})"""
-                ),
-                {**track, **params},
-            )
     conn.exec_driver_sql(
         """INSERT INTO invoice_ledger_lines
                (invoice_external_id, line_no, line_kind, description, quantity, unit_price, amount)
