@@ -138,6 +138,13 @@ class WindowResult:
     rejections: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
+def _os_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry and no USER in a container
+        return "unknown"
+
+
 def new_window_id(now: datetime) -> str:
     return f"W{now:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
 
@@ -555,7 +562,7 @@ def run_window(
     """Run one posting window (or a dry run). Raises `PostingRefused` when it may not start."""
     now = now or datetime.now(UTC)
     window_id = new_window_id(now)
-    launched_by = config.launched_by or getpass.getuser()
+    launched_by = config.launched_by or _os_user()
     call = _retrying(config.retry, sleep)
 
     if config.dry_run:
@@ -629,6 +636,12 @@ def run_window(
                 launched_by=launched_by,
                 now=now,
             )
+            for temp in ("plan_lines", "plan_invoices", "plan_invoice_lines", "plan_periods"):
+                conn.exec_driver_sql(f"DROP TABLE IF EXISTS {temp}")  # DuckDB keeps them
+        if not db.is_duckdb:  # fresh statistics, or the batch updates scan the whole ledger
+            with db.begin() as conn:
+                conn.exec_driver_sql("ANALYZE posting_ledger")
+                conn.exec_driver_sql("ANALYZE invoice_ledger")
         if hooks:
             hooks("planned", "")
         counts.update(_send(db, erp, window_id, lock, call, hooks))
