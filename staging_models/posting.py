@@ -138,6 +138,21 @@ class WindowResult:
     rejections: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
+def _check_staging_free(db: StagingDB) -> None:
+    """A DuckDB staging file admits one process: if another holds it, say so plainly."""
+    try:
+        db.scalar("SELECT 1")
+    except sa.exc.OperationalError as e:
+        text = str(getattr(e, "orig", e))
+        if "Could not set lock on file" not in text:
+            raise
+        holder = text.partition("Conflicting lock is held in ")[2].split(". See")[0]
+        raise PostingLocked(
+            f"The staging database is open in another process ({holder or 'unknown'}): "
+            "another posting window or pipeline run is using it. Wait for it to finish."
+        ) from None
+
+
 def _os_user() -> str:
     try:
         return getpass.getuser()
@@ -561,6 +576,7 @@ def run_window(
 ) -> WindowResult:
     """Run one posting window (or a dry run). Raises `PostingRefused` when it may not start."""
     now = now or datetime.now(UTC)
+    _check_staging_free(db)
     window_id = new_window_id(now)
     launched_by = config.launched_by or _os_user()
     call = _retrying(config.retry, sleep)

@@ -321,3 +321,30 @@ def test_a_refused_plan_releases_the_lock(duck_env: PostingEnv) -> None:
         duck_env.window(max_lines=0)
     assert duck_env.db.scalar("SELECT holder FROM posting_lock") is None
     assert duck_env.window().status == "completed"
+
+
+def test_a_window_while_another_process_holds_the_duckdb_file_is_refused(
+    duck_env: PostingEnv,
+) -> None:
+    import sys
+
+    path = duck_env.db.engine.url.database
+    duck_env.db.engine.dispose()
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"import duckdb, time; c = duckdb.connect({path!r}); print('open', flush=True); "
+            "time.sleep(30)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "open"
+        with pytest.raises(PostingLocked, match=r"open in another process \(.*PID \d+\)"):
+            duck_env.window()
+    finally:
+        holder.kill()
+        holder.wait()
+    assert duck_env.window().status == "completed"  # free again
