@@ -71,8 +71,11 @@ def load_temp(conn: Connection, name: str, df: pd.DataFrame, schema: pa.Schema) 
         finally:
             duck.unregister(view)
         return table.num_rows
-    conn.exec_driver_sql(f"DROP TABLE IF EXISTS {name}")
-    conn.exec_driver_sql(f"CREATE TEMP TABLE {name} ({cols}, ord BIGSERIAL) ON COMMIT DROP")
+    # One round trip (psycopg sends parameterless statements together).
+    conn.exec_driver_sql(
+        f"DROP TABLE IF EXISTS {name}; "
+        f"CREATE TEMP TABLE {name} ({cols}, ord BIGSERIAL) ON COMMIT DROP"
+    )
     if table.num_rows:
         buf = io.BytesIO()
         pacsv.write_csv(table, buf, write_options=pacsv.WriteOptions(include_header=False))

@@ -537,14 +537,17 @@ class SqlInterfaceTarget(ErpTarget):
     @staticmethod
     def _rejections(conn: Connection, checks: list[str], table: str) -> dict[str, str]:
         """Run the checks into `tmp_rejected`, minus documents the ERP already holds."""
-        conn.exec_driver_sql("DROP TABLE IF EXISTS tmp_rejected")
-        temp = "CREATE TEMP TABLE tmp_rejected" + (
-            " ON COMMIT DROP" if conn.dialect.name == "postgresql" else ""
-        )
         union = " UNION ALL ".join(
             f"SELECT * FROM ({c}) c WHERE c.message IS NOT NULL" for c in checks
         )
-        conn.exec_driver_sql(f"{temp} AS {union}")
+        if conn.dialect.name == "postgresql":
+            # Once per request transaction, so no DROP first; ON COMMIT DROP cleans up.
+            made = conn.exec_driver_sql(f"CREATE TEMP TABLE tmp_rejected ON COMMIT DROP AS {union}")
+            if made.rowcount == 0:  # the usual case: two round trips less
+                return {}
+        else:
+            conn.exec_driver_sql("DROP TABLE IF EXISTS tmp_rejected")
+            conn.exec_driver_sql(f"CREATE TEMP TABLE tmp_rejected AS {union}")
         conn.exec_driver_sql(
             f"""DELETE FROM tmp_rejected WHERE external_id IN (
                     SELECT x.external_id FROM {table} x
