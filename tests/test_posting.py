@@ -243,3 +243,13 @@ def test_invoice_posted_then_changed_then_cancelled(posting_env: PostingEnv) -> 
     assert credit["amount"].tolist() == [D("-100.00"), D("-80.00")]
     inv_ledger = ledger(posting_env.db, "invoice_ledger")
     assert set(inv_ledger["state"]) == {"confirmed"}
+
+
+def test_long_entry_ids_get_a_hashed_external_id(duck_env: PostingEnv) -> None:
+    long_id = "D365-" + "9f1c2a7e-" * 8  # 77 characters
+    stage_entries(duck_env.db, [{"entry_id": long_id}])
+    duck_env.window()
+    ext = erp_lines(duck_env.erp)["external_id"].tolist()
+    assert ext == [external_id("te", long_id, 1, "post")]
+    assert ext[0].startswith("te~") and len(ext[0]) <= 64
+    assert external_id("te", "TE1", 2, "rev") == "te:TE1:v2:rev"
