@@ -1,0 +1,55 @@
+"""The posting window job (one at a time: tag posting_window, limited in dagster.yaml) and an
+optional weekday schedule, off by default."""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+
+from dagster import (
+    AssetSelection,
+    DefaultScheduleStatus,
+    RunConfig,
+    RunRequest,
+    ScheduleEvaluationContext,
+    define_asset_job,
+    schedule,
+)
+
+from assets.posting import POSTING_ASSET, PostingWindowConfig
+
+POSTING_TAGS = {"posting_window": "1"}
+
+posting_window_job = define_asset_job(
+    "posting_window_job",
+    selection=AssetSelection.assets(POSTING_ASSET),
+    tags=POSTING_TAGS,
+    # The Launchpad opens pre-filled with a dry run of everything not yet posted.
+    config=RunConfig(ops={POSTING_ASSET: PostingWindowConfig()}),
+    description="Post validated time and released invoices to the ERP (dry run by default).",
+)
+
+
+@schedule(
+    name="posting_window_weekdays",
+    job=posting_window_job,
+    cron_schedule="30 17 * * 1-5",
+    execution_timezone=os.environ.get("STAGEPOST_TIMEZONE", "UTC"),
+    default_status=DefaultScheduleStatus.STOPPED,
+    description="Weekdays 17:30: post everything validated up to yesterday (a real window).",
+)
+def posting_window_weekdays(context: ScheduleEvaluationContext) -> RunRequest:
+    day = context.scheduled_execution_time.date()
+    config = PostingWindowConfig(
+        dry_run=False,
+        date_to=(day - timedelta(days=1)).isoformat(),
+        note=f"scheduled window {day.isoformat()}",
+    )
+    return RunRequest(
+        run_key=f"posting-{day.isoformat()}",
+        run_config=RunConfig(ops={POSTING_ASSET: config}),
+        tags={**POSTING_TAGS, "launched_by": "schedule"},
+    )
+
+
+posting_schedules = [posting_window_weekdays]

@@ -1,0 +1,710 @@
+"""The posting window: controlled, idempotent, crash-safe posting of validated batches.
+
+One window = check the posting hours -> take the lock -> settle what a crashed
+window left `sent` -> plan (set-based, see `posting_plan`) -> write the plan into
+the ledger -> send it in batches -> release the lock. Pure Python + SQL; the
+Dagster asset is a thin wrapper (assets/posting.py).
+
+Why it is safe to kill at any point:
+- the plan and the ledger rows commit together, or not at all;
+- a batch is marked `sent` (committed) before the ERP sees it, and confirmed
+  after; every batch starts by looking its external IDs up in the ERP and
+  creates only the missing ones, so a batch the ERP took but whose answer was
+  lost (crash, timeout) is confirmed, never posted twice;
+- the next window first settles all `sent` lines the same way;
+- external IDs are deterministic, so a retry never mints a new one.
+
+A transient `ErpUnavailable` is retried with exponential backoff; a lasting
+outage stops the window cleanly (status `stopped`), leaving lines planned or
+sent, and the next window finishes them.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pandas as pd
+import pyarrow as pa
+import sqlalchemy as sa
+
+from connectors.erp.base import (
+    INVOICE_COLUMNS,
+    INVOICE_LINE_COLUMNS,
+    TIME_LINE_COLUMNS,
+    ErpTarget,
+    ErpUnavailable,
+    PostResult,
+)
+from connectors.erp.bulk import fetch_frame, load_ids, load_temp
+from staging_models.db import StagingDB
+from staging_models.ledger_tables import posting_windows
+from staging_models.posting_hours import describe_refusal, is_allowed, parse_posting_hours
+from staging_models.posting_lock import (
+    DEFAULT_STALE_AFTER,
+    PostingLock,
+    PostingLocked,
+    PostingLockLost,
+    PostingRefused,
+)
+from staging_models.posting_plan import (
+    ClosedPeriodPolicy,
+    Scope,
+    build_plan,
+    merge_plan,
+    plan_counts,
+)
+from staging_models.posting_preview import (
+    DEFAULT_DETAIL_LIMIT,
+    plan_detail,
+    plan_summary,
+    write_preview_xlsx,
+)
+
+T = TypeVar("T")
+#: Step names passed to `hooks` (tests inject faults there).
+STEPS = ("planned", "batch_marked_sent", "batch_posted", "batch_recorded")
+LOOKUP_CHUNK = 5_000
+
+
+class PostingHoursClosed(PostingRefused):
+    """Outside the allowed posting hours and no override reason given."""
+
+
+class PlanTooLarge(PostingRefused):
+    """The plan has more lines than `max_lines` allows."""
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Backoff for `ErpUnavailable`: attempts in all, delays base, 2*base, ... capped."""
+
+    attempts: int = 4
+    base_delay: float = 0.5
+    max_delay: float = 8.0
+
+
+@dataclass
+class WindowConfig:
+    """What a posting window covers and how it behaves."""
+
+    legal_entities: Sequence[str] = ()
+    date_from: date | None = None
+    date_to: date | None = None
+    dry_run: bool = True
+    max_lines: int | None = None  # refuse a plan with more sendable lines (a safety stop)
+    note: str | None = None
+    override_reason: str | None = None  # post outside the posting hours, recorded
+    closed_period_policy: ClosedPeriodPolicy = "next_open"
+    posting_hours: str | Sequence[str] | None = None  # e.g. "mon-fri 17:00-20:00 Europe/Berlin"
+    batch_size: int = 5_000
+    invoice_batch_size: int = 500
+    include_invoices: bool = True
+    preview_dir: Path | None = None
+    preview_detail_limit: int = DEFAULT_DETAIL_LIMIT
+    run_id: str | None = None
+    launched_by: str | None = None
+    lock_stale_after: timedelta = DEFAULT_STALE_AFTER
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+
+    def scope(self) -> Scope:
+        return Scope(tuple(self.legal_entities or ()), self.date_from, self.date_to)
+
+    def as_json(self) -> str:
+        d = asdict(self)
+        return json.dumps(d, default=str, sort_keys=True)
+
+
+@dataclass
+class WindowResult:
+    """What a window did. `status`: dry_run | completed | stopped."""
+
+    window_id: str
+    status: str
+    message: str
+    counts: dict[str, Any]
+    summary: pd.DataFrame
+    preview_path: Path | None = None
+    rejections: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+
+def _check_staging_free(db: StagingDB) -> None:
+    """A DuckDB staging file admits one process: if another holds it, say so plainly."""
+    try:
+        db.scalar("SELECT 1")
+    except sa.exc.OperationalError as e:
+        text = str(getattr(e, "orig", e))
+        if "Could not set lock on file" not in text:
+            raise
+        holder = text.partition("Conflicting lock is held in ")[2].split(". See")[0]
+        raise PostingLocked(
+            f"The staging database is open in another process ({holder or 'unknown'}): "
+            "another posting window or pipeline run is using it. Wait for it to finish."
+        ) from None
+
+
+def _os_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry and no USER in a container
+        return "unknown"
+
+
+def new_window_id(now: datetime) -> str:
+    return f"W{now:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
+
+
+def _retrying(policy: RetryPolicy, sleep: Callable[[float], None]) -> Callable:
+    def call(fn: Callable[[], T]) -> T:
+        delay = policy.base_delay
+        for attempt in range(1, policy.attempts + 1):
+            try:
+                return fn()
+            except ErpUnavailable:
+                if attempt == policy.attempts:
+                    raise
+                sleep(min(delay, policy.max_delay))
+                delay *= 2
+        raise AssertionError("unreachable")
+
+    return call
+
+
+# -- window records -------------------------------------------------------------------------------
+
+
+def _record_window(
+    db: StagingDB,
+    window_id: str,
+    config: WindowConfig,
+    status: str,
+    launched_by: str,
+    now: datetime,
+    note: str | None = None,
+    counts: dict | None = None,
+    finished: bool = False,
+) -> None:
+    with db.begin() as conn:
+        conn.execute(
+            posting_windows.insert().values(
+                window_id=window_id,
+                run_id=config.run_id,
+                launched_by=launched_by,
+                config=config.as_json(),
+                status=status,
+                note=note if note is not None else config.note,
+                override_reason=config.override_reason,
+                started_at=now,
+                finished_at=datetime.now(UTC) if finished else None,
+                counts=json.dumps(counts, default=str) if counts is not None else None,
+            )
+        )
+
+
+def _finish_window(
+    db: StagingDB, window_id: str, status: str, note: str | None, counts: dict
+) -> None:
+    with db.begin() as conn:
+        conn.execute(
+            posting_windows.update()
+            .where(posting_windows.c.window_id == window_id)
+            .values(
+                status=status,
+                note=note,
+                finished_at=datetime.now(UTC),
+                counts=json.dumps(counts, default=str),
+            )
+        )
+
+
+# -- settling and sending -------------------------------------------------------------------------
+
+
+def _settle_sent(db: StagingDB, erp: ErpTarget, call: Callable) -> dict[str, int]:
+    """Lines a crashed window left `sent`: confirmed if the ERP has them, else planned again."""
+    out = {"settled_confirmed": 0, "settled_requeued": 0}
+    now = datetime.now(UTC)
+    for ledger in ("posting_ledger", "invoice_ledger"):
+        ids = db.query_df(f"SELECT external_id FROM {ledger} WHERE state = 'sent'")["external_id"]
+        if ids.empty:
+            continue
+        found: set[str] = set()
+        for i in range(0, len(ids), LOOKUP_CHUNK):
+            chunk = ids.iloc[i : i + LOOKUP_CHUNK].tolist()
+            found |= call(lambda c=chunk: erp.existing_external_ids(c))
+        with db.begin() as conn:
+            if found:
+                load_ids(conn, "tmp_found", sorted(found))
+                conn.execute(
+                    sa.text(
+                        f"""UPDATE {ledger} SET state = 'confirmed', settled_at = :now,
+                                erp_message = 'Found in the ERP after an interrupted window'
+                            WHERE state = 'sent'
+                              AND external_id IN (SELECT external_id FROM tmp_found)"""
+                    ),
+                    {"now": now},
+                )
+            conn.execute(
+                sa.text(
+                    f"""UPDATE {ledger} SET state = 'planned', sent_at = NULL,
+                            erp_message = 'Not in the ERP after an interrupted window'
+                        WHERE state = 'sent'"""
+                )
+            )
+        out["settled_confirmed"] += len(found)
+        out["settled_requeued"] += len(ids) - len(found)
+    return out
+
+
+_OUTCOME_SCHEMA = pa.schema(
+    [("external_id", pa.string()), ("state", pa.string()), ("message", pa.string())]
+)
+
+
+def _record_batch(
+    db: StagingDB,
+    lock: PostingLock,
+    ledger: str,
+    batch_id: str,
+    ids: pd.Series,
+    existing: set[str],
+    result: PostResult,
+) -> dict[str, int]:
+    """Settle a batch: exceptions (rejected, already there, unanswered) from a small frame, the
+    rest confirmed with one UPDATE."""
+    answered = set(result.accepted) | set(result.rejected) | existing
+    unanswered = ids[~ids.isin(answered)]
+    parts = []
+    if result.rejected:
+        parts.append(
+            pd.DataFrame(
+                {
+                    "external_id": list(result.rejected),
+                    "state": "rejected",
+                    "message": list(result.rejected.values()),
+                }
+            )
+        )
+    if existing:
+        parts.append(
+            pd.DataFrame(
+                {
+                    "external_id": sorted(existing),
+                    "state": "confirmed",
+                    "message": "Already in the ERP: an earlier attempt reached it",
+                }
+            )
+        )
+    if len(unanswered):
+        parts.append(
+            pd.DataFrame(
+                {
+                    "external_id": unanswered.to_numpy(dtype=object),
+                    "state": "planned",
+                    "message": "The ERP gave no answer for this line; it will be sent again",
+                }
+            )
+        )
+    outcome = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+    now = datetime.now(UTC)
+    with db.begin() as conn:
+        if not outcome.empty:
+            load_temp(conn, "tmp_outcome", outcome, _OUTCOME_SCHEMA)
+            conn.execute(
+                sa.text(
+                    f"""UPDATE {ledger} SET state = o.state, erp_message = o.message,
+                            settled_at = CASE WHEN o.state = 'planned' THEN NULL ELSE :now END
+                        FROM tmp_outcome o
+                        WHERE {ledger}.external_id = o.external_id AND {ledger}.batch_id = :b
+                          AND {ledger}.state = 'sent'"""
+                ),
+                {"now": now, "b": batch_id},
+            )
+        conn.execute(
+            sa.text(
+                f"""UPDATE {ledger} SET state = 'confirmed', settled_at = :now
+                    WHERE batch_id = :b AND state = 'sent'"""
+            ),
+            {"now": now, "b": batch_id},
+        )
+        lock.heartbeat(conn)
+    return {
+        "confirmed": len(result.accepted) + len(existing),
+        "already_in_erp": len(existing),
+        "rejected": len(result.rejected),
+        "unanswered": len(unanswered),
+    }
+
+
+def _mark_sent(db: StagingDB, ledger: str, batch_id: str) -> None:
+    with db.begin() as conn:
+        conn.execute(
+            sa.text(
+                f"UPDATE {ledger} SET state = 'sent', sent_at = :now "
+                "WHERE batch_id = :b AND state = 'planned'"
+            ),
+            {"now": datetime.now(UTC), "b": batch_id},
+        )
+
+
+def _batches(db: StagingDB, ledger: str, window_id: str) -> list[str]:
+    return db.query_df(
+        f"SELECT DISTINCT batch_id FROM {ledger} WHERE window_id = :w AND state = 'planned' "
+        "AND batch_id IS NOT NULL ORDER BY batch_id",
+        {"w": window_id},
+    )["batch_id"].tolist()
+
+
+@dataclass
+class _Batch:
+    """A batch marked sent and read back, ready to post; `existing` when looked up ahead."""
+
+    batch_id: str
+    ids: pd.Series
+    post: Callable[[set[str] | None], tuple[set[str], PostResult]]
+    existing: set[str] | None = None
+
+
+def _send(
+    db: StagingDB,
+    erp: ErpTarget,
+    window_id: str,
+    lock: PostingLock,
+    call: Callable,
+    hooks: Callable[[str, str], None] | None,
+) -> dict[str, int]:
+    """Send the window's planned batches, one batch ahead.
+
+    While the ERP books batch n, a worker thread marks batch n+1 `sent`, reads it
+    back and, if the target allows concurrent calls (`concurrent_lookups`), looks
+    its IDs up in the ERP. Staging writes of both threads are serialised by a lock
+    (DuckDB would abort one of two concurrent writers). The result of batch n is
+    recorded, with the heartbeat, before batch n+1 is posted.
+    """
+    totals = {"confirmed": 0, "already_in_erp": 0, "rejected": 0, "unanswered": 0, "batches": 0}
+    staging_writes = threading.Lock()
+    # Optional target capabilities (attributes, not part of the ErpTarget API).
+    look_ahead = bool(getattr(erp, "concurrent_lookups", False))
+    arrow_frames = bool(getattr(erp, "accepts_arrow_frames", False))
+
+    def step(name: str, b: str) -> None:
+        if hooks:
+            hooks(name, b)
+
+    def time_lines(b: str) -> tuple[pd.Series, Callable]:
+        with db.engine.connect() as conn:
+            lines = fetch_frame(
+                conn,
+                f"SELECT {', '.join(TIME_LINE_COLUMNS)} FROM posting_ledger "
+                "WHERE batch_id = :b AND state = 'sent' ORDER BY external_id",
+                {"b": b},
+                arrow_dtypes=arrow_frames,
+            )
+
+        def post(existing: set[str]) -> PostResult:
+            todo = lines[~lines["external_id"].isin(existing)]
+            return erp.post_time_lines(todo) if len(todo) else PostResult()
+
+        return lines["external_id"], post
+
+    def invoices(b: str) -> tuple[pd.Series, Callable]:
+        with db.engine.connect() as conn:
+            heads = fetch_frame(
+                conn,
+                f"SELECT {', '.join(c for c in INVOICE_COLUMNS if c != 'status')}, "
+                "'released' AS status FROM invoice_ledger "
+                "WHERE batch_id = :b AND state = 'sent' ORDER BY external_id",
+                {"b": b},
+            )
+            lines = fetch_frame(
+                conn,
+                f"SELECT l.{', l.'.join(INVOICE_LINE_COLUMNS)} FROM invoice_ledger_lines l "
+                "JOIN invoice_ledger h ON h.external_id = l.invoice_external_id "
+                "WHERE h.batch_id = :b AND h.state = 'sent' "
+                "ORDER BY l.invoice_external_id, l.line_no",
+                {"b": b},
+            )
+
+        def post(existing: set[str]) -> PostResult:
+            todo = heads[~heads["external_id"].isin(existing)]
+            todo_lines = lines[lines["invoice_external_id"].isin(todo["external_id"])]
+            return erp.post_invoices(todo, todo_lines) if len(todo) else PostResult()
+
+        return heads["external_id"], post
+
+    def prepare(ledger: str, read: Callable, b: str) -> _Batch:
+        with staging_writes:
+            _mark_sent(db, ledger, b)
+        step("batch_marked_sent", b)
+        ids, post_missing = read(b)
+        existing = None
+        if look_ahead:
+            try:
+                existing = erp.existing_external_ids(ids.tolist())
+            except ErpUnavailable:
+                existing = None  # looked up again, with retries, before posting
+
+        def post(known: set[str] | None) -> tuple[set[str], PostResult]:
+            found = known if known is not None else erp.existing_external_ids(ids.tolist())
+            return found, post_missing(found)
+
+        return _Batch(b, ids, post, existing)
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="posting-prefetch") as pool:
+        for ledger, read in (("posting_ledger", time_lines), ("invoice_ledger", invoices)):
+            batch_ids = _batches(db, ledger, window_id)
+            ahead = pool.submit(prepare, ledger, read, batch_ids[0]) if batch_ids else None
+            for i, _ in enumerate(batch_ids):
+                batch = ahead.result()
+                ahead = (
+                    pool.submit(prepare, ledger, read, batch_ids[i + 1])
+                    if i + 1 < len(batch_ids)
+                    else None
+                )
+                attempt = {"n": 0}
+
+                def post_once(batch: _Batch = batch, attempt: dict = attempt):
+                    # The first attempt may use the look-ahead; a retry looks up again, since a
+                    # failed attempt may have reached the ERP (lost response).
+                    attempt["n"] += 1
+                    return batch.post(batch.existing if attempt["n"] == 1 else None)
+
+                # On an exception the pool's exit waits for a running prefetch: nothing is left
+                # half-written behind the window's back.
+                existing, result = call(post_once)
+                step("batch_posted", batch.batch_id)
+                with staging_writes:
+                    counts = _record_batch(
+                        db, lock, ledger, batch.batch_id, batch.ids, existing, result
+                    )
+                for k, v in counts.items():
+                    totals[k] += v
+                totals["batches"] += 1
+                step("batch_recorded", batch.batch_id)
+    return totals
+
+
+def _ledger_state(db: StagingDB, window_id: str) -> dict[str, Any]:
+    """Counts, hours and amounts per state of this window's ledger rows."""
+    df = db.query_df(
+        """SELECT 'time_line' AS doc, state, currency, COUNT(*) AS n, SUM(hours) AS hours,
+                  SUM(amount) AS amount
+           FROM posting_ledger WHERE window_id = :w GROUP BY state, currency
+           UNION ALL
+           SELECT 'invoice', state, currency, COUNT(*), NULL, SUM(total_amount)
+           FROM invoice_ledger WHERE window_id = :w GROUP BY state, currency""",
+        {"w": window_id},
+    )
+    out: dict[str, Any] = {}
+    for (doc, state), g in df.groupby(["doc", "state"]):
+        out[f"{doc}s_{state}"] = int(g["n"].sum())
+    confirmed = df[df["state"] == "confirmed"]
+    out["hours_confirmed"] = str(sum((h for h in confirmed["hours"] if h is not None), Decimal(0)))
+    out["amount_confirmed"] = {
+        cur: str(sum(g["amount"], Decimal(0))) for cur, g in confirmed.groupby("currency")
+    }
+    return out
+
+
+def _rejections(db: StagingDB, window_id: str, limit: int = 1000) -> pd.DataFrame:
+    return db.query_df(
+        """SELECT * FROM (
+               SELECT 'time_line' AS document, external_id, legal_entity, project_code, period,
+                      erp_message FROM posting_ledger WHERE window_id = :w AND state = 'rejected'
+               UNION ALL
+               SELECT 'invoice', external_id, legal_entity, project_code, period, erp_message
+               FROM invoice_ledger WHERE window_id = :w AND state = 'rejected') r
+           ORDER BY external_id LIMIT :n""",
+        {"w": window_id, "n": limit},
+    )
+
+
+# -- the window -----------------------------------------------------------------------------------
+
+
+def _plan_and_preview(conn, erp, config, window_id, call, launched_by, now):
+    build_plan(
+        conn,
+        erp,
+        config.scope(),
+        policy=config.closed_period_policy,
+        window_id=window_id,
+        batch_size=config.batch_size,
+        invoice_batch_size=config.invoice_batch_size,
+        fetch=call,
+        include_invoices=config.include_invoices,
+    )
+    counts = plan_counts(conn)
+    summary = plan_summary(conn)
+    path = None
+    if config.preview_dir is not None:
+        total = int(summary["lines"].sum()) if not summary.empty else 0
+        detail = plan_detail(conn, config.preview_detail_limit)
+        kind = "Dry run" if config.dry_run else "Posting window"
+        path = write_preview_xlsx(
+            Path(config.preview_dir) / f"posting_preview_{window_id}.xlsx",
+            summary,
+            detail,
+            total_lines=total,
+            heading=f"{kind} {window_id} by {launched_by} at {now:%Y-%m-%d %H:%M %Z}",
+        )
+    return counts, summary, path
+
+
+def _sendable(counts: dict[str, int]) -> int:
+    return sum(v for k, v in counts.items() if k.endswith("_planned"))
+
+
+def run_window(
+    db: StagingDB,
+    erp: ErpTarget,
+    config: WindowConfig,
+    *,
+    now: datetime | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    hooks: Callable[[str, str], None] | None = None,
+) -> WindowResult:
+    """Run one posting window (or a dry run). Raises `PostingRefused` when it may not start."""
+    now = now or datetime.now(UTC)
+    _check_staging_free(db)
+    window_id = new_window_id(now)
+    launched_by = config.launched_by or _os_user()
+    call = _retrying(config.retry, sleep)
+
+    if config.dry_run:
+        with db.engine.connect() as conn:
+            counts, summary, path = _plan_and_preview(
+                conn, erp, config, window_id, call, launched_by, now
+            )
+            conn.rollback()  # only temporary tables were written; leave nothing behind
+        counts = {**counts, "lines_sendable": _sendable(counts)}
+        _record_window(
+            db, window_id, config, "dry_run", launched_by, now, counts=counts, finished=True
+        )
+        return WindowResult(
+            window_id,
+            "dry_run",
+            f"Dry run: {counts['lines_sendable']} lines would be posted; nothing was posted.",
+            counts,
+            summary,
+            path,
+        )
+
+    rules = parse_posting_hours(config.posting_hours)
+    if not is_allowed(rules, now) and not (config.override_reason or "").strip():
+        message = describe_refusal(rules, now)
+        _record_window(
+            db, window_id, config, "refused", launched_by, now, note=message, finished=True
+        )
+        raise PostingHoursClosed(message)
+
+    lock = PostingLock(db, window_id, stale_after=config.lock_stale_after)
+    try:
+        lock.acquire()
+    except PostingLocked as e:
+        _record_window(
+            db, window_id, config, "refused", launched_by, now, note=str(e), finished=True
+        )
+        raise
+
+    counts: dict[str, Any] = {}
+    status, message = "failed", "failed"
+    summary, path = pd.DataFrame(), None
+    try:
+        _record_window(db, window_id, config, "running", launched_by, now)
+        with db.begin() as conn:
+            conn.execute(
+                sa.text(
+                    """UPDATE posting_windows SET status = 'abandoned', finished_at = :now,
+                           note = 'Process ended without finishing; settled by window ' || :w
+                       WHERE status = 'running' AND window_id <> :w"""
+                ),
+                {"now": now, "w": window_id},
+            )
+        counts.update(_settle_sent(db, erp, call))
+        with db.begin() as conn:
+            plan, summary, path = _plan_and_preview(
+                conn, erp, config, window_id, call, launched_by, now
+            )
+            counts.update(plan)
+            counts["lines_sendable"] = _sendable(plan)
+            if config.max_lines is not None and counts["lines_sendable"] > config.max_lines:
+                raise PlanTooLarge(
+                    f"The plan has {counts['lines_sendable']:,} lines to send, more than "
+                    f"max_lines {config.max_lines:,}: narrow the scope (legal entities, dates) "
+                    "or raise max_lines. Nothing was posted."
+                )
+            counts["voided"] = merge_plan(
+                conn,
+                config.scope(),
+                window_id=window_id,
+                run_id=config.run_id,
+                launched_by=launched_by,
+                now=now,
+            )
+            for temp in ("plan_lines", "plan_invoices", "plan_invoice_lines", "plan_periods"):
+                conn.exec_driver_sql(f"DROP TABLE IF EXISTS {temp}")  # DuckDB keeps them
+        if not db.is_duckdb:  # fresh statistics, or the batch updates scan the whole ledger
+            with db.begin() as conn:
+                conn.exec_driver_sql("ANALYZE posting_ledger")
+                conn.exec_driver_sql("ANALYZE invoice_ledger")
+        if hooks:
+            hooks("planned", "")
+        counts.update(_send(db, erp, window_id, lock, call, hooks))
+        status = "completed"
+        message = (
+            f"Posted {counts['confirmed']:,} documents"
+            f" ({counts['already_in_erp']:,} already in the ERP),"
+            f" {counts['rejected']:,} rejected by the ERP."
+        )
+    except ErpUnavailable as e:
+        status = "stopped"
+        message = (
+            f"Stopped: the ERP stayed unavailable after {config.retry.attempts} attempts ({e}). "
+            "Unsent lines stay planned; run the window again to finish them."
+        )
+    except PlanTooLarge as e:
+        status, message = "refused", str(e)
+        raise
+    except (PostingLockLost, Exception) as e:
+        status, message = "failed", f"{type(e).__name__}: {e}"[:2000]
+        raise
+    finally:
+        try:
+            counts.update(_ledger_state(db, window_id))
+            _finish_window(db, window_id, status, message, counts)
+        finally:
+            lock.release()
+    return WindowResult(
+        window_id, status, message, counts, summary, path, _rejections(db, window_id)
+    )
+
+
+def ledger_frame(db: StagingDB, ledger: str = "posting_ledger") -> pd.DataFrame:
+    """The whole ledger (tests, reconciliation)."""
+    return db.query_df(f"SELECT * FROM {ledger} ORDER BY external_id")
+
+
+__all__ = [
+    "PlanTooLarge",
+    "PostingHoursClosed",
+    "PostingLocked",
+    "PostingRefused",
+    "RetryPolicy",
+    "STEPS",
+    "WindowConfig",
+    "WindowResult",
+    "ledger_frame",
+    "new_window_id",
+    "run_window",
+]

@@ -1,0 +1,169 @@
+"""One posting window at a time: a lock row in staging, taken in its own transaction.
+
+Two windows posting at once is how duplicates reach an ERP (two jobs both
+looking up an ID, both creating it). Dagster's tag limit already queues
+posting runs, but a CLI run, a second Dagster instance or a stuck run must not
+slip past it, so the lock lives in the staging database: it works across
+processes and hosts on PostgreSQL and across threads on DuckDB (whose file lock
+already keeps other processes out).
+
+Taking it is compare-and-set on one row: PostgreSQL serialises the two updates
+(the loser re-reads a non-empty holder), DuckDB aborts the second writer with a
+conflict; either way the loser fails fast with a message naming the holder.
+A holder that died is detected two ways: its process is gone (same host) or
+its heartbeat is older than the timeout.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from staging_models.db import StagingDB
+from staging_models.ledger_tables import posting_lock
+
+DEFAULT_LOCK = "posting"
+DEFAULT_STALE_AFTER = timedelta(minutes=15)
+
+
+class PostingRefused(RuntimeError):
+    """A posting window refused to start; nothing was posted and the message says why."""
+
+
+class PostingLocked(PostingRefused):
+    """Another posting window holds the lock."""
+
+
+class PostingLockLost(RuntimeError):
+    """This window's lock was taken over (its heartbeat was considered stale): stop posting."""
+
+
+def _holder_alive(holder: str) -> bool | None:
+    """True/False when the holder ran on this host (its pid can be checked), else None."""
+    host, _, rest = holder.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return None
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@dataclass
+class PostingLock:
+    """The lock of one window; use `acquire()` / `release()` or as a context manager."""
+
+    db: StagingDB
+    window_id: str
+    name: str = DEFAULT_LOCK
+    stale_after: timedelta = DEFAULT_STALE_AFTER
+    taken_over: str | None = None  # the dead holder this window replaced, if any
+
+    @property
+    def holder(self) -> str:
+        return f"{socket.gethostname()}:{os.getpid()}:{self.window_id}"
+
+    def acquire(self) -> PostingLock:
+        now = datetime.now(UTC)
+        try:
+            with self.db.begin() as conn:
+                conn.execute(
+                    sa.text(
+                        "INSERT INTO posting_lock (lock_name) VALUES (:n) ON CONFLICT DO NOTHING"
+                    ),
+                    {"n": self.name},
+                )
+        except sa.exc.DBAPIError:
+            pass  # another window created the row at the same moment: fine, it exists
+        try:
+            with self.db.begin() as conn:
+                row = conn.execute(
+                    sa.select(
+                        posting_lock.c.holder,
+                        posting_lock.c.window_id,
+                        posting_lock.c.acquired_at,
+                        posting_lock.c.heartbeat_at,
+                    ).where(posting_lock.c.lock_name == self.name)
+                ).one()
+                if row.holder is not None:
+                    alive = _holder_alive(row.holder)
+                    beat = row.heartbeat_at
+                    if beat is not None and beat.tzinfo is None:
+                        beat = beat.replace(tzinfo=UTC)
+                    stale = alive is False or beat is None or now - beat > self.stale_after
+                    if not stale:
+                        raise PostingLocked(
+                            f"Another posting window ({row.window_id}) is running since "
+                            f"{row.acquired_at:%Y-%m-%d %H:%M:%S %Z} (holder {row.holder}, last "
+                            f"heartbeat {beat:%H:%M:%S %Z}). Wait for it to finish; if it died, "
+                            f"its lock expires {self.stale_after} after the last heartbeat."
+                        )
+                    self.taken_over = row.window_id
+                upd = posting_lock.update().where(posting_lock.c.lock_name == self.name)
+                upd = upd.where(
+                    posting_lock.c.holder.is_(None)
+                    if row.holder is None
+                    else posting_lock.c.holder == row.holder
+                )
+                conn.execute(
+                    upd.values(
+                        holder=self.holder,
+                        window_id=self.window_id,
+                        acquired_at=now,
+                        heartbeat_at=now,
+                    )
+                )
+                got = conn.execute(
+                    sa.select(posting_lock.c.holder).where(posting_lock.c.lock_name == self.name)
+                ).scalar()
+                if got != self.holder:
+                    raise PostingLocked(
+                        f"Another posting window took the lock at the same moment (holder {got})."
+                    )
+        except sa.exc.DBAPIError as e:  # DuckDB: write-write conflict with the other window
+            raise PostingLocked(
+                "Another posting window took the lock at the same moment; try again later."
+            ) from e
+        return self
+
+    def heartbeat(self, conn: Connection | None = None) -> None:
+        """Prove this window is alive, inside `conn`'s transaction if given (one commit less per
+        batch); raises `PostingLockLost` if another window took over."""
+        if conn is None:
+            with self.db.begin() as own:
+                return self.heartbeat(own)
+        conn.execute(
+            posting_lock.update()
+            .where(posting_lock.c.lock_name == self.name, posting_lock.c.holder == self.holder)
+            .values(heartbeat_at=datetime.now(UTC))
+        )
+        got = conn.execute(
+            sa.select(posting_lock.c.holder).where(posting_lock.c.lock_name == self.name)
+        ).scalar()
+        if got != self.holder:
+            raise PostingLockLost(
+                f"posting window {self.window_id} lost its lock to {got}: stopping before sending more"
+            )
+
+    def release(self) -> None:
+        with self.db.begin() as conn:
+            conn.execute(
+                posting_lock.update()
+                .where(posting_lock.c.lock_name == self.name, posting_lock.c.holder == self.holder)
+                .values(holder=None, window_id=None, acquired_at=None, heartbeat_at=None)
+            )
+
+    def __enter__(self) -> PostingLock:
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()

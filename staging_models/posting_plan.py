@@ -1,0 +1,459 @@
+"""The plan of a posting window, computed set-based in the staging database.
+
+desired = current versions the contracts validated (stg state `valid`), in scope;
+live    = ledger posts the ERP holds (sent or confirmed) that no live reversal cancels.
+
+- a desired version not yet live is posted;
+- a live line whose entry moved on to a newer valid version, or whose current
+  version is `not_postable` (deleted, no longer approved), is reversed; the newer
+  version (if any) is posted beside it: the ERP never sees an edit;
+- a current version that is quarantined or pending changes nothing: the old line
+  stays (reconciliation flags the difference) until the contracts release it.
+
+Every planned line is booked into its natural period (work or issue month; a
+reversal: the period of the line it reverses). If the ERP has that period closed,
+policy `next_open` books it into the next open period of the legal entity and
+`hold` keeps it in the ledger as `held` with the reason. A correction is held as
+a pair: if one half is held, so is the other, so the ERP never counts an entry
+twice or not at all because of a closed period.
+
+The plan lands in temporary tables (`plan_lines`, `plan_invoices`,
+`plan_invoice_lines`) of the caller's transaction; `merge_plan` writes them into
+the ledgers, a dry run just reads and discards them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from typing import Literal
+
+import pandas as pd
+import pyarrow as pa
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from connectors.erp.base import ErpTarget
+from connectors.erp.bulk import load_temp, read_frame
+from connectors.erp.sql_interface import month_end
+
+ClosedPeriodPolicy = Literal["next_open", "hold"]
+#: How far past a closed period `next_open` looks for an open one.
+NEXT_OPEN_HORIZON_MONTHS = 12
+MAX_EXTERNAL_ID = 64
+
+
+def external_id(doc: str, ident: str, version: int, kind: str) -> str:
+    """Deterministic ERP external ID, e.g. `te:TE1:v2:post`; ids over 64 chars use md5(ident).
+
+    `doc` is `te` (time line) or `inv` (invoice); `kind` is `post` or `rev`. Mirrors
+    `external_id_sql`, which the plan uses.
+    """
+    import hashlib
+
+    plain = f"{doc}:{ident}:v{version}:{kind}"
+    if len(plain) <= MAX_EXTERNAL_ID:
+        return plain
+    return f"{doc}~{hashlib.md5(ident.encode()).hexdigest()}:v{version}:{kind}"
+
+
+def external_id_sql(doc: str, ident: str, version: str, kind: str) -> str:
+    # ':' || 'v', not ':v': text() would read ":v" inside a literal as a bind parameter.
+    tail = f"':' || 'v' || CAST({version} AS VARCHAR) || ':' || '{kind}'"
+    plain = f"'{doc}:' || {ident} || {tail}"
+    return f"CASE WHEN length({plain}) > {MAX_EXTERNAL_ID} THEN '{doc}~' || md5({ident}) || {tail} ELSE {plain} END"
+
+
+def period_sql(conn: Connection, date_expr: str) -> str:
+    """'YYYY-MM' of a date, in the connection's dialect."""
+    if conn.dialect.name == "duckdb":
+        return f"strftime({date_expr}, '%Y-%m')"
+    return f"to_char({date_expr}, 'YYYY-MM')"
+
+
+def temp_table(conn: Connection, name: str, select_sql: str, params: dict | None = None) -> None:
+    """CREATE TEMP TABLE name AS select (dropped at commit on PostgreSQL, replaced on DuckDB)."""
+    conn.exec_driver_sql(f"DROP TABLE IF EXISTS {name}")
+    on_commit = " ON COMMIT DROP" if conn.dialect.name == "postgresql" else ""
+    conn.execute(sa.text(f"CREATE TEMP TABLE {name}{on_commit} AS {select_sql}"), params or {})
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Which lines a window covers: legal entities (empty = all) and a date range (inclusive)."""
+
+    legal_entities: tuple[str, ...] = ()
+    date_from: date | None = None
+    date_to: date | None = None
+
+    def sql(self, alias: str, date_col: str) -> tuple[str, dict]:
+        """A WHERE fragment and its parameters for rows `alias` dated by `date_col`."""
+        parts, params = ["TRUE"], {}
+        if self.legal_entities:
+            names = []
+            for i, le in enumerate(self.legal_entities):
+                params[f"scope_le{i}"] = le
+                names.append(f":scope_le{i}")
+            parts.append(f"{alias}.legal_entity IN ({', '.join(names)})")
+        if self.date_from:
+            parts.append(f"{alias}.{date_col} >= :scope_from")
+            params["scope_from"] = self.date_from
+        if self.date_to:
+            parts.append(f"{alias}.{date_col} <= :scope_to")
+            params["scope_to"] = self.date_to
+        return " AND ".join(parts), params
+
+
+# -- time lines ---------------------------------------------------------------------------------
+
+_LIVE_POSTS = """
+    SELECT l.* FROM {ledger} l
+    WHERE l.kind = 'post' AND l.state IN ('sent', 'confirmed')
+      AND NOT EXISTS (SELECT 1 FROM {ledger} r
+                      WHERE r.kind = 'reversal' AND r.reverses_external_id = l.external_id
+                        AND r.state IN ('sent', 'confirmed'))
+"""
+
+
+def _plan_time_lines_sql(conn: Connection, scope: Scope) -> tuple[str, dict]:
+    d_where, params = scope.sql("v", "work_date")
+    l_where, lp = scope.sql("l", "work_date")
+    params.update(lp)
+    post_id = external_id_sql("te", "v.entry_id", "v.version", "post")
+    rev_id = external_id_sql("te", "l.entry_id", "l.entry_version", "rev")
+    return (
+        f"""
+        WITH cur AS (
+            SELECT row_key AS entry_id, version, state FROM stg_time_entries WHERE is_current
+        ),
+        live AS ({_LIVE_POSTS.format(ledger="posting_ledger")}),
+        posts AS (
+            SELECT {post_id} AS external_id, 'post' AS kind, v.entry_id,
+                   v.version AS entry_version, CAST(NULL AS VARCHAR) AS reverses_external_id,
+                   v.legal_entity, v.employee_id, v.project_code, v.task_code, v.work_date,
+                   {period_sql(conn, "v.work_date")} AS natural_period,
+                   v.hours, v.bill_rate, v.amount, v.currency, v.description
+            FROM validated_time_entries v
+            JOIN cur c ON c.entry_id = v.entry_id AND c.version = v.version AND c.state = 'valid'
+            WHERE {d_where}
+        )
+        SELECT p.* FROM posts p
+        WHERE NOT EXISTS (SELECT 1 FROM posting_ledger x
+                          WHERE x.external_id = p.external_id AND x.state IN ('sent', 'confirmed'))
+        UNION ALL
+        SELECT {rev_id}, 'reversal', l.entry_id, l.entry_version, l.external_id,
+               l.legal_entity, l.employee_id, l.project_code, l.task_code, l.work_date,
+               l.period, -l.hours, l.bill_rate, -l.amount, l.currency,
+               'Reversal of ' || l.external_id
+        FROM live l JOIN cur c ON c.entry_id = l.entry_id
+        WHERE {l_where}
+          AND ((c.version > l.entry_version AND c.state IN ('valid', 'not_postable'))
+               OR (c.version = l.entry_version AND c.state = 'not_postable'))
+        """,
+        params,
+    )
+
+
+# -- invoices -------------------------------------------------------------------------------------
+
+
+def _plan_invoices_sql(conn: Connection, scope: Scope) -> tuple[str, dict]:
+    h_where, params = scope.sql("h", "issue_date")
+    l_where, lp = scope.sql("l", "issue_date")
+    params.update(lp)
+    post_id = external_id_sql("inv", "h.invoice_id", "h.invoice_version", "post")
+    rev_id = external_id_sql("inv", "l.invoice_id", "l.invoice_version", "rev")
+    return (
+        f"""
+        WITH cur AS (
+            SELECT invoice_id, line_no, version, state FROM stg_invoices
+            WHERE is_current AND invoice_id IS NOT NULL
+        ),
+        inv AS (  -- one row per invoice: its version and how ready its lines are
+            SELECT invoice_id, CAST(SUM(version) AS INTEGER) AS invoice_version,
+                   COUNT(*) AS n_lines,
+                   SUM(CASE WHEN state = 'valid' THEN 1 ELSE 0 END) AS n_valid,
+                   SUM(CASE WHEN state = 'not_postable' THEN 1 ELSE 0 END) AS n_not_postable
+            FROM cur GROUP BY invoice_id
+        ),
+        vl AS (
+            SELECT v.* FROM validated_invoice_lines v
+            JOIN cur c ON c.invoice_id = v.invoice_id AND c.line_no = v.line_no
+                      AND c.version = v.version AND c.state = 'valid'
+        ),
+        hdr AS (
+            SELECT vl.invoice_id, MIN(vl.legal_entity) AS legal_entity,
+                   MIN(vl.project_code) AS project_code, MIN(vl.customer_id) AS customer_id,
+                   MIN(vl.currency) AS currency, MIN(vl.issue_date) AS issue_date,
+                   MIN(vl.due_date) AS due_date, SUM(vl.amount) AS total_amount,
+                   COUNT(*) AS line_count,
+                   SUM(CASE WHEN vl.status = 'released' THEN 1 ELSE 0 END) AS n_released,
+                   SUM(CASE WHEN vl.status = 'cancelled' THEN 1 ELSE 0 END) AS n_cancelled
+            FROM vl GROUP BY vl.invoice_id
+        ),
+        inv_state AS (
+            SELECT i.*, h.legal_entity, h.project_code, h.customer_id, h.currency,
+                   h.issue_date, h.due_date, h.total_amount, h.line_count,
+                   (i.n_valid = i.n_lines AND h.n_released = h.line_count) AS ready,
+                   (i.n_not_postable > 0 OR (i.n_valid = i.n_lines AND h.n_cancelled > 0))
+                       AS withdrawn
+            FROM inv i LEFT JOIN hdr h ON h.invoice_id = i.invoice_id
+        ),
+        live AS ({_LIVE_POSTS.format(ledger="invoice_ledger")}),
+        posts AS (
+            SELECT {post_id} AS external_id, 'post' AS kind, h.invoice_id, h.invoice_version,
+                   CAST(NULL AS VARCHAR) AS reverses_external_id, h.legal_entity,
+                   h.project_code, h.customer_id, h.currency, h.issue_date, h.due_date,
+                   {period_sql(conn, "h.issue_date")} AS natural_period,
+                   h.total_amount, CAST(h.line_count AS INTEGER) AS line_count
+            FROM inv_state h WHERE h.ready AND {h_where}
+        )
+        SELECT p.* FROM posts p
+        WHERE NOT EXISTS (SELECT 1 FROM invoice_ledger x
+                          WHERE x.external_id = p.external_id AND x.state IN ('sent', 'confirmed'))
+        UNION ALL
+        SELECT {rev_id}, 'reversal', l.invoice_id, l.invoice_version, l.external_id,
+               l.legal_entity, l.project_code, l.customer_id, l.currency, l.issue_date,
+               l.due_date, l.period, -l.total_amount, l.line_count
+        FROM live l JOIN inv_state s ON s.invoice_id = l.invoice_id
+        WHERE {l_where}
+          AND (s.withdrawn OR (s.ready AND s.invoice_version > l.invoice_version))
+        """,
+        params,
+    )
+
+
+_PLAN_INVOICE_LINES = """
+    SELECT p.external_id AS invoice_external_id, v.line_no, v.line_kind, v.description,
+           v.quantity, v.unit_price, v.amount
+    FROM plan_invoices p
+    JOIN stg_invoices c ON c.invoice_id = p.invoice_id AND c.is_current AND c.state = 'valid'
+    JOIN validated_invoice_lines v ON v.invoice_id = c.invoice_id AND v.line_no = c.line_no
+                                  AND v.version = c.version
+    WHERE p.kind = 'post'
+    UNION ALL
+    SELECT p.external_id, o.line_no, o.line_kind, o.description, -o.quantity, o.unit_price,
+           -o.amount
+    FROM plan_invoices p JOIN invoice_ledger_lines o ON o.invoice_external_id = p.reverses_external_id
+    WHERE p.kind = 'reversal'
+"""
+
+# -- periods --------------------------------------------------------------------------------------
+
+_PERIOD_SCHEMA = pa.schema(
+    [("legal_entity", pa.string()), ("period", pa.string()), ("is_open", pa.bool_())]
+)
+
+
+def _add_months(period: str, n: int) -> date:
+    y, m = (int(x) for x in period.split("-"))
+    y, m = divmod(y * 12 + m - 1 + n, 12)
+    return date(y, m + 1, 1)
+
+
+def _load_periods(conn: Connection, erp: ErpTarget, fetch) -> None:
+    """Ask the ERP which periods are open for every legal entity and month the plan touches."""
+    span = read_frame(
+        conn,
+        """SELECT legal_entity, MIN(natural_period) AS lo, MAX(natural_period) AS hi FROM (
+               SELECT legal_entity, natural_period FROM plan_lines
+               UNION ALL SELECT legal_entity, natural_period FROM plan_invoices) x
+           GROUP BY legal_entity""",
+    )
+    if span.empty:
+        frame = pd.DataFrame({"legal_entity": [], "period": [], "is_open": []})
+    else:
+        frame = fetch(
+            lambda: erp.open_periods(
+                span["legal_entity"].tolist(),
+                _add_months(span["lo"].min(), 0),
+                month_end(_add_months(span["hi"].max(), NEXT_OPEN_HORIZON_MONTHS)),
+            )
+        )
+    load_temp(conn, "plan_periods", frame.astype({"is_open": bool}), _PERIOD_SCHEMA)
+
+
+def _apply_policy(conn: Connection, table: str, policy: ClosedPeriodPolicy, group: str) -> None:
+    """Book lines of closed periods into the next open one, or hold them; hold pairs together."""
+    next_open = (
+        """(SELECT MIN(o.period) FROM plan_periods o WHERE o.legal_entity = c.legal_entity
+              AND o.period > c.period AND o.is_open)"""
+        if policy == "next_open"
+        else "CAST(NULL AS VARCHAR)"
+    )
+    held_msg = "'Posting period ' || m.period || ' is closed for ' || m.legal_entity || " + (
+        "' and no later period is open within "
+        + str(NEXT_OPEN_HORIZON_MONTHS)
+        + " months; held until one opens'"
+        if policy == "next_open"
+        else "'; held (policy hold) until it reopens'"
+    )
+    conn.exec_driver_sql(
+        f"""UPDATE {table} SET
+              period = COALESCE(m.next_open, {table}.period),
+              state = CASE WHEN m.next_open IS NULL THEN 'held' ELSE 'planned' END,
+              batch_id = CASE WHEN m.next_open IS NULL THEN NULL ELSE {table}.batch_id END,
+              erp_message = CASE WHEN m.next_open IS NULL THEN {held_msg}
+                  ELSE 'Booked in ' || m.next_open || ': period ' || m.period
+                       || ' is closed for ' || m.legal_entity END
+            FROM (SELECT c.legal_entity, c.period, {next_open} AS next_open
+                  FROM plan_periods c WHERE NOT c.is_open) m
+            WHERE {table}.legal_entity = m.legal_entity AND {table}.natural_period = m.period"""
+    )
+    conn.exec_driver_sql(
+        f"""UPDATE {table} SET state = 'held', batch_id = NULL,
+              erp_message = 'Held with the other half of its correction (closed period)'
+            WHERE state = 'planned' AND {group} IN (SELECT {group} FROM {table} WHERE state = 'held')"""
+    )
+
+
+def _batch_sql(group: str, param: str) -> str:
+    """Batch number of each plan row, in batches of `:size`, an entry's lines adjacent.
+
+    Numbered when the plan is created; lines held afterwards lose their batch, so a batch
+    may send fewer lines than `size` (cheaper than numbering again after the policy).
+    """
+    return (
+        f"CAST(:{param} AS VARCHAR) || '-b' || lpad(CAST(CAST(FLOOR((ROW_NUMBER() OVER ("
+        f"ORDER BY {group}, kind, external_id) - 1) / :size) AS INTEGER) + 1 AS VARCHAR), 5, '0')"
+    )
+
+
+def build_plan(
+    conn: Connection,
+    erp: ErpTarget,
+    scope: Scope,
+    *,
+    policy: ClosedPeriodPolicy,
+    window_id: str,
+    batch_size: int,
+    invoice_batch_size: int,
+    fetch,
+    include_invoices: bool = True,
+) -> None:
+    """Fill plan_lines, plan_invoices and plan_invoice_lines for this window (temp tables)."""
+    if policy not in ("next_open", "hold"):
+        raise ValueError(f"unknown closed-period policy {policy!r}: use 'next_open' or 'hold'")
+    extra = "CAST('planned' AS VARCHAR) AS state, CAST(NULL AS VARCHAR) AS erp_message"
+    sql, params = _plan_time_lines_sql(conn, scope)
+    temp_table(
+        conn,
+        "plan_lines",
+        f"SELECT q.*, q.natural_period AS period, {extra}, "
+        f"{_batch_sql('entry_id', 'w_lines')} AS batch_id FROM ({sql}) q",
+        {**params, "w_lines": window_id, "size": float(batch_size)},
+    )
+    sql, params = _plan_invoices_sql(conn, scope)
+    if not include_invoices:
+        sql = f"SELECT * FROM ({sql}) q WHERE FALSE"
+    temp_table(
+        conn,
+        "plan_invoices",
+        f"SELECT q.*, q.natural_period AS period, {extra}, "
+        f"{_batch_sql('invoice_id', 'w_inv')} AS batch_id FROM ({sql}) q",
+        {**params, "w_inv": window_id + "-inv", "size": float(invoice_batch_size)},
+    )
+    _load_periods(conn, erp, fetch)
+    _apply_policy(conn, "plan_lines", policy, "entry_id")
+    _apply_policy(conn, "plan_invoices", policy, "invoice_id")
+    temp_table(conn, "plan_invoice_lines", _PLAN_INVOICE_LINES)
+
+
+def plan_counts(conn: Connection) -> dict[str, int]:
+    """Lines per document, kind and state in the plan."""
+    rows = conn.exec_driver_sql(
+        """SELECT 'time_line' AS doc, kind, state, COUNT(*) FROM plan_lines GROUP BY kind, state
+           UNION ALL
+           SELECT 'invoice', kind, state, COUNT(*) FROM plan_invoices GROUP BY kind, state"""
+    ).fetchall()
+    out: dict[str, int] = {}
+    for doc, kind, state, n in rows:
+        out[f"{doc}_{kind}_{state}"] = int(n)
+    return out
+
+
+# -- writing the plan into the ledgers ------------------------------------------------------------
+
+_TIME_COLS = (
+    "external_id, kind, entry_id, entry_version, reverses_external_id, legal_entity, employee_id, "
+    "project_code, task_code, work_date, period, hours, bill_rate, amount, currency, description"
+)
+_INVOICE_COLS = (
+    "external_id, kind, invoice_id, invoice_version, reverses_external_id, legal_entity, "
+    "project_code, customer_id, currency, issue_date, due_date, period, total_amount, line_count"
+)
+
+
+def merge_plan(
+    conn: Connection,
+    scope: Scope,
+    *,
+    window_id: str,
+    run_id: str | None,
+    launched_by: str | None,
+    now,
+) -> int:
+    """Write the plan into the ledgers; returns how many earlier unsent lines became void.
+
+    New external IDs are inserted; ones the ledger holds unsent (planned, held,
+    rejected, void) are re-planned under this window; unsent lines in scope that the
+    plan no longer wants (their entry moved on before they reached the ERP) become void.
+    """
+    voided = 0
+    track = {"w": window_id, "run": run_id, "by": launched_by, "now": now}
+    for ledger, plan, cols, date_col in (
+        ("posting_ledger", "plan_lines", _TIME_COLS, "work_date"),
+        ("invoice_ledger", "plan_invoices", _INVOICE_COLS, "issue_date"),
+    ):
+        unsent = conn.exec_driver_sql(
+            f"SELECT COUNT(*) FROM {ledger} WHERE state IN ('planned', 'held', 'rejected', 'void')"
+        ).scalar_one()
+        if unsent:  # usually none: the previous window finished
+            where, params = scope.sql("v", date_col)
+            unwanted = f"""SELECT v.external_id FROM {ledger} v
+                WHERE v.state IN ('planned', 'held') AND {where}
+                  AND NOT EXISTS (SELECT 1 FROM {plan} p WHERE p.external_id = v.external_id)"""
+            n = conn.execute(sa.text(f"SELECT COUNT(*) FROM ({unwanted}) u"), params).scalar_one()
+            if n:
+                voided += n
+                conn.execute(
+                    sa.text(
+                        f"""UPDATE {ledger} SET state = 'void', window_id = :w, settled_at = :now,
+                                erp_message = 'No longer wanted (superseded, quarantined or '
+                                              || 'withdrawn) before it reached the ERP'
+                            WHERE state IN ('planned', 'held') AND external_id IN ({unwanted})"""
+                    ),
+                    {**track, **params},
+                )
+            conn.execute(
+                sa.text(
+                    f"""UPDATE {ledger} SET period = p.period, state = p.state,
+                            erp_message = p.erp_message, batch_id = p.batch_id, window_id = :w,
+                            run_id = :run, launched_by = :by, planned_at = :now,
+                            sent_at = NULL, settled_at = NULL
+                        FROM {plan} p
+                        WHERE {ledger}.external_id = p.external_id
+                          AND {ledger}.state IN ('planned', 'held', 'rejected', 'void')"""
+                ),
+                track,
+            )
+        conn.execute(
+            sa.text(
+                f"""INSERT INTO {ledger} ({cols}, state, erp_message, batch_id, window_id,
+                                          run_id, launched_by, planned_at)
+                    SELECT {cols}, state, erp_message, batch_id, :w, :run, :by, :now
+                    FROM {plan} p
+                    WHERE NOT EXISTS (SELECT 1 FROM {ledger} x WHERE x.external_id = p.external_id)"""
+            ),
+            track,
+        )
+    conn.exec_driver_sql(
+        """INSERT INTO invoice_ledger_lines
+               (invoice_external_id, line_no, line_kind, description, quantity, unit_price, amount)
+           SELECT invoice_external_id, line_no, line_kind, description, quantity, unit_price, amount
+           FROM plan_invoice_lines p
+           WHERE NOT EXISTS (SELECT 1 FROM invoice_ledger_lines x
+                             WHERE x.invoice_external_id = p.invoice_external_id
+                               AND x.line_no = p.line_no)"""
+    )
+    return voided
