@@ -20,6 +20,7 @@ from pydantic import Field
 from pipelines.erp_resources import ErpResource, PostingPolicy
 from pipelines.resources import StagingDatabase
 from staging_models.posting import PostingRefused, WindowConfig, WindowResult, run_window
+from staging_models.validation import conservation
 
 POSTING_ASSET = "posting_window"
 
@@ -83,6 +84,7 @@ def _metadata(result: WindowResult, erp: ErpResource) -> dict:
     name=POSTING_ASSET,
     group_name="posting",
     kinds={"erp"},
+    deps=["validated_time_entries", "validated_invoices"],
     description=(
         "A posting window: validated time entries and released invoices posted to the ERP, "
         "once, with reversals for corrections (ledger: posting_ledger, invoice_ledger, "
@@ -97,6 +99,15 @@ def posting_window(
     posting_policy: PostingPolicy,
 ) -> MaterializeResult:
     db = staging.get_db()
+    # Never post from staging that does not add up (the blocking checks run only when the
+    # validation assets are in the same run; a posting window launched alone checks here).
+    cons = conservation(db, ("time_entries", "invoices"))
+    if not cons["states_ok"].all():
+        raise Failure(
+            description="validation has not settled every row; posting refused until it is "
+            "re-run: " + ", ".join(cons.loc[~cons["states_ok"], "dataset"]),
+            metadata={"conservation": MetadataValue.md(cons.to_markdown(index=False))},
+        )
     window = WindowConfig(
         legal_entities=tuple(config.legal_entities),
         date_from=_date(config.date_from, "date_from"),

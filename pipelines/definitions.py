@@ -5,20 +5,34 @@ from __future__ import annotations
 from dagster import Definitions, in_process_executor
 
 from assets.ingestion import landing_assets
+from assets.posting import posting_window
 from assets.validation import validation_assets, validation_checks
+from pipelines.erp_resources import erp_resource, posting_policy_resource
 from pipelines.jobs import ingest_nightly_job, ingest_time_entries_job, main_job
 from pipelines.operations import ignore_quarantined_job
+from pipelines.posting_jobs import posting_schedules, posting_window_job
 from pipelines.schedules import schedules
 from pipelines.sensors import psa_inbox_sensor
 from pipelines.settings import psa_source_resource, staging_resource
 
 defs = Definitions(
-    assets=[*landing_assets, *validation_assets],
+    assets=[*landing_assets, *validation_assets, posting_window],
     asset_checks=[*validation_checks],
-    jobs=[main_job, ingest_time_entries_job, ingest_nightly_job, ignore_quarantined_job],
-    schedules=schedules,
+    jobs=[
+        main_job,
+        ingest_time_entries_job,
+        ingest_nightly_job,
+        ignore_quarantined_job,
+        posting_window_job,
+    ],
+    schedules=[*schedules, *posting_schedules],
     sensors=[psa_inbox_sensor],
-    resources={"staging": staging_resource(), "psa_source": psa_source_resource()},
+    resources={
+        "staging": staging_resource(),
+        "psa_source": psa_source_resource(),
+        "erp": erp_resource(),
+        "posting_policy": posting_policy_resource(),
+    },
     # DuckDB allows one writer process: the steps of a run share this process.
     executor=in_process_executor,
 )

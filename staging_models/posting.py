@@ -561,6 +561,31 @@ def _plan_and_preview(conn, erp, config, window_id, call, launched_by, now):
     return counts, summary, path
 
 
+def master_data_frames(
+    db: StagingDB,
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Validated master data as `ErpTarget.ensure_master_data` takes it."""
+    valid = "is_current AND state = 'valid'"
+    return (
+        db.query_df(
+            f"""SELECT customer_id, min(customer_name) AS customer_name FROM stg_projects
+                WHERE {valid} GROUP BY customer_id ORDER BY customer_id"""
+        ),
+        db.query_df(
+            f"""SELECT employee_id, employee_name, legal_entity FROM stg_employees
+                WHERE {valid} ORDER BY employee_id"""
+        ),
+        db.query_df(
+            f"""SELECT project_code, project_name, customer_id, legal_entity, currency
+                FROM stg_projects WHERE {valid} ORDER BY project_code"""
+        ),
+        db.query_df(
+            f"""SELECT project_code, task_code, task_name FROM stg_project_tasks
+                WHERE {valid} ORDER BY project_code, task_code"""
+        ),
+    )
+
+
 def _sendable(counts: dict[str, int]) -> int:
     return sum(v for k, v in counts.items() if k.endswith("_planned"))
 
@@ -660,6 +685,8 @@ def run_window(
                 conn.exec_driver_sql("ANALYZE invoice_ledger")
         if hooks:
             hooks("planned", "")
+        # The ERP must know every customer, employee, project and task a line refers to.
+        call(lambda: erp.ensure_master_data(*master_data_frames(db)))
         counts.update(_send(db, erp, window_id, lock, call, hooks))
         status = "completed"
         message = (

@@ -479,7 +479,7 @@ def conservation(db: StagingDB, datasets=ORDER) -> pd.DataFrame:
     """Per dataset: every landed row and every version accounted for, in counts and hours.
 
     Columns: dataset, rows_read, rows_landed, versions, pending, valid, quarantined, superseded,
-    not_postable, validated_rows, quarantine_rows, hours_total, hours_by_state, ok.
+    not_postable, validated_rows, quarantine_rows, hours_total, landing_ok, states_ok, ok.
     """
     rows = []
     with db.engine.connect() as conn:
@@ -531,15 +531,21 @@ def conservation(db: StagingDB, datasets=ORDER) -> pd.DataFrame:
                 "quarantine_rows": int(q_rows),
                 "hours_total": hours_total,
             }
-            ok = (
+            # Files: every row read is landed, and is a version or counted unchanged/stale.
+            landing_ok = (
                 row["rows_read"] == row["rows_landed"]
                 and int(loads["v"]) == versions
                 and int(loads["v"]) + int(loads["u"]) == row["rows_read"]
-                and row["pending"] == 0
+            )
+            # States: every version settled in exactly one place, copies agreeing.
+            states_ok = (
+                row["pending"] == 0
                 and sum(row[s] for s in STATES) == versions
                 and row["quarantine_rows"] == row["quarantined"]
                 and (validated is None or validated == row["valid"])
             )
+            row["landing_ok"], row["states_ok"] = bool(landing_ok), bool(states_ok)
+            ok = landing_ok and states_ok
             row["ok"] = bool(ok)
             rows.append(row)
     return pd.DataFrame(rows)

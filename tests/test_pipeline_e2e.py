@@ -1,0 +1,185 @@
+"""The whole pipeline in-process on generated data: ingest, validate, post into a real SQL
+interface-table ERP, correct after posting, and refuse to post from unvalidated staging."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from dagster import DagsterInstance, Definitions, RunConfig
+
+import pipelines.definitions as real
+from assets.posting import POSTING_ASSET, PostingWindowConfig
+from connectors.erp.sql_interface import SqlInterfaceTarget
+from connectors.sample_data import write_sample
+from pipelines.erp_resources import ErpResource, PostingPolicy
+from pipelines.resources import PsaSource, StagingDatabase
+from staging_models.db import dispose_all, staging_db
+from staging_models.validation import conservation
+from tests.csvtools import write_csv
+
+
+@pytest.fixture(scope="module")
+def instance() -> Iterator[DagsterInstance]:
+    with DagsterInstance.ephemeral() as inst:
+        yield inst
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[dict]:
+    inbox = tmp_path / "inbox"
+    files = write_sample(
+        inbox, 3000, seed=5, as_of=date.today(), bad_share=0.02, corrections_share=0.02
+    )
+    staging = f"duckdb:///{tmp_path / 'staging.duckdb'}"
+    erp = f"duckdb:///{tmp_path / 'erp.duckdb'}"
+    defs = Definitions(
+        assets=real.defs.assets,
+        asset_checks=real.defs.asset_checks,
+        jobs=real.defs.jobs,
+        resources={
+            "staging": StagingDatabase(url=staging),
+            "psa_source": PsaSource(inbox=str(inbox)),
+            "erp": ErpResource(kind="sql", url=erp),
+            "posting_policy": PostingPolicy(preview_dir=str(tmp_path / "previews")),
+        },
+        executor=real.defs.executor,
+    )
+    file_rows = sum(sum(1 for _ in open(f)) - 1 for f in files.values())
+    yield {"defs": defs, "staging": staging, "erp": erp, "inbox": inbox, "file_rows": file_rows}
+    dispose_all()
+
+
+def _post(w: dict, instance: DagsterInstance, dry_run: bool = False):
+    job = w["defs"].resolve_job_def("posting_window_job")
+    cfg = RunConfig(ops={POSTING_ASSET: PostingWindowConfig(dry_run=dry_run, note="e2e")})
+    return job.execute_in_process(run_config=cfg, instance=instance, raise_on_error=False)
+
+
+def _erp_net(w: dict) -> dict[str, Decimal]:
+    erp = SqlInterfaceTarget(w["erp"])
+    try:
+        lines = erp.read_time_lines(date(2000, 1, 1), date(2100, 1, 1))
+    finally:
+        erp.close()
+    return lines.groupby("entry_id")["hours"].sum().to_dict()
+
+
+def test_ingest_validate_post_correct(world: dict, instance: DagsterInstance) -> None:
+    w = world
+    main = w["defs"].resolve_job_def("main_job").execute_in_process(instance=instance)
+    assert main.success
+    db = staging_db(w["staging"])
+    cons = conservation(db)
+    assert cons["ok"].all(), cons.to_dict("records")
+    # Every data row of every file is in the loads counts.
+    assert db.scalar("SELECT SUM(rows_read) FROM loads WHERE status = 'landed'") == w["file_rows"]
+    assert (w["inbox"] / "archive").is_dir() and not list(w["inbox"].glob("*.csv"))
+
+    dry = _post(w, instance, dry_run=True)
+    assert dry.success and _erp_net(w) == {}
+
+    posted = _post(w, instance)
+    assert posted.success
+    valid = db.query_df("SELECT entry_id, hours FROM validated_time_entries")
+    net = _erp_net(w)
+    assert set(net) == set(valid["entry_id"])
+    assert all(net[e] == h for e, h in zip(valid["entry_id"], valid["hours"], strict=True))
+    ledger = db.query_df("SELECT state, COUNT(*) AS n FROM posting_ledger GROUP BY state")
+    assert dict(ledger.values) == {"confirmed": len(valid)}
+
+    # A correction after posting: reversal + new line, net = the new hours. Re-posting is a no-op.
+    entry = db.query_df(
+        "SELECT s.* FROM stg_time_entries s JOIN validated_time_entries v "
+        "ON v.entry_id = s.row_key AND v.version = s.version LIMIT 1"
+    ).iloc[0]
+    row = {
+        c: entry[c]
+        for c in entry.index
+        if c
+        in {
+            "entry_id",
+            "employee_id",
+            "employee_name",
+            "project_code",
+            "task_code",
+            "work_date",
+            "billable",
+            "bill_rate",
+            "currency",
+            "approval_status",
+            "approved_by",
+            "description",
+        }
+    }
+    row.update(
+        hours="0.50",
+        billable="true" if entry["billable"] else "false",
+        bill_rate="" if entry["bill_rate"] is None else str(entry["bill_rate"]),
+        approved_at=entry["approved_at"].isoformat(),
+        updated_at="2099-01-01T00:00:00Z",
+        deleted="false",
+    )
+    write_csv(w["inbox"] / "time_entries_fix.csv", "time_entries", [row])
+    assert w["defs"].resolve_job_def("main_job").execute_in_process(instance=instance).success
+    assert _post(w, instance).success
+    assert _erp_net(w)[entry["entry_id"]] == Decimal("0.5")
+    kinds = db.query_df(
+        "SELECT kind, state FROM posting_ledger WHERE entry_id = :e ORDER BY planned_at, kind",
+        {"e": entry["entry_id"]},
+    )
+    assert sorted(kinds["kind"]) == ["post", "post", "reversal"]
+    before = _erp_net(w)
+    assert _post(w, instance).success
+    assert _erp_net(w) == before
+
+
+def test_posting_refuses_unvalidated_staging(world: dict, instance: DagsterInstance) -> None:
+    w = world
+    land_only = (
+        w["defs"]
+        .resolve_job_def("main_job")
+        .execute_in_process(instance=instance, asset_selection=None, raise_on_error=False)
+    )
+    assert land_only.success
+    # New rows landed but not yet validated: posting must refuse, and post nothing.
+    from dagster import materialize
+
+    from assets.ingestion import landing_assets
+
+    write_csv(
+        w["inbox"] / "time_entries_late.csv",
+        "time_entries",
+        [
+            {
+                "entry_id": "LATE1",
+                "employee_id": "x",
+                "project_code": "y",
+                "task_code": "z",
+                "work_date": "2026-01-05",
+                "hours": "1",
+                "billable": "true",
+                "currency": "USD",
+                "approval_status": "approved",
+                "approved_at": "2026-01-06T00:00:00Z",
+                "updated_at": "2026-01-06T00:00:00Z",
+            }
+        ],
+    )
+    res = materialize(
+        landing_assets,
+        resources={
+            "staging": StagingDatabase(url=w["staging"]),
+            "psa_source": PsaSource(inbox=str(w["inbox"])),
+        },
+        instance=instance,
+    )
+    assert res.success
+    refused = _post(w, instance)
+    assert not refused.success
+    failure = [e for e in refused.all_events if e.event_type_value == "STEP_FAILURE"][0]
+    assert "validation has not settled" in str(failure.event_specific_data.error)
+    assert _erp_net(w) == {}
