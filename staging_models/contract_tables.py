@@ -40,7 +40,6 @@ validated_time_entries = sa.Table(
     sa.Column("description", sa.Text),
     sa.Column("approved_at", _ts),
     sa.Column("validated_at", _ts, nullable=False),
-    sa.PrimaryKeyConstraint("entry_id", "version"),
 )
 
 validated_invoice_lines = sa.Table(
@@ -64,8 +63,23 @@ validated_invoice_lines = sa.Table(
     sa.Column("amount", _money, nullable=False),
     sa.Column("entry_ids", sa.Text),
     sa.Column("validated_at", _ts, nullable=False),
-    sa.PrimaryKeyConstraint("invoice_id", "line_no", "version"),
 )
+
+
+def _unique_on_postgresql(table: sa.Table, *cols: str) -> None:
+    """Validated tables are derived copies, unique by construction (one row per valid version).
+    DuckDB pays twice the insert time for an index, so only PostgreSQL gets one."""
+    sa.event.listen(
+        table,
+        "after_create",
+        sa.DDL(
+            f"CREATE UNIQUE INDEX IF NOT EXISTS ux_{table.name} ON {table.name} ({', '.join(cols)})"
+        ).execute_if(dialect="postgresql"),
+    )
+
+
+_unique_on_postgresql(validated_time_entries, "entry_id", "version")
+_unique_on_postgresql(validated_invoice_lines, "invoice_id", "line_no", "version")
 
 quarantine = sa.Table(
     "quarantine",

@@ -402,14 +402,16 @@ def validate_dataset(
         ds=dataset,
     )
     # States of the candidate rows, then the validated copy of the valid ones.
-    out.quarantined = _exec(
+    # One pass over the candidates sets both outcomes.
+    _exec(
         conn,
-        f"UPDATE {stg} SET state = 'quarantined' WHERE {in_cand.format(t=stg)} AND {bad.format(t=stg)}",
+        f"""UPDATE {stg} SET state = CASE WHEN {bad.format(t=stg)} THEN 'quarantined' ELSE 'valid' END
+            WHERE {in_cand.format(t=stg)}""",
     )
-    out.valid = _exec(
-        conn,
-        f"UPDATE {stg} SET state = 'valid' WHERE {in_cand.format(t=stg)} AND NOT {bad.format(t=stg)}",
-    )
+    out.quarantined = conn.execute(
+        sa.text(f"SELECT COUNT(*) FROM (SELECT DISTINCT row_key, version FROM {viol}) v")
+    ).scalar_one()
+    out.valid = out.checked - out.quarantined
     insert = _validated_insert(dataset, cand, viol)
     if insert:
         _exec(conn, insert, now=now)
