@@ -43,12 +43,29 @@ def _summary(db_url: str | None = None) -> str:
     return "\n".join(lines)
 
 
+def _posting_summary() -> str:
+    from staging_models.db import staging_db
+
+    db = staging_db()
+    led = db.query_df(
+        "SELECT state, COUNT(*) AS n, SUM(hours) AS hours FROM posting_ledger GROUP BY state"
+    )
+    inv = db.query_df("SELECT state, COUNT(*) AS n FROM invoice_ledger GROUP BY state")
+    lines = [f"time lines {r.state}: {r.n} ({r.hours} h)" for r in led.itertuples(index=False)]
+    lines += [f"invoices {r.state}: {r.n}" for r in inv.itertuples(index=False)]
+    from pipelines.erp_resources import default_erp_url
+
+    lines.append(f"ERP (SQL interface tables): {default_erp_url()}")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--entries", type=int, default=20_000, help="time entries to generate")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--bad-share", type=float, default=0.01, help="share of bad time-entry rows")
     ap.add_argument("--fresh", action="store_true", help="delete the data folder first")
+    ap.add_argument("--no-post", action="store_true", help="skip the posting window")
     args = ap.parse_args(argv)
 
     root = data_dir()
@@ -57,7 +74,9 @@ def main(argv: list[str] | None = None) -> int:
     inbox = root / "inbox"
     inbox.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    if not any(p.is_file() for p in inbox.iterdir()):
+    archive = inbox / "archive"
+    first_time = not any(p.is_file() for p in inbox.iterdir()) and not archive.exists()
+    if first_time:
         from connectors.sample_data import write_sample
 
         files = write_sample(
@@ -81,6 +100,23 @@ def main(argv: list[str] | None = None) -> int:
         f"in {time.perf_counter() - started:.1f} s"
     )
     print(_summary())
+    if result.success and not args.no_post:
+        from dagster import RunConfig
+
+        from assets.posting import POSTING_ASSET, PostingWindowConfig
+
+        window = defs.resolve_job_def("posting_window_job").execute_in_process(
+            run_config=RunConfig(
+                ops={POSTING_ASSET: PostingWindowConfig(dry_run=False, note="demo")}
+            ),
+            instance=instance,
+            raise_on_error=False,
+        )
+        print(
+            f"\nposting_window_job run {window.run_id}: "
+            f"{'SUCCESS' if window.success else 'FAILURE'}"
+        )
+        print(_posting_summary())
     reports = root / "reports"
     print(f"reports folder: {reports}")
     print("open the Dagster UI on the same data: ./dev ui   (then http://127.0.0.1:3000)")
