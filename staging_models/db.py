@@ -52,7 +52,7 @@ class StagingDB:
             if u.database and u.database != ":memory:":
                 Path(u.database).parent.mkdir(parents=True, exist_ok=True)
             # DuckDB takes 80% of RAM by default; a limit makes it spill to disk instead.
-            config = {}
+            config: dict[str, object] = {"enable_progress_bar": False}
             if limit := os.environ.get("STAGEPOST_DUCKDB_MEMORY_LIMIT"):
                 config["memory_limit"] = limit
             self.engine = sa.create_engine(url, connect_args={"config": config})
