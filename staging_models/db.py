@@ -52,10 +52,15 @@ class StagingDB:
             if u.database and u.database != ":memory:":
                 Path(u.database).parent.mkdir(parents=True, exist_ok=True)
             # DuckDB takes 80% of RAM by default; a limit makes it spill to disk instead.
-            config: dict[str, object] = {"enable_progress_bar": False}
+            config: dict[str, object] = {}
             if limit := os.environ.get("STAGEPOST_DUCKDB_MEMORY_LIMIT"):
                 config["memory_limit"] = limit
             self.engine = sa.create_engine(url, connect_args={"config": config})
+
+            @sa.event.listens_for(self.engine, "connect")
+            def _quiet(dbapi_conn, _record) -> None:  # no progress bars in logs and tests
+                dbapi_conn.execute("SET enable_progress_bar = false")
+
         elif self.dialect == "postgresql":
             if u.drivername == "postgresql":
                 u = u.set(drivername="postgresql+psycopg")
