@@ -17,14 +17,21 @@ from typing import TYPE_CHECKING
 import pandas as pd
 import pytest
 
+from connectors.erp.base import INVOICE_COLUMNS
 from connectors.erp.tryton import TrytonTarget
 from pipelines.erp_resources import ErpResource
 from staging_models.db import StagingDB
 from staging_models.posting import RetryPolicy, WindowConfig, WindowResult, run_window
-from tests.erp_contract import ContractProfile, ErpContract, contract_master_data
+from tests.erp_contract import (
+    ContractProfile,
+    ErpContract,
+    contract_master_data,
+    invoice,
+    invoice_lines,
+)
 from tests.posting_helpers import correct, ledger, stage_entries
 from tests.tryton_build import COMPANY_NAME, CURRENCY_CODE, PRODUCT_LIST_PRICE
-from tests.tryton_fixtures import LEGAL_ENTITY
+from tests.tryton_fixtures import FISCAL_YEAR, LEGAL_ENTITY
 
 if TYPE_CHECKING:
     from tests.tryton_fixtures import TrytonHost
@@ -74,6 +81,38 @@ class TestTrytonContract(ErpContract):
         return lambda legal_entity, period, is_open: set_period(
             erp_target, legal_entity, period, is_open
         )
+
+
+def test_invoices_dated_after_today_are_posted(tryton_host: TrytonHost) -> None:
+    """Tryton warns a person about an invoice date in the future; the PSA's date stands.
+
+    Regression: such invoices were rejected (and their drafts deleted), so whether a
+    window posted an invoice dated at month end depended on the day it ran."""
+    issue = dt.date.today() + dt.timedelta(days=3)
+    if issue.year != FISCAL_YEAR:
+        pytest.skip(f"the template only has fiscal year {FISCAL_YEAR}; no future day left in it")
+    erp = tryton_host.fresh_target()
+    erp.ensure_master_data(*contract_master_data(LEGAL_ENTITY, CURRENCY_CODE))
+    both = [
+        invoice(
+            n,
+            D("80.00"),
+            legal_entity=LEGAL_ENTITY,
+            currency=CURRENCY_CODE,
+            issue_date=issue,
+            due_date=issue + dt.timedelta(days=30),
+            period=f"{issue:%Y-%m}",
+        )
+        for n in (1, 2)
+    ]
+    result = erp.post_invoices(
+        pd.DataFrame(both, columns=list(INVOICE_COLUMNS)),
+        pd.concat(invoice_lines(i["external_id"], D("80.00")) for i in both),
+    )
+    assert sorted(result.accepted) == ["inv:I1:v1:post", "inv:I2:v1:post"]
+    assert not result.rejected
+    back = erp.read_invoices(issue, issue)
+    assert back["status"].tolist() == ["posted", "posted"]
 
 
 # -- the ERP resource and a posting window into Tryton ---------------------------------------
