@@ -8,6 +8,9 @@
 - `tryton_server` (function): a copy of the template served by `trytond` on a free
   loopback port, in its own process group, killed at teardown.
 - `tryton_target` (function): a `TrytonTarget` logged into that server.
+- `tryton_host` (module): one `trytond` for a whole test module, serving a fresh copy
+  of the template per test (`TrytonHost.fresh_target()`): a test then pays Tryton's
+  pool load for its database (~1 s), not a server start.
 
 Our module reaches trytond through a `trytond.modules` entry point; so that the tests
 need no installed project, the fixtures write a tiny `stagepost-0.0.0.dist-info`
@@ -28,6 +31,8 @@ import sqlite3
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -224,12 +229,22 @@ class TrytonServer:
         )
 
 
-def start_server(template: TrytonTemplate, directory: Path, timeout: float = 60.0) -> TrytonServer:
-    """Copy the template into `directory` and serve it; return once it answers."""
+def start_server(
+    template: TrytonTemplate,
+    directory: Path,
+    timeout: float = 60.0,
+    spare_databases: int = 0,
+) -> TrytonServer:
+    """Copy the template into `directory` and serve it; return once it answers.
+
+    `spare_databases` more copies (`<DB_NAME>_1`, ...) are made before the server
+    starts: trytond caches its database list, so copies made later stay invisible.
+    """
     started = time.perf_counter()
     db_dir = directory / "db"
     db_dir.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(template.path, db_dir / f"{DB_NAME}.sqlite")
+    for name in [DB_NAME, *spare_names(spare_databases)]:
+        shutil.copyfile(template.path, db_dir / f"{name}.sqlite")
     port = _free_port()
     config = directory / "trytond.conf"
     _write_config(config, db_dir, port)
@@ -265,6 +280,56 @@ def start_server(template: TrytonTemplate, directory: Path, timeout: float = 60.
     return server
 
 
+def spare_names(count: int) -> list[str]:
+    return [f"{DB_NAME}_{i}" for i in range(1, count + 1)]
+
+
+@dataclass
+class TrytonHost:
+    """One trytond serving spare copies of the template, handed out one per test."""
+
+    server: TrytonServer
+    spare: list[str]
+
+    def fresh_database(self) -> str:
+        """The name of a served database no test has used, its pool loaded."""
+        if not self.spare:
+            raise RuntimeError("tryton_host ran out of spare databases (two per test at most)")
+        database = self.spare.pop(0)
+        self._load_pool(database)
+        return database
+
+    def fresh_target(self, **kwargs: Any) -> TrytonTarget:
+        """A target on a database no test has used (kwargs go to `TrytonTarget`)."""
+        from connectors.erp.tryton import TrytonTarget
+
+        database = self.fresh_database()
+        return TrytonTarget(
+            self.server.url,
+            database,
+            "admin",
+            self.server.password,
+            legal_entities=self.server.legal_entities,
+            **kwargs,
+        )
+
+    def _load_pool(self, database: str) -> None:
+        """Make trytond load the database's pool.
+
+        Its login does not (it finds an empty pool for a database it was not started
+        with and fails on `res.user`); the `/<db>/r/` route, which `tryton://` links
+        reach, loads it and then answers 404, which is expected here.
+        """
+        try:
+            # Direct, as TrytonRpc connects: a stray HTTP_PROXY must not see loopback calls.
+            urllib.request.build_opener(urllib.request.ProxyHandler({})).open(
+                f"{self.server.url}/{database}/r/stagepost", timeout=60
+            )
+        except urllib.error.HTTPError as answer:
+            if answer.code != 404:
+                raise
+
+
 @pytest.fixture(scope="session")
 def tryton_template() -> TrytonTemplate:
     try:
@@ -290,3 +355,25 @@ def tryton_server(tryton_template: TrytonTemplate, tmp_path: Path) -> Iterator[T
 @pytest.fixture
 def tryton_target(tryton_server: TrytonServer) -> TrytonTarget:
     return tryton_server.target()
+
+
+@pytest.fixture(scope="module")
+def tryton_host(
+    request: pytest.FixtureRequest,
+    tryton_template: TrytonTemplate,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[TrytonHost]:
+    """One server per module, with a spare database for every selected test using it
+    (and two more for a test that needs a second one)."""
+    users = [
+        item
+        for item in request.session.items
+        if item.module is request.module and "tryton_host" in getattr(item, "fixturenames", ())
+    ]
+    server = start_server(
+        tryton_template, tmp_path_factory.mktemp("tryton-host"), spare_databases=len(users) + 2
+    )
+    try:
+        yield TrytonHost(server, spare_names(len(users) + 2))
+    finally:
+        server.stop()

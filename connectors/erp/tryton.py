@@ -184,8 +184,10 @@ class TrytonTarget(ErpTarget):
             ),
         )
         parent_key = tasks["project_code"].astype(str)
-        parents = pd.DataFrame.from_dict(
-            session.lookup("project.work", parent_key, ["company", "list_price"]), orient="index"
+        parents = pd.DataFrame.from_dict(  # columns named: no tasks must not mean no columns
+            session.lookup("project.work", parent_key, ["company", "list_price"]),
+            orient="index",
+            columns=["id", "company", "list_price"],
         )
         session.create_missing(
             "project.work",

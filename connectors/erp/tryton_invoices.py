@@ -37,6 +37,11 @@ from .tryton_session import (
 )
 
 _PAYMENT_TERM_WARNING = ".invoice_payment_term"
+#: Tryton's warnings (for a person typing an invoice) that a sync answers "yes" to: the
+#: PSA's dates are the document's dates. An invoice dated at month end and released
+#: before it ends is normal; refusing it would make a window's outcome depend on the
+#: day it runs. Any other warning rejects the invoice.
+_CONFIRMED_WARNINGS = (_PAYMENT_TERM_WARNING, ".invoice_date_future")
 
 
 def post_invoices(
@@ -189,10 +194,14 @@ def _line_records(
 def _post_drafts(
     session: TrytonSession, drafts: Mapping[str, int], due: pd.Series, result: PostResult
 ) -> None:
-    """Post draft invoices in batches; bisect a refused batch to the refused invoices."""
+    """Post draft invoices in batches; bisect a refused batch to the refused invoices.
+
+    Warnings in `_CONFIRMED_WARNINGS` are confirmed by name (Tryton's key covers the
+    batch's invoices) and the batch is posted again."""
     if not drafts:
         return
     _acknowledge_past_due(session, drafts, due)
+    confirmed: set[str] = set()
     queue: deque[list[tuple[str, int]]] = deque(
         list(chunk) for chunk in chunks(sorted(drafts.items()), session.batch_size)
     )
@@ -201,7 +210,8 @@ def _post_drafts(
         try:
             session.rpc.model("account.invoice", "post", [i for _, i in chunk])
         except TrytonUserWarning as warning:
-            if warning.name.endswith(_PAYMENT_TERM_WARNING):
+            if warning.name.endswith(_CONFIRMED_WARNINGS) and warning.name not in confirmed:
+                confirmed.add(warning.name)  # asked again after a "yes": reject, no loop
                 _skip_warnings(session, [warning.name])
                 queue.appendleft(chunk)
             elif len(chunk) == 1:
