@@ -9,6 +9,7 @@ cannot widen the hours.
 
 from __future__ import annotations
 
+import json
 import os
 from datetime import timedelta
 from pathlib import Path
@@ -106,6 +107,8 @@ def erp_resource() -> ErpResource:
         password=EnvVar("STAGEPOST_ERP_PASSWORD") if e.get("STAGEPOST_ERP_PASSWORD") else None,
         database=e.get("STAGEPOST_ERP_DATABASE", ""),
         user=e.get("STAGEPOST_ERP_USER", "admin"),
+        # Tryton: legal entity -> company id, e.g. {"US01": 1, "DE01": 2}; default: company name.
+        legal_entities=json.loads(e.get("STAGEPOST_ERP_LEGAL_ENTITIES", "{}")),
     )
 
 
