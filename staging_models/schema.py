@@ -1,6 +1,10 @@
 """Every staging table, imported in one place so `metadata` is complete before DDL runs."""
 
-from staging_models import contract_tables, tables  # noqa: F401  (registers tables)
+from staging_models import (  # noqa: F401  (registers tables)
+    contract_tables,
+    ledger_tables,  # noqa: F401  (posting ledger, windows, lock)
+    tables,
+)
 from staging_models.tables import SCHEMA_VERSION, metadata
 
 __all__ = ["SCHEMA_VERSION", "metadata"]

@@ -1,0 +1,94 @@
+"""Load a DataFrame into a temporary table of the connection's database, set-based.
+
+Posting moves tens of thousands of lines per second: rows never pass through a
+Python loop. A frame becomes an Arrow table with an explicit schema (Decimal
+stays exact: a value that would lose digits raises), then DuckDB scans it in
+place and PostgreSQL receives it through COPY as CSV. The temporary table lives
+until the end of the transaction (PostgreSQL `ON COMMIT DROP`; DuckDB: dropped
+first, so a reused connection never sees stale rows).
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+#: SQL type of each Arrow type used by the loaders.
+_SQL_TYPES: dict[str, str] = {
+    "string": "TEXT",
+    "date32[day]": "DATE",
+    "int64": "BIGINT",
+    "int32": "INTEGER",
+    "bool": "BOOLEAN",
+}
+
+
+def _sql_type(t: pa.DataType) -> str:
+    if pa.types.is_decimal(t):
+        return f"NUMERIC({t.precision},{t.scale})"
+    if pa.types.is_timestamp(t):
+        return "TIMESTAMP WITH TIME ZONE"
+    return _SQL_TYPES[str(t)]
+
+
+def to_arrow(df: pd.DataFrame, schema: pa.Schema) -> pa.Table:
+    """The frame's columns of `schema`, converted exactly (no float may become a decimal)."""
+    for f in schema:
+        if f.name not in df.columns:
+            raise ValueError(f"missing column {f.name!r}")
+        if pa.types.is_decimal(f.type) and pd.api.types.is_float_dtype(df[f.name].dtype):
+            raise TypeError(f"column {f.name!r} must hold Decimal values, not floats")
+    return pa.Table.from_pandas(
+        df[list(schema.names)], schema=schema, preserve_index=False, nthreads=1
+    )
+
+
+def load_temp(conn: Connection, name: str, df: pd.DataFrame, schema: pa.Schema) -> int:
+    """Create temporary table `name` with `schema`'s columns plus `ord` (row order) and fill it.
+
+    Returns the number of rows loaded.
+    """
+    table = to_arrow(df, schema)
+    cols = ", ".join(f"{f.name} {_sql_type(f.type)}" for f in schema)
+    names = ", ".join(schema.names)
+    if conn.dialect.name == "duckdb":
+        duck = conn.connection.driver_connection
+        duck.execute(f"DROP TABLE IF EXISTS {name}")
+        duck.execute(f"CREATE TEMP TABLE {name} ({cols}, ord BIGINT)")
+        view = f"_arrow_{name}"
+        duck.register(view, table)
+        try:
+            duck.execute(
+                f"INSERT INTO {name} SELECT {names}, ROW_NUMBER() OVER () AS ord FROM {view}"
+            )
+        finally:
+            duck.unregister(view)
+        return table.num_rows
+    conn.exec_driver_sql(f"DROP TABLE IF EXISTS {name}")
+    conn.exec_driver_sql(f"CREATE TEMP TABLE {name} ({cols}, ord BIGSERIAL) ON COMMIT DROP")
+    if table.num_rows:
+        buf = io.BytesIO()
+        pacsv.write_csv(table, buf, write_options=pacsv.WriteOptions(include_header=False))
+        raw = conn.connection.driver_connection
+        with raw.cursor() as cur:
+            with cur.copy(f"COPY {name} ({names}) FROM STDIN (FORMAT csv)") as cp:
+                cp.write(buf.getbuffer())
+    return table.num_rows
+
+
+def load_ids(conn: Connection, name: str, ids: Sequence[str]) -> int:
+    """A temporary one-column table `name(external_id)` holding `ids`."""
+    frame = pd.DataFrame({"external_id": pd.Series(list(ids), dtype=object)})
+    return load_temp(conn, name, frame, pa.schema([("external_id", pa.string())]))
+
+
+def read_frame(conn: Connection, sql: str, params: dict | None = None) -> pd.DataFrame:
+    """Rows of a text() query as a DataFrame; decimals come back as `Decimal`."""
+    result = conn.execute(sa.text(sql), dict(params or {}))
+    return pd.DataFrame(result.fetchall(), columns=list(result.keys()))

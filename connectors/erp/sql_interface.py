@@ -1,0 +1,579 @@
+"""ERP interface tables in any SQLAlchemy database (DuckDB file or PostgreSQL).
+
+Many ERPs import postings from interface tables that a loader job validates and
+books. This target writes such tables and plays the ERP's part itself: it checks
+every line against master data and open periods, rejects single lines with the
+message an ERP would give, and books the rest of the batch. Each request is one
+database transaction; all checks are joins over a temporary table holding the
+batch (COPY on PostgreSQL), and the accepted lines go in with one
+INSERT ... SELECT. The DDL is explicit (its own `MetaData`; duckdb-engine cannot
+reflect on SQLAlchemy 2.1) and documented in docs/erp_interface_tables.md.
+
+Cancelling a posted invoice is a credit note: a document of kind `reversal` with
+negative amounts that names the invoice it reverses; the invoice itself is never
+edited except for its status, which becomes `reversed`.
+"""
+
+from __future__ import annotations
+
+import calendar
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import date
+
+import pandas as pd
+import pyarrow as pa
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, make_url
+
+from connectors.erp.base import (
+    INVOICE_COLUMNS,
+    INVOICE_LINE_COLUMNS,
+    TIME_LINE_COLUMNS,
+    ErpError,
+    ErpTarget,
+    ErpUnavailable,
+    PostResult,
+)
+from connectors.erp.bulk import load_ids, load_temp, read_frame
+
+metadata = sa.MetaData()
+
+_ts = sa.DateTime(timezone=True)
+_now = sa.func.current_timestamp()
+
+erp_customers = sa.Table(
+    "erp_customers",
+    metadata,
+    sa.Column("customer_id", sa.Text, primary_key=True),
+    sa.Column("customer_name", sa.Text),
+    sa.Column("created_at", _ts, server_default=_now),
+)
+erp_employees = sa.Table(
+    "erp_employees",
+    metadata,
+    sa.Column("employee_id", sa.Text, primary_key=True),
+    sa.Column("employee_name", sa.Text),
+    sa.Column("legal_entity", sa.Text),
+    sa.Column("created_at", _ts, server_default=_now),
+)
+erp_projects = sa.Table(
+    "erp_projects",
+    metadata,
+    sa.Column("project_code", sa.Text, primary_key=True),
+    sa.Column("project_name", sa.Text),
+    sa.Column("customer_id", sa.Text),
+    sa.Column("legal_entity", sa.Text, nullable=False),
+    sa.Column("currency", sa.Text, nullable=False),
+    sa.Column("created_at", _ts, server_default=_now),
+)
+erp_tasks = sa.Table(
+    "erp_tasks",
+    metadata,
+    sa.Column("project_code", sa.Text, nullable=False),
+    sa.Column("task_code", sa.Text, nullable=False),
+    sa.Column("task_name", sa.Text),
+    sa.Column("created_at", _ts, server_default=_now),
+    sa.PrimaryKeyConstraint("project_code", "task_code"),
+)
+erp_time_lines = sa.Table(
+    "erp_time_lines",
+    metadata,
+    sa.Column("external_id", sa.Text, primary_key=True),  # unique: the idempotency key
+    sa.Column("kind", sa.Text, nullable=False),  # post | reversal
+    sa.Column("reverses_external_id", sa.Text),
+    sa.Column("entry_id", sa.Text, nullable=False),
+    sa.Column("entry_version", sa.Integer, nullable=False),
+    sa.Column("legal_entity", sa.Text, nullable=False),
+    sa.Column("employee_id", sa.Text, nullable=False),
+    sa.Column("project_code", sa.Text, nullable=False),
+    sa.Column("task_code", sa.Text, nullable=False),
+    sa.Column("work_date", sa.Date, nullable=False),
+    sa.Column("period", sa.Text, nullable=False),
+    sa.Column("hours", sa.Numeric(10, 4), nullable=False),
+    sa.Column("bill_rate", sa.Numeric(14, 4), nullable=False),
+    sa.Column("amount", sa.Numeric(18, 2), nullable=False),
+    sa.Column("currency", sa.Text, nullable=False),
+    sa.Column("description", sa.Text),
+    sa.Column("posted_at", _ts, nullable=False, server_default=_now),
+)
+erp_invoices = sa.Table(
+    "erp_invoices",
+    metadata,
+    sa.Column("external_id", sa.Text, primary_key=True),
+    sa.Column("kind", sa.Text, nullable=False),  # post | reversal (credit note)
+    sa.Column("reverses_external_id", sa.Text),
+    sa.Column("invoice_id", sa.Text, nullable=False),
+    sa.Column("invoice_version", sa.Integer, nullable=False),
+    sa.Column("legal_entity", sa.Text, nullable=False),
+    sa.Column("project_code", sa.Text, nullable=False),
+    sa.Column("customer_id", sa.Text, nullable=False),
+    sa.Column("currency", sa.Text, nullable=False),
+    sa.Column("issue_date", sa.Date, nullable=False),
+    sa.Column("due_date", sa.Date),
+    sa.Column("period", sa.Text, nullable=False),
+    sa.Column("total_amount", sa.Numeric(18, 2), nullable=False),
+    sa.Column("status", sa.Text, nullable=False),  # posted | reversed
+    sa.Column("posted_at", _ts, nullable=False, server_default=_now),
+)
+erp_invoice_lines = sa.Table(
+    "erp_invoice_lines",
+    metadata,
+    sa.Column("invoice_external_id", sa.Text, nullable=False),
+    sa.Column("line_no", sa.Integer, nullable=False),
+    sa.Column("line_kind", sa.Text, nullable=False),
+    sa.Column("description", sa.Text),
+    sa.Column("quantity", sa.Numeric(14, 4), nullable=False),
+    sa.Column("unit_price", sa.Numeric(14, 4), nullable=False),
+    sa.Column("amount", sa.Numeric(18, 2), nullable=False),
+    sa.PrimaryKeyConstraint("invoice_external_id", "line_no"),
+)
+erp_periods = sa.Table(
+    "erp_periods",
+    metadata,
+    sa.Column("legal_entity", sa.Text, nullable=False),
+    sa.Column("period", sa.Text, nullable=False),  # YYYY-MM
+    sa.Column("is_open", sa.Boolean, nullable=False),
+    sa.PrimaryKeyConstraint("legal_entity", "period"),
+)
+# Range reads for reconciliation; DuckDB scans columnar data fast enough without them.
+sa.Index("ix_erp_time_lines_work_date", erp_time_lines.c.work_date).ddl_if(dialect="postgresql")
+sa.Index(
+    "ix_erp_time_lines_reverses",
+    erp_time_lines.c.reverses_external_id,
+    postgresql_where=erp_time_lines.c.reverses_external_id.isnot(None),
+).ddl_if(dialect="postgresql")
+sa.Index("ix_erp_invoices_issue_date", erp_invoices.c.issue_date).ddl_if(dialect="postgresql")
+
+_S = pa.string()
+TIME_LINE_SCHEMA = pa.schema(
+    [
+        ("external_id", _S),
+        ("kind", _S),
+        ("reverses_external_id", _S),
+        ("entry_id", _S),
+        ("entry_version", pa.int64()),
+        ("legal_entity", _S),
+        ("employee_id", _S),
+        ("project_code", _S),
+        ("task_code", _S),
+        ("work_date", pa.date32()),
+        ("period", _S),
+        ("hours", pa.decimal128(10, 4)),
+        ("bill_rate", pa.decimal128(14, 4)),
+        ("amount", pa.decimal128(18, 2)),
+        ("currency", _S),
+        ("description", _S),
+    ]
+)
+INVOICE_SCHEMA = pa.schema(
+    [
+        ("external_id", _S),
+        ("kind", _S),
+        ("reverses_external_id", _S),
+        ("invoice_id", _S),
+        ("invoice_version", pa.int64()),
+        ("legal_entity", _S),
+        ("project_code", _S),
+        ("customer_id", _S),
+        ("currency", _S),
+        ("issue_date", pa.date32()),
+        ("due_date", pa.date32()),
+        ("period", _S),
+        ("total_amount", pa.decimal128(18, 2)),
+    ]
+)
+INVOICE_LINE_SCHEMA = pa.schema(
+    [
+        ("invoice_external_id", _S),
+        ("line_no", pa.int64()),
+        ("line_kind", _S),
+        ("description", _S),
+        ("quantity", pa.decimal128(14, 4)),
+        ("unit_price", pa.decimal128(14, 4)),
+        ("amount", pa.decimal128(18, 2)),
+    ]
+)
+_MASTER = {
+    "erp_customers": (pa.schema([("customer_id", _S), ("customer_name", _S)]), ("customer_id",)),
+    "erp_employees": (
+        pa.schema([("employee_id", _S), ("employee_name", _S), ("legal_entity", _S)]),
+        ("employee_id",),
+    ),
+    "erp_projects": (
+        pa.schema(
+            [
+                ("project_code", _S),
+                ("project_name", _S),
+                ("customer_id", _S),
+                ("legal_entity", _S),
+                ("currency", _S),
+            ]
+        ),
+        ("project_code",),
+    ),
+    "erp_tasks": (
+        pa.schema([("project_code", _S), ("task_code", _S), ("task_name", _S)]),
+        ("project_code", "task_code"),
+    ),
+}
+
+# One CASE per line: the first failed check is the ERP's message. `b` is the batch. Lines the
+# ERP already holds are not checked again: their rejections are dropped afterwards (few rows)
+# rather than anti-joining every line against the whole table.
+_TIME_LINE_CHECKS = """
+    SELECT b.external_id, CASE
+        WHEN b.kind NOT IN ('post', 'reversal') THEN 'Unknown line kind ' || b.kind
+        WHEN e.employee_id IS NULL THEN 'Employee ' || b.employee_id || ' does not exist'
+        WHEN p.project_code IS NULL THEN 'Project ' || b.project_code || ' does not exist'
+        WHEN p.legal_entity <> b.legal_entity THEN 'Project ' || b.project_code
+            || ' belongs to legal entity ' || p.legal_entity || ', not ' || b.legal_entity
+        WHEN t.task_code IS NULL THEN 'Task ' || b.task_code || ' does not exist on project '
+            || b.project_code
+        WHEN p.currency <> b.currency THEN 'Currency ' || b.currency
+            || ' differs from project ' || b.project_code || ' currency ' || p.currency
+        WHEN per.is_open = FALSE THEN 'Posting period ' || b.period || ' is closed for '
+            || b.legal_entity
+    END AS message
+    FROM tmp_batch b
+    LEFT JOIN erp_employees e ON e.employee_id = b.employee_id
+    LEFT JOIN erp_projects p ON p.project_code = b.project_code
+    LEFT JOIN erp_tasks t ON t.project_code = b.project_code AND t.task_code = b.task_code
+    LEFT JOIN erp_periods per ON per.legal_entity = b.legal_entity AND per.period = b.period
+"""
+
+# Reversals only (few lines): the line reversed must exist, be mirrored and not be reversed yet.
+_REVERSAL_CHECKS = """
+    SELECT b.external_id, CASE
+        WHEN o.external_id IS NULL THEN 'Line to reverse '
+            || COALESCE(b.reverses_external_id, '(none)') || ' does not exist'
+        WHEN o.hours <> -b.hours OR o.amount <> -b.amount
+            THEN 'Reversal must mirror line ' || o.external_id || ' with opposite hours and amount'
+        WHEN r.external_id IS NOT NULL THEN 'Line '
+            || o.external_id || ' is already reversed by ' || r.external_id
+    END AS message
+    FROM (SELECT * FROM tmp_batch WHERE kind = 'reversal') b
+    LEFT JOIN erp_time_lines o ON o.external_id = b.reverses_external_id
+    LEFT JOIN erp_time_lines r ON r.reverses_external_id = o.external_id
+                              AND r.external_id <> b.external_id
+"""
+
+_INVOICE_CHECKS = """
+    SELECT b.external_id, CASE
+        WHEN b.kind NOT IN ('post', 'reversal') THEN 'Unknown document kind ' || b.kind
+        WHEN c.customer_id IS NULL THEN 'Customer ' || b.customer_id || ' does not exist'
+        WHEN p.project_code IS NULL THEN 'Project ' || b.project_code || ' does not exist'
+        WHEN p.legal_entity <> b.legal_entity THEN 'Project ' || b.project_code
+            || ' belongs to legal entity ' || p.legal_entity || ', not ' || b.legal_entity
+        WHEN per.is_open = FALSE THEN 'Posting period ' || b.period || ' is closed for '
+            || b.legal_entity
+        WHEN s.n IS NULL THEN 'Invoice ' || b.invoice_id || ' has no lines'
+        WHEN s.total <> b.total_amount THEN 'Invoice ' || b.invoice_id || ' total '
+            || CAST(b.total_amount AS VARCHAR) || ' differs from the sum of its lines '
+            || CAST(s.total AS VARCHAR)
+        WHEN b.kind = 'reversal' AND o.external_id IS NULL THEN 'Invoice to credit '
+            || COALESCE(b.reverses_external_id, '(none)') || ' does not exist'
+        WHEN b.kind = 'reversal' AND o.total_amount <> -b.total_amount THEN 'Credit note total '
+            || CAST(b.total_amount AS VARCHAR) || ' does not cancel invoice ' || o.external_id
+            || ' total ' || CAST(o.total_amount AS VARCHAR)
+        WHEN b.kind = 'reversal' AND r.external_id IS NOT NULL THEN 'Invoice '
+            || o.external_id || ' is already credited by ' || r.external_id
+    END AS message
+    FROM tmp_inv b
+    LEFT JOIN erp_customers c ON c.customer_id = b.customer_id
+    LEFT JOIN erp_projects p ON p.project_code = b.project_code
+    LEFT JOIN erp_periods per ON per.legal_entity = b.legal_entity AND per.period = b.period
+    LEFT JOIN (SELECT invoice_external_id, COUNT(*) AS n, SUM(amount) AS total
+               FROM tmp_inv_lines GROUP BY invoice_external_id) s
+           ON s.invoice_external_id = b.external_id
+    LEFT JOIN erp_invoices o ON b.kind = 'reversal' AND o.external_id = b.reverses_external_id
+    LEFT JOIN erp_invoices r ON b.kind = 'reversal' AND r.reverses_external_id = o.external_id
+"""
+
+
+@dataclass
+class FaultInjection:
+    """Faults the real interface database cannot produce on demand (tests only).
+
+    Calls are counted over `existing_external_ids`, `post_time_lines` and `post_invoices`.
+    """
+
+    unavailable: bool = False  # every call raises ErpUnavailable
+    fail_after_n_calls: int | None = None  # calls after the first n raise ErpUnavailable
+    lose_response_on_calls: set[int] = field(default_factory=set)  # commit, then raise
+    after_commit: Callable[[int], None] | None = None  # called with the call number
+    calls: int = 0
+
+    def before(self) -> int:
+        self.calls += 1
+        if self.unavailable or (
+            self.fail_after_n_calls is not None and self.calls > self.fail_after_n_calls
+        ):
+            raise ErpUnavailable("ERP interface database unavailable (injected fault)")
+        return self.calls
+
+    def after_post(self, call: int) -> None:
+        if self.after_commit:
+            self.after_commit(call)
+        if call in self.lose_response_on_calls:
+            raise ErpUnavailable("ERP response lost after commit (injected fault)")
+
+
+def _months(date_from: date, date_to: date) -> list[str]:
+    out, y, m = [], date_from.year, date_from.month
+    while (y, m) <= (date_to.year, date_to.month):
+        out.append(f"{y:04d}-{m:02d}")
+        y, m = (y + 1, 1) if m == 12 else (y, m + 1)
+    return out
+
+
+def month_end(d: date) -> date:
+    return d.replace(day=calendar.monthrange(d.year, d.month)[1])
+
+
+class SqlInterfaceTarget(ErpTarget):
+    """ERP interface tables in a DuckDB file or a PostgreSQL database.
+
+    A period without a row in `erp_periods` is open; `set_period` closes or reopens one.
+    """
+
+    name = "sql_interface"
+
+    def __init__(self, url: str, *, faults: FaultInjection | None = None) -> None:
+        u = make_url(url)
+        self.dialect = u.get_backend_name()
+        self._safe_url = u.render_as_string(hide_password=True)
+        if self.dialect == "postgresql":
+            if u.drivername == "postgresql":
+                u = u.set(drivername="postgresql+psycopg")
+            self.engine = sa.create_engine(u, pool_pre_ping=True)
+
+            @sa.event.listens_for(self.engine, "connect")
+            def _utc(dbapi_conn, _record) -> None:
+                with dbapi_conn.cursor() as cur:
+                    cur.execute("SET TIME ZONE 'UTC'")
+                dbapi_conn.commit()
+
+        elif self.dialect == "duckdb":
+            self.engine = sa.create_engine(u)
+        else:
+            raise ValueError(f"unsupported ERP interface database {self._safe_url}")
+        self.faults = faults or FaultInjection()
+        with self._tx() as conn:
+            metadata.create_all(conn)
+
+    def __repr__(self) -> str:
+        return f"SqlInterfaceTarget({self._safe_url})"
+
+    def close(self) -> None:
+        """Release connections (DuckDB: the file lock)."""
+        self.engine.dispose()
+
+    @contextmanager
+    def _tx(self) -> Iterator[Connection]:
+        """One ERP transaction; a lost or refused connection is `ErpUnavailable`."""
+        try:
+            with self.engine.begin() as conn:
+                yield conn
+        except sa.exc.OperationalError as e:
+            first = str(getattr(e, "orig", e)).splitlines()[0][:200]
+            raise ErpUnavailable(f"ERP interface database {self._safe_url}: {first}") from e
+
+    # -- master data --------------------------------------------------------------------------
+
+    def ensure_master_data(
+        self,
+        customers: pd.DataFrame,
+        employees: pd.DataFrame,
+        projects: pd.DataFrame,
+        tasks: pd.DataFrame,
+    ) -> None:
+        frames = {
+            "erp_customers": customers,
+            "erp_employees": employees,
+            "erp_projects": projects,
+            "erp_tasks": tasks,
+        }
+        with self._tx() as conn:
+            for table, df in frames.items():
+                schema, key = _MASTER[table]
+                if df is None or df.empty:
+                    continue
+                load_temp(conn, "tmp_master", df, schema)
+                cols = ", ".join(schema.names)
+                keys = ", ".join(key)
+                match = " AND ".join(f"x.{k} = m.{k}" for k in key)
+                conn.exec_driver_sql(
+                    f"""INSERT INTO {table} ({cols})
+                        SELECT {cols} FROM (
+                            SELECT m.*, ROW_NUMBER() OVER (PARTITION BY {keys} ORDER BY ord) AS rn
+                            FROM tmp_master m
+                            WHERE NOT EXISTS (SELECT 1 FROM {table} x WHERE {match})
+                        ) d WHERE rn = 1"""
+                )
+
+    def set_period(self, legal_entity: str, period: str, is_open: bool) -> None:
+        """Open or close an accounting period (finance does this in the ERP)."""
+        with self._tx() as conn:
+            conn.execute(
+                sa.text("DELETE FROM erp_periods WHERE legal_entity = :le AND period = :p"),
+                {"le": legal_entity, "p": period},
+            )
+            conn.execute(
+                erp_periods.insert().values(
+                    legal_entity=legal_entity, period=period, is_open=is_open
+                )
+            )
+
+    # -- lookups -------------------------------------------------------------------------------
+
+    def existing_external_ids(self, external_ids: Sequence[str]) -> set[str]:
+        self.faults.before()
+        if not len(external_ids):
+            return set()
+        with self._tx() as conn:
+            load_ids(conn, "tmp_ids", external_ids)
+            rows = conn.exec_driver_sql(
+                """SELECT t.external_id FROM erp_time_lines t
+                       JOIN tmp_ids i ON i.external_id = t.external_id
+                   UNION ALL
+                   SELECT v.external_id FROM erp_invoices v
+                       JOIN tmp_ids i ON i.external_id = v.external_id"""
+            ).fetchall()
+        return {r[0] for r in rows}
+
+    def open_periods(
+        self, legal_entities: Sequence[str], date_from: date, date_to: date
+    ) -> pd.DataFrame:
+        grid = pd.MultiIndex.from_product(
+            [sorted(set(legal_entities)), _months(date_from, date_to)],
+            names=["legal_entity", "period"],
+        ).to_frame(index=False)
+        if grid.empty:
+            return grid.assign(is_open=pd.Series(dtype=bool))
+        with self._tx() as conn:
+            known = read_frame(conn, "SELECT legal_entity, period, is_open FROM erp_periods")
+        out = grid.merge(known, on=["legal_entity", "period"], how="left")
+        out["is_open"] = ~out["is_open"].eq(False)  # no row: open
+        return out
+
+    # -- posting -------------------------------------------------------------------------------
+
+    def post_time_lines(self, lines: pd.DataFrame) -> PostResult:
+        call = self.faults.before()
+        if lines.empty:
+            return PostResult()
+        with self._tx() as conn:
+            load_temp(conn, "tmp_batch", lines, TIME_LINE_SCHEMA)
+            checks = [_TIME_LINE_CHECKS]
+            if (lines["kind"] == "reversal").any():
+                checks.append(_REVERSAL_CHECKS)
+            rejected = self._rejections(conn, checks, "erp_time_lines")
+            cols = ", ".join(TIME_LINE_COLUMNS)
+            conn.exec_driver_sql(
+                f"""INSERT INTO erp_time_lines ({cols})
+                    SELECT {cols} FROM (
+                        SELECT b.*, ROW_NUMBER() OVER (PARTITION BY external_id ORDER BY ord) AS rn
+                        FROM tmp_batch b
+                        WHERE NOT EXISTS (SELECT 1 FROM tmp_rejected j
+                                          WHERE j.external_id = b.external_id)
+                    ) d WHERE rn = 1
+                    ON CONFLICT DO NOTHING"""
+            )
+        self.faults.after_post(call)
+        return _result(lines["external_id"], rejected)
+
+    def post_invoices(self, invoices: pd.DataFrame, lines: pd.DataFrame) -> PostResult:
+        call = self.faults.before()
+        if invoices.empty:
+            return PostResult()
+        with self._tx() as conn:
+            load_temp(conn, "tmp_inv", invoices, INVOICE_SCHEMA)
+            load_temp(conn, "tmp_inv_lines", lines, INVOICE_LINE_SCHEMA)
+            rejected = self._rejections(conn, [_INVOICE_CHECKS], "erp_invoices")
+            cols = ", ".join(INVOICE_SCHEMA.names)
+            accepted = """SELECT b.* FROM tmp_inv b
+                WHERE NOT EXISTS (SELECT 1 FROM tmp_rejected j WHERE j.external_id = b.external_id)
+                  AND NOT EXISTS (SELECT 1 FROM erp_invoices x WHERE x.external_id = b.external_id)"""
+            conn.exec_driver_sql(
+                f"""INSERT INTO erp_invoice_lines ({", ".join(INVOICE_LINE_COLUMNS)})
+                    SELECT DISTINCT l.{", l.".join(INVOICE_LINE_COLUMNS)}
+                    FROM tmp_inv_lines l JOIN ({accepted}) a ON a.external_id = l.invoice_external_id
+                    ON CONFLICT DO NOTHING"""
+            )
+            conn.exec_driver_sql(
+                """UPDATE erp_invoices SET status = 'reversed'
+                   WHERE external_id IN (
+                       SELECT b.reverses_external_id FROM tmp_inv b
+                       WHERE b.kind = 'reversal' AND NOT EXISTS (
+                           SELECT 1 FROM tmp_rejected j WHERE j.external_id = b.external_id)
+                         AND NOT EXISTS (
+                           SELECT 1 FROM erp_invoices x WHERE x.external_id = b.external_id))"""
+            )
+            conn.exec_driver_sql(
+                f"""INSERT INTO erp_invoices ({cols}, status)
+                    SELECT {cols}, 'posted' FROM ({accepted}) a
+                    ON CONFLICT DO NOTHING"""
+            )
+        self.faults.after_post(call)
+        return _result(invoices["external_id"], rejected)
+
+    @staticmethod
+    def _rejections(conn: Connection, checks: list[str], table: str) -> dict[str, str]:
+        """Run the checks into `tmp_rejected`, minus documents the ERP already holds."""
+        conn.exec_driver_sql("DROP TABLE IF EXISTS tmp_rejected")
+        temp = "CREATE TEMP TABLE tmp_rejected" + (
+            " ON COMMIT DROP" if conn.dialect.name == "postgresql" else ""
+        )
+        union = " UNION ALL ".join(
+            f"SELECT * FROM ({c}) c WHERE c.message IS NOT NULL" for c in checks
+        )
+        conn.exec_driver_sql(f"{temp} AS {union}")
+        conn.exec_driver_sql(
+            f"""DELETE FROM tmp_rejected WHERE external_id IN (
+                    SELECT x.external_id FROM {table} x
+                    JOIN tmp_rejected j ON j.external_id = x.external_id)"""
+        )
+        rows = conn.exec_driver_sql("SELECT external_id, message FROM tmp_rejected").fetchall()
+        return dict(rows)
+
+    # -- reading back ----------------------------------------------------------------------------
+
+    def read_time_lines(self, date_from: date, date_to: date) -> pd.DataFrame:
+        with self._tx() as conn:
+            return read_frame(
+                conn,
+                f"SELECT {', '.join(TIME_LINE_COLUMNS)} FROM erp_time_lines "
+                "WHERE work_date BETWEEN :f AND :t ORDER BY external_id",
+                {"f": date_from, "t": date_to},
+            )
+
+    def read_invoices(self, date_from: date, date_to: date) -> pd.DataFrame:
+        with self._tx() as conn:
+            return read_frame(
+                conn,
+                f"SELECT {', '.join(INVOICE_COLUMNS)} FROM erp_invoices "
+                "WHERE issue_date BETWEEN :f AND :t ORDER BY external_id",
+                {"f": date_from, "t": date_to},
+            )
+
+    def read_invoice_lines(self, invoice_external_ids: Sequence[str]) -> pd.DataFrame:
+        """Lines of these invoices (`INVOICE_LINE_COLUMNS`); not part of `ErpTarget`."""
+        with self._tx() as conn:
+            load_ids(conn, "tmp_ids", invoice_external_ids)
+            return read_frame(
+                conn,
+                f"SELECT l.{', l.'.join(INVOICE_LINE_COLUMNS)} FROM erp_invoice_lines l "
+                "JOIN tmp_ids i ON i.external_id = l.invoice_external_id "
+                "ORDER BY l.invoice_external_id, l.line_no",
+            )
+
+
+def _result(external_ids: pd.Series, rejected: dict[str, str]) -> PostResult:
+    ids = external_ids.drop_duplicates()
+    accepted = ids[~ids.isin(list(rejected))].tolist()
+    return PostResult(accepted=accepted, rejected=rejected)
+
+
+__all__ = ["ErpError", "FaultInjection", "SqlInterfaceTarget", "metadata", "month_end"]

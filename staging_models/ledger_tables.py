@@ -1,0 +1,134 @@
+"""The posting ledger: what stagepost planned, sent and got confirmed in the ERP, line by line.
+
+The ledger is the staging side of idempotency. Every ERP document has a
+deterministic external ID (entry identity, version and kind), so a line is in
+the ledger once whatever happens; its `state` says how far it got:
+
+    planned -> sent -> confirmed | rejected      held (closed period, policy hold)
+    planned | held -> void                       (superseded before it reached the ERP)
+
+`sent` means "handed to the ERP, answer not recorded": a crash leaves lines
+there, and the next window settles them by looking their external IDs up in
+the ERP before it sends anything. Time lines and invoices have separate ledgers
+(`posting_ledger`, `invoice_ledger`) because their documents differ; both share
+the states, windows and the lock.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from staging_models.tables import metadata
+
+_money = sa.Numeric(18, 2)
+_hours = sa.Numeric(10, 4)
+_rate = sa.Numeric(14, 4)
+_ts = sa.DateTime(timezone=True)
+
+#: Ledger states. Live in the ERP: sent (maybe), confirmed.
+LEDGER_STATES = ("planned", "sent", "confirmed", "rejected", "held", "void")
+
+
+def _tracking() -> list[sa.Column]:
+    """Columns every ledger row carries: state, ERP answer and where it was posted from."""
+    return [
+        sa.Column("state", sa.Text, nullable=False),
+        sa.Column("erp_message", sa.Text),  # rejection, hold or void reason
+        sa.Column("batch_id", sa.Text),
+        sa.Column("window_id", sa.Text, nullable=False),
+        sa.Column("run_id", sa.Text),
+        sa.Column("launched_by", sa.Text),
+        sa.Column("planned_at", _ts, nullable=False),
+        sa.Column("sent_at", _ts),
+        sa.Column("settled_at", _ts),
+    ]
+
+
+posting_ledger = sa.Table(
+    "posting_ledger",
+    metadata,
+    sa.Column("external_id", sa.Text, primary_key=True),
+    sa.Column("kind", sa.Text, nullable=False),  # post | reversal
+    sa.Column("entry_id", sa.Text, nullable=False),
+    sa.Column("entry_version", sa.Integer, nullable=False),
+    sa.Column("reverses_external_id", sa.Text),
+    sa.Column("legal_entity", sa.Text, nullable=False),
+    sa.Column("employee_id", sa.Text, nullable=False),
+    sa.Column("project_code", sa.Text, nullable=False),
+    sa.Column("task_code", sa.Text, nullable=False),
+    sa.Column("work_date", sa.Date, nullable=False),
+    sa.Column("period", sa.Text, nullable=False),  # YYYY-MM booked into (after the policy)
+    sa.Column("hours", _hours, nullable=False),  # negative on a reversal
+    sa.Column("bill_rate", _rate, nullable=False),
+    sa.Column("amount", _money, nullable=False),  # negative on a reversal
+    sa.Column("currency", sa.Text, nullable=False),
+    sa.Column("description", sa.Text),
+    *_tracking(),
+)
+
+invoice_ledger = sa.Table(
+    "invoice_ledger",
+    metadata,
+    sa.Column("external_id", sa.Text, primary_key=True),
+    sa.Column("kind", sa.Text, nullable=False),  # post | reversal (credit note)
+    sa.Column("invoice_id", sa.Text, nullable=False),
+    # Sum of the current line versions: grows whenever a line changes or is added.
+    sa.Column("invoice_version", sa.Integer, nullable=False),
+    sa.Column("reverses_external_id", sa.Text),
+    sa.Column("legal_entity", sa.Text, nullable=False),
+    sa.Column("project_code", sa.Text, nullable=False),
+    sa.Column("customer_id", sa.Text, nullable=False),
+    sa.Column("currency", sa.Text, nullable=False),
+    sa.Column("issue_date", sa.Date, nullable=False),
+    sa.Column("due_date", sa.Date),
+    sa.Column("period", sa.Text, nullable=False),
+    sa.Column("total_amount", _money, nullable=False),
+    sa.Column("line_count", sa.Integer, nullable=False),
+    *_tracking(),
+)
+
+#: The lines of each ledger invoice, as sent (a credit note's lines are the negated originals).
+invoice_ledger_lines = sa.Table(
+    "invoice_ledger_lines",
+    metadata,
+    sa.Column("invoice_external_id", sa.Text, nullable=False),
+    sa.Column("line_no", sa.Integer, nullable=False),
+    sa.Column("line_kind", sa.Text, nullable=False),
+    sa.Column("description", sa.Text),
+    sa.Column("quantity", sa.Numeric(14, 4), nullable=False),
+    sa.Column("unit_price", _rate, nullable=False),
+    sa.Column("amount", _money, nullable=False),
+    sa.PrimaryKeyConstraint("invoice_external_id", "line_no"),
+)
+
+posting_windows = sa.Table(
+    "posting_windows",
+    metadata,
+    sa.Column("window_id", sa.Text, primary_key=True),
+    sa.Column("run_id", sa.Text),
+    sa.Column("launched_by", sa.Text),
+    sa.Column("config", sa.Text, nullable=False),  # JSON of the window's settings
+    # running | completed | stopped | failed | refused | dry_run | abandoned
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("note", sa.Text),
+    sa.Column("override_reason", sa.Text),  # given to post outside the allowed hours
+    sa.Column("started_at", _ts, nullable=False),
+    sa.Column("finished_at", _ts),
+    sa.Column("counts", sa.Text),  # JSON: planned, confirmed, rejected, held, ...
+)
+
+posting_lock = sa.Table(
+    "posting_lock",
+    metadata,
+    sa.Column("lock_name", sa.Text, primary_key=True),
+    sa.Column("holder", sa.Text),  # host:pid:window_id; NULL when free
+    sa.Column("window_id", sa.Text),
+    sa.Column("acquired_at", _ts),
+    sa.Column("heartbeat_at", _ts),
+)
+
+# PostgreSQL staging: batch and entry lookups. DuckDB scans columns; its indexes would only
+# slow the state updates down.
+sa.Index("ix_posting_ledger_batch", posting_ledger.c.batch_id).ddl_if(dialect="postgresql")
+sa.Index("ix_posting_ledger_entry", posting_ledger.c.entry_id).ddl_if(dialect="postgresql")
+sa.Index("ix_invoice_ledger_batch", invoice_ledger.c.batch_id).ddl_if(dialect="postgresql")
