@@ -1,0 +1,322 @@
+"""Three-way reconciliation of a period: the PSA's latest snapshot, staging, and the ERP.
+
+Pure SQL and Python (no Dagster). Set-based in DuckDB: on DuckDB staging the SQL runs
+on the staging connection itself; on PostgreSQL staging the period's rows are pulled
+into an in-memory DuckDB through Arrow first (`_inputs`). The SQL is the same.
+
+The three states:
+- PSA: current versions of time entries (`stg_time_entries.is_current`), plus rows of
+  complete PSA files not landed yet (`psa_files`), plus entries that disappeared from the
+  latest *full export*;
+- staging: version, contract state, quarantine reasons, and the posting ledger;
+- ERP: lines read back through `ErpTarget.read_time_lines` / `read_invoices`, netted per
+  entry / invoice (a reversal cancels its line).
+
+Full exports. Incremental exports cannot show a deletion (a hard delete in the PSA just
+stops appearing). A load whose file name matches `full_export_pattern` (the asset reads
+`STAGEPOST_FULL_EXPORT_PATTERN`, e.g. `time_entries_full_*`) is taken as a complete
+snapshot of every entry dated within its own span (its earliest to latest work date).
+The latest such load wins. A current, not deleted entry dated in that span which the
+file lacks, and which no later load delivered, was deleted in the PSA without notice
+(`vanished`). Without a pattern, only explicit deletions (`deleted = true`) are seen.
+
+Every entry gets exactly one class (see `_sql` for the order); `Reconciliation.lines`
+holds the entries of the exception classes, the rest are counted in `kpis`.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+
+import duckdb
+import pandas as pd
+import pyarrow as pa
+
+from connectors.erp.base import ErpTarget
+from reconciliation import _sql
+from reconciliation._inputs import (
+    ERP_INVOICE_SCHEMA,
+    ERP_TIME_LINE_SCHEMA,
+    UNLANDED_SCHEMA,
+    FullExport,
+    duck_inputs,
+    frame_to_arrow,
+    sql_literal,
+    staging_inputs,
+)
+from reconciliation.workbook import AGING_BUCKETS
+from staging_models.db import StagingDB
+
+ENTRY_CLASSES = _sql.ENTRY_CLASSES
+EXCEPTION_CLASSES = _sql.EXCEPTION_CLASSES
+INVOICE_CLASSES = _sql.INVOICE_CLASSES
+ALL = "(all)"  # `kpis.legal_entity` of figures over the whole scope
+
+#: Columns of `Reconciliation.lines` (and of the staging table `rec_lines`).
+LINE_COLUMNS: tuple[str, ...] = (
+    "entry_id",
+    "class",
+    "legal_entity",
+    "employee_id",
+    "employee_name",
+    "project_code",
+    "task_code",
+    "work_date",
+    "period",
+    "currency",
+    "psa_version",
+    "psa_state",
+    "approval_status",
+    "psa_hours",
+    "psa_amount",
+    "posted_version",
+    "ledger_state",
+    "ledger_hours",
+    "ledger_amount",
+    "erp_lines",
+    "erp_hours",
+    "erp_amount",
+    "hours_variance",
+    "amount_variance",
+    "differing_fields",
+    "rule_codes",
+    "reasons",
+    "approved_at",
+    "age_days",
+    "aging_bucket",
+    "description",
+)
+
+
+@dataclass(frozen=True)
+class Period:
+    """What to reconcile: work / issue dates from..to (inclusive), legal entities (empty = all)."""
+
+    date_from: date
+    date_to: date
+    legal_entities: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.date_from > self.date_to:
+            raise ValueError(f"period starts {self.date_from} after it ends {self.date_to}")
+
+    def label(self) -> str:
+        les = ", ".join(self.legal_entities) if self.legal_entities else "all legal entities"
+        return f"{self.date_from:%Y-%m-%d} to {self.date_to:%Y-%m-%d}, {les}"
+
+
+@dataclass
+class Reconciliation:
+    """The result: exception lines, invoices, totals and key figures (see `kpis`)."""
+
+    period: Period
+    generated_at: datetime
+    lines: pa.Table  # LINE_COLUMNS, entries of EXCEPTION_CLASSES, ordered by class and id
+    invoices: pd.DataFrame  # one row per invoice in scope, with its class
+    totals: pd.DataFrame  # dimension, legal_entity, currency, member, four states, variances
+    #: Long form: legal_entity ('(all)' or one), kind (kpi | class | aging | reason |
+    #: invoice_class), name, entries, hours, amount (Decimal or None), value (float or None).
+    kpis: pd.DataFrame
+    full_export: FullExport | None = None
+    notes: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def counts(self, kind: str = "class", legal_entity: str = ALL) -> dict[str, int]:
+        """Entries (or invoices) per class / bucket / rule code."""
+        k = self.kpis[(self.kpis["kind"] == kind) & (self.kpis["legal_entity"] == legal_entity)]
+        return dict(zip(k["name"], k["entries"].astype(int), strict=True))
+
+    def kpi(self, name: str, legal_entity: str = ALL) -> pd.Series:
+        k = self.kpis
+        row = k[(k["kind"] == "kpi") & (k["name"] == name) & (k["legal_entity"] == legal_entity)]
+        if row.empty:
+            raise KeyError(f"no key figure {name!r} for {legal_entity}")
+        return row.iloc[0]
+
+    def lines_frame(self) -> pd.DataFrame:
+        return self.lines.to_pandas()
+
+
+def find_full_export(db: StagingDB, pattern: str | None) -> FullExport | None:
+    """The latest landed time-entry load whose file name matches `pattern` (glob), if any."""
+    if not pattern:
+        return None
+    loads = db.query_df(
+        """SELECT load_id, file_name, started_at FROM loads
+           WHERE dataset = 'time_entries' AND status = 'landed'"""
+    )
+    match = loads[loads["file_name"].str.match(fnmatch.translate(pattern))]
+    if match.empty:
+        return None
+    last = match.sort_values(["started_at", "load_id"]).iloc[-1]
+    span = db.query_df(
+        "SELECT MIN(work_date) AS lo, MAX(work_date) AS hi FROM land_time_entries WHERE load_id = :l",
+        {"l": last["load_id"]},
+    ).iloc[0]
+    if span["lo"] is None or pd.isna(span["lo"]):
+        return None
+    return FullExport(
+        last["load_id"], last["file_name"], last["started_at"], span["lo"], span["hi"]
+    )
+
+
+def _le_filter(column: str, legal_entities: Sequence[str]) -> str:
+    if not legal_entities:
+        return "TRUE"
+    return f"{column} IN ({', '.join(sql_literal(le) for le in legal_entities)})"
+
+
+def _run(duck: duckdb.DuckDBPyConnection, sql: str, params: dict) -> None:
+    names = set(re.findall(r"\$([a-z_]+)", sql))
+    duck.execute(sql, {n: params[n] for n in names})
+
+
+def reconcile(
+    db: StagingDB,
+    erp: ErpTarget | None,
+    period: Period,
+    *,
+    now: datetime | None = None,
+    erp_time_lines: pd.DataFrame | pa.Table | None = None,
+    erp_invoices: pd.DataFrame | pa.Table | None = None,
+    unlanded: pa.Table | None = None,
+    full_export_pattern: str | None = None,
+) -> Reconciliation:
+    """Reconcile `period` across the PSA, staging and the ERP.
+
+    The ERP is read through `erp` unless its answers are passed in (`erp_time_lines`,
+    `erp_invoices`: frames with `TIME_LINE_COLUMNS` / `INVOICE_COLUMNS`). `unlanded` holds
+    rows of complete PSA files not landed yet (`psa_files.read_unlanded`). `now` dates the
+    ages (default: the current time).
+    """
+    now = now or datetime.now(UTC)
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware")
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    if erp_time_lines is None:
+        if erp is None:
+            raise ValueError("pass an ErpTarget or the ERP's time lines")
+        erp_time_lines = erp.read_time_lines(period.date_from, period.date_to)
+    if erp_invoices is None and erp is not None:
+        erp_invoices = erp.read_invoices(period.date_from, period.date_to)
+    timings["erp_read"] = time.perf_counter() - t0
+    arrow = {
+        "r_erp": frame_to_arrow(erp_time_lines, ERP_TIME_LINE_SCHEMA),
+        "r_inv_erp": frame_to_arrow(erp_invoices, ERP_INVOICE_SCHEMA),
+        "r_unlanded": (unlanded if unlanded is not None else UNLANDED_SCHEMA.empty_table()).cast(
+            UNLANDED_SCHEMA
+        ),
+    }
+    full = find_full_export(db, full_export_pattern)
+    les = tuple(period.legal_entities)
+    fmt = {
+        "le_p": _le_filter("p.legal_entity", les),
+        "le_u": _le_filter("pr.legal_entity", les),
+        "le_l": _le_filter("legal_entity", les),
+        "le_e": _le_filter("legal_entity", les),
+        "le_ip": _le_filter("legal_entity", les),
+        "le_il": _le_filter("legal_entity", les),
+        "le_ie": _le_filter("legal_entity", les),
+    }
+    params = {
+        "f": period.date_from,
+        "t": period.date_to,
+        "now": now,
+        "full_file": full.file_name if full else "",
+    }
+    timings["prepare"] = time.perf_counter() - t0 - timings["erp_read"]
+    t1 = time.perf_counter()
+    temps = ("rc_psa", "rc_x", "rc_lines", "rc_totals", "rc_invoices")
+    with duck_inputs(db, staging_inputs(period.date_from, period.date_to, full), arrow) as duck:
+        timings["staging_read"] = time.perf_counter() - t1
+        try:
+            for name, sql in (
+                ("psa", _sql.PSA),
+                ("ledger_erp", _sql.LEDGER_ERP),
+                ("lines", _sql.LINES),
+                ("totals", _sql.TOTALS),
+                ("invoices", _sql.INVOICES),
+            ):
+                t = time.perf_counter()
+                _run(duck, sql.format(**fmt), params)
+                timings[name] = time.perf_counter() - t
+            t = time.perf_counter()
+            classes = ", ".join(sql_literal(c) for c in EXCEPTION_CLASSES)
+            lines = duck.sql(
+                f"""SELECT {", ".join(LINE_COLUMNS)} FROM rc_lines WHERE class IN ({classes})
+                    ORDER BY class, entry_id"""
+            ).to_arrow_table()
+            totals = duck.sql("SELECT * FROM rc_totals").to_arrow_table().to_pandas()
+            invoices = (
+                duck.sql("SELECT * FROM rc_invoices ORDER BY class, invoice_id")
+                .to_arrow_table()
+                .to_pandas()
+            )
+            _run(duck, "CREATE OR REPLACE TEMP TABLE rc_kpis AS " + _sql.KPIS, params)
+            kpis = duck.sql(
+                "SELECT * FROM rc_kpis ORDER BY legal_entity, kind, name"
+            ).to_arrow_table()
+            timings["fetch"] = time.perf_counter() - t
+        finally:
+            for name in (*temps, "rc_kpis"):
+                duck.execute(f"DROP TABLE IF EXISTS {name}")
+    timings["total"] = time.perf_counter() - t0
+    notes = _notes(full, full_export_pattern, arrow["r_unlanded"])
+    return Reconciliation(
+        period=period,
+        generated_at=now,
+        lines=lines,
+        invoices=invoices,
+        totals=totals,
+        kpis=_tidy_kpis(kpis.to_pandas()),
+        full_export=full,
+        notes=notes,
+        timings=timings,
+    )
+
+
+def _tidy_kpis(kpis: pd.DataFrame) -> pd.DataFrame:
+    kpis["entries"] = kpis["entries"].fillna(0).astype("int64")
+    kpis["value"] = kpis["value"].astype("float64")
+    for col in ("hours", "amount"):
+        kpis[col] = kpis[col].astype(object).where(kpis[col].notna(), None)
+    # Every aging bucket is present (zero if empty), per legal entity that has figures.
+    les = kpis["legal_entity"].unique()
+    grid = pd.MultiIndex.from_product([les, AGING_BUCKETS], names=["legal_entity", "name"])
+    have = kpis[kpis["kind"] == "aging"].set_index(["legal_entity", "name"])
+    missing = grid.difference(have.index)
+    if len(missing):
+        add = missing.to_frame(index=False).assign(
+            kind="aging", entries=0, hours=None, amount=None, value=float("nan")
+        )
+        kpis = pd.concat([kpis, add[kpis.columns]], ignore_index=True)
+    return kpis.sort_values(["legal_entity", "kind", "name"], ignore_index=True)
+
+
+def _notes(full: FullExport | None, pattern: str | None, unlanded: pa.Table) -> list[str]:
+    notes = []
+    if full is not None:
+        notes.append(
+            f"Deleted-in-PSA detection: full export {full.file_name} (load {full.load_id}), "
+            f"covering work dates {full.work_date_min} to {full.work_date_max}."
+        )
+    elif pattern:
+        notes.append(
+            f"Deleted-in-PSA detection: no landed time-entry file matches {pattern!r}; "
+            "only explicit deletions are seen."
+        )
+    else:
+        notes.append(
+            "Deleted-in-PSA detection: off (set STAGEPOST_FULL_EXPORT_PATTERN to the name "
+            "pattern of full exports); only explicit deletions are seen."
+        )
+    if unlanded.num_rows:
+        files = sorted(set(unlanded.column("file_name").to_pylist()))
+        notes.append(f"PSA files not landed yet, compared as not_yet_staged: {', '.join(files)}.")
+    return notes
