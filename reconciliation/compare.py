@@ -57,40 +57,46 @@ EXCEPTION_CLASSES = _sql.EXCEPTION_CLASSES
 INVOICE_CLASSES = _sql.INVOICE_CLASSES
 ALL = "(all)"  # `kpis.legal_entity` of figures over the whole scope
 
-#: Columns of `Reconciliation.lines` (and of the staging table `rec_lines`).
-LINE_COLUMNS: tuple[str, ...] = (
-    "entry_id",
-    "class",
-    "legal_entity",
-    "employee_id",
-    "employee_name",
-    "project_code",
-    "task_code",
-    "work_date",
-    "period",
-    "currency",
-    "psa_version",
-    "psa_state",
-    "approval_status",
-    "psa_hours",
-    "psa_amount",
-    "posted_version",
-    "ledger_state",
-    "ledger_hours",
-    "ledger_amount",
-    "erp_lines",
-    "erp_hours",
-    "erp_amount",
-    "hours_variance",
-    "amount_variance",
-    "differing_fields",
-    "rule_codes",
-    "reasons",
-    "approved_at",
-    "age_days",
-    "aging_bucket",
-    "description",
+_S, _I = pa.string(), pa.int64()
+_HOURS, _MONEY = pa.decimal128(18, 4), pa.decimal128(20, 2)
+
+#: `Reconciliation.lines` (and the staging table `rec_lines`): one row per exception entry.
+LINE_SCHEMA = pa.schema(
+    [
+        ("entry_id", _S),
+        ("class", _S),
+        ("legal_entity", _S),
+        ("employee_id", _S),
+        ("employee_name", _S),
+        ("project_code", _S),
+        ("task_code", _S),
+        ("work_date", pa.date32()),
+        ("period", _S),
+        ("currency", _S),
+        ("psa_version", _I),
+        ("psa_state", _S),
+        ("approval_status", _S),
+        ("psa_hours", _HOURS),
+        ("psa_amount", _MONEY),
+        ("posted_version", _I),
+        ("ledger_state", _S),
+        ("ledger_hours", _HOURS),
+        ("ledger_amount", _MONEY),
+        ("erp_lines", _I),
+        ("erp_hours", _HOURS),
+        ("erp_amount", _MONEY),
+        ("hours_variance", _HOURS),
+        ("amount_variance", _MONEY),
+        ("differing_fields", _S),
+        ("rule_codes", _S),
+        ("reasons", _S),
+        ("approved_at", pa.timestamp("us", tz="UTC")),
+        ("age_days", _I),
+        ("aging_bucket", _S),
+        ("description", _S),
+    ]
 )
+LINE_COLUMNS: tuple[str, ...] = tuple(LINE_SCHEMA.names)
 
 
 @dataclass(frozen=True)
@@ -248,10 +254,14 @@ def reconcile(
                 timings[name] = time.perf_counter() - t
             t = time.perf_counter()
             classes = ", ".join(sql_literal(c) for c in EXCEPTION_CLASSES)
-            lines = duck.sql(
-                f"""SELECT {", ".join(LINE_COLUMNS)} FROM rc_lines WHERE class IN ({classes})
+            lines = (
+                duck.sql(
+                    f"""SELECT {", ".join(LINE_COLUMNS)} FROM rc_lines WHERE class IN ({classes})
                     ORDER BY class, entry_id"""
-            ).to_arrow_table()
+                )
+                .to_arrow_table()
+                .cast(LINE_SCHEMA)
+            )
             totals = duck.sql("SELECT * FROM rc_totals").to_arrow_table().to_pandas()
             invoices = (
                 duck.sql("SELECT * FROM rc_invoices ORDER BY class, invoice_id")
