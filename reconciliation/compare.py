@@ -145,7 +145,33 @@ class Reconciliation:
         return row.iloc[0]
 
     def lines_frame(self) -> pd.DataFrame:
-        return self.lines.to_pandas()
+        return self.lines.to_pandas(integer_object_nulls=True)
+
+    def kpi_frame(self) -> pd.DataFrame:
+        """`kpis` plus a `text` column and `info` rows (period, scope, generated at, notes):
+        everything a workbook needs besides lines, totals and invoices, in one storable frame."""
+        p = self.period
+        info = [
+            ("period", p.label()),
+            ("date_from", p.date_from.isoformat()),
+            ("date_to", p.date_to.isoformat()),
+            ("legal_entities", ",".join(p.legal_entities)),
+            ("generated_at", self.generated_at.isoformat()),
+            *((f"note_{i:03d}", n) for i, n in enumerate(self.notes)),
+        ]
+        extra = pd.DataFrame(
+            {
+                "legal_entity": ALL,
+                "kind": "info",
+                "name": [k for k, _ in info],
+                "entries": 0,
+                "hours": None,
+                "amount": None,
+                "value": float("nan"),
+                "text": [v for _, v in info],
+            }
+        )
+        return pd.concat([self.kpis.assign(text=None), extra], ignore_index=True)
 
 
 def find_full_export(db: StagingDB, pattern: str | None) -> FullExport | None:
@@ -266,7 +292,7 @@ def reconcile(
             invoices = (
                 duck.sql("SELECT * FROM rc_invoices ORDER BY class, invoice_id")
                 .to_arrow_table()
-                .to_pandas()
+                .to_pandas(integer_object_nulls=True)  # versions stay integers (or None)
             )
             _run(duck, "CREATE OR REPLACE TEMP TABLE rc_kpis AS " + _sql.KPIS, params)
             kpis = duck.sql(
