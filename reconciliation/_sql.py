@@ -1,7 +1,22 @@
 """The reconciliation SQL (DuckDB dialect), over the `r_*` relations of `_inputs`.
 
 Statements create temporary tables `rc_*`; parameters: `$f`, `$t` (period dates) and
-`$now` (timestamptz). `{le}` placeholders take a legal-entity filter on a column.
+`$now` (timestamptz). `{le_*}` placeholders take a legal-entity filter on a column.
+
+Two paths, so that a million entries cost little more than one join of the three states:
+
+- fast path (`FAST`): valid current versions ⟗ ledger lines ⟗ ERP lines on the entry id,
+  with narrow rows: a row is *simple* when the ledger line is a confirmed post, the ERP
+  line is that same line (external ID) and all three agree on version, hours, amount,
+  project, date, currency, legal entity and employee (compared as one 64-bit fingerprint
+  per side; two different rows share one with odds of about 1 in 1.8e19). An entry whose
+  only row is simple is in sync: any further ledger or ERP line, a missing one, or a
+  difference makes a non-simple row, because ERP external IDs are unique
+  (`TIME_LINE_COLUMNS`). The non-simple entries, every current version that is not valid,
+  vanished entries and entries with newer content not landed form `rc_k`.
+- exact path: `rc_k` (usually a few percent) gets the line-by-line classification below,
+  with every ledger and ERP line of its entries. In-sync entries are counted and summed
+  from the valid versions outside `rc_k` (`CUBE`), so every entry counts once.
 
 Entry classes, first match wins (the order says which discrepancy explains the others):
 
@@ -56,21 +71,122 @@ def age_sql(ts: str) -> str:
     return _AGE.format(ts=ts)
 
 
+# -- fast path --------------------------------------------------------------------------------
+
+
+def _fingerprint(version: str) -> str:
+    """One 64-bit hash of what must agree between PSA, ledger and ERP (types normalised first:
+    DuckDB hashes DECIMAL(10,4) and DECIMAL(18,4) of the same value differently)."""
+    return f"""hash(CAST({version} AS BIGINT), CAST(hours AS DECIMAL(18,4)),
+                CAST(amount AS DECIMAL(18,2)), project_code, work_date, currency, legal_entity,
+                employee_id)"""
+
+
+_ERP_KEY = "COALESCE(entry_id, '?' || external_id)"
+
+#: Entries for the exact path: a row of PSA ⟗ ledger ⟗ ERP that is not simple, every current
+#: version that is not valid, vanished entries, and entries with newer content not landed.
+FAST = f"""
+CREATE OR REPLACE TEMP TABLE rc_k AS
+WITH p AS (SELECT entry_id, {_fingerprint("version")} AS fp FROM r_valid WHERE {{le_v}}),
+l AS (
+    SELECT entry_id, hash(external_id) AS xh, {_fingerprint("entry_version")} AS fp,
+           (kind = 'post' AND state = 'confirmed') AS ok
+    FROM r_ledger WHERE {{le_l}}
+),
+e AS (
+    SELECT {_ERP_KEY} AS entry_id, hash(external_id) AS xh,
+           {_fingerprint("entry_version")} AS fp, kind = 'post' AS post
+    FROM r_erp WHERE {{le_e}}
+),
+j AS (
+    SELECT COALESCE(p.entry_id, l.entry_id, e.entry_id) AS entry_id,
+           COALESCE(l.ok AND e.post AND l.fp = p.fp AND e.fp = p.fp AND e.xh = l.xh, FALSE)
+               AS simple
+    FROM p FULL JOIN l ON l.entry_id = p.entry_id
+    FULL JOIN e ON e.entry_id = COALESCE(p.entry_id, l.entry_id)
+)
+SELECT entry_id FROM j WHERE NOT simple
+UNION SELECT entry_id FROM r_psa_in WHERE state <> 'valid'
+UNION SELECT entry_id FROM r_vanished
+{{unlanded}}
+"""
+K_UNLANDED = """UNION SELECT u.entry_id FROM r_unlanded u
+    LEFT JOIN r_psa_in p ON p.entry_id = u.entry_id AND p.content_hash = u.content_hash
+    WHERE p.entry_id IS NULL AND u.work_date BETWEEN $f AND $t"""
+
+#: Every valid current version of the period per project, employee and month, except those of
+#: the exact path, which keep a row each (`kid`): the in-sync entries, summed, and the valid
+#: versions the exact path needs, in one scan.
+CUBE = """
+CREATE OR REPLACE TEMP TABLE rc_cube AS
+SELECT v.project_code, v.employee_id, year(v.work_date) * 100 + month(v.work_date) AS ym,
+       CASE WHEN k.entry_id IS NOT NULL THEN v.entry_id END AS kid,
+       any_value(v.version) AS version, any_value(v.legal_entity) AS legal_entity,
+       any_value(v.currency) AS currency, COUNT(*) AS n, COUNT(q.row_key) AS nq,
+       SUM(v.hours) AS hours, SUM(v.amount) AS amount
+FROM r_valid v
+LEFT JOIN rc_k k ON k.entry_id = v.entry_id
+LEFT JOIN (SELECT DISTINCT row_key FROM r_quarantine) q ON q.row_key = v.entry_id
+WHERE {le_v}
+GROUP BY v.project_code, v.employee_id, ym, kid
+"""
+
+# -- exact path (entries of rc_k) ---------------------------------------------------------------
+
+#: Every ledger and ERP line of the exact-path entries, read once.
+K_LEDGER = """
+CREATE OR REPLACE TEMP TABLE rc_l AS
+SELECT * FROM r_ledger_all WHERE {le_l} AND entry_id IN (SELECT entry_id FROM rc_k)
+"""
+
+#: The current versions of the exact-path entries, whatever their date.
+K_PSA = """
+CREATE OR REPLACE TEMP TABLE rc_s AS
+SELECT * FROM r_psa_all WHERE entry_id IN (SELECT entry_id FROM rc_k)
+"""
+
+#: Validated rows of exact-path entries dated outside the period (rarely any: see `compare`).
+K_VALID_X = """
+CREATE OR REPLACE TEMP TABLE rc_vx AS
+SELECT entry_id, version, amount, legal_entity FROM r_valid_all
+WHERE {any_x} AND entry_id IN (
+    SELECT entry_id FROM rc_s WHERE state = 'valid' AND NOT (work_date BETWEEN $f AND $t))
+"""
+# The ERP lines of the exact path are cut out of the Arrow table by `compare` (pyarrow `is_in`
+# costs a fraction of a DuckDB scan that would convert every line): relation `rc_e`.
+
 PSA = """
 CREATE OR REPLACE TEMP TABLE rc_psa AS
+WITH s AS (SELECT * FROM rc_s),
+v AS (SELECT kid AS entry_id, version, amount, legal_entity FROM rc_cube WHERE kid IS NOT NULL
+      UNION ALL SELECT * FROM rc_vx),
+p AS (
+    SELECT s.*, v.amount AS v_amount,
+           COALESCE(v.legal_entity, pr.legal_entity, em.legal_entity) AS legal_entity,
+           q.rule_codes, q.messages AS q_messages, q.first_seen AS q_first_seen,
+           s.entry_id IN (SELECT row_key FROM r_quarantine) AS ever_quarantined,
+           s.entry_id IN (SELECT entry_id FROM r_vanished) AS vanished
+    FROM s
+    LEFT JOIN v ON v.entry_id = s.entry_id AND v.version = s.version
+    LEFT JOIN r_projects pr ON pr.project_code = s.project_code
+    LEFT JOIN r_employees em ON em.employee_id = s.employee_id
+    LEFT JOIN r_quarantine q ON q.row_key = s.entry_id AND q.version = s.version
+         AND q.status IN ('open', 'ignored')
+)
 SELECT p.*, strftime(p.work_date, '%Y-%m') AS period,
        COALESCE(p.v_amount, CASE WHEN p.billable AND p.bill_rate IS NOT NULL
                                  THEN round(p.hours * p.bill_rate, 2) ELSE 0 END) AS psa_amount,
        COALESCE(p.work_date BETWEEN $f AND $t, FALSE) AS in_period,
        (p.approval_status = 'approved' AND NOT p.deleted AND NOT p.vanished) AS expected
-FROM r_psa p WHERE {le_p}
+FROM p WHERE {le_p}
 """
 
 # Ledger and ERP lines matched on external ID (one full outer join), then one row per entry.
 LEDGER_ERP = """
 CREATE OR REPLACE TEMP TABLE rc_x AS
-WITH l AS (SELECT * FROM r_ledger WHERE {le_l}),
-     e AS (SELECT * FROM r_erp WHERE {le_e}),
+WITH l AS (SELECT * FROM rc_l),
+     e AS (SELECT * FROM rc_e),
      lrev AS (SELECT DISTINCT reverses_external_id AS id FROM l
               WHERE kind = 'reversal' AND state = 'confirmed' AND reverses_external_id IS NOT NULL),
      erev AS (SELECT DISTINCT reverses_external_id AS id FROM e
@@ -162,6 +278,8 @@ k AS (
             THEN 'changed_in_psa_since_posting'
         WHEN led_live_version IS NOT NULL AND diff <> '' THEN 'value_mismatch'
         WHEN led_live_version IS NOT NULL THEN 'in_sync'
+        WHEN in_psa AND NOT in_period AND COALESCE(erp_hours, 0) = 0
+             AND COALESCE(erp_amount, 0) = 0 THEN 'in_sync'  -- moved to another period
         WHEN vanished AND state IN ('valid', 'quarantined') THEN 'deleted_in_psa'
         WHEN state = 'quarantined' THEN 'quarantined'
         WHEN state = 'valid' THEN 'approved_not_posted'
@@ -232,41 +350,53 @@ SELECT entry_id, class,
 FROM a
 """
 
-# Totals: every source at its own dimensions (a line posted to the wrong project shows up in
-# both projects), first at the finest grain, then rolled up per dimension.
+# Totals: in-sync entries from the cube (equal in all four states), exact-path entries with
+# every source at its own dimensions (a line posted to the wrong project shows up in both
+# projects), first at the finest grain, then rolled up per dimension.
 TOTALS = """
 CREATE OR REPLACE TEMP TABLE rc_totals AS
-WITH src AS (
-    SELECT legal_entity, currency, project_code, employee_id, period,
+WITH sync AS (SELECT * FROM rc_cube WHERE kid IS NULL),
+src AS (
+    SELECT legal_entity, currency, project_code, employee_id, ym,
+           hours AS psa_hours, amount AS psa_amount, hours AS staging_hours,
+           amount AS staging_amount, hours AS ledger_hours, amount AS ledger_amount,
+           hours AS erp_hours, amount AS erp_amount
+    FROM sync
+    UNION ALL BY NAME
+    SELECT legal_entity, currency, project_code, employee_id,
+           year(work_date) * 100 + month(work_date) AS ym,
            hours AS psa_hours, psa_amount,
            CASE WHEN state = 'valid' THEN hours END AS staging_hours,
            CASE WHEN state = 'valid' THEN psa_amount END AS staging_amount
     FROM rc_psa WHERE in_period AND expected
     UNION ALL BY NAME
-    SELECT legal_entity, currency, project_code, employee_id, strftime(work_date, '%Y-%m') AS period,
+    SELECT legal_entity, currency, project_code, employee_id,
+           year(work_date) * 100 + month(work_date) AS ym,
            hours AS ledger_hours, amount AS ledger_amount
-    FROM r_ledger WHERE state = 'confirmed' AND work_date BETWEEN $f AND $t AND {le_l}
+    FROM rc_l WHERE state = 'confirmed' AND work_date BETWEEN $f AND $t
     UNION ALL BY NAME
-    SELECT legal_entity, currency, project_code, employee_id, strftime(work_date, '%Y-%m') AS period,
+    SELECT legal_entity, currency, project_code, employee_id,
+           year(work_date) * 100 + month(work_date) AS ym,
            hours AS erp_hours, amount AS erp_amount
-    FROM r_erp WHERE work_date BETWEEN $f AND $t AND {le_e}
+    FROM rc_e
 ),
 fine AS (
-    SELECT legal_entity, currency, project_code, employee_id, period,
+    SELECT legal_entity, currency, project_code, employee_id, ym,
            SUM(psa_hours) AS psa_hours, SUM(psa_amount) AS psa_amount,
            SUM(staging_hours) AS staging_hours, SUM(staging_amount) AS staging_amount,
            SUM(ledger_hours) AS ledger_hours, SUM(ledger_amount) AS ledger_amount,
            SUM(erp_hours) AS erp_hours, SUM(erp_amount) AS erp_amount
-    FROM src GROUP BY ALL
+    FROM src GROUP BY legal_entity, currency, project_code, employee_id, ym
 ),
 g AS (
     SELECT CASE WHEN GROUPING(project_code) = 0 THEN 'project'
                 WHEN GROUPING(employee_id) = 0 THEN 'employee'
-                WHEN GROUPING(period) = 0 THEN 'period' ELSE 'legal_entity' END AS dimension,
+                WHEN GROUPING(ym) = 0 THEN 'period' ELSE 'legal_entity' END AS dimension,
            legal_entity, currency,
            CASE WHEN GROUPING(project_code) = 0 THEN project_code
                 WHEN GROUPING(employee_id) = 0 THEN employee_id
-                WHEN GROUPING(period) = 0 THEN period END AS member,
+                WHEN GROUPING(ym) = 0 THEN printf('%04d-%02d', ym // 100, ym % 100) END
+               AS member,
            COALESCE(SUM(psa_hours), 0) AS psa_hours, COALESCE(SUM(staging_hours), 0) AS staging_hours,
            COALESCE(SUM(ledger_hours), 0) AS ledger_hours, COALESCE(SUM(erp_hours), 0) AS erp_hours,
            COALESCE(SUM(psa_amount), 0) AS psa_amount,
@@ -275,7 +405,7 @@ g AS (
            COALESCE(SUM(erp_amount), 0) AS erp_amount
     FROM fine
     GROUP BY GROUPING SETS ((legal_entity, currency), (legal_entity, currency, project_code),
-                            (legal_entity, currency, employee_id), (legal_entity, currency, period))
+                            (legal_entity, currency, employee_id), (legal_entity, currency, ym))
 )
 SELECT dimension, legal_entity, currency, member,
        psa_hours, staging_hours, ledger_hours, erp_hours,
@@ -294,15 +424,24 @@ ORDER BY CASE dimension WHEN 'legal_entity' THEN 0 WHEN 'period' THEN 1 WHEN 'pr
 # Key figures in long form: one row per legal entity ('(all)' for the whole scope) and figure.
 KPIS = """
 WITH l AS (SELECT * FROM rc_lines),
+c AS (  -- per legal entity and class; in-sync entries of the fast path count in one row each
+    SELECT legal_entity, class, COUNT(*) AS n, SUM(COALESCE(psa_hours, erp_hours, 0)) AS h,
+           SUM(COALESCE(psa_amount, erp_amount, 0)) AS a,
+           COUNT(*) FILTER (WHERE approved) AS approved,
+           COUNT(*) FILTER (WHERE straight_through) AS straight
+    FROM l GROUP BY legal_entity, class
+    UNION ALL
+    SELECT legal_entity, 'in_sync', SUM(n), SUM(hours), SUM(amount), SUM(n), SUM(n - nq)
+    FROM rc_cube WHERE kid IS NULL GROUP BY legal_entity
+),
 kpi AS (
     SELECT CASE WHEN GROUPING(legal_entity) = 1 THEN '(all)'
                 ELSE COALESCE(legal_entity, '(none)') END AS le,
-           COUNT(*) FILTER (WHERE approved) AS approved,
-           COUNT(*) FILTER (WHERE straight_through) AS straight,
-           COUNT(*) FILTER (WHERE class = 'approved_not_posted') AS unposted,
-           SUM(psa_hours) FILTER (WHERE class = 'approved_not_posted') AS unposted_hours,
-           SUM(psa_amount) FILTER (WHERE class = 'approved_not_posted') AS unposted_amount
-    FROM l GROUP BY GROUPING SETS ((), (legal_entity))
+           SUM(approved) AS approved, SUM(straight) AS straight,
+           COALESCE(SUM(n) FILTER (WHERE class = 'approved_not_posted'), 0) AS unposted,
+           SUM(h) FILTER (WHERE class = 'approved_not_posted') AS unposted_hours,
+           SUM(a) FILTER (WHERE class = 'approved_not_posted') AS unposted_amount
+    FROM c GROUP BY GROUPING SETS ((), (legal_entity))
 )
 SELECT le AS legal_entity, 'kpi' AS kind,
        'approved_entries' AS name, approved AS entries, NULL AS hours, NULL AS amount,
@@ -318,9 +457,8 @@ SELECT le, 'kpi', 'approved_not_posted', unposted,
        COALESCE(unposted_hours, 0), COALESCE(unposted_amount, 0), NULL FROM kpi
 UNION ALL
 SELECT CASE WHEN GROUPING(legal_entity) = 1 THEN '(all)' ELSE COALESCE(legal_entity, '(none)') END,
-       'class', class, COUNT(*), SUM(COALESCE(psa_hours, erp_hours, 0)),
-       SUM(COALESCE(psa_amount, erp_amount, 0)), NULL
-FROM l GROUP BY GROUPING SETS ((class), (legal_entity, class))
+       'class', class, SUM(n), SUM(h), SUM(a), NULL
+FROM c GROUP BY GROUPING SETS ((class), (legal_entity, class))
 UNION ALL
 SELECT CASE WHEN GROUPING(legal_entity) = 1 THEN '(all)' ELSE COALESCE(legal_entity, '(none)') END,
        'aging', aging_bucket, COUNT(*), SUM(psa_hours), SUM(psa_amount), NULL

@@ -29,13 +29,16 @@ from __future__ import annotations
 import fnmatch
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from functools import cached_property
 
 import duckdb
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from connectors.erp.base import ErpTarget
 from reconciliation import _sql
@@ -98,6 +101,37 @@ LINE_SCHEMA = pa.schema(
 )
 LINE_COLUMNS: tuple[str, ...] = tuple(LINE_SCHEMA.names)
 
+#: `Reconciliation.invoices`: one row per invoice of the period, with its class.
+INVOICE_SCHEMA = pa.schema(
+    [
+        ("invoice_id", _S),
+        ("class", _S),
+        ("legal_entity", _S),
+        ("project_code", _S),
+        ("customer_id", _S),
+        ("currency", _S),
+        ("issue_date", pa.date32()),
+        ("psa_version", _I),
+        ("lines", _I),
+        ("valid_lines", _I),
+        ("quarantined_lines", _I),
+        ("released_lines", _I),
+        ("psa_amount", _MONEY),
+        ("posted_version", _I),
+        ("ledger_state", _S),
+        ("ledger_amount", _MONEY),
+        ("erp_documents", _I),
+        ("erp_amount", _MONEY),
+        ("erp_status", _S),
+        ("amount_variance", _MONEY),
+        ("differing_fields", _S),
+        ("rule_codes", _S),
+        ("reasons", _S),
+        ("age_days", _I),
+        ("backlog", pa.bool_()),  # ready (valid, released) and its version not posted
+    ]
+)
+
 
 @dataclass(frozen=True)
 class Period:
@@ -123,14 +157,24 @@ class Reconciliation:
     period: Period
     generated_at: datetime
     lines: pa.Table  # LINE_COLUMNS, entries of EXCEPTION_CLASSES, ordered by class and id
-    invoices: pd.DataFrame  # one row per invoice in scope, with its class
-    totals: pd.DataFrame  # dimension, legal_entity, currency, member, four states, variances
+    invoices_table: pa.Table  # one row per invoice in scope, with its class
+    totals_table: pa.Table  # dimension, legal_entity, currency, member, four states, variances
     #: Long form: legal_entity ('(all)' or one), kind (kpi | class | aging | reason |
     #: invoice_class), name, entries, hours, amount (Decimal or None), value (float or None).
     kpis: pd.DataFrame
     full_export: FullExport | None = None
     notes: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    exact_path_entries: int = 0  # entries the line-by-line path classified (see `_sql`)
+
+    @cached_property
+    def totals(self) -> pd.DataFrame:
+        """`totals_table` as pandas (Decimal values): converted on first use only."""
+        return self.totals_table.to_pandas()
+
+    @cached_property
+    def invoices(self) -> pd.DataFrame:
+        return self.invoices_table.to_pandas(integer_object_nulls=True)  # versions stay ints
 
     def counts(self, kind: str = "class", legal_entity: str = ALL) -> dict[str, int]:
         """Entries (or invoices) per class / bucket / rule code."""
@@ -248,6 +292,7 @@ def reconcile(
     full = find_full_export(db, full_export_pattern)
     les = tuple(period.legal_entities)
     fmt = {
+        "le_v": _le_filter("legal_entity", les),
         "le_p": _le_filter("p.legal_entity", les),
         "le_u": _le_filter("pr.legal_entity", les),
         "le_l": _le_filter("legal_entity", les),
@@ -264,57 +309,152 @@ def reconcile(
     }
     timings["prepare"] = time.perf_counter() - t0 - timings["erp_read"]
     t1 = time.perf_counter()
-    temps = ("rc_psa", "rc_x", "rc_lines", "rc_totals", "rc_invoices")
+    fmt["unlanded"] = _sql.K_UNLANDED if arrow["r_unlanded"].num_rows else ""
     with duck_inputs(db, staging_inputs(period.date_from, period.date_to, full), arrow) as duck:
         timings["staging_read"] = time.perf_counter() - t1
         try:
-            for name, sql in (
-                ("psa", _sql.PSA),
-                ("ledger_erp", _sql.LEDGER_ERP),
-                ("lines", _sql.LINES),
-                ("totals", _sql.TOTALS),
-                ("invoices", _sql.INVOICES),
-            ):
-                t = time.perf_counter()
-                _run(duck, sql.format(**fmt), params)
-                timings[name] = time.perf_counter() - t
+            _classify(duck, arrow["r_erp"], les, fmt, params, timings)
             t = time.perf_counter()
-            classes = ", ".join(sql_literal(c) for c in EXCEPTION_CLASSES)
-            lines = (
-                duck.sql(
-                    f"""SELECT {", ".join(LINE_COLUMNS)} FROM rc_lines WHERE class IN ({classes})
-                    ORDER BY class, entry_id"""
-                )
-                .to_arrow_table()
-                .cast(LINE_SCHEMA)
-            )
-            totals = duck.sql("SELECT * FROM rc_totals").to_arrow_table().to_pandas()
-            invoices = (
-                duck.sql("SELECT * FROM rc_invoices ORDER BY class, invoice_id")
-                .to_arrow_table()
-                .to_pandas(integer_object_nulls=True)  # versions stay integers (or None)
-            )
-            _run(duck, "CREATE OR REPLACE TEMP TABLE rc_kpis AS " + _sql.KPIS, params)
-            kpis = duck.sql(
-                "SELECT * FROM rc_kpis ORDER BY legal_entity, kind, name"
-            ).to_arrow_table()
+            lines, totals, invoices, kpis, exact = _fetch(duck, params)
             timings["fetch"] = time.perf_counter() - t
         finally:
-            for name in (*temps, "rc_kpis"):
+            for name in _TEMPS:
                 duck.execute(f"DROP TABLE IF EXISTS {name}")
+            duck.unregister("rc_e")
     timings["total"] = time.perf_counter() - t0
     notes = _notes(full, full_export_pattern, arrow["r_unlanded"])
     return Reconciliation(
         period=period,
         generated_at=now,
         lines=lines,
-        invoices=invoices,
-        totals=totals,
+        invoices_table=invoices,
+        totals_table=totals,
         kpis=_tidy_kpis(kpis.to_pandas()),
         full_export=full,
         notes=notes,
         timings=timings,
+        exact_path_entries=int(exact),
     )
+
+
+_TEMPS = (
+    "rc_k",
+    "rc_cube",
+    "rc_l",
+    "rc_s",
+    "rc_vx",
+    "rc_psa",
+    "rc_x",
+    "rc_lines",
+    "rc_totals",
+    "rc_invoices",
+    "rc_kpis",
+)
+
+
+@contextmanager
+def _single_thread(duck: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """Statements over a few thousand rows: one thread avoids the scheduling cost of two."""
+    before = duck.sql("SELECT current_setting('threads')").fetchall()[0][0]
+    duck.execute("SET threads = 1")
+    try:
+        yield
+    finally:
+        duck.execute(f"SET threads = {int(before)}")
+
+
+def _classify(
+    duck: duckdb.DuckDBPyConnection,
+    erp: pa.Table,
+    les: Sequence[str],
+    fmt: dict[str, str],
+    params: dict,
+    timings: dict[str, float],
+) -> None:
+    """Run the fast path, then the exact path (see `_sql`), into the rc_* temporary tables."""
+
+    def step(name: str, sql: str) -> None:
+        t = time.perf_counter()
+        _run(duck, sql.format(**fmt), params)
+        timings[name] = time.perf_counter() - t
+
+    step("fast", _sql.FAST)
+    t = time.perf_counter()
+    duck.register("rc_e", _erp_lines_of(duck, erp, les))
+    timings["exact_erp"] = time.perf_counter() - t
+    step("cube", _sql.CUBE)
+    step("exact_ledger", _sql.K_LEDGER)
+    step("exact_psa", _sql.K_PSA)
+    with _single_thread(duck):
+        # Entries dated outside the period need their validated row from the whole table;
+        # usually there are none, and that scan is skipped.
+        outside = duck.sql(
+            "SELECT COUNT(*) FROM rc_s WHERE NOT (work_date BETWEEN $f AND $t)",
+            params={"f": params["f"], "t": params["t"]},
+        ).fetchall()[0][0]
+        fmt["any_x"] = "TRUE" if outside else "FALSE"
+        step("exact_valid_x", _sql.K_VALID_X)
+        step("psa", _sql.PSA)
+        step("ledger_erp", _sql.LEDGER_ERP)
+        step("lines", _sql.LINES)
+        step("totals", _sql.TOTALS)
+        if _any_invoices(duck):
+            step("invoices", _sql.INVOICES)
+        else:  # a source without invoice proposals: nothing to plan and run
+            duck.register("rc_invoices_empty", INVOICE_SCHEMA.empty_table())
+            duck.execute("CREATE OR REPLACE TEMP TABLE rc_invoices AS FROM rc_invoices_empty")
+            duck.unregister("rc_invoices_empty")
+        step("kpis", "CREATE OR REPLACE TEMP TABLE rc_kpis AS " + _sql.KPIS)
+
+
+def _any_invoices(duck: duckdb.DuckDBPyConnection) -> bool:
+    return bool(
+        duck.sql(
+            """SELECT EXISTS (FROM r_inv_psa) OR EXISTS (FROM r_inv_ledger)
+                      OR EXISTS (FROM r_inv_erp)"""
+        ).fetchall()[0][0]
+    )
+
+
+def _fetch(duck: duckdb.DuckDBPyConnection, params: dict):
+    """Exception lines, totals, invoices and key figures out of DuckDB, as Arrow."""
+    classes = ", ".join(sql_literal(c) for c in EXCEPTION_CLASSES)
+    lines = (
+        duck.sql(
+            f"""SELECT {", ".join(LINE_COLUMNS)} FROM rc_lines WHERE class IN ({classes})
+                ORDER BY class, entry_id"""
+        )
+        .to_arrow_table()
+        .cast(LINE_SCHEMA)
+    )
+    totals = duck.sql("SELECT * FROM rc_totals").to_arrow_table()
+    invoices = (
+        duck.sql(
+            f"SELECT {', '.join(INVOICE_SCHEMA.names)} FROM rc_invoices ORDER BY class, invoice_id"
+        )
+        .to_arrow_table()
+        .cast(INVOICE_SCHEMA)
+    )
+    kpis = duck.sql("SELECT * FROM rc_kpis ORDER BY legal_entity, kind, name").to_arrow_table()
+    exact = duck.sql("SELECT COUNT(*) FROM rc_k").fetchall()[0][0]
+    return lines, totals, invoices, kpis, exact
+
+
+def _erp_lines_of(
+    duck: duckdb.DuckDBPyConnection, erp: pa.Table, legal_entities: Sequence[str]
+) -> pa.Table:
+    """The ERP lines of the exact-path entries (`rc_k`), cut out of the Arrow table directly:
+    a DuckDB scan would convert every line of every column to find a few percent of them."""
+    keys = duck.sql("SELECT entry_id FROM rc_k").to_arrow_table().column("entry_id")
+    keys = keys.combine_chunks()
+    entry = erp.column("entry_id")
+    mask = pc.is_in(entry, value_set=keys)
+    if entry.null_count:  # lines without an entry id go by '?' + external id (see `_sql`)
+        orphan = pc.binary_join_element_wise("?", erp.column("external_id"), "")
+        mask = pc.or_(mask, pc.and_(pc.is_null(entry), pc.is_in(orphan, value_set=keys)))
+    if legal_entities:
+        mask = pc.and_(mask, pc.is_in(erp.column("legal_entity"), pa.array(list(legal_entities))))
+    return erp.filter(pc.fill_null(mask, False))
 
 
 def _tidy_kpis(kpis: pd.DataFrame) -> pd.DataFrame:
