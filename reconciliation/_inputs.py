@@ -32,7 +32,8 @@ from staging_models.db import StagingDB
 
 _S, _D, _B, _I = pa.string(), pa.date32(), pa.bool_(), pa.int64()
 _TS = pa.timestamp("us", tz="UTC")
-_HOURS, _RATE, _MONEY = pa.decimal128(18, 4), pa.decimal128(18, 4), pa.decimal128(20, 2)
+# 18 digits: DuckDB keeps them in 64-bit integers (wider ones are 128-bit and slower).
+_HOURS, _RATE, _MONEY = pa.decimal128(18, 4), pa.decimal128(18, 4), pa.decimal128(18, 2)
 
 #: ERP time lines as reconciliation reads them (`TIME_LINE_COLUMNS`), wide enough for any ERP.
 ERP_TIME_LINE_SCHEMA = pa.schema(
@@ -129,7 +130,6 @@ _PSA_COLS = [
     ("entry_id", _S),
     ("version", _I),
     ("state", _S),
-    ("content_hash", _S),
     ("employee_id", _S),
     ("employee_name", _S),
     ("project_code", _S),
@@ -145,7 +145,7 @@ _PSA_COLS = [
     ("description", _S),
     ("landed_at", _TS),
 ]
-_PSA_SELECT = """s.row_key AS entry_id, s.version, s.state, s.content_hash, s.employee_id,
+_PSA_SELECT = """s.row_key AS entry_id, s.version, s.state, s.employee_id,
     s.employee_name, s.project_code, s.task_code, s.work_date, s.hours, s.billable, s.bill_rate,
     s.currency, s.approval_status, s.approved_at, s.deleted, s.description, s.landed_at"""
 _LEDGER_COLS = [
@@ -227,9 +227,9 @@ def staging_inputs(date_from: date, date_to: date, full: FullExport | None) -> l
         ),
         Input(
             "r_psa_in",
-            pa.schema(_PSA_COLS),
-            f"""SELECT {_PSA_SELECT} FROM stg_time_entries s
-            WHERE s.is_current AND NOT s.key_missing AND s.work_date {in_range}""",
+            pa.schema([("entry_id", _S), ("state", _S), ("content_hash", _S)]),
+            f"""SELECT row_key AS entry_id, state, content_hash FROM stg_time_entries
+            WHERE is_current AND NOT key_missing AND work_date {in_range}""",
         ),
         Input(
             "r_psa_all",

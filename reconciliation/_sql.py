@@ -73,6 +73,21 @@ def age_sql(ts: str) -> str:
 
 # -- fast path --------------------------------------------------------------------------------
 
+#: Entries of PSA files not landed yet whose content staging does not have (newer, or new).
+#: `{newer}` is the content comparison, or TRUE when there are no such files (skips a scan).
+UNLANDED = """
+CREATE OR REPLACE TEMP TABLE rc_u AS
+SELECT u.entry_id, min(u.file_name) AS u_file, any_value(u.work_date) AS u_work_date,
+       any_value(u.hours) AS u_hours, any_value(u.project_code) AS u_project_code,
+       any_value(u.employee_id) AS u_employee_id, any_value(u.currency) AS u_currency,
+       any_value(pr.legal_entity) AS u_legal_entity
+FROM r_unlanded u LEFT JOIN r_projects pr ON pr.project_code = u.project_code
+WHERE u.work_date BETWEEN $f AND $t AND {le_u} AND {newer}
+GROUP BY u.entry_id
+"""
+UNLANDED_NEWER = """NOT EXISTS (SELECT 1 FROM r_psa_in p
+                                WHERE p.entry_id = u.entry_id AND p.content_hash = u.content_hash)"""
+
 
 def _fingerprint(version: str) -> str:
     """One 64-bit hash of what must agree between PSA, ledger and ERP (types normalised first:
@@ -109,11 +124,8 @@ j AS (
 SELECT entry_id FROM j WHERE NOT simple
 UNION SELECT entry_id FROM r_psa_in WHERE state <> 'valid'
 UNION SELECT entry_id FROM r_vanished
-{{unlanded}}
+UNION SELECT entry_id FROM rc_u
 """
-K_UNLANDED = """UNION SELECT u.entry_id FROM r_unlanded u
-    LEFT JOIN r_psa_in p ON p.entry_id = u.entry_id AND p.content_hash = u.content_hash
-    WHERE p.entry_id IS NULL AND u.work_date BETWEEN $f AND $t"""
 
 #: Every valid current version of the period per project, employee and month, except those of
 #: the exact path, which keep a row each (`kid`): the in-sync entries, summed, and the valid
@@ -195,7 +207,7 @@ WITH l AS (SELECT * FROM rc_l),
         SELECT COALESCE(l.entry_id, e.entry_id, '?' || e.external_id) AS entry_id,
                l.external_id AS l_id, l.kind AS l_kind, l.entry_version AS l_version,
                l.state AS l_state, l.erp_message, l.hours AS l_hours, l.amount AS l_amount,
-               l.settled_at,
+               l.settled_at, COALESCE(l.work_date BETWEEN $f AND $t, FALSE) AS l_in_period,
                e.external_id AS e_id, e.entry_version AS e_version, e.hours AS e_hours,
                e.amount AS e_amount, e.project_code AS e_project, e.work_date AS e_work_date,
                e.currency AS e_currency,
@@ -208,7 +220,9 @@ WITH l AS (SELECT * FROM rc_l),
                (e.kind = 'post' AND er.id IS NULL) AS e_live,
                (e.external_id IS NOT NULL
                 AND (l.external_id IS NULL OR l.state NOT IN ('sent', 'confirmed'))) AS e_unknown,
-               (l.state = 'confirmed' AND e.external_id IS NULL) AS l_missing
+               -- The ERP was read for the period: lines dated outside it cannot be missing.
+               (l.state = 'confirmed' AND e.external_id IS NULL
+                AND l.work_date BETWEEN $f AND $t) AS l_missing
         FROM l FULL JOIN e ON e.external_id = l.external_id
         LEFT JOIN lrev lr ON lr.id = l.external_id
         LEFT JOIN erev er ON er.id = e.external_id
@@ -220,6 +234,8 @@ SELECT entry_id,
        COUNT(l_id) AS led_lines,
        SUM(l_hours) FILTER (WHERE l_state = 'confirmed') AS led_hours,
        SUM(l_amount) FILTER (WHERE l_state = 'confirmed') AS led_amount,
+       SUM(l_hours) FILTER (WHERE l_state = 'confirmed' AND l_in_period) AS led_period_hours,
+       SUM(l_amount) FILTER (WHERE l_state = 'confirmed' AND l_in_period) AS led_period_amount,
        MAX(l_version) FILTER (WHERE l_live) AS led_live_version,
        arg_max(l_state, l_version) FILTER (WHERE l_kind = 'post') AS led_state,
        arg_max(erp_message, l_version) FILTER (WHERE l_kind = 'post') AS led_message,
@@ -238,17 +254,7 @@ FROM j GROUP BY entry_id
 
 LINES = f"""
 CREATE OR REPLACE TEMP TABLE rc_lines AS
-WITH u AS (
-    SELECT u.entry_id, min(u.file_name) AS u_file, any_value(u.work_date) AS u_work_date,
-           any_value(u.hours) AS u_hours, any_value(u.project_code) AS u_project_code,
-           any_value(u.employee_id) AS u_employee_id, any_value(u.currency) AS u_currency,
-           any_value(pr.legal_entity) AS u_legal_entity
-    FROM r_unlanded u LEFT JOIN r_projects pr ON pr.project_code = u.project_code
-    WHERE u.work_date BETWEEN $f AND $t AND {{le_u}}
-      AND NOT EXISTS (SELECT 1 FROM rc_psa p
-                      WHERE p.entry_id = u.entry_id AND p.content_hash = u.content_hash)
-    GROUP BY u.entry_id
-),
+WITH u AS (SELECT * FROM rc_u),
 j AS (
     SELECT COALESCE(p.entry_id, x.entry_id, u.entry_id) AS entry_id,
            p.entry_id IS NOT NULL AS in_psa,
@@ -273,13 +279,16 @@ k AS (
         WHEN COALESCE(erp_unknown, 0) > 0 THEN 'erp_unknown_to_staging'
         WHEN u_file IS NOT NULL OR state = 'pending' THEN 'not_yet_staged'
         WHEN COALESCE(led_missing, 0) > 0 THEN 'posted_missing_in_erp'
+        -- Dated in another period now: this period's lines must net to zero.
+        WHEN in_psa AND NOT in_period THEN CASE
+            WHEN COALESCE(erp_hours, 0) = 0 AND COALESCE(erp_amount, 0) = 0
+                 AND COALESCE(led_period_hours, 0) = 0 AND COALESCE(led_period_amount, 0) = 0
+            THEN 'in_sync' ELSE 'changed_in_psa_since_posting' END
         WHEN led_live_version IS NOT NULL AND (NOT in_psa OR deleted OR vanished
              OR version <> led_live_version OR state <> 'valid')
             THEN 'changed_in_psa_since_posting'
         WHEN led_live_version IS NOT NULL AND diff <> '' THEN 'value_mismatch'
         WHEN led_live_version IS NOT NULL THEN 'in_sync'
-        WHEN in_psa AND NOT in_period AND COALESCE(erp_hours, 0) = 0
-             AND COALESCE(erp_amount, 0) = 0 THEN 'in_sync'  -- moved to another period
         WHEN vanished AND state IN ('valid', 'quarantined') THEN 'deleted_in_psa'
         WHEN state = 'quarantined' THEN 'quarantined'
         WHEN state = 'valid' THEN 'approved_not_posted'
@@ -325,6 +334,8 @@ SELECT entry_id, class,
            CASE WHEN led_missing > 0 THEN 'confirmed in the ledger, missing in the ERP: '
                 || missing_ids END,
            CASE WHEN deleted THEN 'deleted in the PSA' END,
+           CASE WHEN in_psa AND NOT in_period
+                THEN 'now dated ' || CAST(work_date AS VARCHAR) || ', outside this period' END,
            CASE WHEN vanished THEN 'missing from the latest full PSA export '
                 || $full_file || ' (deleted in the PSA without notice)' END,
            CASE WHEN NOT in_psa AND led_live_version IS NOT NULL

@@ -61,7 +61,7 @@ INVOICE_CLASSES = _sql.INVOICE_CLASSES
 ALL = "(all)"  # `kpis.legal_entity` of figures over the whole scope
 
 _S, _I = pa.string(), pa.int64()
-_HOURS, _MONEY = pa.decimal128(18, 4), pa.decimal128(20, 2)
+_HOURS, _MONEY = pa.decimal128(18, 4), pa.decimal128(18, 2)
 
 #: `Reconciliation.lines` (and the staging table `rec_lines`): one row per exception entry.
 LINE_SCHEMA = pa.schema(
@@ -309,7 +309,7 @@ def reconcile(
     }
     timings["prepare"] = time.perf_counter() - t0 - timings["erp_read"]
     t1 = time.perf_counter()
-    fmt["unlanded"] = _sql.K_UNLANDED if arrow["r_unlanded"].num_rows else ""
+    fmt["newer"] = _sql.UNLANDED_NEWER if arrow["r_unlanded"].num_rows else "TRUE"
     with duck_inputs(db, staging_inputs(period.date_from, period.date_to, full), arrow) as duck:
         timings["staging_read"] = time.perf_counter() - t1
         try:
@@ -338,6 +338,7 @@ def reconcile(
 
 
 _TEMPS = (
+    "rc_u",
     "rc_k",
     "rc_cube",
     "rc_l",
@@ -378,6 +379,7 @@ def _classify(
         _run(duck, sql.format(**fmt), params)
         timings[name] = time.perf_counter() - t
 
+    step("unlanded", _sql.UNLANDED)
     step("fast", _sql.FAST)
     t = time.perf_counter()
     duck.register("rc_e", _erp_lines_of(duck, erp, les))

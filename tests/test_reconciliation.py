@@ -210,3 +210,32 @@ def test_classification_is_the_same_on_postgresql(any_db: StagingDB, tmp_path: P
     le = rec.totals[rec.totals["dimension"] == "legal_entity"].set_index("legal_entity")
     assert le.loc["US01", "variance_ledger_erp_hours"] == Decimal("-2.5")
     world.erp.close()
+
+
+def test_entry_moved_to_another_month(any_db: StagingDB, tmp_path: Path) -> None:
+    """October's posting of an entry later moved to November: each month sees its own lines."""
+    World(any_db, tmp_path).master()
+    oct_row = entry_row("MV", -20, updated_at="2026-10-13T00:00:00Z")  # 2026-10-12
+    land(any_db, tmp_path, "time_entries_1.csv", "time_entries", [oct_row])
+    validate_all(any_db, now=NOW, actor="test")
+    books = Books(any_db, make_erp(tmp_path))
+    books.post("MV", 1)
+    moved = entry_row("MV", 2, updated_at="2026-11-10T00:00:00Z")  # now dated 2026-11-03
+    land(any_db, tmp_path, "time_entries_2.csv", "time_entries", [moved])
+    validate_all(any_db, now=NOW, actor="test")
+    october = Period(date(2026, 10, 1), date(2026, 10, 31))
+    november = Period(date(2026, 11, 1), date(2026, 11, 30))
+
+    def classes(period: Period) -> dict[str, int]:
+        return reconcile(any_db, books.erp, period, now=NOW).counts()
+
+    # Before the correction is posted, both months point at it.
+    assert classes(october) == {"changed_in_psa_since_posting": 1}
+    assert classes(november) == {"changed_in_psa_since_posting": 1}
+    books.reverse("MV", 1)
+    books.post("MV", 2)
+    assert classes(october) == {"in_sync": 1}  # posted and reversed there: nets to zero
+    assert classes(november) == {"in_sync": 1}
+    rec = reconcile(any_db, books.erp, october, now=NOW)
+    assert rec.totals["erp_hours"].sum() == rec.totals["psa_hours"].sum() == 0
+    books.erp.close()
