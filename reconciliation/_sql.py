@@ -6,10 +6,11 @@ Statements create temporary tables `rc_*`; parameters: `$f`, `$t` (period dates)
 Two paths, so that a million entries cost little more than one join of the three states:
 
 - fast path (`FAST`): valid current versions ⟗ ledger lines ⟗ ERP lines on the entry id,
-  with narrow rows: a row is *simple* when the ledger line is a confirmed post, the ERP
-  line is that same line (external ID) and all three agree on version, hours, amount,
-  project, date, currency, legal entity and employee (compared as one 64-bit fingerprint
-  per side; two different rows share one with odds of about 1 in 1.8e19). An entry whose
+  with narrow rows: a row is *simple* when the ledger line is a confirmed post of the
+  current version with its hours and amount, and the ERP line is that same line (external
+  ID) agreeing with it on version, hours, amount, project, date, currency, legal entity and
+  employee (compared as one 64-bit fingerprint per side; two different rows share one with
+  odds of about 1 in 1.8e19). An entry whose
   only row is simple is in sync: any further ledger or ERP line, a missing one, or a
   difference makes a non-simple row, because ERP external IDs are unique
   (`TIME_LINE_COLUMNS`). The non-simple entries, every current version that is not valid,
@@ -101,12 +102,14 @@ _ERP_KEY = "COALESCE(entry_id, '?' || external_id)"
 
 #: Entries for the exact path: a row of PSA ⟗ ledger ⟗ ERP that is not simple, every current
 #: version that is not valid, vanished entries, and entries with newer content not landed.
+#: The ledger line of a version was copied from its validated row when it was planned, so it
+#: is compared with the PSA on version, hours and amount, and with the ERP on everything.
 FAST = f"""
 CREATE OR REPLACE TEMP TABLE rc_k AS
-WITH p AS (SELECT entry_id, {_fingerprint("version")} AS fp FROM r_valid WHERE {{le_v}}),
+WITH p AS (SELECT entry_id, version, hours, amount FROM r_valid WHERE {{le_v}}),
 l AS (
-    SELECT entry_id, hash(external_id) AS xh, {_fingerprint("entry_version")} AS fp,
-           (kind = 'post' AND state = 'confirmed') AS ok
+    SELECT entry_id, entry_version, hours, amount, hash(external_id) AS xh,
+           {_fingerprint("entry_version")} AS fp, (kind = 'post' AND state = 'confirmed') AS ok
     FROM r_ledger WHERE {{le_l}}
 ),
 e AS (
@@ -116,8 +119,8 @@ e AS (
 ),
 j AS (
     SELECT COALESCE(p.entry_id, l.entry_id, e.entry_id) AS entry_id,
-           COALESCE(l.ok AND e.post AND l.fp = p.fp AND e.fp = p.fp AND e.xh = l.xh, FALSE)
-               AS simple
+           COALESCE(l.ok AND e.post AND l.entry_version = p.version AND l.hours = p.hours
+                    AND l.amount = p.amount AND e.xh = l.xh AND e.fp = l.fp, FALSE) AS simple
     FROM p FULL JOIN l ON l.entry_id = p.entry_id
     FULL JOIN e ON e.entry_id = COALESCE(p.entry_id, l.entry_id)
 )
@@ -195,8 +198,7 @@ FROM p WHERE {le_p}
 """
 
 # Ledger and ERP lines matched on external ID (one full outer join), then one row per entry.
-LEDGER_ERP = """
-CREATE OR REPLACE TEMP TABLE rc_x AS
+_LEDGER_ERP = """
 WITH l AS (SELECT * FROM rc_l),
      e AS (SELECT * FROM rc_e),
      lrev AS (SELECT DISTINCT reverses_external_id AS id FROM l
@@ -255,12 +257,13 @@ FROM j GROUP BY entry_id
 LINES = f"""
 CREATE OR REPLACE TEMP TABLE rc_lines AS
 WITH u AS (SELECT * FROM rc_u),
+x AS ({_LEDGER_ERP}),
 j AS (
     SELECT COALESCE(p.entry_id, x.entry_id, u.entry_id) AS entry_id,
            p.entry_id IS NOT NULL AS in_psa,
            p.* EXCLUDE (entry_id), x.* EXCLUDE (entry_id), u.* EXCLUDE (entry_id)
     FROM rc_psa p
-    FULL JOIN rc_x x ON x.entry_id = p.entry_id
+    FULL JOIN x ON x.entry_id = p.entry_id
     FULL JOIN u ON u.entry_id = COALESCE(p.entry_id, x.entry_id)
 ),
 d AS (

@@ -345,7 +345,6 @@ _TEMPS = (
     "rc_s",
     "rc_vx",
     "rc_psa",
-    "rc_x",
     "rc_lines",
     "rc_totals",
     "rc_invoices",
@@ -397,7 +396,6 @@ def _classify(
         fmt["any_x"] = "TRUE" if outside else "FALSE"
         step("exact_valid_x", _sql.K_VALID_X)
         step("psa", _sql.PSA)
-        step("ledger_erp", _sql.LEDGER_ERP)
         step("lines", _sql.LINES)
         step("totals", _sql.TOTALS)
         if _any_invoices(duck):
