@@ -236,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--entries", type=int, default=1_000_000)
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args(argv)
-    with tempfile.TemporaryDirectory(prefix="stagepost-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="stagepost-recon-bench-") as tmp:
         tmpdir = Path(tmp)
         db = StagingDB(f"duckdb:///{tmpdir / 'staging.duckdb'}")
         db.init_schema()

@@ -51,7 +51,9 @@ reconciliation_nightly = ScheduleDefinition(
     description="Reconciles after every posting window (each materialization of the posting asset).",
 )
 def reconcile_after_posting(context: SensorEvaluationContext, asset_event: EventLogEntry):
-    yield RunRequest(run_key=f"after-posting-{asset_event.run_id}")
+    yield RunRequest(
+        run_key=f"after-posting-{asset_event.run_id or 'runless'}-{asset_event.timestamp}"
+    )
 
 
 reconciliation_schedules = [reconciliation_nightly]

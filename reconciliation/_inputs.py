@@ -243,11 +243,19 @@ def staging_inputs(date_from: date, date_to: date, full: FullExport | None) -> l
         Input(
             "r_valid_all",
             pa.schema(
-                [("entry_id", _S), ("version", _I), ("amount", _MONEY), ("legal_entity", _S)]
+                [
+                    ("entry_id", _S),
+                    ("version", _I),
+                    ("amount", _MONEY),
+                    ("legal_entity", _S),
+                    ("work_date", _D),
+                ]
             ),
-            f"""SELECT entry_id, version, amount, legal_entity FROM validated_time_entries
+            f"""SELECT entry_id, version, amount, legal_entity, work_date
+            FROM validated_time_entries
             WHERE work_date {in_range} OR entry_id IN ({led_in})""",
-            lazy="SELECT entry_id, version, amount, legal_entity FROM validated_time_entries",
+            lazy="""SELECT entry_id, version, amount, legal_entity, work_date
+            FROM validated_time_entries""",
         ),
         Input(
             "r_quarantine",

@@ -16,8 +16,8 @@ Two paths, so that a million entries cost little more than one join of the three
   (`TIME_LINE_COLUMNS`). The non-simple entries, every current version that is not valid,
   vanished entries and entries with newer content not landed form `rc_k`.
 - exact path: `rc_k` (usually a few percent) gets the line-by-line classification below,
-  with every ledger and ERP line of its entries. In-sync entries are counted and summed
-  from the valid versions outside `rc_k` (`CUBE`), so every entry counts once.
+  with every ledger and ERP line of its entries. In-sync entries are counted and summed as
+  all valid versions (`CUBE`) minus those in `rc_k` (`SYNC`), so every entry counts once.
 
 Entry classes, first match wins (the order says which discrepancy explains the others):
 
@@ -106,7 +106,7 @@ _ERP_KEY = "COALESCE(entry_id, '?' || external_id)"
 #: is compared with the PSA on version, hours and amount, and with the ERP on everything.
 FAST = f"""
 CREATE OR REPLACE TEMP TABLE rc_k AS
-WITH p AS (SELECT entry_id, version, hours, amount FROM r_valid WHERE {{le_v}}),
+WITH p AS (SELECT entry_id, version, hours, amount, legal_entity FROM r_valid WHERE {{le_v}}),
 l AS (
     SELECT entry_id, entry_version, hours, amount, hash(external_id) AS xh,
            {_fingerprint("entry_version")} AS fp, (kind = 'post' AND state = 'confirmed') AS ok
@@ -118,33 +118,53 @@ e AS (
     FROM r_erp WHERE {{le_e}}
 ),
 j AS (
-    SELECT COALESCE(p.entry_id, l.entry_id, e.entry_id) AS entry_id,
+    SELECT COALESCE(p.entry_id, l.entry_id, e.entry_id) AS entry_id, p.version, p.amount,
+           p.legal_entity,
            COALESCE(l.ok AND e.post AND l.entry_version = p.version AND l.hours = p.hours
                     AND l.amount = p.amount AND e.xh = l.xh AND e.fp = l.fp, FALSE) AS simple
     FROM p FULL JOIN l ON l.entry_id = p.entry_id
     FULL JOIN e ON e.entry_id = COALESCE(p.entry_id, l.entry_id)
+),
+k AS (
+    SELECT entry_id, version, amount, legal_entity FROM j WHERE NOT simple
+    UNION ALL SELECT entry_id, NULL, NULL, NULL FROM r_psa_in WHERE state <> 'valid'
+    UNION ALL SELECT entry_id, NULL, NULL, NULL FROM r_vanished
+    UNION ALL SELECT entry_id, NULL, NULL, NULL FROM rc_u
 )
-SELECT entry_id FROM j WHERE NOT simple
-UNION SELECT entry_id FROM r_psa_in WHERE state <> 'valid'
-UNION SELECT entry_id FROM r_vanished
-UNION SELECT entry_id FROM rc_u
+-- With the validated version, amount and legal entity of those that are valid in the period.
+SELECT entry_id, any_value(version) AS v_version, any_value(amount) AS v_amount,
+       any_value(legal_entity) AS v_legal_entity
+FROM k GROUP BY entry_id
 """
 
-#: Every valid current version of the period per project, employee and month, except those of
-#: the exact path, which keep a row each (`kid`): the in-sync entries, summed, and the valid
-#: versions the exact path needs, in one scan.
+#: Every valid current version of the period per project, employee and month.
 CUBE = """
 CREATE OR REPLACE TEMP TABLE rc_cube AS
 SELECT v.project_code, v.employee_id, year(v.work_date) * 100 + month(v.work_date) AS ym,
-       CASE WHEN k.entry_id IS NOT NULL THEN v.entry_id END AS kid,
-       any_value(v.version) AS version, any_value(v.legal_entity) AS legal_entity,
-       any_value(v.currency) AS currency, COUNT(*) AS n, COUNT(q.row_key) AS nq,
-       SUM(v.hours) AS hours, SUM(v.amount) AS amount
+       any_value(v.legal_entity) AS legal_entity, any_value(v.currency) AS currency,
+       COUNT(*) AS n, COUNT(q.row_key) AS nq, SUM(v.hours) AS hours, SUM(v.amount) AS amount
 FROM r_valid v
-LEFT JOIN rc_k k ON k.entry_id = v.entry_id
 LEFT JOIN (SELECT DISTINCT row_key FROM r_quarantine) q ON q.row_key = v.entry_id
 WHERE {le_v}
-GROUP BY v.project_code, v.employee_id, ym, kid
+GROUP BY v.project_code, v.employee_id, ym
+"""
+
+#: The in-sync entries of the fast path, summed: the cube minus the valid versions of `rc_k`.
+SYNC = """
+CREATE OR REPLACE TEMP TABLE rc_sync AS
+SELECT project_code, employee_id, ym, any_value(legal_entity) AS legal_entity,
+       any_value(currency) AS currency, SUM(n) AS n, SUM(nq) AS nq, SUM(hours) AS hours,
+       SUM(amount) AS amount
+FROM (
+    SELECT project_code, employee_id, ym, legal_entity, currency, n, nq, hours, amount
+    FROM rc_cube
+    UNION ALL
+    SELECT project_code, employee_id, year(work_date) * 100 + month(work_date), legal_entity,
+           currency, -1, -CAST(ever_quarantined AS INTEGER), -hours, -v_amount
+    FROM rc_psa WHERE in_cube
+) x
+GROUP BY project_code, employee_id, ym
+HAVING SUM(n) <> 0
 """
 
 # -- exact path (entries of rc_k) ---------------------------------------------------------------
@@ -161,12 +181,18 @@ CREATE OR REPLACE TEMP TABLE rc_s AS
 SELECT * FROM r_psa_all WHERE entry_id IN (SELECT entry_id FROM rc_k)
 """
 
-#: Validated rows of exact-path entries dated outside the period (rarely any: see `compare`).
-K_VALID_X = """
+#: Valid exact-path entries whose validated row the fast path did not carry: dated outside
+#: the period, or taken for a reason other than their ledger and ERP lines (vanished, newer
+#: content not landed). Rarely any: `compare` skips the scan then (`{any_x}`).
+K_VALID_X_ENTRIES = """
+SELECT s.entry_id FROM rc_s s JOIN rc_k k ON k.entry_id = s.entry_id
+WHERE s.state = 'valid' AND k.v_version IS NULL
+"""
+K_VALID_X = f"""
 CREATE OR REPLACE TEMP TABLE rc_vx AS
-SELECT entry_id, version, amount, legal_entity FROM r_valid_all
-WHERE {any_x} AND entry_id IN (
-    SELECT entry_id FROM rc_s WHERE state = 'valid' AND NOT (work_date BETWEEN $f AND $t))
+SELECT entry_id, version, amount, legal_entity,
+       COALESCE(work_date BETWEEN $f AND $t, FALSE) AS in_cube
+FROM r_valid_all WHERE {{any_x}} AND entry_id IN ({K_VALID_X_ENTRIES})
 """
 # The ERP lines of the exact path are cut out of the Arrow table by `compare` (pyarrow `is_in`
 # costs a fraction of a DuckDB scan that would convert every line): relation `rc_e`.
@@ -174,10 +200,12 @@ WHERE {any_x} AND entry_id IN (
 PSA = """
 CREATE OR REPLACE TEMP TABLE rc_psa AS
 WITH s AS (SELECT * FROM rc_s),
-v AS (SELECT kid AS entry_id, version, amount, legal_entity FROM rc_cube WHERE kid IS NOT NULL
+v AS (SELECT entry_id, v_version AS version, v_amount AS amount, v_legal_entity AS legal_entity,
+             TRUE AS in_cube
+      FROM rc_k WHERE v_version IS NOT NULL
       UNION ALL SELECT * FROM rc_vx),
 p AS (
-    SELECT s.*, v.amount AS v_amount,
+    SELECT s.*, v.amount AS v_amount, COALESCE(v.in_cube, FALSE) AS in_cube,
            COALESCE(v.legal_entity, pr.legal_entity, em.legal_entity) AS legal_entity,
            q.rule_codes, q.messages AS q_messages, q.first_seen AS q_first_seen,
            s.entry_id IN (SELECT row_key FROM r_quarantine) AS ever_quarantined,
@@ -369,7 +397,7 @@ FROM a
 # projects), first at the finest grain, then rolled up per dimension.
 TOTALS = """
 CREATE OR REPLACE TEMP TABLE rc_totals AS
-WITH sync AS (SELECT * FROM rc_cube WHERE kid IS NULL),
+WITH sync AS (SELECT * FROM rc_sync),
 src AS (
     SELECT legal_entity, currency, project_code, employee_id, ym,
            hours AS psa_hours, amount AS psa_amount, hours AS staging_hours,
@@ -446,7 +474,7 @@ c AS (  -- per legal entity and class; in-sync entries of the fast path count in
     FROM l GROUP BY legal_entity, class
     UNION ALL
     SELECT legal_entity, 'in_sync', SUM(n), SUM(hours), SUM(amount), SUM(n), SUM(n - nq)
-    FROM rc_cube WHERE kid IS NULL GROUP BY legal_entity
+    FROM rc_sync GROUP BY legal_entity
 ),
 kpi AS (
     SELECT CASE WHEN GROUPING(legal_entity) = 1 THEN '(all)'

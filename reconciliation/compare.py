@@ -341,6 +341,7 @@ _TEMPS = (
     "rc_u",
     "rc_k",
     "rc_cube",
+    "rc_sync",
     "rc_l",
     "rc_s",
     "rc_vx",
@@ -387,15 +388,13 @@ def _classify(
     step("exact_ledger", _sql.K_LEDGER)
     step("exact_psa", _sql.K_PSA)
     with _single_thread(duck):
-        # Entries dated outside the period need their validated row from the whole table;
-        # usually there are none, and that scan is skipped.
-        outside = duck.sql(
-            "SELECT COUNT(*) FROM rc_s WHERE NOT (work_date BETWEEN $f AND $t)",
-            params={"f": params["f"], "t": params["t"]},
-        ).fetchall()[0][0]
-        fmt["any_x"] = "TRUE" if outside else "FALSE"
+        # A few valid entries may need their validated row from the whole table; usually
+        # none do, and that scan is skipped.
+        missing = duck.sql(f"SELECT COUNT(*) FROM ({_sql.K_VALID_X_ENTRIES})").fetchall()[0][0]
+        fmt["any_x"] = "TRUE" if missing else "FALSE"
         step("exact_valid_x", _sql.K_VALID_X)
         step("psa", _sql.PSA)
+        step("sync", _sql.SYNC)
         step("lines", _sql.LINES)
         step("totals", _sql.TOTALS)
         if _any_invoices(duck):

@@ -133,6 +133,11 @@ def test_totals_per_state_and_variances(seeded) -> None:
     assert de["psa_hours"] == Decimal("7.5")
     assert de["variance_staging_erp_amount"] == 0
     us = le.loc["US01"]
+    # Every state, as summed line by line from the seeded rows (PSA: approved current versions
+    # not deleted; staging: valid ones; ledger: confirmed lines; ERP: its lines).
+    states = ["psa", "staging", "ledger", "erp"]
+    assert [us[f"{s}_hours"] for s in states] == [116, Decimal("93.5"), Decimal("73.5"), 76]
+    assert [us[f"{s}_amount"] for s in states] == [17400, 14025, 11025, 11400]
     # Ledger vs ERP: M1 missing (+7.5), U2 and U1 unknown to the ledger (-7.5, -3), V1 short 0.5.
     assert us["variance_ledger_erp_hours"] == Decimal("-2.5")
     assert us["variance_ledger_erp_amount"] == Decimal("1125") - 1125 - 450 + 75
