@@ -1,7 +1,8 @@
 """The reconciliation SQL (DuckDB dialect), over the `r_*` relations of `_inputs`.
 
 Statements create temporary tables `rc_*`; parameters: `$f`, `$t` (period dates) and
-`$now` (timestamptz). `{le_*}` placeholders take a legal-entity filter on a column.
+`$now` (timestamptz). `{le}`, `{le_p}`, `{le_u}` take the legal-entity filter (on
+`legal_entity`, `p.legal_entity`, `pr.legal_entity`).
 
 Two paths, so that a million entries cost little more than one join of the three states:
 
@@ -10,9 +11,9 @@ Two paths, so that a million entries cost little more than one join of the three
   current version with its hours and amount, and the ERP line is that same line (external
   ID) agreeing with it on version, hours, amount, project, date, currency, legal entity and
   employee (compared as one 64-bit fingerprint per side; two different rows share one with
-  odds of about 1 in 1.8e19). An entry whose
-  only row is simple is in sync: any further ledger or ERP line, a missing one, or a
-  difference makes a non-simple row, because ERP external IDs are unique
+  odds of about 1 in 1.8e19). An entry whose only row is simple is in sync: any further
+  ledger or ERP line, a missing one, or a difference makes a non-simple row, because ERP
+  external IDs are unique
   (`TIME_LINE_COLUMNS`). The non-simple entries, every current version that is not valid,
   vanished entries and entries with newer content not landed form `rc_k`.
 - exact path: `rc_k` (usually a few percent) gets the line-by-line classification below,
@@ -25,7 +26,8 @@ Entry classes, first match wins (the order says which discrepancy explains the o
 2. not_yet_staged          newer content in a PSA file not landed yet, or landed, not validated;
 3. posted_missing_in_erp   a line the ledger has confirmed is not in the ERP;
 4. changed_in_psa_since_posting  the posted version is not the current one, or the entry is
-                           deleted in the PSA (tombstone or vanished from the full export);
+                           deleted in the PSA (tombstone or vanished from the full export),
+                           or now dated in another period while lines here do not net to 0;
 5. value_mismatch          posted current version, ERP differs: hours, amount, project, date,
                            currency (listed in `differing_fields`);
 6. in_sync                 posted current version, ERP equal;
@@ -106,16 +108,16 @@ _ERP_KEY = "COALESCE(entry_id, '?' || external_id)"
 #: is compared with the PSA on version, hours and amount, and with the ERP on everything.
 FAST = f"""
 CREATE OR REPLACE TEMP TABLE rc_k AS
-WITH p AS (SELECT entry_id, version, hours, amount, legal_entity FROM r_valid WHERE {{le_v}}),
+WITH p AS (SELECT entry_id, version, hours, amount, legal_entity FROM r_valid WHERE {{le}}),
 l AS (
     SELECT entry_id, entry_version, hours, amount, hash(external_id) AS xh,
            {_fingerprint("entry_version")} AS fp, (kind = 'post' AND state = 'confirmed') AS ok
-    FROM r_ledger WHERE {{le_l}}
+    FROM r_ledger WHERE {{le}}
 ),
 e AS (
     SELECT {_ERP_KEY} AS entry_id, hash(external_id) AS xh,
            {_fingerprint("entry_version")} AS fp, kind = 'post' AS post
-    FROM r_erp WHERE {{le_e}}
+    FROM r_erp WHERE {{le}}
 ),
 j AS (
     SELECT COALESCE(p.entry_id, l.entry_id, e.entry_id) AS entry_id, p.version, p.amount,
@@ -145,7 +147,7 @@ SELECT v.project_code, v.employee_id, year(v.work_date) * 100 + month(v.work_dat
        COUNT(*) AS n, COUNT(q.row_key) AS nq, SUM(v.hours) AS hours, SUM(v.amount) AS amount
 FROM r_valid v
 LEFT JOIN (SELECT DISTINCT row_key FROM r_quarantine) q ON q.row_key = v.entry_id
-WHERE {le_v}
+WHERE {le}
 GROUP BY v.project_code, v.employee_id, ym
 """
 
@@ -172,7 +174,7 @@ HAVING SUM(n) <> 0
 #: Every ledger and ERP line of the exact-path entries, read once.
 K_LEDGER = """
 CREATE OR REPLACE TEMP TABLE rc_l AS
-SELECT * FROM r_ledger_all WHERE {le_l} AND entry_id IN (SELECT entry_id FROM rc_k)
+SELECT * FROM r_ledger_all WHERE {le} AND entry_id IN (SELECT entry_id FROM rc_k)
 """
 
 #: The current versions of the exact-path entries, whatever their date.
@@ -545,10 +547,10 @@ WITH p AS (
            string_agg(DISTINCT rule_codes, ',') AS rule_codes,
            string_agg(q_messages, '; ') AS q_messages,
            max(landed_at) AS landed_at
-    FROM r_inv_psa WHERE {{le_ip}} GROUP BY invoice_id
+    FROM r_inv_psa WHERE {{le}} GROUP BY invoice_id
 ),
-l AS (SELECT * FROM r_inv_ledger WHERE {{le_il}}),
-e AS (SELECT * FROM r_inv_erp WHERE {{le_ie}}),
+l AS (SELECT * FROM r_inv_ledger WHERE {{le}}),
+e AS (SELECT * FROM r_inv_erp WHERE {{le}}),
 lrev AS (SELECT DISTINCT reverses_external_id AS id FROM l
          WHERE kind = 'reversal' AND state = 'confirmed' AND reverses_external_id IS NOT NULL),
 erev AS (SELECT DISTINCT reverses_external_id AS id FROM e

@@ -20,8 +20,17 @@ The latest such load wins. A current, not deleted entry dated in that span which
 file lacks, and which no later load delivered, was deleted in the PSA without notice
 (`vanished`). Without a pattern, only explicit deletions (`deleted = true`) are seen.
 
-Every entry gets exactly one class (see `_sql` for the order); `Reconciliation.lines`
-holds the entries of the exception classes, the rest are counted in `kpis`.
+Every entry gets exactly one class (see `_sql` for the classes and their order);
+`Reconciliation.lines` holds the entries of the exception classes, the rest are counted in
+`kpis`. Key figures (per legal entity and for all):
+- straight-through rate: approved entries of the period (current, not deleted) whose current
+  version is posted (confirmed ledger line) and was never quarantined, over all of them;
+- exceptions by reason: quarantined entries per rule code;
+- approved, not posted: entries, hours and amount by days since approval (0-1, 2-7, 8-30, >30);
+- invoice-ready backlog: invoices whose lines are all valid and released but whose current
+  version is not posted: invoices, lines and amount.
+Totals: hours and amount per legal entity and currency, and per project, employee and work
+month, in four states (PSA approved, staging valid, ledger confirmed, ERP) with variances.
 """
 
 from __future__ import annotations
@@ -292,14 +301,9 @@ def reconcile(
     full = find_full_export(db, full_export_pattern)
     les = tuple(period.legal_entities)
     fmt = {
-        "le_v": _le_filter("legal_entity", les),
+        "le": _le_filter("legal_entity", les),
         "le_p": _le_filter("p.legal_entity", les),
         "le_u": _le_filter("pr.legal_entity", les),
-        "le_l": _le_filter("legal_entity", les),
-        "le_e": _le_filter("legal_entity", les),
-        "le_ip": _le_filter("legal_entity", les),
-        "le_il": _le_filter("legal_entity", les),
-        "le_ie": _le_filter("legal_entity", les),
     }
     params = {
         "f": period.date_from,
