@@ -188,7 +188,7 @@ def staging_inputs(date_from: date, date_to: date, full: FullExport | None) -> l
         load = sql_literal(full.load_id)
         vanished = f"""SELECT s.row_key AS entry_id FROM stg_time_entries s
             WHERE s.is_current AND NOT s.key_missing AND NOT s.deleted
-              AND s.work_date BETWEEN {lo} AND {hi}
+              AND s.work_date BETWEEN {lo} AND {hi} AND s.work_date {in_range}
               AND NOT EXISTS (
                 SELECT 1 FROM land_time_entries l JOIN loads d ON d.load_id = l.load_id
                 WHERE l.row_key = s.row_key AND d.status = 'landed'
