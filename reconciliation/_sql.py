@@ -93,9 +93,10 @@ UNLANDED_NEWER = """NOT EXISTS (SELECT 1 FROM r_psa_in p
 
 
 def _fingerprint(version: str) -> str:
-    """One 64-bit hash of what must agree between PSA, ledger and ERP (types normalised first:
-    DuckDB hashes DECIMAL(10,4) and DECIMAL(18,4) of the same value differently)."""
-    return f"""hash(CAST({version} AS BIGINT), CAST(hours AS DECIMAL(18,4)),
+    """One 64-bit hash of what must agree between a ledger line and its ERP line, external ID
+    included (types normalised first: DuckDB hashes DECIMAL(10,4) and DECIMAL(18,4) of the
+    same value differently)."""
+    return f"""hash(external_id, CAST({version} AS BIGINT), CAST(hours AS DECIMAL(18,4)),
                 CAST(amount AS DECIMAL(18,2)), project_code, work_date, currency, legal_entity,
                 employee_id)"""
 
@@ -110,20 +111,19 @@ FAST = f"""
 CREATE OR REPLACE TEMP TABLE rc_k AS
 WITH p AS (SELECT entry_id, version, hours, amount, legal_entity FROM r_valid WHERE {{le}}),
 l AS (
-    SELECT entry_id, entry_version, hours, amount, hash(external_id) AS xh,
-           {_fingerprint("entry_version")} AS fp, (kind = 'post' AND state = 'confirmed') AS ok
+    SELECT entry_id, entry_version, hours, amount, {_fingerprint("entry_version")} AS fp,
+           (kind = 'post' AND state = 'confirmed') AS ok
     FROM r_ledger WHERE {{le}}
 ),
 e AS (
-    SELECT {_ERP_KEY} AS entry_id, hash(external_id) AS xh,
-           {_fingerprint("entry_version")} AS fp, kind = 'post' AS post
+    SELECT {_ERP_KEY} AS entry_id, {_fingerprint("entry_version")} AS fp, kind = 'post' AS post
     FROM r_erp WHERE {{le}}
 ),
 j AS (
     SELECT COALESCE(p.entry_id, l.entry_id, e.entry_id) AS entry_id, p.version, p.amount,
            p.legal_entity,
            COALESCE(l.ok AND e.post AND l.entry_version = p.version AND l.hours = p.hours
-                    AND l.amount = p.amount AND e.xh = l.xh AND e.fp = l.fp, FALSE) AS simple
+                    AND l.amount = p.amount AND e.fp = l.fp, FALSE) AS simple
     FROM p FULL JOIN l ON l.entry_id = p.entry_id
     FULL JOIN e ON e.entry_id = COALESCE(p.entry_id, l.entry_id)
 ),

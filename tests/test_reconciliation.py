@@ -244,3 +244,21 @@ def test_entry_moved_to_another_month(any_db: StagingDB, tmp_path: Path) -> None
     rec = reconcile(any_db, books.erp, october, now=NOW)
     assert rec.totals["erp_hours"].sum() == rec.totals["psa_hours"].sum() == 0
     books.erp.close()
+
+
+def test_duplicate_erp_line_under_another_external_id(duck_db: StagingDB, tmp_path: Path) -> None:
+    """A retry that minted a new external ID (DOMAIN #5): same values, so only the ID differs."""
+    World(duck_db, tmp_path).master()
+    rows = [entry_row("D", 2), entry_row("OK", 3)]
+    land(duck_db, tmp_path, "time_entries_1.csv", "time_entries", rows)
+    validate_all(duck_db, now=NOW, actor="test")
+    books = Books(duck_db, make_erp(tmp_path))
+    line = books.post("D", 1)
+    books.post("OK", 1)
+    books.erp_lines([{**line, "external_id": "te:D:v1:post:retry"}])
+    rec = reconcile(duck_db, books.erp, Period(date(2026, 11, 1), date(2026, 11, 30)), now=NOW)
+    assert rec.counts() == {"erp_unknown_to_staging": 1, "in_sync": 1}
+    d = rec.lines_frame().set_index("entry_id").loc["D"]
+    assert "te:D:v1:post:retry" in d["reasons"] and d["erp_hours"] == 2 * line["hours"]
+    assert rec.exact_path_entries == 1
+    books.erp.close()
