@@ -1,0 +1,255 @@
+"""Reconciliation assets: PSA vs staging vs ERP, stored in staging, and the controllers' workbooks.
+
+`reconciliation` compares (see `reconciliation.compare`) and stores its results in
+staging tables: `rec_lines` (exception lines, written set-based), and `rec_totals`,
+`rec_invoices`, `rec_kpis` through the staging-table IO manager. `reconciliation_workbook`
+reads them back and writes one workbook per run (and one per legal entity) into the
+reports folder, with a download link served by `reconciliation.report_server`.
+"""
+
+import os
+import re
+from datetime import UTC, date, datetime
+from typing import Protocol
+
+import pandas as pd
+from dagster import (
+    AssetExecutionContext,
+    AssetIn,
+    AssetKey,
+    AssetOut,
+    Config,
+    MaterializeResult,
+    MetadataValue,
+    Nothing,
+    Output,
+    ResourceParam,
+    asset,
+    multi_asset,
+)
+from pydantic import Field
+
+from connectors.erp.base import ErpTarget
+from pipelines.resources import PsaSource, StagingDatabase
+from reconciliation.compare import ALL, Period, Reconciliation, reconcile
+from reconciliation.psa_files import read_unlanded, unlanded_time_entry_files
+from reconciliation.report import write_reconciliation_workbook
+from reconciliation.report_server import report_url, reports_dir
+from reconciliation.store import load_lines, store_lines
+
+IO_MANAGER_KEY = "staging_table_io_manager"
+GROUP = "reconciliation"
+
+
+class ErpProvider(Protocol):
+    """What the assets need of the ERP resource (`pipelines.erp_resources.ErpResource`)."""
+
+    def get_target(self) -> ErpTarget: ...
+
+
+class ReconciliationConfig(Config):
+    date_from: str = Field(
+        default="", description="YYYY-MM-DD; empty: 1st of the month `months_back` months ago"
+    )
+    date_to: str = Field(default="", description="YYYY-MM-DD; empty: today")
+    months_back: int = Field(default=2, description="Default period: this and N earlier months")
+    legal_entities: list[str] = Field(default_factory=list, description="Empty: all")
+    full_export_pattern: str = Field(
+        default="",
+        description="File-name glob of full PSA exports (deletion detection); "
+        "empty: $STAGEPOST_FULL_EXPORT_PATTERN",
+    )
+    check_psa_inbox: bool = Field(
+        default=True, description="Also compare complete PSA files not landed yet"
+    )
+
+
+def resolve_period(config: ReconciliationConfig, today: date) -> Period:
+    """The configured period, or the default: from the 1st of `months_back` months ago to today."""
+    if config.date_from:
+        start = date.fromisoformat(config.date_from)
+    else:
+        months = today.year * 12 + today.month - 1 - config.months_back
+        start = date(months // 12, months % 12 + 1, 1)
+    end = date.fromisoformat(config.date_to) if config.date_to else today
+    return Period(start, end, tuple(config.legal_entities))
+
+
+def _kpi_metadata(rec: Reconciliation) -> dict:
+    k = rec.kpis[rec.kpis["legal_entity"] == ALL]
+    figures = {
+        f"{kind}.{name}": int(n)
+        for kind, name, n in zip(k["kind"], k["name"], k["entries"], strict=True)
+        if kind != "kpi"
+    }
+    rate = rec.kpi("straight_through_rate")["value"]
+    unposted = rec.kpi("approved_not_posted")
+    backlog = rec.kpi("invoice_ready_backlog_lines")
+    table = k.drop(columns=["legal_entity"]).astype({"value": object})
+    return {
+        "period": rec.period.label(),
+        "approved_entries": int(rec.kpi("approved_entries")["entries"]),
+        "straight_through_rate": None if pd.isna(rate) else float(rate),
+        "approved_not_posted_entries": int(unposted["entries"]),
+        "approved_not_posted_hours": float(unposted["hours"] or 0),
+        "approved_not_posted_amount": float(unposted["amount"] or 0),
+        "invoice_ready_backlog_lines": int(backlog["entries"]),
+        "invoice_ready_backlog_amount": float(backlog["amount"] or 0),
+        "counts": MetadataValue.json(figures),
+        "key_figures": MetadataValue.md(table.to_markdown(index=False)),
+        "timings_s": MetadataValue.json({k: round(v, 3) for k, v in rec.timings.items()}),
+    }
+
+
+@multi_asset(
+    group_name=GROUP,
+    outs={
+        "rec_lines": AssetOut(
+            dagster_type=Nothing,
+            kinds={"duckdb"},
+            description="Exception entries of the latest reconciliation, one class each "
+            "(staging table rec_lines, written set-based).",
+        ),
+        "rec_totals": AssetOut(
+            io_manager_key=IO_MANAGER_KEY,
+            description="Hours and amounts per legal entity, project, employee and period in "
+            "PSA, staging, ledger and ERP, with variances (table rec_totals).",
+        ),
+        "rec_invoices": AssetOut(
+            io_manager_key=IO_MANAGER_KEY,
+            description="Invoice proposals vs ERP invoices, with their class (table rec_invoices).",
+        ),
+        "rec_kpis": AssetOut(
+            io_manager_key=IO_MANAGER_KEY,
+            description="Key figures: straight-through rate, classes, quarantine reasons, aging "
+            "of approved-but-unposted time, invoice-ready backlog (table rec_kpis).",
+        ),
+    },
+    deps=[AssetKey("validated_time_entries"), AssetKey("validated_invoices")],
+    can_subset=False,
+)
+def reconciliation(
+    context: AssetExecutionContext,
+    config: ReconciliationConfig,
+    staging: StagingDatabase,
+    psa_source: PsaSource,
+    erp: ResourceParam[ErpProvider],
+):
+    """Three-way reconciliation of the period: PSA, staging (versions, quarantine, ledger), ERP."""
+    db = staging.get_db()
+    now = datetime.now(UTC)
+    period = resolve_period(config, now.date())
+    unlanded = None
+    if config.check_psa_inbox:
+        source = psa_source.open()
+        workdir = psa_source.workdir()
+        files = unlanded_time_entry_files(db, source, workdir)
+        try:
+            unlanded = read_unlanded(files, fmt=psa_source.file_format(), workdir=workdir)
+        finally:
+            for _, path in files:
+                if path.parent == workdir:
+                    path.unlink(missing_ok=True)
+            close = getattr(source, "close", None)
+            if close:
+                close()
+    rec = reconcile(
+        db,
+        erp.get_target(),
+        period,
+        now=now,
+        unlanded=unlanded,
+        full_export_pattern=config.full_export_pattern
+        or os.environ.get("STAGEPOST_FULL_EXPORT_PATTERN")
+        or None,
+    )
+    for note in rec.notes:
+        context.log.info(note)
+    stored = store_lines(db, rec.lines, context.run.run_id)
+    yield Output(
+        None,
+        output_name="rec_lines",
+        metadata={"rows": stored, "period": period.label(), "staging_table": "rec_lines"},
+    )
+    yield Output(rec.totals, output_name="rec_totals", metadata={"rows": len(rec.totals)})
+    yield Output(
+        rec.invoices.astype({"backlog": bool}),
+        output_name="rec_invoices",
+        metadata={"rows": len(rec.invoices)},
+    )
+    yield Output(rec.kpi_frame(), output_name="rec_kpis", metadata=_kpi_metadata(rec))
+
+
+class WorkbookConfig(Config):
+    per_legal_entity: bool = Field(
+        default=True, description="Also write one workbook per legal entity"
+    )
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
+
+
+def _info(kpis: pd.DataFrame) -> dict[str, str]:
+    rows = kpis[kpis["kind"] == "info"]
+    return dict(zip(rows["name"], rows["text"], strict=True))
+
+
+@asset(
+    group_name=GROUP,
+    kinds={"excel"},
+    ins={
+        "rec_kpis": AssetIn(input_manager_key=IO_MANAGER_KEY),
+        "rec_totals": AssetIn(input_manager_key=IO_MANAGER_KEY),
+        "rec_invoices": AssetIn(input_manager_key=IO_MANAGER_KEY),
+    },
+    deps=[AssetKey("rec_lines")],
+    description="The controllers' reconciliation workbook (and one per legal entity), "
+    "downloadable from the link in the materialization.",
+)
+def reconciliation_workbook(
+    context: AssetExecutionContext,
+    config: WorkbookConfig,
+    staging: StagingDatabase,
+    rec_kpis: pd.DataFrame,
+    rec_totals: pd.DataFrame,
+    rec_invoices: pd.DataFrame,
+) -> MaterializeResult:
+    db = staging.get_db()
+    info = _info(rec_kpis)
+    notes = [v for k, v in sorted(info.items()) if k.startswith("note_")]
+    stamp = f"{info['date_from']}_{info['date_to']}_{context.run.run_id[:8]}"
+    folder = reports_dir()
+    scopes = [ALL]
+    if config.per_legal_entity:
+        scopes += sorted(set(rec_kpis["legal_entity"]) - {ALL, "(none)"})
+    written: dict[str, dict] = {}
+    lines = load_lines(db)
+    for scope in scopes:
+        tag = "all" if scope == ALL else _UNSAFE.sub("_", scope)
+        path = folder / f"reconciliation_{tag}_{stamp}.xlsx"
+        wb = write_reconciliation_workbook(
+            path,
+            period_label=info["period"],
+            kpis=rec_kpis,
+            totals=rec_totals,
+            invoices=rec_invoices,
+            lines=lines,
+            notes=notes,
+            legal_entity=scope,
+        )
+        written[scope] = {"path": str(wb.path), "url": report_url(wb.path.name), "rows": wb.rows}
+        context.log.info(f"workbook {scope}: {wb.path}")
+    main = written[ALL]
+    links = "\n".join(f"- [{scope}]({w['url']})" for scope, w in written.items())
+    return MaterializeResult(
+        metadata={
+            "path": MetadataValue.path(main["path"]),
+            "download": MetadataValue.url(main["url"]),
+            "workbooks": MetadataValue.md(links),
+            "sheet_rows": MetadataValue.json(main["rows"]),
+            "period": info["period"],
+        }
+    )
+
+
+reconciliation_assets = [reconciliation, reconciliation_workbook]

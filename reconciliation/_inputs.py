@@ -1,0 +1,451 @@
+"""The relations reconciliation reads, made available in one DuckDB connection.
+
+The comparison itself is DuckDB SQL over relations named `r_*` (see `compare`),
+so it runs the same whatever the staging database is:
+
+- DuckDB staging: each `r_*` input is a temporary view on the staging connection
+  itself, so nothing is copied;
+- PostgreSQL staging: each input SELECT runs in PostgreSQL (filters and joins
+  there, so only the period's rows travel), streams out through COPY as CSV, is
+  parsed by pyarrow with an explicit schema (decimals stay exact), and is
+  registered as an Arrow table in an in-memory DuckDB.
+
+ERP frames (`ErpTarget.read_*` answers, pandas with `Decimal`) and rows of PSA
+files not landed yet arrive as Arrow tables and are registered the same way.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import date
+
+import duckdb
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+from connectors.erp.base import INVOICE_COLUMNS, TIME_LINE_COLUMNS
+from staging_models.db import StagingDB
+
+_S, _D, _B, _I = pa.string(), pa.date32(), pa.bool_(), pa.int64()
+_TS = pa.timestamp("us", tz="UTC")
+# 18 digits: DuckDB keeps them in 64-bit integers (wider ones are 128-bit and slower).
+_HOURS, _RATE, _MONEY = pa.decimal128(18, 4), pa.decimal128(18, 4), pa.decimal128(18, 2)
+
+#: ERP time lines as reconciliation reads them (`TIME_LINE_COLUMNS`), wide enough for any ERP.
+ERP_TIME_LINE_SCHEMA = pa.schema(
+    [
+        ("external_id", _S),
+        ("kind", _S),
+        ("reverses_external_id", _S),
+        ("entry_id", _S),
+        ("entry_version", _I),
+        ("legal_entity", _S),
+        ("employee_id", _S),
+        ("project_code", _S),
+        ("task_code", _S),
+        ("work_date", _D),
+        ("period", _S),
+        ("hours", _HOURS),
+        ("bill_rate", _RATE),
+        ("amount", _MONEY),
+        ("currency", _S),
+        ("description", _S),
+    ]
+)
+#: ERP invoice headers (`INVOICE_COLUMNS`).
+ERP_INVOICE_SCHEMA = pa.schema(
+    [
+        ("external_id", _S),
+        ("kind", _S),
+        ("reverses_external_id", _S),
+        ("invoice_id", _S),
+        ("invoice_version", _I),
+        ("legal_entity", _S),
+        ("project_code", _S),
+        ("customer_id", _S),
+        ("currency", _S),
+        ("issue_date", _D),
+        ("due_date", _D),
+        ("period", _S),
+        ("total_amount", _MONEY),
+        ("status", _S),
+    ]
+)
+assert tuple(ERP_TIME_LINE_SCHEMA.names) == TIME_LINE_COLUMNS
+assert tuple(ERP_INVOICE_SCHEMA.names) == INVOICE_COLUMNS
+
+#: Rows of PSA time-entry files that are complete in the source but not landed yet.
+UNLANDED_SCHEMA = pa.schema(
+    [
+        ("file_name", _S),
+        ("entry_id", _S),
+        ("content_hash", _S),
+        ("work_date", _D),
+        ("hours", _HOURS),
+        ("project_code", _S),
+        ("employee_id", _S),
+        ("currency", _S),
+    ]
+)
+
+
+def sql_literal(value: str | date) -> str:
+    """A SQL literal of a date or a string (standard quoting, valid in DuckDB and PostgreSQL)."""
+    if isinstance(value, date):
+        return f"DATE '{value.isoformat()}'"
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+@dataclass(frozen=True)
+class FullExport:
+    """The load that reconciliation treats as the PSA's complete snapshot (see `compare`)."""
+
+    load_id: str
+    file_name: str
+    started_at: object  # datetime
+    work_date_min: date
+    work_date_max: date
+
+
+@dataclass(frozen=True)
+class Input:
+    """One relation read from staging: its portable SELECT and the Arrow schema of its columns.
+
+    `lazy`, if set, is what a DuckDB staging connection exposes instead: a superset that is
+    free to define as a view because the reconciliation SQL only ever reads it restricted to
+    a few entries (`rc_k`), while `select` is what travels from PostgreSQL.
+    """
+
+    name: str
+    schema: pa.Schema
+    select: str
+    lazy: str | None = None
+
+
+_PSA_COLS = [
+    ("entry_id", _S),
+    ("version", _I),
+    ("state", _S),
+    ("employee_id", _S),
+    ("employee_name", _S),
+    ("project_code", _S),
+    ("task_code", _S),
+    ("work_date", _D),
+    ("hours", _HOURS),
+    ("billable", _B),
+    ("bill_rate", _RATE),
+    ("currency", _S),
+    ("approval_status", _S),
+    ("approved_at", _TS),
+    ("deleted", _B),
+    ("description", _S),
+    ("landed_at", _TS),
+]
+_PSA_SELECT = """s.row_key AS entry_id, s.version, s.state, s.employee_id,
+    s.employee_name, s.project_code, s.task_code, s.work_date, s.hours, s.billable, s.bill_rate,
+    s.currency, s.approval_status, s.approved_at, s.deleted, s.description, s.landed_at"""
+_LEDGER_COLS = [
+    ("external_id", _S),
+    ("kind", _S),
+    ("entry_id", _S),
+    ("entry_version", _I),
+    ("reverses_external_id", _S),
+    ("legal_entity", _S),
+    ("employee_id", _S),
+    ("project_code", _S),
+    ("work_date", _D),
+    ("hours", _HOURS),
+    ("amount", _MONEY),
+    ("currency", _S),
+    ("state", _S),
+    ("erp_message", _S),
+    ("settled_at", _TS),
+]
+_LEDGER_SELECT = """external_id, kind, entry_id, entry_version, reverses_external_id,
+    legal_entity, employee_id, project_code, work_date, hours, amount, currency, state,
+    erp_message, settled_at"""
+
+
+def staging_inputs(date_from: date, date_to: date, full: FullExport | None) -> list[Input]:
+    """The staging relations one reconciliation needs, restricted to the period.
+
+    An entry belongs to the period if its current version or one of its ledger lines is
+    dated in it: an entry whose date moved across the boundary is still compared with what
+    was posted for it. The fast path reads `r_valid`, `r_psa_in` and `r_ledger`, selected
+    by date alone; the exact path reads the `*_all` relations of the entries touching the
+    period, restricted to its few entries.
+    """
+    f, t = sql_literal(date_from), sql_literal(date_to)
+    in_range = f"BETWEEN {f} AND {t}"
+    if full is None:
+        vanished = "SELECT CAST(NULL AS VARCHAR) AS entry_id WHERE FALSE"
+    else:
+        lo, hi = sql_literal(full.work_date_min), sql_literal(full.work_date_max)
+        load = sql_literal(full.load_id)
+        vanished = f"""SELECT s.row_key AS entry_id FROM stg_time_entries s
+            WHERE s.is_current AND NOT s.key_missing AND NOT s.deleted
+              AND s.work_date BETWEEN {lo} AND {hi} AND s.work_date {in_range}
+              AND NOT EXISTS (
+                SELECT 1 FROM land_time_entries l JOIN loads d ON d.load_id = l.load_id
+                WHERE l.row_key = s.row_key AND d.status = 'landed'
+                  AND (d.load_id = {load}
+                       OR d.started_at > (SELECT started_at FROM loads WHERE load_id = {load})))"""
+    led_in = f"SELECT entry_id FROM posting_ledger WHERE work_date {in_range}"
+    psa_in = (
+        "SELECT row_key FROM stg_time_entries "
+        f"WHERE is_current AND NOT key_missing AND work_date {in_range}"
+    )
+    inv_led_in = f"SELECT invoice_id FROM invoice_ledger WHERE issue_date {in_range}"
+    inv_psa_in = (
+        "SELECT invoice_id FROM stg_invoices "
+        f"WHERE is_current AND invoice_id IS NOT NULL AND issue_date {in_range}"
+    )
+    return [
+        Input(
+            "r_valid",
+            pa.schema(
+                [
+                    ("entry_id", _S),
+                    ("version", _I),
+                    ("legal_entity", _S),
+                    ("employee_id", _S),
+                    ("project_code", _S),
+                    ("work_date", _D),
+                    ("hours", _HOURS),
+                    ("amount", _MONEY),
+                    ("currency", _S),
+                ]
+            ),
+            # The current valid versions: validation keeps validated rows for exactly those.
+            f"""SELECT entry_id, version, legal_entity, employee_id, project_code, work_date, hours,
+                   amount, currency
+            FROM validated_time_entries WHERE work_date {in_range}""",
+        ),
+        Input(
+            "r_psa_in",
+            pa.schema([("entry_id", _S), ("state", _S), ("content_hash", _S)]),
+            f"""SELECT row_key AS entry_id, state, content_hash FROM stg_time_entries
+            WHERE is_current AND NOT key_missing AND work_date {in_range}""",
+        ),
+        Input(
+            "r_psa_all",
+            pa.schema(_PSA_COLS),
+            f"""SELECT {_PSA_SELECT} FROM stg_time_entries s
+            WHERE s.is_current AND NOT s.key_missing
+              AND (s.work_date {in_range} OR s.row_key IN ({led_in}))""",
+            lazy=f"""SELECT {_PSA_SELECT} FROM stg_time_entries s
+            WHERE s.is_current AND NOT s.key_missing""",
+        ),
+        Input(
+            "r_valid_all",
+            pa.schema(
+                [
+                    ("entry_id", _S),
+                    ("version", _I),
+                    ("amount", _MONEY),
+                    ("legal_entity", _S),
+                    ("work_date", _D),
+                ]
+            ),
+            f"""SELECT entry_id, version, amount, legal_entity, work_date
+            FROM validated_time_entries
+            WHERE work_date {in_range} OR entry_id IN ({led_in})""",
+            lazy="""SELECT entry_id, version, amount, legal_entity, work_date
+            FROM validated_time_entries""",
+        ),
+        Input(
+            "r_quarantine",
+            pa.schema(
+                [
+                    ("row_key", _S),
+                    ("version", _I),
+                    ("rule_codes", _S),
+                    ("messages", _S),
+                    ("status", _S),
+                    ("first_seen", _TS),
+                ]
+            ),
+            """SELECT row_key, version, rule_codes, messages, status, first_seen
+            FROM quarantine WHERE dataset = 'time_entries'""",
+        ),
+        Input(
+            "r_projects",
+            pa.schema([("project_code", _S), ("legal_entity", _S)]),
+            "SELECT row_key AS project_code, legal_entity FROM stg_projects WHERE is_current",
+        ),
+        Input(
+            "r_employees",
+            pa.schema([("employee_id", _S), ("legal_entity", _S)]),
+            "SELECT row_key AS employee_id, legal_entity FROM stg_employees WHERE is_current",
+        ),
+        Input("r_vanished", pa.schema([("entry_id", _S)]), vanished),
+        Input(
+            "r_ledger",
+            pa.schema(_LEDGER_COLS),
+            f"SELECT {_LEDGER_SELECT} FROM posting_ledger WHERE work_date {in_range}",
+        ),
+        Input(
+            "r_ledger_all",
+            pa.schema(_LEDGER_COLS),
+            f"""SELECT {_LEDGER_SELECT} FROM posting_ledger
+            WHERE entry_id IN ({psa_in}) OR entry_id IN ({led_in})""",
+            lazy=f"SELECT {_LEDGER_SELECT} FROM posting_ledger",
+        ),
+        Input(
+            "r_inv_psa",
+            pa.schema(
+                [
+                    ("invoice_id", _S),
+                    ("line_no", _I),
+                    ("version", _I),
+                    ("state", _S),
+                    ("status", _S),
+                    ("project_code", _S),
+                    ("customer_id", _S),
+                    ("currency", _S),
+                    ("issue_date", _D),
+                    ("amount", _MONEY),
+                    ("landed_at", _TS),
+                    ("legal_entity", _S),
+                    ("v_amount", _MONEY),
+                    ("rule_codes", _S),
+                    ("q_messages", _S),
+                ]
+            ),
+            f"""SELECT s.invoice_id, s.line_no, s.version, s.state, s.status, s.project_code,
+                   s.customer_id, s.currency, s.issue_date, s.amount, s.landed_at,
+                   COALESCE(v.legal_entity, p.legal_entity) AS legal_entity,
+                   v.amount AS v_amount, q.rule_codes, q.messages AS q_messages
+            FROM stg_invoices s
+            LEFT JOIN validated_invoice_lines v ON v.invoice_id = s.invoice_id
+                 AND v.line_no = s.line_no AND v.version = s.version
+            LEFT JOIN stg_projects p ON p.is_current AND p.row_key = s.project_code
+            LEFT JOIN quarantine q ON q.dataset = 'invoices' AND q.row_key = s.row_key
+                 AND q.version = s.version AND q.status IN ('open', 'ignored')
+            WHERE s.is_current AND s.invoice_id IS NOT NULL
+              AND (s.issue_date {in_range} OR s.invoice_id IN ({inv_led_in}))""",
+        ),
+        Input(
+            "r_inv_ledger",
+            pa.schema(
+                [
+                    ("external_id", _S),
+                    ("kind", _S),
+                    ("invoice_id", _S),
+                    ("invoice_version", _I),
+                    ("reverses_external_id", _S),
+                    ("legal_entity", _S),
+                    ("project_code", _S),
+                    ("customer_id", _S),
+                    ("currency", _S),
+                    ("issue_date", _D),
+                    ("total_amount", _MONEY),
+                    ("line_count", _I),
+                    ("state", _S),
+                    ("erp_message", _S),
+                    ("settled_at", _TS),
+                ]
+            ),
+            f"""SELECT external_id, kind, invoice_id, invoice_version, reverses_external_id,
+                   legal_entity, project_code, customer_id, currency, issue_date, total_amount,
+                   line_count, state, erp_message, settled_at
+            FROM invoice_ledger
+            WHERE issue_date {in_range} OR invoice_id IN ({inv_psa_in})""",
+        ),
+    ]
+
+
+def frame_to_arrow(frame: pd.DataFrame | pa.Table | None, schema: pa.Schema) -> pa.Table:
+    """An ERP answer as Arrow with `schema`, exactly: a float where a decimal belongs is refused."""
+    if frame is None:
+        return schema.empty_table()
+    if isinstance(frame, pa.Table):
+        return _conform(frame.select(schema.names), schema)
+    missing = [n for n in schema.names if n not in frame.columns]
+    if missing:
+        raise ValueError(f"ERP frame lacks columns {missing}")
+    for f in schema:
+        if pa.types.is_decimal(f.type) and pd.api.types.is_float_dtype(frame[f.name].dtype):
+            raise TypeError(f"ERP column {f.name!r} holds floats; money and hours must be Decimal")
+    if frame.empty:
+        return schema.empty_table()
+    return pa.Table.from_pandas(frame[schema.names], schema=schema, preserve_index=False)
+
+
+def _same_kind(a: pa.DataType, b: pa.DataType) -> bool:
+    if pa.types.is_decimal(a) and pa.types.is_decimal(b):
+        return a.scale <= b.scale  # exact in DuckDB whatever the precision; more places: cast
+    if pa.types.is_integer(a) and pa.types.is_integer(b):
+        return True
+    if pa.types.is_string(a) or pa.types.is_large_string(a):
+        return pa.types.is_string(b)
+    return a == b
+
+
+def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """Cast only the columns whose kind differs: rewriting a million decimals that DuckDB reads
+    exactly as they are costs more than the comparison. A float is never accepted as money."""
+    for i, f in enumerate(schema):
+        t = table.schema.field(f.name).type
+        if pa.types.is_decimal(f.type) and pa.types.is_floating(t):
+            raise TypeError(f"ERP column {f.name!r} holds floats; money and hours must be Decimal")
+        if not _same_kind(t, f.type):
+            table = table.set_column(i, f.name, table.column(f.name).cast(f.type))
+    return table
+
+
+def _pg_copy_arrow(conn, inp: Input) -> pa.Table:
+    """Run the input's SELECT in PostgreSQL and parse its CSV stream with the input's schema."""
+    buf = io.BytesIO()
+    raw = conn.connection.driver_connection
+    with raw.cursor() as cur:
+        with cur.copy(f"COPY ({inp.select}) TO STDOUT (FORMAT csv, HEADER true)") as cp:
+            for chunk in cp:
+                buf.write(chunk)
+    buf.seek(0)
+    options = pacsv.ConvertOptions(
+        column_types={f.name: f.type for f in inp.schema},
+        strings_can_be_null=True,
+        quoted_strings_can_be_null=False,  # COPY writes NULL unquoted, '' quoted
+        true_values=["t"],
+        false_values=["f"],
+    )
+    table = pacsv.read_csv(buf, convert_options=options)
+    return table.select(inp.schema.names).cast(inp.schema)
+
+
+@contextmanager
+def duck_inputs(
+    db: StagingDB, inputs: Sequence[Input], arrow: dict[str, pa.Table]
+) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A DuckDB connection holding every `inputs` relation and the `arrow` tables by name.
+
+    Temporary objects are dropped on exit, so a pooled staging connection stays clean.
+    """
+    with db.engine.connect() as conn:
+        if db.is_duckdb:
+            duck = conn.connection.driver_connection
+            for inp in inputs:
+                duck.execute(f"CREATE OR REPLACE TEMP VIEW {inp.name} AS {inp.lazy or inp.select}")
+            owned = None
+        else:
+            owned = duck = duckdb.connect()
+            for inp in inputs:
+                duck.register(inp.name, _pg_copy_arrow(conn, inp))
+            conn.rollback()
+        for name, table in arrow.items():
+            duck.register(name, table)
+        try:
+            yield duck
+        finally:
+            for name in arrow:
+                duck.unregister(name)
+            if owned is not None:
+                owned.close()
+            else:
+                for inp in inputs:
+                    duck.execute(f"DROP VIEW IF EXISTS {inp.name}")

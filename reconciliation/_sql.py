@@ -1,0 +1,664 @@
+"""The reconciliation SQL (DuckDB dialect), over the `r_*` relations of `_inputs`.
+
+Statements create temporary tables `rc_*`; parameters: `$f`, `$t` (period dates) and
+`$now` (timestamptz). `{le}`, `{le_p}`, `{le_u}` take the legal-entity filter (on
+`legal_entity`, `p.legal_entity`, `pr.legal_entity`).
+
+Two paths, so that a million entries cost little more than one join of the three states:
+
+- fast path (`FAST`): valid current versions ⟗ ledger lines ⟗ ERP lines on the entry id,
+  with narrow rows: a row is *simple* when the ledger line is a confirmed post of the
+  current version with its hours and amount, and the ERP line is that same line (external
+  ID) agreeing with it on version, hours, amount, project, date, currency, legal entity and
+  employee (compared as one 64-bit fingerprint per side; two different rows share one with
+  odds of about 1 in 1.8e19). An entry whose only row is simple is in sync: any further
+  ledger or ERP line, a missing one, or a difference makes a non-simple row, because ERP
+  external IDs are unique
+  (`TIME_LINE_COLUMNS`). The non-simple entries, every current version that is not valid,
+  vanished entries and entries with newer content not landed form `rc_k`.
+- exact path: `rc_k` (usually a few percent) gets the line-by-line classification below,
+  with every ledger and ERP line of its entries. In-sync entries are counted and summed as
+  all valid versions (`CUBE`) minus those in `rc_k` (`SYNC`), so every entry counts once.
+
+Entry classes, first match wins (the order says which discrepancy explains the others):
+
+1. erp_unknown_to_staging  an ERP line the ledger does not know (or never saw confirmed);
+2. not_yet_staged          newer content in a PSA file not landed yet, or landed, not validated;
+3. posted_missing_in_erp   a line the ledger has confirmed is not in the ERP;
+4. changed_in_psa_since_posting  the posted version is not the current one, or the entry is
+                           deleted in the PSA (tombstone or vanished from the full export),
+                           or now dated in another period while lines here do not net to 0;
+5. value_mismatch          posted current version, ERP differs: hours, amount, project, date,
+                           currency (listed in `differing_fields`);
+6. in_sync                 posted current version, ERP equal;
+7. deleted_in_psa          vanished from the full export, never posted (must not be);
+8. quarantined, approved_not_posted (valid, no live posting), not_postable (draft, submitted,
+   rejected, deleted), in that order.
+"""
+
+from __future__ import annotations
+
+ENTRY_CLASSES: tuple[str, ...] = (
+    "erp_unknown_to_staging",
+    "not_yet_staged",
+    "posted_missing_in_erp",
+    "changed_in_psa_since_posting",
+    "value_mismatch",
+    "deleted_in_psa",
+    "quarantined",
+    "approved_not_posted",
+    "not_postable",
+    "in_sync",
+)
+#: Entry classes that need someone's attention (a workbook sheet each).
+EXCEPTION_CLASSES: tuple[str, ...] = ENTRY_CLASSES[:8]
+
+INVOICE_CLASSES: tuple[str, ...] = (
+    "erp_unknown_to_staging",
+    "not_yet_staged",
+    "posted_missing_in_erp",
+    "changed_in_psa_since_posting",
+    "value_mismatch",
+    "quarantined",
+    "ready_not_posted",
+    "draft",
+    "not_postable",
+    "in_sync",
+)
+
+_AGE = "GREATEST(0, CAST(floor((epoch($now) - epoch({ts})) / 86400) AS INTEGER))"
+
+
+def age_sql(ts: str) -> str:
+    """Whole days from `ts` to `$now` (never negative)."""
+    return _AGE.format(ts=ts)
+
+
+# -- fast path --------------------------------------------------------------------------------
+
+#: Entries of PSA files not landed yet whose content staging does not have (newer, or new).
+#: `{newer}` is the content comparison, or TRUE when there are no such files (skips a scan).
+UNLANDED = """
+CREATE OR REPLACE TEMP TABLE rc_u AS
+SELECT u.entry_id, min(u.file_name) AS u_file, any_value(u.work_date) AS u_work_date,
+       any_value(u.hours) AS u_hours, any_value(u.project_code) AS u_project_code,
+       any_value(u.employee_id) AS u_employee_id, any_value(u.currency) AS u_currency,
+       any_value(pr.legal_entity) AS u_legal_entity
+FROM r_unlanded u LEFT JOIN r_projects pr ON pr.project_code = u.project_code
+WHERE u.work_date BETWEEN $f AND $t AND {le_u} AND {newer}
+GROUP BY u.entry_id
+"""
+UNLANDED_NEWER = """NOT EXISTS (SELECT 1 FROM r_psa_in p
+                                WHERE p.entry_id = u.entry_id AND p.content_hash = u.content_hash)"""
+
+
+def _fingerprint(version: str) -> str:
+    """One 64-bit hash of what must agree between a ledger line and its ERP line, external ID
+    included (types normalised first: DuckDB hashes DECIMAL(10,4) and DECIMAL(18,4) of the
+    same value differently)."""
+    return f"""hash(external_id, CAST({version} AS BIGINT), CAST(hours AS DECIMAL(18,4)),
+                CAST(amount AS DECIMAL(18,2)), project_code, work_date, currency, legal_entity,
+                employee_id)"""
+
+
+_ERP_KEY = "COALESCE(entry_id, '?' || external_id)"
+
+#: Entries for the exact path: a row of PSA ⟗ ledger ⟗ ERP that is not simple, every current
+#: version that is not valid, vanished entries, and entries with newer content not landed.
+#: The ledger line of a version was copied from its validated row when it was planned, so it
+#: is compared with the PSA on version, hours and amount, and with the ERP on everything.
+FAST = f"""
+CREATE OR REPLACE TEMP TABLE rc_k AS
+WITH p AS (SELECT entry_id, version, hours, amount, legal_entity FROM r_valid WHERE {{le}}),
+l AS (
+    SELECT entry_id, entry_version, hours, amount, {_fingerprint("entry_version")} AS fp,
+           (kind = 'post' AND state = 'confirmed') AS ok
+    FROM r_ledger WHERE {{le}}
+),
+e AS (
+    SELECT {_ERP_KEY} AS entry_id, {_fingerprint("entry_version")} AS fp, kind = 'post' AS post
+    FROM r_erp WHERE {{le}}
+),
+j AS (
+    SELECT COALESCE(p.entry_id, l.entry_id, e.entry_id) AS entry_id, p.version, p.amount,
+           p.legal_entity,
+           COALESCE(l.ok AND e.post AND l.entry_version = p.version AND l.hours = p.hours
+                    AND l.amount = p.amount AND e.fp = l.fp, FALSE) AS simple
+    FROM p FULL JOIN l ON l.entry_id = p.entry_id
+    FULL JOIN e ON e.entry_id = COALESCE(p.entry_id, l.entry_id)
+),
+k AS (
+    SELECT entry_id, version, amount, legal_entity FROM j WHERE NOT simple
+    UNION ALL SELECT entry_id, NULL, NULL, NULL FROM r_psa_in WHERE state <> 'valid'
+    UNION ALL SELECT entry_id, NULL, NULL, NULL FROM r_vanished
+    UNION ALL SELECT entry_id, NULL, NULL, NULL FROM rc_u
+)
+-- With the validated version, amount and legal entity of those that are valid in the period.
+SELECT entry_id, any_value(version) AS v_version, any_value(amount) AS v_amount,
+       any_value(legal_entity) AS v_legal_entity
+FROM k GROUP BY entry_id
+"""
+
+#: Every valid current version of the period per project, employee and month.
+CUBE = """
+CREATE OR REPLACE TEMP TABLE rc_cube AS
+SELECT v.project_code, v.employee_id, year(v.work_date) * 100 + month(v.work_date) AS ym,
+       any_value(v.legal_entity) AS legal_entity, any_value(v.currency) AS currency,
+       COUNT(*) AS n, COUNT(q.row_key) AS nq, SUM(v.hours) AS hours, SUM(v.amount) AS amount
+FROM r_valid v
+LEFT JOIN (SELECT DISTINCT row_key FROM r_quarantine) q ON q.row_key = v.entry_id
+WHERE {le}
+GROUP BY v.project_code, v.employee_id, ym
+"""
+
+#: The in-sync entries of the fast path, summed: the cube minus the valid versions of `rc_k`.
+SYNC = """
+CREATE OR REPLACE TEMP TABLE rc_sync AS
+SELECT project_code, employee_id, ym, any_value(legal_entity) AS legal_entity,
+       any_value(currency) AS currency, SUM(n) AS n, SUM(nq) AS nq, SUM(hours) AS hours,
+       SUM(amount) AS amount
+FROM (
+    SELECT project_code, employee_id, ym, legal_entity, currency, n, nq, hours, amount
+    FROM rc_cube
+    UNION ALL
+    SELECT project_code, employee_id, year(work_date) * 100 + month(work_date), legal_entity,
+           currency, -1, -CAST(ever_quarantined AS INTEGER), -hours, -v_amount
+    FROM rc_psa WHERE in_cube
+) x
+GROUP BY project_code, employee_id, ym
+HAVING SUM(n) <> 0
+"""
+
+# -- exact path (entries of rc_k) ---------------------------------------------------------------
+
+#: Every ledger and ERP line of the exact-path entries, read once.
+K_LEDGER = """
+CREATE OR REPLACE TEMP TABLE rc_l AS
+SELECT * FROM r_ledger_all WHERE {le} AND entry_id IN (SELECT entry_id FROM rc_k)
+"""
+
+#: The current versions of the exact-path entries, whatever their date.
+K_PSA = """
+CREATE OR REPLACE TEMP TABLE rc_s AS
+SELECT * FROM r_psa_all WHERE entry_id IN (SELECT entry_id FROM rc_k)
+"""
+
+#: Valid exact-path entries whose validated row the fast path did not carry: dated outside
+#: the period, or taken for a reason other than their ledger and ERP lines (vanished, newer
+#: content not landed). Rarely any: `compare` skips the scan then (`{any_x}`).
+K_VALID_X_ENTRIES = """
+SELECT s.entry_id FROM rc_s s JOIN rc_k k ON k.entry_id = s.entry_id
+WHERE s.state = 'valid' AND k.v_version IS NULL
+"""
+K_VALID_X = f"""
+CREATE OR REPLACE TEMP TABLE rc_vx AS
+SELECT entry_id, version, amount, legal_entity,
+       COALESCE(work_date BETWEEN $f AND $t, FALSE) AS in_cube
+FROM r_valid_all WHERE {{any_x}} AND entry_id IN ({K_VALID_X_ENTRIES})
+"""
+# The ERP lines of the exact path are cut out of the Arrow table by `compare` (pyarrow `is_in`
+# costs a fraction of a DuckDB scan that would convert every line): relation `rc_e`.
+
+PSA = """
+CREATE OR REPLACE TEMP TABLE rc_psa AS
+WITH s AS (SELECT * FROM rc_s),
+v AS (SELECT entry_id, v_version AS version, v_amount AS amount, v_legal_entity AS legal_entity,
+             TRUE AS in_cube
+      FROM rc_k WHERE v_version IS NOT NULL
+      UNION ALL SELECT * FROM rc_vx),
+p AS (
+    SELECT s.*, v.amount AS v_amount, COALESCE(v.in_cube, FALSE) AS in_cube,
+           COALESCE(v.legal_entity, pr.legal_entity, em.legal_entity) AS legal_entity,
+           q.rule_codes, q.messages AS q_messages, q.first_seen AS q_first_seen,
+           s.entry_id IN (SELECT row_key FROM r_quarantine) AS ever_quarantined,
+           s.entry_id IN (SELECT entry_id FROM r_vanished) AS vanished
+    FROM s
+    LEFT JOIN v ON v.entry_id = s.entry_id AND v.version = s.version
+    LEFT JOIN r_projects pr ON pr.project_code = s.project_code
+    LEFT JOIN r_employees em ON em.employee_id = s.employee_id
+    LEFT JOIN r_quarantine q ON q.row_key = s.entry_id AND q.version = s.version
+         AND q.status IN ('open', 'ignored')
+)
+SELECT p.*, strftime(p.work_date, '%Y-%m') AS period,
+       COALESCE(p.v_amount, CASE WHEN p.billable AND p.bill_rate IS NOT NULL
+                                 THEN round(p.hours * p.bill_rate, 2) ELSE 0 END) AS psa_amount,
+       COALESCE(p.work_date BETWEEN $f AND $t, FALSE) AS in_period,
+       (p.approval_status = 'approved' AND NOT p.deleted AND NOT p.vanished) AS expected
+FROM p WHERE {le_p}
+"""
+
+# Ledger and ERP lines matched on external ID (one full outer join), then one row per entry.
+_LEDGER_ERP = """
+WITH l AS (SELECT * FROM rc_l),
+     e AS (SELECT * FROM rc_e),
+     lrev AS (SELECT DISTINCT reverses_external_id AS id FROM l
+              WHERE kind = 'reversal' AND state = 'confirmed' AND reverses_external_id IS NOT NULL),
+     erev AS (SELECT DISTINCT reverses_external_id AS id FROM e
+              WHERE kind = 'reversal' AND reverses_external_id IS NOT NULL),
+     j AS (
+        SELECT COALESCE(l.entry_id, e.entry_id, '?' || e.external_id) AS entry_id,
+               l.external_id AS l_id, l.kind AS l_kind, l.entry_version AS l_version,
+               l.state AS l_state, l.erp_message, l.hours AS l_hours, l.amount AS l_amount,
+               l.settled_at, COALESCE(l.work_date BETWEEN $f AND $t, FALSE) AS l_in_period,
+               e.external_id AS e_id, e.entry_version AS e_version, e.hours AS e_hours,
+               e.amount AS e_amount, e.project_code AS e_project, e.work_date AS e_work_date,
+               e.currency AS e_currency,
+               COALESCE(l.legal_entity, e.legal_entity) AS legal_entity,
+               COALESCE(l.employee_id, e.employee_id) AS employee_id,
+               COALESCE(l.project_code, e.project_code) AS project_code,
+               COALESCE(l.work_date, e.work_date) AS work_date,
+               COALESCE(l.currency, e.currency) AS currency,
+               (l.kind = 'post' AND l.state = 'confirmed' AND lr.id IS NULL) AS l_live,
+               (e.kind = 'post' AND er.id IS NULL) AS e_live,
+               (e.external_id IS NOT NULL
+                AND (l.external_id IS NULL OR l.state NOT IN ('sent', 'confirmed'))) AS e_unknown,
+               -- The ERP was read for the period: lines dated outside it cannot be missing.
+               (l.state = 'confirmed' AND e.external_id IS NULL
+                AND l.work_date BETWEEN $f AND $t) AS l_missing
+        FROM l FULL JOIN e ON e.external_id = l.external_id
+        LEFT JOIN lrev lr ON lr.id = l.external_id
+        LEFT JOIN erev er ON er.id = e.external_id
+     )
+SELECT entry_id,
+       any_value(legal_entity) AS x_legal_entity, any_value(employee_id) AS x_employee_id,
+       any_value(project_code) AS x_project_code, any_value(work_date) AS x_work_date,
+       any_value(currency) AS x_currency,
+       COUNT(l_id) AS led_lines,
+       SUM(l_hours) FILTER (WHERE l_state = 'confirmed') AS led_hours,
+       SUM(l_amount) FILTER (WHERE l_state = 'confirmed') AS led_amount,
+       SUM(l_hours) FILTER (WHERE l_state = 'confirmed' AND l_in_period) AS led_period_hours,
+       SUM(l_amount) FILTER (WHERE l_state = 'confirmed' AND l_in_period) AS led_period_amount,
+       MAX(l_version) FILTER (WHERE l_live) AS led_live_version,
+       arg_max(l_state, l_version) FILTER (WHERE l_kind = 'post') AS led_state,
+       arg_max(erp_message, l_version) FILTER (WHERE l_kind = 'post') AS led_message,
+       MAX(settled_at) FILTER (WHERE l_state = 'confirmed') AS led_settled_at,
+       COUNT(*) FILTER (WHERE l_missing) AS led_missing,
+       string_agg(l_id, ', ') FILTER (WHERE l_missing) AS missing_ids,
+       COUNT(e_id) AS erp_lines,
+       SUM(e_hours) AS erp_hours, SUM(e_amount) AS erp_amount,
+       COUNT(*) FILTER (WHERE e_unknown) AS erp_unknown,
+       string_agg(e_id, ', ') FILTER (WHERE e_unknown) AS unknown_ids,
+       arg_max(e_project, e_version) FILTER (WHERE e_live) AS erp_project,
+       arg_max(e_work_date, e_version) FILTER (WHERE e_live) AS erp_work_date,
+       arg_max(e_currency, e_version) FILTER (WHERE e_live) AS erp_currency
+FROM j GROUP BY entry_id
+"""
+
+LINES = f"""
+CREATE OR REPLACE TEMP TABLE rc_lines AS
+WITH u AS (SELECT * FROM rc_u),
+x AS ({_LEDGER_ERP}),
+j AS (
+    SELECT COALESCE(p.entry_id, x.entry_id, u.entry_id) AS entry_id,
+           p.entry_id IS NOT NULL AS in_psa,
+           p.* EXCLUDE (entry_id), x.* EXCLUDE (entry_id), u.* EXCLUDE (entry_id)
+    FROM rc_psa p
+    FULL JOIN x ON x.entry_id = p.entry_id
+    FULL JOIN u ON u.entry_id = COALESCE(p.entry_id, x.entry_id)
+),
+d AS (
+    SELECT j.*,
+           CASE WHEN COALESCE(erp_lines, 0) > 0 AND in_psa THEN concat_ws(',',
+               CASE WHEN erp_hours <> hours THEN 'hours' END,
+               CASE WHEN erp_amount <> psa_amount THEN 'amount' END,
+               CASE WHEN erp_project IS DISTINCT FROM project_code THEN 'project' END,
+               CASE WHEN erp_work_date IS DISTINCT FROM work_date THEN 'date' END,
+               CASE WHEN erp_currency IS DISTINCT FROM currency THEN 'currency' END)
+           ELSE '' END AS diff
+    FROM j
+),
+k AS (
+    SELECT d.*, CASE
+        WHEN COALESCE(erp_unknown, 0) > 0 THEN 'erp_unknown_to_staging'
+        WHEN u_file IS NOT NULL OR state = 'pending' THEN 'not_yet_staged'
+        WHEN COALESCE(led_missing, 0) > 0 THEN 'posted_missing_in_erp'
+        -- Dated in another period now: this period's lines must net to zero.
+        WHEN in_psa AND NOT in_period THEN CASE
+            WHEN COALESCE(erp_hours, 0) = 0 AND COALESCE(erp_amount, 0) = 0
+                 AND COALESCE(led_period_hours, 0) = 0 AND COALESCE(led_period_amount, 0) = 0
+            THEN 'in_sync' ELSE 'changed_in_psa_since_posting' END
+        WHEN led_live_version IS NOT NULL AND (NOT in_psa OR deleted OR vanished
+             OR version <> led_live_version OR state <> 'valid')
+            THEN 'changed_in_psa_since_posting'
+        WHEN led_live_version IS NOT NULL AND diff <> '' THEN 'value_mismatch'
+        WHEN led_live_version IS NOT NULL THEN 'in_sync'
+        WHEN vanished AND state IN ('valid', 'quarantined') THEN 'deleted_in_psa'
+        WHEN state = 'quarantined' THEN 'quarantined'
+        WHEN state = 'valid' THEN 'approved_not_posted'
+        WHEN state = 'not_postable' THEN 'not_postable'
+        WHEN COALESCE(erp_hours, 0) = 0 AND COALESCE(erp_amount, 0) = 0 THEN 'in_sync'
+        ELSE 'value_mismatch' END AS class
+    FROM d
+),
+a AS (
+    SELECT k.*, CASE class
+        WHEN 'approved_not_posted' THEN {age_sql("approved_at")}
+        WHEN 'quarantined' THEN {age_sql("q_first_seen")}
+        WHEN 'changed_in_psa_since_posting' THEN {age_sql("landed_at")}
+        WHEN 'not_yet_staged' THEN {age_sql("landed_at")}
+        WHEN 'deleted_in_psa' THEN {age_sql("landed_at")}
+        WHEN 'posted_missing_in_erp' THEN {age_sql("led_settled_at")}
+        END AS age_days
+    FROM k
+)
+SELECT entry_id, class,
+       COALESCE(legal_entity, x_legal_entity, u_legal_entity) AS legal_entity,
+       COALESCE(employee_id, x_employee_id, u_employee_id) AS employee_id, employee_name,
+       COALESCE(project_code, x_project_code, u_project_code) AS project_code, task_code,
+       COALESCE(work_date, x_work_date, u_work_date) AS work_date,
+       strftime(COALESCE(work_date, x_work_date, u_work_date), '%Y-%m') AS period,
+       COALESCE(currency, x_currency, u_currency) AS currency,
+       version AS psa_version, state AS psa_state, approval_status,
+       COALESCE(hours, u_hours) AS psa_hours, psa_amount,
+       led_live_version AS posted_version, led_state AS ledger_state,
+       led_hours AS ledger_hours, led_amount AS ledger_amount,
+       COALESCE(erp_lines, 0) AS erp_lines, erp_hours, erp_amount,
+       CASE WHEN COALESCE(expected, FALSE) THEN hours ELSE 0 END - COALESCE(erp_hours, 0)
+           AS hours_variance,
+       CASE WHEN COALESCE(expected, FALSE) THEN psa_amount ELSE 0 END - COALESCE(erp_amount, 0)
+           AS amount_variance,
+       NULLIF(diff, '') AS differing_fields,
+       rule_codes,
+       NULLIF(concat_ws('; ',
+           CASE WHEN erp_unknown > 0 THEN 'ERP lines the ledger does not know: ' || unknown_ids END,
+           CASE WHEN u_file IS NOT NULL THEN 'newer content in PSA file ' || u_file
+                || ', not landed yet' END,
+           CASE WHEN state = 'pending' THEN 'landed, not validated yet' END,
+           CASE WHEN led_missing > 0 THEN 'confirmed in the ledger, missing in the ERP: '
+                || missing_ids END,
+           CASE WHEN deleted THEN 'deleted in the PSA' END,
+           CASE WHEN in_psa AND NOT in_period
+                THEN 'now dated ' || CAST(work_date AS VARCHAR) || ', outside this period' END,
+           CASE WHEN vanished THEN 'missing from the latest full PSA export '
+                || $full_file || ' (deleted in the PSA without notice)' END,
+           CASE WHEN NOT in_psa AND led_live_version IS NOT NULL
+                THEN 'no longer in the PSA data for this period' END,
+           CASE WHEN led_live_version IS NOT NULL AND version <> led_live_version
+                THEN 'posted version ' || led_live_version || ', PSA now at version ' || version
+                END,
+           CASE WHEN state = 'not_postable' AND NOT deleted
+                THEN 'approval status ' || approval_status END,
+           q_messages,
+           CASE WHEN led_state IN ('planned', 'sent', 'held', 'rejected', 'void')
+                THEN 'ledger ' || led_state || COALESCE(': ' || led_message, '') END
+       ), '') AS reasons,
+       approved_at, age_days,
+       CASE WHEN class <> 'approved_not_posted' THEN NULL
+            WHEN age_days <= 1 THEN '0-1' WHEN age_days <= 7 THEN '2-7'
+            WHEN age_days <= 30 THEN '8-30' ELSE '>30' END AS aging_bucket,
+       description,
+       COALESCE(expected AND in_period, FALSE) AS approved,
+       COALESCE(expected AND in_period AND NOT ever_quarantined
+                AND led_live_version = version, FALSE) AS straight_through,
+       COALESCE(in_period, TRUE) AS in_period
+FROM a
+"""
+
+# Totals: in-sync entries from the cube (equal in all four states), exact-path entries with
+# every source at its own dimensions (a line posted to the wrong project shows up in both
+# projects), first at the finest grain, then rolled up per dimension.
+TOTALS = """
+CREATE OR REPLACE TEMP TABLE rc_totals AS
+WITH sync AS (SELECT * FROM rc_sync),
+src AS (
+    SELECT legal_entity, currency, project_code, employee_id, ym,
+           hours AS psa_hours, amount AS psa_amount, hours AS staging_hours,
+           amount AS staging_amount, hours AS ledger_hours, amount AS ledger_amount,
+           hours AS erp_hours, amount AS erp_amount
+    FROM sync
+    UNION ALL BY NAME
+    SELECT legal_entity, currency, project_code, employee_id,
+           year(work_date) * 100 + month(work_date) AS ym,
+           hours AS psa_hours, psa_amount,
+           CASE WHEN state = 'valid' THEN hours END AS staging_hours,
+           CASE WHEN state = 'valid' THEN psa_amount END AS staging_amount
+    FROM rc_psa WHERE in_period AND expected
+    UNION ALL BY NAME
+    SELECT legal_entity, currency, project_code, employee_id,
+           year(work_date) * 100 + month(work_date) AS ym,
+           hours AS ledger_hours, amount AS ledger_amount
+    FROM rc_l WHERE state = 'confirmed' AND work_date BETWEEN $f AND $t
+    UNION ALL BY NAME
+    SELECT legal_entity, currency, project_code, employee_id,
+           year(work_date) * 100 + month(work_date) AS ym,
+           hours AS erp_hours, amount AS erp_amount
+    FROM rc_e
+),
+fine AS (
+    SELECT legal_entity, currency, project_code, employee_id, ym,
+           SUM(psa_hours) AS psa_hours, SUM(psa_amount) AS psa_amount,
+           SUM(staging_hours) AS staging_hours, SUM(staging_amount) AS staging_amount,
+           SUM(ledger_hours) AS ledger_hours, SUM(ledger_amount) AS ledger_amount,
+           SUM(erp_hours) AS erp_hours, SUM(erp_amount) AS erp_amount
+    FROM src GROUP BY legal_entity, currency, project_code, employee_id, ym
+),
+g AS (
+    SELECT CASE WHEN GROUPING(project_code) = 0 THEN 'project'
+                WHEN GROUPING(employee_id) = 0 THEN 'employee'
+                WHEN GROUPING(ym) = 0 THEN 'period' ELSE 'legal_entity' END AS dimension,
+           legal_entity, currency,
+           CASE WHEN GROUPING(project_code) = 0 THEN project_code
+                WHEN GROUPING(employee_id) = 0 THEN employee_id
+                WHEN GROUPING(ym) = 0 THEN printf('%04d-%02d', ym // 100, ym % 100) END
+               AS member,
+           COALESCE(SUM(psa_hours), 0) AS psa_hours, COALESCE(SUM(staging_hours), 0) AS staging_hours,
+           COALESCE(SUM(ledger_hours), 0) AS ledger_hours, COALESCE(SUM(erp_hours), 0) AS erp_hours,
+           COALESCE(SUM(psa_amount), 0) AS psa_amount,
+           COALESCE(SUM(staging_amount), 0) AS staging_amount,
+           COALESCE(SUM(ledger_amount), 0) AS ledger_amount,
+           COALESCE(SUM(erp_amount), 0) AS erp_amount
+    FROM fine
+    GROUP BY GROUPING SETS ((legal_entity, currency), (legal_entity, currency, project_code),
+                            (legal_entity, currency, employee_id), (legal_entity, currency, ym))
+)
+SELECT dimension, legal_entity, currency, member,
+       psa_hours, staging_hours, ledger_hours, erp_hours,
+       psa_hours - staging_hours AS variance_psa_staging_hours,
+       staging_hours - erp_hours AS variance_staging_erp_hours,
+       ledger_hours - erp_hours AS variance_ledger_erp_hours,
+       psa_amount, staging_amount, ledger_amount, erp_amount,
+       psa_amount - staging_amount AS variance_psa_staging_amount,
+       staging_amount - erp_amount AS variance_staging_erp_amount,
+       ledger_amount - erp_amount AS variance_ledger_erp_amount
+FROM g
+ORDER BY CASE dimension WHEN 'legal_entity' THEN 0 WHEN 'period' THEN 1 WHEN 'project' THEN 2
+         ELSE 3 END, legal_entity NULLS LAST, currency NULLS LAST, member NULLS LAST
+"""
+
+# Key figures in long form: one row per legal entity ('(all)' for the whole scope) and figure.
+KPIS = """
+WITH l AS (SELECT * FROM rc_lines),
+c AS (  -- per legal entity and class; in-sync entries of the fast path count in one row each
+    SELECT legal_entity, class, COUNT(*) AS n, SUM(COALESCE(psa_hours, erp_hours, 0)) AS h,
+           SUM(COALESCE(psa_amount, erp_amount, 0)) AS a,
+           COUNT(*) FILTER (WHERE approved) AS approved,
+           COUNT(*) FILTER (WHERE straight_through) AS straight
+    FROM l GROUP BY legal_entity, class
+    UNION ALL
+    SELECT legal_entity, 'in_sync', SUM(n), SUM(hours), SUM(amount), SUM(n), SUM(n - nq)
+    FROM rc_sync GROUP BY legal_entity
+),
+kpi AS (
+    SELECT CASE WHEN GROUPING(legal_entity) = 1 THEN '(all)'
+                ELSE COALESCE(legal_entity, '(none)') END AS le,
+           SUM(approved) AS approved, SUM(straight) AS straight,
+           COALESCE(SUM(n) FILTER (WHERE class = 'approved_not_posted'), 0) AS unposted,
+           SUM(h) FILTER (WHERE class = 'approved_not_posted') AS unposted_hours,
+           SUM(a) FILTER (WHERE class = 'approved_not_posted') AS unposted_amount
+    FROM c GROUP BY GROUPING SETS ((), (legal_entity))
+)
+SELECT le AS legal_entity, 'kpi' AS kind,
+       'approved_entries' AS name, approved AS entries, NULL AS hours, NULL AS amount,
+       NULL::DOUBLE AS value FROM kpi
+UNION ALL
+SELECT le, 'kpi', 'straight_through_entries', straight,
+       NULL, NULL, NULL FROM kpi
+UNION ALL
+SELECT le, 'kpi', 'straight_through_rate', NULL, NULL, NULL,
+       CASE WHEN approved > 0 THEN straight::DOUBLE / approved END FROM kpi
+UNION ALL
+SELECT le, 'kpi', 'approved_not_posted', unposted,
+       COALESCE(unposted_hours, 0), COALESCE(unposted_amount, 0), NULL FROM kpi
+UNION ALL
+SELECT CASE WHEN GROUPING(legal_entity) = 1 THEN '(all)' ELSE COALESCE(legal_entity, '(none)') END,
+       'class', class, SUM(n), SUM(h), SUM(a), NULL
+FROM c GROUP BY GROUPING SETS ((class), (legal_entity, class))
+UNION ALL
+SELECT CASE WHEN GROUPING(legal_entity) = 1 THEN '(all)' ELSE COALESCE(legal_entity, '(none)') END,
+       'aging', aging_bucket, COUNT(*), SUM(psa_hours), SUM(psa_amount), NULL
+FROM l WHERE class = 'approved_not_posted'
+GROUP BY GROUPING SETS ((aging_bucket), (legal_entity, aging_bucket))
+UNION ALL
+SELECT CASE WHEN GROUPING(legal_entity) = 1 THEN '(all)' ELSE COALESCE(legal_entity, '(none)') END,
+       'reason', rule_code, COUNT(*), SUM(psa_hours), SUM(psa_amount), NULL
+FROM (SELECT legal_entity, psa_hours, psa_amount,
+             unnest(string_split(rule_codes, ',')) AS rule_code
+      FROM l WHERE psa_state = 'quarantined' AND rule_codes IS NOT NULL) r
+GROUP BY GROUPING SETS ((rule_code), (legal_entity, rule_code))
+UNION ALL
+SELECT CASE WHEN GROUPING(legal_entity) = 1 THEN '(all)' ELSE COALESCE(legal_entity, '(none)') END,
+       'invoice_class', class, COUNT(*), NULL, SUM(COALESCE(psa_amount, erp_amount, 0)), NULL
+FROM rc_invoices GROUP BY GROUPING SETS ((class), (legal_entity, class))
+UNION ALL
+SELECT CASE WHEN GROUPING(legal_entity) = 1 THEN '(all)' ELSE COALESCE(legal_entity, '(none)') END,
+       'kpi', 'invoice_ready_backlog_lines', COALESCE(SUM(lines), 0), NULL,
+       COALESCE(SUM(psa_amount), 0), NULL
+FROM rc_invoices WHERE backlog GROUP BY GROUPING SETS ((), (legal_entity))
+UNION ALL
+SELECT CASE WHEN GROUPING(legal_entity) = 1 THEN '(all)' ELSE COALESCE(legal_entity, '(none)') END,
+       'kpi', 'invoice_ready_backlog_invoices', COUNT(*), NULL, COALESCE(SUM(psa_amount), 0), NULL
+FROM rc_invoices WHERE backlog GROUP BY GROUPING SETS ((), (legal_entity))
+"""
+
+INVOICES = f"""
+CREATE OR REPLACE TEMP TABLE rc_invoices AS
+WITH p AS (
+    SELECT invoice_id, CAST(SUM(version) AS BIGINT) AS psa_version, COUNT(*) AS lines,
+           COUNT(*) FILTER (WHERE state = 'valid') AS valid_lines,
+           COUNT(*) FILTER (WHERE state = 'quarantined') AS quarantined_lines,
+           COUNT(*) FILTER (WHERE state = 'pending') AS pending_lines,
+           COUNT(*) FILTER (WHERE state = 'not_postable') AS not_postable_lines,
+           COUNT(*) FILTER (WHERE status = 'released') AS released_lines,
+           COUNT(*) FILTER (WHERE status = 'draft') AS draft_lines,
+           COUNT(*) FILTER (WHERE status = 'cancelled') AS cancelled_lines,
+           min(legal_entity) AS legal_entity, min(project_code) AS project_code,
+           min(customer_id) AS customer_id, min(currency) AS currency,
+           min(issue_date) AS issue_date, SUM(COALESCE(v_amount, amount)) AS psa_amount,
+           string_agg(DISTINCT rule_codes, ',') AS rule_codes,
+           string_agg(q_messages, '; ') AS q_messages,
+           max(landed_at) AS landed_at
+    FROM r_inv_psa WHERE {{le}} GROUP BY invoice_id
+),
+l AS (SELECT * FROM r_inv_ledger WHERE {{le}}),
+e AS (SELECT * FROM r_inv_erp WHERE {{le}}),
+lrev AS (SELECT DISTINCT reverses_external_id AS id FROM l
+         WHERE kind = 'reversal' AND state = 'confirmed' AND reverses_external_id IS NOT NULL),
+erev AS (SELECT DISTINCT reverses_external_id AS id FROM e
+         WHERE kind = 'reversal' AND reverses_external_id IS NOT NULL),
+j AS (
+    SELECT COALESCE(l.invoice_id, e.invoice_id, '?' || e.external_id) AS invoice_id,
+           l.external_id AS l_id, l.kind AS l_kind, l.invoice_version AS l_version,
+           l.state AS l_state, l.erp_message, l.total_amount AS l_amount, l.settled_at,
+           e.external_id AS e_id, e.invoice_version AS e_version, e.total_amount AS e_amount,
+           e.status AS e_status, e.project_code AS e_project, e.customer_id AS e_customer,
+           e.currency AS e_currency,
+           COALESCE(l.legal_entity, e.legal_entity) AS x_legal_entity,
+           COALESCE(l.project_code, e.project_code) AS x_project_code,
+           COALESCE(l.customer_id, e.customer_id) AS x_customer_id,
+           COALESCE(l.currency, e.currency) AS x_currency,
+           COALESCE(l.issue_date, e.issue_date) AS x_issue_date,
+           (l.kind = 'post' AND l.state = 'confirmed' AND lr.id IS NULL) AS l_live,
+           (e.kind = 'post' AND er.id IS NULL) AS e_live,
+           (e.external_id IS NOT NULL
+            AND (l.external_id IS NULL OR l.state NOT IN ('sent', 'confirmed'))) AS e_unknown,
+           (l.state = 'confirmed' AND e.external_id IS NULL) AS l_missing
+    FROM l FULL JOIN e ON e.external_id = l.external_id
+    LEFT JOIN lrev lr ON lr.id = l.external_id
+    LEFT JOIN erev er ON er.id = e.external_id
+),
+x AS (
+    SELECT invoice_id, any_value(x_legal_entity) AS x_legal_entity,
+           any_value(x_project_code) AS x_project_code, any_value(x_customer_id) AS x_customer_id,
+           any_value(x_currency) AS x_currency, any_value(x_issue_date) AS x_issue_date,
+           SUM(l_amount) FILTER (WHERE l_state = 'confirmed') AS ledger_amount,
+           MAX(l_version) FILTER (WHERE l_live) AS posted_version,
+           arg_max(l_state, l_version) FILTER (WHERE l_kind = 'post') AS ledger_state,
+           arg_max(erp_message, l_version) FILTER (WHERE l_kind = 'post') AS ledger_message,
+           MAX(settled_at) FILTER (WHERE l_state = 'confirmed') AS settled_at,
+           COUNT(*) FILTER (WHERE l_missing) AS led_missing,
+           string_agg(l_id, ', ') FILTER (WHERE l_missing) AS missing_ids,
+           COUNT(e_id) AS erp_documents, SUM(e_amount) AS erp_amount,
+           COUNT(*) FILTER (WHERE e_unknown) AS erp_unknown,
+           string_agg(e_id, ', ') FILTER (WHERE e_unknown) AS unknown_ids,
+           arg_max(e_status, e_version) FILTER (WHERE e_live) AS erp_status,
+           arg_max(e_project, e_version) FILTER (WHERE e_live) AS erp_project,
+           arg_max(e_customer, e_version) FILTER (WHERE e_live) AS erp_customer,
+           arg_max(e_currency, e_version) FILTER (WHERE e_live) AS erp_currency
+    FROM j GROUP BY invoice_id
+),
+b AS (
+    SELECT COALESCE(p.invoice_id, x.invoice_id) AS invoice_id, p.invoice_id IS NOT NULL AS in_psa,
+           p.* EXCLUDE (invoice_id), x.* EXCLUDE (invoice_id),
+           COALESCE(p.valid_lines = p.lines AND p.released_lines = p.lines, FALSE) AS ready,
+           CASE WHEN COALESCE(x.erp_documents, 0) > 0 AND p.invoice_id IS NOT NULL THEN concat_ws(',',
+               CASE WHEN x.erp_amount <> p.psa_amount THEN 'amount' END,
+               CASE WHEN x.erp_project IS DISTINCT FROM p.project_code THEN 'project' END,
+               CASE WHEN x.erp_customer IS DISTINCT FROM p.customer_id THEN 'customer' END,
+               CASE WHEN x.erp_currency IS DISTINCT FROM p.currency THEN 'currency' END)
+           ELSE '' END AS diff
+    FROM p FULL JOIN x ON x.invoice_id = p.invoice_id
+),
+k AS (
+    SELECT b.*, CASE
+        WHEN COALESCE(erp_unknown, 0) > 0 THEN 'erp_unknown_to_staging'
+        WHEN COALESCE(pending_lines, 0) > 0 THEN 'not_yet_staged'
+        WHEN COALESCE(led_missing, 0) > 0 THEN 'posted_missing_in_erp'
+        WHEN posted_version IS NOT NULL AND (NOT in_psa OR psa_version <> posted_version
+             OR not_postable_lines > 0 OR cancelled_lines > 0)
+            THEN 'changed_in_psa_since_posting'
+        WHEN posted_version IS NOT NULL AND diff <> '' THEN 'value_mismatch'
+        WHEN posted_version IS NOT NULL THEN 'in_sync'
+        WHEN quarantined_lines > 0 THEN 'quarantined'
+        WHEN not_postable_lines > 0 OR cancelled_lines > 0 THEN 'not_postable'
+        WHEN ready THEN 'ready_not_posted'
+        WHEN draft_lines > 0 THEN 'draft'
+        WHEN COALESCE(erp_amount, 0) = 0 THEN 'in_sync'
+        ELSE 'value_mismatch' END AS class
+    FROM b
+)
+SELECT invoice_id, class,
+       COALESCE(legal_entity, x_legal_entity) AS legal_entity,
+       COALESCE(project_code, x_project_code) AS project_code,
+       COALESCE(customer_id, x_customer_id) AS customer_id,
+       COALESCE(currency, x_currency) AS currency,
+       COALESCE(issue_date, x_issue_date) AS issue_date,
+       psa_version, COALESCE(lines, 0) AS lines, COALESCE(valid_lines, 0) AS valid_lines,
+       COALESCE(quarantined_lines, 0) AS quarantined_lines,
+       COALESCE(released_lines, 0) AS released_lines, psa_amount,
+       posted_version, ledger_state, ledger_amount,
+       COALESCE(erp_documents, 0) AS erp_documents, erp_amount, erp_status,
+       COALESCE(psa_amount, 0) - COALESCE(erp_amount, 0) AS amount_variance,
+       NULLIF(diff, '') AS differing_fields, rule_codes,
+       NULLIF(concat_ws('; ',
+           CASE WHEN erp_unknown > 0 THEN 'ERP documents the ledger does not know: '
+                || unknown_ids END,
+           CASE WHEN pending_lines > 0 THEN pending_lines || ' lines landed, not validated yet'
+                END,
+           CASE WHEN led_missing > 0 THEN 'confirmed in the ledger, missing in the ERP: '
+                || missing_ids END,
+           CASE WHEN NOT in_psa AND posted_version IS NOT NULL
+                THEN 'no longer in the PSA data for this period' END,
+           CASE WHEN posted_version IS NOT NULL AND psa_version <> posted_version
+                THEN 'posted version ' || posted_version || ', PSA now at version ' || psa_version
+                END,
+           CASE WHEN cancelled_lines > 0 THEN cancelled_lines || ' lines cancelled in the PSA' END,
+           q_messages,
+           CASE WHEN ledger_state IN ('planned', 'sent', 'held', 'rejected', 'void')
+                THEN 'ledger ' || ledger_state || COALESCE(': ' || ledger_message, '') END
+       ), '') AS reasons,
+       CASE class WHEN 'ready_not_posted' THEN {age_sql("CAST(issue_date AS TIMESTAMPTZ)")}
+                  WHEN 'posted_missing_in_erp' THEN {age_sql("settled_at")}
+                  WHEN 'changed_in_psa_since_posting' THEN {age_sql("landed_at")} END AS age_days,
+       ready AND (posted_version IS NULL OR posted_version <> psa_version) AS backlog
+FROM k
+"""

@@ -1,0 +1,226 @@
+"""The reconciliation assets end to end: staging tables, key figures as run metadata, the
+workbook (read back with openpyxl) and its download link through the report server."""
+
+from __future__ import annotations
+
+import threading
+import urllib.error
+import urllib.request
+import zipfile
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+
+import openpyxl
+import pytest
+from dagster import DagsterInstance, RunConfig, materialize
+
+from assets.reconciliation import (
+    ReconciliationConfig,
+    WorkbookConfig,
+    reconciliation_assets,
+    resolve_period,
+)
+from connectors.erp.base import ErpTarget
+from io_managers.staging_table import StagingTableIOManager, load_frame
+from pipelines.resources import PsaSource, StagingDatabase
+from reconciliation.compare import ALL, EXCEPTION_CLASSES
+from reconciliation.report import CLASS_TITLES, key_figures
+from reconciliation.report_server import make_server
+from staging_models.db import dispose_all, staging_db
+from tests.recon_helpers import EXPECTED_CLASSES, FULL_PATTERN, INJECTION, SeededWorld
+
+
+class FixedErp:
+    """Stands in for the ERP resource: hands out one real ERP target (the SQL interface)."""
+
+    def __init__(self, target: ErpTarget) -> None:
+        self.target = target
+
+    def get_target(self) -> ErpTarget:
+        return self.target
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> Iterator[dict]:
+    """Seed a world, start the report server, materialize both assets once for the module."""
+    folder = tmp_path_factory.mktemp("assets")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("STAGEPOST_DATA_DIR", str(folder))
+    mp.setenv("STAGEPOST_REPORTS_DIR", str(folder / "reports"))
+    mp.setenv("STAGEPOST_REPORTS_QUIET", "1")
+    server = make_server(folder / "reports", 0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    mp.setenv("STAGEPOST_REPORTS_PORT", str(server.server_port))
+    url = f"duckdb:///{folder / 'staging.duckdb'}"
+    db = staging_db(url)
+    world = SeededWorld(db, folder)
+    staging = StagingDatabase(url=url)
+    result = materialize(
+        reconciliation_assets,
+        resources={
+            "staging": staging,
+            "psa_source": PsaSource(inbox=str(folder / "inbox")),
+            "erp": FixedErp(world.erp),
+            "staging_table_io_manager": StagingTableIOManager(staging=staging),
+        },
+        instance=DagsterInstance.ephemeral(),
+        run_config=RunConfig(
+            ops={
+                "reconciliation": ReconciliationConfig(
+                    date_from="2026-10-01", date_to="2026-11-30", full_export_pattern=FULL_PATTERN
+                ),
+                "reconciliation_workbook": WorkbookConfig(per_legal_entity=True),
+            }
+        ),
+    )
+    yield {"result": result, "db": db, "folder": folder, "port": server.server_port}
+    server.shutdown()
+    server.server_close()
+    world.erp.close()
+    dispose_all()
+    mp.undo()
+
+
+def _metadata(result, key: str) -> dict:
+    mats = [
+        e.event_specific_data.materialization
+        for e in result.get_asset_materialization_events()
+        if e.event_specific_data.materialization.asset_key.to_user_string() == key
+    ]
+    assert len(mats) == 1
+    return mats[0].metadata
+
+
+def test_results_are_stored_in_staging(run) -> None:
+    assert run["result"].success
+    db = run["db"]
+    by_class = dict(
+        db.query_df("SELECT class, COUNT(*) AS n FROM rec_lines GROUP BY class").values.tolist()
+    )
+    assert by_class == {c: len(v) for c, v in EXPECTED_CLASSES.items() if c in EXCEPTION_CLASSES}
+    kpis = load_frame(db, "rec_kpis")
+    row = kpis[(kpis["legal_entity"] == ALL) & (kpis["name"] == "straight_through_entries")]
+    assert int(row["entries"].iloc[0]) == 7
+    totals = load_frame(db, "rec_totals")
+    us = totals[(totals["dimension"] == "legal_entity") & (totals["legal_entity"] == "US01")]
+    assert us["variance_ledger_erp_hours"].iloc[0] == Decimal("-2.5")
+    invoices = load_frame(db, "rec_invoices")
+    assert sorted(invoices["class"]) == sorted(
+        ["in_sync", "ready_not_posted", "draft", "value_mismatch", "erp_unknown_to_staging"]
+    )
+
+
+def test_key_figures_are_run_metadata(run) -> None:
+    md = _metadata(run["result"], "rec_kpis")
+    assert md["straight_through_rate"].value == pytest.approx(7 / 17)
+    assert md["approved_entries"].value == 17
+    assert md["counts"].value["class.quarantined"] == 2
+    assert "straight_through_rate" in md["key_figures"].value  # the markdown table
+
+
+def test_workbook_summary_cell_by_cell(run) -> None:
+    md = _metadata(run["result"], "reconciliation_workbook")
+    path = Path(md["path"].value)
+    assert path.parent == run["folder"] / "reports" and path.exists()
+    kpis = load_frame(run["db"], "rec_kpis")
+    info = dict(zip(kpis["name"], kpis["text"], strict=True))
+    wb = openpyxl.load_workbook(path)
+    ws = wb["Summary"]
+    rows = [r for r in ws.iter_rows(values_only=True)]
+    start = rows.index(("Key figures",) + (None,) * (len(rows[0]) - 1)) + 2
+    expected = key_figures(kpis, ALL, info["period"])
+    for offset, (label, value) in enumerate(expected):
+        got_label, got_value = rows[start + offset][:2]
+        assert got_label == label
+        if isinstance(value, Decimal | float | int) and value is not None:
+            assert got_value == pytest.approx(float(value)), label
+        else:
+            assert got_value == value, label
+    figures = dict(expected)
+    assert figures["Entries: Quarantined"] == 2
+    assert figures["Straight-through rate (%)"] == pytest.approx(41.18)
+    assert figures["Invoice-ready backlog: amount"] == Decimal("2000.00")
+    # Totals section: one row per legal entity and currency, every state and variance.
+    totals = load_frame(run["db"], "rec_totals")
+    per_le = totals[totals["dimension"] == "legal_entity"].drop(columns=["dimension", "member"])
+    top = [r[0] for r in rows].index("Totals") + 1
+    assert list(rows[top][: per_le.shape[1]]) == list(per_le.columns)
+    for i, rec in enumerate(per_le.sort_values("legal_entity").itertuples(index=False)):
+        cells = rows[top + 1 + i][: per_le.shape[1]]
+        assert cells[:2] == tuple(rec[:2])
+        assert [float(x) for x in rec[2:]] == pytest.approx(list(cells[2:]))
+    assert len(ws._charts) == 2  # hours and amount by age
+
+
+def test_workbook_detail_sheets_and_injection(run) -> None:
+    md = _metadata(run["result"], "reconciliation_workbook")
+    path = Path(md["path"].value)
+    wb = openpyxl.load_workbook(path)
+    for cls in EXCEPTION_CLASSES:
+        ws = wb[CLASS_TITLES[cls]]
+        ids = [r[0] for r in ws.iter_rows(min_row=2, values_only=True)]
+        assert set(ids) == EXPECTED_CLASSES[cls], cls
+    ws = wb[CLASS_TITLES["approved_not_posted"]]
+    header = [c.value for c in ws[1]]
+    n1 = next(r for r in ws.iter_rows(min_row=2) if r[0].value == "N1")
+    cell = n1[header.index("description")]
+    assert cell.value == INJECTION and cell.data_type == "s"
+    q = wb[CLASS_TITLES["quarantined"]]
+    qh = [c.value for c in q[1]]
+    reasons = {r[0]: r[qh.index("reasons")] for r in q.iter_rows(min_row=2, values_only=True)}
+    assert reasons["Q2"] == "project P2 is closed"
+    with zipfile.ZipFile(path) as z:
+        xml = b"".join(z.read(n) for n in z.namelist() if n.startswith("xl/worksheets/"))
+    assert b"<f>" not in xml and b"<f " not in xml  # no formula anywhere, only text
+
+
+def test_one_workbook_per_legal_entity(run) -> None:
+    md = _metadata(run["result"], "reconciliation_workbook")
+    links = md["workbooks"].value
+    assert "[DE01](" in links and "[US01](" in links
+    de = next((run["folder"] / "reports").glob("reconciliation_DE01_*.xlsx"))
+    ws = openpyxl.load_workbook(de)["Summary"]
+    values = {r[0]: r[1] for r in ws.iter_rows(values_only=True) if r[0]}
+    assert values["Legal entity"] == "DE01"
+    assert values["Entries: In sync"] == 1
+
+
+def test_download_link_serves_the_workbook(run) -> None:
+    md = _metadata(run["result"], "reconciliation_workbook")
+    url = md["download"].value
+    assert url.startswith(
+        f"http://127.0.0.1:{run['port']}/reconciliation_all_2026-10-01_2026-11-30_"
+    )
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        body = resp.read()
+        assert resp.headers["Content-Type"] == (
+            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+        )
+    assert body == Path(md["path"].value).read_bytes()
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/../staging.duckdb", "/%2e%2e/staging.duckdb", "/..%2fstaging.duckdb", "/", "/.hidden"],
+)
+def test_report_server_refuses_anything_but_report_files(run, path: str) -> None:
+    (run["folder"] / "reports" / ".hidden").write_text("x")
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(f"http://127.0.0.1:{run['port']}{path}", timeout=10)
+    assert e.value.code == 404
+
+
+def test_report_server_is_read_only(run) -> None:
+    req = urllib.request.Request(f"http://127.0.0.1:{run['port']}/x.xlsx", data=b"x", method="PUT")
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(req, timeout=10)
+    assert e.value.code == 405
+
+
+def test_default_period_is_this_and_two_earlier_months() -> None:
+    from datetime import date
+
+    p = resolve_period(ReconciliationConfig(), date(2026, 1, 15))
+    assert (p.date_from, p.date_to) == (date(2025, 11, 1), date(2026, 1, 15))
