@@ -6,17 +6,23 @@ from dagster import Definitions, in_process_executor
 
 from assets.ingestion import landing_assets
 from assets.posting import posting_window
+from assets.reconciliation import reconciliation_assets
 from assets.validation import validation_assets, validation_checks
+from io_managers.staging_table import StagingTableIOManager
 from pipelines.erp_resources import erp_resource, posting_policy_resource
 from pipelines.jobs import ingest_nightly_job, ingest_time_entries_job, main_job
 from pipelines.operations import ignore_quarantined_job
 from pipelines.posting_jobs import posting_schedules, posting_window_job
+from pipelines.reconciliation_jobs import (
+    reconciliation_schedules,
+    reconciliation_sensors,
+)
 from pipelines.schedules import schedules
 from pipelines.sensors import psa_inbox_sensor
 from pipelines.settings import psa_source_resource, staging_resource
 
 defs = Definitions(
-    assets=[*landing_assets, *validation_assets, posting_window],
+    assets=[*landing_assets, *validation_assets, posting_window, *reconciliation_assets],
     asset_checks=[*validation_checks],
     jobs=[
         main_job,
@@ -25,13 +31,14 @@ defs = Definitions(
         ignore_quarantined_job,
         posting_window_job,
     ],
-    schedules=[*schedules, *posting_schedules],
-    sensors=[psa_inbox_sensor],
+    schedules=[*schedules, *posting_schedules, *reconciliation_schedules],
+    sensors=[psa_inbox_sensor, *reconciliation_sensors],
     resources={
         "staging": staging_resource(),
         "psa_source": psa_source_resource(),
         "erp": erp_resource(),
         "posting_policy": posting_policy_resource(),
+        "staging_table_io_manager": StagingTableIOManager(staging=staging_resource()),
     },
     # DuckDB allows one writer process: the steps of a run share this process.
     executor=in_process_executor,

@@ -117,6 +117,15 @@ def main(argv: list[str] | None = None) -> int:
             f"{'SUCCESS' if window.success else 'FAILURE'}"
         )
         print(_posting_summary())
+        rec = defs.resolve_job_def("reconciliation_job").execute_in_process(
+            instance=instance, raise_on_error=False
+        )
+        print(f"\nreconciliation_job run {rec.run_id}: {'SUCCESS' if rec.success else 'FAILURE'}")
+        for mat in rec.asset_materializations_for_node("reconciliation_workbook"):
+            md = mat.metadata
+            for key in ("path", "download"):
+                if key in md:
+                    print(f"workbook {key}: {md[key].value}")
     reports = root / "reports"
     print(f"reports folder: {reports}")
     print("open the Dagster UI on the same data: ./dev ui   (then http://127.0.0.1:3000)")
