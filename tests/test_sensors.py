@@ -67,10 +67,8 @@ def test_sensor_is_stopped_by_default_and_loads_with_the_jobs() -> None:
     from pipelines.definitions import defs
 
     assert psa_inbox_sensor.default_status == DefaultSensorStatus.STOPPED
-    # What the lead's `sensors=[psa_inbox_sensor]` in pipelines/definitions.py amounts to.
-    with_sensor = Definitions.merge(defs, Definitions(sensors=[psa_inbox_sensor]))
-    Definitions.validate_loadable(with_sensor)
-    (sensor_def,) = with_sensor.get_repository_def().sensor_defs
+    Definitions.validate_loadable(defs)
+    sensor_def = defs.get_repository_def().get_sensor_def(psa_inbox_sensor.name)
     assert {j.name for j in sensor_def.jobs} == {"ingest_time_entries_job", "ingest_nightly_job"}
 
 

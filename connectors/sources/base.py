@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
+import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,9 +86,30 @@ class FileSource(ABC):
     #: Short name used in the loads table and in run tags.
     name: str
 
+    #: Only names matching this glob; only files with a `NAME.done` marker; or, without
+    #: markers, only files whose size and mtime hold for `stable_seconds` between two listings.
+    pattern: str = "*"
+    done_markers: bool = False
+    stable_seconds: float = 0.0
+
     @abstractmethod
+    def _listing(self) -> dict[str, RemoteFile]:
+        """Regular files in the inbox by name (one listing, one round trip)."""
+
     def list_complete(self) -> list[RemoteFile]:
         """Data files that are complete (done marker present, or size/mtime stable)."""
+        first = self._listing()
+        names = set(first)
+        candidates = [f for n, f in first.items() if is_candidate_name(n, self.pattern)]
+        if self.done_markers:
+            return sorted(
+                (f for f in candidates if f"{f.name}.done" in names), key=lambda f: f.name
+            )
+        if self.stable_seconds > 0:
+            time.sleep(self.stable_seconds)
+            second = self._listing()
+            candidates = [f for f in candidates if second.get(f.name) == f]
+        return sorted(candidates, key=lambda f: f.name)
 
     @abstractmethod
     def fetch(self, file: RemoteFile, dest_dir: Path) -> Path:

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 
-from connectors.sources.base import FileSource, RemoteFile, SourceError, is_candidate_name
+from connectors.sources.base import FileSource, RemoteFile, SourceError
 
 
 class LocalFolderSource(FileSource):
@@ -44,20 +43,6 @@ class LocalFolderSource(FileSource):
                     st = e.stat(follow_symlinks=False)
                     out[e.name] = RemoteFile(e.name, st.st_size, st.st_mtime)
         return out
-
-    def list_complete(self) -> list[RemoteFile]:
-        first = self._listing()
-        names = set(first)
-        candidates = [f for n, f in first.items() if is_candidate_name(n, self.pattern)]
-        if self.done_markers:
-            return sorted(
-                (f for f in candidates if f"{f.name}.done" in names), key=lambda f: f.name
-            )
-        if self.stable_seconds > 0:
-            time.sleep(self.stable_seconds)
-            second = self._listing()
-            candidates = [f for f in candidates if second.get(f.name) == f]
-        return sorted(candidates, key=lambda f: f.name)
 
     def fetch(self, file: RemoteFile, dest_dir: Path) -> Path:
         # Local files are read in place: no copy of a possibly large export.

@@ -36,7 +36,6 @@ from connectors.sources.base import (
     RemoteFile,
     RetryableSourceError,
     SourceError,
-    is_candidate_name,
     safe_local_name,
 )
 
@@ -347,20 +346,6 @@ class SftpSource(FileSource):
                 continue
             out[name] = RemoteFile(name, int(a.st_size or 0), float(a.st_mtime or 0))
         return out
-
-    def list_complete(self) -> list[RemoteFile]:
-        first = self._listing()
-        names = set(first)
-        candidates = [f for n, f in first.items() if is_candidate_name(n, self.pattern)]
-        if self.done_markers:
-            return sorted(
-                (f for f in candidates if f"{f.name}.done" in names), key=lambda f: f.name
-            )
-        if self.stable_seconds > 0:
-            time.sleep(self.stable_seconds)
-            second = self._listing()
-            candidates = [f for f in candidates if second.get(f.name) == f]
-        return sorted(candidates, key=lambda f: f.name)
 
     def fetch(self, file: RemoteFile, dest_dir: Path) -> Path:
         """Download into `dest_dir` via a hidden temp file, then rename it into place.
