@@ -14,6 +14,7 @@ from pipelines.jobs import ingest_nightly_job, ingest_time_entries_job, main_job
 from pipelines.operations import ignore_quarantined_job
 from pipelines.posting_jobs import posting_schedules, posting_window_job
 from pipelines.reconciliation_jobs import (
+    reconciliation_job,
     reconciliation_schedules,
     reconciliation_sensors,
 )
@@ -30,6 +31,7 @@ defs = Definitions(
         ingest_nightly_job,
         ignore_quarantined_job,
         posting_window_job,
+        reconciliation_job,
     ],
     schedules=[*schedules, *posting_schedules, *reconciliation_schedules],
     sensors=[psa_inbox_sensor, *reconciliation_sensors],

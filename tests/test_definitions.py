@@ -11,9 +11,14 @@ def test_definitions_load() -> None:
     assert isinstance(defs, Definitions)
     Definitions.validate_loadable(defs)
     repo = defs.get_repository_def()
-    assert {"main_job", "ingest_time_entries_job", "ingest_nightly_job"} <= {
-        j.name for j in repo.get_all_jobs()
-    }
+    assert {
+        "main_job",
+        "ingest_time_entries_job",
+        "ingest_nightly_job",
+        "ignore_quarantined_job",
+        "posting_window_job",
+        "reconciliation_job",
+    } <= {j.name for j in repo.get_all_jobs()}
 
 
 def test_schedules_hourly_and_nightly() -> None:

@@ -15,6 +15,7 @@ import pipelines.definitions as real
 from assets.posting import POSTING_ASSET, PostingWindowConfig
 from connectors.erp.sql_interface import SqlInterfaceTarget
 from connectors.sample_data import write_sample
+from io_managers.staging_table import StagingTableIOManager
 from pipelines.erp_resources import ErpResource, PostingPolicy
 from pipelines.resources import PsaSource, StagingDatabase
 from staging_models.db import dispose_all, staging_db
@@ -45,6 +46,7 @@ def world(tmp_path: Path) -> Iterator[dict]:
             "psa_source": PsaSource(inbox=str(inbox)),
             "erp": ErpResource(kind="sql", url=erp),
             "posting_policy": PostingPolicy(preview_dir=str(tmp_path / "previews")),
+            "staging_table_io_manager": StagingTableIOManager(staging=StagingDatabase(url=staging)),
         },
         executor=real.defs.executor,
     )
@@ -92,9 +94,10 @@ def test_ingest_validate_post_correct(world: dict, instance: DagsterInstance) ->
     assert dict(ledger.values) == {"confirmed": len(valid)}
 
     # A correction after posting: reversal + new line, net = the new hours. Re-posting is a no-op.
+    # (Which entry is corrected does not matter; ORDER BY keeps the test repeatable.)
     entry = db.query_df(
         "SELECT s.* FROM stg_time_entries s JOIN validated_time_entries v "
-        "ON v.entry_id = s.row_key AND v.version = s.version LIMIT 1"
+        "ON v.entry_id = s.row_key AND v.version = s.version ORDER BY s.row_key LIMIT 1"
     ).iloc[0]
     row = {
         c: entry[c]
@@ -115,8 +118,9 @@ def test_ingest_validate_post_correct(world: dict, instance: DagsterInstance) ->
             "description",
         }
     }
+    new_hours = Decimal(entry["hours"]) + Decimal("0.25")  # always a real change
     row.update(
-        hours="0.50",
+        hours=str(new_hours),
         billable="true" if entry["billable"] else "false",
         bill_rate="" if entry["bill_rate"] is None else str(entry["bill_rate"]),
         approved_at=entry["approved_at"].isoformat(),
@@ -125,16 +129,33 @@ def test_ingest_validate_post_correct(world: dict, instance: DagsterInstance) ->
     )
     write_csv(w["inbox"] / "time_entries_fix.csv", "time_entries", [row])
     assert w["defs"].resolve_job_def("main_job").execute_in_process(instance=instance).success
+    states = db.query_df(
+        "SELECT s.version, s.state, q.rule_codes FROM stg_time_entries s LEFT JOIN quarantine q "
+        "ON q.row_key = s.row_key AND q.version = s.version WHERE s.row_key = :e",
+        {"e": entry["entry_id"]},
+    )
+    assert sorted(states["state"]) == ["superseded", "valid"], states.to_dict("records")
     assert _post(w, instance).success
-    assert _erp_net(w)[entry["entry_id"]] == Decimal("0.5")
+    assert _erp_net(w)[entry["entry_id"]] == new_hours
     kinds = db.query_df(
         "SELECT kind, state FROM posting_ledger WHERE entry_id = :e ORDER BY planned_at, kind",
         {"e": entry["entry_id"]},
     )
-    assert sorted(kinds["kind"]) == ["post", "post", "reversal"]
+    assert sorted(kinds["kind"]) == ["post", "post", "reversal"], db.query_df(
+        "SELECT external_id, kind, state, hours, window_id FROM posting_ledger WHERE entry_id = :e",
+        {"e": entry["entry_id"]},
+    ).to_dict("records")
     before = _erp_net(w)
     assert _post(w, instance).success
     assert _erp_net(w) == before
+
+    # Reconciliation after posting: only quarantined and not-postable entries are exceptions.
+    rec = w["defs"].resolve_job_def("reconciliation_job").execute_in_process(instance=instance)
+    assert rec.success
+    classes = db.query_df('SELECT "class", COUNT(*) AS n FROM rec_lines GROUP BY "class"')
+    found = dict(classes.values)
+    assert set(found) <= {"quarantined", "not_postable"}, found
+    assert found.get("quarantined", 0) > 0  # the generated bad rows
 
 
 def test_posting_refuses_unvalidated_staging(world: dict, instance: DagsterInstance) -> None:
