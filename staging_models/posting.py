@@ -281,7 +281,8 @@ def _record_batch(
     result: PostResult,
 ) -> dict[str, int]:
     """Settle a batch: exceptions (rejected, already there, unanswered) from a small frame, the
-    rest confirmed with one UPDATE."""
+    rest confirmed with one UPDATE. Unanswered lines stay `sent`: only a lookup may tell
+    whether the ERP has them, so a `planned` line is never in the ERP."""
     answered = set(result.accepted) | set(result.rejected) | existing
     unanswered = ids[~ids.isin(answered)]
     parts = []
@@ -310,8 +311,9 @@ def _record_batch(
             pd.DataFrame(
                 {
                     "external_id": unanswered.to_numpy(dtype=object),
-                    "state": "planned",
-                    "message": "The ERP gave no answer for this line; it will be sent again",
+                    "state": "sent",
+                    "message": "The ERP gave no answer for this line; the next window looks "
+                    "it up before sending it again",
                 }
             )
         )
@@ -323,17 +325,22 @@ def _record_batch(
             conn.execute(
                 sa.text(
                     f"""UPDATE {ledger} SET state = o.state, erp_message = o.message,
-                            settled_at = CASE WHEN o.state = 'planned' THEN NULL ELSE :now END
+                            settled_at = CASE WHEN o.state = 'sent' THEN NULL ELSE :now END
                         FROM tmp_outcome o
                         WHERE {ledger}.external_id = o.external_id AND {ledger}.batch_id = :b
                           AND {ledger}.state = 'sent'"""
                 ),
                 {"now": now, "b": batch_id},
             )
+        keep_sent = (
+            " AND external_id NOT IN (SELECT external_id FROM tmp_outcome WHERE state = 'sent')"
+            if len(unanswered)
+            else ""
+        )
         conn.execute(
             sa.text(
                 f"""UPDATE {ledger} SET state = 'confirmed', settled_at = :now
-                    WHERE batch_id = :b AND state = 'sent'"""
+                    WHERE batch_id = :b AND state = 'sent'{keep_sent}"""
             ),
             {"now": now, "b": batch_id},
         )
@@ -367,12 +374,11 @@ def _batches(db: StagingDB, ledger: str, window_id: str) -> list[str]:
 
 @dataclass
 class _Batch:
-    """A batch marked sent and read back, ready to post; `existing` when looked up ahead."""
+    """A batch marked sent and read back; `post(look_up)` posts what the ERP lacks."""
 
     batch_id: str
     ids: pd.Series
-    post: Callable[[set[str] | None], tuple[set[str], PostResult]]
-    existing: set[str] | None = None
+    post: Callable[[bool], tuple[set[str], PostResult]]
 
 
 def _send(
@@ -385,16 +391,24 @@ def _send(
 ) -> dict[str, int]:
     """Send the window's planned batches, one batch ahead.
 
-    While the ERP books batch n, a worker thread marks batch n+1 `sent`, reads it
-    back and, if the target allows concurrent calls (`concurrent_lookups`), looks
-    its IDs up in the ERP. Staging writes of both threads are serialised by a lock
-    (DuckDB would abort one of two concurrent writers). The result of batch n is
-    recorded, with the heartbeat, before batch n+1 is posted.
+    While the ERP books batch n, a worker thread marks batch n+1 `sent` and reads it
+    back. Staging writes of both threads are serialised by a lock (DuckDB would abort
+    one of two concurrent writers). The result of batch n is recorded, with the
+    heartbeat, before batch n+1 is posted.
+
+    The first attempt at a batch does not look its IDs up in the ERP: a `planned` line
+    is never in the ERP. Lines become `planned` only when they are new to the ledger,
+    were `rejected` (the ERP refused them), `held` or `void` (never sent), or were
+    settled back after a lookup found them missing; a line handed to the ERP without
+    a definite answer stays `sent` until a lookup settles it (the next window's
+    settle, or this window's retry). And the window holds the lock, so nobody else
+    sends. A retry after `ErpUnavailable` looks up first, because the failed attempt
+    may have reached the ERP; both targets also refuse a second document with the
+    same external ID.
     """
     totals = {"confirmed": 0, "already_in_erp": 0, "rejected": 0, "unanswered": 0, "batches": 0}
     staging_writes = threading.Lock()
     # Optional target capabilities (attributes, not part of the ErpTarget API).
-    look_ahead = bool(getattr(erp, "concurrent_lookups", False))
     arrow_frames = bool(getattr(erp, "accepts_arrow_frames", False))
 
     def step(name: str, b: str) -> None:
@@ -447,18 +461,12 @@ def _send(
             _mark_sent(db, ledger, b)
         step("batch_marked_sent", b)
         ids, post_missing = read(b)
-        existing = None
-        if look_ahead:
-            try:
-                existing = erp.existing_external_ids(ids.tolist())
-            except ErpUnavailable:
-                existing = None  # looked up again, with retries, before posting
 
-        def post(known: set[str] | None) -> tuple[set[str], PostResult]:
-            found = known if known is not None else erp.existing_external_ids(ids.tolist())
+        def post(look_up: bool) -> tuple[set[str], PostResult]:
+            found = erp.existing_external_ids(ids.tolist()) if look_up else set()
             return found, post_missing(found)
 
-        return _Batch(b, ids, post, existing)
+        return _Batch(b, ids, post)
 
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="posting-prefetch") as pool:
         for ledger, read in (("posting_ledger", time_lines), ("invoice_ledger", invoices)):
@@ -474,10 +482,12 @@ def _send(
                 attempt = {"n": 0}
 
                 def post_once(batch: _Batch = batch, attempt: dict = attempt):
-                    # The first attempt may use the look-ahead; a retry looks up again, since a
-                    # failed attempt may have reached the ERP (lost response).
+                    # The first attempt needs no lookup: the batch was `planned` until this
+                    # window marked it sent, so no line of it can be in the ERP (see
+                    # `_send`). A retry looks up, since a failed attempt may have reached
+                    # the ERP (lost response).
                     attempt["n"] += 1
-                    return batch.post(batch.existing if attempt["n"] == 1 else None)
+                    return batch.post(attempt["n"] > 1)
 
                 # On an exception the pool's exit waits for a running prefetch: nothing is left
                 # half-written behind the window's back.
