@@ -23,11 +23,10 @@ from __future__ import annotations
 
 import getpass
 import json
-import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -107,7 +106,7 @@ class WindowConfig:
     override_reason: str | None = None  # post outside the posting hours, recorded
     closed_period_policy: ClosedPeriodPolicy = "next_open"
     posting_hours: str | Sequence[str] | None = None  # e.g. "mon-fri 17:00-20:00 Europe/Berlin"
-    batch_size: int = 5_000
+    batch_size: int = 20_000
     invoice_batch_size: int = 500
     include_invoices: bool = True
     preview_dir: Path | None = None
@@ -284,7 +283,8 @@ def _record_batch(
     rest confirmed with one UPDATE. Unanswered lines stay `sent`: only a lookup may tell
     whether the ERP has them, so a `planned` line is never in the ERP."""
     answered = set(result.accepted) | set(result.rejected) | existing
-    unanswered = ids[~ids.isin(answered)]
+    sent = pd.Series(ids.to_numpy(dtype=object))  # hashing Arrow strings goes one by one
+    unanswered = sent[~sent.isin(answered)]
     parts = []
     if result.rejected:
         parts.append(
@@ -391,10 +391,13 @@ def _send(
 ) -> dict[str, int]:
     """Send the window's planned batches, one batch ahead.
 
-    While the ERP books batch n, a worker thread marks batch n+1 `sent` and reads it
-    back. Staging writes of both threads are serialised by a lock (DuckDB would abort
-    one of two concurrent writers). The result of batch n is recorded, with the
-    heartbeat, before batch n+1 is posted.
+    The ERP requests run in this thread; every staging write runs, in order, in one
+    worker thread (so DuckDB never sees two concurrent writers). While the ERP books
+    batch n, the worker records the answer for batch n-1 (with the lock's heartbeat)
+    and then marks batch n+1 `sent` and reads it back. Before each request the lock is
+    checked (a read), so a window whose lock was taken over stops before sending more.
+    A crash while batch n-1 is being recorded leaves it `sent`: the next window's
+    settle finds it in the ERP and confirms it.
 
     The first attempt at a batch does not look its IDs up in the ERP: a `planned` line
     is never in the ERP. Lines become `planned` only when they are new to the ledger,
@@ -407,7 +410,6 @@ def _send(
     same external ID.
     """
     totals = {"confirmed": 0, "already_in_erp": 0, "rejected": 0, "unanswered": 0, "batches": 0}
-    staging_writes = threading.Lock()
     # Optional target capabilities (attributes, not part of the ErpTarget API).
     arrow_frames = bool(getattr(erp, "accepts_arrow_frames", False))
 
@@ -426,7 +428,7 @@ def _send(
             )
 
         def post(existing: set[str]) -> PostResult:
-            todo = lines[~lines["external_id"].isin(existing)]
+            todo = lines[~lines["external_id"].isin(existing)] if existing else lines
             return erp.post_time_lines(todo) if len(todo) else PostResult()
 
         return lines["external_id"], post
@@ -457,8 +459,7 @@ def _send(
         return heads["external_id"], post
 
     def prepare(ledger: str, read: Callable, b: str) -> _Batch:
-        with staging_writes:
-            _mark_sent(db, ledger, b)
+        _mark_sent(db, ledger, b)
         step("batch_marked_sent", b)
         ids, post_missing = read(b)
 
@@ -468,7 +469,17 @@ def _send(
 
         return _Batch(b, ids, post)
 
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="posting-prefetch") as pool:
+    def record(ledger: str, batch: _Batch, existing: set[str], result: PostResult) -> None:
+        counts = _record_batch(db, lock, ledger, batch.batch_id, batch.ids, existing, result)
+        for k, v in counts.items():
+            totals[k] += v
+        totals["batches"] += 1
+        step("batch_recorded", batch.batch_id)
+
+    recorded: list[Future] = []
+    # On an exception the pool's exit waits for the queued staging writes: nothing is left
+    # half-written behind the window's back.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="posting-staging") as pool:
         for ledger, read in (("posting_ledger", time_lines), ("invoice_ledger", invoices)):
             batch_ids = _batches(db, ledger, window_id)
             ahead = pool.submit(prepare, ledger, read, batch_ids[0]) if batch_ids else None
@@ -479,6 +490,10 @@ def _send(
                     if i + 1 < len(batch_ids)
                     else None
                 )
+                for done in recorded:  # a failed record (e.g. the lock lost) stops the window
+                    if done.done():
+                        done.result()
+                lock.check()
                 attempt = {"n": 0}
 
                 def post_once(batch: _Batch = batch, attempt: dict = attempt):
@@ -489,18 +504,11 @@ def _send(
                     attempt["n"] += 1
                     return batch.post(attempt["n"] > 1)
 
-                # On an exception the pool's exit waits for a running prefetch: nothing is left
-                # half-written behind the window's back.
                 existing, result = call(post_once)
                 step("batch_posted", batch.batch_id)
-                with staging_writes:
-                    counts = _record_batch(
-                        db, lock, ledger, batch.batch_id, batch.ids, existing, result
-                    )
-                for k, v in counts.items():
-                    totals[k] += v
-                totals["batches"] += 1
-                step("batch_recorded", batch.batch_id)
+                recorded.append(pool.submit(record, ledger, batch, existing, result))
+        for done in recorded:
+            done.result()
     return totals
 
 

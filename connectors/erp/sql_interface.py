@@ -603,9 +603,13 @@ def ddl_text() -> str:
 
 
 def _result(external_ids: pd.Series, rejected: dict[str, str]) -> PostResult:
-    ids = external_ids.drop_duplicates()
-    accepted = ids[~ids.isin(list(rejected))].tolist()
-    return PostResult(accepted=accepted, rejected=rejected)
+    # Object values first: hashing and listing Arrow-backed strings goes element by element.
+    ids = pd.Series(external_ids.to_numpy(dtype=object))
+    if not ids.is_unique:
+        ids = ids.drop_duplicates()
+    if rejected:
+        ids = ids[~ids.isin(list(rejected))]
+    return PostResult(accepted=ids.tolist(), rejected=rejected)
 
 
 __all__ = [
