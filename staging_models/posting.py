@@ -8,10 +8,12 @@ Dagster asset is a thin wrapper (assets/posting.py).
 Why it is safe to kill at any point:
 - the plan and the ledger rows commit together, or not at all;
 - a batch is marked `sent` (committed) before the ERP sees it, and confirmed
-  after; every batch starts by looking its external IDs up in the ERP and
-  creates only the missing ones, so a batch the ERP took but whose answer was
-  lost (crash, timeout) is confirmed, never posted twice;
-- the next window first settles all `sent` lines the same way;
+  after; a line stays `sent` ("may be in the ERP") until its answer is recorded;
+- a `planned` line is never in the ERP, so a batch's first attempt posts without
+  a lookup; where the ERP may hold a line (a retry after a lost response, the
+  `sent` lines a crash left) it is looked up first and only the missing ones are
+  created, so a batch the ERP took is confirmed, never posted twice;
+- the next window first settles all `sent` lines that way;
 - external IDs are deterministic, so a retry never mints a new one.
 
 A transient `ErpUnavailable` is retried with exponential backoff; a lasting
