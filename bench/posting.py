@@ -1,9 +1,9 @@
 """Posting speed: a whole posting window (plan + ledger + send) into the SQL interface target on
 PostgreSQL, against the same lines posted without a ledger, in the same run.
 
-    PYTHONPATH=. python bench/posting.py --lines 200000 [--repeat 3] [--staging-url URL]
+    PYTHONPATH=. python bench/posting.py --lines 200000 [--repeat 3] [--batch N] [--staging-url URL]
 
-Three figures on the same N lines, each into a fresh ERP schema:
+Three figures on the same N lines, in the same batches, each into a fresh ERP schema:
 - bare:   COPY of the lines straight into erp_time_lines, batch by batch (no checks, no ledger);
 - target: SqlInterfaceTarget.post_time_lines, batch by batch (ERP checks, no ledger);
 - window: run_window over N validated entries in staging (plan, ledger, look-up before
@@ -36,7 +36,7 @@ from staging_models.db import StagingDB
 from staging_models.posting import WindowConfig, run_window
 
 PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
-BATCH = 5_000
+BATCH = WindowConfig().batch_size  # the window's default; --batch changes it for all three
 
 
 def _series(db: StagingDB, n: int) -> str:
@@ -196,11 +196,14 @@ def timed(admin: sa.Engine, fn: Callable[[str], None]) -> float:
 
 
 def main() -> None:
+    global BATCH
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--lines", type=int, default=200_000)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--staging-url", default="")
+    ap.add_argument("--batch", type=int, default=BATCH, help="lines per batch (all three figures)")
     args = ap.parse_args()
+    BATCH = args.batch
     admin = sa.create_engine(PG_URL.replace("postgresql://", "postgresql+psycopg://"))
     with tempfile.TemporaryDirectory(prefix="stagepost-bench-") as tmp:
         db = StagingDB(args.staging_url or f"duckdb:///{Path(tmp) / 'staging.duckdb'}")

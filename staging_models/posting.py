@@ -8,10 +8,12 @@ Dagster asset is a thin wrapper (assets/posting.py).
 Why it is safe to kill at any point:
 - the plan and the ledger rows commit together, or not at all;
 - a batch is marked `sent` (committed) before the ERP sees it, and confirmed
-  after; every batch starts by looking its external IDs up in the ERP and
-  creates only the missing ones, so a batch the ERP took but whose answer was
-  lost (crash, timeout) is confirmed, never posted twice;
-- the next window first settles all `sent` lines the same way;
+  after; a line stays `sent` ("may be in the ERP") until its answer is recorded;
+- a `planned` line is never in the ERP, so a batch's first attempt posts without
+  a lookup; where the ERP may hold a line (a retry after a lost response, the
+  `sent` lines a crash left) it is looked up first and only the missing ones are
+  created, so a batch the ERP took is confirmed, never posted twice;
+- the next window first settles all `sent` lines that way;
 - external IDs are deterministic, so a retry never mints a new one.
 
 A transient `ErpUnavailable` is retried with exponential backoff; a lasting
@@ -23,11 +25,10 @@ from __future__ import annotations
 
 import getpass
 import json
-import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -107,7 +108,7 @@ class WindowConfig:
     override_reason: str | None = None  # post outside the posting hours, recorded
     closed_period_policy: ClosedPeriodPolicy = "next_open"
     posting_hours: str | Sequence[str] | None = None  # e.g. "mon-fri 17:00-20:00 Europe/Berlin"
-    batch_size: int = 5_000
+    batch_size: int = 20_000
     invoice_batch_size: int = 500
     include_invoices: bool = True
     preview_dir: Path | None = None
@@ -281,9 +282,11 @@ def _record_batch(
     result: PostResult,
 ) -> dict[str, int]:
     """Settle a batch: exceptions (rejected, already there, unanswered) from a small frame, the
-    rest confirmed with one UPDATE."""
+    rest confirmed with one UPDATE. Unanswered lines stay `sent`: only a lookup may tell
+    whether the ERP has them, so a `planned` line is never in the ERP."""
     answered = set(result.accepted) | set(result.rejected) | existing
-    unanswered = ids[~ids.isin(answered)]
+    sent = pd.Series(ids.to_numpy(dtype=object))  # hashing Arrow strings goes one by one
+    unanswered = sent[~sent.isin(answered)]
     parts = []
     if result.rejected:
         parts.append(
@@ -310,8 +313,9 @@ def _record_batch(
             pd.DataFrame(
                 {
                     "external_id": unanswered.to_numpy(dtype=object),
-                    "state": "planned",
-                    "message": "The ERP gave no answer for this line; it will be sent again",
+                    "state": "sent",
+                    "message": "The ERP gave no answer for this line; the next window looks "
+                    "it up before sending it again",
                 }
             )
         )
@@ -323,17 +327,22 @@ def _record_batch(
             conn.execute(
                 sa.text(
                     f"""UPDATE {ledger} SET state = o.state, erp_message = o.message,
-                            settled_at = CASE WHEN o.state = 'planned' THEN NULL ELSE :now END
+                            settled_at = CASE WHEN o.state = 'sent' THEN NULL ELSE :now END
                         FROM tmp_outcome o
                         WHERE {ledger}.external_id = o.external_id AND {ledger}.batch_id = :b
                           AND {ledger}.state = 'sent'"""
                 ),
                 {"now": now, "b": batch_id},
             )
+        keep_sent = (
+            " AND external_id NOT IN (SELECT external_id FROM tmp_outcome WHERE state = 'sent')"
+            if len(unanswered)
+            else ""
+        )
         conn.execute(
             sa.text(
                 f"""UPDATE {ledger} SET state = 'confirmed', settled_at = :now
-                    WHERE batch_id = :b AND state = 'sent'"""
+                    WHERE batch_id = :b AND state = 'sent'{keep_sent}"""
             ),
             {"now": now, "b": batch_id},
         )
@@ -367,12 +376,11 @@ def _batches(db: StagingDB, ledger: str, window_id: str) -> list[str]:
 
 @dataclass
 class _Batch:
-    """A batch marked sent and read back, ready to post; `existing` when looked up ahead."""
+    """A batch marked sent and read back; `post(look_up)` posts what the ERP lacks."""
 
     batch_id: str
     ids: pd.Series
-    post: Callable[[set[str] | None], tuple[set[str], PostResult]]
-    existing: set[str] | None = None
+    post: Callable[[bool], tuple[set[str], PostResult]]
 
 
 def _send(
@@ -385,16 +393,26 @@ def _send(
 ) -> dict[str, int]:
     """Send the window's planned batches, one batch ahead.
 
-    While the ERP books batch n, a worker thread marks batch n+1 `sent`, reads it
-    back and, if the target allows concurrent calls (`concurrent_lookups`), looks
-    its IDs up in the ERP. Staging writes of both threads are serialised by a lock
-    (DuckDB would abort one of two concurrent writers). The result of batch n is
-    recorded, with the heartbeat, before batch n+1 is posted.
+    The ERP requests run in this thread; every staging write runs, in order, in one
+    worker thread (so DuckDB never sees two concurrent writers). While the ERP books
+    batch n, the worker records the answer for batch n-1 (with the lock's heartbeat)
+    and then marks batch n+1 `sent` and reads it back. Before each request the lock is
+    checked (a read), so a window whose lock was taken over stops before sending more.
+    A crash while batch n-1 is being recorded leaves it `sent`: the next window's
+    settle finds it in the ERP and confirms it.
+
+    The first attempt at a batch does not look its IDs up in the ERP: a `planned` line
+    is never in the ERP. Lines become `planned` only when they are new to the ledger,
+    were `rejected` (the ERP refused them), `held` or `void` (never sent), or were
+    settled back after a lookup found them missing; a line handed to the ERP without
+    a definite answer stays `sent` until a lookup settles it (the next window's
+    settle, or this window's retry). And the window holds the lock, so nobody else
+    sends. A retry after `ErpUnavailable` looks up first, because the failed attempt
+    may have reached the ERP; both targets also refuse a second document with the
+    same external ID.
     """
     totals = {"confirmed": 0, "already_in_erp": 0, "rejected": 0, "unanswered": 0, "batches": 0}
-    staging_writes = threading.Lock()
     # Optional target capabilities (attributes, not part of the ErpTarget API).
-    look_ahead = bool(getattr(erp, "concurrent_lookups", False))
     arrow_frames = bool(getattr(erp, "accepts_arrow_frames", False))
 
     def step(name: str, b: str) -> None:
@@ -412,7 +430,7 @@ def _send(
             )
 
         def post(existing: set[str]) -> PostResult:
-            todo = lines[~lines["external_id"].isin(existing)]
+            todo = lines[~lines["external_id"].isin(existing)] if existing else lines
             return erp.post_time_lines(todo) if len(todo) else PostResult()
 
         return lines["external_id"], post
@@ -443,24 +461,27 @@ def _send(
         return heads["external_id"], post
 
     def prepare(ledger: str, read: Callable, b: str) -> _Batch:
-        with staging_writes:
-            _mark_sent(db, ledger, b)
+        _mark_sent(db, ledger, b)
         step("batch_marked_sent", b)
         ids, post_missing = read(b)
-        existing = None
-        if look_ahead:
-            try:
-                existing = erp.existing_external_ids(ids.tolist())
-            except ErpUnavailable:
-                existing = None  # looked up again, with retries, before posting
 
-        def post(known: set[str] | None) -> tuple[set[str], PostResult]:
-            found = known if known is not None else erp.existing_external_ids(ids.tolist())
+        def post(look_up: bool) -> tuple[set[str], PostResult]:
+            found = erp.existing_external_ids(ids.tolist()) if look_up else set()
             return found, post_missing(found)
 
-        return _Batch(b, ids, post, existing)
+        return _Batch(b, ids, post)
 
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="posting-prefetch") as pool:
+    def record(ledger: str, batch: _Batch, existing: set[str], result: PostResult) -> None:
+        counts = _record_batch(db, lock, ledger, batch.batch_id, batch.ids, existing, result)
+        for k, v in counts.items():
+            totals[k] += v
+        totals["batches"] += 1
+        step("batch_recorded", batch.batch_id)
+
+    recorded: list[Future] = []
+    # On an exception the pool's exit waits for the queued staging writes: nothing is left
+    # half-written behind the window's back.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="posting-staging") as pool:
         for ledger, read in (("posting_ledger", time_lines), ("invoice_ledger", invoices)):
             batch_ids = _batches(db, ledger, window_id)
             ahead = pool.submit(prepare, ledger, read, batch_ids[0]) if batch_ids else None
@@ -471,26 +492,25 @@ def _send(
                     if i + 1 < len(batch_ids)
                     else None
                 )
+                for done in recorded:  # a failed record (e.g. the lock lost) stops the window
+                    if done.done():
+                        done.result()
+                lock.check()
                 attempt = {"n": 0}
 
                 def post_once(batch: _Batch = batch, attempt: dict = attempt):
-                    # The first attempt may use the look-ahead; a retry looks up again, since a
-                    # failed attempt may have reached the ERP (lost response).
+                    # The first attempt needs no lookup: the batch was `planned` until this
+                    # window marked it sent, so no line of it can be in the ERP (see
+                    # `_send`). A retry looks up, since a failed attempt may have reached
+                    # the ERP (lost response).
                     attempt["n"] += 1
-                    return batch.post(batch.existing if attempt["n"] == 1 else None)
+                    return batch.post(attempt["n"] > 1)
 
-                # On an exception the pool's exit waits for a running prefetch: nothing is left
-                # half-written behind the window's back.
                 existing, result = call(post_once)
                 step("batch_posted", batch.batch_id)
-                with staging_writes:
-                    counts = _record_batch(
-                        db, lock, ledger, batch.batch_id, batch.ids, existing, result
-                    )
-                for k, v in counts.items():
-                    totals[k] += v
-                totals["batches"] += 1
-                step("batch_recorded", batch.batch_id)
+                recorded.append(pool.submit(record, ledger, batch, existing, result))
+        for done in recorded:
+            done.result()
     return totals
 
 

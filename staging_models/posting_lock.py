@@ -154,6 +154,18 @@ class PostingLock:
                 f"posting window {self.window_id} lost its lock to {got}: stopping before sending more"
             )
 
+    def check(self) -> None:
+        """Raise `PostingLockLost` if another window took over (read-only: no commit, so it
+        costs nothing to ask before every ERP request)."""
+        with self.db.engine.connect() as conn:
+            got = conn.execute(
+                sa.select(posting_lock.c.holder).where(posting_lock.c.lock_name == self.name)
+            ).scalar()
+        if got != self.holder:
+            raise PostingLockLost(
+                f"posting window {self.window_id} lost its lock to {got}: stopping before sending more"
+            )
+
     def release(self) -> None:
         with self.db.begin() as conn:
             conn.execute(

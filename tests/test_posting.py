@@ -137,9 +137,9 @@ def _project_frames(code: str):
 
 def test_outage_mid_window_then_rerun_completes_exactly_once(posting_env: PostingEnv) -> None:
     stage_entries(posting_env.db, [{"entry_id": f"TE{i:02d}"} for i in range(20)])
-    # Lookup + post per batch = 2 calls: the outage starts in the third batch, after the
-    # third call, and lasts through every retry.
-    down = posting_env.faulty_erp(FaultInjection(fail_after_n_calls=5))
+    # A batch's first attempt is one call (a never-sent batch needs no lookup): the outage
+    # starts with the third batch and lasts through every retry.
+    down = posting_env.faulty_erp(FaultInjection(fail_after_n_calls=2))
     stopped = posting_env.window(erp=down, batch_size=4)
     down.close()
     assert stopped.status == "stopped"

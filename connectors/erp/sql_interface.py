@@ -348,8 +348,8 @@ class SqlInterfaceTarget(ErpTarget):
     """
 
     name = "sql_interface"
-    #: Safe to look IDs up from another thread while a batch posts (pooled connections):
-    #: posting looks the next batch up ahead of time.
+    #: Safe to look IDs up from another thread while a batch posts (pooled connections).
+    #: Posting no longer looks ahead (a never-sent batch needs no lookup); kept for callers.
     concurrent_lookups = True
     #: Frames may hold Arrow-backed columns (`pd.ArrowDtype`): they are loaded as they are.
     accepts_arrow_frames = True
@@ -603,9 +603,13 @@ def ddl_text() -> str:
 
 
 def _result(external_ids: pd.Series, rejected: dict[str, str]) -> PostResult:
-    ids = external_ids.drop_duplicates()
-    accepted = ids[~ids.isin(list(rejected))].tolist()
-    return PostResult(accepted=accepted, rejected=rejected)
+    # Object values first: hashing and listing Arrow-backed strings goes element by element.
+    ids = pd.Series(external_ids.to_numpy(dtype=object))
+    if not ids.is_unique:
+        ids = ids.drop_duplicates()
+    if rejected:
+        ids = ids[~ids.isin(list(rejected))]
+    return PostResult(accepted=ids.tolist(), rejected=rejected)
 
 
 __all__ = [
