@@ -82,7 +82,7 @@ class PostingPolicy(ConfigurableResource):
     closed_period_policy: str = Field(
         default="next_open", description="next_open (book into the next open period) | hold"
     )
-    batch_size: int = Field(default=5_000, description="Time lines per ERP request")
+    batch_size: int = Field(default=20_000, description="Time lines per ERP request")
     invoice_batch_size: int = Field(default=500, description="Invoices per ERP request")
     preview_dir: str = Field(default="", description="Preview workbooks; empty = <data>/previews")
     lock_stale_minutes: float = Field(
