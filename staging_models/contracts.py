@@ -157,6 +157,25 @@ def _allowed(dataset: str, col: str, values: tuple[str, ...], code: str | None =
     )
 
 
+def _unknown_project(dataset: str) -> Rule:
+    return Rule(
+        f"{PREFIX[dataset]}_UNKNOWN_PROJECT",
+        dataset,
+        "'project ' || " + v("project_code") + " || ' is not in the project master data'",
+        "x.project_code IS NOT NULL AND NOT x.prj_found",
+    )
+
+
+def _project_currency(dataset: str) -> Rule:
+    return Rule(
+        f"{PREFIX[dataset]}_CURRENCY_MISMATCH",
+        dataset,
+        "'currency ' || x.currency || ' differs from project ' || x.project_code "
+        "|| '''s currency ' || x.prj_currency",
+        "x.currency <> x.prj_currency",
+    )
+
+
 # -- time entries -----------------------------------------------------------------------------
 
 TIME_ENTRY_RULES: list[Rule] = [
@@ -220,12 +239,7 @@ TIME_ENTRY_RULES: list[Rule] = [
         "'employee ' || " + v("employee_id") + " || ' is not in the employee master data'",
         "x.employee_id IS NOT NULL AND NOT x.emp_found",
     ),
-    Rule(
-        "TE_UNKNOWN_PROJECT",
-        "time_entries",
-        "'project ' || " + v("project_code") + " || ' is not in the project master data'",
-        "x.project_code IS NOT NULL AND NOT x.prj_found",
-    ),
+    _unknown_project("time_entries"),
     Rule(
         "TE_PROJECT_NOT_VALID",
         "time_entries",
@@ -265,13 +279,7 @@ TIME_ENTRY_RULES: list[Rule] = [
         "'task ' || " + v("task_code") + " || ' does not belong to project ' || x.project_code",
         "x.prj_found AND x.task_code IS NOT NULL AND NOT x.task_found",
     ),
-    Rule(
-        "TE_CURRENCY_MISMATCH",
-        "time_entries",
-        "'currency ' || x.currency || ' differs from project ' || x.project_code "
-        "|| '''s currency ' || x.prj_currency",
-        "x.currency <> x.prj_currency",
-    ),
+    _project_currency("time_entries"),
     Rule(
         "TE_RATE_NEGATIVE",
         "time_entries",
@@ -363,19 +371,8 @@ RATE_CARD_RULES: list[Rule] = [
             df["valid_from"].notna() & df["valid_to"].notna() & (df["valid_from"] > df["valid_to"])
         ),
     ),
-    Rule(
-        "RC_UNKNOWN_PROJECT",
-        "rate_cards",
-        "'project ' || " + v("project_code") + " || ' is not in the project master data'",
-        "x.project_code IS NOT NULL AND NOT x.prj_found",
-    ),
-    Rule(
-        "RC_CURRENCY_MISMATCH",
-        "rate_cards",
-        "'currency ' || x.currency || ' differs from project ' || x.project_code "
-        "|| '''s currency ' || x.prj_currency",
-        "x.currency <> x.prj_currency",
-    ),
+    _unknown_project("rate_cards"),
+    _project_currency("rate_cards"),
     Rule(
         "RC_OVERLAP",
         "rate_cards",
@@ -415,19 +412,8 @@ INVOICE_RULES: list[Rule] = [
             df["due_date"].notna() & df["issue_date"].notna() & (df["due_date"] < df["issue_date"])
         ),
     ),
-    Rule(
-        "INV_UNKNOWN_PROJECT",
-        "invoices",
-        "'project ' || " + v("project_code") + " || ' is not in the project master data'",
-        "x.project_code IS NOT NULL AND NOT x.prj_found",
-    ),
-    Rule(
-        "INV_CURRENCY_MISMATCH",
-        "invoices",
-        "'currency ' || x.currency || ' differs from project ' || x.project_code "
-        "|| '''s currency ' || x.prj_currency",
-        "x.currency <> x.prj_currency",
-    ),
+    _unknown_project("invoices"),
+    _project_currency("invoices"),
     Rule(
         "INV_CUSTOMER_MISMATCH",
         "invoices",
