@@ -174,13 +174,21 @@ def _version_ctes(ds: Dataset) -> str:
 
 
 def _apply_versions(conn: Connection, ds: Dataset, load_id: str) -> dict[str, int]:
+    """Judge every landed row of the load once (temp table), then insert the new versions."""
     stg = VERSIONS[ds.name]
     cols = ", ".join(ds.column_names)
-    ctes = _version_ctes(ds)
+    judged = f"judged_{ds.name}"
+    conn.exec_driver_sql(f"DROP TABLE IF EXISTS {judged}")
+    conn.execute(
+        sa.text(
+            f"""CREATE TEMP TABLE {judged} AS {_version_ctes(ds)}
+                SELECT row_no, row_key, cur_version, disposition, seq FROM judged"""
+        ),
+        {"load_id": load_id},
+    )
     counts = dict(
         conn.execute(
-            sa.text(f"{ctes} SELECT disposition, COUNT(*) FROM judged GROUP BY disposition"),
-            {"load_id": load_id},
+            sa.text(f"SELECT disposition, COUNT(*) FROM {judged} GROUP BY disposition")
         ).fetchall()
     )
     if counts.get("new"):
@@ -189,17 +197,20 @@ def _apply_versions(conn: Connection, ds: Dataset, load_id: str) -> dict[str, in
                 f"""INSERT INTO {stg.name}
                     (row_key, version, load_id, row_no, key_missing, content_hash, type_errors,
                      {cols}, is_current, state, landed_at)
-                    {ctes},
-                    fresh AS (
-                        SELECT judged.*,
-                               COALESCE(cur_version, 0)
-                                 + ROW_NUMBER() OVER (PARTITION BY row_key ORDER BY seq) AS new_version,
-                               ROW_NUMBER() OVER (PARTITION BY row_key ORDER BY seq DESC) AS from_last
-                        FROM judged WHERE disposition = 'new'
+                    WITH fresh AS (
+                        SELECT j.row_no, j.row_key,
+                               COALESCE(j.cur_version, 0)
+                                 + ROW_NUMBER() OVER (PARTITION BY j.row_key ORDER BY j.seq)
+                                 AS new_version,
+                               ROW_NUMBER() OVER (PARTITION BY j.row_key ORDER BY j.seq DESC)
+                                 AS from_last
+                        FROM {judged} j WHERE j.disposition = 'new'
                     )
-                    SELECT row_key, new_version, load_id, row_no, key_missing, content_hash,
-                           type_errors, {cols}, from_last = 1, 'pending', :now
-                    FROM fresh"""
+                    SELECT f.row_key, f.new_version, l.load_id, l.row_no, l.key_missing,
+                           l.content_hash, l.type_errors, {", ".join(f"l.{c}" for c in ds.column_names)},
+                           f.from_last = 1, 'pending', :now
+                    FROM fresh f
+                    JOIN {ds.landing_table} l ON l.load_id = :load_id AND l.row_no = f.row_no"""
             ),
             {"load_id": load_id, "now": datetime.now(UTC)},
         )
@@ -212,6 +223,7 @@ def _apply_versions(conn: Connection, ds: Dataset, load_id: str) -> dict[str, in
             ),
             {"load_id": load_id},
         )
+    conn.exec_driver_sql(f"DROP TABLE {judged}")
     return {
         "rows_new_version": int(counts.get("new", 0)),
         "rows_unchanged": int(counts.get("unchanged", 0)),
@@ -275,11 +287,8 @@ def land_file(
                 columns, select = typed_select_sql(ds, view, load_id)
                 db.insert_select(conn, duck, ds.landing_table, columns, select)
                 close_raw(duck, view)
-            result.rows_read = conn.execute(
-                sa.text(f"SELECT COUNT(*) FROM {ds.landing_table} WHERE load_id = :l"),
-                {"l": load_id},
-            ).scalar_one()
             counts = _apply_versions(conn, ds, load_id)
+            result.rows_read = sum(counts.values())  # every landed row has one disposition
             for k, v in counts.items():
                 setattr(result, k, v)
             conn.execute(
