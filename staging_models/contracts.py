@@ -98,8 +98,8 @@ def _generated_rules(dataset: str) -> list[Rule]:
                     f"'{c.name} ' || coalesce('''' || x.raw_{c.name} || '''', '') "
                     f"|| ' is not {TYPE_HINT[c.type]}'",
                     f"position(',{c.name},' IN ',' || coalesce(x.type_errors, '') || ',') > 0",
-                    lambda df, n=c.name: (
-                        df["type_errors"].fillna("").map(lambda s, n=n: n in s.split(","))
+                    lambda df, n=c.name: ("," + df["type_errors"].fillna("") + ",").str.contains(
+                        f",{n},", regex=False
                     ),
                 )
             )
