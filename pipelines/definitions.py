@@ -9,7 +9,6 @@ from assets.posting import posting_window
 from assets.reconciliation import reconciliation_assets
 from assets.validation import validation_assets, validation_checks
 from io_managers.staging_table import StagingTableIOManager
-from pipelines.erp_resources import erp_resource, posting_policy_resource
 from pipelines.jobs import ingest_nightly_job, ingest_time_entries_job, main_job
 from pipelines.operations import ignore_quarantined_job
 from pipelines.posting_jobs import posting_schedules, posting_window_job
@@ -20,7 +19,12 @@ from pipelines.reconciliation_jobs import (
 )
 from pipelines.schedules import schedules
 from pipelines.sensors import psa_inbox_sensor
-from pipelines.settings import psa_source_resource, staging_resource
+from pipelines.settings import (
+    erp_resource,
+    posting_policy_resource,
+    psa_source_resource,
+    staging_resource,
+)
 
 defs = Definitions(
     assets=[*landing_assets, *validation_assets, posting_window, *reconciliation_assets],

@@ -9,17 +9,16 @@ cannot widen the hours.
 
 from __future__ import annotations
 
-import json
-import os
 from datetime import timedelta
 from pathlib import Path
 
-from dagster import ConfigurableResource, EnvVar
+from dagster import ConfigurableResource
 from pydantic import Field
-from sqlalchemy.engine import make_url
 
 from connectors.erp.base import ErpTarget
 from pipelines.resources import data_dir
+from staging_models.db import redact_url, url_with_password
+from staging_models.posting import WindowConfig
 
 
 def default_erp_url() -> str:
@@ -47,12 +46,9 @@ class ErpResource(ConfigurableResource):
         if self.kind == "sql":
             from connectors.erp.sql_interface import SqlInterfaceTarget
 
-            url = self.url or default_erp_url()
-            if self.password:
-                url = (
-                    make_url(url).set(password=self.password).render_as_string(hide_password=False)
-                )
-            return SqlInterfaceTarget(url)
+            return SqlInterfaceTarget(
+                url_with_password(self.url or default_erp_url(), self.password)
+            )
         if self.kind == "tryton":
             from connectors.erp.tryton import TrytonTarget  # optional extra: stagepost[tryton]
 
@@ -67,7 +63,7 @@ class ErpResource(ConfigurableResource):
 
     def describe(self) -> str:
         if self.kind == "sql":
-            return make_url(self.url or default_erp_url()).render_as_string(hide_password=True)
+            return redact_url(self.url or default_erp_url())
         return f"tryton {self.url} database {self.database}"
 
 
@@ -82,8 +78,12 @@ class PostingPolicy(ConfigurableResource):
     closed_period_policy: str = Field(
         default="next_open", description="next_open (book into the next open period) | hold"
     )
-    batch_size: int = Field(default=20_000, description="Time lines per ERP request")
-    invoice_batch_size: int = Field(default=500, description="Invoices per ERP request")
+    batch_size: int = Field(
+        default=WindowConfig.batch_size, description="Time lines per ERP request"
+    )
+    invoice_batch_size: int = Field(
+        default=WindowConfig.invoice_batch_size, description="Invoices per ERP request"
+    )
     preview_dir: str = Field(default="", description="Preview workbooks; empty = <data>/previews")
     lock_stale_minutes: float = Field(
         default=15.0, description="A window without heartbeat this long is considered dead"
@@ -96,26 +96,3 @@ class PostingPolicy(ConfigurableResource):
 
     def lock_stale_after(self) -> timedelta:
         return timedelta(minutes=self.lock_stale_minutes)
-
-
-def erp_resource() -> ErpResource:
-    """ErpResource from STAGEPOST_ERP_* environment variables (password as EnvVar)."""
-    e = os.environ
-    return ErpResource(
-        kind=e.get("STAGEPOST_ERP_KIND", "sql"),
-        url=e.get("STAGEPOST_ERP_URL", ""),
-        password=EnvVar("STAGEPOST_ERP_PASSWORD") if e.get("STAGEPOST_ERP_PASSWORD") else None,
-        database=e.get("STAGEPOST_ERP_DATABASE", ""),
-        user=e.get("STAGEPOST_ERP_USER", "admin"),
-        # Tryton: legal entity -> company id, e.g. {"US01": 1, "DE01": 2}; default: company name.
-        legal_entities=json.loads(e.get("STAGEPOST_ERP_LEGAL_ENTITIES", "{}")),
-    )
-
-
-def posting_policy_resource() -> PostingPolicy:
-    e = os.environ
-    return PostingPolicy(
-        posting_hours=e.get("STAGEPOST_POSTING_HOURS", ""),
-        closed_period_policy=e.get("STAGEPOST_CLOSED_PERIOD_POLICY", "next_open"),
-        preview_dir=e.get("STAGEPOST_PREVIEW_DIR", ""),
-    )

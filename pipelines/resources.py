@@ -7,23 +7,23 @@ come through `EnvVar` and never appear in logs or run metadata.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from dagster import ConfigurableResource
 from pydantic import Field
-from sqlalchemy.engine import make_url
 
 from connectors.sources.base import FileSource
 from connectors.sources.formats import FileFormat
 from connectors.sources.local import LocalFolderSource
 from connectors.sources.mapping import load_mapping
-from staging_models.db import StagingDB, default_staging_url, redact_url, staging_db
-
-
-def data_dir() -> Path:
-    """Root of local state (staging file, inbox, reports): `$STAGEPOST_DATA_DIR` or ./data."""
-    return Path(os.environ.get("STAGEPOST_DATA_DIR", "data")).resolve()
+from staging_models.db import (
+    StagingDB,
+    data_dir,
+    default_staging_url,
+    redact_url,
+    staging_db,
+    url_with_password,
+)
 
 
 class StagingDatabase(ConfigurableResource):
@@ -33,10 +33,9 @@ class StagingDatabase(ConfigurableResource):
     password: str | None = Field(default=None, description="Set via EnvVar; kept out of the URL")
 
     def get_db(self) -> StagingDB:
-        url = self.url or default_staging_url(data_dir())
-        if self.password:
-            url = make_url(url).set(password=self.password).render_as_string(hide_password=False)
-        return staging_db(url)
+        return staging_db(
+            url_with_password(self.url or default_staging_url(data_dir()), self.password)
+        )
 
     def describe(self) -> str:
         return redact_url(self.url or default_staging_url(data_dir()))

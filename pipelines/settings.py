@@ -6,15 +6,13 @@ Dagster resolves them at run time and never shows their values.
 
 from __future__ import annotations
 
+import json
 import os
 
 from dagster import EnvVar
 
+from pipelines.erp_resources import ErpResource, PostingPolicy
 from pipelines.resources import PsaSource, StagingDatabase
-
-
-def env_or_default(name: str, default: str) -> str:
-    return os.environ.get(name, default)
 
 
 def delimiter(value: str) -> str:
@@ -29,7 +27,7 @@ def _secret(name: str) -> EnvVar | None:
 
 def staging_resource() -> StagingDatabase:
     return StagingDatabase(
-        url=env_or_default("STAGEPOST_STAGING_URL", ""),
+        url=os.environ.get("STAGEPOST_STAGING_URL", ""),
         password=_secret("STAGEPOST_STAGING_PASSWORD"),
     )
 
@@ -59,4 +57,27 @@ def psa_source_resource() -> PsaSource:
         sheet=e.get("STAGEPOST_SHEET") or None,
         header_row=int(e.get("STAGEPOST_HEADER_ROW", "1")),
         mapping_file=e.get("STAGEPOST_MAPPING_FILE", ""),
+    )
+
+
+def erp_resource() -> ErpResource:
+    """ErpResource from STAGEPOST_ERP_* environment variables (password as EnvVar)."""
+    e = os.environ
+    return ErpResource(
+        kind=e.get("STAGEPOST_ERP_KIND", "sql"),
+        url=e.get("STAGEPOST_ERP_URL", ""),
+        password=_secret("STAGEPOST_ERP_PASSWORD"),
+        database=e.get("STAGEPOST_ERP_DATABASE", ""),
+        user=e.get("STAGEPOST_ERP_USER", "admin"),
+        # Tryton: legal entity -> company id, e.g. {"US01": 1, "DE01": 2}; default: company name.
+        legal_entities=json.loads(e.get("STAGEPOST_ERP_LEGAL_ENTITIES", "{}")),
+    )
+
+
+def posting_policy_resource() -> PostingPolicy:
+    e = os.environ
+    return PostingPolicy(
+        posting_hours=e.get("STAGEPOST_POSTING_HOURS", ""),
+        closed_period_policy=e.get("STAGEPOST_CLOSED_PERIOD_POLICY", "next_open"),
+        preview_dir=e.get("STAGEPOST_PREVIEW_DIR", ""),
     )

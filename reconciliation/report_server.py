@@ -20,6 +20,8 @@ from http import HTTPStatus
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from staging_models.db import data_dir
+
 DEFAULT_PORT = 3001
 HOST = "127.0.0.1"
 
@@ -29,7 +31,7 @@ def reports_dir() -> Path:
     configured = os.environ.get("STAGEPOST_REPORTS_DIR")
     if configured:
         return Path(configured).resolve()
-    return (Path(os.environ.get("STAGEPOST_DATA_DIR", "data")) / "reports").resolve()
+    return data_dir() / "reports"
 
 
 def reports_port() -> int:

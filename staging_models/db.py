@@ -30,10 +30,21 @@ class SchemaVersionError(RuntimeError):
     """The staging database was created by another schema version: upgrade explicitly."""
 
 
-def default_staging_url(data_dir: str | Path | None = None) -> str:
-    """`duckdb:///<data dir>/staging.duckdb`; the data dir defaults to `$STAGEPOST_DATA_DIR` or ./data."""
-    base = Path(data_dir or os.environ.get("STAGEPOST_DATA_DIR") or DEFAULT_DATA_DIR)
-    return f"duckdb:///{(base / 'staging.duckdb').resolve()}"
+def data_dir() -> Path:
+    """Root of local state (staging file, inbox, reports): `$STAGEPOST_DATA_DIR` or ./data."""
+    return Path(os.environ.get("STAGEPOST_DATA_DIR") or DEFAULT_DATA_DIR).resolve()
+
+
+def default_staging_url(base: str | Path | None = None) -> str:
+    """`duckdb:///<data dir>/staging.duckdb`."""
+    return f"duckdb:///{(Path(base) if base else data_dir()) / 'staging.duckdb'}"
+
+
+def url_with_password(url: str, password: str | None) -> str:
+    """The connection URL with a password kept elsewhere (an EnvVar) put in; for the engine only."""
+    if not password:
+        return url
+    return make_url(url).set(password=password).render_as_string(hide_password=False)
 
 
 def redact_url(url: str) -> str:
