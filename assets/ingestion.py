@@ -49,8 +49,7 @@ def _landing_asset(dataset: str) -> AssetsDefinition:
             )
         fmt = psa_source.file_format()  # a bad mapping file fails here, before any file
         db = staging.get_db()
-        source = psa_source.open()
-        try:
+        with psa_source.open() as source:
             report = ingest_dataset(
                 db,
                 source,
@@ -60,10 +59,6 @@ def _landing_asset(dataset: str) -> AssetsDefinition:
                 log=context.log,
                 only=only,
             )
-        finally:
-            close = getattr(source, "close", None)
-            if close:
-                close()
         totals = report.totals()
         metadata = {
             **totals,

@@ -9,7 +9,9 @@ reports folder, with a download link served by `reconciliation.report_server`.
 
 import os
 import re
+import tempfile
 from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import Protocol
 
 import pandas as pd
@@ -141,18 +143,14 @@ def reconciliation(
     period = resolve_period(config, now.date())
     unlanded = None
     if config.check_psa_inbox:
-        source = psa_source.open()
-        workdir = psa_source.workdir()
-        files = unlanded_time_entry_files(db, source, workdir)
-        try:
-            unlanded = read_unlanded(files, fmt=psa_source.file_format(), workdir=workdir)
-        finally:
-            for _, path in files:
-                if path.parent == workdir:
-                    path.unlink(missing_ok=True)
-            close = getattr(source, "close", None)
-            if close:
-                close()
+        # A scratch folder of this run: fetched copies and transcoded files go with it, and a
+        # concurrent ingestion fetching the same file name never shares a path with us.
+        with (
+            psa_source.open() as source,
+            tempfile.TemporaryDirectory(dir=psa_source.workdir(), prefix=".recon-") as tmp,
+        ):
+            files = unlanded_time_entry_files(db, source, Path(tmp))
+            unlanded = read_unlanded(files, fmt=psa_source.file_format(), workdir=Path(tmp))
     rec = reconcile(
         db,
         erp.get_target(),

@@ -70,22 +70,16 @@ def _write_cursor(keys: set[str]) -> str:
     description="Launches an ingestion run for each new complete file in the PSA inbox.",
 )
 def psa_inbox_sensor(context: SensorEvaluationContext, psa_source: PsaSource):
-    source = psa_source.open()
     try:
-        files = source.list_complete()
+        with psa_source.open() as source:
+            files = source.list_complete()
     except RetryableSourceError as e:  # server down or connection dropped: try next tick
         return SkipReason(f"PSA source not reachable, retrying next tick: {e}")
-    finally:
-        close = getattr(source, "close", None)
-        if close:
-            close()
     requested = _read_cursor(context.cursor)
     present: set[str] = set()
     runs: list[RunRequest] = []
     for f in files:
-        dataset = dataset_of(f.name)
-        if dataset is None:
-            continue
+        dataset = dataset_of(f.name)  # list_complete only returns files of a known dataset
         key = file_key(f)
         present.add(key)
         if key in requested:

@@ -16,7 +16,7 @@ import pyarrow as pa
 
 from connectors.sources.base import FileSource, dataset_of
 from connectors.sources.canonical import DATASETS
-from connectors.sources.formats import FileFormat, open_raw
+from connectors.sources.formats import FileFormat, close_raw, open_raw
 from reconciliation._inputs import UNLANDED_SCHEMA, sql_literal
 from staging_models.db import StagingDB
 from staging_models.landing import already_landed, file_checksum, typed_select_sql
@@ -41,7 +41,7 @@ def read_unlanded(
                 .to_arrow_table()
                 .cast(UNLANDED_SCHEMA)
             )
-            duck.execute(f"DROP VIEW IF EXISTS {view}")
+            close_raw(duck, view)
     return pa.concat_tables(parts) if parts else UNLANDED_SCHEMA.empty_table()
 
 
@@ -50,7 +50,8 @@ def unlanded_time_entry_files(
 ) -> list[tuple[str, Path]]:
     """Complete time-entry files in the source whose bytes no landed load holds.
 
-    Fetched into `workdir` (a local source reads in place); the caller removes fetched copies.
+    Fetched into `workdir` (a local source reads in place): give it a scratch folder that the
+    caller removes.
     """
     out = []
     for f in source.list_complete():
@@ -58,8 +59,6 @@ def unlanded_time_entry_files(
             continue
         local = source.fetch(f, workdir)
         if already_landed(db, "time_entries", file_checksum(local)):
-            if local.parent == workdir:
-                local.unlink(missing_ok=True)
             continue
         out.append((f.name, local))
     return out

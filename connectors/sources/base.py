@@ -122,3 +122,12 @@ class FileSource(ABC):
     def describe(self) -> str:
         """Where this source reads from, without secrets (for logs and metadata)."""
         return self.name
+
+    def close(self) -> None:  # noqa: B027 - a no-op by default, not an abstract duty
+        """Release connections; a later operation may reconnect. Nothing to do locally."""
+
+    def __enter__(self) -> FileSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

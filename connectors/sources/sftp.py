@@ -26,7 +26,6 @@ import stat
 import time
 from collections.abc import Callable
 from pathlib import Path
-from types import TracebackType
 from typing import TypeVar
 
 import paramiko
@@ -139,17 +138,6 @@ class SftpSource(FileSource):
         self._sftp: paramiko.SFTPClient | None = None
 
     # -- connection -----------------------------------------------------------------
-
-    def __enter__(self) -> SftpSource:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"SftpSource({self.describe()!r})"
