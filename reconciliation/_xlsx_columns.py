@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 Column = pd.Series | pa.ChunkedArray
 
@@ -323,7 +324,8 @@ def plan_arrow_column(name: str, col: pa.ChunkedArray) -> ColumnPlan:
             ),
         )
     if pa.types.is_integer(t):
-        if _big_ints(col.to_pandas()):
+        mm = pc.min_max(col).as_py()  # no conversion of the whole column
+        if mm["min"] is not None and max(abs(mm["min"]), abs(mm["max"])) >= _MAX_EXACT_INT:
             plan = _text_plan(name, stringify=True)
             convert = plan.convert
             plan.convert = lambda part: convert(part.to_pandas())

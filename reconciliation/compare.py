@@ -319,7 +319,7 @@ def reconcile(
         try:
             _classify(duck, arrow["r_erp"], les, fmt, params, timings)
             t = time.perf_counter()
-            lines, totals, invoices, kpis, exact = _fetch(duck, params)
+            lines, totals, invoices, kpis, exact = _fetch(duck)
             timings["fetch"] = time.perf_counter() - t
         finally:
             for name in _TEMPS:
@@ -419,7 +419,7 @@ def _any_invoices(duck: duckdb.DuckDBPyConnection) -> bool:
     )
 
 
-def _fetch(duck: duckdb.DuckDBPyConnection, params: dict):
+def _fetch(duck: duckdb.DuckDBPyConnection):
     """Exception lines, totals, invoices and key figures out of DuckDB, as Arrow."""
     classes = ", ".join(sql_literal(c) for c in EXCEPTION_CLASSES)
     lines = (

@@ -162,7 +162,7 @@ def _widths(plans: Sequence[ColumnPlan], cols: Sequence[Column], n: int) -> list
 # --------------------------------------------------------------------------- cells and rows
 
 
-def _text_cell(ws: WriteOnlyWorksheet, text: str, font: Font | None = None) -> WriteOnlyCell:
+def text_cell(ws: WriteOnlyWorksheet, text: str, font: Font | None = None) -> WriteOnlyCell:
     """A string cell that is text even if it looks like a formula (public openpyxl API)."""
     text = sanitise_text([str(text)], TextIssues())[0]
     cell = WriteOnlyCell(ws, value=text)
@@ -180,7 +180,7 @@ def _value_cell(
     if value is None:
         return None
     if kind is Kind.TEXT:
-        return _text_cell(ws, value)
+        return text_cell(ws, value)
     cell = WriteOnlyCell(ws, value=value)
     fmt = number_format or NUMBER_FORMATS[kind]
     if fmt:
@@ -191,7 +191,7 @@ def _value_cell(
 def _header_cells(ws: WriteOnlyWorksheet, names: Iterable[str]) -> list[WriteOnlyCell]:
     cells = []
     for name in names:
-        cell = _text_cell(ws, name, _HEADER_FONT)
+        cell = text_cell(ws, name, _HEADER_FONT)
         cell.fill = _HEADER_FILL
         cells.append(cell)
     return cells
@@ -363,7 +363,7 @@ class _Summary:
     def section(self, title: str) -> None:
         if self.row:
             self.append()
-        self.append([_text_cell(self.ws, title, _SECTION_FONT)])
+        self.append([text_cell(self.ws, title, _SECTION_FONT)])
 
     def table(self, frame: pd.DataFrame, highlight_variance: bool = False) -> int:
         """Header plus rows of a small frame; returns the header's row number."""
@@ -428,21 +428,21 @@ def _write_summary(
     for idx in range(2, max(totals.shape[1], 3) + 2):
         ws.column_dimensions[get_column_letter(idx)].width = 18
     out = _Summary(ws)
-    out.append([_text_cell(ws, title, _TITLE_FONT)])
+    out.append([text_cell(ws, title, _TITLE_FONT)])
     stamp = WriteOnlyCell(ws, value=generated_at)
     stamp.number_format = NUMBER_FORMATS[Kind.DATETIME]
     stamp.alignment = Alignment(horizontal="left")
-    out.append([_text_cell(ws, "Generated at"), stamp])
+    out.append([text_cell(ws, "Generated at"), stamp])
 
     out.section("Key figures")
     out.append(_header_cells(ws, ["Metric", "Value"]))
     for label, value in kpis:
-        out.append([_text_cell(ws, str(label)), _kpi_cell(ws, str(label), value)])
+        out.append([text_cell(ws, str(label)), _kpi_cell(ws, str(label), value)])
 
     if notes:
         out.section("Notes")
         for note in notes:
-            out.append([_text_cell(ws, note)])
+            out.append([text_cell(ws, note)])
 
     out.section("Totals")
     out.table(totals, highlight_variance=True)

@@ -25,9 +25,6 @@ _hours = sa.Numeric(10, 4)
 _rate = sa.Numeric(14, 4)
 _ts = sa.DateTime(timezone=True)
 
-#: Ledger states. Live in the ERP: sent (maybe), confirmed.
-LEDGER_STATES = ("planned", "sent", "confirmed", "rejected", "held", "void")
-
 
 def _tracking() -> list[sa.Column]:
     """Columns every ledger row carries: state, ERP answer and where it was posted from."""

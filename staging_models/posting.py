@@ -737,21 +737,14 @@ def run_window(
     )
 
 
-def ledger_frame(db: StagingDB, ledger: str = "posting_ledger") -> pd.DataFrame:
-    """The whole ledger (tests, reconciliation)."""
-    return db.query_df(f"SELECT * FROM {ledger} ORDER BY external_id")
-
-
 __all__ = [
     "PlanTooLarge",
     "PostingHoursClosed",
     "PostingLocked",
     "PostingRefused",
     "RetryPolicy",
-    "STEPS",
     "WindowConfig",
     "WindowResult",
-    "ledger_frame",
     "new_window_id",
     "run_window",
 ]

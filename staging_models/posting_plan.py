@@ -34,8 +34,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from connectors.erp.base import ErpTarget
-from connectors.erp.bulk import load_temp, read_frame
+from connectors.erp.bulk import load_temp
 from connectors.erp.sql_interface import month_end
+from staging_models.db import read_df
 
 ClosedPeriodPolicy = Literal["next_open", "hold"]
 #: How far past a closed period `next_open` looks for an open one.
@@ -253,7 +254,7 @@ def _add_months(period: str, n: int) -> date:
 
 def _load_periods(conn: Connection, erp: ErpTarget, fetch) -> None:
     """Ask the ERP which periods are open for every legal entity and month the plan touches."""
-    span = read_frame(
+    span = read_df(
         conn,
         """SELECT legal_entity, MIN(natural_period) AS lo, MAX(natural_period) AS hi FROM (
                SELECT legal_entity, natural_period FROM plan_lines
@@ -416,18 +417,15 @@ def merge_plan(
             unwanted = f"""SELECT v.external_id FROM {ledger} v
                 WHERE v.state IN ('planned', 'held') AND {where}
                   AND NOT EXISTS (SELECT 1 FROM {plan} p WHERE p.external_id = v.external_id)"""
-            n = conn.execute(sa.text(f"SELECT COUNT(*) FROM ({unwanted}) u"), params).scalar_one()
-            if n:
-                voided += n
-                conn.execute(
-                    sa.text(
-                        f"""UPDATE {ledger} SET state = 'void', window_id = :w, settled_at = :now,
-                                erp_message = 'No longer wanted (superseded, quarantined or '
-                                              || 'withdrawn) before it reached the ERP'
-                            WHERE state IN ('planned', 'held') AND external_id IN ({unwanted})"""
-                    ),
-                    {**track, **params},
-                )
+            voided += conn.execute(
+                sa.text(
+                    f"""UPDATE {ledger} SET state = 'void', window_id = :w, settled_at = :now,
+                            erp_message = 'No longer wanted (superseded, quarantined or '
+                                          || 'withdrawn) before it reached the ERP'
+                        WHERE state IN ('planned', 'held') AND external_id IN ({unwanted})"""
+                ),
+                {**track, **params},
+            ).rowcount
             conn.execute(
                 sa.text(
                     f"""UPDATE {ledger} SET period = p.period, state = p.state,

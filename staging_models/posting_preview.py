@@ -15,7 +15,8 @@ from openpyxl.cell import WriteOnlyCell
 from openpyxl.styles import Font
 from sqlalchemy.engine import Connection
 
-from connectors.erp.bulk import read_frame
+from reconciliation.workbook import text_cell
+from staging_models.db import read_df
 
 #: Rows an xlsx sheet holds below its header.
 SHEET_ROWS = 1_048_575
@@ -58,23 +59,21 @@ _DETAIL_SQL = """
 def plan_summary(conn: Connection) -> pd.DataFrame:
     """Lines, posts, reversals, hours and amounts per document, legal entity, project, currency
     and state (planned or held). Hours and amounts are Decimal."""
-    df = read_frame(conn, _SUMMARY_SQL)
+    df = read_df(conn, _SUMMARY_SQL)
     for c in ("lines", "posts", "reversals"):
         df[c] = df[c].astype("int64")
     return df
 
 
 def plan_detail(conn: Connection, limit: int = DEFAULT_DETAIL_LIMIT) -> pd.DataFrame:
-    return read_frame(conn, _DETAIL_SQL, {"n": int(limit)})
+    return read_df(conn, _DETAIL_SQL, {"n": int(limit)})
 
 
 def _safe(ws, value):
-    """A cell value Excel shows as typed: text starting with = + - @ is never a formula."""
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@"):
-        cell = WriteOnlyCell(ws, value=value)
-        cell.data_type = "s"
-        cell.quotePrefix = True
-        return cell
+    """A cell value Excel shows as typed: text is stored as text (never a formula, control
+    characters replaced) by the workbook writer's own `text_cell`."""
+    if isinstance(value, str):
+        return text_cell(ws, value)
     if value is None or (not isinstance(value, str) and pd.isna(value)):
         return None
     return value

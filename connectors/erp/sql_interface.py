@@ -348,9 +348,6 @@ class SqlInterfaceTarget(ErpTarget):
     """
 
     name = "sql_interface"
-    #: Safe to look IDs up from another thread while a batch posts (pooled connections).
-    #: Posting no longer looks ahead (a never-sent batch needs no lookup); kept for callers.
-    concurrent_lookups = True
     #: Frames may hold Arrow-backed columns (`pd.ArrowDtype`): they are loaded as they are.
     accepts_arrow_frames = True
 

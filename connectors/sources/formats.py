@@ -48,7 +48,6 @@ __all__ = [
     "close_raw",
     "normalise_header",
     "open_raw",
-    "read_xlsx_as_text",
     "transcode_to_utf8",
 ]
 
@@ -312,28 +311,19 @@ def _unique(names: list[str]) -> list[str]:
     return out
 
 
-def read_xlsx_as_text(
-    path: Path,
-    dataset: Dataset,
-    fmt: FileFormat,
-    types: Mapping[str, str] | None = None,
-) -> pa.Table:
-    """The sheet as an Arrow table of strings, plus the row number of each record.
-
-    `types` maps a normalised header to its canonical type (default: the dataset's own
-    columns), so numbers in date columns are read as Excel serial dates. XLSX exports
-    are small (Excel stops at 1,048,576 rows); this reads cell by cell.
-    """
-    return _read_xlsx(path, dataset, fmt, types)[0]
-
-
 def _read_xlsx(
     path: Path,
     dataset: Dataset,
     fmt: FileFormat,
     types: Mapping[str, str] | None = None,
 ) -> tuple[pa.Table, list[str]]:
-    """`read_xlsx_as_text` and the header as written (the table's names are made unique)."""
+    """The sheet as an Arrow table of strings plus each record's row number, and the header as
+    written (the table's names are made unique).
+
+    `types` maps a normalised header to its canonical type (default: the dataset's own
+    columns), so numbers in date columns are read as Excel serial dates. XLSX exports
+    are small (Excel stops at 1,048,576 rows); this reads cell by cell.
+    """
     from openpyxl import load_workbook
 
     if fmt.header_row < 1:
