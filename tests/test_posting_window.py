@@ -189,7 +189,8 @@ def test_dry_run_posts_nothing_and_writes_a_safe_preview(duck_env: PostingEnv) -
     assert wb.sheetnames == ["Summary", "Lines"]
     cells = {c.value: c for row in wb["Lines"].iter_rows() for c in row if c.value is not None}
     for text in ("=1+1", '=HYPERLINK("http://x")', "+49 30 1234", "@SUM(A1)"):
-        assert cells[text].data_type == "s", text
+        # Text, and marked so Excel keeps it text when the cell is edited.
+        assert cells[text].data_type == "s" and cells[text].quotePrefix, text
     assert wb["Summary"].cell(1, 1).value.startswith("Dry run W")
 
 

@@ -145,6 +145,7 @@ def test_workbook_summary_cell_by_cell(run) -> None:
     # Totals section: one row per legal entity and currency, every state and variance.
     totals = load_frame(run["db"], "rec_totals")
     per_le = totals[totals["dimension"] == "legal_entity"].drop(columns=["dimension", "member"])
+    assert len(per_le) == 2  # both legal entities of the seeded world
     top = [r[0] for r in rows].index("Totals") + 1
     assert list(rows[top][: per_le.shape[1]]) == list(per_le.columns)
     for i, rec in enumerate(per_le.sort_values("legal_entity").itertuples(index=False)):

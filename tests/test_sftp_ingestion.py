@@ -269,6 +269,7 @@ def test_passphrase_and_key_never_reach_logs_or_run_records(
             assert m.metadata["source"].value.startswith("sftp://")
         run = instance.get_run_by_id(result.run_id)
         texts.append(serialize_value(run))
+        failures = 0
         for entry in instance.all_logs(result.run_id):
             texts.append(serialize_value(entry))
             texts.append(entry.message or "")
@@ -276,6 +277,8 @@ def test_passphrase_and_key_never_reach_logs_or_run_records(
                 err = entry.dagster_event.step_failure_data.error
                 texts.append(err.to_string())
                 assert "key_passphrase" in err.to_string()  # the failure says what to fix
+                failures += 1
+        assert (failures > 0) == (not expect_ok)  # a failing run failed in its step
     texts.append(caplog.text)
     everything = "\n".join(texts)
     assert "time_entries_1.csv" in everything  # the capture did see the runs' logs
