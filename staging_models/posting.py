@@ -1,14 +1,16 @@
 """The posting window: controlled, idempotent, crash-safe posting of validated batches.
 
 One window = check the posting hours -> take the lock -> settle what a crashed
-window left `sent` -> plan (set-based, see `posting_plan`) -> write the plan into
-the ledger -> send it in batches -> release the lock. Pure Python + SQL; the
-Dagster asset is a thin wrapper (assets/posting.py).
+window left `sent` -> plan (set-based, see `posting_plan`) -> send it in batches,
+each written into the ledger as `sent` just before it goes -> release the lock.
+Pure Python + SQL; the Dagster asset is a thin wrapper (assets/posting.py).
 
 Why it is safe to kill at any point:
-- the plan and the ledger rows commit together, or not at all;
-- a batch is marked `sent` (committed) before the ERP sees it, and confirmed
-  after; a line stays `sent` ("may be in the ERP") until its answer is recorded;
+- what a plan changes in the ledger (lines re-planned, void, held) commits at once;
+- a batch is committed `sent` (new lines: inserted so) before the ERP sees it, and
+  confirmed after; a line stays `sent` ("may be in the ERP") until its answer is
+  recorded; a planned line the ledger does not have yet was never sent, and the next
+  window plans it again;
 - a `planned` line is never in the ERP, so a batch's first attempt posts without
   a lookup; where the ERP may hold a line (a retry after a lost response, the
   `sent` lines a crash left) it is looked up first and only the missing ones are
@@ -60,10 +62,14 @@ from staging_models.posting_lock import (
 )
 from staging_models.posting_plan import (
     ClosedPeriodPolicy,
+    PendingLines,
     Scope,
     build_plan,
+    drop_plan,
+    mark_sent,
     merge_plan,
     plan_counts,
+    track_params,
 )
 from staging_models.posting_preview import (
     DEFAULT_DETAIL_LIMIT,
@@ -355,23 +361,17 @@ def _record_batch(
     }
 
 
-def _mark_sent(db: StagingDB, ledger: str, batch_id: str) -> None:
-    with db.begin() as conn:
-        conn.execute(
-            sa.text(
-                f"UPDATE {ledger} SET state = 'sent', sent_at = :now "
-                "WHERE batch_id = :b AND state = 'planned'"
-            ),
-            {"now": datetime.now(UTC), "b": batch_id},
-        )
-
-
-def _batches(db: StagingDB, ledger: str, window_id: str) -> list[str]:
+def _invoice_batches(db: StagingDB, window_id: str) -> list[str]:
     return db.query_df(
-        f"SELECT DISTINCT batch_id FROM {ledger} WHERE window_id = :w AND state = 'planned' "
+        "SELECT DISTINCT batch_id FROM invoice_ledger WHERE window_id = :w AND state = 'planned' "
         "AND batch_id IS NOT NULL ORDER BY batch_id",
         {"w": window_id},
     )["batch_id"].tolist()
+
+
+def _mark_invoices_sent(db: StagingDB, batch_id: str) -> None:
+    with db.begin() as conn:
+        mark_sent(conn, "invoice_ledger", batch_id, datetime.now(UTC))
 
 
 @dataclass
@@ -390,13 +390,15 @@ def _send(
     lock: PostingLock,
     call: Callable,
     hooks: Callable[[str, str], None] | None,
+    pending: PendingLines,
 ) -> dict[str, int]:
     """Send the window's planned batches, one batch ahead.
 
     The ERP requests run in this thread; every staging write runs, in order, in one
     worker thread (so DuckDB never sees two concurrent writers). While the ERP books
     batch n, the worker records the answer for batch n-1 (with the lock's heartbeat)
-    and then marks batch n+1 `sent` and reads it back. Before each request the lock is
+    and then writes batch n+1 into the ledger as `sent` (time lines: from the plan,
+    `pending`; invoices: marked) and reads it back. Before each request the lock is
     checked (a read), so a window whose lock was taken over stops before sending more.
     A crash while batch n-1 is being recorded leaves it `sent`: the next window's
     settle finds it in the ERP and confirms it.
@@ -461,7 +463,10 @@ def _send(
         return heads["external_id"], post
 
     def prepare(ledger: str, read: Callable, b: str) -> _Batch:
-        _mark_sent(db, ledger, b)
+        if ledger == "posting_ledger":
+            pending.write_sent(b, datetime.now(UTC))
+        else:
+            _mark_invoices_sent(db, b)
         step("batch_marked_sent", b)
         ids, post_missing = read(b)
 
@@ -482,8 +487,12 @@ def _send(
     # On an exception the pool's exit waits for the queued staging writes: nothing is left
     # half-written behind the window's back.
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="posting-staging") as pool:
-        for ledger, read in (("posting_ledger", time_lines), ("invoice_ledger", invoices)):
-            batch_ids = _batches(db, ledger, window_id)
+        for ledger, read, batch_ids in (
+            ("posting_ledger", time_lines, pending.batches()),
+            ("invoice_ledger", invoices, None),
+        ):
+            if batch_ids is None:  # invoices were written into their ledger with the plan
+                batch_ids = _invoice_batches(db, window_id)
             ahead = pool.submit(prepare, ledger, read, batch_ids[0]) if batch_ids else None
             for i, _ in enumerate(batch_ids):
                 batch = ahead.result()
@@ -665,6 +674,10 @@ def run_window(
     counts: dict[str, Any] = {}
     status, message = "failed", "failed"
     summary, path = pd.DataFrame(), None
+    track = track_params(window_id, config.run_id, launched_by, now)
+    # The plan's temporary tables live on this connection until the window ends.
+    plan_conn = db.engine.connect()
+    pending = PendingLines(plan_conn, track)
     try:
         _record_window(db, window_id, config, "running", launched_by, now)
         with db.begin() as conn:
@@ -677,9 +690,9 @@ def run_window(
                 {"now": now, "w": window_id},
             )
         counts.update(_settle_sent(db, erp, call))
-        with db.begin() as conn:
+        with plan_conn.begin():
             plan, summary, path = _plan_and_preview(
-                conn, erp, config, window_id, call, launched_by, now
+                plan_conn, erp, config, window_id, call, launched_by, now
             )
             counts.update(plan)
             counts["lines_sendable"] = _sendable(plan)
@@ -689,16 +702,7 @@ def run_window(
                     f"max_lines {config.max_lines:,}: narrow the scope (legal entities, dates) "
                     "or raise max_lines. Nothing was posted."
                 )
-            counts["voided"] = merge_plan(
-                conn,
-                config.scope(),
-                window_id=window_id,
-                run_id=config.run_id,
-                launched_by=launched_by,
-                now=now,
-            )
-            for temp in ("plan_lines", "plan_invoices", "plan_invoice_lines", "plan_periods"):
-                conn.exec_driver_sql(f"DROP TABLE IF EXISTS {temp}")  # DuckDB keeps them
+            counts["voided"] = merge_plan(plan_conn, config.scope(), track, defer_lines=True)
         if not db.is_duckdb:  # fresh statistics, or the batch updates scan the whole ledger
             with db.begin() as conn:
                 conn.exec_driver_sql("ANALYZE posting_ledger")
@@ -707,7 +711,7 @@ def run_window(
             hooks("planned", "")
         # The ERP must know every customer, employee, project and task a line refers to.
         call(lambda: erp.ensure_master_data(*master_data_frames(db)))
-        counts.update(_send(db, erp, window_id, lock, call, hooks))
+        counts.update(_send(db, erp, window_id, lock, call, hooks, pending))
         status = "completed"
         message = (
             f"Posted {counts['confirmed']:,} documents"
@@ -728,6 +732,12 @@ def run_window(
         raise
     finally:
         try:
+            try:
+                if status == "stopped":  # still holding the lock: show what waits as planned
+                    pending.flush()
+                drop_plan(plan_conn)
+            finally:
+                plan_conn.close()
             counts.update(_ledger_state(db, window_id))
             _finish_window(db, window_id, status, message, counts)
         finally:

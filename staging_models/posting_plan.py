@@ -18,8 +18,11 @@ a pair: if one half is held, so is the other, so the ERP never counts an entry
 twice or not at all because of a closed period.
 
 The plan lands in temporary tables (`plan_lines`, `plan_invoices`,
-`plan_invoice_lines`) of the caller's transaction; `merge_plan` writes them into
-the ledgers, a dry run just reads and discards them.
+`plan_invoice_lines`) of the caller's connection; `merge_plan` writes them into
+the ledgers, a dry run just reads and rolls them back. A window defers its new
+time lines: `PendingLines` writes each batch into the ledger just before the batch
+is sent (the sending pipeline hides that write behind the ERP's work), so a plan of
+many lines is not written twice before the first line reaches the ERP.
 """
 
 from __future__ import annotations
@@ -73,10 +76,20 @@ def period_sql(conn: Connection, date_expr: str) -> str:
 
 
 def temp_table(conn: Connection, name: str, select_sql: str, params: dict | None = None) -> None:
-    """CREATE TEMP TABLE name AS select (dropped at commit on PostgreSQL, replaced on DuckDB)."""
+    """CREATE TEMP TABLE name AS select: kept across commits until `drop_plan` (or a rollback
+    of the creating transaction), so a window can send from it batch by batch."""
     conn.exec_driver_sql(f"DROP TABLE IF EXISTS {name}")
-    on_commit = " ON COMMIT DROP" if conn.dialect.name == "postgresql" else ""
-    conn.execute(sa.text(f"CREATE TEMP TABLE {name}{on_commit} AS {select_sql}"), params or {})
+    conn.execute(sa.text(f"CREATE TEMP TABLE {name} AS {select_sql}"), params or {})
+
+
+PLAN_TABLES = ("plan_lines", "plan_invoices", "plan_invoice_lines", "plan_periods")
+
+
+def drop_plan(conn: Connection) -> None:
+    """Drop the plan's temporary tables (a pooled connection would keep them)."""
+    with conn.begin():
+        for name in PLAN_TABLES:
+            conn.exec_driver_sql(f"DROP TABLE IF EXISTS {name}")
 
 
 @dataclass(frozen=True)
@@ -308,15 +321,24 @@ def _apply_policy(conn: Connection, table: str, policy: ClosedPeriodPolicy, grou
     )
 
 
-def _batch_sql(group: str, param: str) -> str:
-    """Batch number of each plan row, in batches of `:size`, an entry's lines adjacent.
+def _numbered(sql: str, group: str, param: str, extra: str) -> str:
+    """The plan rows of `sql` with `extra` columns and a batch id each: batches of `:size`
+    rows, an entry's lines adjacent.
 
+    Numbered in the order of a sorted subquery: a window function with its own ORDER BY
+    sorts every column of the plan again, twice the cost. Both DuckDB and PostgreSQL number
+    an unordered window in its input's order; were one not to, batches would still hold
+    `:size` rows each, only an entry's lines could land in neighbouring batches.
     Numbered when the plan is created; lines held afterwards lose their batch, so a batch
     may send fewer lines than `size` (cheaper than numbering again after the policy).
     """
+    batch = (
+        f"CAST(:{param} AS VARCHAR) || '-b' || lpad(CAST(CAST(FLOOR((ROW_NUMBER() OVER () - 1)"
+        " / :size) AS INTEGER) + 1 AS VARCHAR), 5, '0')"
+    )
     return (
-        f"CAST(:{param} AS VARCHAR) || '-b' || lpad(CAST(CAST(FLOOR((ROW_NUMBER() OVER ("
-        f"ORDER BY {group}, kind, external_id) - 1) / :size) AS INTEGER) + 1 AS VARCHAR), 5, '0')"
+        f"SELECT q.*, q.natural_period AS period, {extra}, {batch} AS batch_id "
+        f"FROM (SELECT * FROM ({sql}) s ORDER BY {group}, kind, external_id) q"
     )
 
 
@@ -338,13 +360,15 @@ def build_plan(
     if conn.dialect.name == "postgresql":
         # The batch numbering sorts the whole plan: in memory, not in 4 MB runs on disk.
         conn.exec_driver_sql("SET LOCAL work_mem = '128MB'")
-    extra = "CAST('planned' AS VARCHAR) AS state, CAST(NULL AS VARCHAR) AS erp_message"
+    # is_new: not in the ledger yet (`merge_plan` clears it for lines the ledger holds unsent).
+    extra = (
+        "CAST('planned' AS VARCHAR) AS state, CAST(NULL AS VARCHAR) AS erp_message, TRUE AS is_new"
+    )
     sql, params = _plan_time_lines_sql(conn, scope)
     temp_table(
         conn,
         "plan_lines",
-        f"SELECT q.*, q.natural_period AS period, {extra}, "
-        f"{_batch_sql('entry_id', 'w_lines')} AS batch_id FROM ({sql}) q",
+        _numbered(sql, "entry_id", "w_lines", extra),
         {**params, "w_lines": window_id, "size": float(batch_size)},
     )
     sql, params = _plan_invoices_sql(conn, scope)
@@ -353,8 +377,7 @@ def build_plan(
     temp_table(
         conn,
         "plan_invoices",
-        f"SELECT q.*, q.natural_period AS period, {extra}, "
-        f"{_batch_sql('invoice_id', 'w_inv')} AS batch_id FROM ({sql}) q",
+        _numbered(sql, "invoice_id", "w_inv", extra),
         {**params, "w_inv": window_id + "-inv", "size": float(invoice_batch_size)},
     )
     _load_periods(conn, erp, fetch)
@@ -388,23 +411,46 @@ _INVOICE_COLS = (
 )
 
 
-def merge_plan(
+#: Plan rows a window sends: a batch each (held lines have none).
+_SENDABLE = "p.state = 'planned' AND p.batch_id IS NOT NULL"
+
+
+def _insert_new(
     conn: Connection,
-    scope: Scope,
-    *,
-    window_id: str,
-    run_id: str | None,
-    launched_by: str | None,
-    now,
+    ledger: str,
+    plan: str,
+    cols: str,
+    track: dict,
+    where: str = "TRUE",
+    sent: bool = False,
 ) -> int:
+    """Insert the new plan rows matching `where` (as `sent` at `:sent_at`, with `sent`)."""
+    state, sent_at = ("'sent'", ":sent_at") if sent else ("state", "NULL")
+    return conn.execute(
+        sa.text(
+            f"""INSERT INTO {ledger} ({cols}, state, erp_message, batch_id, window_id,
+                                      run_id, launched_by, planned_at, sent_at)
+                SELECT {cols}, {state}, erp_message, batch_id, :w, :run, :by, :now, {sent_at}
+                FROM {plan} p WHERE p.is_new AND {where}"""
+        ),
+        track,
+    ).rowcount
+
+
+def track_params(window_id: str, run_id: str | None, launched_by: str | None, now) -> dict:
+    """What every ledger row written by a window records about it."""
+    return {"w": window_id, "run": run_id, "by": launched_by, "now": now}
+
+
+def merge_plan(conn: Connection, scope: Scope, track: dict, *, defer_lines: bool = False) -> int:
     """Write the plan into the ledgers; returns how many earlier unsent lines became void.
 
-    New external IDs are inserted; ones the ledger holds unsent (planned, held,
-    rejected, void) are re-planned under this window; unsent lines in scope that the
-    plan no longer wants (their entry moved on before they reached the ERP) become void.
+    New external IDs are inserted (with `defer_lines`, a new time line with a batch is
+    left to `PendingLines`); ones the ledger holds unsent (planned, held, rejected, void)
+    are re-planned under this window; unsent lines in scope that the plan no longer wants
+    (their entry moved on before they reached the ERP) become void. `track`: `track_params`.
     """
     voided = 0
-    track = {"w": window_id, "run": run_id, "by": launched_by, "now": now}
     for ledger, plan, cols, date_col in (
         ("posting_ledger", "plan_lines", _TIME_COLS, "work_date"),
         ("invoice_ledger", "plan_invoices", _INVOICE_COLS, "issue_date"),
@@ -438,16 +484,14 @@ def merge_plan(
                 ),
                 track,
             )
-        conn.execute(
-            sa.text(
-                f"""INSERT INTO {ledger} ({cols}, state, erp_message, batch_id, window_id,
-                                          run_id, launched_by, planned_at)
-                    SELECT {cols}, state, erp_message, batch_id, :w, :run, :by, :now
-                    FROM {plan} p
-                    WHERE NOT EXISTS (SELECT 1 FROM {ledger} x WHERE x.external_id = p.external_id)"""
-            ),
-            track,
-        )
+            # The plan never holds a line the ledger has sent or confirmed (see the plan SQL),
+            # so only these re-planned ones are in the ledger already.
+            conn.exec_driver_sql(
+                f"""UPDATE {plan} SET is_new = FALSE
+                    WHERE external_id IN (SELECT external_id FROM {ledger})"""
+            )
+        deferred = defer_lines and ledger == "posting_ledger"
+        _insert_new(conn, ledger, plan, cols, track, f"NOT ({_SENDABLE})" if deferred else "TRUE")
     conn.exec_driver_sql(
         """INSERT INTO invoice_ledger_lines
                (invoice_external_id, line_no, line_kind, description, quantity, unit_price, amount)
@@ -458,3 +502,66 @@ def merge_plan(
                                AND x.line_no = p.line_no)"""
     )
     return voided
+
+
+@dataclass
+class PendingLines:
+    """A window's new time lines, still only in `plan_lines` of `conn` (`merge_plan` with
+    `defer_lines`): each batch enters the ledger, marked `sent`, just before it is sent.
+
+    Safe to stop at any point: a line the ledger lacks was never sent, and the next
+    window plans it again; `flush` writes what a window that stopped cleanly did not send
+    (as `planned`, so finance sees it waiting).
+    """
+
+    conn: Connection
+    track: dict
+
+    replanned: bool = False  # some of the plan's lines are in the ledger already
+
+    def batches(self) -> list[str]:
+        with self.conn.begin():
+            rows = self.conn.exec_driver_sql(
+                f"""SELECT batch_id, bool_or(NOT is_new) FROM plan_lines p WHERE {_SENDABLE}
+                    GROUP BY batch_id ORDER BY batch_id"""
+            ).fetchall()
+        self.replanned = any(r[1] for r in rows)
+        return [r[0] for r in rows]
+
+    def write_sent(self, batch_id: str, sent_at) -> None:
+        """Batch `batch_id` into the ledger as `sent` (and its re-planned lines), one commit."""
+        with self.conn.begin():
+            _insert_new(
+                self.conn,
+                "posting_ledger",
+                "plan_lines",
+                _TIME_COLS,
+                {**self.track, "b": batch_id, "sent_at": sent_at},
+                f"p.batch_id = :b AND {_SENDABLE}",
+                sent=True,
+            )
+            if self.replanned:
+                mark_sent(self.conn, "posting_ledger", batch_id, sent_at)
+
+    def flush(self) -> int:
+        """The lines not sent: into the ledger as `planned`."""
+        with self.conn.begin():
+            return _insert_new(
+                self.conn,
+                "posting_ledger",
+                "plan_lines",
+                _TIME_COLS,
+                self.track,
+                "NOT EXISTS (SELECT 1 FROM posting_ledger x WHERE x.external_id = p.external_id)",
+            )
+
+
+def mark_sent(conn: Connection, ledger: str, batch_id: str, sent_at) -> None:
+    """A planned batch is handed to the ERP: `sent` (committed by the caller) before it is."""
+    conn.execute(
+        sa.text(
+            f"UPDATE {ledger} SET state = 'sent', sent_at = :now "
+            "WHERE batch_id = :b AND state = 'planned'"
+        ),
+        {"now": sent_at, "b": batch_id},
+    )
