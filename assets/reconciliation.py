@@ -32,9 +32,10 @@ from dagster import (
 from pydantic import Field
 
 from connectors.erp.base import ErpTarget
+from connectors.sources.base import SourceError
 from pipelines.resources import PsaSource, StagingDatabase
 from reconciliation.compare import ALL, Period, Reconciliation, reconcile
-from reconciliation.psa_files import read_unlanded, unlanded_time_entry_files
+from reconciliation.psa_files import Unlanded, unlanded_rows
 from reconciliation.report import write_reconciliation_workbook
 from reconciliation.report_server import report_url, reports_dir
 from reconciliation.store import load_lines, store_lines
@@ -141,25 +142,31 @@ def reconciliation(
     db = staging.get_db()
     now = datetime.now(UTC)
     period = resolve_period(config, now.date())
-    unlanded = None
+    inbox = Unlanded()
     if config.check_psa_inbox:
-        # A scratch folder of this run: fetched copies and transcoded files go with it, and a
-        # concurrent ingestion fetching the same file name never shares a path with us.
-        with (
-            psa_source.open() as source,
-            tempfile.TemporaryDirectory(dir=psa_source.workdir(), prefix=".recon-") as tmp,
-        ):
-            files = unlanded_time_entry_files(db, source, Path(tmp))
-            unlanded = read_unlanded(files, fmt=psa_source.file_format(), workdir=Path(tmp))
+        try:
+            # A scratch folder of this run: fetched copies and transcoded files go with it,
+            # and a concurrent ingestion fetching the same file name never shares a path.
+            with (
+                psa_source.open() as source,
+                tempfile.TemporaryDirectory(dir=psa_source.workdir(), prefix=".recon-") as tmp,
+            ):
+                inbox = unlanded_rows(db, source, fmt=psa_source.file_format(), workdir=Path(tmp))
+        except SourceError as e:  # the books can still be compared; say what was not
+            context.log.warning(f"PSA inbox not checked: {e}")
+            inbox.problems.append(
+                f"PSA inbox not checked ({e}): files not landed yet were not compared."
+            )
     rec = reconcile(
         db,
         erp.get_target(),
         period,
         now=now,
-        unlanded=unlanded,
+        unlanded=inbox.rows,
         full_export_pattern=config.full_export_pattern
         or os.environ.get("STAGEPOST_FULL_EXPORT_PATTERN")
         or None,
+        notes=inbox.problems,
     )
     for note in rec.notes:
         context.log.info(note)

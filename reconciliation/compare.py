@@ -271,13 +271,15 @@ def reconcile(
     erp_invoices: pd.DataFrame | pa.Table | None = None,
     unlanded: pa.Table | None = None,
     full_export_pattern: str | None = None,
+    notes: Sequence[str] = (),
 ) -> Reconciliation:
     """Reconcile `period` across the PSA, staging and the ERP.
 
     The ERP is read through `erp` unless its answers are passed in (`erp_time_lines`,
     `erp_invoices`: frames with `TIME_LINE_COLUMNS` / `INVOICE_COLUMNS`). `unlanded` holds
-    rows of complete PSA files not landed yet (`psa_files.read_unlanded`). `now` dates the
-    ages (default: the current time).
+    rows of complete PSA files not landed yet (`psa_files.unlanded_rows`); `notes` are
+    added to the result's (what could not be compared, say). `now` dates the ages (default:
+    the current time).
     """
     now = now or datetime.now(UTC)
     if now.tzinfo is None:
@@ -326,7 +328,7 @@ def reconcile(
                 duck.execute(f"DROP TABLE IF EXISTS {name}")
             duck.unregister("rc_e")
     timings["total"] = time.perf_counter() - t0
-    notes = _notes(full, full_export_pattern, arrow["r_unlanded"])
+    notes = [*_notes(full, full_export_pattern, arrow["r_unlanded"]), *notes]
     return Reconciliation(
         period=period,
         generated_at=now,

@@ -9,14 +9,15 @@ the file is landed.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
 import pyarrow as pa
 
-from connectors.sources.base import FileSource, dataset_of
+from connectors.sources.base import FileSource, SourceError, dataset_of
 from connectors.sources.canonical import DATASETS
-from connectors.sources.formats import FileFormat, close_raw, open_raw
+from connectors.sources.formats import FileFormat, FileFormatError, close_raw, open_raw
 from reconciliation._inputs import UNLANDED_SCHEMA, sql_literal
 from staging_models.db import StagingDB
 from staging_models.landing import already_landed, file_checksum, typed_select_sql
@@ -45,20 +46,38 @@ def read_unlanded(
     return pa.concat_tables(parts) if parts else UNLANDED_SCHEMA.empty_table()
 
 
-def unlanded_time_entry_files(
-    db: StagingDB, source: FileSource, workdir: Path
-) -> list[tuple[str, Path]]:
-    """Complete time-entry files in the source whose bytes no landed load holds.
-
-    Fetched into `workdir` (a local source reads in place): give it a scratch folder that the
-    caller removes.
+@dataclass
+class Unlanded:
+    """Rows of complete PSA time-entry files not landed yet (`UNLANDED_SCHEMA`), and a note per
+    file that could not be fetched or read: its rows are not compared, and the workbook says so.
     """
-    out = []
+
+    rows: pa.Table = field(default_factory=UNLANDED_SCHEMA.empty_table)
+    problems: list[str] = field(default_factory=list)
+
+
+def unlanded_rows(
+    db: StagingDB, source: FileSource, *, fmt: FileFormat | None = None, workdir: Path
+) -> Unlanded:
+    """The rows of complete time-entry files in the source whose bytes no landed load holds.
+
+    A file that cannot be fetched or read (a broken file ingestion also refused, and keeps
+    refusing, in the inbox) is skipped with a note rather than failing the reconciliation.
+    Fetched into `workdir` (a local source reads in place): give it a scratch folder that the
+    caller removes. A source that cannot be listed raises `SourceError`.
+    """
+    parts, problems = [], []
     for f in source.list_complete():
         if dataset_of(f.name) != "time_entries":
             continue
-        local = source.fetch(f, workdir)
-        if already_landed(db, "time_entries", file_checksum(local)):
-            continue
-        out.append((f.name, local))
-    return out
+        try:
+            local = source.fetch(f, workdir)
+            if already_landed(db, "time_entries", file_checksum(local)):
+                continue
+            parts.append(read_unlanded([(f.name, local)], fmt=fmt, workdir=workdir))
+        except (SourceError, FileFormatError, duckdb.Error, OSError) as e:
+            problems.append(
+                f"PSA file {f.name} could not be read ({e}); its rows were not compared."
+            )
+    rows = pa.concat_tables(parts) if parts else UNLANDED_SCHEMA.empty_table()
+    return Unlanded(rows, problems)

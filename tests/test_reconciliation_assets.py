@@ -30,6 +30,8 @@ from reconciliation.report_server import make_server
 from staging_models.db import dispose_all, staging_db
 from tests.recon_helpers import EXPECTED_CLASSES, FULL_PATTERN, INJECTION, SeededWorld
 
+BROKEN = "time_entries_009_broken.csv"
+
 
 class FixedErp:
     """Stands in for the ERP resource: hands out one real ERP target (the SQL interface)."""
@@ -56,6 +58,8 @@ def run(tmp_path_factory) -> Iterator[dict]:
     url = f"duckdb:///{folder / 'staging.duckdb'}"
     db = staging_db(url)
     world = SeededWorld(db, folder)
+    # A broken file in the inbox (ingestion refuses it too): skipped with a note, not fatal.
+    (folder / "inbox" / BROKEN).write_bytes(b"entry_id,hours\nTE1,\xff\xfe\n")
     staging = StagingDatabase(url=url)
     result = materialize(
         reconciliation_assets,
@@ -110,6 +114,68 @@ def test_results_are_stored_in_staging(run) -> None:
     assert sorted(invoices["class"]) == sorted(
         ["in_sync", "ready_not_posted", "draft", "value_mismatch", "erp_unknown_to_staging"]
     )
+
+
+def _notes(db) -> list[str]:
+    kpis = load_frame(db, "rec_kpis")
+    return kpis[kpis["name"].str.startswith("note_")]["text"].tolist()
+
+
+def test_a_broken_inbox_file_is_noted_and_the_rest_compared(run) -> None:
+    problems = [n for n in _notes(run["db"]) if BROKEN in n]
+    assert len(problems) == 1 and "its rows were not compared" in problems[0]
+    # The readable file not landed yet is still compared (`S1`, newer content in the inbox).
+    lines = load_frame(run["db"], "rec_lines")
+    assert lines.loc[lines["entry_id"] == "S1", "class"].tolist() == ["not_yet_staged"]
+
+
+def test_an_unreachable_inbox_is_noted_and_the_books_still_compared(
+    tmp_path: Path, sftp_server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An SFTP inbox whose host key is unknown (a fatal SourceError): reconciled without it."""
+    monkeypatch.setenv("STAGEPOST_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("STAGEPOST_REPORTS_DIR", str(tmp_path / "reports"))
+    url = f"duckdb:///{tmp_path / 'staging.duckdb'}"
+    world = SeededWorld(staging_db(url), tmp_path)
+    strange = tmp_path / "known_hosts_other"
+    strange.write_text(sftp_server.known_hosts_line().replace(str(sftp_server.port), "1", 1))
+    staging = StagingDatabase(url=url)
+    try:
+        result = materialize(
+            reconciliation_assets,
+            resources={
+                "staging": staging,
+                "psa_source": PsaSource(
+                    kind="sftp",
+                    host="127.0.0.1",
+                    port=sftp_server.port,
+                    username=sftp_server.user,
+                    key_path=str(sftp_server.keys.key),
+                    known_hosts_path=str(strange),
+                    inbox=str(sftp_server.inbox),
+                ),
+                "erp": FixedErp(world.erp),
+                "staging_table_io_manager": StagingTableIOManager(staging=staging),
+            },
+            instance=DagsterInstance.ephemeral(),
+            run_config=RunConfig(
+                ops={
+                    "reconciliation": ReconciliationConfig(
+                        date_from="2026-10-01", date_to="2026-11-30"
+                    ),
+                    "reconciliation_workbook": WorkbookConfig(per_legal_entity=False),
+                }
+            ),
+        )
+        assert result.success
+        notes = [n for n in _notes(staging.get_db()) if n.startswith("PSA inbox not checked")]
+        assert len(notes) == 1 and "not in known_hosts" in notes[0]
+        lines = load_frame(staging.get_db(), "rec_lines")
+        assert "S1" not in set(lines["entry_id"])  # only the inbox knew it
+        assert len(lines) > 0  # the books were still compared
+    finally:
+        world.erp.close()
+        dispose_all()
 
 
 def test_key_figures_are_run_metadata(run) -> None:
