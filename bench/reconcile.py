@@ -10,7 +10,7 @@ ERP, 0.1% extra ERP lines unknown to staging, 0.5% with changed hours. Then time
       (PSA current versions, ledger, ERP), classified and counted;
   (c) datacompy's pandas comparer on the two-way staging-vs-ERP comparison (ledger vs ERP
       lines by entry id, hours and amount as staged: Decimal; float64 shown too), a
-      bench-only dependency (`pip install datacompy`);
+      bench-only dependency (extra `bench`, installed by `./dev bench`);
   (d) the reconciliation workbook vs a bare openpyxl write-only dump of the same rows;
 and reports reading the ERP through `ErpTarget.read_time_lines` (pandas) on its own.
 Targets: (a) <= 1.5 x (b); (c) / (a) >= 8; (d) workbook <= 1.3 x bare dump.
