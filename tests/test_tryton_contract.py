@@ -62,14 +62,16 @@ def set_period(target: TrytonTarget, legal_entity: str, period: str, is_open: bo
 
 
 class TestTrytonContract(ErpContract):
-    """Tryton differs by design in two places: it values time at the work's own price
-    (a timesheet line carries no rate), and it words a closed period as "reopen ..."."""
+    """Tryton differs by design in three places: it values time at the work's own price
+    (a timesheet line carries no rate), it words a closed period as "reopen ...", and a
+    credited invoice stays posted beside its credit note."""
 
     profile = ContractProfile(
         legal_entity=LEGAL_ENTITY,
         currency=CURRENCY_CODE,
         erp_values_time=True,
         closed_period_wording="reopen",
+        credited_invoice_status="posted",
     )
 
     @pytest.fixture
