@@ -674,11 +674,11 @@ def run_window(
     counts: dict[str, Any] = {}
     status, message = "failed", "failed"
     summary, path = pd.DataFrame(), None
-    track = track_params(window_id, config.run_id, launched_by, now)
-    # The plan's temporary tables live on this connection until the window ends.
-    plan_conn = db.engine.connect()
-    pending = PendingLines(plan_conn, track)
+    plan_conn: sa.Connection | None = None
     try:
+        # The plan's temporary tables live on this connection until the window ends.
+        plan_conn = db.engine.connect()
+        pending = PendingLines(plan_conn, track_params(window_id, config.run_id, launched_by, now))
         _record_window(db, window_id, config, "running", launched_by, now)
         with db.begin() as conn:
             conn.execute(
@@ -702,7 +702,9 @@ def run_window(
                     f"max_lines {config.max_lines:,}: narrow the scope (legal entities, dates) "
                     "or raise max_lines. Nothing was posted."
                 )
-            counts["voided"] = merge_plan(plan_conn, config.scope(), track, defer_lines=True)
+            counts["voided"] = merge_plan(
+                plan_conn, config.scope(), pending.track, defer_lines=True
+            )
         if not db.is_duckdb:  # fresh statistics, or the batch updates scan the whole ledger
             with db.begin() as conn:
                 conn.exec_driver_sql("ANALYZE posting_ledger")
@@ -732,12 +734,13 @@ def run_window(
         raise
     finally:
         try:
-            try:
-                if status == "stopped":  # still holding the lock: show what waits as planned
-                    pending.flush()
-                drop_plan(plan_conn)
-            finally:
-                plan_conn.close()
+            if plan_conn is not None:
+                try:
+                    if status == "stopped":  # still holding the lock: show what waits, planned
+                        pending.flush()
+                    drop_plan(plan_conn)
+                finally:
+                    plan_conn.close()
             counts.update(_ledger_state(db, window_id))
             _finish_window(db, window_id, status, message, counts)
         finally:

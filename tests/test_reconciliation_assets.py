@@ -60,24 +60,8 @@ def run(tmp_path_factory) -> Iterator[dict]:
     world = SeededWorld(db, folder)
     # A broken file in the inbox (ingestion refuses it too): skipped with a note, not fatal.
     (folder / "inbox" / BROKEN).write_bytes(b"entry_id,hours\nTE1,\xff\xfe\n")
-    staging = StagingDatabase(url=url)
-    result = materialize(
-        reconciliation_assets,
-        resources={
-            "staging": staging,
-            "psa_source": PsaSource(inbox=str(folder / "inbox")),
-            "erp": FixedErp(world.erp),
-            "staging_table_io_manager": StagingTableIOManager(staging=staging),
-        },
-        instance=DagsterInstance.ephemeral(),
-        run_config=RunConfig(
-            ops={
-                "reconciliation": ReconciliationConfig(
-                    date_from="2026-10-01", date_to="2026-11-30", full_export_pattern=FULL_PATTERN
-                ),
-                "reconciliation_workbook": WorkbookConfig(per_legal_entity=True),
-            }
-        ),
+    result = _materialize(
+        url, PsaSource(inbox=str(folder / "inbox")), world, full_export_pattern=FULL_PATTERN
     )
     yield {"result": result, "db": db, "folder": folder, "port": server.server_port}
     server.shutdown()
@@ -85,6 +69,33 @@ def run(tmp_path_factory) -> Iterator[dict]:
     world.erp.close()
     dispose_all()
     mp.undo()
+
+
+def _materialize(
+    url: str, psa_source: PsaSource, world: SeededWorld, full_export_pattern: str = ""
+):
+    """Both reconciliation assets over the seeded world, October and November 2026."""
+    staging = StagingDatabase(url=url)
+    return materialize(
+        reconciliation_assets,
+        resources={
+            "staging": staging,
+            "psa_source": psa_source,
+            "erp": FixedErp(world.erp),
+            "staging_table_io_manager": StagingTableIOManager(staging=staging),
+        },
+        instance=DagsterInstance.ephemeral(),
+        run_config=RunConfig(
+            ops={
+                "reconciliation": ReconciliationConfig(
+                    date_from="2026-10-01",
+                    date_to="2026-11-30",
+                    full_export_pattern=full_export_pattern,
+                ),
+                "reconciliation_workbook": WorkbookConfig(per_legal_entity=True),
+            }
+        ),
+    )
 
 
 def _metadata(result, key: str) -> dict:
@@ -139,38 +150,21 @@ def test_an_unreachable_inbox_is_noted_and_the_books_still_compared(
     world = SeededWorld(staging_db(url), tmp_path)
     strange = tmp_path / "known_hosts_other"
     strange.write_text(sftp_server.known_hosts_line().replace(str(sftp_server.port), "1", 1))
-    staging = StagingDatabase(url=url)
+    sftp = PsaSource(
+        kind="sftp",
+        host="127.0.0.1",
+        port=sftp_server.port,
+        username=sftp_server.user,
+        key_path=str(sftp_server.keys.key),
+        known_hosts_path=str(strange),
+        inbox=str(sftp_server.inbox),
+    )
     try:
-        result = materialize(
-            reconciliation_assets,
-            resources={
-                "staging": staging,
-                "psa_source": PsaSource(
-                    kind="sftp",
-                    host="127.0.0.1",
-                    port=sftp_server.port,
-                    username=sftp_server.user,
-                    key_path=str(sftp_server.keys.key),
-                    known_hosts_path=str(strange),
-                    inbox=str(sftp_server.inbox),
-                ),
-                "erp": FixedErp(world.erp),
-                "staging_table_io_manager": StagingTableIOManager(staging=staging),
-            },
-            instance=DagsterInstance.ephemeral(),
-            run_config=RunConfig(
-                ops={
-                    "reconciliation": ReconciliationConfig(
-                        date_from="2026-10-01", date_to="2026-11-30"
-                    ),
-                    "reconciliation_workbook": WorkbookConfig(per_legal_entity=False),
-                }
-            ),
-        )
-        assert result.success
-        notes = [n for n in _notes(staging.get_db()) if n.startswith("PSA inbox not checked")]
+        assert _materialize(url, sftp, world).success
+        db = staging_db(url)
+        notes = [n for n in _notes(db) if n.startswith("PSA inbox not checked")]
         assert len(notes) == 1 and "not in known_hosts" in notes[0]
-        lines = load_frame(staging.get_db(), "rec_lines")
+        lines = load_frame(db, "rec_lines")
         assert "S1" not in set(lines["entry_id"])  # only the inbox knew it
         assert len(lines) > 0  # the books were still compared
     finally:
