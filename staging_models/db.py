@@ -142,6 +142,22 @@ class StagingDB:
         with self.engine.begin() as conn:
             yield conn
 
+    @contextmanager
+    def threads(self, n: int) -> Iterator[None]:
+        """DuckDB runs on `n` threads inside (its thread count is per database, so for work
+        this process has to itself, like a posting window); a no-op on PostgreSQL."""
+        if not self.is_duckdb:
+            yield
+            return
+        with self.engine.connect() as conn:
+            before = conn.exec_driver_sql("SELECT current_setting('threads')").scalar()
+            conn.exec_driver_sql(f"SET threads = {int(n)}")
+        try:
+            yield
+        finally:
+            with self.engine.connect() as conn:
+                conn.exec_driver_sql(f"SET threads = {int(before)}")
+
     def query_df(self, sql: str, params: Mapping[str, Any] | None = None) -> pd.DataFrame:
         with self.engine.connect() as conn:
             return read_df(conn, sql, params)

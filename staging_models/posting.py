@@ -713,7 +713,10 @@ def run_window(
             hooks("planned", "")
         # The ERP must know every customer, employee, project and task a line refers to.
         call(lambda: erp.ensure_master_data(*master_data_frames(db)))
-        counts.update(_send(db, erp, window_id, lock, call, hooks, pending))
+        # Batches of a few thousand rows: one DuckDB thread spends less than two on them,
+        # and leaves a core to the ERP and this process while they overlap.
+        with db.threads(1):
+            counts.update(_send(db, erp, window_id, lock, call, hooks, pending))
         status = "completed"
         message = (
             f"Posted {counts['confirmed']:,} documents"
