@@ -38,6 +38,25 @@ def _sql_type(t: pa.DataType) -> str:
     return _SQL_TYPES[str(t)]
 
 
+def arrow_schema(table: sa.Table, names: Sequence[str]) -> pa.Schema:
+    """The Arrow schema of `names` columns of `table`: the table stays the one definition of
+    each column's type (text, integer, date, exact numeric)."""
+    fields = []
+    for name in names:
+        t = table.c[name].type
+        if isinstance(t, sa.Numeric) and not isinstance(t, sa.Float):
+            fields.append((name, pa.decimal128(t.precision, t.scale)))
+        elif isinstance(t, sa.Integer):
+            fields.append((name, pa.int64()))
+        elif isinstance(t, sa.Date):
+            fields.append((name, pa.date32()))
+        elif isinstance(t, sa.String):
+            fields.append((name, pa.string()))
+        else:
+            raise TypeError(f"{table.name}.{name}: no Arrow type for {t!r}")
+    return pa.schema(fields)
+
+
 def to_arrow(df: pd.DataFrame, schema: pa.Schema) -> pa.Table:
     """The frame's columns of `schema`, converted exactly (no float may become a decimal)."""
     for f in schema:

@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 from datetime import date
 
 import pandas as pd
-import pyarrow as pa
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, make_url
 
@@ -37,7 +36,7 @@ from connectors.erp.base import (
     ErpUnavailable,
     PostResult,
 )
-from connectors.erp.bulk import load_ids, load_temp, read_frame
+from connectors.erp.bulk import arrow_schema, load_ids, load_temp, read_frame
 
 metadata = sa.MetaData()
 
@@ -147,77 +146,16 @@ sa.Index(
 ).ddl_if(dialect="postgresql")
 sa.Index("ix_erp_invoices_issue_date", erp_invoices.c.issue_date).ddl_if(dialect="postgresql")
 
-_S = pa.string()
-TIME_LINE_SCHEMA = pa.schema(
-    [
-        ("external_id", _S),
-        ("kind", _S),
-        ("reverses_external_id", _S),
-        ("entry_id", _S),
-        ("entry_version", pa.int64()),
-        ("legal_entity", _S),
-        ("employee_id", _S),
-        ("project_code", _S),
-        ("task_code", _S),
-        ("work_date", pa.date32()),
-        ("period", _S),
-        ("hours", pa.decimal128(10, 4)),
-        ("bill_rate", pa.decimal128(14, 4)),
-        ("amount", pa.decimal128(18, 2)),
-        ("currency", _S),
-        ("description", _S),
-    ]
-)
-INVOICE_SCHEMA = pa.schema(
-    [
-        ("external_id", _S),
-        ("kind", _S),
-        ("reverses_external_id", _S),
-        ("invoice_id", _S),
-        ("invoice_version", pa.int64()),
-        ("legal_entity", _S),
-        ("project_code", _S),
-        ("customer_id", _S),
-        ("currency", _S),
-        ("issue_date", pa.date32()),
-        ("due_date", pa.date32()),
-        ("period", _S),
-        ("total_amount", pa.decimal128(18, 2)),
-    ]
-)
-INVOICE_LINE_SCHEMA = pa.schema(
-    [
-        ("invoice_external_id", _S),
-        ("line_no", pa.int64()),
-        ("line_kind", _S),
-        ("description", _S),
-        ("quantity", pa.decimal128(14, 4)),
-        ("unit_price", pa.decimal128(14, 4)),
-        ("amount", pa.decimal128(18, 2)),
-    ]
-)
+TIME_LINE_SCHEMA = arrow_schema(erp_time_lines, TIME_LINE_COLUMNS)
+INVOICE_SCHEMA = arrow_schema(erp_invoices, [c for c in INVOICE_COLUMNS if c != "status"])
+INVOICE_LINE_SCHEMA = arrow_schema(erp_invoice_lines, INVOICE_LINE_COLUMNS)
+#: Master-data tables: the columns `ensure_master_data` takes (all but `created_at`) and the key.
 _MASTER = {
-    "erp_customers": (pa.schema([("customer_id", _S), ("customer_name", _S)]), ("customer_id",)),
-    "erp_employees": (
-        pa.schema([("employee_id", _S), ("employee_name", _S), ("legal_entity", _S)]),
-        ("employee_id",),
-    ),
-    "erp_projects": (
-        pa.schema(
-            [
-                ("project_code", _S),
-                ("project_name", _S),
-                ("customer_id", _S),
-                ("legal_entity", _S),
-                ("currency", _S),
-            ]
-        ),
-        ("project_code",),
-    ),
-    "erp_tasks": (
-        pa.schema([("project_code", _S), ("task_code", _S), ("task_name", _S)]),
-        ("project_code", "task_code"),
-    ),
+    t.name: (
+        arrow_schema(t, [c.name for c in t.columns if c.name != "created_at"]),
+        tuple(c.name for c in t.primary_key.columns),
+    )
+    for t in (erp_customers, erp_employees, erp_projects, erp_tasks)
 }
 
 # One CASE per line: the first failed check is the ERP's message. `b` is the batch. Lines the

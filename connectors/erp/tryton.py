@@ -45,8 +45,8 @@ from .tryton_session import (
     chunks,
     dates,
     decimals,
+    document_identity,
     hours_from_durations,
-    months,
     nested,
     optional_decimals,
     records,
@@ -442,21 +442,15 @@ class TrytonTarget(ErpTarget):
         amount[priced] = (hours[priced] * price[priced]).map(
             lambda v: v.quantize(CENT, ROUND_HALF_EVEN)
         )
-        reverses = nested(raw["reverses."], "external_id")
-        booked = raw["accounting_date"].where(raw["accounting_date"].notna(), raw["date"])
         out = pd.DataFrame(
             {
-                "external_id": raw["external_id"],
-                "kind": np.where(reverses.notna(), "reversal", "post"),
-                "reverses_external_id": reverses,
-                "entry_id": raw["source_id"],
-                "entry_version": raw["source_version"].astype("Int64"),
-                "legal_entity": raw["company"].map(refs.legal_entity_of),
+                **document_identity(
+                    raw, refs.legal_entity_of, "date", ("entry_id", "entry_version")
+                ),
                 "employee_id": nested(raw["employee."], "external_id"),
                 "project_code": raw["work"].map(works["project_code"]),
                 "task_code": raw["work"].map(works["task_code"]),
                 "work_date": raw["date"],
-                "period": months(booked),
                 "hours": hours,
                 "bill_rate": price,
                 "amount": amount,

@@ -30,7 +30,7 @@ from .tryton_session import (
     chunks,
     dates,
     decimals,
-    months,
+    document_identity,
     nested,
     records,
     reject,
@@ -377,22 +377,16 @@ def read_invoices(session: TrytonSession, date_from: dt.date, date_to: dt.date) 
     if not rows:
         return pd.DataFrame(columns=list(INVOICE_COLUMNS))
     raw = pd.DataFrame(rows)
-    reverses = nested(raw["reverses."], "external_id")
-    booked = raw["accounting_date"].where(raw["accounting_date"].notna(), raw["invoice_date"])
     out = pd.DataFrame(
         {
-            "external_id": raw["external_id"],
-            "kind": np.where(reverses.notna(), "reversal", "post"),
-            "reverses_external_id": reverses,
-            "invoice_id": raw["source_id"],
-            "invoice_version": raw["source_version"].astype("Int64"),
-            "legal_entity": raw["company"].map(refs.legal_entity_of),
+            **document_identity(
+                raw, refs.legal_entity_of, "invoice_date", ("invoice_id", "invoice_version")
+            ),
             "project_code": nested(raw["project."], "external_id"),
             "customer_id": nested(raw["party."], "external_id").str.removeprefix(CUSTOMER_PREFIX),
             "currency": nested(raw["currency."], "code"),
             "issue_date": raw["invoice_date"],
             "due_date": raw["payment_term_date"],
-            "period": months(booked),
             "total_amount": raw["total_amount"],
             "status": raw["state"],
         }

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -89,6 +89,28 @@ def hours_from_durations(series: pd.Series) -> pd.Series:
 def nested(series: pd.Series, name: str) -> pd.Series:
     """Field `name` of a dotted read (`"party."` -> {"external_id": ...}), None if empty."""
     return series.map(lambda value: value[name] if value else None)
+
+
+def document_identity(
+    raw: pd.DataFrame,
+    legal_entity_of: Callable[[Any], str | None],
+    document_date: str,
+    ident: tuple[str, str],
+) -> dict[str, Any]:
+    """The columns every document read back from Tryton carries: external ID, kind (a
+    document that reverses another is a reversal), the source's id and version (named
+    `ident`), legal entity and booked period (accounting date, else `document_date`)."""
+    reverses = nested(raw["reverses."], "external_id")
+    booked = raw["accounting_date"].where(raw["accounting_date"].notna(), raw[document_date])
+    return {
+        "external_id": raw["external_id"],
+        "kind": np.where(reverses.notna(), "reversal", "post"),
+        "reverses_external_id": reverses,
+        ident[0]: raw["source_id"],
+        ident[1]: raw["source_version"].astype("Int64"),
+        "legal_entity": raw["company"].map(legal_entity_of),
+        "period": months(booked),
+    }
 
 
 def reject(result: PostResult, problems: pd.Series, external_ids: pd.Series) -> pd.Series:
