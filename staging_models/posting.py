@@ -567,7 +567,6 @@ def _plan_and_preview(conn, erp, config, window_id, call, launched_by, now):
         erp,
         config.scope(),
         policy=config.closed_period_policy,
-        window_id=window_id,
         batch_size=config.batch_size,
         invoice_batch_size=config.invoice_batch_size,
         fetch=call,

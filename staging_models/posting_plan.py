@@ -27,7 +27,7 @@ many lines is not written twice before the first line reaches the ERP.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from typing import Literal
 
@@ -306,7 +306,7 @@ def _apply_policy(conn: Connection, table: str, policy: ClosedPeriodPolicy, grou
         f"""UPDATE {table} SET
               period = COALESCE(m.next_open, {table}.period),
               state = CASE WHEN m.next_open IS NULL THEN 'held' ELSE 'planned' END,
-              batch_id = CASE WHEN m.next_open IS NULL THEN NULL ELSE {table}.batch_id END,
+              batch_no = CASE WHEN m.next_open IS NULL THEN NULL ELSE {table}.batch_no END,
               erp_message = CASE WHEN m.next_open IS NULL THEN {held_msg}
                   ELSE 'Booked in ' || m.next_open || ': period ' || m.period
                        || ' is closed for ' || m.legal_entity END
@@ -315,15 +315,15 @@ def _apply_policy(conn: Connection, table: str, policy: ClosedPeriodPolicy, grou
             WHERE {table}.legal_entity = m.legal_entity AND {table}.natural_period = m.period"""
     )
     conn.exec_driver_sql(
-        f"""UPDATE {table} SET state = 'held', batch_id = NULL,
+        f"""UPDATE {table} SET state = 'held', batch_no = NULL,
               erp_message = 'Held with the other half of its correction (closed period)'
             WHERE state = 'planned' AND {group} IN (SELECT {group} FROM {table} WHERE state = 'held')"""
     )
 
 
-def _numbered(sql: str, group: str, param: str, extra: str) -> str:
-    """The plan rows of `sql` with `extra` columns and a batch id each: batches of `:size`
-    rows, an entry's lines adjacent.
+def _numbered(sql: str, group: str, extra: str) -> str:
+    """The plan rows of `sql` with `extra` columns and a batch number each (`batch_no`, from
+    1): batches of `:size` rows, an entry's lines adjacent.
 
     Numbered in the order of a sorted subquery: a window function with its own ORDER BY
     sorts every column of the plan again, twice the cost. Both DuckDB and PostgreSQL number
@@ -331,15 +331,31 @@ def _numbered(sql: str, group: str, param: str, extra: str) -> str:
     `:size` rows each, only an entry's lines could land in neighbouring batches.
     Numbered when the plan is created; lines held afterwards lose their batch, so a batch
     may send fewer lines than `size` (cheaper than numbering again after the policy).
+    The ledger's batch id (`batch_id`) is formatted when a line enters the ledger (an
+    integer here: formatting 200,000 ids up front would hold up the first batch).
     """
-    batch = (
-        f"CAST(:{param} AS VARCHAR) || '-b' || lpad(CAST(CAST(FLOOR((ROW_NUMBER() OVER () - 1)"
-        " / :size) AS INTEGER) + 1 AS VARCHAR), 5, '0')"
-    )
+    batch = "CAST(FLOOR((ROW_NUMBER() OVER () - 1) / :size) AS INTEGER) + 1"
     return (
-        f"SELECT q.*, q.natural_period AS period, {extra}, {batch} AS batch_id "
+        f"SELECT q.*, q.natural_period AS period, {extra}, {batch} AS batch_no "
         f"FROM (SELECT * FROM ({sql}) s ORDER BY {group}, kind, external_id) q"
     )
+
+
+def ledger_batch_id(window_id: str, doc: str, batch_no: int) -> str:
+    """The ledger's id of batch `batch_no` of a window, e.g. `<window>-b00003` (time lines) or
+    `<window>-inv-b00003` (invoices); sorts in sending order. Mirrors `_BATCH_ID_SQL`."""
+    return f"{_batch_prefix(window_id, doc)}{batch_no:05d}"
+
+
+def _batch_prefix(window_id: str, doc: str) -> str:
+    return f"{window_id}-b" if doc == "te" else f"{window_id}-inv-b"
+
+
+#: `batch_id` of a plan row `p` (parameter `:bp`: `_batch_prefix`); NULL for a held line.
+_BATCH_ID_SQL = (
+    "(CAST(:bp AS VARCHAR) || lpad(CAST(p.batch_no AS VARCHAR),"
+    " CAST(GREATEST(5, length(CAST(p.batch_no AS VARCHAR))) AS INTEGER), '0'))"
+)
 
 
 def build_plan(
@@ -348,7 +364,6 @@ def build_plan(
     scope: Scope,
     *,
     policy: ClosedPeriodPolicy,
-    window_id: str,
     batch_size: int,
     invoice_batch_size: int,
     fetch,
@@ -366,10 +381,7 @@ def build_plan(
     )
     sql, params = _plan_time_lines_sql(conn, scope)
     temp_table(
-        conn,
-        "plan_lines",
-        _numbered(sql, "entry_id", "w_lines", extra),
-        {**params, "w_lines": window_id, "size": float(batch_size)},
+        conn, "plan_lines", _numbered(sql, "entry_id", extra), {**params, "size": float(batch_size)}
     )
     sql, params = _plan_invoices_sql(conn, scope)
     if not include_invoices:
@@ -377,12 +389,13 @@ def build_plan(
     temp_table(
         conn,
         "plan_invoices",
-        _numbered(sql, "invoice_id", "w_inv", extra),
-        {**params, "w_inv": window_id + "-inv", "size": float(invoice_batch_size)},
+        _numbered(sql, "invoice_id", extra),
+        {**params, "size": float(invoice_batch_size)},
     )
     _load_periods(conn, erp, fetch)
-    _apply_policy(conn, "plan_lines", policy, "entry_id")
-    _apply_policy(conn, "plan_invoices", policy, "invoice_id")
+    if conn.exec_driver_sql("SELECT COUNT(*) FROM plan_periods WHERE NOT is_open").scalar_one():
+        _apply_policy(conn, "plan_lines", policy, "entry_id")
+        _apply_policy(conn, "plan_invoices", policy, "invoice_id")
     temp_table(conn, "plan_invoice_lines", _PLAN_INVOICE_LINES)
 
 
@@ -412,7 +425,7 @@ _INVOICE_COLS = (
 
 
 #: Plan rows a window sends: a batch each (held lines have none).
-_SENDABLE = "p.state = 'planned' AND p.batch_id IS NOT NULL"
+_SENDABLE = "p.state = 'planned' AND p.batch_no IS NOT NULL"
 
 
 def _insert_new(
@@ -423,14 +436,16 @@ def _insert_new(
     track: dict,
     where: str = "TRUE",
     sent: bool = False,
+    batch: str = _BATCH_ID_SQL,
 ) -> int:
-    """Insert the new plan rows matching `where` (as `sent` at `:sent_at`, with `sent`)."""
+    """Insert the new plan rows matching `where` (as `sent` at `:sent_at`, with `sent`);
+    `batch` is their ledger batch id (SQL; parameters in `track`)."""
     state, sent_at = ("'sent'", ":sent_at") if sent else ("state", "NULL")
     return conn.execute(
         sa.text(
             f"""INSERT INTO {ledger} ({cols}, state, erp_message, batch_id, window_id,
                                       run_id, launched_by, planned_at, sent_at)
-                SELECT {cols}, {state}, erp_message, batch_id, :w, :run, :by, :now, {sent_at}
+                SELECT {cols}, {state}, erp_message, {batch}, :w, :run, :by, :now, {sent_at}
                 FROM {plan} p WHERE p.is_new AND {where}"""
         ),
         track,
@@ -451,15 +466,16 @@ def merge_plan(conn: Connection, scope: Scope, track: dict, *, defer_lines: bool
     (their entry moved on before they reached the ERP) become void. `track`: `track_params`.
     """
     voided = 0
-    for ledger, plan, cols, date_col in (
-        ("posting_ledger", "plan_lines", _TIME_COLS, "work_date"),
-        ("invoice_ledger", "plan_invoices", _INVOICE_COLS, "issue_date"),
+    for doc, ledger, plan, cols, date_col in (
+        ("te", "posting_ledger", "plan_lines", _TIME_COLS, "work_date"),
+        ("inv", "invoice_ledger", "plan_invoices", _INVOICE_COLS, "issue_date"),
     ):
+        params = {**track, "bp": _batch_prefix(track["w"], doc)}
         unsent = conn.exec_driver_sql(
             f"SELECT COUNT(*) FROM {ledger} WHERE state IN ('planned', 'held', 'rejected', 'void')"
         ).scalar_one()
         if unsent:  # usually none: the previous window finished
-            where, params = scope.sql("v", date_col)
+            where, scope_params = scope.sql("v", date_col)
             unwanted = f"""SELECT v.external_id FROM {ledger} v
                 WHERE v.state IN ('planned', 'held') AND {where}
                   AND NOT EXISTS (SELECT 1 FROM {plan} p WHERE p.external_id = v.external_id)"""
@@ -470,19 +486,20 @@ def merge_plan(conn: Connection, scope: Scope, track: dict, *, defer_lines: bool
                                           || 'withdrawn) before it reached the ERP'
                         WHERE state IN ('planned', 'held') AND external_id IN ({unwanted})"""
                 ),
-                {**track, **params},
+                {**track, **scope_params},
             ).rowcount
             conn.execute(
                 sa.text(
                     f"""UPDATE {ledger} SET period = p.period, state = p.state,
-                            erp_message = p.erp_message, batch_id = p.batch_id, window_id = :w,
+                            erp_message = p.erp_message, batch_id = {_BATCH_ID_SQL},
+                            window_id = :w,
                             run_id = :run, launched_by = :by, planned_at = :now,
                             sent_at = NULL, settled_at = NULL
                         FROM {plan} p
                         WHERE {ledger}.external_id = p.external_id
                           AND {ledger}.state IN ('planned', 'held', 'rejected', 'void')"""
                 ),
-                track,
+                params,
             )
             # The plan never holds a line the ledger has sent or confirmed (see the plan SQL),
             # so only these re-planned ones are in the ledger already.
@@ -491,7 +508,7 @@ def merge_plan(conn: Connection, scope: Scope, track: dict, *, defer_lines: bool
                     WHERE external_id IN (SELECT external_id FROM {ledger})"""
             )
         deferred = defer_lines and ledger == "posting_ledger"
-        _insert_new(conn, ledger, plan, cols, track, f"NOT ({_SENDABLE})" if deferred else "TRUE")
+        _insert_new(conn, ledger, plan, cols, params, f"NOT ({_SENDABLE})" if deferred else "TRUE")
     conn.exec_driver_sql(
         """INSERT INTO invoice_ledger_lines
                (invoice_external_id, line_no, line_kind, description, quantity, unit_price, amount)
@@ -518,15 +535,18 @@ class PendingLines:
     track: dict
 
     replanned: bool = False  # some of the plan's lines are in the ledger already
+    _numbers: dict[str, int] = field(default_factory=dict)  # ledger batch id -> batch_no
 
     def batches(self) -> list[str]:
+        """The ledger ids of the batches to send, in order."""
         with self.conn.begin():
             rows = self.conn.exec_driver_sql(
-                f"""SELECT batch_id, bool_or(NOT is_new) FROM plan_lines p WHERE {_SENDABLE}
-                    GROUP BY batch_id ORDER BY batch_id"""
+                f"""SELECT batch_no, bool_or(NOT is_new) FROM plan_lines p WHERE {_SENDABLE}
+                    GROUP BY batch_no ORDER BY batch_no"""
             ).fetchall()
         self.replanned = any(r[1] for r in rows)
-        return [r[0] for r in rows]
+        self._numbers = {ledger_batch_id(self.track["w"], "te", r[0]): r[0] for r in rows}
+        return list(self._numbers)
 
     def write_sent(self, batch_id: str, sent_at) -> None:
         """Batch `batch_id` into the ledger as `sent` (and its re-planned lines), one commit."""
@@ -536,9 +556,10 @@ class PendingLines:
                 "posting_ledger",
                 "plan_lines",
                 _TIME_COLS,
-                {**self.track, "b": batch_id, "sent_at": sent_at},
-                f"p.batch_id = :b AND {_SENDABLE}",
+                {**self.track, "n": self._numbers[batch_id], "b": batch_id, "sent_at": sent_at},
+                f"p.batch_no = :n AND {_SENDABLE}",
                 sent=True,
+                batch=":b",
             )
             if self.replanned:
                 mark_sent(self.conn, "posting_ledger", batch_id, sent_at)
@@ -551,7 +572,7 @@ class PendingLines:
                 "posting_ledger",
                 "plan_lines",
                 _TIME_COLS,
-                self.track,
+                {**self.track, "bp": _batch_prefix(self.track["w"], "te")},
                 "NOT EXISTS (SELECT 1 FROM posting_ledger x WHERE x.external_id = p.external_id)",
             )
 
