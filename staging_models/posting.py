@@ -422,14 +422,7 @@ def _send(
             hooks(name, b)
 
     def time_lines(b: str) -> tuple[pd.Series, Callable]:
-        with db.engine.connect() as conn:
-            lines = fetch_frame(
-                conn,
-                f"SELECT {', '.join(TIME_LINE_COLUMNS)} FROM posting_ledger "
-                "WHERE batch_id = :b AND state = 'sent' ORDER BY external_id",
-                {"b": b},
-                arrow_dtypes=arrow_frames,
-            )
+        lines = pending.lines(b, TIME_LINE_COLUMNS, arrow_dtypes=arrow_frames)
 
         def post(existing: set[str]) -> PostResult:
             todo = lines[~lines["external_id"].isin(existing)] if existing else lines

@@ -27,6 +27,7 @@ many lines is not written twice before the first line reaches the ERP.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Literal
@@ -37,7 +38,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from connectors.erp.base import ErpTarget
-from connectors.erp.bulk import load_temp
+from connectors.erp.bulk import fetch_frame, load_temp
 from connectors.erp.sql_interface import month_end
 from staging_models.db import read_df
 
@@ -563,6 +564,18 @@ class PendingLines:
             )
             if self.replanned:
                 mark_sent(self.conn, "posting_ledger", batch_id, sent_at)
+
+    def lines(self, batch_id: str, columns: Sequence[str], *, arrow_dtypes: bool) -> pd.DataFrame:
+        """The lines of batch `batch_id` (after `write_sent`: what the ledger holds as sent for
+        it), from the plan: on the window's own connection, by batch number."""
+        with self.conn.begin():
+            return fetch_frame(
+                self.conn,
+                f"SELECT {', '.join(columns)} FROM plan_lines p "
+                f"WHERE p.batch_no = :n AND {_SENDABLE} ORDER BY external_id",
+                {"n": self._numbers[batch_id]},
+                arrow_dtypes=arrow_dtypes,
+            )
 
     def flush(self) -> int:
         """The lines not sent: into the ledger as `planned`."""
