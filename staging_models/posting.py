@@ -397,9 +397,10 @@ def _send(
     The ERP requests run in this thread; every staging write runs, in order, in one
     worker thread (so DuckDB never sees two concurrent writers). While the ERP books
     batch n, the worker records the answer for batch n-1 (with the lock's heartbeat)
-    and then writes batch n+1 into the ledger as `sent` (time lines: from the plan,
-    `pending`; invoices: marked) and reads it back. Before each request the lock is
-    checked (a read), so a window whose lock was taken over stops before sending more.
+    and then writes batch n+1 into the ledger as `sent` and reads its lines (time lines:
+    from the plan, `pending`; invoices: marked in, and read from, their ledger). Before
+    each request the lock is checked (a read), so a window whose lock was taken over
+    stops before sending more.
     A crash while batch n-1 is being recorded leaves it `sent`: the next window's
     settle finds it in the ERP and confirms it.
 
@@ -607,6 +608,15 @@ def master_data_frames(
     )
 
 
+def _analyze_ledgers(db: StagingDB) -> None:
+    """PostgreSQL staging: fresh planner statistics for the ledgers (autovacuum may lag a
+    window that just wrote thousands of lines). DuckDB keeps its statistics current."""
+    if not db.is_duckdb:
+        with db.begin() as conn:
+            conn.exec_driver_sql("ANALYZE posting_ledger")
+            conn.exec_driver_sql("ANALYZE invoice_ledger")
+
+
 def _sendable(counts: dict[str, int]) -> int:
     return sum(v for k, v in counts.items() if k.endswith("_planned"))
 
@@ -697,10 +707,7 @@ def run_window(
             counts["voided"] = merge_plan(
                 plan_conn, config.scope(), pending.track, defer_lines=True
             )
-        if not db.is_duckdb:  # fresh statistics, or the batch updates scan the whole ledger
-            with db.begin() as conn:
-                conn.exec_driver_sql("ANALYZE posting_ledger")
-                conn.exec_driver_sql("ANALYZE invoice_ledger")
+        _analyze_ledgers(db)  # or the batch updates scan the whole ledger
         if hooks:
             hooks("planned", "")
         # The ERP must know every customer, employee, project and task a line refers to.
@@ -736,6 +743,9 @@ def run_window(
                     drop_plan(plan_conn)
                 finally:
                     plan_conn.close()
+            # The lines this window sent entered the ledger after the ANALYZE above: without
+            # fresh statistics the next window's plan could pick nested loops over them.
+            _analyze_ledgers(db)
             counts.update(_ledger_state(db, window_id))
             _finish_window(db, window_id, status, message, counts)
         finally:
