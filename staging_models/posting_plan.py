@@ -180,7 +180,7 @@ def _plan_invoices_sql(conn: Connection, scope: Scope) -> tuple[str, dict]:
     rev_id = external_id_sql("inv", "l.invoice_id", "l.invoice_version", "rev")
     return (
         f"""
-        WITH cur AS (
+        WITH cur AS NOT MATERIALIZED (
             SELECT invoice_id, line_no, version, state FROM stg_invoices
             WHERE is_current AND invoice_id IS NOT NULL
         ),
