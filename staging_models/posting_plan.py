@@ -344,7 +344,8 @@ def _numbered(sql: str, group: str, extra: str) -> str:
 
 def ledger_batch_id(window_id: str, doc: str, batch_no: int) -> str:
     """The ledger's id of batch `batch_no` of a window, e.g. `<window>-b00003` (time lines) or
-    `<window>-inv-b00003` (invoices); sorts in sending order. Mirrors `_BATCH_ID_SQL`."""
+    `<window>-inv-b00003` (invoices). Invoice batches go out in the order of these ids,
+    which is their number order up to batch 99,999. Mirrors `_BATCH_ID_SQL`."""
     return f"{_batch_prefix(window_id, doc)}{batch_no:05d}"
 
 
@@ -541,7 +542,7 @@ class PendingLines:
     track: dict
 
     replanned: bool = False  # some of the plan's lines are in the ledger already
-    _numbers: dict[str, int] = field(default_factory=dict)  # ledger batch id -> batch_no
+    _numbers: dict[str, int] = field(default_factory=dict, init=False, repr=False)  # id -> no
 
     def batches(self) -> list[str]:
         """The ledger ids of the batches to send, in order."""
