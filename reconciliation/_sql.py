@@ -240,17 +240,36 @@ SELECT p.*, strftime(p.work_date, '%Y-%m') AS period,
 FROM p WHERE {le_p}
 """
 
-# Ledger and ERP lines matched on external ID (one full outer join), then one row per entry.
-_LEDGER_ERP = """
-WITH l AS (SELECT * FROM rc_l),
-     e AS (SELECT * FROM rc_e),
-     lrev AS (SELECT DISTINCT reverses_external_id AS id FROM l
+
+def _matched(key: str, columns: str, missing: str = "TRUE") -> str:
+    """CTEs `lrev`, `erev` and `j` over ledger lines `l` and ERP lines `e` (time lines or
+    invoices): matched on external ID (one full outer join), with what nets them:
+    `l_live` / `e_live` (a post no confirmed reversal cancels), `e_unknown` (an ERP document
+    the ledger never sent), `l_missing` (confirmed in the ledger, absent in the ERP, and
+    `missing`). `key` is the entry or invoice id ('?' + external ID for ERP documents
+    without one); `columns`: the further columns of `j`."""
+    return f"""lrev AS (SELECT DISTINCT reverses_external_id AS id FROM l
               WHERE kind = 'reversal' AND state = 'confirmed' AND reverses_external_id IS NOT NULL),
      erev AS (SELECT DISTINCT reverses_external_id AS id FROM e
               WHERE kind = 'reversal' AND reverses_external_id IS NOT NULL),
      j AS (
-        SELECT COALESCE(l.entry_id, e.entry_id, '?' || e.external_id) AS entry_id,
-               l.external_id AS l_id, l.kind AS l_kind, l.entry_version AS l_version,
+        SELECT COALESCE(l.{key}, e.{key}, '?' || e.external_id) AS {key},
+               {columns},
+               (l.kind = 'post' AND l.state = 'confirmed' AND lr.id IS NULL) AS l_live,
+               (e.kind = 'post' AND er.id IS NULL) AS e_live,
+               (e.external_id IS NOT NULL
+                AND (l.external_id IS NULL OR l.state NOT IN ('sent', 'confirmed'))) AS e_unknown,
+               (l.state = 'confirmed' AND e.external_id IS NULL AND {missing}) AS l_missing
+        FROM l FULL JOIN e ON e.external_id = l.external_id
+        LEFT JOIN lrev lr ON lr.id = l.external_id
+        LEFT JOIN erev er ON er.id = e.external_id
+     )"""
+
+
+# Ledger and ERP lines of the exact-path entries, matched; then one row per entry.
+_LINES_MATCHED = _matched(
+    "entry_id",
+    """l.external_id AS l_id, l.kind AS l_kind, l.entry_version AS l_version,
                l.state AS l_state, l.erp_message, l.hours AS l_hours, l.amount AS l_amount,
                l.settled_at, COALESCE(l.work_date BETWEEN $f AND $t, FALSE) AS l_in_period,
                e.external_id AS e_id, e.entry_version AS e_version, e.hours AS e_hours,
@@ -260,18 +279,14 @@ WITH l AS (SELECT * FROM rc_l),
                COALESCE(l.employee_id, e.employee_id) AS employee_id,
                COALESCE(l.project_code, e.project_code) AS project_code,
                COALESCE(l.work_date, e.work_date) AS work_date,
-               COALESCE(l.currency, e.currency) AS currency,
-               (l.kind = 'post' AND l.state = 'confirmed' AND lr.id IS NULL) AS l_live,
-               (e.kind = 'post' AND er.id IS NULL) AS e_live,
-               (e.external_id IS NOT NULL
-                AND (l.external_id IS NULL OR l.state NOT IN ('sent', 'confirmed'))) AS e_unknown,
-               -- The ERP was read for the period: lines dated outside it cannot be missing.
-               (l.state = 'confirmed' AND e.external_id IS NULL
-                AND l.work_date BETWEEN $f AND $t) AS l_missing
-        FROM l FULL JOIN e ON e.external_id = l.external_id
-        LEFT JOIN lrev lr ON lr.id = l.external_id
-        LEFT JOIN erev er ON er.id = e.external_id
-     )
+               COALESCE(l.currency, e.currency) AS currency""",
+    # The ERP was read for the period: lines dated outside it cannot be missing.
+    missing="l.work_date BETWEEN $f AND $t",
+)
+_LEDGER_ERP = f"""
+WITH l AS (SELECT * FROM rc_l),
+     e AS (SELECT * FROM rc_e),
+     {_LINES_MATCHED}
 SELECT entry_id,
        any_value(legal_entity) AS x_legal_entity, any_value(employee_id) AS x_employee_id,
        any_value(project_code) AS x_project_code, any_value(work_date) AS x_work_date,
@@ -535,6 +550,20 @@ SELECT CASE WHEN GROUPING(legal_entity) = 1 THEN '(all)' ELSE COALESCE(legal_ent
 FROM rc_invoices WHERE backlog GROUP BY GROUPING SETS ((), (legal_entity))
 """
 
+_INVOICES_MATCHED = _matched(
+    "invoice_id",
+    """l.external_id AS l_id, l.kind AS l_kind, l.invoice_version AS l_version,
+           l.state AS l_state, l.erp_message, l.total_amount AS l_amount, l.settled_at,
+           e.external_id AS e_id, e.invoice_version AS e_version, e.total_amount AS e_amount,
+           e.status AS e_status, e.project_code AS e_project, e.customer_id AS e_customer,
+           e.currency AS e_currency,
+           COALESCE(l.legal_entity, e.legal_entity) AS x_legal_entity,
+           COALESCE(l.project_code, e.project_code) AS x_project_code,
+           COALESCE(l.customer_id, e.customer_id) AS x_customer_id,
+           COALESCE(l.currency, e.currency) AS x_currency,
+           COALESCE(l.issue_date, e.issue_date) AS x_issue_date""",
+)
+
 INVOICES = f"""
 CREATE OR REPLACE TEMP TABLE rc_invoices AS
 WITH p AS (
@@ -556,31 +585,7 @@ WITH p AS (
 ),
 l AS (SELECT * FROM r_inv_ledger WHERE {{le}}),
 e AS (SELECT * FROM r_inv_erp WHERE {{le}}),
-lrev AS (SELECT DISTINCT reverses_external_id AS id FROM l
-         WHERE kind = 'reversal' AND state = 'confirmed' AND reverses_external_id IS NOT NULL),
-erev AS (SELECT DISTINCT reverses_external_id AS id FROM e
-         WHERE kind = 'reversal' AND reverses_external_id IS NOT NULL),
-j AS (
-    SELECT COALESCE(l.invoice_id, e.invoice_id, '?' || e.external_id) AS invoice_id,
-           l.external_id AS l_id, l.kind AS l_kind, l.invoice_version AS l_version,
-           l.state AS l_state, l.erp_message, l.total_amount AS l_amount, l.settled_at,
-           e.external_id AS e_id, e.invoice_version AS e_version, e.total_amount AS e_amount,
-           e.status AS e_status, e.project_code AS e_project, e.customer_id AS e_customer,
-           e.currency AS e_currency,
-           COALESCE(l.legal_entity, e.legal_entity) AS x_legal_entity,
-           COALESCE(l.project_code, e.project_code) AS x_project_code,
-           COALESCE(l.customer_id, e.customer_id) AS x_customer_id,
-           COALESCE(l.currency, e.currency) AS x_currency,
-           COALESCE(l.issue_date, e.issue_date) AS x_issue_date,
-           (l.kind = 'post' AND l.state = 'confirmed' AND lr.id IS NULL) AS l_live,
-           (e.kind = 'post' AND er.id IS NULL) AS e_live,
-           (e.external_id IS NOT NULL
-            AND (l.external_id IS NULL OR l.state NOT IN ('sent', 'confirmed'))) AS e_unknown,
-           (l.state = 'confirmed' AND e.external_id IS NULL) AS l_missing
-    FROM l FULL JOIN e ON e.external_id = l.external_id
-    LEFT JOIN lrev lr ON lr.id = l.external_id
-    LEFT JOIN erev er ON er.id = e.external_id
-),
+{_INVOICES_MATCHED},
 x AS (
     SELECT invoice_id, any_value(x_legal_entity) AS x_legal_entity,
            any_value(x_project_code) AS x_project_code, any_value(x_customer_id) AS x_customer_id,
