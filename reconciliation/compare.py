@@ -62,7 +62,7 @@ from reconciliation._inputs import (
     staging_inputs,
 )
 from reconciliation.workbook import AGING_BUCKETS
-from staging_models.db import StagingDB
+from staging_models.db import StagingDB, set_duckdb_threads
 
 ENTRY_CLASSES = _sql.ENTRY_CLASSES
 EXCEPTION_CLASSES = _sql.EXCEPTION_CLASSES
@@ -361,13 +361,14 @@ _TEMPS = (
 
 @contextmanager
 def _single_thread(duck: duckdb.DuckDBPyConnection) -> Iterator[None]:
-    """Statements over a few thousand rows: one thread avoids the scheduling cost of two."""
-    before = duck.sql("SELECT current_setting('threads')").fetchall()[0][0]
-    duck.execute("SET threads = 1")
+    """Statements over a few thousand rows: one thread avoids the scheduling cost of two.
+    On a raw connection (on PostgreSQL staging, the in-memory DuckDB `StagingDB` does not
+    own), so not `StagingDB.threads`."""
+    before = set_duckdb_threads(duck, 1)
     try:
         yield
     finally:
-        duck.execute(f"SET threads = {int(before)}")
+        set_duckdb_threads(duck, before)
 
 
 def _classify(

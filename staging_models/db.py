@@ -52,6 +52,14 @@ def redact_url(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
+def set_duckdb_threads(duck: duckdb.DuckDBPyConnection, n: int) -> int:
+    """Run DuckDB on `n` threads (the setting holds for the whole database instance, every
+    connection); returns the previous count, to set back."""
+    before = int(duck.sql("SELECT current_setting('threads')").fetchall()[0][0])
+    duck.execute(f"SET threads = {int(n)}")
+    return before
+
+
 class StagingDB:
     """A staging database. Create one per process and URL (see `staging_db`)."""
 
@@ -150,13 +158,12 @@ class StagingDB:
             yield
             return
         with self.engine.connect() as conn:
-            before = conn.exec_driver_sql("SELECT current_setting('threads')").scalar()
-            conn.exec_driver_sql(f"SET threads = {int(n)}")
+            before = set_duckdb_threads(conn.connection.driver_connection, n)
         try:
             yield
         finally:
             with self.engine.connect() as conn:
-                conn.exec_driver_sql(f"SET threads = {int(before)}")
+                set_duckdb_threads(conn.connection.driver_connection, before)
 
     def query_df(self, sql: str, params: Mapping[str, Any] | None = None) -> pd.DataFrame:
         with self.engine.connect() as conn:
