@@ -5,10 +5,11 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
+import sqlalchemy as sa
 
 from connectors.erp.sql_interface import FaultInjection
 from staging_models.posting import PlanTooLarge
-from staging_models.posting_plan import external_id
+from staging_models.posting_plan import _BATCH_ID_SQL, external_id, ledger_batch_id
 from tests.posting_helpers import (
     PostingEnv,
     correct,
@@ -40,6 +41,10 @@ def test_first_window_posts_every_validated_entry(posting_env: PostingEnv) -> No
     result = posting_env.window(batch_size=5)
     assert result.status == "completed"
     assert result.counts["confirmed"] == 12 and result.counts["batches"] == 3
+    sizes = ledger(posting_env.db).groupby("batch_id").size()
+    assert sizes.to_dict() == {
+        ledger_batch_id(result.window_id, "te", n): s for n, s in ((1, 5), (2, 5), (3, 2))
+    }
     assert result.counts["hours_confirmed"] == "90.0000"
     assert result.counts["amount_confirmed"] == {"EUR": "9000.00"}
     _assert_ledger_agrees_with_erp(posting_env)
@@ -253,3 +258,16 @@ def test_long_entry_ids_get_a_hashed_external_id(duck_env: PostingEnv) -> None:
     assert ext == [external_id("te", long_id, 1, "post")]
     assert ext[0].startswith("te~") and len(ext[0]) <= 64
     assert external_id("te", "TE1", 2, "rev") == "te:TE1:v2:rev"
+
+
+@pytest.mark.parametrize("batch_no", [1, 42, 99_999, 123_456])
+def test_batch_ids_formatted_alike_in_sql_and_python(any_db, batch_no: int) -> None:
+    """The ledger's batch id is formatted in SQL as lines enter the ledger and in Python to
+    find the batch again: the same text, never cut short past five digits."""
+    with any_db.engine.connect() as conn:
+        got = conn.execute(
+            sa.text(f"SELECT {_BATCH_ID_SQL} FROM (SELECT CAST(:n AS INTEGER) AS batch_no) p"),
+            {"bp": "W1-b", "n": batch_no},
+        ).scalar_one()
+    assert got == ledger_batch_id("W1", "te", batch_no)
+    assert got == f"W1-b{batch_no:05d}"
