@@ -137,6 +137,16 @@ def _dup_conflict(dataset: str, label: str) -> Rule:
     )
 
 
+def _rate_negative(dataset: str) -> Rule:
+    return Rule(
+        f"{PREFIX[dataset]}_RATE_NEGATIVE",
+        dataset,
+        "'bill rate ' || " + v("bill_rate") + " || ' is negative'",
+        "x.bill_rate < 0",
+        lambda df: _num(df, "bill_rate") < 0,
+    )
+
+
 def _currency(dataset: str, col: str = "currency") -> Rule:
     return Rule(
         f"{PREFIX[dataset]}_{col.upper()}_INVALID",
@@ -280,13 +290,7 @@ TIME_ENTRY_RULES: list[Rule] = [
         "x.prj_found AND x.task_code IS NOT NULL AND NOT x.task_found",
     ),
     _project_currency("time_entries"),
-    Rule(
-        "TE_RATE_NEGATIVE",
-        "time_entries",
-        "'bill rate ' || " + v("bill_rate") + " || ' is negative'",
-        "x.bill_rate < 0",
-        lambda df: _num(df, "bill_rate") < 0,
-    ),
+    _rate_negative("time_entries"),
     Rule(
         "TE_RATE_MISSING",
         "time_entries",
@@ -354,13 +358,7 @@ RATE_CARD_RULES: list[Rule] = [
     _missing("rate_cards", "bill_rate"),
     _missing("rate_cards", "currency"),
     _currency("rate_cards"),
-    Rule(
-        "RC_RATE_NEGATIVE",
-        "rate_cards",
-        "'bill rate ' || " + v("bill_rate") + " || ' is negative'",
-        "x.bill_rate < 0",
-        lambda df: _num(df, "bill_rate") < 0,
-    ),
+    _rate_negative("rate_cards"),
     Rule(
         "RC_DATES_INVERTED",
         "rate_cards",

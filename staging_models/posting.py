@@ -610,7 +610,8 @@ def master_data_frames(
 
 def _analyze_ledgers(db: StagingDB) -> None:
     """PostgreSQL staging: fresh planner statistics for the ledgers (autovacuum may lag a
-    window that just wrote thousands of lines). DuckDB keeps its statistics current."""
+    window that just wrote thousands of lines, and stale ones lead the plan into nested
+    loops). DuckDB keeps its statistics current."""
     if not db.is_duckdb:
         with db.begin() as conn:
             conn.exec_driver_sql("ANALYZE posting_ledger")
@@ -691,6 +692,9 @@ def run_window(
                 ),
                 {"now": now, "w": window_id},
             )
+        # Before the plan: the ledger may have grown by thousands of lines since the last
+        # statistics (the previous window, or one killed half-way).
+        _analyze_ledgers(db)
         counts.update(_settle_sent(db, erp, call))
         with plan_conn.begin():
             plan, summary, path = _plan_and_preview(
@@ -707,7 +711,6 @@ def run_window(
             counts["voided"] = merge_plan(
                 plan_conn, config.scope(), pending.track, defer_lines=True
             )
-        _analyze_ledgers(db)  # or the batch updates scan the whole ledger
         if hooks:
             hooks("planned", "")
         # The ERP must know every customer, employee, project and task a line refers to.
@@ -743,9 +746,6 @@ def run_window(
                     drop_plan(plan_conn)
                 finally:
                     plan_conn.close()
-            # The lines this window sent entered the ledger after the ANALYZE above: without
-            # fresh statistics the next window's plan could pick nested loops over them.
-            _analyze_ledgers(db)
             counts.update(_ledger_state(db, window_id))
             _finish_window(db, window_id, status, message, counts)
         finally:
