@@ -32,8 +32,9 @@ from dagster import (
 from pydantic import Field
 
 from connectors.erp.base import ErpTarget
+from connectors.report_upload import UploadError
 from connectors.sources.base import SourceError
-from pipelines.resources import PsaSource, StagingDatabase
+from pipelines.resources import PsaSource, ReportUpload, StagingDatabase
 from reconciliation.compare import ALL, Period, Reconciliation, reconcile
 from reconciliation.psa_files import Unlanded, unlanded_rows
 from reconciliation.report import write_reconciliation_workbook
@@ -209,12 +210,14 @@ def _info(kpis: pd.DataFrame) -> dict[str, str]:
     },
     deps=[AssetKey("rec_lines")],
     description="The controllers' reconciliation workbook (and one per legal entity), "
-    "downloadable from the link in the materialization.",
+    "downloadable from the link in the materialization, and uploaded to an SFTP folder "
+    "if one is configured.",
 )
 def reconciliation_workbook(
     context: AssetExecutionContext,
     config: WorkbookConfig,
     staging: StagingDatabase,
+    report_upload: ReportUpload,
     rec_kpis: pd.DataFrame,
     rec_totals: pd.DataFrame,
     rec_invoices: pd.DataFrame,
@@ -246,15 +249,35 @@ def reconciliation_workbook(
         context.log.info(f"workbook {scope}: {wb.path}")
     main = written[ALL]
     links = "\n".join(f"- [{scope}]({w['url']})" for scope, w in written.items())
-    return MaterializeResult(
-        metadata={
-            "path": MetadataValue.path(main["path"]),
-            "download": MetadataValue.url(main["url"]),
-            "workbooks": MetadataValue.md(links),
-            "sheet_rows": MetadataValue.json(main["rows"]),
-            "period": info["period"],
-        }
-    )
+    metadata = {
+        "path": MetadataValue.path(main["path"]),
+        "download": MetadataValue.url(main["url"]),
+        "workbooks": MetadataValue.md(links),
+        "sheet_rows": MetadataValue.json(main["rows"]),
+        "period": info["period"],
+    }
+    if report_upload.enabled:
+        metadata["sftp"] = MetadataValue.json(_upload(context, report_upload, written))
+    return MaterializeResult(metadata=metadata)
+
+
+def _upload(
+    context: AssetExecutionContext, report_upload: ReportUpload, written: dict[str, dict]
+) -> dict[str, str]:
+    """Upload every workbook just written; on failure they stay in the reports folder, and
+    the error says so (re-running the asset writes and uploads them again)."""
+    uploaded: dict[str, str] = {}
+    with report_upload.open() as target:
+        for scope, w in written.items():
+            try:
+                uploaded[scope] = target.upload(Path(w["path"]))
+            except UploadError as exc:  # or RetryableUploadError: keep the class
+                kept = ", ".join(w["path"] for w in written.values())
+                raise type(exc)(
+                    f"{exc}. The workbooks are in the reports folder all the same: {kept}"
+                ) from exc
+            context.log.info(f"workbook {scope} uploaded to {target.describe()}")
+    return uploaded
 
 
 reconciliation_assets = [reconciliation, reconciliation_workbook]

@@ -23,6 +23,7 @@ from pipelines.settings import (
     erp_resource,
     posting_policy_resource,
     psa_source_resource,
+    report_upload_resource,
     staging_resource,
 )
 
@@ -44,6 +45,7 @@ defs = Definitions(
         "psa_source": psa_source_resource(),
         "erp": erp_resource(),
         "posting_policy": posting_policy_resource(),
+        "report_upload": report_upload_resource(),
         "staging_table_io_manager": StagingTableIOManager(staging=staging_resource()),
     },
     # DuckDB allows one writer process: the steps of a run share this process.

@@ -1,4 +1,4 @@
-"""Dagster resources: the staging database and the PSA source.
+"""Dagster resources: the staging database, the PSA source and the workbook upload.
 
 Configured from the environment so that the same code location runs the
 embedded demo and production; secrets (database password, SSH key passphrase)
@@ -12,6 +12,7 @@ from pathlib import Path
 from dagster import ConfigurableResource
 from pydantic import Field
 
+from connectors.report_upload import SftpReportUpload
 from connectors.sources.base import FileSource
 from connectors.sources.formats import FileFormat
 from connectors.sources.local import LocalFolderSource
@@ -121,3 +122,45 @@ class PsaSource(ConfigurableResource):
         path = data_dir() / "work"
         path.mkdir(parents=True, exist_ok=True)
         return path
+
+
+class ReportUpload(ConfigurableResource):
+    """Where reconciliation workbooks are also uploaded: an SFTP folder, or nowhere (default).
+
+    The workbooks are always written to the reports folder first; the upload is a copy
+    for controllers who collect them over SFTP.
+    """
+
+    folder: str = Field(default="", description="Remote folder; empty = no upload")
+    host: str = ""
+    port: int = 22
+    username: str = ""
+    key_path: str = ""
+    key_passphrase: str | None = None
+    known_hosts_path: str = ""
+    retries: int = Field(default=3, description="Transient failures retried per workbook")
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.folder)
+
+    def open(self) -> SftpReportUpload:
+        missing = [
+            n
+            for n in ("folder", "host", "username", "key_path", "known_hosts_path")
+            if not getattr(self, n)
+        ]
+        if missing:
+            raise ValueError(
+                f"workbook upload needs {', '.join(missing)} (see README, 'Workbooks over SFTP')"
+            )
+        return SftpReportUpload(
+            folder=self.folder,
+            host=self.host,
+            port=self.port,
+            username=self.username,
+            key_path=self.key_path,
+            key_passphrase=self.key_passphrase,
+            known_hosts_path=self.known_hosts_path,
+            retries=self.retries,
+        )

@@ -12,7 +12,7 @@ import os
 from dagster import EnvVar
 
 from pipelines.erp_resources import ErpResource, PostingPolicy
-from pipelines.resources import PsaSource, StagingDatabase
+from pipelines.resources import PsaSource, ReportUpload, StagingDatabase
 
 
 def delimiter(value: str) -> str:
@@ -80,4 +80,24 @@ def posting_policy_resource() -> PostingPolicy:
         posting_hours=e.get("STAGEPOST_POSTING_HOURS", ""),
         closed_period_policy=e.get("STAGEPOST_CLOSED_PERIOD_POLICY", "next_open"),
         preview_dir=e.get("STAGEPOST_PREVIEW_DIR", ""),
+    )
+
+
+def report_upload_resource() -> ReportUpload:
+    """ReportUpload from STAGEPOST_REPORTS_SFTP_*; the server and key default to the PSA
+    source's STAGEPOST_SFTP_* (often the same server), the folder enables the upload."""
+    e = os.environ
+
+    def get(name: str, default: str = "") -> str:
+        return e.get(f"STAGEPOST_REPORTS_SFTP_{name}") or e.get(f"STAGEPOST_SFTP_{name}", default)
+
+    return ReportUpload(
+        folder=e.get("STAGEPOST_REPORTS_SFTP_FOLDER", ""),
+        host=get("HOST"),
+        port=int(get("PORT", "22")),
+        username=get("USER"),
+        key_path=get("KEY"),
+        key_passphrase=_secret("STAGEPOST_REPORTS_SFTP_KEY_PASSPHRASE")
+        or _secret("STAGEPOST_SFTP_KEY_PASSPHRASE"),
+        known_hosts_path=get("KNOWN_HOSTS"),
     )

@@ -17,7 +17,7 @@ from connectors.erp.sql_interface import SqlInterfaceTarget
 from connectors.sample_data import write_sample
 from io_managers.staging_table import StagingTableIOManager
 from pipelines.erp_resources import ErpResource, PostingPolicy
-from pipelines.resources import PsaSource, StagingDatabase
+from pipelines.resources import PsaSource, ReportUpload, StagingDatabase
 from staging_models.db import dispose_all, staging_db
 from staging_models.validation import conservation
 from tests.csvtools import write_csv
@@ -47,6 +47,7 @@ def world(tmp_path: Path) -> Iterator[dict]:
             "erp": ErpResource(kind="sql", url=erp),
             "posting_policy": PostingPolicy(preview_dir=str(tmp_path / "previews")),
             "staging_table_io_manager": StagingTableIOManager(staging=StagingDatabase(url=staging)),
+            "report_upload": ReportUpload(),
         },
         executor=real.defs.executor,
     )

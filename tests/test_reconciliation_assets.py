@@ -23,12 +23,13 @@ from assets.reconciliation import (
 )
 from connectors.erp.base import ErpTarget
 from io_managers.staging_table import StagingTableIOManager, load_frame
-from pipelines.resources import PsaSource, StagingDatabase
+from pipelines.resources import PsaSource, ReportUpload, StagingDatabase
 from reconciliation.compare import ALL, EXCEPTION_CLASSES
 from reconciliation.report import CLASS_TITLES, key_figures
 from reconciliation.report_server import make_server
 from staging_models.db import dispose_all, staging_db
 from tests.recon_helpers import EXPECTED_CLASSES, FULL_PATTERN, INJECTION, SeededWorld
+from tests.sftp_server import SftpServer
 
 BROKEN = "time_entries_009_broken.csv"
 
@@ -63,7 +64,13 @@ def run(tmp_path_factory) -> Iterator[dict]:
     result = _materialize(
         url, PsaSource(inbox=str(folder / "inbox")), world, full_export_pattern=FULL_PATTERN
     )
-    yield {"result": result, "db": db, "folder": folder, "port": server.server_port}
+    yield {
+        "result": result,
+        "db": db,
+        "folder": folder,
+        "port": server.server_port,
+        "world": world,
+    }
     server.shutdown()
     server.server_close()
     world.erp.close()
@@ -83,6 +90,7 @@ def _materialize(
             "psa_source": psa_source,
             "erp": FixedErp(world.erp),
             "staging_table_io_manager": StagingTableIOManager(staging=staging),
+            "report_upload": ReportUpload(),
         },
         instance=DagsterInstance.ephemeral(),
         run_config=RunConfig(
@@ -285,3 +293,65 @@ def test_default_period_is_this_and_two_earlier_months() -> None:
 
     p = resolve_period(ReconciliationConfig(), date(2026, 1, 15))
     assert (p.date_from, p.date_to) == (date(2025, 11, 1), date(2026, 1, 15))
+
+
+def _workbooks_again(run, upload: ReportUpload):
+    """The workbook asset alone, from the stored results of the module's run."""
+    staging = StagingDatabase(url=f"duckdb:///{run['folder'] / 'staging.duckdb'}")
+    return materialize(
+        reconciliation_assets,
+        selection=["reconciliation_workbook"],
+        resources={  # all the assets' resources, though only the workbook asset runs
+            "staging": staging,
+            "psa_source": PsaSource(inbox=str(run["folder"] / "inbox")),
+            "erp": FixedErp(run["world"].erp),
+            "staging_table_io_manager": StagingTableIOManager(staging=staging),
+            "report_upload": upload,
+        },
+        instance=DagsterInstance.ephemeral(),
+        raise_on_error=False,
+    )
+
+
+def _upload_to(server: SftpServer, **overrides) -> ReportUpload:
+    kw = dict(
+        folder="controllers",
+        host=server.host,
+        port=server.port,
+        username=server.user,
+        key_path=str(server.keys.key),
+        known_hosts_path=str(server.known_hosts),
+    )
+    return ReportUpload(**{**kw, **overrides})
+
+
+def test_workbooks_are_uploaded_to_the_sftp_folder(run, sftp_server: SftpServer) -> None:
+    result = _workbooks_again(run, _upload_to(sftp_server))
+    assert result.success
+    md = _metadata(result, "reconciliation_workbook")
+    uploaded = md["sftp"].value
+    assert set(uploaded) == {ALL, "DE01", "US01"}
+    local = Path(md["path"].value)
+    assert uploaded[ALL] == f"controllers/{local.name}"
+    remote = sftp_server.root / "controllers"
+    assert (remote / local.name).read_bytes() == local.read_bytes()
+    assert sorted(p.name for p in remote.iterdir()) == sorted(
+        Path(p).name for p in uploaded.values()
+    )
+
+
+def test_a_failed_upload_fails_the_asset_and_says_where_the_workbooks_are(
+    run, sftp_server: SftpServer
+) -> None:
+    sftp_server.stop()
+    result = _workbooks_again(run, _upload_to(sftp_server, retries=0))
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    error, messages = failure.step_failure_data.error, []
+    while error is not None:  # Dagster wraps the asset's exception: follow the causes
+        messages.append(error.message)
+        error = error.cause
+    message = "\n".join(messages)
+    assert "RetryableUploadError" in message and "failed after 1 attempt(s)" in message
+    kept = message.split("in the reports folder all the same: ")[1].splitlines()[0].split(", ")
+    assert len(kept) == 3 and all(Path(p).is_file() for p in kept)

@@ -23,7 +23,7 @@ from pipelines.reconciliation_jobs import (
     reconciliation_schedules,
     reconciliation_sensors,
 )
-from pipelines.settings import psa_source_resource, staging_resource
+from pipelines.settings import psa_source_resource, report_upload_resource, staging_resource
 
 
 class NoErp:
@@ -45,6 +45,7 @@ def test_definitions_with_reconciliation_load() -> None:
             "psa_source": psa_source_resource(),
             "erp": NoErp(),
             "staging_table_io_manager": StagingTableIOManager(staging=staging_resource()),
+            "report_upload": report_upload_resource(),
         },
     )
     Definitions.validate_loadable(defs)
