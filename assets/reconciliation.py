@@ -272,7 +272,7 @@ def _upload(
             try:
                 uploaded[scope] = target.upload(Path(w["path"]))
             except UploadError as exc:  # or RetryableUploadError: keep the class
-                kept = ", ".join(w["path"] for w in written.values())
+                kept = ", ".join(each["path"] for each in written.values())
                 raise type(exc)(
                     f"{exc}. The workbooks are in the reports folder all the same: {kept}"
                 ) from exc
