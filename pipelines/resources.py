@@ -8,6 +8,7 @@ come through `EnvVar` and never appear in logs or run metadata.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from dagster import ConfigurableResource
 from pydantic import Field
@@ -96,20 +97,8 @@ class PsaSource(ConfigurableResource):
         if self.kind == "sftp":
             from connectors.sources.sftp import SftpSource
 
-            missing = [
-                n
-                for n in ("host", "username", "key_path", "known_hosts_path", "inbox")
-                if not getattr(self, n)
-            ]
-            if missing:
-                raise ValueError(f"SFTP source needs {', '.join(missing)} (see README, 'Sources')")
             return SftpSource(
-                host=self.host,
-                port=self.port,
-                username=self.username,
-                key_path=self.key_path,
-                key_passphrase=self.key_passphrase,
-                known_hosts_path=self.known_hosts_path,
+                **_sftp_login(self, ("inbox",), "SFTP source", "Sources"),
                 inbox=self.inbox,
                 archive=self.archive or None,
                 name=self.name,
@@ -145,22 +134,27 @@ class ReportUpload(ConfigurableResource):
         return bool(self.folder)
 
     def open(self) -> SftpReportUpload:
-        missing = [
-            n
-            for n in ("folder", "host", "username", "key_path", "known_hosts_path")
-            if not getattr(self, n)
-        ]
-        if missing:
-            raise ValueError(
-                f"workbook upload needs {', '.join(missing)} (see README, 'Workbooks over SFTP')"
-            )
         return SftpReportUpload(
+            **_sftp_login(self, ("folder",), "workbook upload", "Workbooks over SFTP"),
             folder=self.folder,
-            host=self.host,
-            port=self.port,
-            username=self.username,
-            key_path=self.key_path,
-            key_passphrase=self.key_passphrase,
-            known_hosts_path=self.known_hosts_path,
             retries=self.retries,
         )
+
+
+def _sftp_login(
+    resource: PsaSource | ReportUpload, required: tuple[str, ...], what: str, section: str
+) -> dict[str, Any]:
+    """The SFTP server and login fields both resources share, as connection keywords; the
+    ones that must be set and are not (with `required`) are named."""
+    login = ("host", "username", "key_path", "known_hosts_path")
+    missing = [n for n in (*login, *required) if not getattr(resource, n)]
+    if missing:
+        raise ValueError(f"{what} needs {', '.join(missing)} (see README, '{section}')")
+    return {
+        "host": resource.host,
+        "port": resource.port,
+        "username": resource.username,
+        "key_path": resource.key_path,
+        "key_passphrase": resource.key_passphrase,
+        "known_hosts_path": resource.known_hosts_path,
+    }
