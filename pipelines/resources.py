@@ -43,7 +43,34 @@ class StagingDatabase(ConfigurableResource):
         return redact_url(self.url or default_staging_url(data_dir()))
 
 
-class PsaSource(ConfigurableResource):
+class SftpLogin(ConfigurableResource):
+    """An SFTP server and how to log in (the PSA source's and the workbook upload's)."""
+
+    host: str = ""
+    port: int = 22
+    username: str = ""
+    key_path: str = ""
+    key_passphrase: str | None = Field(default=None, description="Set via EnvVar")
+    known_hosts_path: str = ""
+
+    def login(self, required: tuple[str, ...], what: str, section: str) -> dict[str, Any]:
+        """Connection keywords; settings that must be set (with `required`) and are not are
+        named, with the README section that explains them."""
+        names = ("host", "username", "key_path", "known_hosts_path", *required)
+        missing = [n for n in names if not getattr(self, n)]
+        if missing:
+            raise ValueError(f"{what} needs {', '.join(missing)} (see README, '{section}')")
+        return {
+            "host": self.host,
+            "port": self.port,
+            "username": self.username,
+            "key_path": self.key_path,
+            "key_passphrase": self.key_passphrase,
+            "known_hosts_path": self.known_hosts_path,
+        }
+
+
+class PsaSource(SftpLogin):
     """Where PSA exports arrive: a local folder or an SFTP folder, and how its files are written."""
 
     kind: str = Field(default="local", description="local | sftp")
@@ -52,13 +79,6 @@ class PsaSource(ConfigurableResource):
     archive: str = Field(default="", description="Where landed files go; empty = <inbox>/archive")
     done_markers: bool = Field(default=False, description="Only take files with a NAME.done marker")
     stable_seconds: float = Field(default=0.0, description="Size/mtime must hold this long")
-    # SFTP
-    host: str = ""
-    port: int = 22
-    username: str = ""
-    key_path: str = ""
-    key_passphrase: str | None = None
-    known_hosts_path: str = ""
     # File format
     encoding: str = "utf-8"
     delimiter: str = ","
@@ -98,7 +118,7 @@ class PsaSource(ConfigurableResource):
             from connectors.sources.sftp import SftpSource
 
             return SftpSource(
-                **_sftp_login(self, ("inbox",), "SFTP source", "Sources"),
+                **self.login(("inbox",), "SFTP source", "Sources"),
                 inbox=self.inbox,
                 archive=self.archive or None,
                 name=self.name,
@@ -113,7 +133,7 @@ class PsaSource(ConfigurableResource):
         return path
 
 
-class ReportUpload(ConfigurableResource):
+class ReportUpload(SftpLogin):
     """Where reconciliation workbooks are also uploaded: an SFTP folder, or nowhere (default).
 
     The workbooks are always written to the reports folder first; the upload is a copy
@@ -121,12 +141,6 @@ class ReportUpload(ConfigurableResource):
     """
 
     folder: str = Field(default="", description="Remote folder; empty = no upload")
-    host: str = ""
-    port: int = 22
-    username: str = ""
-    key_path: str = ""
-    key_passphrase: str | None = None
-    known_hosts_path: str = ""
     retries: int = Field(default=3, description="Transient failures retried per workbook")
 
     @property
@@ -135,26 +149,7 @@ class ReportUpload(ConfigurableResource):
 
     def open(self) -> SftpReportUpload:
         return SftpReportUpload(
-            **_sftp_login(self, ("folder",), "workbook upload", "Workbooks over SFTP"),
+            **self.login(("folder",), "workbook upload", "Workbooks over SFTP"),
             folder=self.folder,
             retries=self.retries,
         )
-
-
-def _sftp_login(
-    resource: PsaSource | ReportUpload, required: tuple[str, ...], what: str, section: str
-) -> dict[str, Any]:
-    """The SFTP server and login fields both resources share, as connection keywords; the
-    ones that must be set and are not (with `required`) are named."""
-    login = ("host", "username", "key_path", "known_hosts_path")
-    missing = [n for n in (*login, *required) if not getattr(resource, n)]
-    if missing:
-        raise ValueError(f"{what} needs {', '.join(missing)} (see README, '{section}')")
-    return {
-        "host": resource.host,
-        "port": resource.port,
-        "username": resource.username,
-        "key_path": resource.key_path,
-        "key_passphrase": resource.key_passphrase,
-        "known_hosts_path": resource.known_hosts_path,
-    }
