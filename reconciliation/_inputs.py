@@ -145,9 +145,10 @@ _PSA_COLS = [
     ("description", _S),
     ("landed_at", _TS),
 ]
-_PSA_SELECT = """s.row_key AS entry_id, s.version, s.state, s.employee_id,
-    s.employee_name, s.project_code, s.task_code, s.work_date, s.hours, s.billable, s.bill_rate,
-    s.currency, s.approval_status, s.approved_at, s.deleted, s.description, s.landed_at"""
+# An entry's id is its row key (set for rows without an entry id too, see `landing`).
+_PSA_SELECT = ", ".join(
+    "s.row_key AS entry_id" if name == "entry_id" else f"s.{name}" for name, _ in _PSA_COLS
+)
 _LEDGER_COLS = [
     ("external_id", _S),
     ("kind", _S),
@@ -165,9 +166,7 @@ _LEDGER_COLS = [
     ("erp_message", _S),
     ("settled_at", _TS),
 ]
-_LEDGER_SELECT = """external_id, kind, entry_id, entry_version, reverses_external_id,
-    legal_entity, employee_id, project_code, work_date, hours, amount, currency, state,
-    erp_message, settled_at"""
+_LEDGER_SELECT = ", ".join(name for name, _ in _LEDGER_COLS)
 
 
 def staging_inputs(date_from: date, date_to: date, full: FullExport | None) -> list[Input]:

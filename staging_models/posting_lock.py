@@ -122,9 +122,7 @@ class PostingLock:
                         heartbeat_at=now,
                     )
                 )
-                got = conn.execute(
-                    sa.select(posting_lock.c.holder).where(posting_lock.c.lock_name == self.name)
-                ).scalar()
+                got = self._current_holder(conn)
                 if got != self.holder:
                     raise PostingLocked(
                         f"Another posting window took the lock at the same moment (holder {got})."
@@ -146,21 +144,21 @@ class PostingLock:
             .where(posting_lock.c.lock_name == self.name, posting_lock.c.holder == self.holder)
             .values(heartbeat_at=datetime.now(UTC))
         )
-        got = conn.execute(
-            sa.select(posting_lock.c.holder).where(posting_lock.c.lock_name == self.name)
-        ).scalar()
-        if got != self.holder:
-            raise PostingLockLost(
-                f"posting window {self.window_id} lost its lock to {got}: stopping before sending more"
-            )
+        self._ensure_held(conn)
 
     def check(self) -> None:
         """Raise `PostingLockLost` if another window took over (read-only: no commit, so it
         costs nothing to ask before every ERP request)."""
         with self.db.engine.connect() as conn:
-            got = conn.execute(
-                sa.select(posting_lock.c.holder).where(posting_lock.c.lock_name == self.name)
-            ).scalar()
+            self._ensure_held(conn)
+
+    def _current_holder(self, conn: Connection) -> str | None:
+        return conn.execute(
+            sa.select(posting_lock.c.holder).where(posting_lock.c.lock_name == self.name)
+        ).scalar()
+
+    def _ensure_held(self, conn: Connection) -> None:
+        got = self._current_holder(conn)
         if got != self.holder:
             raise PostingLockLost(
                 f"posting window {self.window_id} lost its lock to {got}: stopping before sending more"

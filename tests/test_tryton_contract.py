@@ -31,7 +31,7 @@ from tests.erp_contract import (
 )
 from tests.posting_helpers import correct, ledger, stage_entries
 from tests.tryton_build import COMPANY_NAME, CURRENCY_CODE, PRODUCT_LIST_PRICE
-from tests.tryton_fixtures import FISCAL_YEAR, LEGAL_ENTITY
+from tests.tryton_fixtures import FISCAL_YEAR, LEGAL_ENTITY, work_duration
 
 if TYPE_CHECKING:
     from tests.tryton_fixtures import TrytonHost
@@ -215,16 +215,7 @@ def test_posting_window_into_tryton_posts_once_and_reverses_corrections(
     assert by_id.loc[f"te:TE1:v{v}:post", "hours"] == D("5.25")
     assert _net(lines, "hours") == {"TE1": D("5.25"), "TE2": D("7.5"), "TE3": D("0.25")}
     assert sum(lines["amount"], D(0)) == D("525.00") + D("750.00") + D("25.00")
-    (task,) = erp.rpc.model(
-        "project.work",
-        "search_read",
-        [("external_id", "=", "P1::T1")],
-        0,
-        None,
-        None,
-        ["timesheet_duration"],
-    )
-    assert task["timesheet_duration"] == dt.timedelta(hours=5.25)  # Tryton's own total nets
+    assert work_duration(erp.rpc, "P1::T1") == dt.timedelta(hours=5.25)  # Tryton's own total nets
 
     # The ledger and Tryton agree line by line.
     posted = ledger(db)

@@ -21,6 +21,7 @@ from connectors.erp.base import (
 )
 from connectors.erp.tryton import TrytonTarget
 from connectors.erp.tryton_rpc import TrytonUserError
+from tests.tryton_fixtures import work_duration
 
 if TYPE_CHECKING:
     from tests.tryton_fixtures import TrytonServer
@@ -259,16 +260,7 @@ def test_reversal_nets_hours_to_zero(tryton_target: TrytonTarget) -> None:
     assert not again.accepted and set(again.rejected) == {"A@1~rev2", "A@2~rev"}
     assert again.rejected["A@1~rev2"] == "A timesheet line can be reversed only once."
     assert "the opposite duration" in again.rejected["A@2~rev"]
-    (task,) = tryton_target.rpc.model(
-        "project.work",
-        "search_read",
-        [("external_id", "=", "P1::T1")],
-        0,
-        None,
-        None,
-        ["timesheet_duration"],
-    )
-    assert task["timesheet_duration"] == dt.timedelta(hours=3)  # Tryton's own total nets too
+    assert work_duration(tryton_target.rpc, "P1::T1") == dt.timedelta(hours=3)  # nets too
 
 
 def test_unknown_project_is_rejected_per_line(tryton_target: TrytonTarget) -> None:

@@ -20,6 +20,7 @@ into the cache and put it on the subprocesses' PYTHONPATH.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import fcntl
 import hashlib
 import importlib.metadata
@@ -377,3 +378,17 @@ def tryton_host(
         yield TrytonHost(server, spare_names(len(users) + 2))
     finally:
         server.stop()
+
+
+def work_duration(rpc: Any, external_id: str) -> dt.timedelta:
+    """Tryton's own timesheet total of a project work (task), found by its external ID."""
+    (work,) = rpc.model(
+        "project.work",
+        "search_read",
+        [("external_id", "=", external_id)],
+        0,
+        None,
+        None,
+        ["timesheet_duration"],
+    )
+    return work["timesheet_duration"]
