@@ -1,0 +1,176 @@
+"""Every rule code fires in at least one test.
+
+`test_contracts.py` walks the rules a finance user meets most; this file covers the rest of the
+format, missing-value, key, duplicate and master-data rules of every dataset, one bad row each, and
+`test_every_rule_code_is_exercised_by_a_test` keeps it that way for rules added later.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from staging_models.contracts import RULES
+from staging_models.db import StagingDB
+from staging_models.validation import conservation
+from tests.staging_helpers import EMPLOYEES, PROJECTS, RATE_CARDS, TASKS, World, entry
+
+TESTS = Path(__file__).resolve().parent
+
+
+def _employee(**kw: str) -> dict[str, str]:
+    return {**EMPLOYEES[0], "employee_id": "EX", **kw}
+
+
+def _project(**kw: str) -> dict[str, str]:
+    return {**PROJECTS[0], "project_code": "PX", **kw}
+
+
+def _task(**kw: str) -> dict[str, str]:
+    return {**TASKS[0], "task_code": "TX", **kw}
+
+
+def _rate_card(**kw: str) -> dict[str, str]:
+    base = dict(
+        project_code="P5",
+        employee_id="E2",
+        role="",
+        bill_rate="120.00",
+        currency="EUR",
+        valid_from="2026-01-01",
+        valid_to="",
+    )
+    return {**base, **kw}
+
+
+def _invoice(**kw: str) -> dict[str, str]:
+    base = dict(
+        invoice_id="IX",
+        project_code="P1",
+        customer_id="C1",
+        currency="USD",
+        issue_date="2026-11-10",
+        due_date="2026-12-10",
+        status="released",
+        line_no="1",
+        line_kind="milestone",
+        description="Milestone 1",
+        quantity="1",
+        unit_price="5000.00",
+        amount="5000.00",
+        entry_ids="",
+        updated_at="2026-11-10T00:00:00Z",
+    )
+    return {**base, **kw}
+
+
+BUILDERS = {
+    "time_entries": lambda **kw: entry(**{"entry_id": "BAD", **kw}),
+    "employees": _employee,
+    "projects": _project,
+    "project_tasks": _task,
+    "rate_cards": _rate_card,
+    "invoices": _invoice,
+}
+
+# (rule code, dataset, the bad row's values); a row with `_twice` lands twice, the second time
+# with those values (same key, other content, one file).
+CASES: list[tuple[str, str, dict[str, str]]] = [
+    ("TE_UPDATED_AT_FORMAT", "time_entries", dict(updated_at="yesterday")),
+    ("TE_DELETED_FORMAT", "time_entries", dict(deleted="perhaps")),
+    ("TE_EMPLOYEE_ID_MISSING", "time_entries", dict(employee_id="")),
+    ("TE_TASK_CODE_MISSING", "time_entries", dict(task_code="")),
+    ("TE_BILLABLE_MISSING", "time_entries", dict(billable="")),
+    ("TE_CURRENCY_MISSING", "time_entries", dict(currency="")),
+    ("EMP_KEY_MISSING", "employees", dict(employee_id="")),
+    ("EMP_COST_RATE_FORMAT", "employees", dict(cost_rate="eighty")),
+    ("EMP_ACTIVE_FORMAT", "employees", dict(active="sometimes")),
+    ("EMP_LEGAL_ENTITY_MISSING", "employees", dict(legal_entity="")),
+    ("EMP_CURRENCY_INVALID", "employees", dict(currency="DOLLAR")),
+    ("PRJ_KEY_MISSING", "projects", dict(project_code="")),
+    ("PRJ_START_DATE_FORMAT", "projects", dict(start_date="01.01.2026")),
+    ("PRJ_END_DATE_FORMAT", "projects", dict(end_date="2026-13-01")),
+    ("PRJ_UPDATED_AT_FORMAT", "projects", dict(updated_at="2026-01-01 00:00")),
+    ("PRJ_CUSTOMER_ID_MISSING", "projects", dict(customer_id="")),
+    ("PRJ_LEGAL_ENTITY_MISSING", "projects", dict(legal_entity="")),
+    ("PRJ_CURRENCY_MISSING", "projects", dict(currency="")),
+    ("PRJ_STATUS_MISSING", "projects", dict(status="")),
+    ("PRJ_STATUS_UNKNOWN", "projects", dict(status="paused")),
+    ("PRJ_BILLING_METHOD_UNKNOWN", "projects", dict(billing_method="barter")),
+    ("PRJ_DUPLICATE_CONFLICT", "projects", dict(_twice="1", project_name="Other name")),
+    ("TASK_KEY_MISSING", "project_tasks", dict(task_code="")),
+    ("TASK_BILLABLE_FORMAT", "project_tasks", dict(billable="ja")),
+    ("TASK_DUPLICATE_CONFLICT", "project_tasks", dict(_twice="1", task_name="Other name")),
+    ("RC_KEY_MISSING", "rate_cards", dict(project_code="")),
+    ("RC_BILL_RATE_FORMAT", "rate_cards", dict(bill_rate="120 EUR")),
+    ("RC_VALID_FROM_FORMAT", "rate_cards", dict(valid_from="1/1/2026")),
+    ("RC_VALID_TO_FORMAT", "rate_cards", dict(valid_to="someday")),
+    ("RC_BILL_RATE_MISSING", "rate_cards", dict(bill_rate="")),
+    ("RC_CURRENCY_MISSING", "rate_cards", dict(currency="")),
+    ("RC_CURRENCY_INVALID", "rate_cards", dict(currency="EURO")),
+    ("RC_RATE_NEGATIVE", "rate_cards", dict(bill_rate="-120.00")),
+    ("RC_UNKNOWN_PROJECT", "rate_cards", dict(project_code="P404")),
+    ("RC_DUPLICATE_CONFLICT", "rate_cards", dict(_twice="1", bill_rate="130.00")),
+    ("INV_KEY_MISSING", "invoices", dict(invoice_id="")),
+    ("INV_ISSUE_DATE_FORMAT", "invoices", dict(issue_date="10 Nov 2026")),
+    ("INV_DUE_DATE_FORMAT", "invoices", dict(due_date="2026/12/10")),
+    ("INV_LINE_NO_FORMAT", "invoices", dict(line_no="one")),
+    ("INV_QUANTITY_FORMAT", "invoices", dict(quantity="1 pc")),
+    ("INV_UNIT_PRICE_FORMAT", "invoices", dict(unit_price="5.000,00")),
+    ("INV_AMOUNT_FORMAT", "invoices", dict(amount="5000.001")),
+    ("INV_UPDATED_AT_FORMAT", "invoices", dict(updated_at="now")),
+    ("INV_PROJECT_CODE_MISSING", "invoices", dict(project_code="")),
+    ("INV_CUSTOMER_ID_MISSING", "invoices", dict(customer_id="")),
+    ("INV_CURRENCY_MISSING", "invoices", dict(currency="")),
+    ("INV_ISSUE_DATE_MISSING", "invoices", dict(issue_date="")),
+    ("INV_STATUS_MISSING", "invoices", dict(status="")),
+    ("INV_LINE_KIND_MISSING", "invoices", dict(line_kind="")),
+    ("INV_QUANTITY_MISSING", "invoices", dict(quantity="")),
+    ("INV_UNIT_PRICE_MISSING", "invoices", dict(unit_price="")),
+    ("INV_AMOUNT_MISSING", "invoices", dict(amount="")),
+    ("INV_CURRENCY_INVALID", "invoices", dict(currency="US$")),
+    ("INV_STATUS_UNKNOWN", "invoices", dict(status="sent")),
+    ("INV_LINE_KIND_UNKNOWN", "invoices", dict(line_kind="travel")),
+    ("INV_UNKNOWN_PROJECT", "invoices", dict(project_code="P404")),
+    ("INV_DUPLICATE_CONFLICT", "invoices", dict(_twice="1", description="Other text")),
+]
+
+
+@pytest.fixture
+def world(duck_db: StagingDB, tmp_path: Path) -> World:
+    return World(duck_db, tmp_path).master()
+
+
+@pytest.mark.parametrize("code,dataset,values", CASES, ids=[c[0] for c in CASES])
+def test_bad_row_is_quarantined_with_its_rule(
+    world: World, code: str, dataset: str, values: dict[str, str]
+) -> None:
+    values = dict(values)
+    twice = values.pop("_twice", None)
+    build = BUILDERS[dataset]
+    rows = [build(), build(**values)] if twice else [build(**values)]
+    world.land(dataset, rows)
+    world.validate()
+    fired = world.db.query_df(
+        "SELECT rule_codes, messages, source_file, status FROM quarantine WHERE dataset = :d",
+        {"d": dataset},
+    )
+    codes = {c for text in fired["rule_codes"] for c in text.split(",")}
+    assert code in codes, f"{code} did not fire; the quarantine holds {sorted(codes)}"
+    assert (fired["status"] == "open").all()
+    assert fired["messages"].str.len().gt(0).all()
+    assert fired["source_file"].str.startswith(dataset).all()  # names the file the row came from
+    df = conservation(world.db)
+    assert df["ok"].all(), df.to_dict("records")
+
+
+def test_every_rule_code_is_exercised_by_a_test() -> None:
+    """A rule added without a test that makes it fire fails here, naming the rule."""
+    text = "\n".join(
+        p.read_text() for p in TESTS.glob("test_*.py") if p.name != "test_rule_coverage.py"
+    )
+    named = set(re.findall(r"\b[A-Z]+_[A-Z0-9_]+\b", text)) | {c[0] for c in CASES}
+    every = {r.code for rules in RULES.values() for r in rules}
+    assert every - named == set()
