@@ -9,6 +9,7 @@ for anything a sensor tick missed.
 
 from dagster import AssetExecutionContext, AssetsDefinition, Failure, MaterializeResult, asset
 
+from assets.pools import STAGING_WRITE
 from connectors.sources.base import dataset_of
 from connectors.sources.canonical import DATASETS
 from pipelines.resources import PsaSource, StagingDatabase
@@ -30,6 +31,7 @@ def _landing_asset(dataset: str) -> AssetsDefinition:
     @asset(
         name=landed_asset_key(dataset),
         group_name="ingestion",
+        pool=STAGING_WRITE,
         kinds={"duckdb", "csv"},
         description=(
             f"New `{dataset}` files from the PSA source, landed and versioned in staging "

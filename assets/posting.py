@@ -17,6 +17,7 @@ from dagster import (
 )
 from pydantic import Field
 
+from assets.pools import ERP_POSTING
 from pipelines.erp_resources import ErpResource, PostingPolicy
 from pipelines.resources import StagingDatabase
 from staging_models.posting import PostingRefused, WindowConfig, WindowResult, run_window
@@ -83,6 +84,7 @@ def _metadata(result: WindowResult, erp: ErpResource) -> dict:
 @asset(
     name=POSTING_ASSET,
     group_name="posting",
+    pool=ERP_POSTING,
     kinds={"erp"},
     deps=["validated_time_entries", "validated_invoices"],
     description=(

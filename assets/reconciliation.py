@@ -31,6 +31,7 @@ from dagster import (
 )
 from pydantic import Field
 
+from assets.pools import RECONCILIATION
 from connectors.erp.base import ErpTarget
 from connectors.report_upload import UploadError
 from connectors.sources.base import SourceError
@@ -107,6 +108,7 @@ def _kpi_metadata(rec: Reconciliation) -> dict:
 
 @multi_asset(
     group_name=GROUP,
+    pool=RECONCILIATION,
     outs={
         "rec_lines": AssetOut(
             dagster_type=Nothing,
@@ -202,6 +204,7 @@ def _info(kpis: pd.DataFrame) -> dict[str, str]:
 
 @asset(
     group_name=GROUP,
+    pool=RECONCILIATION,
     kinds={"excel"},
     ins={
         "rec_kpis": AssetIn(input_manager_key=IO_MANAGER_KEY),

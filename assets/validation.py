@@ -13,6 +13,7 @@ from dagster import (
 )
 
 from assets.ingestion import landed_asset_key
+from assets.pools import STAGING_WRITE
 from pipelines.resources import StagingDatabase
 from staging_models.validation import DatasetValidation, conservation, validate_all
 
@@ -42,6 +43,7 @@ def _actor(context: AssetExecutionContext) -> str:
 
 @asset(
     group_name="validation",
+    pool=STAGING_WRITE,
     kinds={"pandera", "sql"},
     deps=[AssetKey(landed_asset_key(d)) for d in MASTER],
     description="Employees, projects, tasks and rate cards checked against their contracts.",
@@ -55,6 +57,7 @@ def validated_master_data(
 
 @asset(
     group_name="validation",
+    pool=STAGING_WRITE,
     kinds={"pandera", "sql"},
     deps=[AssetKey(landed_asset_key("time_entries")), validated_master_data],
     description=(
@@ -71,6 +74,7 @@ def validated_time_entries(
 
 @asset(
     group_name="validation",
+    pool=STAGING_WRITE,
     kinds={"pandera", "sql"},
     deps=[AssetKey(landed_asset_key("invoices")), validated_time_entries],
     description="Invoice proposal lines that pass every rule (table validated_invoice_lines).",

@@ -3,6 +3,7 @@
 from dagster import Config, OpExecutionContext, job, op
 from pydantic import Field
 
+from assets.pools import STAGING_WRITE
 from pipelines.resources import StagingDatabase
 from staging_models.validation import ignore_quarantined
 
@@ -15,7 +16,7 @@ class IgnoreQuarantinedConfig(Config):
     rule_code: str | None = Field(default=None, description="Or: every open row breaking this rule")
 
 
-@op
+@op(pool=STAGING_WRITE)
 def ignore_quarantined_rows(
     context: OpExecutionContext, config: IgnoreQuarantinedConfig, staging: StagingDatabase
 ) -> int:

@@ -1,0 +1,113 @@
+"""The production Dagster instance (deploy/dagster.postgres.yaml) on the local PostgreSQL, with
+its daemon, as a firm runs it beside PostgreSQL staging: runs, events and schedules stored in
+PostgreSQL; runs of one pool one at a time, runs of different pools side by side; a run whose
+process is killed is failed and frees its pool for the next run."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import time
+import uuid
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+import yaml
+
+from staging_models.db import StagingDB
+from tests.conftest import PG_URL
+from tests.csvtools import te, write_csv
+from tests.dagster_ui import dagster_ui, run_worker_pid
+
+ROOT = Path(__file__).resolve().parents[1]
+ADMIN_URL = PG_URL.replace("postgresql://", "postgresql+psycopg://")
+
+
+@pytest.fixture
+def instance_db(pg_available: bool):
+    """A throwaway PostgreSQL database for Dagster's run, event and schedule storage."""
+    if not pg_available:
+        pytest.skip(f"PostgreSQL at {PG_URL} is not reachable on this machine")
+    name = f"sp_dagster_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.exec_driver_sql(f"CREATE DATABASE {name}")
+    try:
+        yield name
+    finally:
+        with admin.connect() as c:
+            c.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        admin.dispose()
+
+
+def _interval(run: dict) -> tuple[float, float]:
+    return float(run["startTime"]), float(run["endTime"])
+
+
+def _overlap(a: dict, b: dict) -> bool:
+    (a0, a1), (b0, b1) = _interval(a), _interval(b)
+    return a0 < b1 and b0 < a1
+
+
+@pytest.mark.slow
+def test_production_instance_on_postgresql_with_pools(
+    tmp_path: Path, pg_db: StagingDB, instance_db: str
+) -> None:
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    config = yaml.safe_load((ROOT / "deploy" / "dagster.postgres.yaml").read_text())
+    config["run_monitoring"]["poll_interval_seconds"] = 2  # the test cannot wait 2 minutes
+    (home / "dagster.yaml").write_text(yaml.safe_dump(config))
+    data = tmp_path / "data"
+    write_csv(data / "inbox" / "time_entries_a.csv", "time_entries", [te(), te(entry_id="TE2")])
+    pg = sa.engine.make_url(PG_URL)
+    env = {
+        "DAGSTER_PG_HOST": pg.host or "127.0.0.1",
+        "DAGSTER_PG_PORT": str(pg.port or 5432),
+        "DAGSTER_PG_DB": instance_db,
+        "DAGSTER_PG_USER": pg.username or "postgres",
+        "DAGSTER_PG_PASSWORD": "",
+        "STAGEPOST_DATA_DIR": str(data),
+        "STAGEPOST_STAGING_URL": str(pg_db.engine.url.render_as_string(hide_password=False)),
+        "STAGEPOST_ERP_URL": f"duckdb:///{tmp_path / 'erp.duckdb'}",
+    }
+    with dagster_ui(home, env, tmp_path / "dg_dev.log") as ui:
+        # Two runs of the staging-write pool and one reconciliation, launched together.
+        first = ui.launch("ingest_time_entries_job")
+        second = ui.launch("ingest_nightly_job")
+        recon = ui.launch("reconciliation_job")
+        runs = ui.wait([first, second, recon])
+        assert {r["status"] for r in runs.values()} == {"SUCCESS"}, runs
+        assert not _overlap(runs[first], runs[second]), "one staging writer at a time"
+        assert _overlap(runs[recon], runs[first]) or _overlap(runs[recon], runs[second]), (
+            "a reconciliation runs beside an ingestion on PostgreSQL staging",
+            runs,
+        )
+
+        # A run killed half-way is failed by Dagster and frees the pool for the run behind it.
+        doomed = ui.launch("ingest_time_entries_job")
+        behind = ui.launch("ingest_nightly_job")
+        deadline = time.monotonic() + 120
+        pid = None
+        while pid is None:
+            assert time.monotonic() < deadline, ui.run(doomed)
+            pid = run_worker_pid(ui, doomed)
+            time.sleep(0.2)
+        killed_at = datetime.now().timestamp()
+        os.kill(pid, signal.SIGKILL)
+        runs = ui.wait([doomed, behind])
+        assert runs[doomed]["status"] == "FAILURE", runs
+        assert runs[behind]["status"] == "SUCCESS", runs
+        assert float(runs[behind]["startTime"]) >= killed_at - 1
+
+    # Runs and their events live in the instance's PostgreSQL database, not in DAGSTER_HOME.
+    engine = sa.create_engine(ADMIN_URL.rsplit("/", 1)[0] + "/" + instance_db)
+    with engine.connect() as c:
+        assert c.exec_driver_sql("SELECT COUNT(*) FROM runs").scalar() == 5
+        assert c.exec_driver_sql("SELECT COUNT(*) FROM event_logs").scalar() > 20
+    engine.dispose()
+    assert not (home / "history").exists(), "no SQLite run storage beside the PostgreSQL one"
+    shutil.rmtree(home, ignore_errors=True)
