@@ -230,11 +230,14 @@ TIME_ENTRY_RULES: list[Rule] = [
     Rule(
         "TE_APPROVED_BEFORE_WORK",
         "time_entries",
-        "'approved on ' || substr(trim(x.raw_approved_at), 1, 10) || ' (' || trim(x.raw_approved_at) "
-        "|| ', the approver''s local time) before the work date ' || CAST(x.work_date AS VARCHAR)",
-        # The work date is a local date; so is the date part of a timestamp written with its
-        # offset: compare those, not UTC instants (an evening approval in New York is the next
-        # day in UTC, a morning approval in Sydney the previous one).
+        "'approved on ' || substr(trim(x.raw_approved_at), 1, 10) || ', the date of ' "
+        "|| trim(x.raw_approved_at) || ' at the UTC offset written with it, before the work date ' "
+        "|| CAST(x.work_date AS VARCHAR)",
+        # The work date is a local date; so is the date part of a timestamp as written, at the
+        # offset written with it (the approver's own when the PSA writes local times; a
+        # mapping writes naive times with its zone's offset): compare those, not UTC instants
+        # (an evening approval in New York is the next day in UTC, a morning one in Tokyo the
+        # previous one). A PSA that writes UTC (`...Z`) is judged on the UTC date.
         "x.approved_at IS NOT NULL AND CAST(substr(trim(x.raw_approved_at), 1, 10) AS DATE) < x.work_date",
     ),
     Rule(

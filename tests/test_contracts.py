@@ -132,6 +132,17 @@ def test_work_date_near_midnight_is_judged_in_the_latest_time_zone(world: World)
     assert world.state("AUCKLAND") == "valid"
 
 
+def test_approved_before_work_message_says_which_date_it_compared(world: World) -> None:
+    """The rule compares the date written in approved_at, at the offset written with it: the
+    message says exactly that (it used to call any time "the approver's local time")."""
+    world.land("time_entries", [entry(entry_id="NY", approved_at="2026-11-01T23:30:00-05:00")])
+    world.validate()
+    assert world.db.scalar("SELECT messages FROM quarantine WHERE row_key = 'NY'") == (
+        "approved on 2026-11-01, the date of 2026-11-01T23:30:00-05:00 at the UTC offset "
+        "written with it, before the work date 2026-11-02"
+    )
+
+
 def test_rate_resolution_prefers_employee_then_role_card_by_date(world: World) -> None:
     world.land(
         "time_entries",

@@ -44,6 +44,7 @@ REPO_QUERY = """
     name location { name }
     schedules { name cronSchedule }
     assetNodes { assetKey { path } }
+    pipelines { name isAssetJob }
 } } } }
 """
 
@@ -92,6 +93,11 @@ def test_dagster_dev_shows_assets_schedules_and_runs_ingestion(tmp_path: Path) -
         assert crons["master_data_nightly"] == "0 2 * * *"
         assets = {"/".join(a["assetKey"]["path"]) for a in repo["assetNodes"]}
         assert {"landed_time_entries", "validated_time_entries"} <= assets
+        # The UI gives a job a Launchpad tab only when it is not an asset job (Dagster 1.13,
+        # PipelineNav: hasLaunchpad = !isAssetJob): the README's clicks depend on this.
+        asset_job = {p["name"]: p["isAssetJob"] for p in repo["pipelines"]}
+        assert asset_job["posting_window_job"] is True  # ▾ beside Materialize → Open launchpad
+        assert asset_job["ignore_quarantined_job"] is False  # its own Launchpad tab
 
         params = {
             "selector": {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tomllib
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -29,6 +30,7 @@ from tests.harvest import (
     write_harvest_csv,
     write_harvest_xlsx,
 )
+from tests.staging_helpers import World
 
 HARVEST = load_mapping("harvest_detailed_time")
 HARVEST_FMT = FileFormat(mapping=HARVEST)
@@ -170,18 +172,19 @@ def test_transforms(tmp_path: Path) -> None:
     # ISO dates are always accepted; an impossible date stays raw for typing to report.
     assert _col(rows, "work_date") == ["2026-11-02", "2026-11-03", "31.02.2026", "2026-11-04"]
     assert _col(rows, "hours") == ["2.50", "0.025", "7.5", "25.00"]
-    # Naive local times get the zone (DST gap and overlap resolved forward), then UTC.
+    # Naive local times keep their wall clock and get the zone's offset at that instant (DST
+    # gap and overlap resolved to the later offset: 01:30 UTC both), never turned into UTC.
     assert _col(rows, "approved_at") == [
-        "2026-03-29T01:30:00Z",
-        "2026-10-25T01:30:00Z",
+        "2026-03-29T02:30:00+01:00",
+        "2026-10-25T02:30:00+01:00",
         None,
-        "2026-11-03T08:00:00Z",
+        "2026-11-03T09:00:00+01:00",
     ]
     # Values that carry an offset are kept; unparsable text stays raw (typing reports it).
     assert _col(rows, "updated_at") == [
-        "2026-11-03T14:00:00Z",
+        "2026-11-03T09:00:00-05:00",
         "2026-11-03T09:00:00+01:00",
-        "2026-07-01T16:00:00Z",
+        "2026-07-01T12:00:00-04:00",
         "junk",
     ]
     assert _col(rows, "approval_status") == ["approved", "submitted", None, None]
@@ -191,6 +194,120 @@ def test_transforms(tmp_path: Path) -> None:
     assert _col(rows, "project_code") == ["P-1"] * 4
     assert _col(rows, "deleted") == ["false"] * 4
     assert _col(rows, "description") == [None] * 4  # not mapped: NULL
+
+
+def test_date_only_timestamp_is_midnight_in_the_mappings_zone(
+    duck_db: StagingDB, tmp_path: Path
+) -> None:
+    """`2023-01-23` is a date, not a time with the offset `-23`: it is midnight where the
+    mapping says the export was written (it used to pass through and type in DuckDB's zone)."""
+    m = _mapping(
+        '[time_entries]\nentry_id = "ID"\n'
+        'approved_at = { source = "A", transform = "timestamp", timezone = "America/New_York" }\n'
+    )
+    rows = _mapped(m, "ID,A\n1,2023-01-23\n2,2023-07-04\n", tmp_path)
+    assert _col(rows, "approved_at") == ["2023-01-23T00:00:00-05:00", "2023-07-04T00:00:00-04:00"]
+    f = tmp_path / "time_entries_2.csv"
+    f.write_text("ID,A\n1,2023-01-23\n", encoding="utf-8")
+    land_file(duck_db, f, "time_entries", fmt=FileFormat(mapping=m))
+    got = duck_db.scalar(
+        "SELECT CAST(timezone('UTC', approved_at) AS VARCHAR) FROM land_time_entries"
+    )
+    assert got == "2023-01-23 05:00:00"
+
+
+def test_local_approval_keeps_the_approvers_offset_to_validation(
+    any_db: StagingDB, tmp_path: Path
+) -> None:
+    """Approved in Tokyo at 08:30 on the work date: 23:30 UTC the day before, but the rule
+    compares the approver's local date, so the mapping must hand over the local time with
+    its offset, not UTC text (which quarantined it as TE_APPROVED_BEFORE_WORK)."""
+    world = World(any_db, tmp_path).master()
+    m = _mapping(
+        """
+        [time_entries]
+        entry_id = "ID"
+        employee_id = { constant = "E1" }
+        project_code = { constant = "P1" }
+        task_code = { constant = "T1" }
+        work_date = { source = "Day", transform = "date", format = "%d/%m/%Y" }
+        hours = "Hours"
+        billable = { constant = true }
+        bill_rate = { constant = "150.00" }
+        currency = { constant = "USD" }
+        approval_status = { constant = "approved" }
+        approved_at = { source = "Approved", transform = "timestamp", timezone = "Asia/Tokyo", format = "%d/%m/%Y %H:%M" }
+        """
+    )
+    f = tmp_path / "time_entries_tokyo.csv"
+    f.write_text(
+        "ID,Day,Hours,Approved\n"
+        "MORNING,03/11/2026,7.5,03/11/2026 08:30\n"  # 2026-11-02 23:30 UTC
+        "GIVEN,04/11/2026,7.5,2026-11-04T08:30:00+09:00\n"  # the source's own offset, kept
+        "EVE,05/11/2026,7.5,04/11/2026 23:30\n",  # the evening before, in Tokyo
+        encoding="utf-8",
+    )
+    land_file(any_db, f, "time_entries", fmt=FileFormat(mapping=m))
+    world.validate()
+    raw = any_db.query_df("SELECT entry_id, raw_approved_at FROM land_time_entries ORDER BY row_no")
+    assert raw["raw_approved_at"].tolist() == [
+        "2026-11-03T08:30:00+09:00",
+        "2026-11-04T08:30:00+09:00",
+        "2026-11-04T23:30:00+09:00",
+    ]
+    assert (world.state("MORNING"), world.state("GIVEN")) == ("valid", "valid")
+    assert world.codes("EVE") == {"TE_APPROVED_BEFORE_WORK"}
+    assert any_db.scalar("SELECT messages FROM quarantine WHERE row_key = 'EVE'") == (
+        "approved on 2026-11-04, the date of 2026-11-04T23:30:00+09:00 at the UTC offset "
+        "written with it, before the work date 2026-11-05"
+    )
+    instant = any_db.scalar(
+        "SELECT approved_at FROM validated_time_entries WHERE entry_id = 'MORNING'"
+    )
+    assert instant == datetime(2026, 11, 2, 23, 30, tzinfo=UTC)  # the instant is unchanged
+
+
+def test_day_first_mapping_refuses_a_month_first_file_naming_the_column(
+    any_db: StagingDB, tmp_path: Path
+) -> None:
+    """`03/04/2024` reads as 3 April in a DD/MM mapping; `12/25/2024` in the same column
+    shows the file is MM/DD, so the whole file is refused rather than misread."""
+    m = _mapping(
+        '[time_entries]\nentry_id = "ID"\n'
+        'work_date = { source = "Date", transform = "date", format = "%d/%m/%Y" }\n'
+    )
+    ok = tmp_path / "time_entries_1.csv"
+    ok.write_text("ID,Date\n1,03/04/2024\n2,25/12/2024\n", encoding="utf-8")
+    land_file(any_db, ok, "time_entries", fmt=FileFormat(mapping=m))
+    before = counts(any_db)
+    bad = tmp_path / "time_entries_2.csv"
+    bad.write_text("ID,Date\n3,03/04/2024\n4,12/25/2024\n5,01/02/2024\n", encoding="utf-8")
+    with pytest.raises(
+        LandingError,
+        match=r"time_entries_2.csv: column 'Date' \(for work_date\) has the value 12/25/2024 "
+        r"\(row 3\), which is not %d/%m/%Y but is %m/%d/%Y: the file writes day and month the "
+        r"other way round",
+    ):
+        land_file(any_db, bad, "time_entries", fmt=FileFormat(mapping=m))
+    assert counts(any_db) == before
+    dates = any_db.query_df("SELECT CAST(work_date AS VARCHAR) AS d FROM land_time_entries")
+    assert sorted(dates["d"]) == ["2024-04-03", "2024-12-25"]
+
+
+def test_day_month_order_is_checked_for_timestamps_and_the_harvest_mapping(tmp_path: Path):
+    m = _mapping(
+        '[time_entries]\nentry_id = "ID"\napproved_at = { source = "At", transform = '
+        '"timestamp", timezone = "UTC", format = "%m/%d/%Y %H:%M" }\n'
+    )
+    with pytest.raises(duckdb.Error, match=r"column 'At' \(for approved_at\) has the value "):
+        _mapped(m, "ID,At\n1,01/02/2026 09:00\n2,25/01/2026 09:00\n", tmp_path)
+    # A day-first account's Harvest export fed to the shipped (month-first) mapping.
+    rows = [harvest_row(Date="02/11/2026"), harvest_row(Date="25/11/2026")]
+    f = write_harvest_csv(tmp_path / "time_entries_eu.csv", rows)
+    con = duckdb.connect()
+    view = open_raw(con, f, TIME_ENTRIES, HARVEST_FMT, workdir=tmp_path / "w")
+    with pytest.raises(duckdb.Error, match=r"column 'Date' \(for work_date\) has the value 25/11"):
+        con.execute(f"SELECT * FROM {view}").fetchall()
 
 
 def test_decimal_comma_applies_after_mapping(tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -65,8 +65,12 @@ _ISO_TIMESTAMPS = (
     "%Y-%m-%dT%H:%M",
     "%Y-%m-%d %H:%M",
 )
-_HAS_OFFSET = r"(Z|z|[+-][0-9]{2}(:?[0-9]{2})?)$"
+#: A time of day followed by a UTC offset. The time is required: the `-23` that ends the
+#: date-only `2023-01-23` is not an offset.
+_HAS_OFFSET = r"[0-9]:[0-9]{2}(:[0-9]{2}(\.[0-9]+)?)? ?(Z|z|[+-][0-9]{2}(:?[0-9]{2})?)$"
 _HMM = r"[0-9]+:[0-5][0-9](:[0-5][0-9])?"
+#: Builds the SQL that refuses the file: (value SQL, what is wrong with it) -> error(...).
+Refuse = Callable[[str, str], str]
 
 
 class MappingError(ValueError):
@@ -193,7 +197,12 @@ class DatasetMapping:
         }
         for r in self.rules:
             if r.kind == "identity":  # over the mapped values: CSV and XLSX give the same IDs
-                out[r.target] = _identity_sql(r, [out[p] for p in r.parts], row_no)
+                quiet = {
+                    q.target: _rule_sql(q, cols, file_label, self.origin, row_no, loud=False)
+                    for q in self.rules
+                    if q.target in r.parts
+                }
+                out[r.target] = _identity_sql(r, [quiet[p] for p in r.parts], row_no)
         return out
 
 
@@ -242,22 +251,79 @@ def _list_sql(items: Sequence[str]) -> str:
     return "[" + ", ".join(sql_str(i) for i in items) + "]"
 
 
-def _date_sql(v: str, formats: Sequence[str]) -> str:
-    """Parse with the declared formats (ISO accepted too: XLSX dates arrive as ISO); unparsable
-    text passes unchanged so typing reports it with the raw value kept."""
-    fmts = [*formats, "%Y-%m-%d"]
-    parsed = f"try_strptime({v}, {_list_sql(fmts)})"
-    return f"coalesce(strftime({parsed}, '%Y-%m-%d'), {v})"
+def _swapped(formats: Sequence[str]) -> list[str]:
+    """The declared formats with day and month exchanged (`%d/%m/%Y` → `%m/%d/%Y`), for those
+    that hold both and whose swap is not itself declared."""
+    out: list[str] = []
+    for f in formats:
+        s = re.sub(r"%(-?)([dm])", lambda m: f"%{m[1]}{'m' if m[2] == 'd' else 'd'}", f)
+        if s != f and s not in formats and s not in out:
+            out.append(s)
+    return out
 
 
-def _timestamp_sql(v: str, formats: Sequence[str], tz: str) -> str:
-    """Naive local times get the declared zone and become UTC text; values that carry an
-    offset are kept as they are; unparsable text passes unchanged (typing reports it)."""
-    parsed = f"try_strptime({v}, {_list_sql(formats or _ISO_TIMESTAMPS)})"
-    utc = (
-        f"strftime(timezone('UTC', timezone({sql_str(tz)}, {parsed})), '%Y-%m-%dT%H:%M:%S') || 'Z'"
+def _let(value: str, name: str, body: str) -> str:
+    """`body` with `name` bound to `value`, computed once per row (a one-element list_transform:
+    DuckDB does not share a sub-expression repeated inside CASE branches)."""
+    return f"list_transform([{value}], lambda {name}: {body})[1]"
+
+
+def _order_guard(v: str, formats: Sequence[str], refuse: Refuse) -> str:
+    """`WHEN ... THEN error(...)`, after the declared formats failed, for a value their
+    day/month swap reads: the file writes dates the other way round, so its ambiguous dates
+    (`03/04/2024`) would be misread without any error. Empty when no format has a swap."""
+    swapped = _swapped(formats)
+    if not swapped:
+        return ""
+    problem = (
+        f"which is not {' or '.join(formats)} but is {' or '.join(swapped)}: the file writes "
+        "day and month the other way round, so its dates up to the 12th would be misread; "
+        "the whole file is refused (fix the mapping's format or the export's date setting)"
     )
-    return f"CASE WHEN regexp_matches({v}, '{_HAS_OFFSET}') THEN {v} ELSE coalesce({utc}, {v}) END"
+    return f"WHEN try_strptime({v}, {_list_sql(swapped)}) IS NOT NULL THEN {refuse(v, problem)}"
+
+
+# Lambda parameter names: never a vendor column's SQL name, which they would shadow.
+_P, _I = "__sp_parsed", "__sp_instant"
+
+
+def _date_sql(v: str, formats: Sequence[str], refuse: Refuse) -> str:
+    """Parse with the declared formats (ISO accepted too: XLSX dates arrive as ISO); unparsable
+    text passes unchanged so typing reports it with the raw value kept; a value only the
+    day/month swap reads refuses the file."""
+    parsed = f"try_strptime({v}, {_list_sql([*formats, '%Y-%m-%d'])})"
+    guard = _order_guard(v, formats, refuse)
+    if not guard:
+        return f"coalesce(strftime({parsed}, '%Y-%m-%d'), {v})"
+    body = f"CASE WHEN {_P} IS NOT NULL THEN strftime({_P}, '%Y-%m-%d') {guard} ELSE {v} END"
+    return _let(parsed, _P, body)
+
+
+def _timestamp_sql(v: str, formats: Sequence[str], tz: str, refuse: Refuse) -> str:
+    """Values that carry an offset are kept as they are; naive local times and date-only
+    values (midnight) are read in the declared zone and written as that local time with the
+    zone's offset at that instant (`2026-11-03T08:30:00+09:00`), never converted to UTC: the
+    approval rule compares the approver's local date, which a UTC rendering would shift.
+    Unparsable text passes unchanged (typing reports it); a value only the day/month swap
+    reads refuses the file."""
+    layouts = list(dict.fromkeys([*formats, *_ISO_TIMESTAMPS, "%Y-%m-%d"]))
+    parsed = f"try_strptime({v}, {_list_sql(layouts)})"
+    # The zone's offset at that instant. In a DST gap DuckDB takes the later offset; the text
+    # keeps the wall-clock time as written, with the offset of that instant (same date).
+    minutes = f"((epoch_ms({_P}) - epoch_ms({_I})) // 60000)"
+    offset = (
+        f"CASE WHEN {minutes} < 0 THEN '-' ELSE '+' END"
+        f" || lpad(CAST(abs({minutes}) // 60 AS VARCHAR), 2, '0')"
+        f" || ':' || lpad(CAST(abs({minutes}) % 60 AS VARCHAR), 2, '0')"
+    )
+    text = f"strftime({_P}, '%Y-%m-%dT%H:%M:%S') || {offset}"
+    body = (
+        f"CASE WHEN {_P} IS NOT NULL THEN {_let(f'timezone({sql_str(tz)}, {_P})', _I, text)}"
+        f" {_order_guard(v, formats, refuse)} ELSE {v} END"
+    )
+    return (
+        f"CASE WHEN regexp_matches({v}, '{_HAS_OFFSET}') THEN {v} ELSE {_let(parsed, _P, body)} END"
+    )
 
 
 def _identity_sql(r: ColumnRule, parts: Sequence[str], row_no: str) -> str:
@@ -276,8 +342,16 @@ def _identity_sql(r: ColumnRule, parts: Sequence[str], row_no: str) -> str:
 
 
 def _rule_sql(
-    r: ColumnRule, cols: ResolvedColumns, file_label: str, origin: str, row_no: str
+    r: ColumnRule,
+    cols: ResolvedColumns,
+    file_label: str,
+    origin: str,
+    row_no: str,
+    loud: bool = True,
 ) -> str:
+    """The rule's expression. `loud=False` leaves out the checks that refuse the file (they
+    return the value instead): DuckDB refuses a volatile `error()` in an identity's
+    PARTITION BY, and a file they refuse fails through the loud copy of the column anyway."""
     if r.kind == "constant":
         return sql_str(r.constant or "")
     parts = [_src_sql(cols.by_source[s]) for s in r.sources]
@@ -287,12 +361,24 @@ def _rule_sql(
         v = f"coalesce({', '.join(parts)})"
     else:
         v = f"NULLIF(concat_ws({sql_str(r.separator)}, {', '.join(parts)}), '')"
+    shown = ", ".join(r.sources) or r.target
+
+    def refuse(value: str, problem: str) -> str:
+        """An error that stops the load (one transaction: nothing of the file lands)."""
+        if not loud:
+            return value
+        return (
+            f"error({sql_str(f'{file_label}: column {shown!r} (for {r.target}) has the value ')}"
+            f" || {value} || ' (row ' || CAST({row_no} AS VARCHAR) || '), ' || "
+            f"{sql_str(f'{problem} [mapping {origin}]')})"
+        )
+
     if r.transform == "hours":
         v = _hours_sql(v)
     elif r.transform == "date":
-        v = _date_sql(v, r.formats)
+        v = _date_sql(v, r.formats, refuse)
     elif r.transform == "timestamp":
-        v = _timestamp_sql(v, r.formats, r.timezone or "UTC")
+        v = _timestamp_sql(v, r.formats, r.timezone or "UTC", refuse)
     elif r.transform == "extract":
         v = f"coalesce(NULLIF(regexp_extract({v}, {sql_str(r.pattern or '')}, 1), ''), {v})"
     elif r.transform in ("upper", "lower"):
@@ -301,8 +387,7 @@ def _rule_sql(
         whens = " ".join(f"WHEN {sql_str(k)} THEN {sql_str(t)}" for k, t in r.values)
         if r.unmapped == "null":
             other = "CAST(NULL AS VARCHAR)"
-        elif r.unmapped == "error":
-            shown = ", ".join(r.sources) or r.target
+        elif r.unmapped == "error" and loud:
             other = (
                 f"error({sql_str(f'{file_label}: column {shown!r} has the value ')} || {v} || "
                 f"{sql_str(f' that mapping {origin} does not map for {r.target} (row ')} || "
