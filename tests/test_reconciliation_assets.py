@@ -182,10 +182,15 @@ def test_an_unreachable_inbox_is_noted_and_the_books_still_compared(
 
 def test_key_figures_are_run_metadata(run) -> None:
     md = _metadata(run["result"], "rec_kpis")
-    assert md["straight_through_rate"].value == pytest.approx(7 / 17)
+    assert md["straight_through_rate"].value == "41.18%"  # 7 / 17, as in the workbook
     assert md["approved_entries"].value == 17
-    assert md["counts"].value["class.quarantined"] == 2
+    assert md["entries_by_class"].value["quarantined"] == 2
+    assert md["quarantined_entries"].value == 2
+    assert md["quarantined_rows_without_key"].value == 2
+    assert md["approved_not_posted_amount"].value == {"USD": "4,500.00"}
+    assert md["invoice_ready_backlog_amount"].value == {"USD": "2,000.00"}
     assert "straight_through_rate" in md["key_figures"].value  # the markdown table
+    assert "| 41.18% |" in md["key_figures"].value
 
 
 def test_workbook_summary_cell_by_cell(run) -> None:
@@ -208,8 +213,10 @@ def test_workbook_summary_cell_by_cell(run) -> None:
             assert got_value == value, label
     figures = dict(expected)
     assert figures["Entries: Quarantined"] == 2
-    assert figures["Straight-through rate (%)"] == pytest.approx(41.18)
-    assert figures["Invoice-ready backlog: amount"] == Decimal("2000.00")
+    assert figures["Straight-through rate"] == "41.18%"  # the UI's format
+    assert figures["Invoice-ready backlog: amount (USD)"] == Decimal("2000.00")
+    assert figures["Rows: Quarantined, no key or date"] == 2
+    assert not any(label.endswith("amount") for label, _ in expected)  # always per currency
     # Totals section: one row per legal entity and currency, every state and variance.
     totals = load_frame(run["db"], "rec_totals")
     per_le = totals[totals["dimension"] == "legal_entity"].drop(columns=["dimension", "member"])
