@@ -540,7 +540,7 @@ WITH l AS (SELECT * FROM rc_lines),
 c AS (  -- per legal entity, currency and class; in-sync entries of the fast path, one row each
     SELECT legal_entity, currency, class, COUNT(*) AS n,
            SUM(COALESCE(psa_hours, erp_hours, 0)) AS h,
-           SUM(COALESCE(psa_amount, erp_amount, 0)) AS a,
+           SUM(COALESCE(psa_amount, erp_amount)) AS a,  -- unknown amounts (no rate) stay unknown
            COUNT(*) FILTER (WHERE approved) AS approved,
            COUNT(*) FILTER (WHERE straight_through) AS straight
     FROM l GROUP BY legal_entity, currency, class
