@@ -209,6 +209,15 @@ def test_validation_metadata_is_exact_and_says_what_it_counts(world: dict) -> No
     assert quarantine["open_rule_violations"].value == 2
     assert quarantine["open_rows_by_rule"].value == {"time_entries.A": 1, "time_entries.B": 1}
     assert "open_total" not in quarantine
+    # The validation asset names its figures by what they count, with a legend.
+    (mat,) = [
+        e.event_specific_data.materialization
+        for e in result.get_asset_materialization_events()
+        if e.event_specific_data.materialization.asset_key == validated_time_entries.key
+    ]
+    assert {"time_entries.rows_checked", "time_entries.rows_quarantined"} <= set(mat.metadata)
+    assert "time_entries.quarantined" not in mat.metadata
+    assert "rows_by_rule" in mat.metadata["what_the_figures_count"].value
 
 
 def test_reconciliation_metadata_amounts_are_exact_and_per_currency(world: dict) -> None:
