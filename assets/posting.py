@@ -6,6 +6,7 @@ a Dagster run behave the same.
 """
 
 from datetime import date
+from decimal import Decimal
 
 from dagster import (
     AssetExecutionContext,
@@ -17,9 +18,11 @@ from dagster import (
 )
 from pydantic import Field
 
+from assets.metadata_tables import md_table
 from assets.pools import ERP_POSTING
 from pipelines.erp_resources import ErpResource, PostingPolicy
 from pipelines.resources import StagingDatabase
+from staging_models.figures import amounts_by_currency, decimal_text
 from staging_models.posting import PostingRefused, WindowConfig, WindowResult, run_window
 from staging_models.validation import conservation
 
@@ -52,7 +55,33 @@ def _date(text: str, name: str) -> date | None:
         raise Failure(description=f"{name} {text!r} is not a date (YYYY-MM-DD)") from None
 
 
+def _planned_figures(summary) -> dict:
+    """What the plan would send (planned, not held): lines, hours, amounts per currency."""
+    if summary.empty:
+        return {"lines_planned": 0, "hours_planned": "0"}
+    planned = summary[summary["state"] == "planned"]
+    time_lines = planned[planned["document"] == "time_line"]
+    invoices = planned[planned["document"] == "invoice"]
+    return {
+        "lines_planned": int(planned["lines"].sum()),
+        "hours_planned": decimal_text(sum(time_lines["hours"], Decimal(0))),
+        "amount_planned_time_lines": MetadataValue.json(
+            amounts_by_currency(zip(time_lines["currency"], time_lines["amount"], strict=True))
+        ),
+        "amount_planned_invoices": MetadataValue.json(
+            amounts_by_currency(zip(invoices["currency"], invoices["amount"], strict=True))
+        ),
+    }
+
+
+def _exact(amounts: dict[str, str]) -> dict[str, str]:
+    """The ledger's per-currency sums (exact decimal text) in the one display format."""
+    return {cur: decimal_text(Decimal(v)) for cur, v in sorted(amounts.items())}
+
+
 def _metadata(result: WindowResult, erp: ErpResource) -> dict:
+    """The window's figures. A dry run shows its plan only: nothing was confirmed, so no
+    confirmed figures (not even zeros) appear beside it. Amounts are exact, per currency."""
     c = result.counts
     summary = result.summary
     md = {
@@ -61,23 +90,35 @@ def _metadata(result: WindowResult, erp: ErpResource) -> dict:
         "message": result.message,
         "erp": erp.describe(),
         "lines_sendable": int(c.get("lines_sendable", 0)),
-        "confirmed": int(c.get("confirmed", 0)),
-        "already_in_erp": int(c.get("already_in_erp", 0)),
-        "rejected": int(c.get("rejected", 0)),
         "held": int(c.get("time_lines_held", 0)) + int(c.get("invoices_held", 0)),
-        "voided": int(c.get("voided", 0)),
-        "counts": MetadataValue.json({k: v for k, v in c.items() if not isinstance(v, dict)}),
-        "hours_confirmed": str(c.get("hours_confirmed", "0")),
-        "amount_confirmed": MetadataValue.json(c.get("amount_confirmed", {})),
     }
+    if result.status == "dry_run":
+        md.update(_planned_figures(summary))
+    else:
+        md.update(
+            {
+                "confirmed": int(c.get("confirmed", 0)),
+                "already_in_erp": int(c.get("already_in_erp", 0)),
+                "rejected": int(c.get("rejected", 0)),
+                "voided": int(c.get("voided", 0)),
+                "hours_confirmed": decimal_text(Decimal(str(c.get("hours_confirmed", "0")))),
+                "amount_confirmed_time_lines": MetadataValue.json(
+                    _exact(c.get("amount_confirmed_time_lines", {}))
+                ),
+                "amount_confirmed_invoices": MetadataValue.json(
+                    _exact(c.get("amount_confirmed_invoices", {}))
+                ),
+            }
+        )
+    md["counts"] = MetadataValue.json(
+        {k: v for k, v in c.items() if isinstance(v, int) and not isinstance(v, bool)}
+    )
     if not summary.empty:
-        md["plan"] = MetadataValue.md(summary.astype(str).to_markdown(index=False))
+        md["plan"] = md_table(summary)
     if result.preview_path:
         md["preview_path"] = MetadataValue.path(str(result.preview_path))
     if not result.rejections.empty:
-        md["rejections"] = MetadataValue.md(
-            result.rejections.head(50).astype(str).to_markdown(index=False)
-        )
+        md["rejections"] = md_table(result.rejections.head(50))
     return md
 
 
@@ -108,7 +149,7 @@ def posting_window(
         raise Failure(
             description="validation has not settled every row; posting refused until it is "
             "re-run: " + ", ".join(cons.loc[~cons["states_ok"], "dataset"]),
-            metadata={"conservation": MetadataValue.md(cons.to_markdown(index=False))},
+            metadata={"conservation": md_table(cons)},
         )
     window = WindowConfig(
         legal_entities=tuple(config.legal_entities),

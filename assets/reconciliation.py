@@ -11,6 +11,7 @@ import os
 import re
 import tempfile
 from datetime import UTC, date, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Protocol
 
@@ -31,6 +32,7 @@ from dagster import (
 )
 from pydantic import Field
 
+from assets.metadata_tables import md_table
 from assets.pools import RECONCILIATION
 from connectors.erp.base import ErpTarget
 from connectors.report_upload import UploadError
@@ -41,6 +43,7 @@ from reconciliation.psa_files import Unlanded, unlanded_rows
 from reconciliation.report import write_reconciliation_workbook
 from reconciliation.report_server import report_url, reports_dir
 from reconciliation.store import load_lines, store_lines
+from staging_models.figures import decimal_text, rate, text_map
 
 IO_MANAGER_KEY = "staging_table_io_manager"
 GROUP = "reconciliation"
@@ -80,28 +83,60 @@ def resolve_period(config: ReconciliationConfig, today: date) -> Period:
     return Period(start, end, tuple(config.legal_entities))
 
 
+def _by_name(k: pd.DataFrame, kind: str) -> dict[str, int]:
+    rows = k[(k["kind"] == kind) & k["currency"].isna()]
+    return {n: int(e) for n, e in zip(rows["name"], rows["entries"], strict=True)}
+
+
+def _key_figure_table(k: pd.DataFrame) -> pd.DataFrame:
+    """The scope's figures as the UI shows them: counts and hours over all currencies on
+    rows without a currency, amounts on one row per currency; the rate as in the workbook."""
+    table = k[k["kind"] != "info"][["kind", "name", "currency", "entries", "hours", "amount"]]
+    table = table.rename(columns={"entries": "count"}).astype(object)
+    rate_row = (table["kind"] == "kpi") & (table["name"] == "straight_through_rate")
+    table.loc[rate_row, "count"] = None
+    table["rate"] = None
+    approved = int(k.loc[_kpi_row(k, "approved_entries"), "entries"].iloc[0])
+    straight = int(k.loc[_kpi_row(k, "straight_through_entries"), "entries"].iloc[0])
+    table.loc[rate_row, "rate"] = rate(straight, approved)
+    return table
+
+
+def _kpi_row(k: pd.DataFrame, name: str) -> pd.Series:
+    return (k["kind"] == "kpi") & (k["name"] == name) & k["currency"].isna()
+
+
 def _kpi_metadata(rec: Reconciliation) -> dict:
+    """Key figures for the UI, each named by what it counts (entries, rows, invoices, lines);
+    amounts exact and per currency (never a sum of several); the rate as in the workbook."""
     k = rec.kpis[rec.kpis["legal_entity"] == ALL]
-    figures = {
-        f"{kind}.{name}": int(n)
-        for kind, name, n in zip(k["kind"], k["name"], k["entries"], strict=True)
-        if kind != "kpi"
-    }
-    rate = rec.kpi("straight_through_rate")["value"]
+    approved = int(rec.kpi("approved_entries")["entries"])
+    straight = int(rec.kpi("straight_through_entries")["entries"])
     unposted = rec.kpi("approved_not_posted")
     backlog = rec.kpi("invoice_ready_backlog_lines")
-    table = k.drop(columns=["legal_entity"]).astype({"value": object})
+    classes = _by_name(k, "class")
     return {
         "period": rec.period.label(),
-        "approved_entries": int(rec.kpi("approved_entries")["entries"]),
-        "straight_through_rate": None if pd.isna(rate) else float(rate),
+        "approved_entries": approved,
+        "straight_through_entries": straight,
+        "straight_through_rate": rate(straight, approved) or "none approved",
         "approved_not_posted_entries": int(unposted["entries"]),
-        "approved_not_posted_hours": float(unposted["hours"] or 0),
-        "approved_not_posted_amount": float(unposted["amount"] or 0),
+        "approved_not_posted_hours": decimal_text(unposted["hours"] or Decimal(0)),
+        "approved_not_posted_amount": MetadataValue.json(
+            text_map(rec.amounts("approved_not_posted"))
+        ),
+        "invoice_ready_backlog_invoices": int(rec.kpi("invoice_ready_backlog_invoices")["entries"]),
         "invoice_ready_backlog_lines": int(backlog["entries"]),
-        "invoice_ready_backlog_amount": float(backlog["amount"] or 0),
-        "counts": MetadataValue.json(figures),
-        "key_figures": MetadataValue.md(table.to_markdown(index=False)),
+        "invoice_ready_backlog_amount": MetadataValue.json(
+            text_map(rec.amounts("invoice_ready_backlog_lines"))
+        ),
+        "quarantined_entries": classes.get("quarantined", 0),
+        "quarantined_rows_without_key": classes.get("quarantined_without_key", 0),
+        "entries_by_class": MetadataValue.json(classes),
+        "invoices_by_class": MetadataValue.json(_by_name(k, "invoice_class")),
+        "quarantined_rows_by_rule": MetadataValue.json(_by_name(k, "reason")),
+        "approved_not_posted_entries_by_age": MetadataValue.json(_by_name(k, "aging")),
+        "key_figures": md_table(_key_figure_table(k)),
         "timings_s": MetadataValue.json({k: round(v, 3) for k, v in rec.timings.items()}),
     }
 

@@ -1,5 +1,7 @@
 """Validation assets: the contracts run after landing; checks prove nothing was lost."""
 
+from decimal import Decimal
+
 from dagster import (
     AssetCheckExecutionContext,
     AssetCheckResult,
@@ -13,27 +15,47 @@ from dagster import (
 )
 
 from assets.ingestion import landed_asset_key
+from assets.metadata_tables import md_table
 from assets.pools import STAGING_WRITE
 from pipelines.resources import StagingDatabase
+from staging_models.figures import decimal_text
 from staging_models.validation import DatasetValidation, conservation, validate_all
 
 MASTER = ("employees", "projects", "project_tasks", "rate_cards")
 
 
+#: What each validation figure counts (metadata keys are `<dataset>.<figure>`).
+_FIGURES: dict[str, tuple[str, str]] = {
+    "checked": ("rows_checked", "current row versions checked by this run"),
+    "valid": ("rows_valid", "of those, rows that pass every rule"),
+    "quarantined": (
+        "rows_quarantined",
+        "of those, rows that break at least one rule (newly or still quarantined)",
+    ),
+    "newly_quarantined": ("rows_newly_quarantined", "rows quarantined for the first time"),
+    "released": ("rows_released", "quarantined rows that pass now and were released"),
+    "not_postable": ("rows_not_postable", "rows set aside as not postable (not approved, deleted)"),
+}
+_LEGEND = "\n".join(
+    [
+        "| figure | counts |",
+        "|---|---|",
+        *(f"| {name} | {text} |" for name, text in _FIGURES.values()),
+        "| rows_by_rule | rows breaking each rule (a row breaking two rules counts under both, "
+        "so these add up to more than rows_quarantined) |",
+    ]
+)
+
+
 def _metadata(results: dict[str, DatasetValidation]) -> dict:
+    """Every figure named by what it counts: rows, never rule violations under a row's name."""
     md: dict = {}
     for name, r in results.items():
-        for k in (
-            "checked",
-            "valid",
-            "quarantined",
-            "released",
-            "newly_quarantined",
-            "not_postable",
-        ):
-            md[f"{name}.{k}"] = getattr(r, k)
+        for attr, (figure, _) in _FIGURES.items():
+            md[f"{name}.{figure}"] = getattr(r, attr)
         if r.by_rule:
-            md[f"{name}.violations_by_rule"] = MetadataValue.json(r.by_rule)
+            md[f"{name}.rows_by_rule"] = MetadataValue.json(r.by_rule)
+    md["what_the_figures_count"] = MetadataValue.md(_LEGEND)
     return md
 
 
@@ -86,12 +108,35 @@ def validated_invoices(
     return MaterializeResult(metadata=_metadata(results))
 
 
+#: Conservation columns renamed for the UI by what they count.
+_CONSERVATION_NAMES = {
+    "versions": "row_versions",
+    "pending": "versions_pending",
+    "valid": "versions_valid",
+    "quarantined": "versions_quarantined",
+    "superseded": "versions_superseded",
+    "not_postable": "versions_not_postable",
+    "quarantine_rows": "quarantine_records_open_or_ignored",
+    "hours_total": "hours_all_versions",
+}
+_CONSERVATION_LEGEND = (
+    "rows_read: rows in landed files; rows_landed: rows kept in the landing table; "
+    "row_versions: versions of all keys (every current and older version); "
+    "versions_*: row versions per state (versions_quarantined counts every quarantined "
+    "version, open or ignored by an operator); validated_rows: rows in the validated table; "
+    "quarantine_records_open_or_ignored: quarantine records of quarantined versions "
+    "(equals versions_quarantined when staging adds up)."
+)
+
+
 def _conservation_result(staging: StagingDatabase, datasets: tuple[str, ...]) -> AssetCheckResult:
     df = conservation(staging.get_db(), datasets)
     bad = df[~df["ok"]]
+    hours = df.loc[df["dataset"] == "time_entries", "hours_total"].iloc[0]
     md = {
-        "by_dataset": MetadataValue.md(df.drop(columns=["hours_total"]).to_markdown(index=False)),
-        "time_entry_hours": float(df.loc[df["dataset"] == "time_entries", "hours_total"].iloc[0]),
+        "by_dataset": md_table(df.rename(columns=_CONSERVATION_NAMES)),
+        "what_the_columns_count": MetadataValue.md(_CONSERVATION_LEGEND),
+        "time_entry_hours_all_versions": decimal_text(Decimal(hours)),
     }
     if len(bad):
         md["failing"] = MetadataValue.json(bad["dataset"].tolist())
@@ -127,18 +172,30 @@ def open_quarantine_by_rule(
     context: AssetCheckExecutionContext, staging: StagingDatabase
 ) -> AssetCheckResult:
     df = staging.get_db().query_df(
-        """SELECT v.dataset, v.rule_code, COUNT(*) AS n
-           FROM quarantine_violations v JOIN quarantine q ON q.dataset = v.dataset
-             AND q.row_key = v.row_key AND q.version = v.version
-           WHERE q.status = 'open' GROUP BY v.dataset, v.rule_code ORDER BY v.dataset, n DESC"""
+        """SELECT dataset, rule_code, COUNT(*) AS n FROM (
+               SELECT DISTINCT v.dataset, v.rule_code, v.row_key, v.version
+               FROM quarantine_violations v JOIN quarantine q ON q.dataset = v.dataset
+                 AND q.row_key = v.row_key AND q.version = v.version
+               WHERE q.status = 'open') d
+           GROUP BY dataset, rule_code ORDER BY dataset, n DESC, rule_code"""
     )
-    counts = {f"{d}.{r}": int(n) for d, r, n in df.itertuples(index=False)}
+    by_rule = {f"{d}.{r}": int(n) for d, r, n in df.itertuples(index=False)}
+    rows = staging.get_db().query_df(
+        """SELECT dataset, COUNT(*) AS n FROM quarantine WHERE status = 'open'
+           GROUP BY dataset ORDER BY dataset"""
+    )
+    by_dataset = {d: int(n) for d, n in rows.itertuples(index=False)}
     return AssetCheckResult(
-        passed=not counts,
+        passed=not by_dataset,
         severity=AssetCheckSeverity.WARN,
         metadata={
-            "open_rows_by_rule": MetadataValue.json(counts),
-            "open_total": sum(counts.values()),
+            # Rows (row versions) waiting in the quarantine; each is counted once.
+            "open_rows": sum(by_dataset.values()),
+            "open_rows_by_dataset": MetadataValue.json(by_dataset),
+            # Rows per rule: a row breaking two rules counts under both, so these add up to
+            # the rule violations, not to the rows.
+            "open_rows_by_rule": MetadataValue.json(by_rule),
+            "open_rule_violations": sum(by_rule.values()),
         },
     )
 

@@ -283,6 +283,50 @@ def staging_inputs(date_from: date, date_to: date, full: FullExport | None) -> l
         ),
         Input("r_vanished", pa.schema([("entry_id", _S)]), vanished),
         Input(
+            "r_keyless",
+            pa.schema(
+                [
+                    ("entry_id", _S),
+                    ("version", _I),
+                    ("employee_id", _S),
+                    ("employee_name", _S),
+                    ("project_code", _S),
+                    ("task_code", _S),
+                    ("work_date", _D),
+                    ("raw_work_date", _S),
+                    ("hours", _HOURS),
+                    ("currency", _S),
+                    ("approval_status", _S),
+                    ("approved_at", _TS),
+                    ("description", _S),
+                    ("source_file", _S),
+                    ("row_no", _I),
+                    ("rule_codes", _S),
+                    ("messages", _S),
+                    ("first_seen", _TS),
+                    ("legal_entity", _S),
+                ]
+            ),
+            # Quarantined current rows that no entry-and-date comparison can place: no entry
+            # id, or no readable work date (these belong to every period while they wait).
+            f"""SELECT CASE WHEN s.key_missing THEN NULL ELSE s.row_key END AS entry_id,
+                   s.version, s.employee_id, s.employee_name, s.project_code, s.task_code,
+                   s.work_date, l.raw_work_date, s.hours, s.currency, s.approval_status,
+                   s.approved_at, s.description, d.file_name AS source_file, s.row_no,
+                   q.rule_codes, q.messages, q.first_seen,
+                   COALESCE(pr.legal_entity, em.legal_entity) AS legal_entity
+            FROM stg_time_entries s
+            JOIN land_time_entries l ON l.load_id = s.load_id AND l.row_no = s.row_no
+            LEFT JOIN loads d ON d.load_id = s.load_id
+            LEFT JOIN quarantine q ON q.dataset = 'time_entries' AND q.row_key = s.row_key
+                 AND q.version = s.version AND q.status IN ('open', 'ignored')
+            LEFT JOIN stg_projects pr ON pr.is_current AND pr.row_key = s.project_code
+            LEFT JOIN stg_employees em ON em.is_current AND em.row_key = s.employee_id
+            WHERE s.is_current AND s.state = 'quarantined'
+              AND (s.key_missing OR s.work_date IS NULL)
+              AND (s.work_date IS NULL OR s.work_date {in_range})""",
+        ),
+        Input(
             "r_ledger",
             pa.schema(_LEDGER_COLS),
             f"SELECT {_LEDGER_SELECT} FROM posting_ledger WHERE work_date {in_range}",

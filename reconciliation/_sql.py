@@ -34,6 +34,12 @@ Entry classes, first match wins (the order says which discrepancy explains the o
 7. deleted_in_psa          vanished from the full export, never posted (must not be);
 8. quarantined, approved_not_posted (valid, no live posting), not_postable (draft, submitted,
    rejected, deleted), in that order.
+
+Rows no entry id and date can place get a class of their own, `quarantined_without_key`
+(`KEYLESS`): quarantined current rows without an entry id (dated in the period or without
+a readable date), or with an entry id but no readable work date (in every period while
+they wait), unless the entry is classified above by its ledger lines. They carry their
+file and row (`source_file`, `row_no`); no other class does, as an entry id names those.
 """
 
 from __future__ import annotations
@@ -47,11 +53,12 @@ ENTRY_CLASSES: tuple[str, ...] = (
     "deleted_in_psa",
     "quarantined",
     "approved_not_posted",
+    "quarantined_without_key",
     "not_postable",
     "in_sync",
 )
 #: Entry classes that need someone's attention (a workbook sheet each).
-EXCEPTION_CLASSES: tuple[str, ...] = ENTRY_CLASSES[:8]
+EXCEPTION_CLASSES: tuple[str, ...] = ENTRY_CLASSES[:9]
 
 INVOICE_CLASSES: tuple[str, ...] = (
     "erp_unknown_to_staging",
@@ -414,12 +421,35 @@ SELECT entry_id, class,
        CASE WHEN class <> 'approved_not_posted' THEN NULL
             WHEN age_days <= 1 THEN '0-1' WHEN age_days <= 7 THEN '2-7'
             WHEN age_days <= 30 THEN '8-30' ELSE '>30' END AS aging_bucket,
-       description,
+       description, CAST(NULL AS VARCHAR) AS source_file, CAST(NULL AS BIGINT) AS row_no,
        COALESCE(expected AND in_period, FALSE) AS approved,
        COALESCE(expected AND in_period AND NOT ever_quarantined
                 AND led_live_version = version, FALSE) AS straight_through,
        COALESCE(in_period, TRUE) AS in_period
 FROM a
+"""
+
+#: Quarantined rows without an entry id or a readable work date (`r_keyless`), as lines of
+#: their own class, with file and row. Not approved for the straight-through rate (no
+#: entry can be matched to them); counted by their rules among the quarantine reasons.
+KEYLESS = f"""
+INSERT INTO rc_lines BY NAME
+SELECT entry_id, 'quarantined_without_key' AS class, legal_entity, employee_id,
+       employee_name, project_code, task_code, work_date,
+       strftime(work_date, '%Y-%m') AS period, currency, version AS psa_version,
+       'quarantined' AS psa_state, approval_status, hours AS psa_hours, 0 AS erp_lines,
+       rule_codes,
+       NULLIF(concat_ws('; ',
+           CASE WHEN entry_id IS NULL THEN 'no entry id' END,
+           CASE WHEN work_date IS NULL THEN 'no readable work date'
+                || COALESCE(' (read: ' || raw_work_date || ')', '') END,
+           messages), '') AS reasons,
+       approved_at, {age_sql("first_seen")} AS age_days, description, source_file, row_no,
+       FALSE AS approved, FALSE AS straight_through, TRUE AS in_period
+FROM r_keyless
+WHERE ({{le}} OR legal_entity IS NULL)
+  AND (entry_id IS NULL
+       OR entry_id NOT IN (SELECT entry_id FROM rc_lines WHERE entry_id IS NOT NULL))
 """
 
 # Totals: in-sync entries from the cube (equal in all four states), exact-path entries with
@@ -485,69 +515,88 @@ ORDER BY CASE dimension WHEN 'legal_entity' THEN 0 WHEN 'period' THEN 1 WHEN 'pr
          ELSE 3 END, legal_entity NULLS LAST, currency NULLS LAST, member NULLS LAST
 """
 
-# Key figures in long form: one row per legal entity ('(all)' for the whole scope) and figure.
-KPIS = """
+# Key figures in long form: one row per legal entity ('(all)' for the whole scope), figure
+# and currency. A row with `currency` NULL counts over all currencies (entries, hours) and
+# has no amount; amounts are only ever summed within one currency, on the rows that name it.
+_LE = "CASE WHEN GROUPING(legal_entity) = 1 THEN '(all)' ELSE COALESCE(legal_entity, '(none)') END"
+_CUR = "CASE WHEN GROUPING(currency) = 1 THEN NULL ELSE COALESCE(currency, '(none)') END"
+
+
+def _per_currency(amount: str) -> str:
+    return f"CASE WHEN GROUPING(currency) = 1 THEN NULL ELSE {amount} END"
+
+
+def _sets(*dims: str) -> str:
+    """Grouping sets of `dims` with and without legal entity, each with and without currency."""
+    out = []
+    for le in ((), ("legal_entity",)):
+        for cur in ((), ("currency",)):
+            out.append("(" + ", ".join((*le, *dims, *cur)) + ")")
+    return "GROUPING SETS (" + ", ".join(out) + ")"
+
+
+KPIS = f"""
 WITH l AS (SELECT * FROM rc_lines),
-c AS (  -- per legal entity and class; in-sync entries of the fast path count in one row each
-    SELECT legal_entity, class, COUNT(*) AS n, SUM(COALESCE(psa_hours, erp_hours, 0)) AS h,
-           SUM(COALESCE(psa_amount, erp_amount, 0)) AS a,
+c AS (  -- per legal entity, currency and class; in-sync entries of the fast path, one row each
+    SELECT legal_entity, currency, class, COUNT(*) AS n,
+           SUM(COALESCE(psa_hours, erp_hours, 0)) AS h,
+           SUM(COALESCE(psa_amount, erp_amount)) AS a,  -- unknown amounts (no rate) stay unknown
            COUNT(*) FILTER (WHERE approved) AS approved,
            COUNT(*) FILTER (WHERE straight_through) AS straight
-    FROM l GROUP BY legal_entity, class
+    FROM l GROUP BY legal_entity, currency, class
     UNION ALL
-    SELECT legal_entity, 'in_sync', SUM(n), SUM(hours), SUM(amount), SUM(n), SUM(n - nq)
-    FROM rc_sync GROUP BY legal_entity
+    SELECT legal_entity, currency, 'in_sync', SUM(n), SUM(hours), SUM(amount), SUM(n), SUM(n - nq)
+    FROM rc_sync GROUP BY legal_entity, currency
 ),
 kpi AS (
-    SELECT CASE WHEN GROUPING(legal_entity) = 1 THEN '(all)'
-                ELSE COALESCE(legal_entity, '(none)') END AS le,
+    SELECT {_LE} AS le, {_CUR} AS cur, GROUPING(currency) = 1 AS all_cur,
            SUM(approved) AS approved, SUM(straight) AS straight,
            COALESCE(SUM(n) FILTER (WHERE class = 'approved_not_posted'), 0) AS unposted,
            SUM(h) FILTER (WHERE class = 'approved_not_posted') AS unposted_hours,
-           SUM(a) FILTER (WHERE class = 'approved_not_posted') AS unposted_amount
-    FROM c GROUP BY GROUPING SETS ((), (legal_entity))
+           {_per_currency("SUM(a) FILTER (WHERE class = 'approved_not_posted')")}
+               AS unposted_amount
+    FROM c GROUP BY {_sets()}
 )
-SELECT le AS legal_entity, 'kpi' AS kind,
+SELECT le AS legal_entity, cur AS currency, 'kpi' AS kind,
        'approved_entries' AS name, approved AS entries, NULL AS hours, NULL AS amount,
-       NULL::DOUBLE AS value FROM kpi
+       NULL::DOUBLE AS value FROM kpi WHERE all_cur
 UNION ALL
-SELECT le, 'kpi', 'straight_through_entries', straight,
-       NULL, NULL, NULL FROM kpi
+SELECT le, cur, 'kpi', 'straight_through_entries', straight, NULL, NULL, NULL
+FROM kpi WHERE all_cur
 UNION ALL
-SELECT le, 'kpi', 'straight_through_rate', NULL, NULL, NULL,
-       CASE WHEN approved > 0 THEN straight::DOUBLE / approved END FROM kpi
+SELECT le, cur, 'kpi', 'straight_through_rate', NULL, NULL, NULL,
+       CASE WHEN approved > 0 THEN straight::DOUBLE / approved END FROM kpi WHERE all_cur
 UNION ALL
-SELECT le, 'kpi', 'approved_not_posted', unposted,
-       COALESCE(unposted_hours, 0), COALESCE(unposted_amount, 0), NULL FROM kpi
+SELECT le, cur, 'kpi', 'approved_not_posted', unposted, COALESCE(unposted_hours, 0),
+       CASE WHEN all_cur THEN NULL ELSE COALESCE(unposted_amount, 0) END, NULL
+FROM kpi WHERE all_cur OR unposted > 0
 UNION ALL
-SELECT CASE WHEN GROUPING(legal_entity) = 1 THEN '(all)' ELSE COALESCE(legal_entity, '(none)') END,
-       'class', class, SUM(n), SUM(h), SUM(a), NULL
-FROM c GROUP BY GROUPING SETS ((class), (legal_entity, class))
+SELECT {_LE}, {_CUR}, 'class', class, SUM(n), SUM(h), {_per_currency("SUM(a)")}, NULL
+FROM c GROUP BY {_sets("class")}
 UNION ALL
-SELECT CASE WHEN GROUPING(legal_entity) = 1 THEN '(all)' ELSE COALESCE(legal_entity, '(none)') END,
-       'aging', aging_bucket, COUNT(*), SUM(psa_hours), SUM(psa_amount), NULL
+SELECT {_LE}, {_CUR}, 'aging', aging_bucket, COUNT(*), SUM(psa_hours),
+       {_per_currency("SUM(psa_amount)")}, NULL
 FROM l WHERE class = 'approved_not_posted'
-GROUP BY GROUPING SETS ((aging_bucket), (legal_entity, aging_bucket))
+GROUP BY {_sets("aging_bucket")}
 UNION ALL
-SELECT CASE WHEN GROUPING(legal_entity) = 1 THEN '(all)' ELSE COALESCE(legal_entity, '(none)') END,
-       'reason', rule_code, COUNT(*), SUM(psa_hours), SUM(psa_amount), NULL
-FROM (SELECT legal_entity, psa_hours, psa_amount,
+SELECT {_LE}, {_CUR}, 'reason', rule_code, COUNT(*), SUM(psa_hours),
+       {_per_currency("SUM(psa_amount)")}, NULL
+FROM (SELECT legal_entity, currency, psa_hours, psa_amount,
              unnest(string_split(rule_codes, ',')) AS rule_code
       FROM l WHERE psa_state = 'quarantined' AND rule_codes IS NOT NULL) r
-GROUP BY GROUPING SETS ((rule_code), (legal_entity, rule_code))
+GROUP BY {_sets("rule_code")}
 UNION ALL
-SELECT CASE WHEN GROUPING(legal_entity) = 1 THEN '(all)' ELSE COALESCE(legal_entity, '(none)') END,
-       'invoice_class', class, COUNT(*), NULL, SUM(COALESCE(psa_amount, erp_amount, 0)), NULL
-FROM rc_invoices GROUP BY GROUPING SETS ((class), (legal_entity, class))
+SELECT {_LE}, {_CUR}, 'invoice_class', class, COUNT(*), NULL,
+       {_per_currency("SUM(COALESCE(psa_amount, erp_amount, 0))")}, NULL
+FROM rc_invoices GROUP BY {_sets("class")}
 UNION ALL
-SELECT CASE WHEN GROUPING(legal_entity) = 1 THEN '(all)' ELSE COALESCE(legal_entity, '(none)') END,
-       'kpi', 'invoice_ready_backlog_lines', COALESCE(SUM(lines), 0), NULL,
-       COALESCE(SUM(psa_amount), 0), NULL
-FROM rc_invoices WHERE backlog GROUP BY GROUPING SETS ((), (legal_entity))
+SELECT {_LE}, {_CUR}, 'kpi', 'invoice_ready_backlog_lines', COALESCE(SUM(lines), 0), NULL,
+       {_per_currency("COALESCE(SUM(psa_amount), 0)")}, NULL
+FROM rc_invoices WHERE backlog GROUP BY {_sets()}
 UNION ALL
-SELECT CASE WHEN GROUPING(legal_entity) = 1 THEN '(all)' ELSE COALESCE(legal_entity, '(none)') END,
-       'kpi', 'invoice_ready_backlog_invoices', COUNT(*), NULL, COALESCE(SUM(psa_amount), 0), NULL
-FROM rc_invoices WHERE backlog GROUP BY GROUPING SETS ((), (legal_entity))
+SELECT {_LE}, {_CUR}, 'kpi', 'invoice_ready_backlog_invoices', COUNT(*), NULL,
+       {_per_currency("COALESCE(SUM(psa_amount), 0)")}, NULL
+FROM rc_invoices WHERE backlog GROUP BY {_sets()}
 """
 
 _INVOICES_MATCHED = _matched(

@@ -106,6 +106,8 @@ LINE_SCHEMA = pa.schema(
         ("age_days", _I),
         ("aging_bucket", _S),
         ("description", _S),
+        ("source_file", _S),  # file and row: quarantined_without_key only
+        ("row_no", _I),
     ]
 )
 LINE_COLUMNS: tuple[str, ...] = tuple(LINE_SCHEMA.names)
@@ -168,7 +170,8 @@ class Reconciliation:
     lines: pa.Table  # LINE_COLUMNS, entries of EXCEPTION_CLASSES, ordered by class and id
     invoices_table: pa.Table  # one row per invoice in scope, with its class
     totals_table: pa.Table  # dimension, legal_entity, currency, member, four states, variances
-    #: Long form: legal_entity ('(all)' or one), kind (kpi | class | aging | reason |
+    #: Long form: legal_entity ('(all)' or one), currency (None: over all currencies, no
+    #: amount; else that currency's figures), kind (kpi | class | aging | reason |
     #: invoice_class), name, entries, hours, amount (Decimal or None), value (float or None).
     kpis: pd.DataFrame
     full_export: FullExport | None = None
@@ -185,17 +188,26 @@ class Reconciliation:
     def invoices(self) -> pd.DataFrame:
         return self.invoices_table.to_pandas(integer_object_nulls=True)  # versions stay ints
 
+    def _all_currencies(self) -> pd.DataFrame:
+        return self.kpis[self.kpis["currency"].isna()]
+
     def counts(self, kind: str = "class", legal_entity: str = ALL) -> dict[str, int]:
-        """Entries (or invoices) per class / bucket / rule code."""
-        k = self.kpis[(self.kpis["kind"] == kind) & (self.kpis["legal_entity"] == legal_entity)]
+        """Entries (or invoices) per class / bucket / rule code, over all currencies."""
+        k = self._all_currencies()
+        k = k[(k["kind"] == kind) & (k["legal_entity"] == legal_entity)]
         return dict(zip(k["name"], k["entries"].astype(int), strict=True))
 
     def kpi(self, name: str, legal_entity: str = ALL) -> pd.Series:
-        k = self.kpis
+        """A key figure over all currencies: entries and hours (its amounts: `amounts`)."""
+        k = self._all_currencies()
         row = k[(k["kind"] == "kpi") & (k["name"] == name) & (k["legal_entity"] == legal_entity)]
         if row.empty:
             raise KeyError(f"no key figure {name!r} for {legal_entity}")
         return row.iloc[0]
+
+    def amounts(self, name: str, kind: str = "kpi", legal_entity: str = ALL) -> dict:
+        """A figure's amounts per currency ({'EUR': Decimal(...)}): never one sum of several."""
+        return kpi_amounts(self.kpis, kind, name, legal_entity)
 
     def lines_frame(self) -> pd.DataFrame:
         return self.lines.to_pandas(integer_object_nulls=True)
@@ -215,6 +227,7 @@ class Reconciliation:
         extra = pd.DataFrame(
             {
                 "legal_entity": ALL,
+                "currency": None,
                 "kind": "info",
                 "name": [k for k, _ in info],
                 "entries": 0,
@@ -225,6 +238,21 @@ class Reconciliation:
             }
         )
         return pd.concat([self.kpis.assign(text=None), extra], ignore_index=True)
+
+
+def kpi_amounts(kpis: pd.DataFrame, kind: str, name: str, legal_entity: str = ALL) -> dict:
+    """Amounts of one figure per currency, from a `Reconciliation.kpis`-shaped frame."""
+    k = kpis[
+        (kpis["kind"] == kind)
+        & (kpis["name"] == name)
+        & (kpis["legal_entity"] == legal_entity)
+        & kpis["currency"].notna()
+    ]
+    return {
+        cur: amount
+        for cur, amount in sorted(zip(k["currency"], k["amount"], strict=True))
+        if amount is not None and not (isinstance(amount, float) and pd.isna(amount))
+    }
 
 
 def find_full_export(db: StagingDB, pattern: str | None) -> FullExport | None:
@@ -403,6 +431,7 @@ def _classify(
         step("psa", _sql.PSA)
         step("sync", _sql.SYNC)
         step("lines", _sql.LINES)
+        step("keyless", _sql.KEYLESS)
         step("totals", _sql.TOTALS)
         if _any_invoices(duck):
             step("invoices", _sql.INVOICES)
@@ -428,7 +457,7 @@ def _fetch(duck: duckdb.DuckDBPyConnection):
     lines = (
         duck.sql(
             f"""SELECT {", ".join(LINE_COLUMNS)} FROM rc_lines WHERE class IN ({classes})
-                ORDER BY class, entry_id"""
+                ORDER BY class, entry_id, source_file, row_no"""
         )
         .to_arrow_table()
         .cast(LINE_SCHEMA)
@@ -441,7 +470,9 @@ def _fetch(duck: duckdb.DuckDBPyConnection):
         .to_arrow_table()
         .cast(INVOICE_SCHEMA)
     )
-    kpis = duck.sql("SELECT * FROM rc_kpis ORDER BY legal_entity, kind, name").to_arrow_table()
+    kpis = duck.sql(
+        "SELECT * FROM rc_kpis ORDER BY legal_entity, kind, name, currency NULLS FIRST"
+    ).to_arrow_table()
     exact = duck.sql("SELECT COUNT(*) FROM rc_k").fetchall()[0][0]
     return lines, totals, invoices, kpis, exact
 
@@ -466,19 +497,22 @@ def _erp_lines_of(
 def _tidy_kpis(kpis: pd.DataFrame) -> pd.DataFrame:
     kpis["entries"] = kpis["entries"].fillna(0).astype("int64")
     kpis["value"] = kpis["value"].astype("float64")
-    for col in ("hours", "amount"):
+    for col in ("hours", "amount", "currency"):
         kpis[col] = kpis[col].astype(object).where(kpis[col].notna(), None)
-    # Every aging bucket is present (zero if empty), per legal entity that has figures.
+    # Every aging bucket is present (zero if empty, over all currencies), per legal entity
+    # that has figures.
     les = kpis["legal_entity"].unique()
     grid = pd.MultiIndex.from_product([les, AGING_BUCKETS], names=["legal_entity", "name"])
-    have = kpis[kpis["kind"] == "aging"].set_index(["legal_entity", "name"])
-    missing = grid.difference(have.index)
+    aging = kpis[(kpis["kind"] == "aging") & kpis["currency"].isna()]
+    missing = grid.difference(aging.set_index(["legal_entity", "name"]).index)
     if len(missing):
         add = missing.to_frame(index=False).assign(
-            kind="aging", entries=0, hours=None, amount=None, value=float("nan")
+            currency=None, kind="aging", entries=0, hours=None, amount=None, value=float("nan")
         )
         kpis = pd.concat([kpis, add[kpis.columns]], ignore_index=True)
-    return kpis.sort_values(["legal_entity", "kind", "name"], ignore_index=True)
+    order = kpis.assign(_c=kpis["currency"].fillna(""))
+    order = order.sort_values(["legal_entity", "kind", "name", "_c"], ignore_index=True)
+    return order.drop(columns=["_c"])
 
 
 def _notes(full: FullExport | None, pattern: str | None, unlanded: pa.Table) -> list[str]:

@@ -17,8 +17,15 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from reconciliation.compare import ALL, ENTRY_CLASSES, EXCEPTION_CLASSES, INVOICE_CLASSES
+from reconciliation.compare import (
+    ALL,
+    ENTRY_CLASSES,
+    EXCEPTION_CLASSES,
+    INVOICE_CLASSES,
+    kpi_amounts,
+)
 from reconciliation.workbook import AGING_BUCKETS, WorkbookInfo, write_workbook
+from staging_models.figures import rate
 
 #: Sheet titles of the entry classes (Excel allows 31 characters).
 CLASS_TITLES: dict[str, str] = {
@@ -29,10 +36,13 @@ CLASS_TITLES: dict[str, str] = {
     "value_mismatch": "Value mismatch",
     "deleted_in_psa": "Deleted in PSA",
     "quarantined": "Quarantined",
+    "quarantined_without_key": "Quarantined, no key or date",
     "approved_not_posted": "Approved, not posted",
     "not_postable": "Not postable",
     "in_sync": "In sync",
 }
+#: What a class counts, when not entries: rows without a key are no entries.
+CLASS_UNITS: dict[str, str] = {"quarantined_without_key": "Rows"}
 INVOICE_SHEET = "Invoice exceptions"
 TOTALS_SHEET = "Totals by dimension"
 
@@ -42,59 +52,82 @@ def _figures(kpis: pd.DataFrame, legal_entity: str) -> pd.DataFrame:
 
 
 def _get(k: pd.DataFrame, kind: str, name: str, col: str):
-    row = k[(k["kind"] == kind) & (k["name"] == name)]
+    """A figure over all currencies (the row without a currency)."""
+    row = k[(k["kind"] == kind) & (k["name"] == name) & k["currency"].isna()]
     if row.empty:
         return 0 if col == "entries" else None
     value = row.iloc[0][col]
     return None if value is None or (isinstance(value, float) and pd.isna(value)) else value
 
 
+def _amounts(
+    kpis: pd.DataFrame, legal_entity: str, name: str, label: str
+) -> list[tuple[str, object]]:
+    """One line per currency: amounts of different currencies are never added."""
+    return [
+        (f"{label} ({cur})", amount)
+        for cur, amount in kpi_amounts(kpis, "kpi", name, legal_entity).items()
+    ]
+
+
 def key_figures(
     kpis: pd.DataFrame, legal_entity: str, period_label: str
 ) -> list[tuple[str, object]]:
-    """The summary's key figures, in reading order."""
+    """The summary's key figures, in reading order. Counts say what they count (entries,
+    rows, invoices, lines); amounts come one line per currency; the rate reads as in the UI."""
     k = _figures(kpis, legal_entity)
-    rate = _get(k, "kpi", "straight_through_rate", "value")
+    approved = _get(k, "kpi", "approved_entries", "entries")
+    straight = _get(k, "kpi", "straight_through_entries", "entries")
     out: list[tuple[str, object]] = [
         ("Period", period_label),
         ("Legal entity", "all in scope" if legal_entity == ALL else legal_entity),
-        ("Approved entries in period", _get(k, "kpi", "approved_entries", "entries")),
-        ("Posted straight through", _get(k, "kpi", "straight_through_entries", "entries")),
-        ("Straight-through rate (%)", None if rate is None else round(rate * 100, 2)),
+        ("Approved entries in period", approved),
+        ("Posted straight through", straight),
+        ("Straight-through rate", rate(int(straight), int(approved))),
         ("Approved, not posted: entries", _get(k, "kpi", "approved_not_posted", "entries")),
         ("Approved, not posted: hours", _get(k, "kpi", "approved_not_posted", "hours")),
-        ("Approved, not posted: amount", _get(k, "kpi", "approved_not_posted", "amount")),
+        *_amounts(kpis, legal_entity, "approved_not_posted", "Approved, not posted: amount"),
         (
             "Invoice-ready backlog: invoices",
             _get(k, "kpi", "invoice_ready_backlog_invoices", "entries"),
         ),
         ("Invoice-ready backlog: lines", _get(k, "kpi", "invoice_ready_backlog_lines", "entries")),
-        ("Invoice-ready backlog: amount", _get(k, "kpi", "invoice_ready_backlog_lines", "amount")),
+        *_amounts(
+            kpis, legal_entity, "invoice_ready_backlog_lines", "Invoice-ready backlog: amount"
+        ),
     ]
-    out += [(f"Entries: {CLASS_TITLES[c]}", _get(k, "class", c, "entries")) for c in ENTRY_CLASSES]
+    out += [
+        (f"{CLASS_UNITS.get(c, 'Entries')}: {CLASS_TITLES[c]}", _get(k, "class", c, "entries"))
+        for c in ENTRY_CLASSES
+    ]
     out += [
         (f"Invoices: {c.replace('_', ' ')}", _get(k, "invoice_class", c, "entries"))
         for c in INVOICE_CLASSES
     ]
-    reasons = k[k["kind"] == "reason"].sort_values("name")
+    reasons = k[(k["kind"] == "reason") & k["currency"].isna()].sort_values("name")
     out += [
-        (f"Quarantined for {r}", int(n))
+        (f"Rows quarantined for {r}", int(n))
         for r, n in zip(reasons["name"], reasons["entries"], strict=True)
     ]
     return out
 
 
 def aging_table(kpis: pd.DataFrame, legal_entity: str) -> pd.DataFrame:
-    """Approved-but-unposted hours and amount per age bucket (all four, zeros included)."""
+    """Approved-but-unposted hours and amounts per age bucket (all four, zeros included):
+    hours over all currencies, then one amount column per currency (`amount USD`)."""
     k = _figures(kpis, legal_entity)
-    a = k[k["kind"] == "aging"].set_index("name")
-    return pd.DataFrame(
+    aging = k[k["kind"] == "aging"]
+    a = aging[aging["currency"].isna()].set_index("name")
+    table = pd.DataFrame(
         {
             "bucket": list(AGING_BUCKETS),
             "hours": [_zero(a, b, "hours", Decimal("0.0000")) for b in AGING_BUCKETS],
-            "amount": [_zero(a, b, "amount", Decimal("0.00")) for b in AGING_BUCKETS],
         }
     )
+    for cur in sorted(set(aging["currency"].dropna())):
+        c = aging[aging["currency"] == cur].set_index("name")
+        table[f"amount {cur}"] = [_zero(c, b, "amount", Decimal("0.00")) for b in AGING_BUCKETS]
+    return table
 
 
 def _zero(a: pd.DataFrame, bucket: str, col: str, zero: Decimal) -> Decimal:
@@ -125,12 +158,6 @@ def write_reconciliation_workbook(
     if legal_entity != ALL:
         lines = lines.filter(pc.equal(lines["legal_entity"], legal_entity))
     notes = list(notes or [])
-    currencies = sorted(set(totals["currency"].dropna()))
-    if len(currencies) > 1:
-        notes.append(
-            f"Amounts in the key figures and the aging table add up {len(currencies)} currencies "
-            f"({', '.join(currencies)}); the totals are per currency."
-        )
     per_le = totals[totals["dimension"] == "legal_entity"].drop(columns=["dimension", "member"])
     sheets: dict[str, pd.DataFrame | pa.Table] = {}
     detail = [c for c in lines.column_names if c != "class"]

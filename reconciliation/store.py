@@ -43,12 +43,27 @@ rec_lines = sa.Table(
 _COLS = ("rec_id", *LINE_SCHEMA.names)
 
 
+def _replace_if_outdated(conn: sa.Connection) -> None:
+    """`rec_lines` holds only the latest reconciliation, so a table of an older layout (fewer
+    columns) is dropped and created anew rather than migrated."""
+    have = {
+        r[0]
+        for r in conn.exec_driver_sql(
+            """SELECT column_name FROM information_schema.columns
+               WHERE table_name = 'rec_lines' AND table_schema = current_schema()"""
+        )
+    }
+    if have and have != set(_COLS):
+        conn.exec_driver_sql("DROP TABLE rec_lines")
+
+
 def store_lines(db: StagingDB, lines: pa.Table, rec_id: str) -> int:
     """Replace the content of `rec_lines` with these lines (one transaction)."""
     table = lines.select(LINE_SCHEMA.names).cast(LINE_SCHEMA)
     table = table.add_column(0, "rec_id", pa.array([rec_id] * table.num_rows, pa.string()))
     cols = ", ".join(_COLS)
     with db.begin() as conn:
+        _replace_if_outdated(conn)
         _META.create_all(conn)
         conn.exec_driver_sql("DELETE FROM rec_lines")
         if not table.num_rows:
@@ -72,6 +87,7 @@ def store_lines(db: StagingDB, lines: pa.Table, rec_id: str) -> int:
 def load_lines(db: StagingDB, legal_entity: str | None = None) -> pa.Table:
     """The stored exception lines (`LINE_SCHEMA`), optionally of one legal entity."""
     with db.begin() as conn:
+        _replace_if_outdated(conn)
         _META.create_all(conn)
     where = ""
     if legal_entity is not None:
@@ -81,7 +97,7 @@ def load_lines(db: StagingDB, legal_entity: str | None = None) -> pa.Table:
     )
     with duck_inputs(db, [inp], {}) as duck:
         return (
-            duck.sql("SELECT * FROM r_rec_lines ORDER BY class, entry_id")
+            duck.sql("SELECT * FROM r_rec_lines ORDER BY class, entry_id, source_file, row_no")
             .to_arrow_table()
             .cast(LINE_SCHEMA)
         )

@@ -10,7 +10,8 @@ Summary layout (column A holds the section titles, one blank row between section
 title; "Generated at" | timestamp; "Key figures" (Metric | Value); "Notes" (only when
 there are any: the caller's, then splits and text fixes); "Totals" (the caller's
 frame, non-zero variance/diff/delta cells in bold red); "Aging (days open)" (bucket |
-hours | amount for 0-1, 2-7, 8-30, >30, with two bar charts to its right); "Sheets"
+hours | amount, or one `amount <currency>` column per currency, for 0-1, 2-7, 8-30, >30,
+with two bar charts to its right); "Sheets"
 (sheet | source | rows).
 """
 
@@ -335,16 +336,24 @@ def _setup_detail(ws: WriteOnlyWorksheet, widths: Sequence[float], rows: int) ->
 # --------------------------------------------------------------------------- summary
 
 
+def _amount_columns(aging: pd.DataFrame) -> list[str]:
+    """`amount`, or one `amount <currency>` column per currency."""
+    return [c for c in aging.columns if c == "amount" or str(c).startswith("amount ")]
+
+
 def _normalise_aging(aging: pd.DataFrame) -> pd.DataFrame:
     """The four buckets in order; a missing bucket is zero, an unknown one is an error."""
-    missing = {"bucket", "hours", "amount"} - set(aging.columns)
+    missing = {"bucket", "hours"} - set(aging.columns)
     if missing:
-        raise ValueError(f"aging needs columns bucket, hours, amount; missing {sorted(missing)}")
+        raise ValueError(
+            f"aging needs columns bucket, hours and amounts; missing {sorted(missing)}"
+        )
     buckets = aging["bucket"].astype(str)
     unknown = sorted(set(buckets) - set(AGING_BUCKETS))
     if unknown or buckets.duplicated().any():
         raise ValueError(f"aging buckets must be unique and among {AGING_BUCKETS}; got {unknown}")
-    table = aging.set_index(buckets)[["hours", "amount"]].reindex(list(AGING_BUCKETS)).fillna(0)
+    columns = ["hours", *_amount_columns(aging)]
+    table = aging.set_index(buckets)[columns].reindex(list(AGING_BUCKETS)).fillna(0)
     return table.rename_axis("bucket").reset_index()
 
 
@@ -390,20 +399,22 @@ def _kpi_cell(ws: WriteOnlyWorksheet, label: str, value: Any) -> WriteOnlyCell |
     return _value_cell(ws, converted, plan.kind, "#,##0" if plan.kind is Kind.INT else None)
 
 
-def _aging_charts(ws: WriteOnlyWorksheet, header_row: int) -> None:
-    """Two column charts (hours, amount): one axis each, as their scales differ by ~100x."""
+def _aging_charts(ws: WriteOnlyWorksheet, header_row: int, amounts: int) -> None:
+    """Two column charts (hours; amounts, a series per currency): one axis each, as their
+    scales differ by ~100x. Currencies share the amount chart side by side, never stacked."""
     last = header_row + len(AGING_BUCKETS)
     cats = Reference(ws, min_col=1, min_row=header_row + 1, max_row=last)
-    for col, title, fmt, anchor in (
-        (2, "Open hours by age (days)", "#,##0", "E"),
-        (3, "Open amount by age (days)", "#,##0", "N"),
-    ):
+    charts = [(2, 2, "Open hours by age (days)", "#,##0", "E")]
+    if amounts:
+        charts.append((3, 2 + amounts, "Open amount by age (days)", "#,##0", "N"))
+    for col, last_col, title, fmt, anchor in charts:
         chart = BarChart()
         chart.type = "col"
         chart.title = title
-        chart.legend = None
+        chart.legend = None if last_col == col else chart.legend
         chart.add_data(
-            Reference(ws, min_col=col, min_row=header_row, max_row=last), titles_from_data=True
+            Reference(ws, min_col=col, max_col=last_col, min_row=header_row, max_row=last),
+            titles_from_data=True,
         )
         chart.set_categories(cats)
         chart.y_axis.number_format = fmt
@@ -449,7 +460,7 @@ def _write_summary(
 
     out.section("Aging (days open)")
     header_row = out.table(aging)
-    _aging_charts(ws, header_row)
+    _aging_charts(ws, header_row, len(_amount_columns(aging)))
 
     out.section("Sheets")
     listing = pd.DataFrame(

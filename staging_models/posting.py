@@ -536,6 +536,12 @@ def _ledger_state(db: StagingDB, window_id: str) -> dict[str, Any]:
     out["amount_confirmed"] = {
         cur: str(sum(g["amount"], Decimal(0))) for cur, g in confirmed.groupby("currency")
     }
+    # Per document kind too: an invoice bills time already counted as time lines.
+    for doc in ("time_line", "invoice"):
+        mine = confirmed[confirmed["doc"] == doc]
+        out[f"amount_confirmed_{doc}s"] = {
+            cur: str(sum(g["amount"], Decimal(0))) for cur, g in mine.groupby("currency")
+        }
     return out
 
 

@@ -315,7 +315,11 @@ def validate_dataset(
     out.checked = conn.execute(sa.text(f"SELECT COUNT(*) FROM {cand}")).scalar_one()
     out.by_rule = dict(
         conn.execute(
-            sa.text(f"SELECT rule_code, COUNT(*) FROM {viol} GROUP BY rule_code ORDER BY rule_code")
+            # Rows per rule (a row breaking a rule twice in one file still counts once).
+            sa.text(
+                f"""SELECT rule_code, COUNT(*) FROM (SELECT DISTINCT rule_code, row_key, version
+                    FROM {viol}) v GROUP BY rule_code ORDER BY rule_code"""
+            )
         ).fetchall()
     )
     bad = f"EXISTS (SELECT 1 FROM {viol} w WHERE w.row_key = {{t}}.row_key AND w.version = {{t}}.version)"

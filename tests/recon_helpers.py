@@ -220,6 +220,7 @@ EXPECTED_CLASSES: dict[str, set[str]] = {
     "deleted_in_psa": {"D1"},
     "not_yet_staged": {"S1", "S2"},
     "not_postable": {"Z1"},
+    "quarantined_without_key": {None, "K2"},
 }
 EXPECTED_INVOICE_CLASSES: dict[str, set[str]] = {
     "in_sync": {"I1"},
@@ -262,7 +263,14 @@ def _first_entries() -> list[dict[str, str]]:
         entry_row("D1", 9),
         entry_row("Z1", 10, approval_status="draft", approved_at=""),
         entry_row("W1", 10, employee_id="E9", employee_name="New Hire", updated_at=later),
+        # Rows no key can place: no entry id (row 22 of the file), an unreadable work date.
+        entry_row("", 13, hours="1.25"),
+        entry_row("K2", 13, work_date="2026-11-31"),
     ]
+
+
+#: Rows of `time_entries_001.csv` that no entry id and date can place: (entry id, file row).
+KEYLESS_ROWS = {(None, 22), ("K2", 23)}
 
 
 class SeededWorld:
@@ -308,7 +316,7 @@ class SeededWorld:
         full = [
             {**r, **edits.get(r["entry_id"], {})}
             for r in first
-            if r["entry_id"] not in ("C3", "D1")
+            if r["entry_id"] not in ("C3", "D1", "", "K2")
         ]
         land(db, folder, "time_entries_full_002.csv", "time_entries", full)
         validate_all(db, now=NOW, actor="test")

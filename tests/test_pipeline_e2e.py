@@ -4,7 +4,7 @@ interface-table ERP, correct after posting, and refuse to post from unvalidated 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import date
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -13,6 +13,7 @@ from dagster import DagsterInstance, Definitions, RunConfig
 
 import pipelines.definitions as real
 from assets.posting import POSTING_ASSET, PostingWindowConfig
+from assets.reconciliation import ReconciliationConfig, resolve_period
 from connectors.erp.sql_interface import SqlInterfaceTarget
 from connectors.sample_data import write_sample
 from io_managers.staging_table import StagingTableIOManager
@@ -150,13 +151,22 @@ def test_ingest_validate_post_correct(world: dict, instance: DagsterInstance) ->
     assert _post(w, instance).success
     assert _erp_net(w) == before
 
-    # Reconciliation after posting: only quarantined and not-postable entries are exceptions.
+    # Reconciliation after posting: only quarantined and not-postable entries are exceptions,
+    # and the quarantined rows without an entry id or a readable date are among them.
     rec = w["defs"].resolve_job_def("reconciliation_job").execute_in_process(instance=instance)
     assert rec.success
     classes = db.query_df('SELECT "class", COUNT(*) AS n FROM rec_lines GROUP BY "class"')
     found = dict(classes.values)
-    assert set(found) <= {"quarantined", "not_postable"}, found
+    assert set(found) <= {"quarantined", "quarantined_without_key", "not_postable"}, found
     assert found.get("quarantined", 0) > 0  # the generated bad rows
+    period = resolve_period(ReconciliationConfig(), datetime.now(UTC).date())
+    keyless = db.query_df(
+        """SELECT COUNT(*) AS n FROM stg_time_entries WHERE is_current AND state = 'quarantined'
+           AND (key_missing OR work_date IS NULL)
+           AND (work_date IS NULL OR work_date BETWEEN :f AND :t)""",
+        {"f": period.date_from, "t": period.date_to},
+    )["n"].iloc[0]
+    assert keyless > 0 and found.get("quarantined_without_key", 0) == keyless
 
 
 def test_posting_refuses_unvalidated_staging(world: dict, instance: DagsterInstance) -> None:

@@ -81,7 +81,8 @@ def test_real_window_posts_and_reports(urls, tmp_path, instance) -> None:
     assert result.success
     md = result.asset_materializations_for_node(POSTING_ASSET)[0].metadata
     assert md["confirmed"].value == 2 and md["hours_confirmed"].value == "15.0000"
-    assert md["amount_confirmed"].value == {"EUR": "1500.00"}
+    assert md["amount_confirmed_time_lines"].value == {"EUR": "1,500.00"}
+    assert md["amount_confirmed_invoices"].value == {}
     assert _posted(erp) == 2
 
 

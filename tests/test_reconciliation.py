@@ -11,7 +11,6 @@ import pytest
 
 from connectors.erp.base import TIME_LINE_COLUMNS
 from reconciliation.compare import (
-    ALL,
     ENTRY_CLASSES,
     EXCEPTION_CLASSES,
     LINE_COLUMNS,
@@ -24,6 +23,7 @@ from staging_models.validation import validate_all
 from tests.recon_helpers import (
     EXPECTED_CLASSES,
     EXPECTED_INVOICE_CLASSES,
+    KEYLESS_ROWS,
     NOW,
     Books,
     SeededWorld,
@@ -102,13 +102,19 @@ def test_key_figures(seeded) -> None:
     assert (unposted["entries"], unposted["hours"], unposted["amount"]) == (
         4,
         Decimal("30.0000"),
-        Decimal("4500.00"),
+        None,  # an amount over all currencies is no amount
     )
-    aging = rec.kpis[(rec.kpis["kind"] == "aging") & (rec.kpis["legal_entity"] == ALL)]
-    assert aging.set_index("name")["entries"].to_dict() == {"0-1": 1, "2-7": 1, "8-30": 1, ">30": 1}
-    assert rec.counts("reason") == {"TE_PROJECT_CLOSED": 1, "TE_UNKNOWN_PROJECT": 1}
+    assert rec.amounts("approved_not_posted") == {"USD": Decimal("4500.00")}
+    assert rec.counts("aging") == {"0-1": 1, "2-7": 1, "8-30": 1, ">30": 1}
+    assert rec.counts("reason") == {
+        "TE_PROJECT_CLOSED": 1,
+        "TE_UNKNOWN_PROJECT": 1,
+        "TE_KEY_MISSING": 1,  # the rows without a key count among the reasons too
+        "TE_WORK_DATE_FORMAT": 1,
+    }
     backlog = rec.kpi("invoice_ready_backlog_lines")
-    assert (backlog["entries"], backlog["amount"]) == (1, Decimal("2000.00"))
+    assert backlog["entries"] == 1
+    assert rec.amounts("invoice_ready_backlog_lines") == {"USD": Decimal("2000.00")}
     assert rec.kpi("invoice_ready_backlog_invoices")["entries"] == 1
     # Per legal entity: DE01 has one entry, posted straight through.
     assert rec.kpi("straight_through_rate", "DE01")["value"] == 1.0
@@ -214,7 +220,61 @@ def test_classification_is_the_same_on_postgresql(any_db: StagingDB, tmp_path: P
     assert rec.kpi("straight_through_entries")["entries"] == 7
     le = rec.totals[rec.totals["dimension"] == "legal_entity"].set_index("legal_entity")
     assert le.loc["US01", "variance_ledger_erp_hours"] == Decimal("-2.5")
+    _assert_keyless_rows(rec)
     world.erp.close()
+
+
+def _assert_keyless_rows(rec: Reconciliation) -> None:
+    lines = rec.lines_frame()
+    keyless = lines[lines["class"] == "quarantined_without_key"]
+    assert set(zip(keyless["entry_id"], keyless["row_no"], strict=True)) == KEYLESS_ROWS
+    assert set(keyless["source_file"]) == {"time_entries_001.csv"}
+    by_id = keyless.set_index(keyless["entry_id"].fillna("(none)"))
+    assert by_id.loc["(none)", "reasons"].startswith("no entry id; ")
+    assert by_id.loc["(none)", "psa_hours"] == Decimal("1.2500")
+    assert by_id.loc["K2", "reasons"].startswith("no readable work date (read: 2026-11-31); ")
+    assert by_id.loc["K2", "rule_codes"] == "TE_WORK_DATE_FORMAT"
+    assert (by_id["legal_entity"] == "US01").all()  # from the project, as for any entry
+    assert rec.counts()["quarantined_without_key"] == 2
+    assert rec.counts(legal_entity="US01")["quarantined_without_key"] == 2
+    # Every other line names an entry: file and row are the keyless class's own.
+    assert lines.loc[lines["class"] != "quarantined_without_key", "source_file"].isna().all()
+
+
+def test_rows_without_a_key_have_a_class_with_file_and_row(seeded) -> None:
+    """Quarantined rows without an entry id or with an unreadable work date: no entry-and-date
+    comparison can place them, so they have a class of their own, with file and row."""
+    _, rec = seeded
+    _assert_keyless_rows(rec)
+
+
+def test_rows_without_a_key_in_a_legal_entity_scope(seeded) -> None:
+    world, _ = seeded
+    assert "quarantined_without_key" not in world.reconcile(legal_entities=("DE01",)).counts()
+    us = world.reconcile(legal_entities=("US01",))
+    assert us.counts()["quarantined_without_key"] == 2
+
+
+def test_key_figure_amounts_are_per_currency(seeded) -> None:
+    """Amounts are summed within one currency only: the rows over all currencies have none."""
+    _, rec = seeded
+    k = rec.kpis
+    assert k.loc[k["currency"].isna(), "amount"].isna().all()
+    lines = rec.lines_frame()
+    for cls in EXCEPTION_CLASSES:
+        mine = lines[lines["class"] == cls]
+        amount = mine["psa_amount"].where(mine["psa_amount"].notna(), mine["erp_amount"])
+        expected = {
+            cur: sum((a for a in g if a is not None), Decimal(0))
+            for cur, g in amount.groupby(mine["currency"])
+            if g.notna().any()  # no known amount (no rate resolved): no amount, not 0.00
+        }
+        assert rec.amounts(cls, kind="class") == expected, cls
+    # Rows without a key have no resolved rate: their amount is unknown, never shown as 0.00.
+    assert rec.amounts("quarantined_without_key", kind="class") == {}
+    # The seeded world has EUR (DE01) and USD (US01) in sync: two amounts, never one sum.
+    assert set(rec.amounts("in_sync", kind="class")) == {"EUR", "USD"}
+    assert set(rec.amounts("in_sync", kind="class", legal_entity="DE01")) == {"EUR"}
 
 
 def test_entry_moved_to_another_month(any_db: StagingDB, tmp_path: Path) -> None:

@@ -28,7 +28,13 @@ from reconciliation.compare import ALL, EXCEPTION_CLASSES
 from reconciliation.report import CLASS_TITLES, key_figures
 from reconciliation.report_server import make_server
 from staging_models.db import dispose_all, staging_db
-from tests.recon_helpers import EXPECTED_CLASSES, FULL_PATTERN, INJECTION, SeededWorld
+from tests.recon_helpers import (
+    EXPECTED_CLASSES,
+    FULL_PATTERN,
+    INJECTION,
+    KEYLESS_ROWS,
+    SeededWorld,
+)
 from tests.sftp_server import SftpServer
 
 BROKEN = "time_entries_009_broken.csv"
@@ -182,10 +188,15 @@ def test_an_unreachable_inbox_is_noted_and_the_books_still_compared(
 
 def test_key_figures_are_run_metadata(run) -> None:
     md = _metadata(run["result"], "rec_kpis")
-    assert md["straight_through_rate"].value == pytest.approx(7 / 17)
+    assert md["straight_through_rate"].value == "41.18%"  # 7 / 17, as in the workbook
     assert md["approved_entries"].value == 17
-    assert md["counts"].value["class.quarantined"] == 2
+    assert md["entries_by_class"].value["quarantined"] == 2
+    assert md["quarantined_entries"].value == 2
+    assert md["quarantined_rows_without_key"].value == 2
+    assert md["approved_not_posted_amount"].value == {"USD": "4,500.00"}
+    assert md["invoice_ready_backlog_amount"].value == {"USD": "2,000.00"}
     assert "straight_through_rate" in md["key_figures"].value  # the markdown table
+    assert "| 41.18% |" in md["key_figures"].value
 
 
 def test_workbook_summary_cell_by_cell(run) -> None:
@@ -208,8 +219,10 @@ def test_workbook_summary_cell_by_cell(run) -> None:
             assert got_value == value, label
     figures = dict(expected)
     assert figures["Entries: Quarantined"] == 2
-    assert figures["Straight-through rate (%)"] == pytest.approx(41.18)
-    assert figures["Invoice-ready backlog: amount"] == Decimal("2000.00")
+    assert figures["Straight-through rate"] == "41.18%"  # the UI's format
+    assert figures["Invoice-ready backlog: amount (USD)"] == Decimal("2000.00")
+    assert figures["Rows: Quarantined, no key or date"] == 2
+    assert not any(label.endswith("amount") for label, _ in expected)  # always per currency
     # Totals section: one row per legal entity and currency, every state and variance.
     totals = load_frame(run["db"], "rec_totals")
     per_le = totals[totals["dimension"] == "legal_entity"].drop(columns=["dimension", "member"])
@@ -243,6 +256,26 @@ def test_workbook_detail_sheets_and_injection(run) -> None:
     with zipfile.ZipFile(path) as z:
         xml = b"".join(z.read(n) for n in z.namelist() if n.startswith("xl/worksheets/"))
     assert b"<f>" not in xml and b"<f " not in xml  # no formula anywhere, only text
+
+
+def test_rows_without_a_key_have_a_sheet_with_file_and_row(run) -> None:
+    """Quarantined rows with no entry id or an unreadable work date: their own sheet in the
+    workbook (and in their legal entity's), with the file and row to find them by."""
+    md = _metadata(run["result"], "reconciliation_workbook")
+    us = next((run["folder"] / "reports").glob("reconciliation_US01_*.xlsx"))
+    for path in (Path(md["path"].value), us):
+        wb = openpyxl.load_workbook(path)
+        ws = wb[CLASS_TITLES["quarantined_without_key"]]
+        header = [c.value for c in ws[1]]
+        rows = [
+            dict(zip(header, r, strict=True)) for r in ws.iter_rows(min_row=2, values_only=True)
+        ]
+        assert {(r["entry_id"], r["row_no"]) for r in rows} == KEYLESS_ROWS
+        assert {r["source_file"] for r in rows} == {"time_entries_001.csv"}
+        assert all(r["rule_codes"] for r in rows)
+        summary = {r[0]: r[1] for r in wb["Summary"].iter_rows(values_only=True) if r[0]}
+        assert summary["Rows: Quarantined, no key or date"] == 2
+    assert _metadata(run["result"], "rec_kpis")["quarantined_rows_without_key"].value == 2
 
 
 def test_one_workbook_per_legal_entity(run) -> None:

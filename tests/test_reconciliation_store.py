@@ -95,3 +95,27 @@ def test_lines_round_trip(any_db: StagingDB) -> None:
     assert load_lines(any_db, "DE01").column("entry_id").to_pylist() == ["E2"]
     assert store_lines(any_db, table.slice(0, 0), "run-2") == 0
     assert load_lines(any_db).num_rows == 0
+
+
+def test_lines_table_of_an_older_layout_is_replaced(any_db: StagingDB) -> None:
+    """`rec_lines` written before the keyless class had no file and row columns: it holds
+    only the latest reconciliation, so it is created anew rather than failing the insert."""
+    with any_db.begin() as c:
+        c.exec_driver_sql("CREATE TABLE rec_lines (rec_id TEXT NOT NULL, entry_id TEXT)")
+        c.exec_driver_sql("INSERT INTO rec_lines VALUES ('old-run', 'OLD')")
+    assert load_lines(any_db).num_rows == 0  # the old table is gone, its rows with it
+    row = {f.name: None for f in LINE_SCHEMA}
+    row.update(
+        **{"class": "quarantined_without_key"},
+        source_file="time_entries_001.csv",
+        row_no=22,
+        psa_hours=Decimal("1.2500"),
+    )
+    table = pa.Table.from_pylist([row], schema=LINE_SCHEMA)
+    assert store_lines(any_db, table, "run-1") == 1
+    back = load_lines(any_db).to_pylist()[0]
+    assert (back["entry_id"], back["source_file"], back["row_no"]) == (
+        None,
+        "time_entries_001.csv",
+        22,
+    )

@@ -182,6 +182,30 @@ def test_aging_charts_present_and_point_at_the_aging_table(tmp_path):
     assert f"$A${first}:$A${last}" in chart1
 
 
+def test_aging_amounts_one_column_and_series_per_currency(tmp_path):
+    """Amounts of several currencies are never added: a column (and a chart series) each."""
+    aging = pd.DataFrame(
+        {
+            "bucket": list(AGING_BUCKETS),
+            "hours": [Decimal("1.5000"), Decimal("0"), Decimal("2.2500"), Decimal("0")],
+            "amount EUR": [Decimal("13376.25"), Decimal("0"), Decimal("0"), Decimal("0")],
+            "amount USD": [Decimal("0"), Decimal("0"), Decimal("4408470.00"), Decimal("0")],
+        }
+    )
+    path = tmp_path / "recon.xlsx"
+    write(path, {"X": detail_frame()}, aging=aging)
+    ws = openpyxl.load_workbook(path)["Summary"]
+    header = next(r for r in ws.iter_rows() if r[0].value == "bucket")
+    assert [c.value for c in header[:4]] == ["bucket", "hours", "amount EUR", "amount USD"]
+    rows = {r[0].value: r for r in ws.iter_rows() if r[0].value in AGING_BUCKETS}
+    assert Decimal(str(rows["0-1"][2].value)) == Decimal("13376.25")
+    assert Decimal(str(rows["8-30"][3].value)) == Decimal("4408470.00")
+    assert rows["8-30"][3].number_format == "#,##0.00"
+    with zipfile.ZipFile(path) as zf:
+        amounts = zf.read("xl/charts/chart2.xml").decode()
+    assert amounts.count("<ser>") == 2  # EUR and USD side by side
+
+
 def test_aging_rejects_unknown_bucket(tmp_path):
     bad = pd.DataFrame({"bucket": ["0-1", "31-60"], "hours": [1, 2], "amount": [1, 2]})
     with pytest.raises(ValueError, match="31-60"):
