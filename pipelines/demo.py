@@ -107,7 +107,9 @@ def main(argv: list[str] | None = None) -> int:
 
         window = defs.resolve_job_def("posting_window_job").execute_in_process(
             run_config=RunConfig(
-                ops={POSTING_ASSET: PostingWindowConfig(dry_run=False, note="demo")}
+                ops={
+                    POSTING_ASSET: PostingWindowConfig(dry_run=False, note="demo", operator="demo")
+                }
             ),
             instance=instance,
             raise_on_error=False,
