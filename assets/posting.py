@@ -11,7 +11,6 @@ from decimal import Decimal
 from dagster import (
     AssetExecutionContext,
     Config,
-    Failure,
     MaterializeResult,
     MetadataValue,
     asset,
@@ -20,6 +19,7 @@ from pydantic import Field
 
 from assets.metadata_tables import md_table
 from assets.pools import ERP_POSTING
+from assets.refusals import Refusal
 from pipelines.erp_resources import ErpResource, PostingPolicy
 from pipelines.resources import StagingDatabase
 from staging_models.figures import amounts_by_currency, decimal_text
@@ -27,6 +27,14 @@ from staging_models.posting import PostingRefused, WindowConfig, WindowResult, r
 from staging_models.validation import conservation
 
 POSTING_ASSET = "posting_window"
+#: The only job a window runs in: it carries the `posting_window` tag the run queue limits to 1.
+POSTING_JOB = "posting_window_job"
+#: Run tag telling dry runs from real windows in the runs list (filter on it in the UI).
+WINDOW_TAG = "stagepost/window"
+#: Run tags that name the person who launched a run: `user` is set by Dagster+ (the launching
+#: user's e-mail), `dagster/user` is read by Dagster 1.13 where a deployment sets it. Dagster
+#: OSS sets neither, so there the Launchpad's `operator` field says who it was.
+USER_TAGS = ("user", "dagster/user")
 
 
 class PostingWindowConfig(Config):
@@ -39,7 +47,12 @@ class PostingWindowConfig(Config):
     max_lines: int | None = Field(
         default=None, description="Refuse the window if it would send more lines"
     )
-    note: str = Field(default="", description="Recorded with the window")
+    operator: str = Field(
+        default="",
+        description="Who launches this window (name or e-mail); required unless the run "
+        "carries a user tag (Dagster+)",
+    )
+    note: str = Field(default="", description="Recorded with the window (who asked, why)")
     override_reason: str = Field(
         default="", description="Required to post outside the posting hours; recorded"
     )
@@ -52,7 +65,7 @@ def _date(text: str, name: str) -> date | None:
     try:
         return date.fromisoformat(text.strip())
     except ValueError:
-        raise Failure(description=f"{name} {text!r} is not a date (YYYY-MM-DD)") from None
+        raise Refusal(f"{name} {text!r} is not a date (YYYY-MM-DD)") from None
 
 
 def _planned_figures(summary) -> dict:
@@ -79,7 +92,36 @@ def _exact(amounts: dict[str, str]) -> dict[str, str]:
     return {cur: decimal_text(Decimal(v)) for cur, v in sorted(amounts.items())}
 
 
-def _metadata(result: WindowResult, erp: ErpResource) -> dict:
+def window_kind(dry_run: bool) -> str:
+    """The `stagepost/window` tag's value."""
+    return "dry_run" if dry_run else "post"
+
+
+def launched_by(tags: dict[str, str], config: PostingWindowConfig) -> str:
+    """Who launched the window: the run's user tag where Dagster sets one, else `operator`."""
+    for tag in USER_TAGS:
+        if tags.get(tag, "").strip():
+            return tags[tag].strip()
+    if config.operator.strip():
+        return config.operator.strip()
+    raise Refusal(
+        "Who is launching this window? Fill in `operator` (your name or e-mail) in the "
+        "Launchpad config; it is recorded with the window. Nothing was planned or posted.",
+        kind="OperatorMissing",
+    )
+
+
+def _who(config: PostingWindowConfig, operator: str) -> dict:
+    """The window's request as given: shown on the materialization and on a refusal."""
+    return {
+        "operator": operator,
+        "note": config.note,
+        "override_reason": config.override_reason,
+        "dry_run": config.dry_run,
+    }
+
+
+def _metadata(result: WindowResult, erp: ErpResource, who: dict) -> dict:
     """The window's figures. A dry run shows its plan only: nothing was confirmed, so no
     confirmed figures (not even zeros) appear beside it. Amounts are exact, per currency."""
     c = result.counts
@@ -88,6 +130,7 @@ def _metadata(result: WindowResult, erp: ErpResource) -> dict:
         "window_id": result.window_id,
         "status": result.status,
         "message": result.message,
+        **who,
         "erp": erp.describe(),
         "lines_sendable": int(c.get("lines_sendable", 0)),
         "held": int(c.get("time_lines_held", 0)) + int(c.get("invoices_held", 0)),
@@ -141,15 +184,31 @@ def posting_window(
     erp: ErpResource,
     posting_policy: PostingPolicy,
 ) -> MaterializeResult:
+    if context.run.job_name != POSTING_JOB:
+        raise Refusal(
+            f"posting_window runs only in {POSTING_JOB}, which keeps windows one at a time: "
+            f"Jobs -> {POSTING_JOB} -> the arrow beside Materialize -> Open launchpad "
+            "(dry_run, operator, note), then Materialize. "
+            f"This run ({context.run.job_name}) planned and posted nothing.",
+            kind="WrongJob",
+        )
+    operator = launched_by(dict(context.run.tags), config)
+    who = _who(config, operator)
+    # Tell dry runs from real windows in the runs list. Dagster 1.13 has no run tags that
+    # depend on the Launchpad config (job tags are fixed), so the step adds it to its run.
+    context.instance.add_run_tags(context.run.run_id, {WINDOW_TAG: window_kind(config.dry_run)})
     db = staging.get_db()
     # Never post from staging that does not add up (the blocking checks run only when the
     # validation assets are in the same run; a posting window launched alone checks here).
     cons = conservation(db, ("time_entries", "invoices"))
     if not cons["states_ok"].all():
-        raise Failure(
-            description="validation has not settled every row; posting refused until it is "
-            "re-run: " + ", ".join(cons.loc[~cons["states_ok"], "dataset"]),
-            metadata={"conservation": md_table(cons)},
+        raise Refusal(
+            "Validation has not settled every row of "
+            + ", ".join(cons.loc[~cons["states_ok"], "dataset"])
+            + ": posting refused until validation is re-run (ingest_nightly_job). "
+            "Nothing was posted.",
+            {**who, "conservation": md_table(cons)},
+            kind="ValidationNotSettled",
         )
     window = WindowConfig(
         legal_entities=tuple(config.legal_entities),
@@ -166,22 +225,20 @@ def posting_window(
         include_invoices=config.include_invoices,
         preview_dir=posting_policy.previews(),
         run_id=context.run.run_id,
-        launched_by=context.run.tags.get("launched_by")
-        or context.run.tags.get("user")
-        or "dagster",
+        launched_by=operator,
         lock_stale_after=posting_policy.lock_stale_after(),
     )
     target = erp.get_target()
     try:
         result = run_window(db, target, window)
     except PostingRefused as e:
-        raise Failure(description=str(e), metadata={"erp": erp.describe()}) from None
+        raise Refusal(str(e), {**who, "erp": erp.describe()}, kind=type(e).__name__) from None
     finally:
         close = getattr(target, "close", None)
         if close:
             close()
-    metadata = _metadata(result, erp)
+    metadata = _metadata(result, erp, who)
     context.log.info(result.message)
-    if result.status == "stopped":
-        raise Failure(description=result.message, metadata=metadata)
+    if result.status == "stopped":  # an ERP outage: the message says what to do, no stack
+        raise Refusal(result.message, metadata, kind="WindowStopped")
     return MaterializeResult(metadata=metadata)

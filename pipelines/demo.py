@@ -1,62 +1,346 @@
 """`./dev demo`: the main job end to end on generated sample data, embedded DuckDB staging.
 
 Generates a seeded PSA export into the inbox (unless the inbox already has files), runs
-`main_job` in-process against the Dagster instance in $DAGSTER_HOME (so the run shows in the
-UI afterwards), and prints what landed where.
+`main_job`, a posting window and a reconciliation in-process against the Dagster instance in
+$DAGSTER_HOME (so the runs show in the UI afterwards), and prints a short summary whose
+figures add up. Dagster's own log lines go to a file under `<data>/logs/`, named at the end.
+A setting that does not work stops the demo with one line naming the variable.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
+import sys
 import time
-
-from dagster import DagsterInstance
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import IO, Any
 
 from pipelines.resources import data_dir
 
+Say = Callable[..., None]
 
-def _summary(db_url: str | None = None) -> str:
-    from staging_models.db import redact_url, staging_db
+
+class SettingError(Exception):
+    """A setting the demo cannot work with; the message names the environment variable."""
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(getattr(e, "orig", None) or e).strip() or type(e).__name__
+    return text.splitlines()[0][:300]
+
+
+def _shown(url: str) -> str:
+    """A URL as it may be printed: password masked, or as given when it does not parse."""
+    from staging_models.db import redact_url
+
+    try:
+        return redact_url(url)
+    except Exception:  # not a URL at all: the text itself is what was set
+        return url
+
+
+def check_settings() -> None:
+    """Open the staging database and the ERP as configured before anything runs, so a bad
+    setting is one line naming its variable, not a stack trace per step."""
+    from pipelines.erp_resources import ErpResource
+    from staging_models.db import default_staging_url, staging_db, url_with_password
+
+    env = os.environ
+    url = env.get("STAGEPOST_STAGING_URL") or default_staging_url()
+    try:
+        staging_db(url_with_password(url, env.get("STAGEPOST_STAGING_PASSWORD"))).scalar("SELECT 1")
+    except Exception as e:
+        raise SettingError(
+            f"STAGEPOST_STAGING_URL={_shown(url)} does not work: {_first_line(e)}"
+        ) from None
+    kind = env.get("STAGEPOST_ERP_KIND", "sql")
+    erp_url = env.get("STAGEPOST_ERP_URL", "")
+    try:
+        target = ErpResource(
+            kind=kind,
+            url=erp_url,
+            password=env.get("STAGEPOST_ERP_PASSWORD") or None,
+            database=env.get("STAGEPOST_ERP_DATABASE", ""),
+            user=env.get("STAGEPOST_ERP_USER", "admin"),
+        ).get_target()
+        close = getattr(target, "close", None)
+        if close:
+            close()
+    except Exception as e:
+        shown = f"STAGEPOST_ERP_URL={_shown(erp_url)}" if erp_url else "STAGEPOST_ERP_URL (unset)"
+        raise SettingError(
+            f"{shown} with STAGEPOST_ERP_KIND={kind} does not work: {_first_line(e)}"
+        ) from None
+
+
+@contextmanager
+def logs_to(path: Path) -> Iterator[tuple[IO[str], IO[str]]]:
+    """Send everything written to stdout and stderr (Dagster's console log, warnings, native
+    libraries) to `path`; yield the terminal's stdout and stderr for the summary."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    out = os.fdopen(os.dup(saved[0]), "w", buffering=1)
+    err = os.fdopen(os.dup(saved[1]), "w", buffering=1)
+    with open(path, "a", buffering=1) as log:
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+        try:
+            yield out, err
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
+            out.close()
+            err.close()
+
+
+# -- figures from staging --------------------------------------------------------------------------
+
+
+def _n(x: Any) -> str:
+    return f"{int(x or 0):,}"
+
+
+def _landed_files(db) -> int:
+    return int(db.scalar("SELECT COUNT(*) FROM loads WHERE status = 'landed'") or 0)
+
+
+def _staging_tables(db) -> tuple[list[str], list[str], bool]:
+    """Rows read (read = new versions + unchanged + stale) and row versions by state
+    (versions = valid + quarantined + not postable + superseded [+ pending]) per dataset."""
     from staging_models.validation import conservation
 
-    db = staging_db(db_url)
     loads = db.query_df(
         """SELECT dataset, COUNT(*) AS files, SUM(rows_read) AS rows_read,
-                  SUM(rows_new_version) AS new_versions,
-                  SUM(rows_unchanged) AS unchanged, SUM(rows_stale) AS stale
+                  SUM(rows_new_version) AS new_versions, SUM(rows_unchanged) AS unchanged,
+                  SUM(rows_stale) AS stale
            FROM loads WHERE status = 'landed' GROUP BY dataset ORDER BY dataset"""
     )
     cons = conservation(db).set_index("dataset")
-    lines = [
-        f"{'dataset':<14}{'files':>6}{'read':>10}{'versions':>10}{'valid':>10}{'quarant.':>10}"
-        f"{'not post.':>10}"
+    pending = bool((cons["pending"] > 0).any())
+    read = [
+        f"  {'dataset':<14}{'files':>6}{'rows read':>11}{'new versions':>14}{'unchanged':>11}"
+        f"{'stale':>8}"
     ]
     for r in loads.itertuples(index=False):
-        c = cons.loc[r.dataset]
-        lines.append(
-            f"{r.dataset:<14}{r.files:>6}{int(r.rows_read):>10}{int(r.new_versions):>10}"
-            f"{c['valid']:>10}{c['quarantined']:>10}{c['not_postable']:>10}"
+        read.append(
+            f"  {r.dataset:<14}{_n(r.files):>6}{_n(r.rows_read):>11}{_n(r.new_versions):>14}"
+            f"{_n(r.unchanged):>11}{_n(r.stale):>8}"
         )
-    lines.append(f"every row accounted for: {bool(cons['ok'].all())}")
-    lines.append(f"staging database: {redact_url(db.url)}")
-    return "\n".join(lines)
+    states = [
+        f"  {'dataset':<14}{'versions':>9}{'valid':>9}{'quarantined':>13}{'not postable':>14}"
+        f"{'superseded':>12}" + (f"{'pending':>9}" if pending else "")
+    ]
+    for name in loads["dataset"]:
+        c = cons.loc[name]
+        states.append(
+            f"  {name:<14}{_n(c['versions']):>9}{_n(c['valid']):>9}{_n(c['quarantined']):>13}"
+            f"{_n(c['not_postable']):>14}{_n(c['superseded']):>12}"
+            + (f"{_n(c['pending']):>9}" if pending else "")
+        )
+    return read, states, bool(cons["ok"].all())
 
 
-def _posting_summary() -> str:
-    from staging_models.db import staging_db
-
-    db = staging_db()
-    led = db.query_df(
-        "SELECT state, COUNT(*) AS n, SUM(hours) AS hours FROM posting_ledger GROUP BY state"
+def _window(db, run_id: str) -> dict[str, Any]:
+    """What the posting window of `run_id` did, from its ledger rows."""
+    row = db.query_df(
+        "SELECT window_id, status, message FROM posting_windows WHERE run_id = :r "
+        "ORDER BY started_at DESC LIMIT 1",
+        {"r": run_id},
     )
-    inv = db.query_df("SELECT state, COUNT(*) AS n FROM invoice_ledger GROUP BY state")
-    lines = [f"time lines {r.state}: {r.n} ({r.hours} h)" for r in led.itertuples(index=False)]
-    lines += [f"invoices {r.state}: {r.n}" for r in inv.itertuples(index=False)]
-    from pipelines.erp_resources import default_erp_url
+    if row.empty:
+        return {}
+    w = row.iloc[0].to_dict()
+    lines = db.query_df(
+        """SELECT state, kind, COUNT(*) AS n, SUM(hours) AS hours FROM posting_ledger
+           WHERE window_id = :w GROUP BY state, kind""",
+        {"w": w["window_id"]},
+    )
+    confirmed = lines[lines["state"] == "confirmed"]
+    w["posts"] = int(confirmed.loc[confirmed["kind"] == "post", "n"].sum())
+    w["reversals"] = int(confirmed.loc[confirmed["kind"] == "reversal", "n"].sum())
+    w["hours"] = sum((h for h in confirmed["hours"] if h is not None), Decimal(0))
+    w["time_rejected"] = int(lines.loc[lines["state"] == "rejected", "n"].sum())
+    w["time_held"] = int(lines.loc[lines["state"] == "held", "n"].sum())
+    w["invoices"] = int(
+        db.scalar(
+            "SELECT COUNT(*) FROM invoice_ledger WHERE window_id = :w AND state = 'confirmed'",
+            {"w": w["window_id"]},
+        )
+        or 0
+    )
+    return w
 
-    lines.append(f"ERP (SQL interface tables): {default_erp_url()}")
-    return "\n".join(lines)
+
+def _posted_entries(db, start: date, end: date) -> tuple[int, int]:
+    """Time entries in the ERP now (confirmed posts less confirmed reversals), with work dates
+    inside [start, end] and outside."""
+    df = db.query_df(
+        """SELECT CASE WHEN work_date BETWEEN :a AND :b THEN 1 ELSE 0 END AS inside,
+                  SUM(CASE kind WHEN 'post' THEN 1 ELSE -1 END) AS n
+           FROM posting_ledger WHERE state = 'confirmed' GROUP BY 1""",
+        {"a": start, "b": end},
+    )
+    by = dict(zip(df["inside"], df["n"], strict=True))
+    return int(by.get(1, 0) or 0), int(by.get(0, 0) or 0)
+
+
+def _status(result) -> str:
+    return "SUCCESS" if result.success else "FAILURE"
+
+
+# -- the demo -------------------------------------------------------------------------------------
+
+
+def _generate(inbox: Path, args: argparse.Namespace) -> int:
+    archive = inbox / "archive"
+    if any(p.is_file() for p in inbox.iterdir()) or archive.exists():
+        return 0
+    from connectors.sample_data import write_sample
+
+    files = write_sample(
+        inbox,
+        args.entries,
+        fmt="csv",
+        seed=args.seed,
+        bad_share=args.bad_share,
+        corrections_share=0.02,
+    )
+    return len(files)
+
+
+def run(args: argparse.Namespace, root: Path, log_path: Path, say: Say) -> int:
+    from dagster import DagsterInstance, RunConfig
+
+    from assets.posting import POSTING_ASSET, PostingWindowConfig
+    from assets.reconciliation import ReconciliationConfig, resolve_period
+    from pipelines.definitions import defs
+    from pipelines.erp_resources import default_erp_url
+    from staging_models.db import redact_url, staging_db
+
+    inbox = root / "inbox"
+    generated = _generate(inbox, args)
+    db = staging_db()
+    files_before = _landed_files(db)
+    instance = DagsterInstance.get()
+    started = time.perf_counter()
+    main = defs.resolve_job_def("main_job").execute_in_process(
+        instance=instance, raise_on_error=False
+    )
+    landed = _landed_files(db) - files_before
+
+    say(f"stagepost demo: data folder {root}")
+    say(
+        f"\n1. Land and validate: main_job {_status(main)} in {time.perf_counter() - started:.1f} s"
+    )
+    if generated:
+        say(f"  generated {generated} sample PSA files ({args.entries:,} time entries) in {inbox}")
+    if landed:
+        say(f"  landed {landed} new file(s); figures below are all files landed so far")
+    else:
+        say("  nothing new: the inbox had no new files; figures below are the totals so far")
+    read, states, ok = _staging_tables(db)
+    say("  Rows read = new versions + unchanged + stale:")
+    for line in read:
+        say(line)
+    say("  Row versions by state = valid + quarantined + not postable + superseded:")
+    for line in states:
+        say(line)
+    say(f"  every row accounted for: {'yes' if ok else 'NO (see the validation checks)'}")
+    say(f"  staging database: {redact_url(db.url)}")
+    if not main.success or args.no_post:
+        return _close(main.success, root, log_path, say)
+
+    window_run = defs.resolve_job_def("posting_window_job").execute_in_process(
+        run_config=RunConfig(
+            ops={POSTING_ASSET: PostingWindowConfig(dry_run=False, note="demo", operator="demo")}
+        ),
+        instance=instance,
+        raise_on_error=False,
+    )
+    w = _window(db, window_run.run_id)
+    say(f"\n2. Posting window: posting_window_job {_status(window_run)}")
+    if w:
+        say(f"  window {w['window_id']}: {w['message']}")
+        time_lines = w["posts"] + w["reversals"]
+        if time_lines + w["invoices"] == 0:
+            say("  nothing new to post")
+        say(
+            f"  documents confirmed {_n(time_lines + w['invoices'])} = time lines "
+            f"{_n(time_lines)} (posts {_n(w['posts'])} + reversals {_n(w['reversals'])}, "
+            f"{w['hours']:,} h net) + invoices {_n(w['invoices'])}"
+        )
+        if w["time_rejected"] or w["time_held"]:
+            say(f"  time lines rejected {_n(w['time_rejected'])}, held {_n(w['time_held'])}")
+    say(f"  ERP (SQL interface tables): {redact_url(default_erp_url())}")
+
+    period = resolve_period(ReconciliationConfig(), datetime.now(UTC).date())
+    rec = defs.resolve_job_def("reconciliation_job").execute_in_process(
+        run_config=RunConfig(
+            ops={
+                "reconciliation": ReconciliationConfig(
+                    date_from=period.date_from.isoformat(), date_to=period.date_to.isoformat()
+                )
+            }
+        ),
+        instance=instance,
+        raise_on_error=False,
+    )
+    say(f"\n3. Reconciliation: reconciliation_job {_status(rec)}")
+    say(
+        f"  period: work dates {period.date_from} to {period.date_to} (the default: this and "
+        "the two previous months); entries outside it are not compared"
+    )
+    inside, outside = _posted_entries(db, period.date_from, period.date_to)
+    say(
+        f"  time entries in the ERP {_n(inside + outside)} = work dates in the period "
+        f"{_n(inside)} + outside it {_n(outside)}"
+    )
+    counts = _rec_counts(rec)
+    if counts:
+        classes = {k[6:]: v for k, v in counts.items() if k.startswith("class.")}
+        say(
+            f"  time entries in the period {_n(sum(classes.values()))} = "
+            + " + ".join(f"{k.replace('_', ' ')} {_n(v)}" for k, v in sorted(classes.items()))
+        )
+        invoices = {k[14:]: v for k, v in counts.items() if k.startswith("invoice_class.")}
+        if invoices:
+            say(
+                f"  invoices in the period {_n(sum(invoices.values()))} = "
+                + " + ".join(f"{k.replace('_', ' ')} {_n(v)}" for k, v in sorted(invoices.items()))
+            )
+    for mat in rec.asset_materializations_for_node("reconciliation_workbook")[:1]:
+        if "path" in mat.metadata:
+            say(f"  workbook: {mat.metadata['path'].value}")
+    if generated == 0 and landed == 0 and w and w["posts"] + w["reversals"] + w["invoices"] == 0:
+        say("\nNothing new happened in this run: no new files, nothing posted.")
+    return _close(main.success and window_run.success and rec.success, root, log_path, say)
+
+
+def _rec_counts(rec) -> dict[str, int]:
+    for mat in rec.asset_materializations_for_node("reconciliation"):
+        if mat.asset_key.path[-1] == "rec_kpis" and "counts" in mat.metadata:
+            return dict(mat.metadata["counts"].value)
+    return {}
+
+
+def _close(ok: bool, root: Path, log_path: Path, say: Say) -> int:
+    say(f"\nreports folder: {root / 'reports'}")
+    say(f"Dagster's log of these runs: {log_path}")
+    say("open the Dagster UI on the same data: ./dev ui   (then http://127.0.0.1:3000)")
+    return 0 if ok else 1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -69,67 +353,29 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     root = data_dir()
-    if args.fresh and root.exists():
-        shutil.rmtree(root)
-    inbox = root / "inbox"
-    inbox.mkdir(parents=True, exist_ok=True)
-    started = time.perf_counter()
-    archive = inbox / "archive"
-    first_time = not any(p.is_file() for p in inbox.iterdir()) and not archive.exists()
-    if first_time:
-        from connectors.sample_data import write_sample
-
-        files = write_sample(
-            inbox,
-            args.entries,
-            fmt="csv",
-            seed=args.seed,
-            bad_share=args.bad_share,
-            corrections_share=0.02,
-        )
-        print(f"generated {len(files)} sample files into {inbox}")
-
-    from pipelines.definitions import defs
-
-    instance = DagsterInstance.get()
-    result = defs.resolve_job_def("main_job").execute_in_process(
-        instance=instance, raise_on_error=False
-    )
-    print(
-        f"\nmain_job run {result.run_id}: {'SUCCESS' if result.success else 'FAILURE'} "
-        f"in {time.perf_counter() - started:.1f} s"
-    )
-    print(_summary())
-    if result.success and not args.no_post:
-        from dagster import RunConfig
-
-        from assets.posting import POSTING_ASSET, PostingWindowConfig
-
-        window = defs.resolve_job_def("posting_window_job").execute_in_process(
-            run_config=RunConfig(
-                ops={POSTING_ASSET: PostingWindowConfig(dry_run=False, note="demo")}
-            ),
-            instance=instance,
-            raise_on_error=False,
-        )
-        print(
-            f"\nposting_window_job run {window.run_id}: "
-            f"{'SUCCESS' if window.success else 'FAILURE'}"
-        )
-        print(_posting_summary())
-        rec = defs.resolve_job_def("reconciliation_job").execute_in_process(
-            instance=instance, raise_on_error=False
-        )
-        print(f"\nreconciliation_job run {rec.run_id}: {'SUCCESS' if rec.success else 'FAILURE'}")
-        for mat in rec.asset_materializations_for_node("reconciliation_workbook"):
-            md = mat.metadata
-            for key in ("path", "download"):
-                if key in md:
-                    print(f"workbook {key}: {md[key].value}")
-    reports = root / "reports"
-    print(f"reports folder: {reports}")
-    print("open the Dagster UI on the same data: ./dev ui   (then http://127.0.0.1:3000)")
-    return 0 if result.success else 1
+    try:
+        if args.fresh and root.exists():
+            shutil.rmtree(root)
+        (root / "inbox").mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        print(f"stagepost demo: STAGEPOST_DATA_DIR={root} cannot be used: {e}", file=sys.stderr)
+        return 2
+    log_path = root / "logs" / f"demo-{datetime.now(UTC):%Y%m%dT%H%M%S}.log"
+    with logs_to(log_path) as (out, err):
+        try:
+            check_settings()
+            return run(args, root, log_path, lambda *a: print(*a, file=out))
+        except SettingError as e:
+            print(f"stagepost demo: {e}", file=err)
+            return 2
+        except Exception as e:
+            traceback.print_exc()  # into the log
+            print(
+                f"stagepost demo failed: {type(e).__name__}: {_first_line(e)} "
+                f"(details in {log_path})",
+                file=err,
+            )
+            return 1
 
 
 if __name__ == "__main__":

@@ -16,12 +16,13 @@ from dagster import (
     schedule,
 )
 
-from assets.posting import POSTING_ASSET, PostingWindowConfig
+from assets.posting import POSTING_ASSET, POSTING_JOB, WINDOW_TAG, PostingWindowConfig
 
 POSTING_TAGS = {"posting_window": "1"}
+SCHEDULE_OPERATOR = "schedule posting_window_weekdays"
 
 posting_window_job = define_asset_job(
-    "posting_window_job",
+    POSTING_JOB,
     selection=AssetSelection.assets(POSTING_ASSET),
     tags=POSTING_TAGS,
     # The Launchpad opens pre-filled with a dry run of everything not yet posted.
@@ -43,12 +44,13 @@ def posting_window_weekdays(context: ScheduleEvaluationContext) -> RunRequest:
     config = PostingWindowConfig(
         dry_run=False,
         date_to=(day - timedelta(days=1)).isoformat(),
+        operator=SCHEDULE_OPERATOR,
         note=f"scheduled window {day.isoformat()}",
     )
     return RunRequest(
         run_key=f"posting-{day.isoformat()}",
         run_config=RunConfig(ops={POSTING_ASSET: config}),
-        tags={**POSTING_TAGS, "launched_by": "schedule"},
+        tags={**POSTING_TAGS, WINDOW_TAG: "post"},  # the step sets it too; here from the queue
     )
 
 

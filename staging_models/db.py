@@ -20,6 +20,7 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, make_url
 
+from staging_models.migrations import UPGRADES, upgrade_steps
 from staging_models.schema import SCHEMA_VERSION, metadata
 from staging_models.tables import schema_meta
 
@@ -117,22 +118,32 @@ class StagingDB:
     # -- schema -----------------------------------------------------------------------------
 
     def init_schema(self) -> None:
-        """Create missing tables and record the schema version; refuse a foreign version."""
+        """Create missing tables and record the schema version; upgrade an older database in
+        place (`staging_models.migrations`); refuse a newer one."""
         if self._schema_ready:
             return
         with self.engine.begin() as conn:
-            metadata.create_all(conn)
+            metadata.create_all(conn)  # new tables; existing ones keep their columns
             found = conn.execute(
                 sa.select(schema_meta.c.value).where(schema_meta.c.key == "schema_version")
             ).scalar()
+            if found is not None and int(found) != SCHEMA_VERSION:
+                if int(found) > SCHEMA_VERSION or int(found) not in UPGRADES:
+                    raise SchemaVersionError(
+                        f"staging database {redact_url(self.url)} has schema version {found}, "
+                        f"this stagepost expects {SCHEMA_VERSION} and cannot upgrade it: use a "
+                        "stagepost release of that version"
+                    )
+                for sql in upgrade_steps(int(found), SCHEMA_VERSION):
+                    conn.exec_driver_sql(sql)
+                conn.execute(
+                    schema_meta.update()
+                    .where(schema_meta.c.key == "schema_version")
+                    .values(value=str(SCHEMA_VERSION))
+                )
             if found is None:
                 conn.execute(
                     schema_meta.insert().values(key="schema_version", value=str(SCHEMA_VERSION))
-                )
-            elif int(found) != SCHEMA_VERSION:
-                raise SchemaVersionError(
-                    f"staging database {redact_url(self.url)} has schema version {found}, "
-                    f"this stagepost expects {SCHEMA_VERSION}: run the upgrade before using it"
                 )
         self._schema_ready = True
 

@@ -107,8 +107,9 @@ posting_windows = sa.Table(
     sa.Column("config", sa.Text, nullable=False),  # JSON of the window's settings
     # running | completed | stopped | failed | refused | dry_run | abandoned
     sa.Column("status", sa.Text, nullable=False),
-    sa.Column("note", sa.Text),
+    sa.Column("note", sa.Text),  # the operator's note, as given
     sa.Column("override_reason", sa.Text),  # given to post outside the allowed hours
+    sa.Column("message", sa.Text),  # the result: what was posted, or why it was refused
     sa.Column("started_at", _ts, nullable=False),
     sa.Column("finished_at", _ts),
     sa.Column("counts", sa.Text),  # JSON: planned, confirmed, rejected, held, ...

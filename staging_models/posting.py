@@ -197,7 +197,7 @@ def _record_window(
     status: str,
     launched_by: str,
     now: datetime,
-    note: str | None = None,
+    message: str | None = None,
     counts: dict | None = None,
     finished: bool = False,
 ) -> None:
@@ -209,8 +209,9 @@ def _record_window(
                 launched_by=launched_by,
                 config=config.as_json(),
                 status=status,
-                note=note if note is not None else config.note,
+                note=config.note,
                 override_reason=config.override_reason,
+                message=message,
                 started_at=now,
                 finished_at=datetime.now(UTC) if finished else None,
                 counts=json.dumps(counts, default=str) if counts is not None else None,
@@ -219,7 +220,7 @@ def _record_window(
 
 
 def _finish_window(
-    db: StagingDB, window_id: str, status: str, note: str | None, counts: dict
+    db: StagingDB, window_id: str, status: str, message: str | None, counts: dict
 ) -> None:
     with db.begin() as conn:
         conn.execute(
@@ -227,7 +228,7 @@ def _finish_window(
             .where(posting_windows.c.window_id == window_id)
             .values(
                 status=status,
-                note=note,
+                message=message,
                 finished_at=datetime.now(UTC),
                 counts=json.dumps(counts, default=str),
             )
@@ -651,13 +652,14 @@ def run_window(
             )
             conn.rollback()  # only temporary tables were written; leave nothing behind
         counts = {**counts, "lines_sendable": _sendable(counts)}
+        message = f"Dry run: {counts['lines_sendable']} lines would be posted; nothing was posted."
         _record_window(
-            db, window_id, config, "dry_run", launched_by, now, counts=counts, finished=True
+            db, window_id, config, "dry_run", launched_by, now, message, counts, finished=True
         )
         return WindowResult(
             window_id,
             "dry_run",
-            f"Dry run: {counts['lines_sendable']} lines would be posted; nothing was posted.",
+            message,
             counts,
             summary,
             path,
@@ -666,18 +668,14 @@ def run_window(
     rules = parse_posting_hours(config.posting_hours)
     if not is_allowed(rules, now) and not (config.override_reason or "").strip():
         message = describe_refusal(rules, now)
-        _record_window(
-            db, window_id, config, "refused", launched_by, now, note=message, finished=True
-        )
+        _record_window(db, window_id, config, "refused", launched_by, now, message, finished=True)
         raise PostingHoursClosed(message)
 
     lock = PostingLock(db, window_id, stale_after=config.lock_stale_after)
     try:
         lock.acquire()
     except PostingLocked as e:
-        _record_window(
-            db, window_id, config, "refused", launched_by, now, note=str(e), finished=True
-        )
+        _record_window(db, window_id, config, "refused", launched_by, now, str(e), finished=True)
         raise
 
     counts: dict[str, Any] = {}
@@ -693,7 +691,7 @@ def run_window(
             conn.execute(
                 sa.text(
                     """UPDATE posting_windows SET status = 'abandoned', finished_at = :now,
-                           note = 'Process ended without finishing; settled by window ' || :w
+                           message = 'Process ended without finishing; settled by window ' || :w
                        WHERE status = 'running' AND window_id <> :w"""
                 ),
                 {"now": now, "w": window_id},

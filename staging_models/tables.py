@@ -10,8 +10,9 @@ import sqlalchemy as sa
 
 from connectors.sources.canonical import DATASETS, DECIMALS, Column, Dataset
 
-#: Bump when a table changes; `StagingDB.init_schema` refuses a database of another version.
-SCHEMA_VERSION = 1
+#: Bump when a table changes, with its upgrade step in `staging_models.migrations`:
+#: `StagingDB.init_schema` upgrades an older database and refuses a newer one.
+SCHEMA_VERSION = 2
 
 metadata = sa.MetaData()
 

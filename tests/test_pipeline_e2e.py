@@ -59,7 +59,9 @@ def world(tmp_path: Path) -> Iterator[dict]:
 
 def _post(w: dict, instance: DagsterInstance, dry_run: bool = False):
     job = w["defs"].resolve_job_def("posting_window_job")
-    cfg = RunConfig(ops={POSTING_ASSET: PostingWindowConfig(dry_run=dry_run, note="e2e")})
+    cfg = RunConfig(
+        ops={POSTING_ASSET: PostingWindowConfig(dry_run=dry_run, note="e2e", operator="e2e")}
+    )
     return job.execute_in_process(run_config=cfg, instance=instance, raise_on_error=False)
 
 
@@ -213,5 +215,5 @@ def test_posting_refuses_unvalidated_staging(world: dict, instance: DagsterInsta
     refused = _post(w, instance)
     assert not refused.success
     failure = [e for e in refused.all_events if e.event_type_value == "STEP_FAILURE"][0]
-    assert "validation has not settled" in str(failure.event_specific_data.error)
+    assert "Validation has not settled" in str(failure.event_specific_data.error)
     assert _erp_net(w) == {}

@@ -39,7 +39,7 @@ MONDAY_EVENING = datetime(2026, 11, 9, 16, 30, tzinfo=UTC)  # 17:30 in Berlin
 
 def _windows(env: PostingEnv):
     return env.db.query_df(
-        "SELECT status, note, override_reason FROM posting_windows ORDER BY started_at"
+        "SELECT status, note, override_reason, message FROM posting_windows ORDER BY started_at"
     )
 
 
@@ -52,7 +52,7 @@ def test_outside_posting_hours_is_refused_and_recorded(duck_env: PostingEnv) -> 
         run_window(
             duck_env.db,
             duck_env.erp,
-            WindowConfig(dry_run=False, posting_hours=BERLIN_EVENINGS),
+            WindowConfig(dry_run=False, posting_hours=BERLIN_EVENINGS, note="asked by Ben"),
             now=SATURDAY_MORNING,
         )
     assert str(e.value).startswith(
@@ -62,7 +62,8 @@ def test_outside_posting_hours_is_refused_and_recorded(duck_env: PostingEnv) -> 
     assert "override reason" in str(e.value)
     assert ledger(duck_env.db).empty and erp_lines(duck_env.erp).empty
     rec = _windows(duck_env).iloc[0]
-    assert rec["status"] == "refused" and "Europe/Berlin" in rec["note"]
+    assert rec["status"] == "refused" and "Europe/Berlin" in rec["message"]
+    assert rec["note"] == "asked by Ben"  # the operator's note, not the refusal
 
 
 def test_override_reason_posts_outside_hours_and_is_recorded(duck_env: PostingEnv) -> None:
