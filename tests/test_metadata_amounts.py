@@ -98,7 +98,13 @@ def _window(world: dict, dry_run: bool):
     )
     result = defs.resolve_job_def("posting_window_job").execute_in_process(
         instance=DagsterInstance.ephemeral(),
-        run_config=RunConfig(ops={POSTING_ASSET: PostingWindowConfig(dry_run=dry_run)}),
+        run_config=RunConfig(
+            ops={
+                POSTING_ASSET: PostingWindowConfig(
+                    dry_run=dry_run, operator="controller@example.com"
+                )
+            }
+        ),
     )
     assert result.success
     return result.asset_materializations_for_node(POSTING_ASSET)[0].metadata

@@ -273,7 +273,10 @@ def test_materializing_outside_the_job_posts_nothing_and_says_how(urls, tmp_path
     _assert_no_stack(result, instance)
     description = _refusal(result).user_failure_data.description
     assert "runs only in posting_window_job" in description
-    assert "Jobs -> posting_window_job -> Launchpad" in description
+    assert (
+        "Jobs -> posting_window_job -> the arrow beside Materialize -> Open launchpad"
+        in description
+    )
     assert _posted(erp) == 0 and _windows(staging).empty
 
 
