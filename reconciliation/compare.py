@@ -15,10 +15,14 @@ The three states:
 Full exports. Incremental exports cannot show a deletion (a hard delete in the PSA just
 stops appearing). A load whose file name matches `full_export_pattern` (the asset reads
 `STAGEPOST_FULL_EXPORT_PATTERN`, e.g. `time_entries_full_*`) is taken as a complete
-snapshot of every entry dated within its own span (its earliest to latest work date).
-The latest such load wins. A current, not deleted entry dated in that span which the
-file lacks, and which no later load delivered, was deleted in the PSA without notice
-(`vanished`). Without a pattern, only explicit deletions (`deleted = true`) are seen.
+snapshot of every entry dated within its range (the one recorded when it was judged at
+landing, see `staging_models.full_export`; else dates in its name, else its earliest to
+latest work date). The latest such load wins (tombstone loads and dismissed exports aside).
+Landing already tombstones what such a file lacks, so what is left `vanished` here is what a
+held export lacks, or what a file landed without the setting lacks: a current, not deleted
+entry dated in that range, not newer than the export's newest row, which the file lacks and
+no later load delivered. Without a pattern, only explicit deletions (`deleted = true`,
+tombstones) are seen.
 
 Every entry gets exactly one class (see `_sql` for the classes and their order);
 `Reconciliation.lines` holds the entries of the exception classes, the rest are counted in

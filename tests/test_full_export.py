@@ -323,6 +323,23 @@ def test_settings_and_declared_ranges() -> None:
         FullExportPolicy.from_settings(PATTERN, "", "5")
 
 
+def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipelines.definitions import defs
+    from pipelines.settings import psa_source_resource
+
+    monkeypatch.setenv("STAGEPOST_FULL_EXPORT_PATTERN", PATTERN)
+    monkeypatch.setenv("STAGEPOST_FULL_EXPORT_RANGE", "2026-11-01..2026-11-30")
+    monkeypatch.setenv("STAGEPOST_FULL_EXPORT_MAX_DELETE_SHARE", "0.02")
+    policy = psa_source_resource().full_export_policy()
+    assert policy == FullExportPolicy(
+        PATTERN, (date(2026, 11, 1), date(2026, 11, 30)), Decimal("0.02")
+    )
+    monkeypatch.delenv("STAGEPOST_FULL_EXPORT_PATTERN")
+    assert psa_source_resource().full_export_policy() is None
+    checks = {k.name for k in defs.resolve_asset_graph().asset_check_keys}
+    assert "full_exports_not_held" in checks
+
+
 def test_a_file_name_range_that_ends_before_it_starts_refuses_the_file(
     duck_db: StagingDB, tmp_path: Path
 ) -> None:
