@@ -241,6 +241,27 @@ def _tombstone(conn: Connection, r: FullExportResult, keys: str, now: datetime) 
     return tomb, counts["rows_new_version"]
 
 
+def _supersede_held(conn: Connection, load_id: str, file_name: str, now, actor: str) -> None:
+    """A later full export settles what an earlier, held one would have decided."""
+    waiting = read_df(
+        conn,
+        "SELECT load_id, file_name FROM full_exports WHERE status = 'held' AND load_id <> :l",
+        {"l": load_id},
+    )
+    for old in waiting.itertuples(index=False):
+        _event(
+            conn,
+            FullExportResult(old.load_id, old.file_name, "superseded"),
+            "superseded",
+            now,
+            actor,
+            f"a later full export ({file_name}, load {load_id}) was judged",
+        )
+    if len(waiting):
+        _exec(conn, "UPDATE full_exports SET status = 'superseded' WHERE status = 'held'")
+        _exec(conn, "UPDATE full_export_vanished SET status = 'dismissed' WHERE status = 'held'")
+
+
 def judge(
     conn: Connection,
     load_id: str,
@@ -267,26 +288,8 @@ def judge(
         ).one()
         if lo is not None:
             r.range_source, r.date_from, r.date_to = "rows", lo, hi
-    # A later full export settles what an earlier, held one would have decided.
-    held = read_df(
-        conn,
-        "SELECT load_id, file_name FROM full_exports WHERE status = 'held' AND load_id <> :l",
-        {"l": load_id},
-    )
-    for old in held.itertuples(index=False):
-        _event(
-            conn,
-            FullExportResult(old.load_id, old.file_name, "superseded"),
-            "superseded",
-            now,
-            actor,
-            f"a later full export ({file_name}, load {load_id}) was judged",
-        )
-    if len(held):
-        _exec(conn, "UPDATE full_exports SET status = 'superseded' WHERE status = 'held'")
-        _exec(conn, "UPDATE full_export_vanished SET status = 'dismissed' WHERE status = 'held'")
-
     if r.date_from is not None:
+        _supersede_held(conn, load_id, file_name, now, actor)
         p = {"lo": r.date_from, "hi": r.date_to, "load_id": load_id}
         r.scope_entries = conn.execute(
             sa.text(f"SELECT COUNT(*) FROM stg_time_entries s WHERE {_LIVE}"), p

@@ -276,6 +276,31 @@ def test_dismissed_or_superseded_exports_tombstone_nothing(
     assert _live_versions(any_db) == {**before, "TE31": 1}
 
 
+def test_confirmation_skips_entries_changed_or_delivered_again(
+    any_db: StagingDB, tmp_path: Path
+) -> None:
+    _world(any_db, tmp_path, _november())
+    assert (
+        _land(any_db, tmp_path, NOVEMBER, _without(11, 12, 13)).extra["full_export"]["status"]
+        == "held"
+    )
+    # After the export: TE11 arrives again unchanged, TE12 with new hours.
+    _land(any_db, tmp_path, "time_entries_002.csv", [_entry(11, date(2026, 11, 11))])
+    _land(any_db, tmp_path, "time_entries_003.csv", [_entry(12, date(2026, 11, 12), hours="2")])
+    result = decide(any_db, NOVEMBER, operator="ann", reason="checked in the PSA")
+    assert (result.status, result.tombstoned_entries, result.skipped_entries) == (
+        "confirmed",
+        1,
+        2,
+    )
+    validate_all(any_db, now=NOW, actor="test")
+    live = _live_versions(any_db)
+    assert "TE13" not in live and live["TE11"] == 1 and live["TE12"] == 2
+    got = any_db.query_df("SELECT row_key, status FROM full_export_vanished ORDER BY row_key")
+    assert got.values.tolist() == [["TE11", "skipped"], ["TE12", "skipped"], ["TE13", "tombstoned"]]
+    assert conservation(any_db)["ok"].all()
+
+
 def test_relanding_the_same_full_export_is_idempotent(any_db: StagingDB, tmp_path: Path) -> None:
     _world(any_db, tmp_path, _november())
     gone = [r for r in _november() if r["entry_id"] != "TE05"]
