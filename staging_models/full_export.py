@@ -24,9 +24,7 @@ a held one.
 from __future__ import annotations
 
 import fnmatch
-import os
 import re
-from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
@@ -106,15 +104,6 @@ class FullExportPolicy:
                 f"full export max delete share {max_delete_share!r} is not a number"
             ) from None
         return cls(pattern.strip(), parse_range(date_range) if date_range.strip() else None, share)
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> FullExportPolicy | None:
-        e = os.environ if env is None else env
-        return cls.from_settings(
-            e.get("STAGEPOST_FULL_EXPORT_PATTERN", ""),
-            e.get("STAGEPOST_FULL_EXPORT_RANGE", ""),
-            e.get("STAGEPOST_FULL_EXPORT_MAX_DELETE_SHARE", ""),
-        )
 
 
 @dataclass

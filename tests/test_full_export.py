@@ -185,7 +185,7 @@ def _defs(url: str, inbox: Path) -> Definitions:
 
 
 def test_truncated_export_is_held_until_an_operator_confirms(
-    any_db: StagingDB, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    any_db: StagingDB, tmp_path: Path, erp: SqlInterfaceTarget, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("STAGEPOST_DATA_DIR", str(tmp_path / "data"))
     _world(any_db, tmp_path, _november())
@@ -208,16 +208,10 @@ def test_truncated_export_is_held_until_an_operator_confirms(
         assert checks["every_row_accounted_for"].passed
         assert _live_versions(any_db) == before  # nothing tombstoned
 
-        rec = reconcile(
-            any_db,
-            None,
-            Period(date(2026, 11, 1), date(2026, 11, 30)),
-            now=NOW,
-            erp_time_lines=SqlInterfaceTarget(f"duckdb:///{tmp_path / 'e.duckdb'}")
-            .read_time_lines(date(2026, 11, 1), date(2026, 11, 30)),
-            full_export_pattern=PATTERN,
-        )  # fmt: skip
+        period = Period(date(2026, 11, 1), date(2026, 11, 30))
+        rec = reconcile(any_db, erp, period, now=NOW, full_export_pattern=PATTERN)
         assert any("lacks 3 entries" in n for n in rec.notes)
+        assert rec.counts()["deleted_in_psa"] == 3  # shown, not tombstoned
 
         with pytest.raises(FullExportError, match="operator"):
             decide(any_db, NOVEMBER, operator="  ", reason="checked")
