@@ -50,6 +50,7 @@ def _landing_asset(dataset: str) -> AssetsDefinition:
                 metadata={"files_landed": 0, "files": [], "requested_file": only}
             )
         fmt = psa_source.file_format()  # a bad mapping file fails here, before any file
+        full_export = psa_source.full_export_policy()  # so does a bad full-export setting
         db = staging.get_db()
         with psa_source.open() as source:
             report = ingest_dataset(
@@ -60,6 +61,7 @@ def _landing_asset(dataset: str) -> AssetsDefinition:
                 workdir=psa_source.workdir(),
                 log=context.log,
                 only=only,
+                full_export=full_export,
             )
         totals = report.totals()
         metadata = {

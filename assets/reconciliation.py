@@ -202,6 +202,7 @@ def reconciliation(
         now=now,
         unlanded=inbox.rows,
         full_export_pattern=config.full_export_pattern
+        or psa_source.full_export_pattern
         or os.environ.get("STAGEPOST_FULL_EXPORT_PATTERN")
         or None,
         notes=inbox.problems,

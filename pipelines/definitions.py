@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from dagster import Definitions, in_process_executor
 
+from assets.full_export import full_export_checks
 from assets.ingestion import landing_assets
 from assets.posting import posting_window
 from assets.reconciliation import reconciliation_assets
 from assets.validation import validation_assets, validation_checks
 from io_managers.staging_table import StagingTableIOManager
 from pipelines.jobs import ingest_nightly_job, ingest_time_entries_job, main_job
-from pipelines.operations import ignore_quarantined_job
+from pipelines.operations import confirm_full_export_job, ignore_quarantined_job
 from pipelines.posting_jobs import posting_schedules, posting_window_job
 from pipelines.reconciliation_jobs import (
     reconciliation_job,
@@ -29,12 +30,13 @@ from pipelines.settings import (
 
 defs = Definitions(
     assets=[*landing_assets, *validation_assets, posting_window, *reconciliation_assets],
-    asset_checks=[*validation_checks],
+    asset_checks=[*validation_checks, *full_export_checks],
     jobs=[
         main_job,
         ingest_time_entries_job,
         ingest_nightly_job,
         ignore_quarantined_job,
+        confirm_full_export_job,
         posting_window_job,
         reconciliation_job,
     ],

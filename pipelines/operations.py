@@ -1,11 +1,13 @@
-"""Operator jobs launched from the Launchpad: decisions about quarantined rows."""
+"""Operator jobs launched from the Launchpad: decisions about quarantined rows and held
+full exports."""
 
 from dagster import Config, OpExecutionContext, job, op
 from pydantic import Field
 
 from assets.pools import STAGING_WRITE
 from pipelines.resources import StagingDatabase
-from staging_models.validation import ignore_quarantined
+from staging_models.full_export import decide
+from staging_models.validation import ignore_quarantined, validate_all
 
 
 class IgnoreQuarantinedConfig(Config):
@@ -37,3 +39,59 @@ def ignore_quarantined_rows(
 @job(description="Mark quarantined rows as ignored, with a reason (finance operations).")
 def ignore_quarantined_job() -> None:
     ignore_quarantined_rows()
+
+
+class ConfirmFullExportConfig(Config):
+    full_export: str = Field(description="The held full export: its load id or file name")
+    operator: str = Field(description="Who decides (name or e-mail); required")
+    reason: str = Field(description="Why (kept in the audit trail full_export_events)")
+    action: str = Field(
+        default="apply",
+        description="apply: tombstone the entries it lacks (the next posting window reverses "
+        "posted ones); dismiss: the export was incomplete, tombstone nothing",
+    )
+
+
+@op
+def decide_full_export(
+    context: OpExecutionContext, config: ConfirmFullExportConfig, staging: StagingDatabase
+) -> int:
+    """Apply or dismiss a held full export's tombstones, audited, then settle them (validation
+    of time entries), so the next posting window can reverse what was posted."""
+    db = staging.get_db()
+    result = decide(
+        db,
+        config.full_export,
+        operator=config.operator,
+        reason=config.reason,
+        action=config.action,
+        run_id=context.run_id,
+    )
+    validate_all(
+        db, actor=f"{config.operator.strip()} (run {context.run_id})", datasets=("time_entries",)
+    )
+    context.log.info(
+        f"{result.file_name}: {result.status} by {config.operator.strip()}: "
+        f"{result.tombstoned_entries} tombstoned, {result.skipped_entries} skipped "
+        f"(changed or delivered again since)"
+    )
+    context.add_output_metadata(
+        {
+            "full_export": result.file_name,
+            "load_id": result.load_id,
+            "status": result.status,
+            "entries_tombstoned": result.tombstoned_entries,
+            "entries_skipped": result.skipped_entries,
+        }
+    )
+    return result.tombstoned_entries
+
+
+@job(
+    description=(
+        "Apply (or dismiss) the tombstones of a full export held because it lacked more "
+        "entries than allowed; who, when and why are audited (finance operations)."
+    )
+)
+def confirm_full_export_job() -> None:
+    decide_full_export()

@@ -26,6 +26,7 @@ from staging_models.db import (
     staging_db,
     url_with_password,
 )
+from staging_models.full_export import FullExportPolicy
 
 
 class StagingDatabase(ConfigurableResource):
@@ -90,6 +91,20 @@ class PsaSource(SftpLogin):
         description="Vendor column mapping: a TOML path or a shipped name "
         "(harvest_detailed_time); empty = files are in the canonical format",
     )
+    # Full exports: complete snapshots whose missing entries become tombstones
+    full_export_pattern: str = Field(
+        default="", description="File-name glob of full time-entry exports; empty = none"
+    )
+    full_export_range: str = Field(
+        default="",
+        description="Work dates a full export covers, FROM..TO; empty = dates in the file "
+        "name, else the file's own first to last work date",
+    )
+    full_export_max_delete_share: str = Field(
+        default="0.05",
+        description="A full export that would tombstone more than this share of its range "
+        "is held for an operator's confirmation",
+    )
 
     def file_format(self) -> FileFormat:
         """How this source's files are written; loads and validates the mapping file, so a
@@ -101,6 +116,12 @@ class PsaSource(SftpLogin):
             sheet=self.sheet,
             header_row=self.header_row,
             mapping=load_mapping(self.mapping_file) if self.mapping_file else None,
+        )
+
+    def full_export_policy(self) -> FullExportPolicy | None:
+        """Which files are full exports (None: none are); a bad setting fails here."""
+        return FullExportPolicy.from_settings(
+            self.full_export_pattern, self.full_export_range, self.full_export_max_delete_share
         )
 
     def open(self) -> FileSource:

@@ -57,6 +57,9 @@ def psa_source_resource() -> PsaSource:
         sheet=e.get("STAGEPOST_SHEET") or None,
         header_row=int(e.get("STAGEPOST_HEADER_ROW", "1")),
         mapping_file=e.get("STAGEPOST_MAPPING_FILE", ""),
+        full_export_pattern=e.get("STAGEPOST_FULL_EXPORT_PATTERN", ""),
+        full_export_range=e.get("STAGEPOST_FULL_EXPORT_RANGE", ""),
+        full_export_max_delete_share=e.get("STAGEPOST_FULL_EXPORT_MAX_DELETE_SHARE", "0.05"),
     )
 
 

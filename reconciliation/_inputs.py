@@ -29,6 +29,7 @@ import pyarrow.csv as pacsv
 
 from connectors.erp.base import INVOICE_COLUMNS, TIME_LINE_COLUMNS
 from staging_models.db import StagingDB
+from staging_models.full_export import REASON as VANISHED_REASON
 
 _S, _D, _B, _I = pa.string(), pa.date32(), pa.bool_(), pa.int64()
 _TS = pa.timestamp("us", tz="UTC")
@@ -109,6 +110,9 @@ class FullExport:
     started_at: object  # datetime
     work_date_min: date
     work_date_max: date
+    #: Its judgement at landing (`full_exports.status`), None if it was landed without one.
+    status: str | None = None
+    vanished_entries: int | None = None
 
 
 @dataclass(frozen=True)
@@ -144,11 +148,14 @@ _PSA_COLS = [
     ("deleted", _B),
     ("description", _S),
     ("landed_at", _TS),
+    ("vanished_from", _S),
 ]
+#: For a tombstone made because the entry was missing from a full export: that file's name.
+_VANISHED_FROM = f"""CASE WHEN s.deleted THEN (SELECT ld.file_name FROM loads ld
+    WHERE ld.load_id = s.load_id AND ld.source_name = '{VANISHED_REASON}') END AS vanished_from"""
+_PSA_EXPR = {"entry_id": "s.row_key AS entry_id", "vanished_from": _VANISHED_FROM}
 # An entry's id is its row key (set for rows without an entry id too, see `landing`).
-_PSA_SELECT = ", ".join(
-    "s.row_key AS entry_id" if name == "entry_id" else f"s.{name}" for name, _ in _PSA_COLS
-)
+_PSA_SELECT = ", ".join(_PSA_EXPR.get(name, f"s.{name}") for name, _ in _PSA_COLS)
 _LEDGER_COLS = [
     ("external_id", _S),
     ("kind", _S),
@@ -188,6 +195,9 @@ def staging_inputs(date_from: date, date_to: date, full: FullExport | None) -> l
         vanished = f"""SELECT s.row_key AS entry_id FROM stg_time_entries s
             WHERE s.is_current AND NOT s.key_missing AND NOT s.deleted
               AND s.work_date BETWEEN {lo} AND {hi} AND s.work_date {in_range}
+              -- newer than everything in the export: it may postdate the snapshot
+              AND COALESCE(s.updated_at <= (SELECT MAX(f.updated_at) FROM land_time_entries f
+                                            WHERE f.load_id = {load}), TRUE)
               AND NOT EXISTS (
                 SELECT 1 FROM land_time_entries l JOIN loads d ON d.load_id = l.load_id
                 WHERE l.row_key = s.row_key AND d.status = 'landed'

@@ -401,7 +401,8 @@ SELECT entry_id, class,
            CASE WHEN state = 'pending' THEN 'landed, not validated yet' END,
            CASE WHEN led_missing > 0 THEN 'confirmed in the ledger, missing in the ERP: '
                 || missing_ids END,
-           CASE WHEN deleted THEN 'deleted in the PSA' END,
+           CASE WHEN deleted THEN COALESCE('missing from full PSA export ' || vanished_from
+                || ', tombstoned (vanished_from_full_export)', 'deleted in the PSA') END,
            CASE WHEN in_psa AND NOT in_period
                 THEN 'now dated ' || CAST(work_date AS VARCHAR) || ', outside this period' END,
            CASE WHEN vanished THEN 'missing from the latest full PSA export '

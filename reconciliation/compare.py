@@ -15,10 +15,14 @@ The three states:
 Full exports. Incremental exports cannot show a deletion (a hard delete in the PSA just
 stops appearing). A load whose file name matches `full_export_pattern` (the asset reads
 `STAGEPOST_FULL_EXPORT_PATTERN`, e.g. `time_entries_full_*`) is taken as a complete
-snapshot of every entry dated within its own span (its earliest to latest work date).
-The latest such load wins. A current, not deleted entry dated in that span which the
-file lacks, and which no later load delivered, was deleted in the PSA without notice
-(`vanished`). Without a pattern, only explicit deletions (`deleted = true`) are seen.
+snapshot of every entry dated within its range (the one recorded when it was judged at
+landing, see `staging_models.full_export`; else dates in its name, else its earliest to
+latest work date). The latest such load wins (tombstone loads and dismissed exports aside).
+Landing already tombstones what such a file lacks, so what is left `vanished` here is what a
+held export lacks, or what a file landed without the setting lacks: a current, not deleted
+entry dated in that range, not newer than the export's newest row, which the file lacks and
+no later load delivered. Without a pattern, only explicit deletions (`deleted = true`,
+tombstones) are seen.
 
 Every entry gets exactly one class (see `_sql` for the classes and their order);
 `Reconciliation.lines` holds the entries of the exception classes, the rest are counted in
@@ -63,6 +67,8 @@ from reconciliation._inputs import (
 )
 from reconciliation.workbook import AGING_BUCKETS
 from staging_models.db import StagingDB, set_duckdb_threads
+from staging_models.full_export import REASON as VANISHED_REASON
+from staging_models.full_export import range_in_name
 
 ENTRY_CLASSES = _sql.ENTRY_CLASSES
 EXCEPTION_CLASSES = _sql.EXCEPTION_CLASSES
@@ -256,25 +262,48 @@ def kpi_amounts(kpis: pd.DataFrame, kind: str, name: str, legal_entity: str = AL
 
 
 def find_full_export(db: StagingDB, pattern: str | None) -> FullExport | None:
-    """The latest landed time-entry load whose file name matches `pattern` (glob), if any."""
+    """The latest landed time-entry load whose file name matches `pattern` (glob), if any.
+
+    Its range is the one recorded when it was judged at landing (see
+    `staging_models.full_export`), else the dates in its file name, else its own first to
+    last work date. Tombstone loads and exports an operator dismissed are not candidates.
+    """
     if not pattern:
         return None
     loads = db.query_df(
-        """SELECT load_id, file_name, started_at FROM loads
-           WHERE dataset = 'time_entries' AND status = 'landed'"""
+        """SELECT l.load_id, l.file_name, l.started_at, f.status, f.date_from, f.date_to,
+                  f.vanished_entries
+           FROM loads l LEFT JOIN full_exports f ON f.load_id = l.load_id
+           WHERE l.dataset = 'time_entries' AND l.status = 'landed'
+             AND l.source_name <> :derived AND COALESCE(f.status, '') <> 'dismissed'""",
+        {"derived": VANISHED_REASON},
     )
     match = loads[loads["file_name"].str.match(fnmatch.translate(pattern))]
     if match.empty:
         return None
     last = match.sort_values(["started_at", "load_id"]).iloc[-1]
-    span = db.query_df(
-        "SELECT MIN(work_date) AS lo, MAX(work_date) AS hi FROM land_time_entries WHERE load_id = :l",
-        {"l": last["load_id"]},
-    ).iloc[0]
-    if span["lo"] is None or pd.isna(span["lo"]):
+    judged = isinstance(last["status"], str)
+    if judged and last["date_from"] is not None and not pd.isna(last["date_from"]):
+        lo, hi = last["date_from"], last["date_to"]
+    elif range_in_name(last["file_name"]):
+        lo, hi = range_in_name(last["file_name"])
+    else:
+        span = db.query_df(
+            """SELECT MIN(work_date) AS lo, MAX(work_date) AS hi FROM land_time_entries
+               WHERE load_id = :l""",
+            {"l": last["load_id"]},
+        ).iloc[0]
+        lo, hi = span["lo"], span["hi"]
+    if lo is None or pd.isna(lo):
         return None
     return FullExport(
-        last["load_id"], last["file_name"], last["started_at"], span["lo"], span["hi"]
+        last["load_id"],
+        last["file_name"],
+        last["started_at"],
+        lo,
+        hi,
+        last["status"] if judged else None,
+        int(last["vanished_entries"]) if judged else None,
     )
 
 
@@ -522,6 +551,12 @@ def _notes(full: FullExport | None, pattern: str | None, unlanded: pa.Table) -> 
             f"Deleted-in-PSA detection: full export {full.file_name} (load {full.load_id}), "
             f"covering work dates {full.work_date_min} to {full.work_date_max}."
         )
+        if full.status == "held":
+            notes.append(
+                f"Full export {full.file_name} lacks {full.vanished_entries} entries, more than "
+                "the allowed share: they are shown as deleted in the PSA but not tombstoned "
+                "until confirm_full_export_job applies or dismisses it."
+            )
     elif pattern:
         notes.append(
             f"Deleted-in-PSA detection: no landed time-entry file matches {pattern!r}; "

@@ -19,6 +19,7 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -26,6 +27,7 @@ from sqlalchemy.engine import Connection
 from connectors.sources.canonical import DATASETS, DECIMALS, Column, Dataset
 from connectors.sources.formats import FileFormat, FileFormatError, close_raw, open_raw
 from staging_models.db import StagingDB
+from staging_models.full_export import FullExportPolicy, judge
 from staging_models.tables import VERSIONS, loads
 
 _TRUE = "('true','t','1','yes','y')"
@@ -251,9 +253,13 @@ def land_file(
     file_name: str | None = None,
     fmt: FileFormat | None = None,
     workdir: Path | None = None,
+    full_export: FullExportPolicy | None = None,
 ) -> LoadResult:
     """Land one file as one load. Idempotent on the file's bytes; raises `LandingError` on a bad file
-    after recording the failure in `loads` (a failed file can be fixed and landed later)."""
+    after recording the failure in `loads` (a failed file can be fixed and landed later).
+
+    A file that `full_export` matches is a complete snapshot of its range: entries it lacks
+    get tombstones in the same transaction (see `staging_models.full_export`)."""
     ds = DATASETS[dataset]
     file_name = file_name or path.name
     checksum = file_checksum(path)
@@ -300,6 +306,10 @@ def land_file(
                     **counts,
                 )
             )
+            if full_export is not None and full_export.matches(dataset, file_name):
+                judged = judge(conn, load_id, file_name, full_export, actor=source_name)
+                result.extra["full_export"] = judged.as_dict()
+                result.message = judged.describe()
     except Exception as e:  # recorded, then re-raised: a failed load is never silent
         message = str(e) if isinstance(e, FileFormatError) else f"{file_name}: {e}"
         with db.begin() as conn:
@@ -323,7 +333,7 @@ class IngestReport:
     results: list[LoadResult] = field(default_factory=list)
     failures: list[LoadResult] = field(default_factory=list)
 
-    def totals(self) -> dict[str, int]:
+    def totals(self) -> dict[str, Any]:
         landed = [r for r in self.results if r.status == "landed"]
         return {
             "files_landed": len(landed),
@@ -333,6 +343,16 @@ class IngestReport:
             "rows_new_version": sum(r.rows_new_version for r in landed),
             "rows_unchanged": sum(r.rows_unchanged for r in landed),
             "rows_stale": sum(r.rows_stale for r in landed),
+            "entries_tombstoned": sum(
+                r.extra["full_export"]["tombstoned_entries"]
+                for r in landed
+                if "full_export" in r.extra
+            ),
+            "full_exports_held": [
+                r.file_name
+                for r in landed
+                if r.extra.get("full_export", {}).get("status") == "held"
+            ],
         }
 
 
@@ -345,6 +365,7 @@ def ingest_dataset(
     workdir: Path,
     log=None,
     only: str | None = None,
+    full_export: FullExportPolicy | None = None,
 ) -> IngestReport:
     """Land every complete file of `dataset` in the source (or just the one named `only`),
     then archive it.
@@ -383,6 +404,7 @@ def ingest_dataset(
                 file_name=f.name,
                 fmt=fmt,
                 workdir=workdir,
+                full_export=full_export,
             )
         except LandingError as e:
             failed = LoadResult(dataset, f.name, "", status="failed", message=str(e))
@@ -400,4 +422,9 @@ def ingest_dataset(
                 f"{f.name}: {result.status}, {result.rows_read} rows read, "
                 f"{result.rows_new_version} new versions"
             )
+            judged = result.extra.get("full_export")
+            if judged and judged["status"] == "held":
+                log.warning(result.message)
+            elif judged:
+                log.info(result.message)
     return report

@@ -2,6 +2,7 @@
 
 from staging_models import (  # noqa: F401  (registers tables)
     contract_tables,
+    full_export_tables,  # noqa: F401  (full-export deletion check)
     ledger_tables,  # noqa: F401  (posting ledger, windows, lock)
     tables,
 )

@@ -16,6 +16,7 @@ def test_definitions_load() -> None:
         "ingest_time_entries_job",
         "ingest_nightly_job",
         "ignore_quarantined_job",
+        "confirm_full_export_job",
         "posting_window_job",
         "reconciliation_job",
     } <= {j.name for j in repo.get_all_jobs()}
