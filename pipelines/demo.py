@@ -310,12 +310,15 @@ def run(args: argparse.Namespace, root: Path, log_path: Path, say: Say) -> int:
     )
     counts = _rec_counts(rec)
     if counts:
-        classes = {k[6:]: v for k, v in counts.items() if k.startswith("class.")}
+        classes = dict(counts.get("entries_by_class", {}))
+        keyless = classes.pop("quarantined_without_key", 0)
         say(
             f"  time entries in the period {_n(sum(classes.values()))} = "
             + " + ".join(f"{k.replace('_', ' ')} {_n(v)}" for k, v in sorted(classes.items()))
         )
-        invoices = {k[14:]: v for k, v in counts.items() if k.startswith("invoice_class.")}
+        if keyless:
+            say(f"  quarantined rows without an entry id or readable date: {_n(keyless)}")
+        invoices = dict(counts.get("invoices_by_class", {}))
         if invoices:
             say(
                 f"  invoices in the period {_n(sum(invoices.values()))} = "
@@ -329,10 +332,15 @@ def run(args: argparse.Namespace, root: Path, log_path: Path, say: Say) -> int:
     return _close(main.success and window_run.success and rec.success, root, log_path, say)
 
 
-def _rec_counts(rec) -> dict[str, int]:
+def _rec_counts(rec) -> dict[str, dict[str, int]]:
+    """The reconciliation's entries and invoices per class (rec_kpis metadata)."""
     for mat in rec.asset_materializations_for_node("reconciliation"):
-        if mat.asset_key.path[-1] == "rec_kpis" and "counts" in mat.metadata:
-            return dict(mat.metadata["counts"].value)
+        if mat.asset_key.path[-1] == "rec_kpis" and "entries_by_class" in mat.metadata:
+            return {
+                key: dict(mat.metadata[key].value)
+                for key in ("entries_by_class", "invoices_by_class")
+                if key in mat.metadata
+            }
     return {}
 
 

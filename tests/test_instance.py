@@ -8,6 +8,8 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import subprocess
+import sys
 import time
 import uuid
 from datetime import datetime
@@ -17,6 +19,7 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
+from assets.pools import ERP_POSTING, RECONCILIATION, STAGING_WRITE
 from staging_models.db import StagingDB
 from tests.conftest import PG_URL
 from tests.csvtools import te, write_csv
@@ -43,6 +46,15 @@ def instance_db(pg_available: bool):
         admin.dispose()
 
 
+def _daemon_lines(log: Path) -> list[str]:
+    """What the run queue said (kept in the failure message: tmp folders do not last)."""
+    return [
+        line[-300:]
+        for line in log.read_text().splitlines()
+        if "QueuedRunCoordinatorDaemon" in line or "blocked" in line
+    ][-40:]
+
+
 def _interval(run: dict) -> tuple[float, float]:
     return float(run["startTime"]), float(run["endTime"])
 
@@ -62,7 +74,9 @@ def test_production_instance_on_postgresql_with_pools(
     config["run_monitoring"]["poll_interval_seconds"] = 2  # the test cannot wait 2 minutes
     (home / "dagster.yaml").write_text(yaml.safe_dump(config))
     data = tmp_path / "data"
-    write_csv(data / "inbox" / "time_entries_a.csv", "time_entries", [te(), te(entry_id="TE2")])
+    # Big enough that its ingestion is still running when the next runs are launched.
+    rows = [te(entry_id=f"TE{i}") for i in range(60_000)]
+    write_csv(data / "inbox" / "time_entries_a.csv", "time_entries", rows)
     pg = sa.engine.make_url(PG_URL)
     env = {
         "DAGSTER_PG_HOST": pg.host or "127.0.0.1",
@@ -74,17 +88,34 @@ def test_production_instance_on_postgresql_with_pools(
         "STAGEPOST_STAGING_URL": str(pg_db.engine.url.render_as_string(hide_password=False)),
         "STAGEPOST_ERP_URL": f"duckdb:///{tmp_path / 'erp.duckdb'}",
     }
+    # Pool limits set up front, as docs/deployment.md says: Dagster gives a pool its default
+    # limit when the queue first sees it, and enforces it only from the next pass on.
+    for pool in (STAGING_WRITE, ERP_POSTING, RECONCILIATION):
+        subprocess.run(
+            [
+                str(Path(sys.executable).parent / "dagster"),
+                "instance",
+                "concurrency",
+                "set",
+                pool,
+                "1",
+            ],
+            env={**os.environ, **env, "DAGSTER_HOME": str(home)},
+            check=True,
+            capture_output=True,
+        )
     with dagster_ui(home, env, tmp_path / "dg_dev.log") as ui:
         # Two runs of the staging-write pool and one reconciliation, launched together.
         first = ui.launch("ingest_time_entries_job")
-        second = ui.launch("ingest_nightly_job")
         recon = ui.launch("reconciliation_job")
+        second = ui.launch("ingest_nightly_job")
         runs = ui.wait([first, second, recon])
         assert {r["status"] for r in runs.values()} == {"SUCCESS"}, runs
         assert not _overlap(runs[first], runs[second]), "one staging writer at a time"
         assert _overlap(runs[recon], runs[first]) or _overlap(runs[recon], runs[second]), (
             "a reconciliation runs beside an ingestion on PostgreSQL staging",
             runs,
+            _daemon_lines(ui.log),
         )
 
         # A run killed half-way is failed by Dagster and frees the pool for the run behind it.
@@ -107,6 +138,8 @@ def test_production_instance_on_postgresql_with_pools(
     engine = sa.create_engine(ADMIN_URL.rsplit("/", 1)[0] + "/" + instance_db)
     with engine.connect() as c:
         assert c.exec_driver_sql("SELECT COUNT(*) FROM runs").scalar() == 5
+        pools = c.exec_driver_sql("SELECT concurrency_key, total FROM concurrency_limits")
+        assert dict(pools.all()) == {STAGING_WRITE: 1, ERP_POSTING: 1, RECONCILIATION: 1}
         assert c.exec_driver_sql("SELECT COUNT(*) FROM event_logs").scalar() > 20
     engine.dispose()
     assert not (home / "history").exists(), "no SQLite run storage beside the PostgreSQL one"
