@@ -19,6 +19,7 @@ from pydantic import Field
 
 from pipelines.erp_resources import ErpResource, PostingPolicy
 from pipelines.resources import StagingDatabase
+from staging_models.landing import unsettled_message
 from staging_models.posting import PostingRefused, WindowConfig, WindowResult, run_window
 from staging_models.validation import conservation
 
@@ -104,8 +105,7 @@ def posting_window(
     cons = conservation(db, ("time_entries", "invoices"))
     if not cons["states_ok"].all():
         raise Failure(
-            description="validation has not settled every row; posting refused until it is "
-            "re-run: " + ", ".join(cons.loc[~cons["states_ok"], "dataset"]),
+            description=unsettled_message(db, cons.loc[~cons["states_ok"], "dataset"].tolist()),
             metadata={"conservation": MetadataValue.md(cons.to_markdown(index=False))},
         )
     window = WindowConfig(
