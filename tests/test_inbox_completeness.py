@@ -85,9 +85,9 @@ def test_file_changed_between_listing_and_landing_is_not_landed(
     _append_rows(path, 0, 22, 0)
     src = AppendAfterListing(inbox, stable_seconds=0)
     first = ingest_dataset(any_db, src, "time_entries", workdir=tmp_path / "work")
-    assert first.waiting == ["time_entries_1.csv"] and not first.results and not first.failures
-    assert _landed_rows(any_db) == 0
+    assert _landed_rows(any_db) == 0  # not the 22 rows there were at the listing
     assert any_db.scalar("SELECT COUNT(*) FROM loads") == 0  # nothing landed, nothing failed
+    assert first.waiting == ["time_entries_1.csv"] and not first.results and not first.failures
     second = ingest_dataset(any_db, src, "time_entries", workdir=tmp_path / "work")
     assert [r.rows_read for r in second.results] == [60]
     assert not path.exists()
@@ -173,8 +173,8 @@ def test_scratch_of_a_sigkilled_landing_is_removed_by_the_next(
     with scratch_dir(work) as mine:
         src = LocalFolderSource(inbox, stable_seconds=0)
         result = ingest_dataset(duck_db, src, "time_entries", workdir=work)
-        assert result.scratch_removed == [left.name]
         assert _scratch(work) == [mine]
+        assert result.scratch_removed == [left.name]
     assert _scratch(work) == []
 
 
