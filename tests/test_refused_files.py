@@ -259,3 +259,34 @@ def test_unlandable_names_are_refused_over_sftp(
         assert name in rejected and reason_file_name(name) in rejected
     assert sorted(os.listdir(inbox)) == ["archive", "rejected"]
     assert duck_db.scalar("SELECT COUNT(*) FROM loads WHERE status = 'refused'") == 2
+
+
+def test_sensor_run_for_a_latin1_name_sets_it_aside(tmp_path: Path, data_dir: Path) -> None:
+    """The inbox sensor asks for a run per file, tagged with its name as safe text; that run
+    refuses the file instead of crashing on it every time."""
+    from dagster import build_sensor_context, materialize
+
+    from assets.ingestion import FILE_TAG
+    from pipelines.sensors import psa_inbox_sensor
+
+    inbox = tmp_path / "inbox"
+    write_csv(inbox / LATIN1, "time_entries", [te(entry_id="N")])
+    source = PsaSource(inbox=str(inbox), stable_seconds=0)
+    tick = psa_inbox_sensor.evaluate_tick(build_sensor_context(resources={"psa_source": source}))
+    (req,) = tick.run_requests
+    assert req.tags[FILE_TAG] == "time_entries_\\xe9t\\xe9.csv"
+    assert req.run_key.startswith("time_entries_\\xe9t\\xe9.csv|")
+    url = f"duckdb:///{tmp_path / 'staging.duckdb'}"
+    result = materialize(
+        landing_assets,
+        tags=dict(req.tags),
+        resources={"staging": StagingDatabase(url=url), "psa_source": source},
+        instance=DagsterInstance.ephemeral(),
+    )
+    assert result.success
+    assert os.listdir(inbox / "rejected").count(LATIN1) == 1
+    db = staging_db(url)
+    assert db.scalar("SELECT file_name FROM loads WHERE status = 'refused'") == (
+        "time_entries_\\xe9t\\xe9.csv"
+    )
+    dispose_all()
