@@ -134,6 +134,8 @@ def _landing_asset(dataset: str) -> AssetsDefinition:
             metadata["waiting"] = report.waiting  # not complete yet: a later run takes them
         if report.skipped:
             metadata["skipped"] = MetadataValue.json(report.skipped)
+        if report.restored:
+            metadata["restored_from_archive"] = report.restored
         if report.scratch_removed:
             metadata["scratch_removed"] = report.scratch_removed
         if only is not None:

@@ -465,6 +465,8 @@ class IngestReport:
     skipped: dict[str, str] = field(default_factory=dict)
     #: Scratch folders of dead landings removed before this pass.
     scratch_removed: list[str] = field(default_factory=list)
+    #: Archived files that grew after they were landed, moved back to be landed whole.
+    restored: list[str] = field(default_factory=list)
 
     def totals(self) -> dict[str, int]:
         landed = [r for r in self.results if r.status == "landed"]
@@ -496,6 +498,28 @@ def _set_aside(source, f, refusal: LoadResult, report: IngestReport, log) -> Non
         log.warning(f"refused: {refusal.message}")
 
 
+def _restore_grown(db: StagingDB, source, dataset: str, log) -> list[str]:
+    """Move back into the inbox the archived files that grew after their load (a writer still
+    had them open): the rows written later are landed by this pass instead of being lost in
+    the archive. Local folders only (SFTP has no ctime to tell a later write by)."""
+    find = getattr(source, "written_after_archiving", None)
+    restored: list[str] = []
+    for f in find(dataset) if find else []:
+        landed = db.scalar(
+            """SELECT size_bytes FROM loads WHERE dataset = :d AND file_name = :n
+               AND status = 'landed' ORDER BY started_at DESC LIMIT 1""",
+            {"d": dataset, "n": f.display},
+        )
+        if landed is not None and int(landed) != f.size and source.restore(f):
+            restored.append(f.display)
+            if log:
+                log.warning(
+                    f"{f.display}: written to after it was landed and archived ({landed} -> "
+                    f"{f.size} bytes); moved back to the inbox to be landed whole"
+                )
+    return restored
+
+
 def ingest_dataset(
     db: StagingDB,
     source,  # connectors.sources.base.FileSource
@@ -521,6 +545,7 @@ def ingest_dataset(
 
     report = IngestReport(dataset)
     report.scratch_removed = clean_dead_scratch(workdir)
+    report.restored = _restore_grown(db, source, dataset, log)
     files = [
         f
         for f in source.list_complete(dataset=dataset)

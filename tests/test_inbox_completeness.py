@@ -230,3 +230,42 @@ def test_symlink_in_an_sftp_inbox_is_reported(
     with sftp_server.source() as src:
         report = ingest_dataset(duck_db, src, "time_entries", workdir=tmp_path / "work")
     assert not report.results and "symbolic link" in report.skipped["time_entries_link.csv"]
+
+
+def test_rows_written_after_archiving_are_landed_not_lost(
+    any_db: StagingDB, tmp_path: Path
+) -> None:
+    """The issue's loss: the writer pauses, the run lands the rows so far and archives the
+    file, the writer goes on appending to the file it still has open (now in the archive).
+    The next pass notices the archived file grew and lands it whole."""
+    inbox = tmp_path / "inbox"
+    path = write_csv(inbox / "time_entries_1.csv", "time_entries", [])
+    paused, resume = threading.Event(), threading.Event()
+
+    def writer() -> None:
+        with open(path, "a", encoding="utf-8") as f:
+            for i in range(60):
+                if i == 22:
+                    paused.set()
+                    resume.wait(30)
+                f.write(_row(i))
+                f.flush()
+
+    t = threading.Thread(target=writer)
+    t.start()
+    assert paused.wait(30)
+    src = LocalFolderSource(inbox, stable_seconds=0)  # the old local default
+    first = ingest_dataset(any_db, src, "time_entries", workdir=tmp_path / "work")
+    assert [r.rows_read for r in first.results] == [22]
+    assert (inbox / "archive" / "time_entries_1.csv").exists()
+    resume.set()
+    t.join()
+    time.sleep(0.05)
+
+    second = ingest_dataset(any_db, src, "time_entries", workdir=tmp_path / "work")
+    assert any_db.scalar("SELECT COUNT(DISTINCT entry_id) FROM land_time_entries") == 60
+    assert second.restored == ["time_entries_1.csv"]
+    assert [(r.rows_read, r.rows_new_version) for r in second.results] == [(60, 38)]
+    assert not path.exists() and (inbox / "archive" / "time_entries_1.csv").exists()
+    third = ingest_dataset(any_db, src, "time_entries", workdir=tmp_path / "work")
+    assert not third.restored and not third.results  # settled

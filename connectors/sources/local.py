@@ -11,6 +11,7 @@ from connectors.sources.base import (
     RemoteFile,
     SourceError,
     dataset_of,
+    is_candidate_name,
     marker_name,
     reason_file_name,
     reason_text,
@@ -101,6 +102,33 @@ class LocalFolderSource(FileSource):
     def archive(self, file: RemoteFile) -> None:
         self.archive_dir.mkdir(parents=True, exist_ok=True)
         self._move(file.name, self.archive_dir)
+
+    def written_after_archiving(self, dataset: str) -> list[RemoteFile]:
+        """Archived `dataset` files written to after they were moved there: a writer that kept
+        the file open and resumed after a pause longer than the quiet period. A rename sets
+        ctime but not mtime, so an archived file whose mtime has caught up with its ctime was
+        written (or touched) since."""
+        if not self.archive_dir.is_dir():
+            return []
+        out: list[RemoteFile] = []
+        with os.scandir(self.archive_dir) as it:
+            for e in it:
+                if dataset_of(e.name) != dataset or not is_candidate_name(e.name, self.pattern):
+                    continue
+                st = e.stat(follow_symlinks=False)
+                if stat.S_ISREG(st.st_mode) and st.st_mtime >= st.st_ctime:
+                    out.append(self._file(e.name, st))
+        return sorted(out, key=lambda f: f.name)
+
+    def restore(self, file: RemoteFile) -> bool:
+        """Move an archived file back into the inbox, unless a file of that name is there."""
+        src, dest = self.archive_dir / file.name, self._path(file.name)
+        try:
+            os.link(src, dest)  # never replaces a newer delivery of the same name
+        except FileExistsError:
+            return False
+        os.unlink(src)
+        return True
 
     def reject(self, file: RemoteFile, reason: str) -> str:
         self.rejected_dir.mkdir(parents=True, exist_ok=True)
