@@ -247,7 +247,9 @@ def test_unlandable_names_are_refused_over_sftp(
     for name in (LATIN1, LONG):
         write_csv(inbox / name, "time_entries", [te(entry_id="N")])
     write_csv(inbox / "time_entries_ok.csv", "time_entries", [te(entry_id="OK")])
-    with sftp_server.source() as src:
+    for name in (LATIN1, "time_entries_ok.csv"):
+        (inbox / f"{name}.done").touch()  # a 255-byte name cannot have one: refused anyway
+    with sftp_server.source(done_markers=True) as src:
         report = ingest_dataset(duck_db, src, "time_entries", workdir=tmp_path / "work")
     assert not report.failures
     assert [r.file_name for r in report.results] == ["time_entries_ok.csv"]
@@ -257,6 +259,7 @@ def test_unlandable_names_are_refused_over_sftp(
     rejected = os.listdir(inbox / "rejected")
     for name in (LATIN1, LONG):
         assert name in rejected and reason_file_name(name) in rejected
+    assert f"{LATIN1}.done" in rejected
     assert sorted(os.listdir(inbox)) == ["archive", "rejected"]
     assert duck_db.scalar("SELECT COUNT(*) FROM loads WHERE status = 'refused'") == 2
 

@@ -62,9 +62,7 @@ def display_name(name: str) -> str:
     `\\xNN`, control and other invisible characters as `\\xNN` / `\\uNNNN`."""
     text = name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
     return "".join(
-        c
-        if c.isprintable() or c == " "
-        else (f"\\x{ord(c):02x}" if ord(c) < 256 else f"\\u{ord(c):04x}")
+        c if c.isprintable() else (f"\\x{ord(c):02x}" if ord(c) < 256 else f"\\u{ord(c):04x}")
         for c in text
     )
 
@@ -180,19 +178,21 @@ class FileSource(ABC):
     def list_complete(self, dataset: str | None = None) -> list[RemoteFile]:
         """Data files (of `dataset`, or all) that are complete: done marker present, or size
         and mtime unchanged across two listings `stable_seconds` apart. Files already quiet
-        that long by their own timestamps skip the second listing (no wait)."""
+        that long by their own timestamps skip the second listing (no wait). Files whose name
+        will be refused are returned at once: a name does not become acceptable by waiting
+        (and a 255-byte name cannot even have a marker)."""
         first = self._listing()
         notices = dict(self.notices)
         candidates = self._candidates(first, dataset)
         self.waiting = []
         if self.done_markers:
-            done = [f for f in candidates if f"{f.name}.done" in first]
+            done = [f for f in candidates if f"{f.name}.done" in first or name_problem(f.name)]
             self.waiting = [f.display for f in candidates if f not in done]
             return done
         if self.stable_seconds <= 0:
             return candidates
         now = time.time()
-        ready = [f for f in candidates if self._quiet(f, now)]
+        ready = [f for f in candidates if self._quiet(f, now) or name_problem(f.name)]
         young = [f for f in candidates if f not in ready]
         if young:
             time.sleep(self.stable_seconds)
