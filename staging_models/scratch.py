@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import socket
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,6 +23,10 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 PREFIX = ".load-"
+#: Scratch of versions before the owner was recorded (`tempfile` names): no owner to ask, so
+#: removed only once nothing has touched them for a day (no landing runs that long).
+_LEGACY = re.compile(r"\.load-[a-z0-9_]{8}")
+LEGACY_AGE_SECONDS = 24 * 3600
 _NAME = re.compile(
     r"\.load-(?P<host>[A-Za-z0-9_.]+)~(?P<boot>[0-9a-f]{8})~(?P<pid>\d+)~(?P<start>\d+)~[0-9a-f]+"
 )
@@ -61,8 +66,10 @@ def owner_tag(pid: int | None = None) -> str:
     return f"{_host()}~{_boot_id()}~{pid}~{_start_time(pid) or 0}"
 
 
-def is_dead(folder_name: str) -> bool:
+def is_dead(folder_name: str, mtime: float | None = None) -> bool:
     """Whether the run that owns this scratch folder is certainly gone."""
+    if _LEGACY.fullmatch(folder_name):
+        return mtime is not None and time.time() - mtime > LEGACY_AGE_SECONDS
     m = _NAME.fullmatch(folder_name)
     if not m or m["host"] != _host():
         return False  # not ours to judge: another host's run, or a name we do not know
@@ -82,7 +89,9 @@ def clean_dead_scratch(workdir: Path) -> list[str]:
     except FileNotFoundError:
         return removed
     for e in entries:
-        if e.name.startswith(PREFIX) and e.is_dir(follow_symlinks=False) and is_dead(e.name):
+        if not (e.name.startswith(PREFIX) and e.is_dir(follow_symlinks=False)):
+            continue
+        if is_dead(e.name, e.stat(follow_symlinks=False).st_mtime):
             shutil.rmtree(e.path, ignore_errors=True)
             if not os.path.lexists(e.path):
                 removed.append(e.name)

@@ -191,9 +191,16 @@ def test_scratch_of_a_live_process_is_kept_until_it_dies(tmp_path: Path) -> None
         sleeper.send_signal(signal.SIGKILL)
         sleeper.wait()
     assert clean_dead_scratch(work) == [theirs.name] and not theirs.exists()
-    unknown = work / ".load-abc123"  # a name this version did not write: left alone
+    unknown = work / ".load-abc123"  # a name no version wrote: left alone
     unknown.mkdir()
     assert clean_dead_scratch(work) == [] and unknown.exists()
+    # Left by a version that did not record its owner: removed once a day old, not before.
+    legacy, fresh = work / ".load-k2j4_x9q", work / ".load-p0o9i8u7"
+    legacy.mkdir()
+    fresh.mkdir()
+    day_ago = time.time() - 25 * 3600
+    os.utime(legacy, (day_ago, day_ago))
+    assert clean_dead_scratch(work) == [legacy.name] and fresh.exists()
 
 
 # -- symbolic links --------------------------------------------------------------------------
