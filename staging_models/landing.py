@@ -382,10 +382,11 @@ def land_file(
     except Exception as e:  # recorded, then re-raised: a failed load is never silent
         # Text the database can store: bytes of a name that is not UTF-8 as \xNN.
         message = str(e).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-        local = display_name(path.name)
-        if message.startswith(f"{local}:"):
-            message = file_name + message[len(local) :]  # the file's name, not a local alias
-        elif not message.startswith(f"{file_name}:"):
+        for local in (display_name(path.name), safe_local_name(path.name)):
+            if message.startswith(f"{local}:"):  # the file's name, not a local copy or alias
+                message = file_name + message[len(local) :]
+                break
+        if not message.startswith(f"{file_name}:"):
             message = f"{file_name}: {message}"
         refused = is_refusal(e)
         _record(db, base, "refused" if refused else "failed", message)

@@ -200,6 +200,13 @@ def test_glob_characters_in_a_name_read_only_that_file(duck_db: StagingDB, tmp_p
     )
     assert per_file == {n: f"E{i}" for i, n in enumerate(names)}
 
+    missing_column_file(inbox / "time_entries_[x].csv")
+    report = ingest_dataset(
+        duck_db, LocalFolderSource(inbox, stable_seconds=0), "time_entries", workdir=tmp_path
+    )
+    (refusal,) = report.refused  # named as it is, not as the alias it was read through
+    assert refusal.message.startswith("time_entries_[x].csv: missing column(s) employee_id")
+
 
 # -- over SFTP -------------------------------------------------------------------------------
 
