@@ -504,13 +504,22 @@ def _restore_grown(db: StagingDB, source, dataset: str, log) -> list[str]:
     had them open): the rows written later are landed by this pass instead of being lost in
     the archive. Local folders only (SFTP has no ctime to tell a later write by)."""
     find = getattr(source, "written_after_archiving", None)
+    late = find(dataset) if find else []
     restored: list[str] = []
-    for f in find(dataset) if find else []:
-        landed = db.scalar(
-            """SELECT size_bytes FROM loads WHERE dataset = :d AND file_name = :n
-               AND status = 'landed' ORDER BY started_at DESC LIMIT 1""",
-            {"d": dataset, "n": f.display},
-        )
+    if not late:
+        return restored
+    sizes = dict(  # one query: the size each file had when it last landed
+        db.query_df(
+            """SELECT file_name, size_bytes FROM (
+                   SELECT file_name, size_bytes, ROW_NUMBER() OVER (
+                       PARTITION BY file_name ORDER BY started_at DESC) AS rn
+                   FROM loads WHERE dataset = :d AND status = 'landed') x
+               WHERE rn = 1""",
+            {"d": dataset},
+        ).values
+    )
+    for f in late:
+        landed = sizes.get(f.display)
         if landed is not None and int(landed) != f.size and source.restore(f):
             restored.append(f.display)
             if log:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
+import time
 from pathlib import Path
 
 from connectors.sources.base import (
@@ -16,6 +17,9 @@ from connectors.sources.base import (
     reason_file_name,
     reason_text,
 )
+
+#: How long after its last change an archived file is still checked for late writes.
+LATE_WRITE_WINDOW = 24 * 3600
 
 
 class LocalFolderSource(FileSource):
@@ -111,12 +115,13 @@ class LocalFolderSource(FileSource):
         if not self.archive_dir.is_dir():
             return []
         out: list[RemoteFile] = []
+        recent = time.time() - LATE_WRITE_WINDOW
         with os.scandir(self.archive_dir) as it:
             for e in it:
-                if dataset_of(e.name) != dataset or not is_candidate_name(e.name, self.pattern):
-                    continue
                 st = e.stat(follow_symlinks=False)
-                if stat.S_ISREG(st.st_mode) and st.st_mtime >= st.st_ctime:
+                if not (stat.S_ISREG(st.st_mode) and recent < st.st_ctime <= st.st_mtime):
+                    continue
+                if dataset_of(e.name) == dataset and is_candidate_name(e.name, self.pattern):
                     out.append(self._file(e.name, st))
         return sorted(out, key=lambda f: f.name)
 
