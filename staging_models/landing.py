@@ -561,13 +561,16 @@ def ingest_dataset(
         for f in source.list_complete(dataset=dataset)
         if only is None or display_name(f.name) == only
     ]
-    report.waiting = list(source.waiting) if only is None else []
+    report.waiting = [w for w in source.waiting if only is None or w == only]
     report.skipped = {display_name(n): why for n, why in source.notices.items()}
     if log:
         for n, why in report.skipped.items():
             log.warning(f"{n}: {why}")
     if only is not None and not files and log:
-        log.info(f"{only}: not (or no longer) in {source.describe()}; nothing to land")
+        if report.waiting:
+            log.info(f"{only}: not complete yet; a later run lands it")
+        else:
+            log.info(f"{only}: not (or no longer) in {source.describe()}; nothing to land")
     for f in files:
         problem = name_problem(f.name)
         if problem:
