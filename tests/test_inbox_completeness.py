@@ -276,3 +276,30 @@ def test_rows_written_after_archiving_are_landed_not_lost(
     assert not path.exists() and (inbox / "archive" / "time_entries_1.csv").exists()
     third = ingest_dataset(any_db, src, "time_entries", workdir=tmp_path / "work")
     assert not third.restored and not third.results  # settled
+
+
+def test_sftp_file_changed_after_download_is_not_landed(
+    sftp_server: SftpServer, duck_db: StagingDB, tmp_path: Path
+) -> None:
+    """Downloaded whole, then the PSA appends on the server before the load commits: the
+    load is rolled back and the file lands whole at the next pass."""
+    from connectors.sources.sftp import SftpSource
+
+    path = write_csv(sftp_server.inbox / "time_entries_1.csv", "time_entries", [])
+    _append_rows(path, 0, 22, 0)
+
+    class AppendAfterDownload(SftpSource):
+        def fetch(self, file: RemoteFile, dest_dir: Path) -> Path:
+            local = super().fetch(file, dest_dir)
+            if not getattr(self, "appended", False):
+                self.appended = True
+                _append_rows(path, 22, 60, 0)
+            return local
+
+    with AppendAfterDownload(**sftp_server.source_kwargs()) as src:
+        first = ingest_dataset(duck_db, src, "time_entries", workdir=tmp_path / "work")
+        assert _landed_rows(duck_db) == 0
+        assert first.waiting == ["time_entries_1.csv"] and not first.results
+        second = ingest_dataset(duck_db, src, "time_entries", workdir=tmp_path / "work")
+    assert [r.rows_read for r in second.results] == [60]
+    assert (sftp_server.archive / "time_entries_1.csv").exists()
