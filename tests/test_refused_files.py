@@ -40,14 +40,14 @@ def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path / "data"
 
 
-def _job_run(inbox: Path, url: str, instance: DagsterInstance):
+def _job_run(inbox: Path, url: str, instance: DagsterInstance, source: PsaSource | None = None):
     defs = Definitions(
         assets=[*landing_assets, *validation_assets],
         asset_checks=validation_checks,
         jobs=[ingest_time_entries_job],
         resources={
             "staging": StagingDatabase(url=url),
-            "psa_source": PsaSource(inbox=str(inbox), stable_seconds=0),
+            "psa_source": source or PsaSource(inbox=str(inbox), stable_seconds=0),
         },
     )
     job = defs.resolve_job_def("ingest_time_entries_job")
@@ -243,6 +243,35 @@ def test_refused_file_over_sftp(sftp_server: SftpServer, any_db: StagingDB, tmp_
         assert refused_check(any_db, src, "time_entries").passed
     assert [r.file_name for r in again.results] == ["time_entries_bad.csv"]
     assert list(work.iterdir()) == []
+
+
+def test_refused_file_does_not_stall_an_sftp_run(
+    sftp_server: SftpServer, tmp_path: Path, data_dir: Path
+) -> None:
+    inbox = sftp_server.inbox
+    write_csv(inbox / "time_entries_good.csv", "time_entries", [te()])
+    missing_column_file(inbox / "time_entries_bad.csv")
+    source = PsaSource(
+        kind="sftp",
+        host=sftp_server.host,
+        port=sftp_server.port,
+        username=sftp_server.user,
+        key_path=str(sftp_server.keys.key),
+        known_hosts_path=str(sftp_server.known_hosts),
+        inbox=str(inbox),
+        stable_seconds=0,
+    )
+    url = f"duckdb:///{tmp_path / 'staging.duckdb'}"
+    result = _job_run(inbox, url, DagsterInstance.ephemeral(), source)
+    assert result.success
+    materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+    assert {"landed_time_entries", "validated_time_entries"} <= materialized
+    check = _refused_check(result)
+    assert not check.passed and list(check.metadata["files"].value) == ["time_entries_bad.csv"]
+    assert (inbox / "rejected" / "time_entries_bad.csv.reason.txt").exists()
+    assert (inbox / "archive" / "time_entries_good.csv").exists()
+    assert int(conservation(staging_db(url), ("time_entries",))["pending"].iloc[0]) == 0
+    dispose_all()
 
 
 def test_unlandable_names_are_refused_over_sftp(
