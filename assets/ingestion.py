@@ -5,15 +5,31 @@ dataset lands that one file (if it is still in the inbox); the job's other landi
 nothing, and the job's downstream assets run as usual. An untagged run
 (schedules, the Launchpad) lands every complete file: the schedules are the safety net
 for anything a sensor tick missed.
+
+A refused file (its name, format or columns) never stalls the run: it is set aside into the
+rejected folder, the other files land and validation runs; the asset's warning check
+`refused_files` stays red while a refused file is unresolved (no file of that name landed
+since, and it is still in the rejected folder or the inbox).
 """
 
-from dagster import AssetExecutionContext, AssetsDefinition, Failure, MaterializeResult, asset
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    AssetsDefinition,
+    Failure,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+)
 
 from assets.pools import STAGING_WRITE
-from connectors.sources.base import dataset_of
+from connectors.sources.base import FileSource, SourceError, dataset_of, display_name
 from connectors.sources.canonical import DATASETS
 from pipelines.resources import PsaSource, StagingDatabase
-from staging_models.landing import ingest_dataset
+from staging_models.db import StagingDB
+from staging_models.landing import ingest_dataset, unresolved_refusals
 
 #: Run tags set by pipelines.sensors; values are the file's name and dataset.
 FILE_TAG = "stagepost/file"
@@ -27,6 +43,34 @@ def landed_asset_key(dataset: str) -> str:
     return f"landed_{dataset}"
 
 
+REFUSED_CHECK = "refused_files"
+
+
+def refused_check(db: StagingDB, source: FileSource, dataset: str) -> AssetCheckResult:
+    """Red (a warning) while a refused file of `dataset` is unresolved: no file of the same
+    name landed since, and it is still in the rejected folder or the inbox (deleting it there
+    is how an operator gives it up)."""
+    open_ = unresolved_refusals(db, (dataset,))
+    note = None
+    try:
+        present = {display_name(n) for n in source.rejected_names()}
+        present |= {display_name(n) for n in source.inbox_names()}
+        open_ = open_[open_["file_name"].isin(present)]
+    except (SourceError, OSError) as e:  # cannot look: every refusal counts as open
+        note = f"could not list {source.describe()}: {e}"
+    files = {str(r.file_name): str(r.message) for r in open_.itertuples(index=False)}
+    md: dict = {"unresolved": len(files), "files": MetadataValue.json(files)}
+    if note:
+        md["note"] = note
+    return AssetCheckResult(
+        check_name=REFUSED_CHECK,
+        passed=not files,
+        severity=AssetCheckSeverity.WARN,
+        metadata=md,
+        description=("refused files waiting for a fix: " + ", ".join(files) if files else None),
+    )
+
+
 def _landing_asset(dataset: str) -> AssetsDefinition:
     @asset(
         name=landed_asset_key(dataset),
@@ -35,8 +79,19 @@ def _landing_asset(dataset: str) -> AssetsDefinition:
         kinds={"duckdb", "csv"},
         description=(
             f"New `{dataset}` files from the PSA source, landed and versioned in staging "
-            f"(tables land_{dataset}, stg_{dataset}; every file recorded in loads)."
+            f"(tables land_{dataset}, stg_{dataset}; every file recorded in loads). Refused "
+            "files are set aside in the rejected folder."
         ),
+        check_specs=[
+            AssetCheckSpec(
+                REFUSED_CHECK,
+                asset=landed_asset_key(dataset),
+                description=(
+                    f"Warns while a refused `{dataset}` file is unresolved (fix and re-drop "
+                    "it, or delete it from the rejected folder)."
+                ),
+            )
+        ],
     )
     def _land(
         context: AssetExecutionContext, staging: StagingDatabase, psa_source: PsaSource
@@ -46,8 +101,12 @@ def _landing_asset(dataset: str) -> AssetsDefinition:
             # A sensor run for another dataset's file: this asset runs as part of the job
             # (so downstream assets run too) but has nothing to land.
             context.log.info(f"run is for {only}, not a {dataset} file: nothing to land")
+            db = staging.get_db()
+            with psa_source.open() as source:
+                check = refused_check(db, source, dataset)
             return MaterializeResult(
-                metadata={"files_landed": 0, "files": [], "requested_file": only}
+                metadata={"files_landed": 0, "files": [], "requested_file": only},
+                check_results=[check],
             )
         fmt = psa_source.file_format()  # a bad mapping file fails here, before any file
         full_export = psa_source.full_export_policy()  # so does a bad full-export setting
@@ -63,6 +122,7 @@ def _landing_asset(dataset: str) -> AssetsDefinition:
                 only=only,
                 full_export=full_export,
             )
+            check = refused_check(db, source, dataset)
         totals = report.totals()
         metadata = {
             **totals,
@@ -70,14 +130,28 @@ def _landing_asset(dataset: str) -> AssetsDefinition:
             "staging": staging.describe(),
             "files": [r.file_name for r in report.results],
         }
+        if report.refused:
+            metadata["refused"] = MetadataValue.json(
+                {r.file_name: r.message for r in report.refused}
+            )
+        if report.waiting:
+            metadata["waiting"] = report.waiting  # not complete yet: a later run takes them
+        if report.skipped:
+            metadata["skipped"] = MetadataValue.json(report.skipped)
+        if report.restored:
+            metadata["restored_from_archive"] = report.restored
+        if report.scratch_removed:
+            metadata["scratch_removed"] = report.scratch_removed
         if only is not None:
             metadata["requested_file"] = only
         if report.failures:
+            # Failures retrying can fix (a download, the staging database); refused files
+            # do not fail the run.
             raise Failure(
                 description="; ".join(f.message or f.file_name for f in report.failures),
                 metadata=metadata,
             )
-        return MaterializeResult(metadata=metadata)
+        return MaterializeResult(metadata=metadata, check_results=[check])
 
     return _land
 

@@ -23,6 +23,7 @@ from assets.refusals import Refusal
 from pipelines.erp_resources import ErpResource, PostingPolicy
 from pipelines.resources import StagingDatabase
 from staging_models.figures import amounts_by_currency, decimal_text
+from staging_models.landing import unsettled_message
 from staging_models.posting import PostingRefused, WindowConfig, WindowResult, run_window
 from staging_models.validation import conservation
 
@@ -203,10 +204,8 @@ def posting_window(
     cons = conservation(db, ("time_entries", "invoices"))
     if not cons["states_ok"].all():
         raise Refusal(
-            "Validation has not settled every row of "
-            + ", ".join(cons.loc[~cons["states_ok"], "dataset"])
-            + ": posting refused until validation is re-run (ingest_nightly_job). "
-            "Nothing was posted.",
+            unsettled_message(db, cons.loc[~cons["states_ok"], "dataset"].tolist())
+            + ". Nothing was posted.",
             {**who, "conservation": md_table(cons)},
             kind="ValidationNotSettled",
         )

@@ -78,8 +78,15 @@ class PsaSource(SftpLogin):
     name: str = Field(default="psa", description="Recorded with every load")
     inbox: str = Field(default="", description="Local or remote folder; empty = <data>/inbox")
     archive: str = Field(default="", description="Where landed files go; empty = <inbox>/archive")
+    rejected: str = Field(
+        default="", description="Where refused files go; empty = 'rejected' beside the archive"
+    )
     done_markers: bool = Field(default=False, description="Only take files with a NAME.done marker")
-    stable_seconds: float = Field(default=0.0, description="Size/mtime must hold this long")
+    stable_seconds: float = Field(
+        default=5.0,
+        description="Without markers: a file must be unchanged this long before it is taken "
+        "(0: no wait; a file that changes while it is landed is still never landed)",
+    )
     # File format
     encoding: str = "utf-8"
     delimiter: str = ","
@@ -131,6 +138,7 @@ class PsaSource(SftpLogin):
             return LocalFolderSource(
                 inbox,
                 self.archive or None,
+                rejected=self.rejected or None,
                 name=self.name,
                 done_markers=self.done_markers,
                 stable_seconds=self.stable_seconds,
@@ -142,6 +150,7 @@ class PsaSource(SftpLogin):
                 **self.login(("inbox",), "SFTP source", "Sources"),
                 inbox=self.inbox,
                 archive=self.archive or None,
+                rejected=self.rejected or None,
                 name=self.name,
                 done_markers=self.done_markers,
                 stable_seconds=self.stable_seconds,

@@ -37,9 +37,9 @@ _CURSOR_VERSION = 1
 
 
 def file_key(f: RemoteFile) -> str:
-    """The run key of one delivery of a file: name, size and mtime (what a listing gives)."""
+    """The run key of one delivery of a file: name (as safe text), size and mtime."""
     mtime = f"{int(f.mtime)}" if float(f.mtime).is_integer() else f"{f.mtime:.6f}"
-    return f"{f.name}|{f.size}|{mtime}"
+    return f"{f.display}|{f.size}|{mtime}"
 
 
 def job_name_for(dataset: str) -> str:
@@ -88,7 +88,7 @@ def psa_inbox_sensor(context: SensorEvaluationContext, psa_source: PsaSource):
             RunRequest(
                 run_key=key,
                 job_name=job_name_for(dataset),
-                tags={FILE_TAG: f.name, DATASET_TAG: dataset},
+                tags={FILE_TAG: f.display, DATASET_TAG: dataset},
             )
         )
     # Keys of files gone from the inbox (archived) are dropped: the cursor stays small.

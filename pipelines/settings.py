@@ -35,14 +35,15 @@ def staging_resource() -> StagingDatabase:
 def psa_source_resource() -> PsaSource:
     e = os.environ
     kind = e.get("STAGEPOST_SOURCE_KIND", "local")
-    # A remote sender may still be writing: without done markers, SFTP files must hold
+    # A sender may still be writing: without done markers, files (local or SFTP) must hold
     # still for a few seconds before they count as complete.
-    stable_default = "5" if kind == "sftp" else "0"
+    stable_default = "5"
     return PsaSource(
         kind=kind,
         name=e.get("STAGEPOST_SOURCE_NAME", "psa"),
         inbox=e.get("STAGEPOST_INBOX", ""),
         archive=e.get("STAGEPOST_ARCHIVE", ""),
+        rejected=e.get("STAGEPOST_REJECTED", ""),
         done_markers=e.get("STAGEPOST_DONE_MARKERS", "false").lower() == "true",
         stable_seconds=float(e.get("STAGEPOST_STABLE_SECONDS", stable_default)),
         host=e.get("STAGEPOST_SFTP_HOST", ""),

@@ -47,7 +47,7 @@ loads = sa.Table(
     sa.Column("file_name", sa.Text, nullable=False),
     sa.Column("checksum", sa.Text, nullable=False),  # sha256 of the file's bytes
     sa.Column("size_bytes", sa.BigInteger, nullable=False),
-    sa.Column("status", sa.Text, nullable=False),  # landed | failed
+    sa.Column("status", sa.Text, nullable=False),  # landed | failed | refused
     sa.Column("rows_read", sa.Integer),
     sa.Column("rows_new_version", sa.Integer),
     sa.Column(

@@ -243,7 +243,7 @@ def test_missing_required_column_is_refused_and_recorded(any_db: StagingDB, tmp_
     ):
         land_file(any_db, f, "time_entries")
     loads = any_db.query_df("SELECT status, message FROM loads")
-    assert loads["status"].tolist() == ["failed"]
+    assert loads["status"].tolist() == ["refused"]  # the file itself: set aside, not retried
     assert any_db.scalar("SELECT COUNT(*) FROM land_time_entries") == 0
 
 

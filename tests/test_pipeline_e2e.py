@@ -44,7 +44,7 @@ def world(tmp_path: Path) -> Iterator[dict]:
         jobs=real.defs.jobs,
         resources={
             "staging": StagingDatabase(url=staging),
-            "psa_source": PsaSource(inbox=str(inbox)),
+            "psa_source": PsaSource(inbox=str(inbox), stable_seconds=0),
             "erp": ErpResource(kind="sql", url=erp),
             "posting_policy": PostingPolicy(preview_dir=str(tmp_path / "previews")),
             "staging_table_io_manager": StagingTableIOManager(staging=StagingDatabase(url=staging)),
@@ -207,7 +207,7 @@ def test_posting_refuses_unvalidated_staging(world: dict, instance: DagsterInsta
         landing_assets,
         resources={
             "staging": StagingDatabase(url=w["staging"]),
-            "psa_source": PsaSource(inbox=str(w["inbox"])),
+            "psa_source": PsaSource(inbox=str(w["inbox"]), stable_seconds=0),
         },
         instance=instance,
     )
@@ -215,5 +215,7 @@ def test_posting_refuses_unvalidated_staging(world: dict, instance: DagsterInsta
     refused = _post(w, instance)
     assert not refused.success
     failure = [e for e in refused.all_events if e.event_type_value == "STEP_FAILURE"][0]
-    assert "Validation has not settled" in str(failure.event_specific_data.error)
+    error = str(failure.event_specific_data.error)
+    assert "Validation has not settled every row of time_entries" in error
+    assert "1 row(s) from time_entries_late.csv" in error  # the refusal names the file
     assert _erp_net(w) == {}

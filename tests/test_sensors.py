@@ -78,7 +78,7 @@ def test_local_folder_one_run_per_new_complete_file(tmp_path: Path) -> None:
     write_csv(inbox / "projects_2026-11.csv", "projects", [])
     (inbox / "notes.txt").write_text("not a dataset")
     (inbox / "time_entries_2.csv.part").write_text("still uploading")
-    source = PsaSource(inbox=str(inbox))
+    source = PsaSource(inbox=str(inbox), stable_seconds=0)  # files written just now
 
     first = tick(source)
     runs = by_file(first)
@@ -115,7 +115,7 @@ def test_tagged_run_lands_only_its_file_untagged_lands_all(
     write_csv(inbox / "time_entries_b.csv", "time_entries", [te(entry_id="B")])
     write_csv(inbox / "time_entries_c.csv", "time_entries", [te(entry_id="C")])
     write_csv(inbox / "projects_1.csv", "projects", [])
-    source = PsaSource(inbox=str(inbox))
+    source = PsaSource(inbox=str(inbox), stable_seconds=0)  # files written just now
     url = f"duckdb:///{tmp_path / 'staging.duckdb'}"
     req = by_file(tick(source))["time_entries_a.csv"]
 

@@ -296,8 +296,8 @@ def test_retryable_fetch_failure_is_reported_per_file(
     write_csv(sftp_server.inbox / "time_entries_2.csv", "time_entries", [te(entry_id="B")])
 
     class Racing(SftpSource):
-        def list_complete(self) -> list[RemoteFile]:
-            files = super().list_complete()
+        def list_complete(self, dataset: str | None = None) -> list[RemoteFile]:
+            files = super().list_complete(dataset)
             with open(sftp_server.inbox / "time_entries_1.csv", "a") as f:
                 f.write("late,row\n")  # the PSA rewrote it right after the listing
             return files
