@@ -146,3 +146,24 @@ def test_invoice_moved_to_another_entity_outside_the_scope_stays_whole(
     docs = posting_env.erp.read_invoices(*FAR)
     net = docs.groupby("currency")["total_amount"].apply(lambda s: sum(s, D(0))).to_dict()
     assert net == {"EUR": D("0.00"), "USD": D("100.00")}
+
+
+def test_a_pair_split_before_the_rule_is_mended_by_a_window_covering_either_line(
+    posting_env: PostingEnv,
+) -> None:
+    """An earlier (line-scoped) window posted v2 without reversing v1: both are live. A window
+    whose scope covers only v2 still sends v1's reversal."""
+    stage_entries(posting_env.db, [{"entry_id": "TE1", "hours": D("3"), **US}])
+    posting_env.window()
+    correct(posting_env.db, "TE1", hours=D("3"), **DE)
+    posting_env.window()
+    # Undo the reversal in the ERP and the ledger: the split state the old plan left behind.
+    with posting_env.erp._tx() as conn:
+        conn.exec_driver_sql("DELETE FROM erp_time_lines WHERE external_id = 'te:TE1:v1:rev'")
+    with posting_env.db.begin() as conn:
+        conn.exec_driver_sql("DELETE FROM posting_ledger WHERE external_id = 'te:TE1:v1:rev'")
+    assert erp_net_hours(posting_env.erp) == {"TE1": D("6")}
+    result = posting_env.window(legal_entities=["DE01"])
+    assert result.counts["time_line_reversal_planned"] == 1
+    assert erp_net_hours(posting_env.erp) == {"TE1": D("3")}
+    assert _net_amounts(posting_env) == {("TE1", "EUR"): D("300.00")}
