@@ -74,6 +74,12 @@ def test_entry_moved_past_date_to_is_not_dropped(posting_env: PostingEnv) -> Non
     assert erp_net_hours(posting_env.erp) == {"TE1": D("4")}  # was gone
     live = erp_lines(posting_env.erp).set_index("external_id").loc["te:TE1:v2:post"]
     assert live["work_date"] == date(2026, 12, 1)
+    row = ledger(posting_env.db).set_index("external_id").loc["te:TE1:v2:post"]
+    assert (row["state"], row["erp_message"]) == (
+        "confirmed",
+        "Outside the window's scope; planned with the other half of its correction, "
+        "which is in scope",
+    )
 
 
 def test_entries_wholly_outside_the_scope_are_left_alone(posting_env: PostingEnv) -> None:
