@@ -374,7 +374,12 @@ def _note_pulled_in(conn: Connection, table: str, scope: Scope, date_col: str) -
 
 def _numbered(sql: str, group: str, extra: str) -> str:
     """The plan rows of `sql` with `extra` columns and a batch number each (`batch_no`, from
-    1): batches of `:size` rows, an entry's lines adjacent.
+    1): batches of `:size` rows, an entry's lines adjacent. A correction's two lines share a
+    batch (a batch may hold `:size` + 1 rows): a window stopped between two batches (an
+    ERP outage) never leaves a pair half-posted. A row numbered like the row before it when
+    both are of one document (LAG over the same unordered window: no second sort); a
+    document of three or more lines (only after a pair was split before this rule) may
+    still span two batches.
 
     Numbered in the order of a sorted subquery: a window function with its own ORDER BY
     sorts every column of the plan again, twice the cost. Both DuckDB and PostgreSQL number
@@ -385,7 +390,8 @@ def _numbered(sql: str, group: str, extra: str) -> str:
     The ledger's batch id (`batch_id`) is formatted when a line enters the ledger (an
     integer here: formatting 200,000 ids up front would hold up the first batch).
     """
-    batch = "CAST(FLOOR((ROW_NUMBER() OVER () - 1) / :size) AS INTEGER) + 1"
+    same = f"CASE WHEN LAG(q.{group}) OVER () = q.{group} THEN 1 ELSE 0 END"
+    batch = f"CAST(FLOOR((ROW_NUMBER() OVER () - 1 - {same}) / :size) AS INTEGER) + 1"
     return (
         f"SELECT q.*, q.natural_period AS period, {extra}, {batch} AS batch_no "
         f"FROM (SELECT * FROM ({sql}) s ORDER BY {group}, kind, external_id) q"

@@ -173,3 +173,23 @@ def test_a_pair_split_before_the_rule_is_mended_by_a_window_covering_either_line
     assert result.counts["time_line_reversal_planned"] == 1
     assert erp_net_hours(posting_env.erp) == {"TE1": D("3")}
     assert _net_amounts(posting_env) == {("TE1", "EUR"): D("300.00")}
+
+
+def test_a_pair_never_straddles_two_batches(posting_env: PostingEnv) -> None:
+    """An ERP outage after the first batch stops the window: no pair is left half-posted."""
+    from connectors.erp.sql_interface import FaultInjection
+
+    stage_entries(posting_env.db, [{"entry_id": e} for e in "BCD"])
+    posting_env.window()
+    for e in "BCD":
+        correct(posting_env.db, e, hours=D("2"))
+    # Six lines, batches of 3: B's pair and C's pair go in the first batch, D's in the second.
+    down = posting_env.faulty_erp(FaultInjection(fail_after_n_calls=1))
+    stopped = posting_env.window(erp=down, batch_size=3)
+    down.close()
+    assert stopped.status == "stopped"
+    assert erp_net_hours(posting_env.erp) == {"B": D("2"), "C": D("2"), "D": D("7.5")}
+    sizes = ledger(posting_env.db).groupby("batch_id").size().tolist()
+    assert sizes == [3, 4, 2]  # the first window's, then this window's two
+    posting_env.window(batch_size=3)
+    assert erp_net_hours(posting_env.erp) == {"B": D("2"), "C": D("2"), "D": D("2")}
