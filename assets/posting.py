@@ -41,9 +41,17 @@ USER_TAGS = ("user", "dagster/user")
 class PostingWindowConfig(Config):
     """What to post. Leave the dates empty to post everything validated and not yet posted."""
 
-    legal_entities: list[str] = Field(default_factory=list, description="Empty = all")
-    date_from: str = Field(default="", description="YYYY-MM-DD (work or issue date), inclusive")
-    date_to: str = Field(default="", description="YYYY-MM-DD, inclusive")
+    legal_entities: list[str] = Field(
+        default_factory=list,
+        description="Entries and invoices of these legal entities (empty = all); a correction "
+        "goes whole: its reversal and new post together, if either is in scope",
+    )
+    date_from: str = Field(
+        default="",
+        description="YYYY-MM-DD (work or issue date), inclusive; selects entries and invoices "
+        "as legal_entities does",
+    )
+    date_to: str = Field(default="", description="YYYY-MM-DD, inclusive; as date_from")
     dry_run: bool = Field(default=True, description="Plan and preview only; post nothing")
     max_lines: int | None = Field(
         default=None, description="Refuse the window if it would send more lines"

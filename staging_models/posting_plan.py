@@ -1,6 +1,6 @@
 """The plan of a posting window, computed set-based in the staging database.
 
-desired = current versions the contracts validated (stg state `valid`), in scope;
+desired = current versions the contracts validated (stg state `valid`);
 live    = ledger posts the ERP holds (sent or confirmed) that no live reversal cancels.
 
 - a desired version not yet live is posted;
@@ -10,12 +10,18 @@ live    = ledger posts the ERP holds (sent or confirmed) that no live reversal c
 - a current version that is quarantined or pending changes nothing: the old line
   stays (reconciliation flags the difference) until the contracts release it.
 
+A window's scope (legal entities, dates) selects entries and invoices, not lines: one
+is in scope when its live line or its new version is, and then all its planned lines
+go, whatever their own entity or date (`pair_scoped`). Filtering lines would split a
+correction: the new post of an entry moved into the scope without the reversal of its
+old line (counted twice), or the reversal without the post (gone from the ERP).
+
 Every planned line is booked into its natural period (work or issue month; a
 reversal: the period of the line it reverses). If the ERP has that period closed,
 policy `next_open` books it into the next open period of the legal entity and
 `hold` keeps it in the ledger as `held` with the reason. A correction is held as
-a pair: if one half is held, so is the other, so the ERP never counts an entry
-twice or not at all because of a closed period.
+a pair: if one half is held, so is the other (with that half's reason), so the ERP
+never counts an entry twice or not at all because of a closed period.
 
 The plan lands in temporary tables (`plan_lines`, `plan_invoices`,
 `plan_invoice_lines`) of the caller's connection; `merge_plan` writes them into
@@ -95,11 +101,21 @@ def drop_plan(conn: Connection) -> None:
 
 @dataclass(frozen=True)
 class Scope:
-    """Which lines a window covers: legal entities (empty = all) and a date range (inclusive)."""
+    """Which entries and invoices a window covers: legal entities (empty = all) and a date
+    range (inclusive).
+
+    It selects documents, not lines: an entry (invoice) is in scope when its posted version
+    (a live line) or its new version is, and then the plan takes all its lines, so a
+    correction's reversal and new post go together or are held together (`pair_scoped`).
+    """
 
     legal_entities: tuple[str, ...] = ()
     date_from: date | None = None
     date_to: date | None = None
+
+    @property
+    def is_all(self) -> bool:
+        return not (self.legal_entities or self.date_from or self.date_to)
 
     def sql(self, alias: str, date_col: str) -> tuple[str, dict]:
         """A WHERE fragment and its parameters for rows `alias` dated by `date_col`."""
@@ -130,18 +146,38 @@ _LIVE_POSTS = """
 """
 
 
+def pair_scoped(ctes: str, plan: str, scope: Scope, group: str, date_col: str) -> str:
+    """`WITH ctes` (which define `live`) then the rows of the `plan` SELECT of the documents
+    (`group`: entry_id, invoice_id) in scope: those with a planned line or a live line in
+    scope. All lines of such a document are kept, whatever their own legal entity or date:
+    a reversal and the post beside it go whole or not at all (or are held whole, see
+    `_apply_policy`). An unscoped window reads the plan once, unfiltered."""
+    if scope.is_all:
+        return f"WITH {ctes} {plan}"
+    p_where, _ = scope.sql("s", date_col)
+    l_where, _ = scope.sql("l", date_col)
+    # A live line not reversed by the plan (the current version's, left by a window that
+    # split a pair before this rule) counts too; looked up only for documents the plan
+    # reverses, and `live` is inlined, not materialized: a tuplestore of every live line
+    # made the plan twice as slow on PostgreSQL.
+    return f"""WITH {ctes}, plan AS ({plan})
+        SELECT * FROM plan
+        WHERE {group} IN (
+            SELECT s.{group} FROM plan s WHERE {p_where}
+            UNION SELECT l.{group} FROM live l
+            WHERE {l_where}
+              AND l.{group} IN (SELECT r.{group} FROM plan r WHERE r.kind = 'reversal'))"""
+
+
 def _plan_time_lines_sql(conn: Connection, scope: Scope) -> tuple[str, dict]:
-    d_where, params = scope.sql("v", "work_date")
-    l_where, lp = scope.sql("l", "work_date")
-    params.update(lp)
+    _, params = scope.sql("s", "work_date")
     post_id = external_id_sql("te", "v.entry_id", "v.version", "post")
     rev_id = external_id_sql("te", "l.entry_id", "l.entry_version", "rev")
-    return (
-        f"""
-        WITH cur AS NOT MATERIALIZED (  -- inlined: PostgreSQL cannot estimate a CTE scan
+    ctes = f"""
+        cur AS NOT MATERIALIZED (  -- inlined: PostgreSQL cannot estimate a CTE scan
             SELECT row_key AS entry_id, version, state FROM stg_time_entries WHERE is_current
         ),
-        live AS ({_LIVE_POSTS.format(ledger="posting_ledger")}),
+        live AS NOT MATERIALIZED ({_LIVE_POSTS.format(ledger="posting_ledger")}),
         posts AS (
             SELECT {post_id} AS external_id, 'post' AS kind, v.entry_id,
                    v.version AS entry_version, CAST(NULL AS VARCHAR) AS reverses_external_id,
@@ -150,8 +186,8 @@ def _plan_time_lines_sql(conn: Connection, scope: Scope) -> tuple[str, dict]:
                    v.hours, v.bill_rate, v.amount, v.currency, v.description
             FROM validated_time_entries v
             JOIN cur c ON c.entry_id = v.entry_id AND c.version = v.version AND c.state = 'valid'
-            WHERE {d_where}
-        )
+        )"""
+    plan = f"""
         SELECT p.* FROM posts p
         WHERE NOT EXISTS (SELECT 1 FROM posting_ledger x
                           WHERE x.external_id = p.external_id AND x.state IN ('sent', 'confirmed'))
@@ -161,26 +197,21 @@ def _plan_time_lines_sql(conn: Connection, scope: Scope) -> tuple[str, dict]:
                l.period, -l.hours, l.bill_rate, -l.amount, l.currency,
                'Reversal of ' || l.external_id
         FROM live l JOIN cur c ON c.entry_id = l.entry_id
-        WHERE {l_where}
-          AND ((c.version > l.entry_version AND c.state IN ('valid', 'not_postable'))
-               OR (c.version = l.entry_version AND c.state = 'not_postable'))
-        """,
-        params,
-    )
+        WHERE (c.version > l.entry_version AND c.state IN ('valid', 'not_postable'))
+               OR (c.version = l.entry_version AND c.state = 'not_postable')
+        """
+    return pair_scoped(ctes, plan, scope, "entry_id", "work_date"), params
 
 
 # -- invoices -------------------------------------------------------------------------------------
 
 
 def _plan_invoices_sql(conn: Connection, scope: Scope) -> tuple[str, dict]:
-    h_where, params = scope.sql("h", "issue_date")
-    l_where, lp = scope.sql("l", "issue_date")
-    params.update(lp)
+    _, params = scope.sql("s", "issue_date")
     post_id = external_id_sql("inv", "h.invoice_id", "h.invoice_version", "post")
     rev_id = external_id_sql("inv", "l.invoice_id", "l.invoice_version", "rev")
-    return (
-        f"""
-        WITH cur AS NOT MATERIALIZED (
+    ctes = f"""
+        cur AS NOT MATERIALIZED (
             SELECT invoice_id, line_no, version, state FROM stg_invoices
             WHERE is_current AND invoice_id IS NOT NULL
         ),
@@ -214,15 +245,16 @@ def _plan_invoices_sql(conn: Connection, scope: Scope) -> tuple[str, dict]:
                        AS withdrawn
             FROM inv i LEFT JOIN hdr h ON h.invoice_id = i.invoice_id
         ),
-        live AS ({_LIVE_POSTS.format(ledger="invoice_ledger")}),
+        live AS NOT MATERIALIZED ({_LIVE_POSTS.format(ledger="invoice_ledger")}),
         posts AS (
             SELECT {post_id} AS external_id, 'post' AS kind, h.invoice_id, h.invoice_version,
                    CAST(NULL AS VARCHAR) AS reverses_external_id, h.legal_entity,
                    h.project_code, h.customer_id, h.currency, h.issue_date, h.due_date,
                    {period_sql(conn, "h.issue_date")} AS natural_period,
                    h.total_amount, CAST(h.line_count AS INTEGER) AS line_count
-            FROM inv_state h WHERE h.ready AND {h_where}
-        )
+            FROM inv_state h WHERE h.ready
+        )"""
+    plan = f"""
         SELECT p.* FROM posts p
         WHERE NOT EXISTS (SELECT 1 FROM invoice_ledger x
                           WHERE x.external_id = p.external_id AND x.state IN ('sent', 'confirmed'))
@@ -231,11 +263,9 @@ def _plan_invoices_sql(conn: Connection, scope: Scope) -> tuple[str, dict]:
                l.legal_entity, l.project_code, l.customer_id, l.currency, l.issue_date,
                l.due_date, l.period, -l.total_amount, l.line_count
         FROM live l JOIN inv_state s ON s.invoice_id = l.invoice_id
-        WHERE {l_where}
-          AND (s.withdrawn OR (s.ready AND s.invoice_version > l.invoice_version))
-        """,
-        params,
-    )
+        WHERE s.withdrawn OR (s.ready AND s.invoice_version > l.invoice_version)
+        """
+    return pair_scoped(ctes, plan, scope, "invoice_id", "issue_date"), params
 
 
 _PLAN_INVOICE_LINES = """
@@ -315,16 +345,41 @@ def _apply_policy(conn: Connection, table: str, policy: ClosedPeriodPolicy, grou
                   FROM plan_periods c WHERE NOT c.is_open) m
             WHERE {table}.legal_entity = m.legal_entity AND {table}.natural_period = m.period"""
     )
+    # The other half of a held correction (a document in scope goes whole, see `pair_scoped`),
+    # with the first held half's reason.
     conn.exec_driver_sql(
         f"""UPDATE {table} SET state = 'held', batch_no = NULL,
-              erp_message = 'Held with the other half of its correction (closed period)'
-            WHERE state = 'planned' AND {group} IN (SELECT {group} FROM {table} WHERE state = 'held')"""
+              erp_message = 'Held with the other half of its correction ('
+                            || h.external_id || '): ' || h.erp_message
+            FROM (SELECT x.{group} AS grp, x.external_id, x.erp_message FROM {table} x
+                  WHERE x.state = 'held' AND x.external_id = (
+                      SELECT MIN(y.external_id) FROM {table} y
+                      WHERE y.{group} = x.{group} AND y.state = 'held')) h
+            WHERE {table}.state = 'planned' AND {table}.{group} = h.grp"""
+    )
+
+
+def _note_pulled_in(conn: Connection, table: str, scope: Scope, date_col: str) -> None:
+    """Say why a line outside the window's scope is planned: its document is in scope."""
+    where, params = scope.sql(table, date_col)
+    conn.execute(
+        sa.text(
+            f"""UPDATE {table} SET erp_message = 'Outside the window''s scope; planned with '
+                       || 'the other half of its correction, which is in scope'
+                WHERE NOT ({where})"""
+        ),
+        params,
     )
 
 
 def _numbered(sql: str, group: str, extra: str) -> str:
     """The plan rows of `sql` with `extra` columns and a batch number each (`batch_no`, from
-    1): batches of `:size` rows, an entry's lines adjacent.
+    1): batches of `:size` rows, an entry's lines adjacent. A correction's two lines share a
+    batch (a batch may hold `:size` + 1 rows): a window stopped between two batches (an
+    ERP outage) never leaves a pair half-posted. A row numbered like the row before it when
+    both are of one document (LAG over the same unordered window: no second sort); a
+    document of three or more lines (only after a pair was split before this rule) may
+    still span two batches.
 
     Numbered in the order of a sorted subquery: a window function with its own ORDER BY
     sorts every column of the plan again, twice the cost. Both DuckDB and PostgreSQL number
@@ -335,7 +390,8 @@ def _numbered(sql: str, group: str, extra: str) -> str:
     The ledger's batch id (`batch_id`) is formatted when a line enters the ledger (an
     integer here: formatting 200,000 ids up front would hold up the first batch).
     """
-    batch = "CAST(FLOOR((ROW_NUMBER() OVER () - 1) / :size) AS INTEGER) + 1"
+    same = f"CASE WHEN LAG(q.{group}) OVER () = q.{group} THEN 1 ELSE 0 END"
+    batch = f"CAST(FLOOR((ROW_NUMBER() OVER () - 1 - {same}) / :size) AS INTEGER) + 1"
     return (
         f"SELECT q.*, q.natural_period AS period, {extra}, {batch} AS batch_no "
         f"FROM (SELECT * FROM ({sql}) s ORDER BY {group}, kind, external_id) q"
@@ -394,6 +450,9 @@ def build_plan(
         _numbered(sql, "invoice_id", extra),
         {**params, "size": float(invoice_batch_size)},
     )
+    if not scope.is_all:
+        _note_pulled_in(conn, "plan_lines", scope, "work_date")
+        _note_pulled_in(conn, "plan_invoices", scope, "issue_date")
     _load_periods(conn, erp, fetch)
     if conn.exec_driver_sql("SELECT COUNT(*) FROM plan_periods WHERE NOT is_open").scalar_one():
         _apply_policy(conn, "plan_lines", policy, "entry_id")
@@ -469,13 +528,14 @@ def merge_plan(conn: Connection, scope: Scope, track: dict, *, defer_lines: bool
 
     New external IDs are inserted (with `defer_lines`, a new time line with a batch is
     left to `PendingLines`); ones the ledger holds unsent (planned, held, rejected, void)
-    are re-planned under this window; unsent lines in scope that the plan no longer wants
-    (their entry moved on before they reached the ERP) become void. `track`: `track_params`.
+    are re-planned under this window; unsent lines in scope (or of an entry or invoice the
+    plan covers) that the plan no longer wants (their entry moved on before they reached
+    the ERP) become void. `track`: `track_params`.
     """
     voided = 0
-    for doc, ledger, plan, cols, date_col in (
-        ("te", "posting_ledger", "plan_lines", _TIME_COLS, "work_date"),
-        ("inv", "invoice_ledger", "plan_invoices", _INVOICE_COLS, "issue_date"),
+    for doc, ledger, plan, cols, date_col, group in (
+        ("te", "posting_ledger", "plan_lines", _TIME_COLS, "work_date", "entry_id"),
+        ("inv", "invoice_ledger", "plan_invoices", _INVOICE_COLS, "issue_date", "invoice_id"),
     ):
         params = {**track, "bp": _batch_prefix(track["w"], doc)}
         unsent = conn.exec_driver_sql(
@@ -483,8 +543,10 @@ def merge_plan(conn: Connection, scope: Scope, track: dict, *, defer_lines: bool
         ).scalar_one()
         if unsent:  # usually none: the previous window finished
             where, scope_params = scope.sql("v", date_col)
+            # In scope: the line, or its entry (invoice) in the plan (see `pair_scoped`).
             unwanted = f"""SELECT v.external_id FROM {ledger} v
-                WHERE v.state IN ('planned', 'held') AND {where}
+                WHERE v.state IN ('planned', 'held')
+                  AND ({where} OR v.{group} IN (SELECT p.{group} FROM {plan} p))
                   AND NOT EXISTS (SELECT 1 FROM {plan} p WHERE p.external_id = v.external_id)"""
             voided += conn.execute(
                 sa.text(

@@ -154,7 +154,10 @@ def test_correction_into_a_closed_period_is_held_as_a_pair(duck_env: PostingEnv)
     result = duck_env.window(closed_period_policy="hold")
     assert result.counts["time_lines_held"] == 2
     states = ledger(duck_env.db).set_index("external_id")["erp_message"].to_dict()
-    assert states["te:TE1:v2:post"] == "Held with the other half of its correction (closed period)"
+    assert states["te:TE1:v2:post"] == (
+        "Held with the other half of its correction (te:TE1:v1:rev): "
+        "Posting period 2026-10 is closed for DE01; held (policy hold) until it reopens"
+    )
     assert erp_net_hours(duck_env.erp) == {"TE1": D("7.5")}  # unchanged, not doubled
     # Under next_open the same correction goes through: reversal booked in November.
     duck_env.window(closed_period_policy="next_open")
