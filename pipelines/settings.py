@@ -80,6 +80,7 @@ def posting_policy_resource() -> PostingPolicy:
         posting_hours=e.get("STAGEPOST_POSTING_HOURS", ""),
         closed_period_policy=e.get("STAGEPOST_CLOSED_PERIOD_POLICY", "next_open"),
         preview_dir=e.get("STAGEPOST_PREVIEW_DIR", ""),
+        lock_stale_seconds=float(e.get("STAGEPOST_POSTING_LOCK_STALE_SECONDS", "900")),
     )
 
 
