@@ -11,6 +11,7 @@ import os
 
 from dagster import EnvVar
 
+from connectors.sources.limits import FileLimits
 from pipelines.erp_resources import ErpResource, PostingPolicy
 from pipelines.resources import PsaSource, ReportUpload, StagingDatabase
 
@@ -57,6 +58,14 @@ def psa_source_resource() -> PsaSource:
         sheet=e.get("STAGEPOST_SHEET") or None,
         header_row=int(e.get("STAGEPOST_HEADER_ROW", "1")),
         mapping_file=e.get("STAGEPOST_MAPPING_FILE", ""),
+        max_file_rows=int(e.get("STAGEPOST_MAX_FILE_ROWS", str(FileLimits.max_rows))),
+        max_cell_bytes=int(e.get("STAGEPOST_MAX_CELL_BYTES", str(FileLimits.max_cell_bytes))),
+        max_uncompressed_bytes=int(
+            e.get("STAGEPOST_MAX_UNCOMPRESSED_BYTES", str(FileLimits.max_uncompressed_bytes))
+        ),
+        max_compression_ratio=float(
+            e.get("STAGEPOST_MAX_COMPRESSION_RATIO", str(FileLimits.max_compression_ratio))
+        ),
     )
 
 

@@ -17,7 +17,7 @@ from openpyxl import Workbook
 from openpyxl.utils.datetime import CALENDAR_MAC_1904
 
 from connectors.sources.canonical import DATASETS, TIME_ENTRIES
-from connectors.sources.formats import FileFormat, FileFormatError, open_raw
+from connectors.sources.formats import FileFormat, FileFormatError, FileLimits, open_raw
 from staging_models.db import StagingDB
 from staging_models.landing import LandingError, land_file, typed_select_sql
 from tests.csvtools import te, write_csv
@@ -219,7 +219,12 @@ def test_large_file_streams_with_bounded_memory(
     started = time.monotonic()
     with peak_memory() as peak:
         view = open_raw(
-            con, path, TIME_ENTRIES, FileFormat(encoding=encoding), workdir=tmp_path / "work"
+            con,
+            path,
+            TIME_ENTRIES,
+            # Over the default row limit on purpose: this measures streaming, not the limit.
+            FileFormat(encoding=encoding, limits=FileLimits(max_rows=records)),
+            workdir=tmp_path / "work",
         )
         if typed:
             _, select = typed_select_sql(TIME_ENTRIES, view, "L1")
