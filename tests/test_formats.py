@@ -244,6 +244,48 @@ def test_large_file_streams_with_bounded_memory(
     assert peak.rss_growth < size // 2, f"peak RSS grew {peak.rss_growth >> 20} MiB"
 
 
+def _malformed(kind: str) -> bytes:
+    """A 5000-record export broken at record 4000 (line 4001), so DuckDB's sniffer passes and
+    its reader fails deep in the file, where its line numbers were misleading."""
+    header = ",".join(TIME_ENTRIES.column_names)
+    good = [",".join(te(entry_id=f"TE{i}").values()) for i in range(5000)]
+    bad = good[3999]
+    good[3999] = {
+        "unterminated_quote": bad.replace("Design review", '"Design review'),
+        "column_count": bad + ",surplus",
+        "nul_byte": bad.replace("Design", "Des\0ign"),
+        "encoding": bad.replace("Design", "D\xe9sign"),
+    }[kind]
+    return ("\n".join([header, *good]) + "\n").encode("latin-1")
+
+
+@pytest.mark.parametrize(
+    ("kind", "message"),
+    [
+        ("unterminated_quote", "line 4001: a quoted value is never closed (unterminated quote)"),
+        (
+            "column_count",
+            "line 4001 has 17 values where the header has 16 (inconsistent column count)",
+        ),
+        ("nul_byte", "line 4001 holds a NUL byte, which text never does"),
+        ("encoding", "line 4001 is not valid UTF-8 (byte "),
+    ],
+)
+def test_malformed_csv_is_explained_by_line_and_cause(
+    tmp_path: Path, kind: str, message: str
+) -> None:
+    """Issue 20.4: DuckDB's sniffing message, full path and options become the file, the line
+    as the file counts it, and the cause."""
+    path = tmp_path / "time_entries_bad.csv"
+    path.write_bytes(_malformed(kind))
+    with pytest.raises(FileFormatError) as e:
+        open_raw(duckdb.connect(), path, TIME_ENTRIES, workdir=tmp_path / "w")
+    got = str(e.value)
+    assert got.startswith(f"time_entries_bad.csv: {message}"), got
+    for internal in (str(tmp_path), "read_csv", "sniff", "strict_mode", "SELECT", "\n"):
+        assert internal not in got, internal
+
+
 def test_unknown_encoding_is_named(tmp_path: Path) -> None:
     f = write_csv(tmp_path / "time_entries_1.csv", "time_entries", ROWS)
     with pytest.raises(FileFormatError, match="unknown encoding 'klingon'"):

@@ -136,6 +136,8 @@ def _first_bad_record(path: Path, name: str, delimiter: str, limits: FileLimits)
                         f"{name}: line {start}: a quoted value is never closed (unterminated quote)"
                     )
                 if "field larger than field limit" in why:
+                    if _odd_quotes_from(path, start):  # the "value" runs to the end of the file
+                        return f"{name}: line {start}: a quoted value is never closed (unterminated quote)"
                     return str(limits.cell_error(name, f"line {start}"))
                 if "NUL" in why:
                     return f"{name}: line {start} holds a NUL byte"
@@ -158,6 +160,23 @@ def _first_bad_record(path: Path, name: str, delimiter: str, limits: FileLimits)
             big = max(len(v.encode()) for v in record)
             if big > limits.max_cell_bytes:
                 return str(limits.cell_error(name, f"line {start}"))
+
+
+def _odd_quotes_from(path: Path, line: int) -> bool:
+    """Whether the quotes from the start of `line` to the end of the file cannot pair up: then
+    the quoted value opened there is never closed (bounded memory, one pass)."""
+    lines = 1
+    quotes = 0
+    for chunk in _chunks(path):
+        if lines < line:
+            cut = 0
+            while lines < line and (nl := chunk.find(b"\n", cut)) >= 0:
+                lines, cut = lines + 1, nl + 1
+            if lines < line:
+                continue
+            chunk = chunk[cut:]
+        quotes += chunk.count(b'"')
+    return quotes % 2 == 1
 
 
 def explain(path: Path, name: str, delimiter: str, limits: FileLimits, error: Exception) -> str:
