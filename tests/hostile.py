@@ -9,7 +9,7 @@ from __future__ import annotations
 import gzip
 import zipfile
 from collections.abc import Iterable, Sequence
-from itertools import chain
+from itertools import chain, repeat
 from pathlib import Path
 
 from openpyxl import Workbook
@@ -19,6 +19,7 @@ from tests.csvtools import TE_BASE
 
 TE_COLS: list[str] = list(DATASETS["time_entries"].column_names)
 MIB = 1 << 20
+SHEET = "xl/worksheets/sheet1.xml"
 
 
 def te_values(**overrides: str) -> list[str]:
@@ -72,30 +73,32 @@ def repeated(byte: bytes, total: int, chunk: int = MIB) -> Iterable[bytes]:
         total -= chunk
 
 
-def shared_strings(*strings: Iterable[bytes] | bytes) -> Iterable[bytes]:
-    """A sharedStrings.xml whose strings are given as bytes or as streams of byte chunks."""
-    ns = b"http://schemas.openxmlformats.org/spreadsheetml/2006/main"
-    yield b'<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
-    yield b'<sst xmlns="' + ns + b'" count="%d" uniqueCount="%d">' % (len(strings), len(strings))
-    for s in strings:
-        yield b"<si><t>"
-        if isinstance(s, bytes):
-            yield s
-        else:
-            yield from s
-        yield b"</t></si>"
-    yield b"</sst>"
+def xlsx_with_cell(path: Path, cell: Iterable[bytes], prolog: bytes = b"") -> Path:
+    """A real time-entry workbook (openpyxl writes inline strings) whose second row's
+    description is replaced by `cell`: the inner XML of `<is>`, streamed in (a `<t>` text or
+    `<r><t>` rich-text runs); `prolog` (a DTD, say) goes right after the XML declaration."""
+    write_xlsx(path, [te_values(), te_values(entry_id="TE2", description="BOMB")])
+    with zipfile.ZipFile(path) as z:
+        xml = z.read(SHEET)
+    head, tail = xml.split(b"<t>BOMB</t>")
+    decl, _, rest = head.rpartition(b"?>")  # openpyxl writes no declaration: then none
+    parts = chain([decl + _, prolog, rest], cell, [tail])
+    return rewrite_member(path, SHEET, parts)
 
 
-def xlsx_with_strings(
-    path: Path, strings: list[Iterable[bytes] | bytes], prolog: bytes = b""
-) -> Path:
-    """An XLSX whose header row holds shared strings 0..n-1 in columns A.., and whose
-    sharedStrings.xml is rewritten to `strings` (optionally after a DTD `prolog`)."""
-    write_xlsx(path, [], header=[f"s{i}" for i in range(len(strings))])
-    parts = iter(shared_strings(*strings))
-    first = next(parts)  # the XML declaration, then the prolog (a DTD, say)
-    return rewrite_member(path, "xl/sharedStrings.xml", chain([first, prolog], parts))
+def text_cell(parts: Iterable[bytes] | bytes) -> Iterable[bytes]:
+    yield b"<t>"
+    if isinstance(parts, bytes):
+        yield parts
+    else:
+        yield from parts
+    yield b"</t>"
+
+
+def rich_runs(runs: int, run_bytes: int = MIB) -> Iterable[bytes]:
+    """Rich-text runs, each under XML parsers' text-node limits (lxml: 10 MB), that a reader
+    joins into one cell."""
+    return repeat(b"<r><t>" + b"a" * run_bytes + b"</t></r>", runs)
 
 
 def gzip_of(path: Path, parts: Iterable[bytes]) -> Path:

@@ -22,9 +22,11 @@ from tests.hostile import (
     MIB,
     gzip_of,
     repeated,
+    rich_runs,
     te_values,
+    text_cell,
     write_xlsx,
-    xlsx_with_strings,
+    xlsx_with_cell,
 )
 from tests.memtools import peak_memory
 from tests.staging_helpers import NOW, World
@@ -44,15 +46,17 @@ def _refused(db: StagingDB, path: Path, fmt: FileFormat | None = None) -> str:
     return str(e.value)
 
 
-def test_xlsx_whose_shared_string_inflates_hugely_is_refused_unread(
+def test_xlsx_whose_cell_inflates_hugely_is_refused_unread(
     duck_db: StagingDB, tmp_path: Path
 ) -> None:
-    path = xlsx_with_strings(tmp_path / "time_entries_bomb.xlsx", [repeated(b"a", BOMB)])
+    """Before: this 70 KB workbook landed a 64 MiB description and grew RSS ~8x the cell
+    (128 MiB: +1 GB), so the issue's 1 GiB cell passed 4 GiB."""
+    path = xlsx_with_cell(tmp_path / "time_entries_bomb.xlsx", rich_runs(BOMB // MIB))
     assert path.stat().st_size < MIB
     with peak_memory() as peak:
         message = _refused(duck_db, path)
     assert message == (
-        "time_entries_bomb.xlsx: refused: xl/sharedStrings.xml inflates more than 100 times its "
+        "time_entries_bomb.xlsx: refused: xl/worksheets/sheet1.xml inflates more than 100 times its "
         "compressed size (STAGEPOST_MAX_COMPRESSION_RATIO=100); a compression bomb?"
     )
     assert peak.rss_growth < BOMB // 4, f"peak RSS grew {peak.rss_growth >> 20} MiB"
@@ -70,22 +74,28 @@ def test_xlsx_sheet_xml_bomb_is_refused(duck_db: StagingDB, tmp_path: Path) -> N
 def test_uncompressed_size_limit_is_checked_before_reading(
     duck_db: StagingDB, tmp_path: Path
 ) -> None:
-    path = xlsx_with_strings(
-        tmp_path / "time_entries_big.xlsx", [os.urandom(3 * MIB).hex().encode()]
+    path = xlsx_with_cell(
+        tmp_path / "time_entries_big.xlsx", text_cell(os.urandom(MIB).hex().encode())
     )
-    fmt = FileFormat(limits=FileLimits(max_uncompressed_bytes=2 * MIB))
+    fmt = FileFormat(limits=FileLimits(max_uncompressed_bytes=MIB))
     assert _refused(duck_db, path, fmt) == (
-        "time_entries_big.xlsx: refused: xl/sharedStrings.xml inflates to more than 2,097,152 "
-        "bytes (STAGEPOST_MAX_UNCOMPRESSED_BYTES=2097152)"
+        "time_entries_big.xlsx: refused: xl/worksheets/sheet1.xml inflates to more than "
+        "1,048,576 bytes (STAGEPOST_MAX_UNCOMPRESSED_BYTES=1048576)"
     )
 
 
 def test_a_cell_over_the_cell_limit_is_refused(duck_db: StagingDB, tmp_path: Path) -> None:
     # Under the ratio floor: the XML scan finds the long text run before openpyxl loads it.
-    path = xlsx_with_strings(tmp_path / "time_entries_cell.xlsx", [b"x" * 70_000])
+    path = xlsx_with_cell(tmp_path / "time_entries_cell.xlsx", text_cell(b"x" * 70_000))
     assert _refused(duck_db, path) == (
-        "time_entries_cell.xlsx: refused: xl/sharedStrings.xml holds a value longer than "
+        "time_entries_cell.xlsx: refused: xl/worksheets/sheet1.xml holds a value longer than "
         "65,536 bytes (STAGEPOST_MAX_CELL_BYTES=65536)"
+    )
+    # Runs each under the limit, one cell over it: refused by its row while reading.
+    path = xlsx_with_cell(tmp_path / "time_entries_runs.xlsx", rich_runs(3, 40_000))
+    assert _refused(duck_db, path) == (
+        "time_entries_runs.xlsx: refused: row 3 holds a value longer than 65,536 bytes "
+        "(STAGEPOST_MAX_CELL_BYTES=65536)"
     )
     # A CSV cell over the limit is named by the line the file counts.
     rows = [te(), te(entry_id="TE2", description="y" * 70_000)]
@@ -134,7 +144,7 @@ def test_many_rows_over_a_lowered_cap_are_refused(
 def test_a_bomb_does_not_stop_the_files_after_it(duck_db: StagingDB, tmp_path: Path) -> None:
     inbox = tmp_path / "inbox"
     inbox.mkdir()
-    xlsx_with_strings(inbox / "time_entries_1_bomb.xlsx", [repeated(b"a", BOMB)])
+    xlsx_with_cell(inbox / "time_entries_1_bomb.xlsx", rich_runs(BOMB // MIB))
     write_csv(inbox / "time_entries_2.csv", "time_entries", [te()])
     report = ingest_dataset(
         duck_db, LocalFolderSource(inbox, None), "time_entries", workdir=tmp_path / "work"

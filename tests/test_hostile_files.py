@@ -33,9 +33,11 @@ from tests.hostile import (
     gzip_of,
     repeated,
     rewrite_member,
+    rich_runs,
     te_values,
+    text_cell,
     write_xlsx,
-    xlsx_with_strings,
+    xlsx_with_cell,
 )
 from tests.staging_helpers import World
 
@@ -86,7 +88,7 @@ def _billion_laughs() -> bytes:
         b'<!ENTITY l%d "%s">' % (i, b"".join(b"&l%d;" % (i - 1) for _ in range(10)))
         for i in range(1, 10)
     ]
-    return b"<!DOCTYPE sst [" + b"".join(ents) + b"]>"
+    return b"<!DOCTYPE worksheet [" + b"".join(ents) + b"]>"
 
 
 def _cp1252_offset() -> int:
@@ -226,18 +228,35 @@ CASES: list[Case] = [
     ),
     Case(
         "huge_xlsx_cell",
-        lambda p: xlsx_with_strings(p, [b"z" * 100_000]),
+        lambda p: xlsx_with_cell(p, text_cell(b"z" * 100_000)),
         name="time_entries_x.xlsx",
         refused=(
-            "time_entries_x.xlsx: refused: xl/sharedStrings.xml holds a value longer than "
+            "time_entries_x.xlsx: refused: xl/worksheets/sheet1.xml holds a value longer than "
             "65,536 bytes (STAGEPOST_MAX_CELL_BYTES=65536)"
         ),
     ),
     Case(
-        "xlsx_shared_strings_bomb",
-        lambda p: xlsx_with_strings(p, [repeated(b"a", BOMB)]),
+        "huge_xlsx_cell_in_rich_text_runs",
+        lambda p: xlsx_with_cell(p, rich_runs(3, 40_000)),
         name="time_entries_x.xlsx",
-        refused=f"time_entries_x.xlsx: refused: xl/sharedStrings.xml inflates more than 100 times its compressed size {RATIO}",
+        refused=(
+            "time_entries_x.xlsx: refused: row 3 holds a value longer than 65,536 bytes "
+            "(STAGEPOST_MAX_CELL_BYTES=65536)"
+        ),
+    ),
+    Case(
+        "xlsx_cell_bomb",
+        lambda p: xlsx_with_cell(p, rich_runs(BOMB // MIB)),
+        name="time_entries_x.xlsx",
+        refused=f"time_entries_x.xlsx: refused: xl/worksheets/sheet1.xml inflates more than 100 times its compressed size {RATIO}",
+    ),
+    Case(
+        "xlsx_unreferenced_part_bomb",
+        lambda p: rewrite_member(
+            write_xlsx(p, [te_values()]), "xl/media/blob.bin", repeated(b"\0", BOMB)
+        ),
+        name="time_entries_x.xlsx",
+        refused=f"time_entries_x.xlsx: refused: xl/media/blob.bin inflates more than 100 times its compressed size {RATIO}",
     ),
     Case(
         "xlsx_sheet_bomb",
@@ -311,9 +330,9 @@ CASES: list[Case] = [
     # -- XML entity tricks in XLSX ------------------------------------------------------------
     Case(
         "xlsx_billion_laughs",
-        lambda p: xlsx_with_strings(p, [b"&l9;"], prolog=_billion_laughs()),
+        lambda p: xlsx_with_cell(p, text_cell(b"&l9;"), prolog=_billion_laughs()),
         name="time_entries_x.xlsx",
-        refused=f"time_entries_x.xlsx: refused: xl/sharedStrings.xml declares a DTD or XML entities, {DTD}",
+        refused=f"time_entries_x.xlsx: refused: xl/worksheets/sheet1.xml declares a DTD or XML entities, {DTD}",
     ),
     Case(
         "xlsx_external_entity",
