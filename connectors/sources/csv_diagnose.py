@@ -53,7 +53,7 @@ def prescan(path: Path, name: str, limits: FileLimits, *, nul_is_error: bool) ->
                 inflated += len(chunk)
                 if gz and inflated > limits.max_uncompressed_bytes:
                     raise limits.inflated_error(name, "the gzip stream")
-                if gz and limits._over_ratio(inflated, compressed):
+                if gz and limits.over_ratio(inflated, compressed):
                     raise limits.ratio_error(name, "the gzip stream")
                 if nul_is_error and (at := chunk.find(b"\0")) >= 0:
                     line = lines + chunk.count(b"\n", 0, at) + 1

@@ -73,7 +73,7 @@ class FileLimits:
             f"{self.max_compression_ratio:g}); a compression bomb?"
         )
 
-    def _over_ratio(self, inflated: int, compressed: int) -> bool:
+    def over_ratio(self, inflated: int, compressed: int) -> bool:
         return inflated > RATIO_FLOOR and inflated > self.max_compression_ratio * max(compressed, 1)
 
 
@@ -90,7 +90,7 @@ def check_gzip(path: Path, limits: FileLimits) -> None:
                 inflated += len(chunk)
                 if inflated > limits.max_uncompressed_bytes:
                     raise limits.inflated_error(path.name, "the gzip stream")
-                if limits._over_ratio(inflated, compressed):
+                if limits.over_ratio(inflated, compressed):
                     raise limits.ratio_error(path.name, "the gzip stream")
     except (OSError, EOFError, zlib.error) as e:
         raise FileLimitError(f"{path.name}: not a readable gzip file ({e})") from None
@@ -109,7 +109,7 @@ def check_xlsx(path: Path, limits: FileLimits) -> None:
         for info in infos:
             if info.file_size > limits.max_uncompressed_bytes:
                 raise limits.inflated_error(path.name, info.filename)
-            if limits._over_ratio(info.file_size, info.compress_size):
+            if limits.over_ratio(info.file_size, info.compress_size):
                 raise limits.ratio_error(path.name, info.filename)
         if total > limits.max_uncompressed_bytes:
             raise limits.inflated_error(path.name, "the workbook")
