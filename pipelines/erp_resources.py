@@ -85,8 +85,10 @@ class PostingPolicy(ConfigurableResource):
         default=WindowConfig.invoice_batch_size, description="Invoices per ERP request"
     )
     preview_dir: str = Field(default="", description="Preview workbooks; empty = <data>/previews")
-    lock_stale_minutes: float = Field(
-        default=15.0, description="A window without heartbeat this long is considered dead"
+    lock_stale_seconds: float = Field(
+        default=900.0,
+        description="A window without heartbeat this long (seconds) is considered dead; a "
+        "holder on this host whose process is gone or a zombie is taken over at once",
     )
 
     def previews(self) -> Path:
@@ -95,4 +97,6 @@ class PostingPolicy(ConfigurableResource):
         return path
 
     def lock_stale_after(self) -> timedelta:
-        return timedelta(minutes=self.lock_stale_minutes)
+        if self.lock_stale_seconds <= 0:
+            raise ValueError("STAGEPOST_POSTING_LOCK_STALE_SECONDS must be more than 0")
+        return timedelta(seconds=self.lock_stale_seconds)

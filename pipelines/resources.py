@@ -15,7 +15,7 @@ from pydantic import Field
 
 from connectors.report_upload import SftpReportUpload
 from connectors.sources.base import FileSource
-from connectors.sources.formats import FileFormat
+from connectors.sources.formats import FileFormat, FileLimits
 from connectors.sources.local import LocalFolderSource
 from connectors.sources.mapping import load_mapping
 from staging_models.db import (
@@ -113,6 +113,17 @@ class PsaSource(SftpLogin):
         "is held for an operator's confirmation",
     )
 
+    # What one file may hold (hostile or broken exports are refused before they cost memory)
+    max_file_rows: int = Field(default=FileLimits.max_rows, description="Rows per file")
+    max_cell_bytes: int = Field(default=FileLimits.max_cell_bytes, description="Bytes per value")
+    max_uncompressed_bytes: int = Field(
+        default=FileLimits.max_uncompressed_bytes, description="Inflated bytes of an XLSX or gzip"
+    )
+    max_compression_ratio: float = Field(
+        default=FileLimits.max_compression_ratio,
+        description="Inflated / compressed size of an XLSX part or gzip stream",
+    )
+
     def file_format(self) -> FileFormat:
         """How this source's files are written; loads and validates the mapping file, so a
         bad mapping fails before any file is read."""
@@ -123,6 +134,12 @@ class PsaSource(SftpLogin):
             sheet=self.sheet,
             header_row=self.header_row,
             mapping=load_mapping(self.mapping_file) if self.mapping_file else None,
+            limits=FileLimits(
+                max_rows=self.max_file_rows,
+                max_cell_bytes=self.max_cell_bytes,
+                max_uncompressed_bytes=self.max_uncompressed_bytes,
+                max_compression_ratio=self.max_compression_ratio,
+            ),
         )
 
     def full_export_policy(self) -> FullExportPolicy | None:

@@ -11,6 +11,7 @@ import os
 
 from dagster import EnvVar
 
+from connectors.sources.limits import FileLimits
 from pipelines.erp_resources import ErpResource, PostingPolicy
 from pipelines.resources import PsaSource, ReportUpload, StagingDatabase
 
@@ -61,6 +62,14 @@ def psa_source_resource() -> PsaSource:
         full_export_pattern=e.get("STAGEPOST_FULL_EXPORT_PATTERN", ""),
         full_export_range=e.get("STAGEPOST_FULL_EXPORT_RANGE", ""),
         full_export_max_delete_share=e.get("STAGEPOST_FULL_EXPORT_MAX_DELETE_SHARE", "0.05"),
+        max_file_rows=int(e.get("STAGEPOST_MAX_FILE_ROWS", str(FileLimits.max_rows))),
+        max_cell_bytes=int(e.get("STAGEPOST_MAX_CELL_BYTES", str(FileLimits.max_cell_bytes))),
+        max_uncompressed_bytes=int(
+            e.get("STAGEPOST_MAX_UNCOMPRESSED_BYTES", str(FileLimits.max_uncompressed_bytes))
+        ),
+        max_compression_ratio=float(
+            e.get("STAGEPOST_MAX_COMPRESSION_RATIO", str(FileLimits.max_compression_ratio))
+        ),
     )
 
 
@@ -84,6 +93,7 @@ def posting_policy_resource() -> PostingPolicy:
         posting_hours=e.get("STAGEPOST_POSTING_HOURS", ""),
         closed_period_policy=e.get("STAGEPOST_CLOSED_PERIOD_POLICY", "next_open"),
         preview_dir=e.get("STAGEPOST_PREVIEW_DIR", ""),
+        lock_stale_seconds=float(e.get("STAGEPOST_POSTING_LOCK_STALE_SECONDS", "900")),
     )
 
 

@@ -11,7 +11,9 @@ Taking it is compare-and-set on one row: PostgreSQL serialises the two updates
 (the loser re-reads a non-empty holder), DuckDB aborts the second writer with a
 conflict; either way the loser fails fast with a message naming the holder.
 A holder that died is detected two ways: its process is gone (same host) or
-its heartbeat is older than the timeout.
+its heartbeat is older than the timeout (`STAGEPOST_POSTING_LOCK_STALE_SECONDS`).
+"Gone" includes a zombie: a killed process its parent has not reaped yet still
+answers `kill(pid, 0)`, so its state in /proc is read as well (Z or X = dead).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import os
 import socket
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -29,6 +32,7 @@ from staging_models.ledger_tables import posting_lock
 
 DEFAULT_LOCK = "posting"
 DEFAULT_STALE_AFTER = timedelta(minutes=15)
+_DEAD_STATES = frozenset({"Z", "X", "x"})
 
 
 class PostingRefused(RuntimeError):
@@ -43,19 +47,38 @@ class PostingLockLost(RuntimeError):
     """This window's lock was taken over (its heartbeat was considered stale): stop posting."""
 
 
+def _process_state(pid: int) -> str | None:
+    """The one-letter state of `pid` from /proc (R, S, D, Z, X...), or None where there is no
+    /proc. The command name may hold spaces and parentheses, so the state is read after the
+    last `)`."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return "X" if Path("/proc/self/stat").exists() else None
+    except OSError:
+        return None
+    fields = stat.rpartition(")")[2].split()
+    return fields[0] if fields else None
+
+
 def _holder_alive(holder: str) -> bool | None:
-    """True/False when the holder ran on this host (its pid can be checked), else None."""
+    """True/False when the holder ran on this host (its pid can be checked), else None.
+
+    A zombie (state Z) or dying process (X) is dead: it can never heartbeat again, though
+    `kill(pid, 0)` still succeeds on it until its parent reaps it.
+    """
     host, _, rest = holder.partition(":")
     pid_text = rest.partition(":")[0]
     if host != socket.gethostname() or not pid_text.isdigit():
         return None
+    pid = int(pid_text)
     try:
-        os.kill(int(pid_text), 0)
+        os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
-    return True
+        pass  # another user's process: it exists; its state says whether it lives
+    return _process_state(pid) not in _DEAD_STATES
 
 
 @dataclass
@@ -105,7 +128,8 @@ class PostingLock:
                             f"Another posting window ({row.window_id}) is running since "
                             f"{row.acquired_at:%Y-%m-%d %H:%M:%S %Z} (holder {row.holder}, last "
                             f"heartbeat {beat:%H:%M:%S %Z}). Wait for it to finish; if it died, "
-                            f"its lock expires {self.stale_after} after the last heartbeat."
+                            f"its lock expires {self.stale_after} after the last heartbeat "
+                            "(STAGEPOST_POSTING_LOCK_STALE_SECONDS)."
                         )
                     self.taken_over = row.window_id
                 upd = posting_lock.update().where(posting_lock.c.lock_name == self.name)

@@ -10,6 +10,12 @@ Per dataset, in one transaction:
    `valid` (a quarantined row that now passes is *released*, with an audit event) and are copied,
    with their resolved rate and amount, into `validated_*`.
 Master data is validated before the time entries and invoices that refer to it.
+
+Steps 3-4 run in parts of at most `BATCH_ROWS` candidates (by row number), each part in its
+own transaction. Every rule looks at one candidate row and the staging tables, never at the
+other candidates, so the parts judge exactly as one pass would; but memory stays bounded, and
+a part that committed stays done. Before, 3M landed rows made every validation run out of
+memory (1 GB DuckDB limit) and roll back whole, so it kept failing after the file was gone.
 """
 
 from __future__ import annotations
@@ -24,6 +30,12 @@ from sqlalchemy.engine import Connection
 from connectors.sources.canonical import DATASETS, Dataset
 from staging_models.contracts import RULES
 from staging_models.db import StagingDB, read_df
+
+#: Candidates per transaction: 3M all-quarantined time entries ran out of a 1 GB DuckDB limit
+#: in one pass.
+BATCH_ROWS = 250_000
+#: One part of the candidates: (index, count); rows whose row number modulo count is index.
+Part = tuple[int, int]
 
 ORDER = ("employees", "projects", "project_tasks", "rate_cards", "time_entries", "invoices")
 STATES = ("valid", "quarantined", "superseded", "not_postable")
@@ -46,7 +58,9 @@ def _raw_cols(ds: Dataset) -> list[str]:
     return [f"raw_{c.name}" for c in ds.columns if c.type != "text"]
 
 
-def _scope_sql(ds: Dataset) -> str:
+def _scope_sql(ds: Dataset, part: Part = (0, 1)) -> str:
+    i, n = part
+    in_part = f"AND s.row_no % {int(n)} = {int(i)}" if n > 1 else ""
     return f"""
         SELECT s.*, {", ".join(f"l.{c}" for c in _raw_cols(ds)) or "NULL AS _no_raw"}
         FROM {ds.versions_table} s
@@ -56,6 +70,7 @@ def _scope_sql(ds: Dataset) -> str:
               SELECT 1 FROM quarantine q
               WHERE q.dataset = '{ds.name}' AND q.row_key = s.row_key
                 AND q.version = s.version AND q.status = 'ignored')
+          {in_part}
     """
 
 
@@ -68,9 +83,9 @@ def _dup_sql(ds: Dataset) -> str:
     """
 
 
-def _candidate_sql(db: StagingDB, ds: Dataset) -> str:
+def _candidate_sql(db: StagingDB, ds: Dataset, part: Part = (0, 1)) -> str:
     """SELECT of the candidate rows `x` that the rules of `ds` are written against."""
-    head = f"WITH scope AS ({_scope_sql(ds)}), dup AS ({_dup_sql(ds)})"
+    head = f"WITH scope AS ({_scope_sql(ds, part)}), dup AS ({_dup_sql(ds)})"
     dup_join = "LEFT JOIN dup ON dup.load_id = s.load_id AND dup.row_key = s.row_key"
     dup_col = "dup.row_key IS NOT NULL AS dup_conflict"
     prj = """LEFT JOIN stg_projects p ON p.is_current AND p.row_key = s.project_code"""
@@ -294,13 +309,21 @@ def settle_states(conn: Connection, ds: Dataset, *, now: datetime, actor: str) -
 
 
 def validate_dataset(
-    db: StagingDB, conn: Connection, dataset: str, *, now: datetime, actor: str
+    db: StagingDB,
+    conn: Connection,
+    dataset: str,
+    *,
+    now: datetime,
+    actor: str,
+    part: Part = (0, 1),
 ) -> DatasetValidation:
+    """Validate one part of a dataset's candidates (the first part also settles states)."""
     ds = DATASETS[dataset]
     stg = ds.versions_table
     out = DatasetValidation(dataset)
-    out.superseded, out.not_postable = settle_states(conn, ds, now=now, actor=actor)
-    _validated_cleanup(conn, dataset)
+    if part[0] == 0:
+        out.superseded, out.not_postable = settle_states(conn, ds, now=now, actor=actor)
+        _validated_cleanup(conn, dataset)
 
     cand, viol = f"cand_{dataset}", f"viol_{dataset}"
     # Latest calendar date anywhere on earth (UTC+14): only later work dates are "future".
@@ -308,7 +331,7 @@ def validate_dataset(
     for t in (cand, viol):
         conn.exec_driver_sql(f"DROP TABLE IF EXISTS {t}")
     conn.execute(
-        sa.text(f"CREATE TEMP TABLE {cand} AS {_candidate_sql(db, ds)}"),
+        sa.text(f"CREATE TEMP TABLE {cand} AS {_candidate_sql(db, ds, part)}"),
         {"latest_today": latest_today},
     )
     conn.exec_driver_sql(f"CREATE TEMP TABLE {viol} AS {_violations_sql(dataset, cand)}")
@@ -424,15 +447,43 @@ def validate_dataset(
     return out
 
 
+def _parts(db: StagingDB, ds: Dataset, batch_rows: int) -> int:
+    waiting = db.scalar(
+        f"SELECT COUNT(*) FROM {ds.versions_table} "
+        "WHERE is_current AND state IN ('pending', 'quarantined')"
+    )
+    return max(1, -(-int(waiting or 0) // max(batch_rows, 1)))
+
+
+def _add(total: DatasetValidation, part: DatasetValidation) -> None:
+    for f in ("checked", "valid", "quarantined", "released", "newly_quarantined"):
+        setattr(total, f, getattr(total, f) + getattr(part, f))
+    total.superseded += part.superseded
+    total.not_postable += part.not_postable
+    for code, n in part.by_rule.items():
+        total.by_rule[code] = total.by_rule.get(code, 0) + n
+
+
 def validate_all(
-    db: StagingDB, *, now: datetime | None = None, actor: str = "stagepost", datasets=ORDER
+    db: StagingDB,
+    *,
+    now: datetime | None = None,
+    actor: str = "stagepost",
+    datasets=ORDER,
+    batch_rows: int = BATCH_ROWS,
 ) -> dict[str, DatasetValidation]:
-    """Validate datasets in dependency order, each in its own transaction."""
+    """Validate datasets in dependency order, each in parts of at most `batch_rows` candidates,
+    each part in its own transaction."""
     now = now or datetime.now(UTC)
     results = {}
     for dataset in datasets:
-        with db.begin() as conn:
-            results[dataset] = validate_dataset(db, conn, dataset, now=now, actor=actor)
+        total = DatasetValidation(dataset)
+        n = _parts(db, DATASETS[dataset], batch_rows)
+        for i in range(n):
+            with db.begin() as conn:
+                _add(total, validate_dataset(db, conn, dataset, now=now, actor=actor, part=(i, n)))
+        total.by_rule = dict(sorted(total.by_rule.items()))
+        results[dataset] = total
     return results
 
 

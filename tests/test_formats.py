@@ -17,7 +17,7 @@ from openpyxl import Workbook
 from openpyxl.utils.datetime import CALENDAR_MAC_1904
 
 from connectors.sources.canonical import DATASETS, TIME_ENTRIES
-from connectors.sources.formats import FileFormat, FileFormatError, open_raw
+from connectors.sources.formats import FileFormat, FileFormatError, FileLimits, open_raw
 from staging_models.db import StagingDB
 from staging_models.landing import LandingError, land_file, typed_select_sql
 from tests.csvtools import te, write_csv
@@ -219,7 +219,12 @@ def test_large_file_streams_with_bounded_memory(
     started = time.monotonic()
     with peak_memory() as peak:
         view = open_raw(
-            con, path, TIME_ENTRIES, FileFormat(encoding=encoding), workdir=tmp_path / "work"
+            con,
+            path,
+            TIME_ENTRIES,
+            # Over the default row limit on purpose: this measures streaming, not the limit.
+            FileFormat(encoding=encoding, limits=FileLimits(max_rows=records)),
+            workdir=tmp_path / "work",
         )
         if typed:
             _, select = typed_select_sql(TIME_ENTRIES, view, "L1")
@@ -237,6 +242,48 @@ def test_large_file_streams_with_bounded_memory(
     assert got[3] == sum(len(f"Réunion €{i}\n2nd line") for i in range(5000)) * (records // 5000)
     assert peak.python_peak < 16 << 20, "rows passed through Python"
     assert peak.rss_growth < size // 2, f"peak RSS grew {peak.rss_growth >> 20} MiB"
+
+
+def _malformed(kind: str) -> bytes:
+    """A 5000-record export broken at record 4000 (line 4001), so DuckDB's sniffer passes and
+    its reader fails deep in the file, where its line numbers were misleading."""
+    header = ",".join(TIME_ENTRIES.column_names)
+    good = [",".join(te(entry_id=f"TE{i}").values()) for i in range(5000)]
+    bad = good[3999]
+    good[3999] = {
+        "unterminated_quote": bad.replace("Design review", '"Design review'),
+        "column_count": bad + ",surplus",
+        "nul_byte": bad.replace("Design", "Des\0ign"),
+        "encoding": bad.replace("Design", "D\xe9sign"),
+    }[kind]
+    return ("\n".join([header, *good]) + "\n").encode("latin-1")
+
+
+@pytest.mark.parametrize(
+    ("kind", "message"),
+    [
+        ("unterminated_quote", "line 4001: a quoted value is never closed (unterminated quote)"),
+        (
+            "column_count",
+            "line 4001 has 17 values where the header has 16 (inconsistent column count)",
+        ),
+        ("nul_byte", "line 4001 holds a NUL byte, which text never does"),
+        ("encoding", "line 4001 is not valid UTF-8 (byte "),
+    ],
+)
+def test_malformed_csv_is_explained_by_line_and_cause(
+    tmp_path: Path, kind: str, message: str
+) -> None:
+    """Issue 20.4: DuckDB's sniffing message, full path and options become the file, the line
+    as the file counts it, and the cause."""
+    path = tmp_path / "time_entries_bad.csv"
+    path.write_bytes(_malformed(kind))
+    with pytest.raises(FileFormatError) as e:
+        open_raw(duckdb.connect(), path, TIME_ENTRIES, workdir=tmp_path / "w")
+    got = str(e.value)
+    assert got.startswith(f"time_entries_bad.csv: {message}"), got
+    for internal in (str(tmp_path), "read_csv", "sniff", "strict_mode", "SELECT", "\n"):
+        assert internal not in got, internal
 
 
 def test_unknown_encoding_is_named(tmp_path: Path) -> None:

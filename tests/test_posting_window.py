@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import threading
+import time
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from openpyxl import load_workbook
@@ -277,6 +280,59 @@ def test_lock_of_a_dead_process_is_taken_over(duck_env: PostingEnv) -> None:
     stage_entries(duck_env.db, [{"entry_id": "TE1"}])
     assert duck_env.window().status == "completed"
     assert duck_env.db.scalar("SELECT holder FROM posting_lock") is None
+
+
+def _wait_for_zombie(child: subprocess.Popen, timeout: float = 10.0) -> None:
+    """Until the exited, unreaped child shows state Z in /proc (it exits almost at once)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        stat = Path(f"/proc/{child.pid}/stat").read_text()
+        if stat.rpartition(")")[2].split()[0] == "Z":
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"child {child.pid} did not become a zombie")
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+def test_lock_of_a_zombie_holder_is_taken_over(duck_env: PostingEnv) -> None:
+    # A window killed but not yet reaped by its parent: kill(pid, 0) still succeeds on it.
+    zombie = subprocess.Popen(["true"])
+    try:
+        _wait_for_zombie(zombie)
+        now = datetime.now(UTC)
+        with duck_env.db.begin() as c:
+            c.exec_driver_sql(
+                "INSERT INTO posting_lock VALUES ('posting', ?, 'W-zombie', ?, ?)",
+                (f"{socket.gethostname()}:{zombie.pid}:W-zombie", now, now),
+            )
+        stage_entries(duck_env.db, [{"entry_id": "TE1"}])
+        window = duck_env.window(lock_stale_after=timedelta(hours=1))
+        assert window.status == "completed"
+        assert duck_env.db.scalar("SELECT holder FROM posting_lock") is None
+    finally:
+        zombie.wait()
+
+
+def test_a_live_holder_on_this_host_keeps_its_lock(duck_env: PostingEnv) -> None:
+    now = datetime.now(UTC)
+    with duck_env.db.begin() as c:
+        c.exec_driver_sql(
+            "INSERT INTO posting_lock VALUES ('posting', ?, 'W-live', ?, ?)",
+            (f"{socket.gethostname()}:{os.getppid()}:W-live", now, now),
+        )
+    with pytest.raises(PostingLocked, match="STAGEPOST_POSTING_LOCK_STALE_SECONDS"):
+        duck_env.window()
+
+
+def test_lock_stale_age_is_a_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipelines.settings import posting_policy_resource
+
+    assert posting_policy_resource().lock_stale_after() == timedelta(minutes=15)
+    monkeypatch.setenv("STAGEPOST_POSTING_LOCK_STALE_SECONDS", "90")
+    assert posting_policy_resource().lock_stale_after() == timedelta(seconds=90)
+    monkeypatch.setenv("STAGEPOST_POSTING_LOCK_STALE_SECONDS", "0")
+    with pytest.raises(ValueError, match="STAGEPOST_POSTING_LOCK_STALE_SECONDS"):
+        posting_policy_resource().lock_stale_after()
 
 
 def test_lock_of_another_host_waits_for_its_heartbeat_to_expire(duck_env: PostingEnv) -> None:

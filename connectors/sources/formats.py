@@ -14,13 +14,16 @@ stream); XLSX with a chosen sheet and header row, where numbers in a date column
 are Excel serial dates; Parquet. CSV and Parquet never pass through Python rows:
 DuckDB scans them, so memory stays flat whatever the file size. A vendor's own
 columns are mapped onto the canonical ones by a `SourceMapping` (mapping.py).
+
+Hostile files are refused before they cost memory (limits.py: sizes, ratios, rows,
+cells, XML entities), and a CSV DuckDB cannot parse is explained by line and cause
+(csv_diagnose.py), without DuckDB's paths and options.
 """
 
 from __future__ import annotations
 
 import codecs
 import csv
-import gzip
 import io
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -31,8 +34,11 @@ from typing import BinaryIO
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
+from connectors.sources import csv_diagnose
 from connectors.sources.canonical import Dataset
+from connectors.sources.limits import FileFormatError, FileLimits, check_xlsx
 from connectors.sources.mapping import (
     DatasetMapping,
     MappingError,
@@ -45,6 +51,7 @@ from connectors.sources.mapping import (
 __all__ = [
     "FileFormat",
     "FileFormatError",
+    "FileLimits",
     "close_raw",
     "normalise_header",
     "open_raw",
@@ -52,15 +59,13 @@ __all__ = [
 ]
 
 _CODEC_CHUNK = 1 << 20
+_XLSX_BATCH = 50_000  # XLSX rows per Arrow batch: Python lists never hold more than this
+_DUCKDB_MAX_LINE = 2_097_152  # DuckDB's default max_line_size
 _XLSX_ROW = "__xlsx_row__"
 _ROW = "__sp_row"  # the row number column of the inner select; not a vendor name
 
 #: A file's columns as (label as written in the file, column name in DuckDB SQL).
 Header = list[tuple[str, str]]
-
-
-class FileFormatError(Exception):
-    """A file that cannot be read as the dataset it claims to be; names the file and the problem."""
 
 
 @dataclass(frozen=True)
@@ -73,6 +78,7 @@ class FileFormat:
     sheet: str | None = None  # XLSX: sheet name; None = first sheet
     header_row: int = 1  # XLSX: row holding the header (1-based)
     mapping: SourceMapping | None = None  # vendor columns -> canonical; None = canonical file
+    limits: FileLimits = FileLimits()  # what one file may hold (rows, cell, inflated size)
 
     def mapping_for(self, dataset: str) -> DatasetMapping | None:
         return self.mapping.for_dataset(dataset) if self.mapping else None
@@ -110,9 +116,7 @@ def transcode_to_utf8(path: Path, encoding: str, dest: Path) -> Path:
 
 
 def _open_maybe_gzip(path: Path) -> BinaryIO:
-    with open(path, "rb") as f:
-        magic = f.read(2)
-    return gzip.open(path, "rb") if magic == b"\x1f\x8b" else open(path, "rb")  # type: ignore[return-value]
+    return csv_diagnose.open_bytes(path)
 
 
 def _map_columns(path: Path, dataset: Dataset, header: Header) -> dict[str, str]:
@@ -200,14 +204,41 @@ def _csv_labels(path: Path, delimiter: str, names: list[str]) -> list[str]:
             labels = next(csv.reader(text, delimiter=delimiter, quotechar='"', strict=True))
     except (csv.Error, TypeError, UnicodeDecodeError, StopIteration, OSError):
         return names
-    return labels if len(labels) == len(names) else names
+    return labels
 
 
-def _describe(con: duckdb.DuckDBPyConnection, path: Path, dataset: Dataset, src: str) -> list[str]:
-    try:
-        return [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {src}").fetchall()]
-    except duckdb.Error as e:
-        raise FileFormatError(f"{path.name}: cannot read as {dataset.name}: {e}") from None
+def _read_error(path: Path, name: str, fmt: FileFormat, is_csv: bool, e: Exception) -> Exception:
+    """DuckDB's refusal of a file, explained by line and cause (CSV), never with paths or SQL."""
+    if is_csv:
+        return FileFormatError(csv_diagnose.explain(path, name, fmt.delimiter, fmt.limits, e))
+    first = csv_diagnose.first_sentence(str(e), path)
+    return FileFormatError(f"{name}: not a readable Parquet file ({first})")
+
+
+def _describe(con: duckdb.DuckDBPyConnection, src: str) -> list[str]:
+    return [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {src}").fetchall()]
+
+
+def _check_size(
+    con: duckdb.DuckDBPyConnection, src: str, names: list[str], name: str, limits: FileLimits
+) -> str | None:
+    """One streaming DuckDB scan: refuse more rows than the limit; return the first row (header
+    = row 1) holding a value over the cell limit, if any. Every parse error surfaces here, before
+    anything lands."""
+    lengths = [f"coalesce(strlen(CAST({quote_ident(n)} AS VARCHAR)), 0)" for n in names]
+    widest = f"greatest({', '.join(lengths)})" if len(lengths) > 1 else lengths[0]
+    rows, big = con.execute(
+        f"SELECT count(*), max({widest}) FROM (SELECT * FROM {src} LIMIT {limits.max_rows + 1})"
+    ).fetchone()  # type: ignore[misc]
+    if rows > limits.max_rows:
+        raise limits.rows_error(name)
+    if big is not None and big > limits.max_cell_bytes:
+        row = con.execute(
+            f"SELECT min(_r) FROM (SELECT row_number() OVER () + 1 AS _r, {widest} AS _w "
+            f"FROM {src}) WHERE _w > {limits.max_cell_bytes}"
+        ).fetchone()[0]  # type: ignore[index]
+        return f"row {row}"
+    return None
 
 
 def open_raw(
@@ -226,8 +257,10 @@ def open_raw(
     """
     fmt = fmt or FileFormat()
     mapping = fmt.mapping_for(dataset.name)
+    shown = path.name  # the name messages use, even once a transcoded copy is read
     name = path.name.lower()
     if name.endswith(".xlsx"):
+        check_xlsx(path, fmt.limits)
         types = mapping.source_types() if mapping else {c.name: c.type for c in dataset.columns}
         table, labels = _read_xlsx(path, dataset, fmt, types)
         con.register(f"{view}_arrow", table)
@@ -239,20 +272,35 @@ def open_raw(
         src = f"read_parquet({sql_str(str(path))})"
         is_csv = False
     elif name.endswith((".csv", ".csv.gz", ".txt", ".tsv")):
-        if not _is_utf8(fmt.encoding):
+        utf8 = _is_utf8(fmt.encoding)
+        csv_diagnose.prescan(path, shown, fmt.limits, nul_is_error=utf8)
+        if not utf8:
             workdir.mkdir(parents=True, exist_ok=True)
             path = transcode_to_utf8(path, fmt.encoding, workdir / (path.name + ".utf8.csv"))
+            csv_diagnose.prescan(path, shown, fmt.limits, nul_is_error=True)
+        # A line may hold several values at the cell limit; DuckDB must not refuse it first.
+        max_line = max(_DUCKDB_MAX_LINE, 4 * fmt.limits.max_cell_bytes)
         src = (
             f"read_csv({sql_str(str(path))}, header=true, all_varchar=true, "
             f"delim={sql_str(fmt.delimiter)}, quote='\"', escape='\"', "
             "strict_mode=true, null_padding=false, "
-            "compression='auto')"
+            f"max_line_size={max_line}, compression='auto')"
         )
         is_csv = True
     else:
         raise FileFormatError(f"{path.name}: unsupported file type")
-    names = _describe(con, path, dataset, src)
-    labels = _csv_labels(path, fmt.delimiter, names) if is_csv else names
+    try:
+        names = _describe(con, src)
+        labels = _csv_labels(path, fmt.delimiter, names) if is_csv else names
+        if len(labels) != len(names):  # DuckDB's sniffer gave up on the header: find out why
+            raise duckdb.InvalidInputException("the header record could not be read")
+        too_big = _check_size(con, src, names, shown, fmt.limits)
+    except duckdb.Error as e:
+        raise _read_error(path, shown, fmt, is_csv, e) from None
+    if too_big:
+        # The csv module counts physical lines as the file does; DuckDB's row is a record.
+        where = csv_diagnose.records(path, shown, fmt.delimiter, fmt.limits) if is_csv else None
+        raise FileFormatError(where) if where else fmt.limits.cell_error(shown, too_big)
     header = list(zip(labels, names, strict=True))
     exprs = _column_exprs(path, dataset, header, mapping, is_csv and fmt.decimal_comma)
     _create_view(con, view, src, exprs, "row_number() OVER () + 1")
@@ -321,8 +369,10 @@ def _read_xlsx(
     written (the table's names are made unique).
 
     `types` maps a normalised header to its canonical type (default: the dataset's own
-    columns), so numbers in date columns are read as Excel serial dates. XLSX exports
-    are small (Excel stops at 1,048,576 rows); this reads cell by cell.
+    columns), so numbers in date columns are read as Excel serial dates. This reads cell
+    by cell (openpyxl streams the sheet), into Arrow batches of `_XLSX_BATCH` rows, so
+    Python holds one batch; the row and cell limits are checked per batch, and reading
+    stops at the first row over the row limit.
     """
     from openpyxl import load_workbook
 
@@ -347,23 +397,46 @@ def _read_xlsx(
                 f"{path.name}: no header at row {fmt.header_row} of sheet {ws.title!r}"
             ) from None
         col_types = [types.get(normalise_header(h), "text") for h in header]
+        names = [_XLSX_ROW, *_unique(header)]
         width = len(header)
+        limits = fmt.limits
+        batches: list[pa.RecordBatch] = []
         columns: list[list[str | None]] = [[] for _ in range(width)]
         row_numbers: list[int] = []
+        count = 0
         epoch = wb.epoch
         for row_no, row in enumerate(rows, start=fmt.header_row + 1):
             if row is None or all(v is None for v in row):
                 continue  # blank rows are layout, not records; row numbers stay true
+            count += 1
+            if count > limits.max_rows:
+                raise limits.rows_error(path.name)
             row_numbers.append(row_no)
             for i in range(width):
                 columns[i].append(_cell_text(row[i] if i < len(row) else None, col_types[i], epoch))
+            if len(row_numbers) == _XLSX_BATCH:
+                batches.append(_xlsx_batch(path.name, names, row_numbers, columns, limits))
+                columns, row_numbers = [[] for _ in range(width)], []
+        batches.append(_xlsx_batch(path.name, names, row_numbers, columns, limits))
     finally:
         wb.close()
-    data = {_XLSX_ROW: pa.array(row_numbers, type=pa.int32())}
-    data.update(
-        {
-            n: pa.array(col, type=pa.string())
-            for n, col in zip(_unique(header), columns, strict=True)
-        }
-    )
-    return pa.table(data), header
+    return pa.Table.from_batches(batches), header
+
+
+def _xlsx_batch(
+    name: str,
+    names: list[str],
+    row_numbers: list[int],
+    columns: list[list[str | None]],
+    limits: FileLimits,
+) -> pa.RecordBatch:
+    """One batch of sheet rows as Arrow strings; refuses a value over the cell limit, naming
+    its sheet row (vectorised: one length kernel per column)."""
+    rows = pa.array(row_numbers, type=pa.int32())
+    arrays = [pa.array(col, type=pa.string()) for col in columns]
+    for arr in arrays:
+        over = pc.greater(pc.binary_length(arr), limits.max_cell_bytes)
+        if pc.any(over).as_py():
+            first = pc.index(over, True).as_py()
+            raise limits.cell_error(name, f"row {row_numbers[first]}")
+    return pa.RecordBatch.from_arrays([rows, *arrays], names=names)
