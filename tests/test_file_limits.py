@@ -42,7 +42,7 @@ def _refused(db: StagingDB, path: Path, fmt: FileFormat | None = None) -> str:
     with pytest.raises(LandingError) as e:
         land_file(db, path, "time_entries", fmt=fmt)
     assert _landed(db) == 0
-    assert db.scalar("SELECT status FROM loads WHERE file_name = :f", {"f": path.name}) == "failed"
+    assert db.scalar("SELECT status FROM loads WHERE file_name = :f", {"f": path.name}) == "refused"
     return str(e.value)
 
 
@@ -147,10 +147,14 @@ def test_a_bomb_does_not_stop_the_files_after_it(duck_db: StagingDB, tmp_path: P
     xlsx_with_cell(inbox / "time_entries_1_bomb.xlsx", rich_runs(BOMB // MIB))
     write_csv(inbox / "time_entries_2.csv", "time_entries", [te()])
     report = ingest_dataset(
-        duck_db, LocalFolderSource(inbox, None), "time_entries", workdir=tmp_path / "work"
+        duck_db,
+        LocalFolderSource(inbox, None, stable_seconds=0),
+        "time_entries",
+        workdir=tmp_path / "work",
     )
-    assert [f.file_name for f in report.failures] == ["time_entries_1_bomb.xlsx"]
-    assert "STAGEPOST_MAX_COMPRESSION_RATIO" in (report.failures[0].message or "")
+    assert [f.file_name for f in report.refused] == ["time_entries_1_bomb.xlsx"]
+    assert "STAGEPOST_MAX_COMPRESSION_RATIO" in (report.refused[0].message or "")
+    assert (inbox / "rejected" / "time_entries_1_bomb.xlsx").exists()  # set aside, not retried
     assert [r.file_name for r in report.results] == ["time_entries_2.csv"]
     assert _landed(duck_db) == 1
 

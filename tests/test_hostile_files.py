@@ -3,7 +3,7 @@
 Every case lands one file into a staging database that already holds the master data,
 then asserts what must happen:
 - a refused file: the exact message (file, line, cause, or the limit and its setting),
-  a `failed` load, zero rows landed from it, nothing else changed, the file still there;
+  a `refused` load, zero rows landed from it, nothing else changed, the file still there;
 - a read file: the rows read, and for named rows the exact quarantine rule codes (or
   `valid`); after validation nothing is pending and conservation holds (rows read =
   rows landed; every version in exactly one state).
@@ -551,7 +551,7 @@ def test_hostile_file(duck_db: StagingDB, tmp_path: Path, case: Case) -> None:
         load = duck_db.query_df(
             "SELECT status, message FROM loads WHERE file_name = :f", {"f": case.name}
         )
-        assert load.to_dict("records") == [{"status": "failed", "message": case.refused}]
+        assert load.to_dict("records") == [{"status": "refused", "message": case.refused}]
         assert path.exists(), "a refused file must not be lost"
         return
     result = land_file(duck_db, path, "time_entries", fmt=case.fmt)
