@@ -14,11 +14,13 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
 from pipelines.health import _open_staging, run_checks
 from staging_models.backup import BackupError, backup_staging, pg_dump
+from staging_models.db import StagingDB
 from staging_models.retention import purge_files, purge_landing
 
 
@@ -78,17 +80,54 @@ def _days(name: str) -> float | None:
     return float(value) if value and float(value) > 0 else None
 
 
-def _latest_full_export_start(db) -> datetime | None:
+def _latest_full_export_start(db: StagingDB) -> datetime | None:
     from reconciliation.compare import find_full_export
 
     full = find_full_export(db, os.environ.get("STAGEPOST_FULL_EXPORT_PATTERN"))
     return None if full is None else full.started_at
 
 
-def retention_main(argv: list[str] | None = None) -> int:
-    from pipelines.erp_resources import PostingPolicy
+def apply_retention(
+    open_db: Callable[[], StagingDB], previews: Path, *, dry_run: bool = False
+) -> tuple[list[str], bool]:
+    """Apply the configured retention; returns report lines and whether conservation holds.
+    `open_db` is only called when landed rows are to be purged."""
     from reconciliation.report_server import reports_dir
     from staging_models.validation import conservation
+
+    verb = "would delete" if dry_run else "deleted"
+    lines: list[str] = []
+    for label, env, folder in (
+        ("workbooks", "STAGEPOST_RETENTION_REPORT_DAYS", reports_dir()),
+        ("previews", "STAGEPOST_RETENTION_PREVIEW_DAYS", previews),
+    ):
+        days = _days(env)
+        if days is None:
+            lines.append(f"{label}: kept ({env} not set)")
+            continue
+        gone = purge_files(folder, days, dry_run=dry_run)
+        lines.append(f"{label}: {verb} {len(gone)} files older than {days:g} days in {folder}")
+    days = _days("STAGEPOST_RETENTION_LANDING_DAYS")
+    if days is None:
+        lines.append("landed raw rows: kept (STAGEPOST_RETENTION_LANDING_DAYS not set)")
+        return lines, True
+    db = open_db()
+    result = purge_landing(
+        db, days, keep_time_entries_from=_latest_full_export_start(db), dry_run=dry_run
+    )
+    for name, n in result.loads.items():
+        if n:
+            lines.append(f"landed raw rows: {name}: {verb} {result.rows[name]} rows of {n} loads")
+    if not any(result.loads.values()):
+        lines.append(f"landed raw rows: no settled load older than {days:g} days")
+    cons = conservation(db)
+    bad = cons.loc[~cons["ok"], "dataset"].tolist()
+    lines.append(f"conservation: {'ok' if not bad else 'FAILS for ' + ', '.join(bad)}")
+    return lines, not bad
+
+
+def retention_main(argv: list[str] | None = None) -> int:
+    from pipelines.erp_resources import PostingPolicy
 
     ap = argparse.ArgumentParser(
         prog="stagepost-retention",
@@ -96,37 +135,25 @@ def retention_main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--dry-run", action="store_true", help="list what would go, delete nothing")
     args = ap.parse_args(argv)
-    verb = "would delete" if args.dry_run else "deleted"
     previews = PostingPolicy(preview_dir=os.environ.get("STAGEPOST_PREVIEW_DIR", "")).previews()
-    for label, env, folder in (
-        ("workbooks", "STAGEPOST_RETENTION_REPORT_DAYS", reports_dir()),
-        ("previews", "STAGEPOST_RETENTION_PREVIEW_DAYS", previews),
-    ):
-        days = _days(env)
-        if days is None:
-            print(f"{label}: kept ({env} not set)")
-            continue
-        gone = purge_files(folder, days, dry_run=args.dry_run)
-        print(f"{label}: {verb} {len(gone)} files older than {days:g} days in {folder}")
-    days = _days("STAGEPOST_RETENTION_LANDING_DAYS")
-    if days is None:
-        print("landed raw rows: kept (STAGEPOST_RETENTION_LANDING_DAYS not set)")
-        return 0
-    db = _open_staging()
-    try:
+    opened: list[StagingDB] = []
+
+    def open_db() -> StagingDB:
+        db = _open_staging()
+        opened.append(db)
         db.init_schema()
-        result = purge_landing(
-            db, days, keep_time_entries_from=_latest_full_export_start(db), dry_run=args.dry_run
-        )
-        for name, n in result.loads.items():
-            if n:
-                print(f"landed raw rows: {name}: {verb} {result.rows[name]} rows of {n} loads")
-        cons = conservation(db)
-        bad = cons.loc[~cons["ok"], "dataset"].tolist()
-        print(f"conservation: {'ok' if not bad else 'FAILS for ' + ', '.join(bad)}")
-        return 0 if not bad else 1
+        return db
+
+    try:
+        lines, ok = apply_retention(open_db, previews, dry_run=args.dry_run)
+    except Exception as e:  # e.g. the DuckDB file held by a run: say so in one line
+        print(f"retention failed: {type(e).__name__}: {e}", file=sys.stderr)
+        return 1
     finally:
-        db.engine.dispose()
+        for db in opened:
+            db.engine.dispose()
+    print("\n".join(lines))
+    return 0 if ok else 1
 
 
 COMMANDS = {"health": health_main, "backup": backup_main, "retention": retention_main}

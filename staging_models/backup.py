@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
+import sqlalchemy as sa
 from sqlalchemy.engine import URL, make_url
 
 from staging_models.db import StagingDB, redact_url
@@ -39,7 +40,14 @@ def backup_duckdb(db: StagingDB, dest_dir: Path, *, now: datetime | None = None)
     dest_dir.mkdir(parents=True, exist_ok=True)
     dest = dest_dir / f"staging-{_stamp(now)}.duckdb"
     part = dest.with_name(f".{dest.name}.part")
-    with db.engine.connect() as conn:  # held during the copy: no other process can write
+    try:
+        conn = db.engine.connect()
+    except sa.exc.DBAPIError as e:
+        raise BackupError(
+            f"cannot open {src}: {str(e.orig).split(' See also')[0]} "
+            "(DuckDB lets one process in: run the backup between runs, or as staging_backup_job)"
+        ) from e
+    with conn:  # held during the copy: no other process can write
         conn.exec_driver_sql("CHECKPOINT")
         wal = src.with_name(src.name + ".wal")
         if wal.exists() and wal.stat().st_size > 0:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -90,3 +91,18 @@ def test_pg_dump_failure_names_the_database(tmp_path: Path) -> None:
     with pytest.raises(BackupError, match="pg_dump of postgresql://postgres@127.0.0.1:1/nowhere"):
         backup_staging(db, tmp_path)
     assert not list(tmp_path.glob("*.dump"))
+
+
+def test_duckdb_backup_of_a_file_in_use_says_so(duck_db: StagingDB, tmp_path: Path) -> None:
+    path = duck_db.engine.url.database
+    duck_db.engine.dispose()
+    code = f"import duckdb, time; c = duckdb.connect({path!r}); print('ready', flush=True); time.sleep(60)"
+    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        with pytest.raises(BackupError, match=f"PID {holder.pid}.*run the backup between runs"):
+            backup_staging(duck_db, tmp_path / "backups")
+    finally:
+        holder.kill()
+        holder.wait()
+    assert not any((tmp_path / "backups").iterdir())  # nothing half-written

@@ -130,3 +130,30 @@ def test_command_line_exit_status(duck_env: StagingDB, monkeypatch) -> None:
     )
     assert done.returncode == 1, done.stderr
     assert "FAIL ERP" in done.stdout and "OK   staging" in done.stdout
+
+
+def _hold(path: Path) -> subprocess.Popen:
+    """Another process holding the DuckDB file, as a running Dagster run does."""
+    code = f"import duckdb, time; c = duckdb.connect({str(path)!r}); print('ready', flush=True); time.sleep(60)"
+    p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert p.stdout.readline().strip() == "ready"
+    return p
+
+
+def test_duckdb_staging_missing_or_in_use(
+    duck_env: StagingDB, tmp_path, monkeypatch, capsys
+) -> None:
+    path = Path(duck_env.engine.url.database)
+    holder = _hold(path)
+    try:
+        assert health_main([]) == 0  # a run holds the file: normal, reported, not a failure
+        line = _lines(capsys)["staging"]
+        assert line.startswith("OK") and f"PID {holder.pid}" in line and "not checked" in line
+    finally:
+        holder.kill()
+        holder.wait()
+    missing = tmp_path / "gone" / "staging.duckdb"
+    monkeypatch.setenv("STAGEPOST_STAGING_URL", f"duckdb:///{missing}")
+    assert health_main([]) == 1
+    assert "no DuckDB staging file" in _lines(capsys)["staging"]
+    assert not missing.parent.exists()  # the probe created nothing

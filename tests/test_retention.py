@@ -94,3 +94,29 @@ def test_purge_files_by_age(tmp_path: Path) -> None:
     assert purge_files(tmp_path, 7) == [old]
     assert not old.exists() and new.exists() and other.exists()
     assert purge_files(tmp_path / "missing", 7) == []
+
+
+def test_retention_and_backup_commands(
+    duck_db: StagingDB, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    from pipelines.ops import backup_main, retention_main
+
+    w = World(duck_db, tmp_path / "in").master()
+    w.land("time_entries", [entry(entry_id="A")])
+    w.validate()
+    duck_db.engine.dispose()
+    for name in list(os.environ):
+        if name.startswith(("STAGEPOST_", "DAGSTER_")):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("STAGEPOST_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("STAGEPOST_STAGING_URL", duck_db.url)
+    monkeypatch.setenv("STAGEPOST_RETENTION_LANDING_DAYS", "0.00001")
+    time.sleep(1.5)
+    assert retention_main(["--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "workbooks: kept (STAGEPOST_RETENTION_REPORT_DAYS not set)" in out
+    assert "time_entries: would delete 1 rows of 1 loads" in out and "conservation: ok" in out
+    assert duck_db.scalar("SELECT COUNT(*) FROM land_time_entries") == 1
+    duck_db.engine.dispose()
+    assert backup_main([str(tmp_path / "b")]) == 0
+    assert capsys.readouterr().out.startswith(f"staging: {tmp_path / 'b'}/staging-")
