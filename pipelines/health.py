@@ -16,7 +16,13 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from pipelines import settings
-from staging_models.db import StagingDB, data_dir, redact_url, url_with_password
+from staging_models.db import (
+    StagingDB,
+    data_dir,
+    default_staging_url,
+    redact_url,
+    url_with_password,
+)
 from staging_models.posting_lock import DEFAULT_STALE_AFTER
 from staging_models.schema import SCHEMA_VERSION
 
@@ -34,8 +40,6 @@ class Check:
 
 
 def _staging_url() -> str:
-    from staging_models.db import default_staging_url
-
     return os.environ.get("STAGEPOST_STAGING_URL") or default_staging_url()
 
 
@@ -73,9 +77,10 @@ def _duckdb_busy(e: Exception) -> bool:
 def check_staging(db: StagingDB | _Probe) -> Check:
     """Reachable, and created by this schema version (without creating anything)."""
     with db.engine.connect() as conn:
-        names = set(sa.inspect(conn).get_table_names()) if not db.is_duckdb else None
-        if names is None:
+        if db.is_duckdb:  # duckdb-engine cannot reflect on SQLAlchemy 2.1
             names = {r[0] for r in conn.exec_driver_sql("SHOW TABLES").fetchall()}
+        else:
+            names = set(sa.inspect(conn).get_table_names())
         if "schema_meta" not in names:
             return Check("staging", False, f"{redact_url(db.url)} has no stagepost tables yet")
         found = conn.execute(
