@@ -6,6 +6,7 @@ the run's own connection. Their schedules start stopped (switch them on in the U
 """
 
 import os
+from datetime import UTC, datetime
 from pathlib import Path
 
 from dagster import (
@@ -21,7 +22,7 @@ from pydantic import Field
 
 from assets.pools import STAGING_WRITE
 from pipelines.erp_resources import PostingPolicy
-from pipelines.ops import apply_retention
+from pipelines.ops import apply_retention, backup_dagster_instance
 from pipelines.resources import StagingDatabase
 from pipelines.schedules import TIMEZONE
 from staging_models.backup import BackupError, backup_staging
@@ -38,13 +39,19 @@ class BackupConfig(Config):
 def backup_staging_op(
     context: OpExecutionContext, config: BackupConfig, staging: StagingDatabase
 ) -> str:
-    """A consistent copy (DuckDB) or pg_dump (PostgreSQL) of staging."""
+    """A consistent copy (DuckDB) or pg_dump (PostgreSQL) of staging, and a pg_dump of
+    Dagster's instance database when DAGSTER_PG_DB is set (compose)."""
     dest = Path(config.dest or os.environ.get("STAGEPOST_BACKUP_DIR") or data_dir() / "backups")
+    now = datetime.now(UTC)
     try:
-        path = backup_staging(staging.get_db(), dest)
+        path = backup_staging(staging.get_db(), dest, now=now)
+        dagster = backup_dagster_instance(dest, now)
     except BackupError as e:
         raise Failure(description=str(e)) from e
-    context.add_output_metadata({"backup": str(path), "bytes": path.stat().st_size})
+    meta = {"backup": str(path), "bytes": path.stat().st_size}
+    if dagster is not None:
+        meta["dagster_instance_backup"] = str(dagster)
+    context.add_output_metadata(meta)
     return str(path)
 
 

@@ -106,3 +106,40 @@ def test_duckdb_backup_of_a_file_in_use_says_so(duck_db: StagingDB, tmp_path: Pa
         holder.kill()
         holder.wait()
     assert not any((tmp_path / "backups").iterdir())  # nothing half-written
+
+
+def test_dagster_instance_dump(pg_available: bool, tmp_path: Path, monkeypatch) -> None:
+    """With DAGSTER_PG_* set (compose), Dagster's own database is dumped beside staging."""
+    from datetime import UTC, datetime
+
+    from pipelines.ops import backup_dagster_instance
+
+    if not pg_available:
+        pytest.skip(f"PostgreSQL at {PG_URL} is not reachable on this machine")
+    monkeypatch.delenv("DAGSTER_PG_DB", raising=False)
+    assert backup_dagster_instance(tmp_path, datetime.now(UTC)) is None  # embedded instance
+    name = f"sp_dagster_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(
+        PG_URL.replace("postgresql://", "postgresql+psycopg://"), isolation_level="AUTOCOMMIT"
+    )
+    with admin.connect() as c:
+        c.exec_driver_sql(f"CREATE DATABASE {name}")
+    base = PG_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://")
+    db = sa.create_engine(f"{base}/{name}")
+    with db.begin() as c:
+        c.exec_driver_sql("CREATE TABLE runs (run_id text primary key)")
+        c.exec_driver_sql("INSERT INTO runs VALUES ('r1')")
+    db.dispose()
+    try:
+        for k, v in dict(HOST="127.0.0.1", PORT="5432", DB=name, USER="postgres").items():
+            monkeypatch.setenv(f"DAGSTER_PG_{k}", v)
+        path = backup_dagster_instance(tmp_path, datetime(2026, 12, 5, 1, 30, tzinfo=UTC))
+        assert path == tmp_path / "dagster-20261205T013000Z.dump"
+        listing = subprocess.run(
+            ["pg_restore", "--list", str(path)], capture_output=True, text=True
+        )
+        assert listing.returncode == 0 and "TABLE DATA public runs" in listing.stdout
+    finally:
+        with admin.connect() as c:
+            c.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        admin.dispose()
