@@ -60,6 +60,18 @@ loads = sa.Table(
 )
 
 
+#: Landed raw rows removed by retention (`staging_models.retention`), per load: conservation
+#: counts them as landed, so "rows read = rows landed" still holds after the purge.
+landing_purges = sa.Table(
+    "landing_purges",
+    metadata,
+    sa.Column("load_id", sa.Text, primary_key=True),
+    sa.Column("dataset", sa.Text, nullable=False),
+    sa.Column("rows_purged", sa.Integer, nullable=False),
+    sa.Column("purged_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+
 def _landing_table(ds: Dataset) -> sa.Table:
     """Every row read from a file, as typed values plus the raw text of every non-text column."""
     cols = [

@@ -535,7 +535,8 @@ def ignore_quarantined(
 def conservation(db: StagingDB, datasets=ORDER) -> pd.DataFrame:
     """Per dataset: every landed row and every version accounted for, in counts and hours.
 
-    Columns: dataset, rows_read, rows_landed, versions, pending, valid, quarantined, superseded,
+    Columns: dataset, rows_read, rows_landed (raw rows held, plus those purged by retention),
+    versions, pending, valid, quarantined, superseded,
     not_postable, validated_rows, quarantine_rows, hours_total, landing_ok, states_ok, ok.
     """
     rows = []
@@ -558,6 +559,13 @@ def conservation(db: StagingDB, datasets=ORDER) -> pd.DataFrame:
                 {"d": name},
             ).iloc[0]
             landed = conn.execute(sa.text(f"SELECT COUNT(*) FROM {ds.landing_table}")).scalar_one()
+            # Raw rows removed by retention were landed: their per-load counts stand in for them.
+            landed += conn.execute(
+                sa.text(
+                    "SELECT coalesce(SUM(rows_purged), 0) FROM landing_purges WHERE dataset = :d"
+                ),
+                {"d": name},
+            ).scalar_one()
             versions = int(states["n"].sum()) if len(states) else 0
             q_rows = conn.execute(
                 sa.text(

@@ -41,7 +41,7 @@ def _pins(lock: str) -> dict[str, list[str]]:
     return pins
 
 
-@pytest.mark.parametrize("extra", ["app", "test", "bench"])
+@pytest.mark.parametrize("extra", ["app", "test", "bench", "k8s"])
 def test_lock_pins_every_declared_dependency_within_its_range(extra: str) -> None:
     pins = _pins(f"{extra}.lock")
     problems = []
@@ -55,7 +55,7 @@ def test_lock_pins_every_declared_dependency_within_its_range(extra: str) -> Non
 
 
 def test_lock_files_carry_hashes() -> None:
-    for lock in ("app.lock", "test.lock", "bench.lock"):
+    for lock in ("app.lock", "test.lock", "bench.lock", "k8s.lock"):
         text = (ROOT / "requirements" / lock).read_text()
         assert len(PIN.findall(text)) > 50
         assert text.count("--hash=sha256:") >= len(PIN.findall(text))

@@ -1,0 +1,19 @@
+#!/bin/sh
+# The image's entry point: one word per service, or any command as given (Kubernetes sets its
+# own command for the chart's pods, which bypasses this script).
+set -e
+WORKSPACE=${STAGEPOST_WORKSPACE:-/opt/dagster/workspace.yaml}
+[ $# -gt 0 ] || set -- webserver
+case "$1" in
+  webserver) shift
+    exec dagster-webserver -h 0.0.0.0 -p "${STAGEPOST_WEBSERVER_PORT:-3000}" -w "$WORKSPACE" "$@" ;;
+  daemon) shift
+    exec dagster-daemon run -w "$WORKSPACE" "$@" ;;
+  code-server) shift
+    exec dagster code-server start -h 0.0.0.0 -p "${STAGEPOST_CODE_SERVER_PORT:-4000}" \
+      -m pipelines.definitions "$@" ;;
+  health) shift; exec stagepost-health "$@" ;;
+  backup) shift; exec stagepost-backup "$@" ;;
+  retention) shift; exec stagepost-retention "$@" ;;
+  *) exec "$@" ;;
+esac
