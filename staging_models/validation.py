@@ -330,6 +330,25 @@ def settle_states(conn: Connection, ds: Dataset, *, now: datetime, actor: str) -
     return superseded, not_postable
 
 
+def _states_update_sql(db: StagingDB, stg: str, cand: str, bad: str, qsum: str) -> str:
+    """UPDATE setting each candidate version `valid` or `quarantined` (`bad`: it has violations).
+
+    DuckDB decorrelates `CASE WHEN EXISTS` into one join; PostgreSQL runs an EXISTS in the SET
+    list once per updated row (a scan of every violation for every candidate), so there the
+    outcome comes from a join with the quarantine summary. DuckDB's UPDATE ... FROM takes
+    about twice as long as its own form (200,000 entries), so each keeps the faster one.
+    """
+    if db.is_duckdb:
+        in_cand = f"EXISTS (SELECT 1 FROM {cand} c WHERE c.row_key = {stg}.row_key AND c.version = {stg}.version)"
+        return f"""UPDATE {stg} SET state = CASE WHEN {bad} THEN 'quarantined' ELSE 'valid' END
+                   WHERE {in_cand}"""
+    return f"""UPDATE {stg} SET state = u.state
+        FROM (SELECT c.row_key, c.version,
+                     CASE WHEN q.row_key IS NULL THEN 'valid' ELSE 'quarantined' END AS state
+              FROM {cand} c LEFT JOIN {qsum} q ON q.row_key = c.row_key AND q.version = c.version) u
+        WHERE {stg}.row_key = u.row_key AND {stg}.version = u.version"""
+
+
 def validate_dataset(
     db: StagingDB, conn: Connection, dataset: str, *, now: datetime, actor: str
 ) -> DatasetValidation:
@@ -447,17 +466,7 @@ def validate_dataset(
     )
     # States of the candidate rows, then the validated copy of the valid ones.
     # One pass over the candidates sets both outcomes.
-    # A join, not `CASE WHEN EXISTS (...)` per row: PostgreSQL runs an EXISTS in the SET list
-    # as a subquery per updated row (a scan of every violation for every candidate).
-    _exec(
-        conn,
-        f"""UPDATE {stg} SET state = u.state
-            FROM (SELECT c.row_key, c.version,
-                         CASE WHEN q.row_key IS NULL THEN 'valid' ELSE 'quarantined' END AS state
-                  FROM {cand} c LEFT JOIN qsum_{dataset} q
-                    ON q.row_key = c.row_key AND q.version = c.version) u
-            WHERE {stg}.row_key = u.row_key AND {stg}.version = u.version""",
-    )
+    _exec(conn, _states_update_sql(db, stg, cand, bad.format(t=stg), f"qsum_{dataset}"))
     out.quarantined = conn.execute(
         sa.text(f"SELECT COUNT(*) FROM (SELECT DISTINCT row_key, version FROM {viol}) v")
     ).scalar_one()
