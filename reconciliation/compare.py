@@ -60,6 +60,7 @@ from reconciliation._inputs import (
     ERP_TIME_LINE_SCHEMA,
     UNLANDED_SCHEMA,
     FullExport,
+    KeyedInputs,
     duck_inputs,
     frame_to_arrow,
     sql_literal,
@@ -373,10 +374,12 @@ def reconcile(
     timings["prepare"] = time.perf_counter() - t0 - timings["erp_read"]
     t1 = time.perf_counter()
     fmt["newer"] = _sql.UNLANDED_NEWER if arrow["r_unlanded"].num_rows else "TRUE"
-    with duck_inputs(db, staging_inputs(period.date_from, period.date_to, full), arrow) as duck:
+    keyed = KeyedInputs()
+    inputs = staging_inputs(period.date_from, period.date_to, full)
+    with duck_inputs(db, inputs, arrow, keyed) as duck:
         timings["staging_read"] = time.perf_counter() - t1
         try:
-            _classify(duck, arrow["r_erp"], les, fmt, params, timings)
+            _classify(duck, arrow["r_erp"], les, fmt, params, timings, keyed)
             t = time.perf_counter()
             lines, totals, invoices, kpis, exact = _fetch(duck)
             timings["fetch"] = time.perf_counter() - t
@@ -435,6 +438,7 @@ def _classify(
     fmt: dict[str, str],
     params: dict,
     timings: dict[str, float],
+    keyed: KeyedInputs,
 ) -> None:
     """Run the fast path, then the exact path (see `_sql`), into the rc_* temporary tables."""
 
@@ -445,6 +449,9 @@ def _classify(
 
     step("unlanded", _sql.UNLANDED)
     step("fast", _sql.FAST)
+    t = time.perf_counter()
+    keyed.load("rc_k")  # the exact path reads the `*_all` inputs for these entries only
+    timings["exact_read"] = time.perf_counter() - t
     t = time.perf_counter()
     duck.register("rc_e", _erp_lines_of(duck, erp, les))
     timings["exact_erp"] = time.perf_counter() - t

@@ -176,6 +176,23 @@ class StagingDB:
             with self.engine.connect() as conn:
                 set_duckdb_threads(conn.connection.driver_connection, before)
 
+    def analyze(self, conn: Connection, *tables: str) -> None:
+        """Fresh planner statistics for tables a bulk step just wrote, before anything reads
+        them (PostgreSQL only: DuckDB keeps its own statistics current as it writes).
+
+        PostgreSQL plans from `ANALYZE` statistics; autovacuum gathers them late, or never
+        (temporary tables, or autovacuum off). A table planned as empty, or with the state
+        mix it had before the step, leads the planner into nested loops over thousands of
+        rows: 5,100 landed entries took 21 s to validate instead of 0.3 s. Run inside the
+        writer's transaction, ANALYZE sees its uncommitted rows, and its cost is bounded
+        (a sample of at most 300 x default_statistics_target rows), but grows with the columns:
+        a table may be given as `name (col, ...)` to analyze only the columns queries join and
+        filter it on."""
+        if self.is_duckdb:
+            return
+        for table in tables:
+            conn.exec_driver_sql(f"ANALYZE {table}")
+
     def query_df(self, sql: str, params: Mapping[str, Any] | None = None) -> pd.DataFrame:
         with self.engine.connect() as conn:
             return read_df(conn, sql, params)

@@ -35,6 +35,8 @@ from staging_models.scratch import clean_dead_scratch, scratch_dir
 from staging_models.tables import VERSIONS, loads
 
 _TRUE = "('true','t','1','yes','y')"
+#: The columns of a landing table that queries join or filter on (see `StagingDB.analyze`).
+_LANDING_KEYS = "load_id, row_no, row_key, key_missing, content_hash"
 _FALSE = "('false','f','0','no','n')"
 
 
@@ -211,7 +213,7 @@ def _version_ctes(ds: Dataset) -> str:
     """
 
 
-def _apply_versions(conn: Connection, ds: Dataset, load_id: str) -> dict[str, int]:
+def _apply_versions(db: StagingDB, conn: Connection, ds: Dataset, load_id: str) -> dict[str, int]:
     """Judge every landed row of the load once (temp table), then insert the new versions."""
     stg = VERSIONS[ds.name]
     cols = ", ".join(ds.column_names)
@@ -224,6 +226,8 @@ def _apply_versions(conn: Connection, ds: Dataset, load_id: str) -> dict[str, in
         ),
         {"load_id": load_id},
     )
+    # Read three times below, and autovacuum never analyzes temporary tables.
+    db.analyze(conn, f"{judged} (row_no, row_key, disposition)")
     counts = dict(
         conn.execute(
             sa.text(f"SELECT disposition, COUNT(*) FROM {judged} GROUP BY disposition")
@@ -365,7 +369,10 @@ def land_file(
                 columns, select = typed_select_sql(ds, view, load_id)
                 db.insert_select(conn, duck, ds.landing_table, columns, select)
                 close_raw(duck, view)
-            counts = _apply_versions(conn, ds, load_id)
+            # Versioning reads the rows just copied in: plan it on statistics that know them
+            # (of the columns anything joins or filters landing rows on; raw text is only read).
+            db.analyze(conn, f"{ds.landing_table} ({_LANDING_KEYS})")
+            counts = _apply_versions(db, conn, ds, load_id)
             result.rows_read = sum(counts.values())  # every landed row has one disposition
             for k, v in counts.items():
                 setattr(result, k, v)
@@ -382,6 +389,9 @@ def land_file(
                 judged = judge(conn, load_id, file_name, full_export, actor=source_name)
                 result.extra["full_export"] = judged.as_dict()
                 result.message = judged.describe()
+            # What the load wrote, analyzed before it commits: validation, the next step,
+            # reads these tables at once, and autovacuum may come late or not at all.
+            db.analyze(conn, ds.versions_table, "loads")
             if unchanged is not None and not unchanged():  # rolls the whole load back
                 raise FileChanged(
                     f"{file_name}: changed while it was being landed (still being written?); "

@@ -621,8 +621,7 @@ def _analyze_ledgers(db: StagingDB) -> None:
     loops). DuckDB keeps its statistics current."""
     if not db.is_duckdb:
         with db.begin() as conn:
-            conn.exec_driver_sql("ANALYZE posting_ledger")
-            conn.exec_driver_sql("ANALYZE invoice_ledger")
+            db.analyze(conn, "posting_ledger", "invoice_ledger")
 
 
 def _sendable(counts: dict[str, int]) -> int:
