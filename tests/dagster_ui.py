@@ -77,7 +77,7 @@ class DagsterUi:
     def run(self, run_id: str) -> dict:
         return gql(self.port, RUN, {"id": run_id})["runOrError"]
 
-    def wait(self, run_ids: list[str], timeout: float = 240) -> dict[str, dict]:
+    def wait(self, run_ids: list[str], timeout: float = 600) -> dict[str, dict]:
         """Poll until every run has finished; their last state (status, start and end times)."""
         deadline = time.monotonic() + timeout
         while True:
@@ -126,6 +126,21 @@ def dagster_ui(
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=15)
         out.close()
+        _kill_run_workers(home)
+
+
+def _kill_run_workers(home: Path) -> None:
+    """Run workers outlive `dg dev` (they are not in its process group): end every process
+    of this instance, found by its DAGSTER_HOME, so none holds staging locks after the test."""
+    marker = f"DAGSTER_HOME={home}".encode()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if marker in (entry / "environ").read_bytes().split(b"\0"):
+                os.kill(int(entry.name), signal.SIGKILL)
+        except OSError:
+            continue
 
 
 LOGS = """query($id: ID!) { logsForRun(runId: $id) { ... on EventConnection {
