@@ -20,6 +20,7 @@ memory (1 GB DuckDB limit) and roll back whole, so it kept failing after the fil
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -96,68 +97,105 @@ def _dup_sql(ds: Dataset) -> str:
     """
 
 
-def _candidate_sql(db: StagingDB, ds: Dataset, part: Part = (0, 1)) -> str:
-    """SELECT of the candidate rows `x` that the rules of `ds` are written against."""
-    head = f"WITH scope AS ({_scope_sql(ds, part)}), dup AS ({_dup_sql(ds)})"
-    dup_join = "LEFT JOIN dup ON dup.load_id = s.load_id AND dup.row_key = s.row_key"
-    dup_col = "dup.row_key IS NOT NULL AS dup_conflict"
-    prj = """LEFT JOIN stg_projects p ON p.is_current AND p.row_key = s.project_code"""
-    if ds.name in ("employees", "projects"):
-        return f"{head} SELECT s.*, {dup_col} FROM scope s {dup_join}"
-    if ds.name == "project_tasks":
-        return f"""{head} SELECT s.*, {dup_col}, p.row_key IS NOT NULL AS prj_found
-                   FROM scope s {dup_join} {prj}"""
-    if ds.name == "rate_cards":
-        return f"""{head},
-            live AS (
+@dataclass(frozen=True)
+class Candidate:
+    """The candidate row `x` of one dataset, as its rules see it: the scope row `s` (the
+    version and its raw texts) and `dup_conflict`, plus what the rules need from elsewhere.
+
+    Rendered as `WITH scope, dup, <ctes> SELECT s.*, dup_conflict, <columns> FROM scope s
+    <dup join> <joins>`; with `then`, that SELECT becomes the CTE `base` and `then` follows it.
+    """
+
+    #: CTEs the joins read, after `scope` and `dup` (name -> SELECT). `{split_entry_ids}` is
+    #: the dialect's SQL turning `s.entry_ids` into rows.
+    ctes: Mapping[str, str] = field(default_factory=dict)
+    #: Columns after `s.*, dup_conflict`.
+    columns: tuple[str, ...] = ()
+    #: Joins after the `dup` join.
+    joins: tuple[str, ...] = ()
+    #: CTEs over the joined row `base`, then the final SELECT, for a column that needs the
+    #: joined row itself (the rate card is chosen by the employee's role).
+    then: Mapping[str, str] = field(default_factory=dict)
+    final: str = ""
+
+
+_PROJECT = "LEFT JOIN stg_projects p ON p.is_current AND p.row_key = s.project_code"
+_PROJECT_FOUND = "p.row_key IS NOT NULL AS prj_found"
+
+#: Dataset -> its candidate row. Each rule of `staging_models.contracts` reads these columns.
+CANDIDATES: dict[str, Candidate] = {
+    "employees": Candidate(),
+    "projects": Candidate(),
+    "project_tasks": Candidate(columns=(_PROJECT_FOUND,), joins=(_PROJECT,)),
+    "rate_cards": Candidate(
+        ctes={
+            # Other current rate cards (not ignored) that may overlap the candidate's validity.
+            "live": """
                 SELECT r.* FROM stg_rate_cards r
                 WHERE r.is_current AND NOT r.key_missing AND NOT EXISTS (
                     SELECT 1 FROM quarantine q WHERE q.dataset = 'rate_cards'
                       AND q.row_key = r.row_key AND q.version = r.version AND q.status = 'ignored')
-            ),
-            overlap AS (
+            """,
+            "overlap": """
                 SELECT DISTINCT a.row_key FROM scope a JOIN live b
                   ON b.project_code = a.project_code AND b.row_key <> a.row_key
                  AND coalesce(b.employee_id, '') = coalesce(a.employee_id, '')
                  AND coalesce(b.role, '') = coalesce(a.role, '')
                  AND a.valid_from <= coalesce(b.valid_to, DATE '9999-12-31')
                  AND b.valid_from <= coalesce(a.valid_to, DATE '9999-12-31')
-            )
-            SELECT s.*, {dup_col}, p.row_key IS NOT NULL AS prj_found, p.currency AS prj_currency,
-                   o.row_key IS NOT NULL AS overlaps
-            FROM scope s {dup_join} {prj} LEFT JOIN overlap o ON o.row_key = s.row_key"""
-    if ds.name == "time_entries":
-        return f"""{head},
-            day AS (
+            """,
+        },
+        columns=(
+            _PROJECT_FOUND,
+            "p.currency AS prj_currency",
+            "o.row_key IS NOT NULL AS overlaps",
+        ),
+        joins=(_PROJECT, "LEFT JOIN overlap o ON o.row_key = s.row_key"),
+    ),
+    "time_entries": Candidate(
+        ctes={
+            # Approved hours per employee and day, for the daily maximum.
+            "day": """
                 SELECT employee_id, work_date, SUM(hours) AS day_hours FROM stg_time_entries
                 WHERE is_current AND approval_status = 'approved' AND NOT deleted
                   AND hours > 0 AND hours <= 24
                   AND employee_id IN (SELECT employee_id FROM scope)
                 GROUP BY employee_id, work_date
-            ),
-            base AS (
-                SELECT s.*, {dup_col},
-                       e.row_key IS NOT NULL AS emp_found, e.legal_entity AS emp_legal_entity,
-                       e.role AS emp_role,
-                       p.row_key IS NOT NULL AS prj_found, p.state AS prj_state,
-                       p.status AS prj_status, p.start_date AS prj_start, p.end_date AS prj_end,
-                       p.legal_entity AS prj_legal_entity, p.currency AS prj_currency,
-                       p.billing_method AS prj_billing, p.customer_id AS prj_customer,
-                       t.row_key IS NOT NULL AS task_found, t.billable AS task_billable,
-                       d.day_hours, CAST(:latest_today AS DATE) AS latest_today,
-                       -- A flag, not two IS NULL tests in `rc`: PostgreSQL has no statistics
-                       -- for a CTE and puts those at ~1 row (a boolean at half), then nests
-                       -- a loop over the rate cards for every entry without a rate.
-                       (s.bill_rate IS NULL AND s.raw_bill_rate IS NULL) AS needs_rate
-                FROM scope s {dup_join}
-                LEFT JOIN stg_employees e ON e.is_current AND e.row_key = s.employee_id
-                {prj}
-                LEFT JOIN stg_project_tasks t ON t.is_current AND t.state = 'valid'
-                     AND t.project_code = s.project_code AND t.task_code = s.task_code
-                LEFT JOIN day d ON d.employee_id = s.employee_id AND d.work_date = s.work_date
-            ),
-            rc AS (
-                -- The most specific rate card valid on the work date: employee, then role, then default.
+            """,
+        },
+        columns=(
+            "e.row_key IS NOT NULL AS emp_found",
+            "e.legal_entity AS emp_legal_entity",
+            "e.role AS emp_role",
+            _PROJECT_FOUND,
+            "p.state AS prj_state",
+            "p.status AS prj_status",
+            "p.start_date AS prj_start",
+            "p.end_date AS prj_end",
+            "p.legal_entity AS prj_legal_entity",
+            "p.currency AS prj_currency",
+            "p.billing_method AS prj_billing",
+            "p.customer_id AS prj_customer",
+            "t.row_key IS NOT NULL AS task_found",
+            "t.billable AS task_billable",
+            "d.day_hours",
+            "CAST(:latest_today AS DATE) AS latest_today",
+            # A flag, not two IS NULL tests in `rc`: PostgreSQL has no statistics for a CTE
+            # and puts those at ~1 row (a boolean at half), then nests a loop over the rate
+            # cards for every entry without a rate.
+            "(s.bill_rate IS NULL AND s.raw_bill_rate IS NULL) AS needs_rate",
+        ),
+        joins=(
+            "LEFT JOIN stg_employees e ON e.is_current AND e.row_key = s.employee_id",
+            _PROJECT,
+            """LEFT JOIN stg_project_tasks t ON t.is_current AND t.state = 'valid'
+                     AND t.project_code = s.project_code AND t.task_code = s.task_code""",
+            "LEFT JOIN day d ON d.employee_id = s.employee_id AND d.work_date = s.work_date",
+        ),
+        then={
+            # The most specific rate card valid on the work date: employee, then role, then
+            # default (only for entries that carry no rate of their own).
+            "rc": """
                 SELECT b.row_key, b.version, r.bill_rate,
                        ROW_NUMBER() OVER (
                            PARTITION BY b.row_key, b.version
@@ -172,20 +210,22 @@ def _candidate_sql(db: StagingDB, ds: Dataset, part: Part = (0, 1)) -> str:
                  AND (r.employee_id = b.employee_id
                       OR (r.employee_id IS NULL AND (r.role = b.emp_role OR r.role IS NULL)))
                 WHERE b.needs_rate
-            )
-            SELECT base.*, rc.bill_rate AS rc_rate
+            """,
+        },
+        final="""SELECT base.*, rc.bill_rate AS rc_rate
             FROM base LEFT JOIN rc ON rc.row_key = base.row_key AND rc.version = base.version
-                                  AND rc.rn = 1"""
-    if ds.name == "invoices":
-        split = db.split_list_sql("s.entry_ids")
-        return f"""{head},
-            refs AS (
+                                  AND rc.rn = 1""",
+    ),
+    "invoices": Candidate(
+        ctes={
+            # The time entries each time line names (`entry_ids`, separated by `;`).
+            "refs": """
                 SELECT r.row_key, r.version, r.project_code, trim(r.ref) AS entry_id
-                FROM (SELECT s.row_key, s.version, s.project_code, {split} AS ref
+                FROM (SELECT s.row_key, s.version, s.project_code, {split_entry_ids} AS ref
                       FROM scope s WHERE s.line_kind = 'time' AND s.entry_ids IS NOT NULL) r
                 WHERE trim(r.ref) <> ''
-            ),
-            refchk AS (
+            """,
+            "refchk": """
                 SELECT r.row_key, r.version,
                   SUM(CASE WHEN e.row_key IS NULL THEN 1 ELSE 0 END) AS n_unknown,
                   SUM(CASE WHEN e.row_key IS NOT NULL AND (e.approval_status <> 'approved'
@@ -199,16 +239,41 @@ def _candidate_sql(db: StagingDB, ds: Dataset, part: Part = (0, 1)) -> str:
                 FROM refs r
                 LEFT JOIN stg_time_entries e ON e.is_current AND e.row_key = r.entry_id
                 GROUP BY r.row_key, r.version
-            )
-            SELECT s.*, {dup_col}, p.row_key IS NOT NULL AS prj_found,
-                   p.currency AS prj_currency, p.customer_id AS prj_customer,
-                   p.legal_entity AS prj_legal_entity,
-                   coalesce(c.n_unknown, 0) AS n_unknown, coalesce(c.n_unapproved, 0) AS n_unapproved,
-                   coalesce(c.n_other_project, 0) AS n_other_project,
-                   c.unknown_ids, c.unapproved_ids, c.other_project_ids
-            FROM scope s {dup_join} {prj}
-            LEFT JOIN refchk c ON c.row_key = s.row_key AND c.version = s.version"""
-    raise ValueError(ds.name)
+            """,
+        },
+        columns=(
+            _PROJECT_FOUND,
+            "p.currency AS prj_currency",
+            "p.customer_id AS prj_customer",
+            "p.legal_entity AS prj_legal_entity",
+            "coalesce(c.n_unknown, 0) AS n_unknown",
+            "coalesce(c.n_unapproved, 0) AS n_unapproved",
+            "coalesce(c.n_other_project, 0) AS n_other_project",
+            "c.unknown_ids",
+            "c.unapproved_ids",
+            "c.other_project_ids",
+        ),
+        joins=(_PROJECT, "LEFT JOIN refchk c ON c.row_key = s.row_key AND c.version = s.version"),
+    ),
+}
+
+
+def _candidate_sql(db: StagingDB, ds: Dataset, part: Part = (0, 1)) -> str:
+    """SELECT of the candidate rows `x` that the rules of `ds` are written against."""
+    c = CANDIDATES[ds.name]
+    dialect = {"split_entry_ids": db.split_list_sql("s.entry_ids")}
+    ctes = {"scope": _scope_sql(ds, part), "dup": _dup_sql(ds)}
+    ctes.update((name, sql.format_map(dialect)) for name, sql in c.ctes.items())
+    select = (
+        f"SELECT {', '.join(['s.*', 'dup.row_key IS NOT NULL AS dup_conflict', *c.columns])}"
+        f" FROM scope s LEFT JOIN dup ON dup.load_id = s.load_id AND dup.row_key = s.row_key"
+        f"{''.join(f' {j}' for j in c.joins)}"
+    )
+    if c.then:
+        ctes["base"] = select
+        ctes.update(c.then)
+        select = c.final
+    return f"WITH {', '.join(f'{name} AS ({sql})' for name, sql in ctes.items())} {select}"
 
 
 def _violations_sql(dataset: str, cand: str, *, one_scan: bool = False) -> str:

@@ -377,6 +377,30 @@ def test_decimal_comma_applies_after_mapping(tmp_path: Path) -> None:
             '[time_entries]\nhours = "Hours"',
             r"\[time_entries\] does not map key column\(s\) entry_id",
         ),
+        (
+            '[time_entries]\nentry_id = "ID"\nwork_date = { source = "D", transform = "date", format = 5 }',
+            r"\[time_entries.work_date\]: format must be a strptime format",
+        ),
+        (
+            '[time_entries]\nentry_id = "ID"\ncurrency = { source = "C", transform = "extract", pattern = 3 }',
+            r"\[time_entries.currency\]: pattern must be a string \(a regex with one group\)",
+        ),
+        (
+            '[time_entries]\nentry_id = "ID"\ndescription = { source = "N", optional = "yes" }',
+            r"\[time_entries.description\]: optional must be true or false",
+        ),
+        (
+            '[time_entries]\nentry_id = "ID"\ndescription = { source = "N", format = "%Y" }',
+            r"\[time_entries.description\]: format only applies to transform date or timestamp",
+        ),
+        (
+            '[time_entries]\nentry_id = "ID"\ndescription = { source = "N", values = { A = 1, a = 2 } }',
+            r"\[time_entries.description\]: values lists 'a' twice",
+        ),
+        (
+            '[time_entries]\nentry_id = "ID"\ndescription = { source = "N", values = { A = [1] } }',
+            r"\[time_entries.description\]: values.A must be a string, number or boolean",
+        ),
         ('[timesheets]\nentry_id = "ID"', r"\[timesheets\] is not a dataset"),
         ('name = "x"', r"maps no dataset"),
     ],

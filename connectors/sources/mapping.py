@@ -7,7 +7,30 @@ a value map, a default). It is compiled into one DuckDB SQL expression per canon
 of the `open_raw` view, so mapping costs no Python per row. It is validated when it is
 loaded, against the canonical specs and against DuckDB itself (formats, time zones and
 patterns are tried by the engine that will run them), so a typo fails at start-up with the
-mapping file and the column named, not halfway through a load.
+mapping file, the dataset, the column and the offending key named, not halfway through a load.
+
+Structure (pydantic models, validated once at load; each compiles its own SQL):
+
+- `SourceMapping`: one mapping file, its `DatasetMapping` per `[dataset]` table.
+- `DatasetMapping`: the column rules of one dataset; checks the dataset's key is filled and
+  that identities name columns the mapping fills.
+- `ColumnRule`: one canonical column. Its *kind* is the one key that says where the value
+  comes from; one model per kind, registered in `KINDS` by that key: `SourceRule`,
+  `CoalesceRule`, `ConcatRule` (vendor columns, all `VendorRule`s), `ConstantRule`,
+  `IdentityRule`.
+- `Transform`: what a `VendorRule` does to its value, one model per transform, registered in
+  `TRANSFORMS` by name (the TOML's `transform = "..."`) and chosen by that name (a pydantic
+  discriminated union). The TOML writes a transform's settings flat next to it (`format`,
+  `timezone`, `pattern`); the rule gathers them into the transform's model, and a setting
+  given to a transform that does not take it is refused naming the transforms that do.
+
+To extend the language: a new transform is a `Transform` subclass with a `name` literal, its
+settings as fields (a `description` is the hint shown when a required one is missing), the
+column types it `feeds` and its `sql`, decorated with `@register_transform` (above the
+`TransformSpec` union). A new kind is a `ColumnRule` subclass with a `kind` and its fields
+(the TOML key as the alias), decorated with `@register_kind`. Validators raise `problem(...)`
+or a plain `ValueError` (which is prefixed with the offending key); `_mapping_error` turns
+pydantic's errors into `MappingError`s.
 
 The file format is documented in docs/mappings.md; shipped mappings live in
 `connectors/sources/mappings/`.
@@ -18,44 +41,32 @@ from __future__ import annotations
 import re
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, ClassVar, Literal, TypeVar, Union, get_args
 
 import duckdb
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    StrictBool,
+    StrictStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
-from connectors.sources.canonical import DATASETS, Column, Dataset
+from connectors.sources.canonical import DATASETS, Dataset
 
 MAPPINGS_DIR = Path(__file__).parent / "mappings"
 
-Kind = Literal["source", "coalesce", "concat", "constant", "identity"]
-TRANSFORMS = ("hours", "date", "timestamp", "extract", "upper", "lower")
-UNMAPPED = ("keep", "null", "error")
-_KINDS: tuple[Kind, ...] = ("source", "coalesce", "concat", "constant", "identity")
-_KEYS = frozenset(
-    {
-        *_KINDS,
-        "separator",
-        "prefix",
-        "transform",
-        "format",
-        "timezone",
-        "pattern",
-        "values",
-        "unmapped",
-        "default",
-        "optional",
-    }
-)
-#: Which canonical column types each transform may feed (None: any).
-_TRANSFORM_TYPES: dict[str, frozenset[str] | None] = {
-    "hours": frozenset({"hours", "qty"}),
-    "date": frozenset({"date"}),
-    "timestamp": frozenset({"timestamptz"}),
-    "extract": None,
-    "upper": None,
-    "lower": None,
-}
+Unmapped = Literal["keep", "null", "error"]
 #: Naive timestamp layouts tried when a `timestamp` transform names no `format`.
 _ISO_TIMESTAMPS = (
     "%Y-%m-%dT%H:%M:%S.%f",
@@ -89,133 +100,6 @@ def sql_str(value: str) -> str:
 
 def quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
-
-
-def _text(value: object) -> str:
-    """A TOML scalar as canonical text (`true` → "true", 1.5 → "1.5")."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float | str):
-        return str(value)
-    raise TypeError(type(value).__name__)
-
-
-@dataclass(frozen=True)
-class ColumnRule:
-    """How one canonical column is produced from a vendor row."""
-
-    target: str
-    kind: Kind
-    sources: tuple[str, ...] = ()  # vendor columns
-    parts: tuple[str, ...] = ()  # identity: the canonical columns that identify a row
-    constant: str | None = None
-    separator: str = " "
-    prefix: str = ""
-    transform: str | None = None
-    formats: tuple[str, ...] = ()
-    timezone: str | None = None
-    pattern: str | None = None
-    values: tuple[tuple[str, str], ...] = ()  # (lower-cased vendor value, canonical text)
-    unmapped: str = "keep"
-    default: str | None = None
-    optional: bool = False
-
-
-@dataclass(frozen=True)
-class ResolvedColumns:
-    """A mapping's source columns resolved against one file's header."""
-
-    by_source: dict[
-        str, str | None
-    ]  # mapping's source name -> header name in the file (None: absent)
-
-
-@dataclass(frozen=True)
-class DatasetMapping:
-    """The rules of one dataset; canonical columns without a rule are NULL."""
-
-    dataset: str
-    rules: tuple[ColumnRule, ...]
-    origin: str  # the mapping file's name, for messages
-
-    @property
-    def spec(self) -> Dataset:
-        return DATASETS[self.dataset]
-
-    def source_types(self) -> dict[str, str]:
-        """Normalised vendor column -> canonical type, for columns copied into one typed column.
-
-        The XLSX reader uses it to write numbers in a date column (Excel serials) as dates.
-        """
-        out: dict[str, str] = {}
-        for r in self.rules:
-            if r.kind in ("source", "coalesce"):
-                for s in r.sources:
-                    out[normalise_header(s)] = self.spec.column(r.target).type
-        return out
-
-    def resolve(self, header: Sequence[tuple[str, str]], file_label: str) -> ResolvedColumns:
-        """Find each source column in the file; refuse a file missing a required one, or
-        holding it twice (`Notes` and `notes`: which one was meant is a guess)."""
-        by_norm: dict[str, list[tuple[str, str]]] = {}
-        for label, name in header:
-            by_norm.setdefault(normalise_header(label), []).append((label, name))
-        found: dict[str, str | None] = {}
-        missing: list[str] = []
-        for r in self.rules:
-            for s in r.sources:
-                hits = by_norm.get(normalise_header(s), [])
-                if len(hits) > 1:
-                    raise MappingError(
-                        f"{file_label}: column {s!r} (for {r.target}) appears "
-                        f"{len(hits)} times in the header "
-                        f"({', '.join(repr(label) for label, _ in hits)})"
-                    )
-                if not hits and not r.optional:
-                    missing.append(f"{s!r} (for {r.target})")
-                found[s] = hits[0][1] if hits else None
-        if missing:
-            raise MappingError(
-                f"{file_label}: missing column(s) {', '.join(dict.fromkeys(missing))} "
-                f"required by mapping {self.origin} [{self.dataset}]"
-            )
-        return ResolvedColumns(found)
-
-    def column_sql(
-        self, header: Sequence[tuple[str, str]], file_label: str, row_no: str
-    ) -> dict[str, str]:
-        """Canonical column -> DuckDB expression over the file's columns (text or NULL).
-
-        `header` pairs each column's label as written in the file with its SQL name;
-        `row_no` is the SQL of the record's row number (for identities and error messages).
-        """
-        cols = self.resolve(header, file_label)
-        out = {
-            r.target: _rule_sql(r, cols, file_label, self.origin, row_no)
-            for r in self.rules
-            if r.kind != "identity"
-        }
-        for r in self.rules:
-            if r.kind == "identity":  # over the mapped values: CSV and XLSX give the same IDs
-                quiet = {
-                    q.target: _rule_sql(q, cols, file_label, self.origin, row_no, loud=False)
-                    for q in self.rules
-                    if q.target in r.parts
-                }
-                out[r.target] = _identity_sql(r, [quiet[p] for p in r.parts], row_no)
-        return out
-
-
-@dataclass(frozen=True)
-class SourceMapping:
-    """A vendor's mapping file: rules for some datasets (the others are read as canonical)."""
-
-    name: str
-    origin: str
-    datasets: Mapping[str, DatasetMapping] = field(default_factory=dict, hash=False)
-
-    def for_dataset(self, dataset: str) -> DatasetMapping | None:
-        return self.datasets.get(dataset)
 
 
 # -- SQL ---------------------------------------------------------------------------------
@@ -341,291 +225,680 @@ def _identity_sql(r: ColumnRule, parts: Sequence[str], row_no: str) -> str:
     )
 
 
-def _rule_sql(
-    r: ColumnRule,
-    cols: ResolvedColumns,
-    file_label: str,
-    origin: str,
-    row_no: str,
-    loud: bool = True,
-) -> str:
-    """The rule's expression. `loud=False` leaves out the checks that refuse the file (they
-    return the value instead): DuckDB refuses a volatile `error()` in an identity's
-    PARTITION BY, and a file they refuse fails through the loud copy of the column anyway."""
-    if r.kind == "constant":
-        return sql_str(r.constant or "")
-    parts = [_src_sql(cols.by_source[s]) for s in r.sources]
-    if r.kind == "source":
-        v = parts[0]
-    elif r.kind == "coalesce":  # the first non-empty of several columns
-        v = f"coalesce({', '.join(parts)})"
-    else:
-        v = f"NULLIF(concat_ws({sql_str(r.separator)}, {', '.join(parts)}), '')"
-    shown = ", ".join(r.sources) or r.target
-
-    def refuse(value: str, problem: str) -> str:
-        """An error that stops the load (one transaction: nothing of the file lands)."""
-        if not loud:
-            return value
-        return (
-            f"error({sql_str(f'{file_label}: column {shown!r} (for {r.target}) has the value ')}"
-            f" || {value} || ' (row ' || CAST({row_no} AS VARCHAR) || '), ' || "
-            f"{sql_str(f'{problem} [mapping {origin}]')})"
-        )
-
-    if r.transform == "hours":
-        v = _hours_sql(v)
-    elif r.transform == "date":
-        v = _date_sql(v, r.formats, refuse)
-    elif r.transform == "timestamp":
-        v = _timestamp_sql(v, r.formats, r.timezone or "UTC", refuse)
-    elif r.transform == "extract":
-        v = f"coalesce(NULLIF(regexp_extract({v}, {sql_str(r.pattern or '')}, 1), ''), {v})"
-    elif r.transform in ("upper", "lower"):
-        v = f"{r.transform}({v})"
-    if r.values:
-        whens = " ".join(f"WHEN {sql_str(k)} THEN {sql_str(t)}" for k, t in r.values)
-        if r.unmapped == "null":
-            other = "CAST(NULL AS VARCHAR)"
-        elif r.unmapped == "error" and loud:
-            other = (
-                f"error({sql_str(f'{file_label}: column {shown!r} has the value ')} || {v} || "
-                f"{sql_str(f' that mapping {origin} does not map for {r.target} (row ')} || "
-                f"CAST({row_no} AS VARCHAR) || ')')"
-            )
-        else:
-            other = v
-        v = f"CASE WHEN {v} IS NULL THEN NULL ELSE CASE lower({v}) {whens} ELSE {other} END END"
-    if r.default is not None:
-        v = f"coalesce(NULLIF({v}, ''), {sql_str(r.default)})"
-    return v
+# -- validation helpers ------------------------------------------------------------------
 
 
-# -- loading and validation ---------------------------------------------------------------
+def problem(text: str, where: str | None = None) -> PydanticCustomError:
+    """A validation failure reported as `text`, as written. `where` overrides the place it is
+    reported under (`[dataset.column]`). A plain `ValueError` is prefixed with its key instead."""
+    return PydanticCustomError("mapping", "{text}", {"text": text, "where": where})
 
 
-def _fail(origin: str, where: str, problem: str) -> MappingError:
-    return MappingError(f"mapping {origin}: [{where}]: {problem}")
+@dataclass(frozen=True)
+class Context:
+    """What validators need besides the TOML: the canonical dataset and a DuckDB to try
+    formats, zones and patterns on. Models built without it skip those checks."""
+
+    dataset: Dataset
+    con: duckdb.DuckDBPyConnection
 
 
-def _str_list(value: object, origin: str, where: str, key: str) -> tuple[str, ...]:
-    items = [value] if isinstance(value, str) else value
-    if (
-        not isinstance(items, list)
-        or not items
-        or not all(isinstance(i, str) and i.strip() for i in items)
-    ):
-        raise _fail(origin, where, f"{key} must be a column name or a non-empty list of them")
-    return tuple(items)
+def _context(info: ValidationInfo) -> Context | None:
+    return (info.context or {}).get("mapping")
 
 
-def _check_with_duckdb(
-    con: duckdb.DuckDBPyConnection, sql: str, origin: str, where: str, what: str
-) -> None:
+def _scalar_text(value: object) -> str:
+    """A TOML scalar as canonical text (`true` → "true", 1.5 → "1.5")."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float | str):
+        return str(value)
+    raise ValueError("must be a string, number or boolean")
+
+
+def _names(what: str) -> Callable[[object], tuple[str, ...]]:
+    def check(value: object) -> tuple[str, ...]:
+        items = [value] if isinstance(value, str) else value
+        if (
+            not isinstance(items, list | tuple)
+            or not items
+            or not all(isinstance(i, str) and i.strip() for i in items)
+        ):
+            raise ValueError(f"must be {what} or a non-empty list of them")
+        return tuple(items)
+
+    return check
+
+
+#: A TOML scalar kept as the canonical text it stands for.
+Text = Annotated[str, BeforeValidator(_scalar_text)]
+#: One vendor (or canonical) column name, or a non-empty list of them.
+Columns = Annotated[tuple[str, ...], BeforeValidator(_names("a column name"))]
+
+
+def _check_with_duckdb(info: ValidationInfo, sql: str, what: str) -> None:
     """Let the engine that will run the expression judge it (formats, zones, patterns)."""
+    ctx = _context(info)
+    if ctx is None:
+        return
     try:
-        con.execute(f"SELECT {sql}").fetchall()
+        ctx.con.execute(f"SELECT {sql}").fetchall()
     except duckdb.Error as e:
-        first = str(e).splitlines()[0]
-        raise _fail(origin, where, f"{what}: {first}") from None
+        raise problem(f"{what}: {str(e).splitlines()[0]}") from None
 
 
-def _parse_rule(
-    ds: Dataset, target: str, spec: object, origin: str, con: duckdb.DuckDBPyConnection
-) -> ColumnRule:
-    where = f"{ds.name}.{target}"
-    if target not in ds.column_names:
-        raise _fail(
-            origin,
-            where,
-            f"{target!r} is not a canonical {ds.name} column (one of: {', '.join(ds.column_names)})",
-        )
-    col: Column = ds.column(target)
-    if isinstance(spec, str):
-        if not spec.strip():
-            raise _fail(origin, where, "the source column name is empty")
-        return ColumnRule(target, "source", sources=(spec,))
-    if not isinstance(spec, dict):
-        raise _fail(origin, where, "must be a vendor column name or a table (see docs/mappings.md)")
-    unknown = sorted(set(spec) - _KEYS)
-    if unknown:
-        raise _fail(
-            origin,
-            where,
-            f"unknown key(s) {', '.join(unknown)} (allowed: {', '.join(sorted(_KEYS))})",
-        )
-    kinds = [k for k in _KINDS if k in spec]
-    if len(kinds) != 1:
-        raise _fail(
-            origin, where, "needs exactly one of source, coalesce, concat, constant, identity"
-        )
-    kind = kinds[0]
-    kw: dict[str, Any] = {}
-    if kind == "constant":
-        extra = sorted(set(spec) - {"constant"})
-        if extra:
-            raise _fail(origin, where, f"a constant takes no other keys (found {', '.join(extra)})")
-        try:
-            return ColumnRule(target, "constant", constant=_text(spec["constant"]))
-        except TypeError:
-            raise _fail(origin, where, "constant must be a string, number or boolean") from None
-    sources = _str_list(spec[kind], origin, where, kind)
-    if kind == "identity":
-        extra = sorted(set(spec) - {"identity", "prefix"})
-        if extra:
-            raise _fail(origin, where, f"identity takes only prefix (found {', '.join(extra)})")
-        prefix = spec.get("prefix", "")
-        if not isinstance(prefix, str):
-            raise _fail(origin, where, "prefix must be a string")
-        return ColumnRule(target, "identity", parts=sources, prefix=prefix)
-    if kind == "source" and len(sources) != 1:
-        raise _fail(origin, where, "source takes one column; use concat for several")
-    if "separator" in spec:
-        if kind != "concat":
-            raise _fail(origin, where, "separator only applies to concat")
-        if not isinstance(spec["separator"], str):
-            raise _fail(origin, where, "separator must be a string")
-        kw["separator"] = spec["separator"]
-    if "prefix" in spec:
-        raise _fail(origin, where, "prefix only applies to identity")
-    if "optional" in spec:
-        if not isinstance(spec["optional"], bool):
-            raise _fail(origin, where, "optional must be true or false")
-        kw["optional"] = spec["optional"]
+# -- transforms: one model per transform, registered by name -----------------------------
 
-    transform = spec.get("transform")
-    if transform is not None:
-        if transform not in TRANSFORMS:
-            raise _fail(
-                origin, where, f"unknown transform {transform!r} (one of: {', '.join(TRANSFORMS)})"
-            )
-        allowed = _TRANSFORM_TYPES[transform]
-        if allowed is not None and col.type not in allowed:
-            raise _fail(
-                origin,
-                where,
-                f"transform {transform!r} cannot feed {target} (a {col.type} column; "
-                f"it feeds {', '.join(sorted(allowed))} columns)",
-            )
-        kw["transform"] = transform
-    for key, needs in (
-        ("format", ("date", "timestamp")),
-        ("timezone", ("timestamp",)),
-        ("pattern", ("extract",)),
-    ):
-        if key in spec and transform not in needs:
-            raise _fail(origin, where, f"{key} only applies to transform {' or '.join(needs)}")
-    if transform == "date" and "format" not in spec:
-        raise _fail(origin, where, "transform 'date' needs format (e.g. \"%m/%d/%Y\")")
-    if transform == "timestamp" and "timezone" not in spec:
-        raise _fail(origin, where, "transform 'timestamp' needs timezone (e.g. \"Europe/Berlin\")")
-    if transform == "extract" and not isinstance(spec.get("pattern"), str):
-        raise _fail(origin, where, "transform 'extract' needs pattern (a regex with one group)")
-    if "format" in spec:
-        formats = _str_list(spec["format"], origin, where, "format")
-        if any("%z" in f or "%Z" in f for f in formats):
-            raise _fail(
-                origin,
-                where,
-                "format must not parse an offset (%z): values with offsets are kept as they are",
-            )
-        _check_with_duckdb(
-            con, f"try_strptime('2000-01-01', {_list_sql(formats)})", origin, where, "bad format"
+
+class Transform(BaseModel):
+    """What a vendor rule does to its value. The TOML writes the settings flat next to
+    `transform = "<name>"`; they are this model's fields (by alias)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    #: The canonical column types the result may feed (None: any).
+    feeds: ClassVar[frozenset[str] | None] = None
+    name: str
+
+    def sql(self, v: str, refuse: Refuse) -> str:
+        """The value expression `v` transformed; `refuse` builds an error that stops the load."""
+        raise NotImplementedError
+
+
+#: Transform name (the TOML's `transform = "..."`) -> its model.
+TRANSFORMS: dict[str, type[Transform]] = {}
+
+
+_T = TypeVar("_T", bound=type[Transform])
+
+
+def register_transform(cls: _T) -> _T:
+    for name in get_args(cls.model_fields["name"].annotation):
+        TRANSFORMS[name] = cls
+    return cls
+
+
+def _settings(cls: type[BaseModel]) -> list[str]:
+    """The TOML keys of a model (its aliased fields)."""
+    return [f.alias for f in cls.model_fields.values() if f.alias]
+
+
+@register_transform
+class HoursTransform(Transform):
+    feeds = frozenset({"hours", "qty"})
+    name: Literal["hours"]
+
+    def sql(self, v: str, refuse: Refuse) -> str:
+        return _hours_sql(v)
+
+
+def _no_offset(formats: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
+    if any("%z" in f or "%Z" in f for f in formats):
+        raise problem(
+            "format must not parse an offset (%z): values with offsets are kept as they are"
         )
-        kw["formats"] = formats
-    if transform == "timestamp":
-        tz = spec["timezone"]
+    _check_with_duckdb(info, f"try_strptime('2000-01-01', {_list_sql(formats)})", "bad format")
+    return formats
+
+
+#: One strptime format, or a non-empty list of them (tried in order), judged by DuckDB.
+Formats = Annotated[
+    tuple[str, ...],
+    BeforeValidator(_names('a strptime format ("%d/%m/%Y")')),
+    AfterValidator(_no_offset),
+]
+
+
+@register_transform
+class DateTransform(Transform):
+    feeds = frozenset({"date"})
+    name: Literal["date"]
+    formats: Formats = Field(alias="format", description='e.g. "%m/%d/%Y"')
+
+    def sql(self, v: str, refuse: Refuse) -> str:
+        return _date_sql(v, self.formats, refuse)
+
+
+@register_transform
+class TimestampTransform(Transform):
+    feeds = frozenset({"timestamptz"})
+    name: Literal["timestamp"]
+    formats: Formats = Field((), alias="format")
+    timezone: str = Field(alias="timezone", description='e.g. "Europe/Berlin"')
+
+    @field_validator("timezone", mode="before")
+    @classmethod
+    def _iana_name(cls, tz: object, info: ValidationInfo) -> str:
         if not isinstance(tz, str) or not tz:
-            raise _fail(origin, where, 'timezone must be an IANA name like "America/New_York"')
-        _check_with_duckdb(
-            con,
-            f"timezone({sql_str(tz)}, TIMESTAMP '2000-01-01')",
-            origin,
-            where,
-            f"bad timezone {tz!r}",
-        )
-        kw["timezone"] = tz
-    if transform == "extract":
-        pattern = spec["pattern"]
-        _check_with_duckdb(
-            con, f"regexp_extract('', {sql_str(pattern)}, 1)", origin, where, "bad pattern"
-        )
-        kw["pattern"] = pattern
+            raise problem('timezone must be an IANA name like "America/New_York"')
+        what = f"bad timezone {tz!r}"
+        _check_with_duckdb(info, f"timezone({sql_str(tz)}, TIMESTAMP '2000-01-01')", what)
+        return tz
 
-    if "values" in spec:
-        values = spec["values"]
+    def sql(self, v: str, refuse: Refuse) -> str:
+        return _timestamp_sql(v, self.formats, self.timezone, refuse)
+
+
+@register_transform
+class ExtractTransform(Transform):
+    name: Literal["extract"]
+    pattern: StrictStr = Field(alias="pattern", description="a regex with one group")
+
+    @field_validator("pattern")
+    @classmethod
+    def _regex(cls, pattern: str, info: ValidationInfo) -> str:
+        _check_with_duckdb(info, f"regexp_extract('', {sql_str(pattern)}, 1)", "bad pattern")
+        return pattern
+
+    def sql(self, v: str, refuse: Refuse) -> str:
+        return f"coalesce(NULLIF(regexp_extract({v}, {sql_str(self.pattern)}, 1), ''), {v})"
+
+
+@register_transform
+class CaseTransform(Transform):
+    name: Literal["upper", "lower"]
+
+    def sql(self, v: str, refuse: Refuse) -> str:
+        return f"{self.name}({v})"
+
+
+#: A transform as a rule holds it: the model its `name` picks.
+TransformSpec = Annotated[
+    Union[tuple(dict.fromkeys(TRANSFORMS.values()))],  # noqa: UP007 (built from the registry)
+    Discriminator("name"),
+]
+#: Transform setting (TOML key) -> the transforms that take it, in registry order.
+_SETTINGS: dict[str, list[str]] = {}
+for _name, _cls in TRANSFORMS.items():
+    for _key in _settings(_cls):
+        _SETTINGS.setdefault(_key, []).append(_name)
+
+
+# -- column rules: one model per kind, registered by its TOML key -------------------------
+
+
+class ColumnRule(BaseModel):
+    """How one canonical column (`target`) is produced from a vendor row. Fields with an
+    alias are the rule's TOML keys; the kind's own key is `kind`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    kind: ClassVar[str]
+    target: str
+    sources: tuple[str, ...] = ()  # vendor columns the file must hold (unless optional)
+    parts: tuple[str, ...] = ()  # identity: the canonical columns that identify a row
+    optional: bool = False
+
+    @classmethod
+    def toml_keys(cls) -> list[str]:
+        return _settings(cls)
+
+    @classmethod
+    def extra_keys(cls, extra: list[str]) -> str:
+        """The message for keys this kind does not take (other kinds do)."""
+        takers = [k for k, c in KINDS.items() if extra[0] in c.toml_keys()]
+        return f"{extra[0]} only applies to {' or '.join(takers)}"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _only_own_keys(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            extra = sorted(set(data) - {"target", *cls.toml_keys()})
+            if extra:
+                raise problem(cls.extra_keys(extra))
+        return data
+
+    def sql(self, c: Compiled) -> str:
+        raise NotImplementedError
+
+
+#: Kind (the TOML key saying where the value comes from) -> its model.
+KINDS: dict[str, type[ColumnRule]] = {}
+
+
+_R = TypeVar("_R", bound=type[ColumnRule])
+
+
+def register_kind(cls: _R) -> _R:
+    KINDS[cls.kind] = cls
+    return cls
+
+
+@dataclass(frozen=True)
+class Compiled:
+    """What a rule's SQL is compiled against: one file's resolved columns."""
+
+    cols: ResolvedColumns
+    file_label: str
+    origin: str
+    row_no: str
+    #: False leaves out the checks that refuse the file (they return the value instead):
+    #: DuckDB refuses a volatile `error()` in an identity's PARTITION BY, and a file they
+    #: refuse fails through the loud copy of the column anyway.
+    loud: bool = True
+
+
+class VendorRule(ColumnRule):
+    """A value read from vendor columns, then transformed, value-mapped and defaulted, in
+    that order."""
+
+    optional: StrictBool = Field(False, alias="optional")
+    transform: TransformSpec | None = Field(None, alias="transform")
+    values: dict[str, Text] | None = Field(None, alias="values")
+    unmapped: Unmapped = Field("keep", alias="unmapped")
+    default: Text | None = Field(None, alias="default")
+
+    @classmethod
+    def toml_keys(cls) -> list[str]:
+        return [*_settings(cls), *_SETTINGS]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _gather_transform(cls, data: Any) -> Any:
+        """`transform = "date", format = "..."` -> `transform = {name = "date", format = ...}`."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        name = data.pop("transform", None)
+        settings = {k: data.pop(k) for k in _SETTINGS if k in data}
+        if name is not None:
+            if isinstance(name, Transform):
+                data["transform"] = name
+                return data
+            if not isinstance(name, str) or name not in TRANSFORMS:
+                known = ", ".join(TRANSFORMS)
+                raise problem(f"unknown transform {name!r} (one of: {known})")
+            data["transform"] = {"name": name, **settings}
+        for key in settings:
+            if name is None or key not in _settings(TRANSFORMS[name]):
+                raise problem(f"{key} only applies to transform {' or '.join(_SETTINGS[key])}")
+        if "unmapped" in data and "values" not in data:
+            raise problem("unmapped only applies with values")
+        return data
+
+    @field_validator("values", mode="before")
+    @classmethod
+    def _a_table(cls, values: object) -> object:
         if not isinstance(values, dict) or not values:
-            raise _fail(origin, where, "values must be a table of vendor value = canonical value")
+            raise problem("values must be a table of vendor value = canonical value")
+        return values
+
+    @field_validator("values")
+    @classmethod
+    def _lower_keys(cls, values: dict[str, str] | None) -> dict[str, str] | None:
+        """Matching ignores case: keys are kept lower-cased and must stay distinct."""
+        if values is None:
+            return None
         pairs: dict[str, str] = {}
         for k, t in values.items():
             key = k.strip().lower()
             if key in pairs:
-                raise _fail(origin, where, f"values lists {k!r} twice (matching ignores case)")
-            try:
-                pairs[key] = _text(t)
-            except TypeError:
-                raise _fail(
-                    origin, where, f"values.{k} must be a string, number or boolean"
-                ) from None
-        kw["values"] = tuple(pairs.items())
-    if "unmapped" in spec:
-        if "values" not in spec:
-            raise _fail(origin, where, "unmapped only applies with values")
-        if spec["unmapped"] not in UNMAPPED:
-            raise _fail(origin, where, f"unmapped must be one of {', '.join(UNMAPPED)}")
-        kw["unmapped"] = spec["unmapped"]
-    if "default" in spec:
+                raise problem(f"values lists {k!r} twice (matching ignores case)")
+            pairs[key] = t
+        return pairs
+
+    @model_validator(mode="after")
+    def _transform_feeds_target(self, info: ValidationInfo) -> VendorRule:
+        ctx, t = _context(info), self.transform
+        if ctx is None or t is None or t.feeds is None:
+            return self
+        col_type = ctx.dataset.column(self.target).type
+        if col_type not in t.feeds:
+            raise problem(
+                f"transform {t.name!r} cannot feed {self.target} (a {col_type} column; "
+                f"it feeds {', '.join(sorted(t.feeds))} columns)"
+            )
+        return self
+
+    def value_sql(self, parts: list[str]) -> str:
+        """The raw value from the vendor cells (each trimmed text or NULL)."""
+        raise NotImplementedError
+
+    def sql(self, c: Compiled) -> str:
+        v = self.value_sql([_src_sql(c.cols.by_source[s]) for s in self.sources])
+        shown = ", ".join(self.sources) or self.target
+
+        def refuse(value: str, problem: str) -> str:
+            """An error that stops the load (one transaction: nothing of the file lands)."""
+            if not c.loud:
+                return value
+            return (
+                f"error({sql_str(f'{c.file_label}: column {shown!r} (for {self.target}) has the value ')}"
+                f" || {value} || ' (row ' || CAST({c.row_no} AS VARCHAR) || '), ' || "
+                f"{sql_str(f'{problem} [mapping {c.origin}]')})"
+            )
+
+        if self.transform is not None:
+            v = self.transform.sql(v, refuse)
+        if self.values:
+            v = self._values_sql(v, c, shown)
+        if self.default is not None:
+            v = f"coalesce(NULLIF({v}, ''), {sql_str(self.default)})"
+        return v
+
+    def _values_sql(self, v: str, c: Compiled, shown: str) -> str:
+        whens = " ".join(f"WHEN {sql_str(k)} THEN {sql_str(t)}" for k, t in self.values.items())
+        if self.unmapped == "null":
+            other = "CAST(NULL AS VARCHAR)"
+        elif self.unmapped == "error" and c.loud:
+            other = (
+                f"error({sql_str(f'{c.file_label}: column {shown!r} has the value ')} || {v} || "
+                f"{sql_str(f' that mapping {c.origin} does not map for {self.target} (row ')} || "
+                f"CAST({c.row_no} AS VARCHAR) || ')')"
+            )
+        else:
+            other = v
+        return f"CASE WHEN {v} IS NULL THEN NULL ELSE CASE lower({v}) {whens} ELSE {other} END END"
+
+
+@register_kind
+class SourceRule(VendorRule):
+    """One vendor column's text."""
+
+    kind = "source"
+    sources: Columns = Field(alias="source")
+
+    @field_validator("sources")
+    @classmethod
+    def _one(cls, sources: tuple[str, ...]) -> tuple[str, ...]:
+        if len(sources) != 1:
+            raise problem("source takes one column; use concat for several")
+        return sources
+
+    def value_sql(self, parts: list[str]) -> str:
+        return parts[0]
+
+
+@register_kind
+class CoalesceRule(VendorRule):
+    """The first non-empty of several vendor columns."""
+
+    kind = "coalesce"
+    sources: Columns = Field(alias="coalesce")
+
+    def value_sql(self, parts: list[str]) -> str:
+        return f"coalesce({', '.join(parts)})"
+
+
+@register_kind
+class ConcatRule(VendorRule):
+    """The non-empty vendor columns joined by `separator`."""
+
+    kind = "concat"
+    sources: Columns = Field(alias="concat")
+    separator: StrictStr = Field(" ", alias="separator")
+
+    def value_sql(self, parts: list[str]) -> str:
+        return f"NULLIF(concat_ws({sql_str(self.separator)}, {', '.join(parts)}), '')"
+
+
+@register_kind
+class ConstantRule(ColumnRule):
+    """The same text on every row (`false` is written `false`)."""
+
+    kind = "constant"
+    constant: Text = Field(alias="constant")
+
+    @classmethod
+    def extra_keys(cls, extra: list[str]) -> str:
+        return f"a constant takes no other keys (found {', '.join(extra)})"
+
+    def sql(self, c: Compiled) -> str:
+        return sql_str(self.constant)
+
+
+@register_kind
+class IdentityRule(ColumnRule):
+    """A synthetic row ID from canonical columns this mapping fills (`_identity_sql`)."""
+
+    kind = "identity"
+    parts: Columns = Field(alias="identity")
+    prefix: StrictStr = Field("", alias="prefix")
+
+    @classmethod
+    def extra_keys(cls, extra: list[str]) -> str:
+        return f"identity takes only prefix (found {', '.join(extra)})"
+
+
+#: Every key a column rule may have.
+_KEYS = frozenset(k for c in KINDS.values() for k in c.toml_keys())
+
+
+def parse_rule(target: str, spec: object, context: Context) -> ColumnRule:
+    """One `target = spec` line of a dataset table as its rule model (pydantic errors are
+    turned into `MappingError`s by the caller)."""
+    ds = context.dataset
+    if target not in ds.column_names:
+        raise problem(
+            f"{target!r} is not a canonical {ds.name} column (one of: {', '.join(ds.column_names)})"
+        )
+    if isinstance(spec, str):
+        if not spec.strip():
+            raise problem("the source column name is empty")
+        spec = {"source": spec}
+    if not isinstance(spec, dict):
+        raise problem("must be a vendor column name or a table (see docs/mappings.md)")
+    unknown = sorted(set(spec) - _KEYS)
+    if unknown:
+        allowed = ", ".join(sorted(_KEYS))
+        raise problem(f"unknown key(s) {', '.join(unknown)} (allowed: {allowed})")
+    kinds = [k for k in KINDS if k in spec]
+    if len(kinds) != 1:
+        raise problem(f"needs exactly one of {', '.join(KINDS)}")
+    return KINDS[kinds[0]].model_validate({**spec, "target": target}, context={"mapping": context})
+
+
+# -- a dataset's rules and a mapping file ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ResolvedColumns:
+    """A mapping's source columns resolved against one file's header."""
+
+    by_source: dict[
+        str, str | None
+    ]  # mapping's source name -> header name in the file (None: absent)
+
+
+class DatasetMapping(BaseModel):
+    """The rules of one dataset; canonical columns without a rule are NULL."""
+
+    model_config = ConfigDict(frozen=True)
+    dataset: str
+    rules: tuple[ColumnRule, ...]
+    origin: str  # the mapping file's name, for messages
+
+    @model_validator(mode="after")
+    def _identities_and_key(self) -> DatasetMapping:
+        key = self.dataset
+        mapped = {r.target for r in self.rules}
+        plain = {r.target for r in self.rules if r.kind != "identity"}
+        for r in self.rules:
+            wrong = [p for p in r.parts if p not in plain]
+            if wrong:
+                raise problem(
+                    f"identity lists {', '.join(map(repr, wrong))}: it takes canonical "
+                    f"{key} columns that this mapping fills from the file "
+                    f"(mapped here: {', '.join(sorted(plain))})",
+                    where=f"[{key}.{r.target}]:",
+                )
+        ds = self.spec
+        unmapped_keys = [k for k in ds.key if k not in ds.key_nullable and k not in mapped]
+        if unmapped_keys:
+            raise problem(
+                f"does not map key column(s) {', '.join(unmapped_keys)}: every row needs an "
+                "identity (use identity = [...] if the export has no ID)"
+            )
+        return self
+
+    @property
+    def spec(self) -> Dataset:
+        return DATASETS[self.dataset]
+
+    def source_types(self) -> dict[str, str]:
+        """Normalised vendor column -> canonical type, for columns copied into one typed column.
+
+        The XLSX reader uses it to write numbers in a date column (Excel serials) as dates.
+        """
+        out: dict[str, str] = {}
+        for r in self.rules:
+            if r.kind in ("source", "coalesce"):
+                for s in r.sources:
+                    out[normalise_header(s)] = self.spec.column(r.target).type
+        return out
+
+    def resolve(self, header: Sequence[tuple[str, str]], file_label: str) -> ResolvedColumns:
+        """Find each source column in the file; refuse a file missing a required one, or
+        holding it twice (`Notes` and `notes`: which one was meant is a guess)."""
+        by_norm: dict[str, list[tuple[str, str]]] = {}
+        for label, name in header:
+            by_norm.setdefault(normalise_header(label), []).append((label, name))
+        found: dict[str, str | None] = {}
+        missing: list[str] = []
+        for r in self.rules:
+            for s in r.sources:
+                hits = by_norm.get(normalise_header(s), [])
+                if len(hits) > 1:
+                    raise MappingError(
+                        f"{file_label}: column {s!r} (for {r.target}) appears "
+                        f"{len(hits)} times in the header "
+                        f"({', '.join(repr(label) for label, _ in hits)})"
+                    )
+                if not hits and not r.optional:
+                    missing.append(f"{s!r} (for {r.target})")
+                found[s] = hits[0][1] if hits else None
+        if missing:
+            raise MappingError(
+                f"{file_label}: missing column(s) {', '.join(dict.fromkeys(missing))} "
+                f"required by mapping {self.origin} [{self.dataset}]"
+            )
+        return ResolvedColumns(found)
+
+    def column_sql(
+        self, header: Sequence[tuple[str, str]], file_label: str, row_no: str
+    ) -> dict[str, str]:
+        """Canonical column -> DuckDB expression over the file's columns (text or NULL).
+
+        `header` pairs each column's label as written in the file with its SQL name;
+        `row_no` is the SQL of the record's row number (for identities and error messages).
+        """
+        loud = Compiled(self.resolve(header, file_label), file_label, self.origin, row_no)
+        out = {r.target: r.sql(loud) for r in self.rules if r.kind != "identity"}
+        quiet = replace(loud, loud=False)
+        for r in self.rules:
+            if r.kind == "identity":  # over the mapped values: CSV and XLSX give the same IDs
+                by_target = {q.target: q.sql(quiet) for q in self.rules if q.target in r.parts}
+                out[r.target] = _identity_sql(r, [by_target[p] for p in r.parts], row_no)
+        return out
+
+
+class SourceMapping(BaseModel):
+    """A vendor's mapping file: rules for some datasets (the others are read as canonical)."""
+
+    model_config = ConfigDict(frozen=True)
+    name: StrictStr
+    origin: str
+    description: StrictStr | None = None
+    datasets: dict[str, DatasetMapping] = Field(default_factory=dict)
+
+    @field_validator("datasets")
+    @classmethod
+    def _some(cls, datasets: dict[str, DatasetMapping]) -> dict[str, DatasetMapping]:
+        if not datasets:
+            raise problem("maps no dataset (add a [time_entries] table, ...)")
+        return datasets
+
+    def __hash__(self) -> int:  # FileFormat is a frozen dataclass that holds one
+        return hash((self.name, self.origin))
+
+    def for_dataset(self, dataset: str) -> DatasetMapping | None:
+        return self.datasets.get(dataset)
+
+
+# -- loading -----------------------------------------------------------------------------
+
+
+def _describe(err: Mapping[str, Any]) -> tuple[str | None, str]:
+    """(where it is reported, if not the default; the problem, naming the offending key)."""
+    ctx = err.get("ctx") or {}
+    if err["type"] == "mapping":
+        return ctx.get("where"), ctx["text"]
+    loc = [str(p) for p in err["loc"]]
+    tag = None
+    if loc[:1] == ["transform"] and len(loc) > 1:  # (transform, <name>, <setting>)
+        tag, loc = loc[1], loc[2:]
+    key = ".".join(loc)
+    hint = None
+    if tag in TRANSFORMS:  # a setting's description is the hint (e.g. "%m/%d/%Y")
+        fields = TRANSFORMS[tag].model_fields.values()
+        hint = next((f.description for f in fields if f.alias == key), None)
+    t = err["type"]
+    if t == "value_error":
+        text = str(ctx["error"])
+    elif t == "missing" and tag is not None:
+        return None, f"transform {tag!r} needs {key}" + (f" ({hint})" if hint else "")
+    elif t == "string_type":
+        text = "must be a string" + (f" ({hint})" if hint else "")
+    elif t == "bool_type":
+        text = "must be true or false"
+    elif t == "literal_error":
+        text = f"must be one of {ctx['expected']}"
+    else:
+        text = f"is invalid: {err['msg']}"
+    return None, f"{key} {text}" if key else text
+
+
+def _mapping_error(
+    e: ValidationError | PydanticCustomError, origin: str, where: str
+) -> MappingError:
+    """The first problem pydantic found, as `mapping <file>: [<dataset>.<column>]: <problem>`."""
+    if isinstance(e, PydanticCustomError):
+        err: Mapping[str, Any] = {"type": e.type, "loc": (), "msg": e.message(), "ctx": e.context}
+    else:
+        err = e.errors()[0]
+    place, text = _describe(err)
+    place = place if place is not None else where
+    return MappingError(
+        f"mapping {origin}: {place} {text}" if place else f"mapping {origin}: {text}"
+    )
+
+
+def _parse_dataset(
+    key: str, section: object, origin: str, con: duckdb.DuckDBPyConnection
+) -> DatasetMapping:
+    if key not in DATASETS:
+        raise MappingError(
+            f"mapping {origin}: [{key}] is not a dataset (one of: {', '.join(DATASETS)})"
+        )
+    if not isinstance(section, dict) or not section:
+        raise MappingError(f"mapping {origin}: [{key}] must be a table of column rules")
+    context = Context(DATASETS[key], con)
+    rules = []
+    for target, spec in section.items():
         try:
-            kw["default"] = _text(spec["default"])
-        except TypeError:
-            raise _fail(origin, where, "default must be a string, number or boolean") from None
-    return ColumnRule(target, kind, sources=sources, **kw)
+            rules.append(parse_rule(target, spec, context))
+        except (ValidationError, PydanticCustomError) as e:
+            raise _mapping_error(e, origin, f"[{key}.{target}]:") from None
+    try:
+        return DatasetMapping(dataset=key, rules=tuple(rules), origin=origin)
+    except ValidationError as e:
+        raise _mapping_error(e, origin, f"[{key}]") from None
 
 
 def parse_mapping(data: Mapping[str, Any], origin: str) -> SourceMapping:
     """Validate a parsed TOML document and build the mapping (`origin` names it in errors)."""
-    name = data.get("name", origin)
-    if not isinstance(name, str):
-        raise MappingError(f"mapping {origin}: name must be a string")
-    datasets: dict[str, DatasetMapping] = {}
+    head = {k: data[k] for k in ("name", "description") if k in data}
     con = duckdb.connect()
     try:
-        for key, section in data.items():
-            if key in ("name", "description"):
-                continue
-            if key not in DATASETS:
-                raise MappingError(
-                    f"mapping {origin}: [{key}] is not a dataset (one of: {', '.join(DATASETS)})"
-                )
-            if not isinstance(section, dict) or not section:
-                raise MappingError(f"mapping {origin}: [{key}] must be a table of column rules")
-            ds = DATASETS[key]
-            rules = tuple(_parse_rule(ds, t, s, origin, con) for t, s in section.items())
-            mapped = {r.target for r in rules}
-            plain = {r.target for r in rules if r.kind != "identity"}
-            for r in rules:
-                wrong = [p for p in r.parts if p not in plain]
-                if wrong:
-                    raise _fail(
-                        origin,
-                        f"{key}.{r.target}",
-                        f"identity lists {', '.join(map(repr, wrong))}: it takes canonical "
-                        f"{key} columns that this mapping fills from the file "
-                        f"(mapped here: {', '.join(sorted(plain))})",
-                    )
-            unmapped_keys = [k for k in ds.key if k not in ds.key_nullable and k not in mapped]
-            if unmapped_keys:
-                raise MappingError(
-                    f"mapping {origin}: [{key}] does not map key column(s) "
-                    f"{', '.join(unmapped_keys)}: every row needs an identity "
-                    "(use identity = [...] if the export has no ID)"
-                )
-            datasets[key] = DatasetMapping(key, rules, origin)
+        datasets = {
+            key: _parse_dataset(key, section, origin, con)
+            for key, section in data.items()
+            if key not in head
+        }
     finally:
         con.close()
-    if not datasets:
-        raise MappingError(f"mapping {origin}: maps no dataset (add a [time_entries] table, ...)")
-    return SourceMapping(name, origin, datasets)
+    try:
+        return SourceMapping(**{"name": origin, **head}, origin=origin, datasets=datasets)
+    except ValidationError as e:
+        raise _mapping_error(e, origin, "") from None
 
 
 def resolve_mapping_path(ref: str | Path) -> Path:
