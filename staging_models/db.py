@@ -188,10 +188,7 @@ class StagingDB:
         (a sample of at most 300 x default_statistics_target rows), but grows with the columns:
         a table may be given as `name (col, ...)` to analyze only the columns queries join and
         filter it on."""
-        if self.is_duckdb:
-            return
-        for table in tables:
-            conn.exec_driver_sql(f"ANALYZE {table}")
+        analyze(conn, *tables)
 
     def query_df(self, sql: str, params: Mapping[str, Any] | None = None) -> pd.DataFrame:
         with self.engine.connect() as conn:
@@ -269,3 +266,11 @@ def dispose_all() -> None:
         for db in _DBS.values():
             db.engine.dispose()
         _DBS.clear()
+
+
+def analyze(conn: Connection, *tables: str) -> None:
+    """`StagingDB.analyze` for code that holds only a connection (PostgreSQL only)."""
+    if conn.dialect.name == "duckdb":
+        return
+    for table in tables:
+        conn.exec_driver_sql(f"ANALYZE {table}")

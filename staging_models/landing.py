@@ -29,7 +29,7 @@ from sqlalchemy.engine import Connection
 from connectors.sources.base import display_name, safe_local_name
 from connectors.sources.canonical import DATASETS, DECIMALS, Column, Dataset
 from connectors.sources.formats import FileFormat, FileFormatError, close_raw, open_raw
-from staging_models.db import StagingDB
+from staging_models.db import StagingDB, analyze
 from staging_models.full_export import FullExportPolicy, judge
 from staging_models.scratch import clean_dead_scratch, scratch_dir
 from staging_models.tables import VERSIONS, loads
@@ -213,7 +213,7 @@ def _version_ctes(ds: Dataset) -> str:
     """
 
 
-def _apply_versions(db: StagingDB, conn: Connection, ds: Dataset, load_id: str) -> dict[str, int]:
+def _apply_versions(conn: Connection, ds: Dataset, load_id: str) -> dict[str, int]:
     """Judge every landed row of the load once (temp table), then insert the new versions."""
     stg = VERSIONS[ds.name]
     cols = ", ".join(ds.column_names)
@@ -227,7 +227,7 @@ def _apply_versions(db: StagingDB, conn: Connection, ds: Dataset, load_id: str) 
         {"load_id": load_id},
     )
     # Read three times below, and autovacuum never analyzes temporary tables.
-    db.analyze(conn, f"{judged} (row_no, row_key, disposition)")
+    analyze(conn, f"{judged} (row_no, row_key, disposition)")
     counts = dict(
         conn.execute(
             sa.text(f"SELECT disposition, COUNT(*) FROM {judged} GROUP BY disposition")
@@ -372,7 +372,7 @@ def land_file(
             # Versioning reads the rows just copied in: plan it on statistics that know them
             # (of the columns anything joins or filters landing rows on; raw text is only read).
             db.analyze(conn, f"{ds.landing_table} ({_LANDING_KEYS})")
-            counts = _apply_versions(db, conn, ds, load_id)
+            counts = _apply_versions(conn, ds, load_id)
             result.rows_read = sum(counts.values())  # every landed row has one disposition
             for k, v in counts.items():
                 setattr(result, k, v)
