@@ -87,6 +87,16 @@ def _columns(conn: sa.Connection) -> dict[str, dict[str, tuple[str, str]]]:
     return out
 
 
+def _indexes(conn: sa.Connection) -> set[str]:
+    """The index names of the schema (PostgreSQL; DuckDB: none are made, primary keys aside)."""
+    if conn.dialect.name == "postgresql":
+        sql = "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema()"
+        sql += " AND tablename NOT LIKE '%alembic_version'"
+    else:
+        sql = "SELECT index_name FROM duckdb_indexes() WHERE schema_name = current_schema()"
+    return {r[0] for r in conn.execute(sa.text(sql))}
+
+
 def _value(data_type: str, col: str, i: int):
     """A typed value for row `i` (distinct per row, so composite keys stay unique)."""
     if data_type.startswith(("numeric", "decimal")):
@@ -180,12 +190,12 @@ def test_upgraded_schema_equals_a_fresh_one(
     """Upgrading from the base reaches exactly the tables and columns a fresh database gets:
     a table or column added to the metadata without a revision fails here."""
     with any_db.engine.connect() as conn:
-        fresh = _columns(conn)
+        fresh = _columns(conn), _indexes(conn)
     with _empty(any_db.dialect, tmp_path, pg_available) as url:
         _build(url, STAGING, "head", pre_alembic=False)
         engine = _engine(url)
         with engine.connect() as conn:
-            upgraded = _columns(conn)
+            upgraded = _columns(conn), _indexes(conn)
         engine.dispose()
     assert upgraded == fresh
 
@@ -339,3 +349,61 @@ def test_dev_upgrade_runs_the_command(tmp_path: Path) -> None:
         [str(ROOT / "dev"), "upgrade", "--history"], env=env, capture_output=True, text=True
     )
     assert "staging 0002 (after 0001)" in history.stdout and "erp erp0001" in history.stdout
+
+
+RELEASE_1 = "9736e9d"
+
+
+@pytest.fixture(scope="module")
+def release1_tree(tmp_path_factory) -> Path:
+    """The first release's source (git 9736e9d), to build databases with its own code."""
+    tree = tmp_path_factory.mktemp("release1")
+    try:
+        archive = subprocess.run(
+            ["git", "-C", str(ROOT), "archive", RELEASE_1, "staging_models", "connectors"],
+            capture_output=True,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.CalledProcessError):
+        pytest.skip(f"no git history with {RELEASE_1} here (a packaged copy): nothing to compare")
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+    return tree
+
+
+@pytest.mark.slow
+def test_base_revisions_are_what_release_1_made(
+    release1_tree: Path, empty_url: str, tmp_path: Path, pg_available: bool, capsys
+) -> None:
+    """A database made by release 1's own code has exactly the tables and columns of the
+    frozen base revisions, and the command upgrades it (staging and ERP)."""
+    with _empty(empty_url.split(":")[0], tmp_path, pg_available) as erp_url:
+        code = (
+            "import sys; from staging_models.db import StagingDB; "
+            "from connectors.erp.sql_interface import SqlInterfaceTarget; "
+            "StagingDB(sys.argv[1]).init_schema(); SqlInterfaceTarget(sys.argv[2]).close()"
+        )
+        subprocess.run(
+            [sys.executable, "-c", code, empty_url, erp_url],
+            env={**_env(tmp_path), "PYTHONPATH": str(release1_tree)},
+            cwd=release1_tree,  # `-c` puts the working directory first on sys.path
+            check=True,
+            timeout=120,
+        )
+        made = {}
+        for url in (empty_url, erp_url):
+            engine = _engine(url)
+            with engine.connect() as conn:
+                made[url] = _columns(conn), _indexes(conn)
+            engine.dispose()
+        for track, rev, url in ((STAGING, "0001", empty_url), (ERP, "erp0001", erp_url)):
+            with _empty(empty_url.split(":")[0], tmp_path, pg_available) as frozen:
+                _build(frozen, track, rev, pre_alembic=True)
+                engine = _engine(frozen)
+                with engine.connect() as conn:
+                    assert (_columns(conn), _indexes(conn)) == made[url], track.name
+                engine.dispose()
+        assert main(["--staging-url", empty_url, "--erp-url", erp_url]) == 0
+        out = capsys.readouterr().out
+        assert "upgrade 0001 -> 0002" in out and "at head erp0001" in out
+        StagingDB(empty_url).init_schema()
+        SqlInterfaceTarget(erp_url).close()
