@@ -301,7 +301,8 @@ def main(argv: list[str] | None = None) -> int:
                 if args.check:
                     st = state(conn, track)
                     behind |= st.kind != "head"
-                    print(f"{track.name} {where}: {st.kind} ({st.revision or '-'})")
+                    unstamped = ", no version table yet" if st.legacy else ""
+                    print(f"{track.name} {where}: {st.kind} ({st.revision or '-'}{unstamped})")
                     continue
                 for line in upgrade(conn, track, _create(track), where):
                     print(line)
