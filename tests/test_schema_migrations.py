@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -407,3 +408,54 @@ def test_base_revisions_are_what_release_1_made(
         assert "upgrade 0001 -> 0002" in out and "at head erp0001" in out
         StagingDB(empty_url).init_schema()
         SqlInterfaceTarget(erp_url).close()
+
+
+@pytest.mark.slow
+def test_alembic_scripts_ship_with_the_package(tmp_path: Path) -> None:
+    """setuptools' build of the package (what a wheel holds) has every revision and frozen
+    .sql file, and the command lists the revisions from it alone."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, src / name)
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    for pattern in pyproject["tool"]["setuptools"]["packages"]["find"]["include"]:
+        pkg = pattern.rstrip("*")
+        shutil.copytree(ROOT / pkg, src / pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    lib = tmp_path / "lib"
+    built = subprocess.run(
+        [sys.executable, "-c", "import setuptools; setuptools.setup()", "-q", "build_py"]
+        + ["--build-lib", str(lib)],
+        cwd=src,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert built.returncode == 0, built.stderr
+    shipped = {p.relative_to(lib).as_posix() for p in (lib / "staging_models/alembic").rglob("*")}
+    wanted = {
+        p.relative_to(ROOT).as_posix()
+        for p in (ROOT / "staging_models/alembic").rglob("*")
+        if p.suffix in (".py", ".sql")
+    }
+    assert shipped >= wanted
+    history = subprocess.run(
+        [sys.executable, "-m", "staging_models.migrations", "--history"],
+        env={**_env(tmp_path), "PYTHONPATH": str(lib)},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert history.returncode == 0, history.stderr
+    assert (
+        str(lib)
+        in subprocess.run(
+            [sys.executable, "-c", "import staging_models.migrations as m; print(m.__file__)"],
+            env={**_env(tmp_path), "PYTHONPATH": str(lib)},
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+        ).stdout
+    )
+    assert "staging 0002 (after 0001)" in history.stdout and "erp erp0001" in history.stdout
