@@ -317,7 +317,11 @@ def test_console_script_upgrades_and_checks(tmp_path: Path) -> None:
         )
 
     check = run("--check")
-    assert check.returncode == 1 and "staging" in check.stdout and "behind (0001)" in check.stdout
+    assert (
+        check.returncode == 1
+        and "staging" in check.stdout
+        and "behind (0001, no version table yet)" in check.stdout
+    )
     done = run()
     assert done.returncode == 0, done.stderr
     assert "upgrade 0001 -> 0002: today's changes" in done.stdout
@@ -459,3 +463,18 @@ def test_alembic_scripts_ship_with_the_package(tmp_path: Path) -> None:
         ).stdout
     )
     assert "staging 0002 (after 0001)" in history.stdout and "erp erp0001" in history.stdout
+
+
+def test_demo_on_an_old_database_is_one_line_naming_the_command(
+    tmp_path: Path, monkeypatch
+) -> None:
+    from pipelines.demo import SettingError, check_settings
+
+    url = f"duckdb:///{tmp_path / 'staging.duckdb'}"
+    _build(url, STAGING, "0001", pre_alembic=True)
+    monkeypatch.setenv("STAGEPOST_STAGING_URL", url)
+    monkeypatch.setenv("STAGEPOST_DATA_DIR", str(tmp_path))
+    with pytest.raises(SettingError) as e:
+        check_settings()
+    assert "\n" not in str(e.value)
+    assert "revision 0001 (made before Alembic)" in str(e.value) and "./dev upgrade" in str(e.value)
