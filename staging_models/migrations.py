@@ -106,7 +106,7 @@ STAGING = Track("staging", "stagepost_alembic_version", "schema_meta", _staging_
 ERP = Track("erp", "stagepost_erp_alembic_version", "erp_time_lines", lambda _c: "erp0001", 7302)
 
 
-def run_env(context) -> None:  # noqa: ANN001  (alembic.context, a module proxy)
+def run_env(context) -> None:  # context: alembic.context (a module proxy)
     """The body of each track's env.py: run on the connection the caller passed in its own
     transaction (so the stamp of a pre-Alembic database and the upgrade commit together)."""
     cfg = context.config
@@ -158,7 +158,7 @@ def state(conn: Connection, track: Track) -> State:
     present = _present(conn, track.version_table, track.marker_table)
     current = None
     if track.version_table in present:
-        current = conn.execute(
+        current = conn.execute(  # one row: the history is linear
             sa.text(f"SELECT max(version_num) FROM {track.version_table}")
         ).scalar()
     legacy = current is None
