@@ -20,15 +20,22 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, make_url
 
-from staging_models.migrations import UPGRADES, upgrade_steps
+from staging_models.migrations import (  # SchemaVersionError: raised by init_schema
+    STAGING,
+    SchemaVersionError,  # noqa: F401
+    ensure_schema,
+)
 from staging_models.schema import SCHEMA_VERSION, metadata
 from staging_models.tables import schema_meta
 
 DEFAULT_DATA_DIR = Path("data")
 
 
-class SchemaVersionError(RuntimeError):
-    """The staging database was created by another schema version: upgrade explicitly."""
+def create_staging_tables(conn: Connection) -> None:
+    """A fresh staging database at head: every table, `schema_meta`'s version (which releases
+    before Alembic check). `staging_models.migrations` stamps it."""
+    metadata.create_all(conn)
+    conn.execute(schema_meta.insert().values(key="schema_version", value=str(SCHEMA_VERSION)))
 
 
 def data_dir() -> Path:
@@ -118,39 +125,19 @@ class StagingDB:
     # -- schema -----------------------------------------------------------------------------
 
     def init_schema(self) -> None:
-        """Create missing tables and record the schema version; upgrade an older database in
-        place (`staging_models.migrations`); refuse a newer one."""
+        """Create a fresh database at the head schema revision; refuse one at another revision
+        (`SchemaVersionError` naming the upgrade command: see `staging_models.migrations`)."""
         if self._schema_ready:
             return
         with self.engine.begin() as conn:
-            metadata.create_all(conn)  # new tables; existing ones keep their columns
-            found = conn.execute(
-                sa.select(schema_meta.c.value).where(schema_meta.c.key == "schema_version")
-            ).scalar()
-            if found is not None and int(found) != SCHEMA_VERSION:
-                if int(found) > SCHEMA_VERSION or int(found) not in UPGRADES:
-                    raise SchemaVersionError(
-                        f"staging database {redact_url(self.url)} has schema version {found}, "
-                        f"this stagepost expects {SCHEMA_VERSION} and cannot upgrade it: use a "
-                        "stagepost release of that version"
-                    )
-                for sql in upgrade_steps(int(found), SCHEMA_VERSION):
-                    conn.exec_driver_sql(sql)
-                conn.execute(
-                    schema_meta.update()
-                    .where(schema_meta.c.key == "schema_version")
-                    .values(value=str(SCHEMA_VERSION))
-                )
-            if found is None:
-                conn.execute(
-                    schema_meta.insert().values(key="schema_version", value=str(SCHEMA_VERSION))
-                )
+            ensure_schema(conn, STAGING, create_staging_tables, redact_url(self.url))
         self._schema_ready = True
 
     def drop_all(self) -> None:
         """Drop every stagepost table (tests and demos only)."""
         with self.engine.begin() as conn:
             metadata.drop_all(conn)
+            conn.exec_driver_sql(f"DROP TABLE IF EXISTS {STAGING.version_table}")
         self._schema_ready = False
 
     # -- queries ----------------------------------------------------------------------------

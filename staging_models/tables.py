@@ -10,8 +10,9 @@ import sqlalchemy as sa
 
 from connectors.sources.canonical import DATASETS, DECIMALS, Column, Dataset
 
-#: Bump when a table changes, with its upgrade step in `staging_models.migrations`:
-#: `StagingDB.init_schema` upgrades an older database and refuses a newer one.
+#: The head Alembic revision's number (`staging_models/alembic/staging/versions/`), kept in
+#: `schema_meta` so releases before Alembic refuse a newer database. A table change is a new
+#: revision (and a bump here, which the revision writes into `schema_meta`).
 SCHEMA_VERSION = 2
 
 metadata = sa.MetaData()

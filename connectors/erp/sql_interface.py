@@ -309,8 +309,11 @@ class SqlInterfaceTarget(ErpTarget):
         else:
             raise ValueError(f"unsupported ERP interface database {self._safe_url}")
         self.faults = faults or FaultInjection()
+        # Fresh: created at the head Alembic revision; older: refused, naming the upgrade command.
+        from staging_models.migrations import ERP, ensure_schema
+
         with self._tx() as conn:
-            metadata.create_all(conn)
+            ensure_schema(conn, ERP, metadata.create_all, self._safe_url)
 
     def __repr__(self) -> str:
         return f"SqlInterfaceTarget({self._safe_url})"

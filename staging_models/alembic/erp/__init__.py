@@ -1,0 +1,1 @@
+"""Alembic scripts of the erp track (see `staging_models.migrations`)."""

@@ -1,0 +1,1 @@
+"""Revisions of the erp track (Alembic skips this file)."""

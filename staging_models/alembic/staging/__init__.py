@@ -1,0 +1,1 @@
+"""Alembic scripts of the staging track (see `staging_models.migrations`)."""

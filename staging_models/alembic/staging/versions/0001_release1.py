@@ -1,0 +1,31 @@
+"""release 1 schema (git 9736e9d): the staging tables, schema_meta version 1
+
+Frozen DDL (release1.sql, PostgreSQL indexes in release1_postgresql.sql): a database made
+by the first release has exactly these tables.
+"""
+
+from pathlib import Path
+
+from alembic import op
+
+from staging_models.migrations import read_sql
+
+revision = "0001"
+down_revision = None
+branch_labels = None
+depends_on = None
+
+_DIR = Path(__file__).resolve().parent.parent
+
+
+def upgrade() -> None:
+    for sql in read_sql(_DIR / "release1.sql"):
+        op.execute(sql)
+    if op.get_context().dialect.name == "postgresql":
+        for sql in read_sql(_DIR / "release1_postgresql.sql"):
+            op.execute(sql)
+    op.execute("INSERT INTO schema_meta (key, value) VALUES ('schema_version', '1')")
+
+
+def downgrade() -> None:
+    raise NotImplementedError("the base revision is not dropped: delete the database instead")

@@ -1,0 +1,1 @@
+"""Revisions of the staging track (Alembic skips this file)."""
