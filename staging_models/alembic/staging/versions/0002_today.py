@@ -1,8 +1,9 @@
-"""today's changes: posting_windows.message, the full-export tables
+"""today's changes: posting_windows.message, the full-export tables, landing_purges
 
 Everything between release 1 (9736e9d) and Alembic: posting_windows.message (the window's
 result; release 1 wrote it into note, old rows keep theirs there), the full-export deletion
-check's tables (full_exports, full_export_vanished, full_export_events), and schema_meta
+check's tables (full_exports, full_export_vanished, full_export_events), retention's
+per-load counts of purged raw rows (landing_purges), and schema_meta
 version 2 (release 1 refuses an upgraded database). loads.status may now be `refused`: text,
 no DDL. Idempotent, so a database this morning's hand-written upgrade (schema_meta version 2)
 already touched goes through it too. An upgraded posting_windows has `message` last.
@@ -41,6 +42,13 @@ _TABLES = (
     tombstone_version INTEGER,
     status TEXT NOT NULL,
     PRIMARY KEY (load_id, row_key)
+)""",
+    """CREATE TABLE IF NOT EXISTS landing_purges (
+    load_id TEXT NOT NULL,
+    dataset TEXT NOT NULL,
+    rows_purged INTEGER NOT NULL,
+    purged_at TIMESTAMP WITH TIME ZONE NOT NULL,
+    PRIMARY KEY (load_id)
 )""",
     """CREATE TABLE IF NOT EXISTS full_export_events (
     load_id TEXT NOT NULL,
