@@ -74,9 +74,9 @@ def test_production_instance_on_postgresql_with_pools(
     config["run_monitoring"]["poll_interval_seconds"] = 2  # the test cannot wait 2 minutes
     (home / "dagster.yaml").write_text(yaml.safe_dump(config))
     data = tmp_path / "data"
-    # Big enough that its ingestion is still running when the next runs are launched.
-    rows = [te(entry_id=f"TE{i}") for i in range(60_000)]
-    write_csv(data / "inbox" / "time_entries_a.csv", "time_entries", rows)
+    # A file is landed once it has been quiet for STAGEPOST_STABLE_SECONDS: an ingestion run
+    # that finds a fresh one waits that long, so it is still running when the next runs start.
+    inbox = data / "inbox"
     pg = sa.engine.make_url(PG_URL)
     env = {
         "DAGSTER_PG_HOST": pg.host or "127.0.0.1",
@@ -87,6 +87,7 @@ def test_production_instance_on_postgresql_with_pools(
         "STAGEPOST_DATA_DIR": str(data),
         "STAGEPOST_STAGING_URL": str(pg_db.engine.url.render_as_string(hide_password=False)),
         "STAGEPOST_ERP_URL": f"duckdb:///{tmp_path / 'erp.duckdb'}",
+        "STAGEPOST_STABLE_SECONDS": "25",
     }
     # Pool limits set up front, as docs/deployment.md says: Dagster gives a pool its default
     # limit when the queue first sees it, and enforces it only from the next pass on.
@@ -106,6 +107,7 @@ def test_production_instance_on_postgresql_with_pools(
         )
     with dagster_ui(home, env, tmp_path / "dg_dev.log") as ui:
         # Two runs of the staging-write pool and one reconciliation, launched together.
+        write_csv(inbox / "time_entries_a.csv", "time_entries", [te(), te(entry_id="TE2")])
         first = ui.launch("ingest_time_entries_job")
         recon = ui.launch("reconciliation_job")
         second = ui.launch("ingest_nightly_job")
@@ -119,6 +121,7 @@ def test_production_instance_on_postgresql_with_pools(
         )
 
         # A run killed half-way is failed by Dagster and frees the pool for the run behind it.
+        write_csv(inbox / "time_entries_b.csv", "time_entries", [te(entry_id="TE3")])
         doomed = ui.launch("ingest_time_entries_job")
         behind = ui.launch("ingest_nightly_job")
         deadline = time.monotonic() + 120
