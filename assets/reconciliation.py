@@ -7,7 +7,6 @@ reads them back and writes one workbook per run (and one per legal entity) into 
 reports folder, with a download link served by `reconciliation.report_server`.
 """
 
-import os
 import re
 import tempfile
 from datetime import UTC, date, datetime
@@ -38,6 +37,7 @@ from connectors.erp.base import ErpTarget
 from connectors.report_upload import UploadError
 from connectors.sources.base import SourceError
 from pipelines.resources import PsaSource, ReportUpload, StagingDatabase
+from pipelines.settings_model import current
 from reconciliation.compare import ALL, Period, Reconciliation, reconcile
 from reconciliation.psa_files import Unlanded, unlanded_rows
 from reconciliation.report import write_reconciliation_workbook
@@ -203,7 +203,7 @@ def reconciliation(
         unlanded=inbox.rows,
         full_export_pattern=config.full_export_pattern
         or psa_source.full_export_pattern
-        or os.environ.get("STAGEPOST_FULL_EXPORT_PATTERN")
+        or current().full_export_pattern
         or None,
         notes=inbox.problems,
     )

@@ -28,6 +28,11 @@ from pipelines.settings import (
     report_upload_resource,
     staging_resource,
 )
+from pipelines.settings_model import current
+
+# Every STAGEPOST_* variable, validated at load: a bad value stops the code location here,
+# naming the variable (the schedules and the sensor above read theirs from the same model).
+settings = current()
 
 defs = Definitions(
     assets=[*landing_assets, *validation_assets, posting_window, *reconciliation_assets],
@@ -46,12 +51,12 @@ defs = Definitions(
     schedules=[*schedules, *posting_schedules, *reconciliation_schedules, *ops_schedules],
     sensors=[psa_inbox_sensor, *reconciliation_sensors],
     resources={
-        "staging": staging_resource(),
-        "psa_source": psa_source_resource(),
-        "erp": erp_resource(),
-        "posting_policy": posting_policy_resource(),
-        "report_upload": report_upload_resource(),
-        "staging_table_io_manager": StagingTableIOManager(staging=staging_resource()),
+        "staging": staging_resource(settings),
+        "psa_source": psa_source_resource(settings),
+        "erp": erp_resource(settings),
+        "posting_policy": posting_policy_resource(settings),
+        "report_upload": report_upload_resource(settings),
+        "staging_table_io_manager": StagingTableIOManager(staging=staging_resource(settings)),
     },
     # DuckDB allows one writer process: the steps of a run share this process.
     executor=in_process_executor,

@@ -22,7 +22,10 @@ from decimal import Decimal
 from pathlib import Path
 from typing import IO, Any
 
+from pydantic import SecretStr
+
 from pipelines.resources import data_dir
+from pipelines.settings_model import SettingsError, current
 
 Say = Callable[..., None]
 
@@ -46,29 +49,33 @@ def _shown(url: str) -> str:
         return url
 
 
+def _reveal(secret: SecretStr | None) -> str | None:
+    """The demo connects itself (no Dagster resource in between), so it needs the value."""
+    return secret.get_secret_value() if secret is not None else None
+
+
 def check_settings() -> None:
     """Open the staging database and the ERP as configured before anything runs, so a bad
     setting is one line naming its variable, not a stack trace per step."""
     from pipelines.erp_resources import ErpResource
     from staging_models.db import default_staging_url, staging_db, url_with_password
 
-    env = os.environ
-    url = env.get("STAGEPOST_STAGING_URL") or default_staging_url()
+    s = current()  # values already checked; here: do they work?
+    url = s.staging_url or default_staging_url()
     try:
-        staging_db(url_with_password(url, env.get("STAGEPOST_STAGING_PASSWORD"))).scalar("SELECT 1")
+        staging_db(url_with_password(url, _reveal(s.staging_password))).scalar("SELECT 1")
     except Exception as e:
         raise SettingError(
             f"STAGEPOST_STAGING_URL={_shown(url)} does not work: {_first_line(e)}"
         ) from None
-    kind = env.get("STAGEPOST_ERP_KIND", "sql")
-    erp_url = env.get("STAGEPOST_ERP_URL", "")
+    kind, erp_url = s.erp_kind, s.erp_url
     try:
         target = ErpResource(
             kind=kind,
             url=erp_url,
-            password=env.get("STAGEPOST_ERP_PASSWORD") or None,
-            database=env.get("STAGEPOST_ERP_DATABASE", ""),
-            user=env.get("STAGEPOST_ERP_USER", "admin"),
+            password=_reveal(s.erp_password),
+            database=s.erp_database,
+            user=s.erp_user,
         ).get_target()
         close = getattr(target, "close", None)
         if close:
@@ -360,6 +367,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-post", action="store_true", help="skip the posting window")
     args = ap.parse_args(argv)
 
+    try:
+        current()  # every STAGEPOST_* value checked before anything is touched
+    except SettingsError as e:
+        print(f"stagepost demo: {e}", file=sys.stderr)
+        return 2
     root = data_dir()
     try:
         if args.fresh and root.exists():

@@ -3,7 +3,6 @@ optional weekday schedule, off by default."""
 
 from __future__ import annotations
 
-import os
 from datetime import timedelta
 
 from dagster import (
@@ -17,6 +16,7 @@ from dagster import (
 )
 
 from assets.posting import POSTING_ASSET, POSTING_JOB, WINDOW_TAG, PostingWindowConfig
+from pipelines.settings_model import current
 
 POSTING_TAGS = {"posting_window": "1"}
 SCHEDULE_OPERATOR = "schedule posting_window_weekdays"
@@ -35,7 +35,7 @@ posting_window_job = define_asset_job(
     name="posting_window_weekdays",
     job=posting_window_job,
     cron_schedule="30 17 * * 1-5",
-    execution_timezone=os.environ.get("STAGEPOST_TIMEZONE", "UTC"),
+    execution_timezone=current().timezone,
     default_status=DefaultScheduleStatus.STOPPED,
     description="Weekdays 17:30: post everything validated up to yesterday (a real window).",
 )

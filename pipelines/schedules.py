@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
-
 from dagster import DefaultScheduleStatus, ScheduleDefinition
 
 from pipelines.jobs import ingest_nightly_job, ingest_time_entries_job
+from pipelines.settings_model import current
 
-TIMEZONE = os.environ.get("STAGEPOST_TIMEZONE", "UTC")
+TIMEZONE = current().timezone
 
 time_entries_hourly = ScheduleDefinition(
     name="time_entries_hourly",

@@ -17,7 +17,6 @@ safety net. Starts STOPPED: turn it on in the UI once the source is configured.
 from __future__ import annotations
 
 import json
-import os
 
 from dagster import (
     DefaultSensorStatus,
@@ -31,8 +30,9 @@ from assets.ingestion import DATASET_TAG, FILE_TAG, HOURLY_DATASETS
 from connectors.sources.base import RemoteFile, RetryableSourceError, dataset_of
 from pipelines.jobs import ingest_nightly_job, ingest_time_entries_job
 from pipelines.resources import PsaSource
+from pipelines.settings_model import current
 
-SENSOR_INTERVAL_SECONDS = int(os.environ.get("STAGEPOST_SENSOR_INTERVAL", "60"))
+SENSOR_INTERVAL_SECONDS = current().sensor_interval
 _CURSOR_VERSION = 1
 
 

@@ -1,117 +1,105 @@
-"""Deployment settings from environment variables (documented in the README).
+"""Dagster resources from the deployment settings (documented in the README).
 
-Plain settings are read here; secrets are handed to resources as `EnvVar` so
-Dagster resolves them at run time and never shows their values.
+The settings are read and validated once, in `pipelines.settings_model`; a bad value stops
+the code location at load with a message naming the variable. Secrets are handed to the
+resources as `EnvVar`s so that Dagster resolves them at run time and never shows their values.
 """
 
 from __future__ import annotations
 
-import json
-import os
+from typing import Any
 
 from dagster import EnvVar
 
-from connectors.sources.limits import FileLimits
 from pipelines.erp_resources import ErpResource, PostingPolicy
 from pipelines.resources import PsaSource, ReportUpload, StagingDatabase
+from pipelines.settings_model import Settings, current, env_name
 
 
-def delimiter(value: str) -> str:
-    """A delimiter as written in an environment file: `;`, `tab` or `\\t` (a tab is hard to
-    type in a .env file)."""
-    return "\t" if value.lower() in {"tab", "\\t"} else value
+def _secret(s: Settings, field: str) -> EnvVar | None:
+    """The secret's variable for Dagster to resolve, when it is set (the model only knows
+    that it is; its value never leaves the environment here)."""
+    return EnvVar(env_name(field)) if getattr(s, field) is not None else None
 
 
-def _secret(name: str) -> EnvVar | None:
-    return EnvVar(name) if os.environ.get(name) else None
+def staging_resource(s: Settings | None = None) -> StagingDatabase:
+    s = s or current()
+    return StagingDatabase(url=s.staging_url, password=_secret(s, "staging_password"))
 
 
-def staging_resource() -> StagingDatabase:
-    return StagingDatabase(
-        url=os.environ.get("STAGEPOST_STAGING_URL", ""),
-        password=_secret("STAGEPOST_STAGING_PASSWORD"),
-    )
-
-
-def psa_source_resource() -> PsaSource:
-    e = os.environ
-    kind = e.get("STAGEPOST_SOURCE_KIND", "local")
-    # A sender may still be writing: without done markers, files (local or SFTP) must hold
-    # still for a few seconds before they count as complete.
-    stable_default = "5"
+def psa_source_resource(s: Settings | None = None) -> PsaSource:
+    s = s or current()
     return PsaSource(
-        kind=kind,
-        name=e.get("STAGEPOST_SOURCE_NAME", "psa"),
-        inbox=e.get("STAGEPOST_INBOX", ""),
-        archive=e.get("STAGEPOST_ARCHIVE", ""),
-        rejected=e.get("STAGEPOST_REJECTED", ""),
-        done_markers=e.get("STAGEPOST_DONE_MARKERS", "false").lower() == "true",
-        stable_seconds=float(e.get("STAGEPOST_STABLE_SECONDS", stable_default)),
-        host=e.get("STAGEPOST_SFTP_HOST", ""),
-        port=int(e.get("STAGEPOST_SFTP_PORT", "22")),
-        username=e.get("STAGEPOST_SFTP_USER", ""),
-        key_path=e.get("STAGEPOST_SFTP_KEY", ""),
-        key_passphrase=_secret("STAGEPOST_SFTP_KEY_PASSPHRASE"),
-        known_hosts_path=e.get("STAGEPOST_SFTP_KNOWN_HOSTS", ""),
-        encoding=e.get("STAGEPOST_ENCODING", "utf-8"),
-        delimiter=delimiter(e.get("STAGEPOST_DELIMITER", ",")),
-        decimal_comma=e.get("STAGEPOST_DECIMAL_COMMA", "false").lower() == "true",
-        sheet=e.get("STAGEPOST_SHEET") or None,
-        header_row=int(e.get("STAGEPOST_HEADER_ROW", "1")),
-        mapping_file=e.get("STAGEPOST_MAPPING_FILE", ""),
-        full_export_pattern=e.get("STAGEPOST_FULL_EXPORT_PATTERN", ""),
-        full_export_range=e.get("STAGEPOST_FULL_EXPORT_RANGE", ""),
-        full_export_max_delete_share=e.get("STAGEPOST_FULL_EXPORT_MAX_DELETE_SHARE", "0.05"),
-        max_file_rows=int(e.get("STAGEPOST_MAX_FILE_ROWS", str(FileLimits.max_rows))),
-        max_cell_bytes=int(e.get("STAGEPOST_MAX_CELL_BYTES", str(FileLimits.max_cell_bytes))),
-        max_uncompressed_bytes=int(
-            e.get("STAGEPOST_MAX_UNCOMPRESSED_BYTES", str(FileLimits.max_uncompressed_bytes))
-        ),
-        max_compression_ratio=float(
-            e.get("STAGEPOST_MAX_COMPRESSION_RATIO", str(FileLimits.max_compression_ratio))
-        ),
+        kind=s.source_kind,
+        name=s.source_name,
+        inbox=s.inbox,
+        archive=s.archive,
+        rejected=s.rejected,
+        done_markers=s.done_markers,
+        stable_seconds=s.stable_seconds,
+        host=s.sftp_host,
+        port=s.sftp_port,
+        username=s.sftp_user,
+        key_path=s.sftp_key,
+        key_passphrase=_secret(s, "sftp_key_passphrase"),
+        known_hosts_path=s.sftp_known_hosts,
+        encoding=s.encoding,
+        delimiter=s.delimiter,
+        decimal_comma=s.decimal_comma,
+        sheet=s.sheet,
+        header_row=s.header_row,
+        mapping_file=s.mapping_file,
+        full_export_pattern=s.full_export_pattern,
+        full_export_range=s.full_export_range,
+        full_export_max_delete_share=s.full_export_max_delete_share,
+        max_file_rows=s.max_file_rows,
+        max_cell_bytes=s.max_cell_bytes,
+        max_uncompressed_bytes=s.max_uncompressed_bytes,
+        max_compression_ratio=s.max_compression_ratio,
     )
 
 
-def erp_resource() -> ErpResource:
-    """ErpResource from STAGEPOST_ERP_* environment variables (password as EnvVar)."""
-    e = os.environ
+def erp_resource(s: Settings | None = None) -> ErpResource:
+    """ErpResource from STAGEPOST_ERP_* (password as EnvVar)."""
+    s = s or current()
     return ErpResource(
-        kind=e.get("STAGEPOST_ERP_KIND", "sql"),
-        url=e.get("STAGEPOST_ERP_URL", ""),
-        password=_secret("STAGEPOST_ERP_PASSWORD"),
-        database=e.get("STAGEPOST_ERP_DATABASE", ""),
-        user=e.get("STAGEPOST_ERP_USER", "admin"),
+        kind=s.erp_kind,
+        url=s.erp_url,
+        password=_secret(s, "erp_password"),
+        database=s.erp_database,
+        user=s.erp_user,
         # Tryton: legal entity -> company id, e.g. {"US01": 1, "DE01": 2}; default: company name.
-        legal_entities=json.loads(e.get("STAGEPOST_ERP_LEGAL_ENTITIES", "{}")),
+        legal_entities=s.erp_legal_entities,
     )
 
 
-def posting_policy_resource() -> PostingPolicy:
-    e = os.environ
+def posting_policy_resource(s: Settings | None = None) -> PostingPolicy:
+    s = s or current()
     return PostingPolicy(
-        posting_hours=e.get("STAGEPOST_POSTING_HOURS", ""),
-        closed_period_policy=e.get("STAGEPOST_CLOSED_PERIOD_POLICY", "next_open"),
-        preview_dir=e.get("STAGEPOST_PREVIEW_DIR", ""),
-        lock_stale_seconds=float(e.get("STAGEPOST_POSTING_LOCK_STALE_SECONDS", "900")),
+        posting_hours=s.posting_hours,
+        closed_period_policy=s.closed_period_policy,
+        preview_dir=s.preview_dir,
+        lock_stale_seconds=s.posting_lock_stale_seconds,
     )
 
 
-def report_upload_resource() -> ReportUpload:
+def report_upload_resource(s: Settings | None = None) -> ReportUpload:
     """ReportUpload from STAGEPOST_REPORTS_SFTP_*; the server and key default to the PSA
     source's STAGEPOST_SFTP_* (often the same server), the folder enables the upload."""
-    e = os.environ
+    s = s or current()
 
-    def get(name: str, default: str = "") -> str:
-        return e.get(f"STAGEPOST_REPORTS_SFTP_{name}") or e.get(f"STAGEPOST_SFTP_{name}", default)
+    def pick(own: Any, psa: Any) -> Any:
+        return psa if own is None else own
 
+    passphrase = "reports_sftp_key_passphrase"
+    if s.reports_sftp_key_passphrase is None:
+        passphrase = "sftp_key_passphrase"
     return ReportUpload(
-        folder=e.get("STAGEPOST_REPORTS_SFTP_FOLDER", ""),
-        host=get("HOST"),
-        port=int(get("PORT", "22")),
-        username=get("USER"),
-        key_path=get("KEY"),
-        key_passphrase=_secret("STAGEPOST_REPORTS_SFTP_KEY_PASSPHRASE")
-        or _secret("STAGEPOST_SFTP_KEY_PASSPHRASE"),
-        known_hosts_path=get("KNOWN_HOSTS"),
+        folder=s.reports_sftp_folder,
+        host=pick(s.reports_sftp_host, s.sftp_host),
+        port=pick(s.reports_sftp_port, s.sftp_port),
+        username=pick(s.reports_sftp_user, s.sftp_user),
+        key_path=pick(s.reports_sftp_key, s.sftp_key),
+        key_passphrase=_secret(s, passphrase),
+        known_hosts_path=pick(s.reports_sftp_known_hosts, s.sftp_known_hosts),
     )

@@ -20,27 +20,27 @@ from http import HTTPStatus
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from pipelines.settings_model import current
 from staging_models.db import data_dir
 
-DEFAULT_PORT = 3001
 HOST = "127.0.0.1"
 
 
 def reports_dir() -> Path:
     """Where workbooks are written and served from."""
-    configured = os.environ.get("STAGEPOST_REPORTS_DIR")
+    configured = current().reports_dir
     if configured:
-        return Path(configured).resolve()
+        return configured.resolve()
     return data_dir() / "reports"
 
 
 def reports_port() -> int:
-    return int(os.environ.get("STAGEPOST_REPORTS_PORT", DEFAULT_PORT))
+    return current().reports_port
 
 
 def report_url(file_name: str) -> str:
     """The download link of a file in the reports folder."""
-    base = os.environ.get("STAGEPOST_REPORTS_BASE_URL") or f"http://{HOST}:{reports_port()}"
+    base = current().reports_base_url or f"http://{HOST}:{reports_port()}"
     return f"{base.rstrip('/')}/{urllib.parse.quote(file_name)}"
 
 
@@ -100,7 +100,7 @@ class ReportHandler(SimpleHTTPRequestHandler):
     do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _refuse  # noqa: N815
 
     def log_message(self, format: str, *args) -> None:  # noqa: A002
-        if os.environ.get("STAGEPOST_REPORTS_QUIET"):
+        if current().reports_quiet:
             return
         super().log_message(format, *args)
 

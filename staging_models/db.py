@@ -7,7 +7,6 @@ CSV stream into PostgreSQL's COPY otherwise. No row passes through Python.
 
 from __future__ import annotations
 
-import os
 import tempfile
 import threading
 from collections.abc import Iterator, Mapping
@@ -20,6 +19,7 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, make_url
 
+from pipelines.settings_model import current
 from staging_models.migrations import (  # SchemaVersionError: raised by init_schema
     STAGING,
     SchemaVersionError,  # noqa: F401
@@ -27,8 +27,6 @@ from staging_models.migrations import (  # SchemaVersionError: raised by init_sc
 )
 from staging_models.schema import SCHEMA_VERSION, metadata
 from staging_models.tables import schema_meta
-
-DEFAULT_DATA_DIR = Path("data")
 
 
 def create_staging_tables(conn: Connection) -> None:
@@ -40,7 +38,7 @@ def create_staging_tables(conn: Connection) -> None:
 
 def data_dir() -> Path:
     """Root of local state (staging file, inbox, reports): `$STAGEPOST_DATA_DIR` or ./data."""
-    return Path(os.environ.get("STAGEPOST_DATA_DIR") or DEFAULT_DATA_DIR).resolve()
+    return current().data_dir.resolve()
 
 
 def default_staging_url(base: str | Path | None = None) -> str:
@@ -80,7 +78,7 @@ class StagingDB:
                 Path(u.database).parent.mkdir(parents=True, exist_ok=True)
             # DuckDB takes 80% of RAM by default; a limit makes it spill to disk instead.
             config: dict[str, object] = {}
-            if limit := os.environ.get("STAGEPOST_DUCKDB_MEMORY_LIMIT"):
+            if limit := current().duckdb_memory_limit:
                 config["memory_limit"] = limit
             self.engine = sa.create_engine(url, connect_args={"config": config})
 
@@ -238,7 +236,7 @@ _LOCK = threading.Lock()
 
 def staging_db(url: str | None = None) -> StagingDB:
     """The process-wide `StagingDB` for a URL, with its schema ready."""
-    url = url or os.environ.get("STAGEPOST_STAGING_URL") or default_staging_url()
+    url = url or current().staging_url or default_staging_url()
     with _LOCK:
         db = _DBS.get(url)
         if db is None:

@@ -1,0 +1,504 @@
+"""Every STAGEPOST_* environment variable, in one validated model, read once.
+
+Before, ~50 variables were read by `os.environ.get` in eight modules at different times:
+`STAGEPOST_DONE_MARKERS=1` silently read as false, and a bad port or JSON value stopped the
+code location with a bare `ValueError` that did not say which variable. Here each variable is
+a typed field; `current()` validates them all together and a bad value fails at start-up with
+one line per variable, naming it, what was given and what it expects.
+
+This module imports no Dagster and nothing of stagepost that could import it back (the
+staging database and the report server read their settings here too). Secrets are `SecretStr`
+so that the model never prints them; the resources still get them as Dagster `EnvVar`s
+(`pipelines/settings.py`), resolved at run time and never shown in the UI.
+
+The README's configuration table is generated from the field descriptions:
+`python -m pipelines.settings_model` prints it, and `tests/test_settings.py` checks that the
+README holds exactly that table.
+"""
+
+from __future__ import annotations
+
+import codecs
+import json
+import os
+import re
+import threading
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BeforeValidator, Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from connectors.sources.limits import FileLimits
+from staging_models.posting_hours import PostingHoursError, parse_posting_hours
+
+PREFIX = "STAGEPOST_"
+
+
+class SettingsError(ValueError):
+    """One or more environment variables hold values stagepost cannot use; the message names
+    each variable, the value given (never a secret's) and what it expects."""
+
+
+# -- value types ------------------------------------------------------------------------------
+
+_TRUE = {"true", "1", "yes"}
+_FALSE = {"false", "0", "no"}
+
+
+def _flag(value: Any) -> Any:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ValueError("not a boolean")
+
+
+def _json_object(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    try:
+        return json.loads(value)
+    except ValueError as e:
+        raise ValueError(f"not JSON ({e})") from None
+
+
+def _delimiter(value: Any) -> Any:
+    """`tab` or `\\t` for a tab (hard to type in a .env file)."""
+    return "\t" if isinstance(value, str) and value.lower() in {"tab", "\\t"} else value
+
+
+def _encoding(value: Any) -> Any:
+    try:
+        codecs.lookup(str(value))
+    except LookupError:
+        raise ValueError("unknown encoding") from None
+    return value
+
+
+def _timezone(value: Any) -> Any:
+    try:
+        ZoneInfo(str(value))
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError("unknown timezone") from None
+    return value
+
+
+_MEMORY = re.compile(r"\s*\d+(\.\d+)?\s*(b|kb|mb|gb|tb|kib|mib|gib|tib|%)\s*", re.IGNORECASE)
+
+
+def _memory(value: Any) -> Any:
+    if not _MEMORY.fullmatch(str(value)):
+        raise ValueError("not an amount of memory")
+    return value
+
+
+def _posting_hours(value: Any) -> Any:
+    try:
+        parse_posting_hours(str(value) or None)
+    except PostingHoursError as e:
+        raise ValueError(str(e)) from None
+    return value
+
+
+def _share(value: Any) -> Any:
+    """Kept as text (an exact decimal, never a float); checked to be a share."""
+    try:
+        share = Decimal(str(value).strip())
+    except InvalidOperation:
+        raise ValueError("not a number") from None
+    if not (share.is_finite() and 0 <= share <= 1):
+        raise ValueError("not between 0 and 1")
+    return str(value).strip()
+
+
+def _date_range(value: Any) -> Any:
+    if str(value).strip():
+        from staging_models.full_export import FullExportError, parse_range  # imports the db
+
+        try:
+            parse_range(str(value))
+        except FullExportError as e:
+            raise ValueError(str(e)) from None
+    return value
+
+
+Flag = Annotated[bool, BeforeValidator(_flag)]
+Port = Annotated[int, Field(ge=1, le=65535)]
+Positive = Annotated[int, Field(gt=0)]
+Seconds = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+
+
+def setting(default: Any, meaning: str, expects: str, shown: str | None = None, **kw: Any) -> Any:
+    """A field with what the README says about it: its meaning, what it expects (also in
+    error messages) and its default as a reader should see it (`shown`, else the value)."""
+    if shown is None:
+        shown = f"`{str(default).lower() if isinstance(default, bool) else default}`"
+    extra = {"expects": expects, "shown": shown}
+    if "default_factory" in kw:
+        return Field(description=meaning, json_schema_extra=extra, **kw)
+    return Field(default, description=meaning, json_schema_extra=extra, **kw)
+
+
+TEXT = "text"
+FOLDER = "a folder path"
+FILE = "a file path"
+FLAG = "true or false (also 1/0, yes/no)"
+PORT = "a port number, 1-65535"
+
+
+class Settings(BaseSettings):
+    """stagepost's deployment settings; field `x` is the variable `STAGEPOST_X`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=PREFIX,
+        env_ignore_empty=True,  # VAR= (empty) means unset: its default
+        extra="ignore",
+        validate_default=False,
+    )
+
+    # -- where state lives --------------------------------------------------------------------
+    data_dir: Path = setting(
+        Path("data"), "local state: staging file, inbox, reports", FOLDER, "`./data`"
+    )
+    staging_url: str = setting(
+        "",
+        "staging database URL (`duckdb:///...` or `postgresql://user@host/db`)",
+        "a duckdb:/// or postgresql:// URL",
+        "`duckdb:///<data>/staging.duckdb`",
+    )
+    staging_password: SecretStr | None = setting(
+        None, "staging database password (secret; kept out of the URL)", TEXT, "—"
+    )
+    duckdb_memory_limit: Annotated[str, BeforeValidator(_memory)] | None = setting(
+        None,
+        "cap DuckDB's memory (it spills to disk beyond), e.g. `1GB`",
+        "an amount such as 512MB, 1GB, 2GiB or 50%",
+        "DuckDB's default (80% of RAM)",
+    )
+
+    # -- the PSA source -----------------------------------------------------------------------
+    source_kind: Literal["local", "sftp"] = setting(
+        "local", "where PSA exports arrive: a local folder or an SFTP folder", "local or sftp"
+    )
+    source_name: Annotated[str, Field(min_length=1)] = setting(
+        "psa", "the source's name, recorded with every load", TEXT
+    )
+    inbox: str = setting(
+        "",
+        "folder the PSA drops files into (local, or remote with sftp)",
+        FOLDER,
+        "`<data>/inbox`",
+    )
+    archive: str = setting("", "folder landed files are moved to", FOLDER, "`<inbox>/archive`")
+    rejected: str = setting(
+        "",
+        "where refused files are set aside, each with a `.reason.txt`",
+        FOLDER,
+        "`rejected` beside the archive",
+    )
+    done_markers: Flag = setting(False, "only take a file once `NAME.done` exists", FLAG)
+    stable_seconds: Annotated[float, Field(ge=0, allow_inf_nan=False)] = setting(
+        5.0,
+        "otherwise: a file must be unchanged this long before it is taken (local: by its own "
+        "timestamps, no wait for older files); `0` turns the wait off",
+        "seconds, 0 or more",
+        "`5` (local and sftp)",
+    )
+    sftp_host: str = setting("", "sftp source: the server", "a host name", "—")
+    sftp_port: Port = setting(22, "sftp source: its port", PORT)
+    sftp_user: str = setting("", "sftp source: the user", TEXT, "—")
+    sftp_key: str = setting("", "sftp source: the private key file", FILE, "—")
+    sftp_key_passphrase: SecretStr | None = setting(
+        None, "sftp source: the key's passphrase (secret)", TEXT, "—"
+    )
+    sftp_known_hosts: str = setting(
+        "", "sftp source: the known_hosts file holding the server's key", FILE, "—"
+    )
+
+    # -- how the PSA writes its files ---------------------------------------------------------
+    encoding: Annotated[str, BeforeValidator(_encoding)] = setting(
+        "utf-8", "CSV encoding, e.g. `cp1252`", "an encoding Python knows"
+    )
+    delimiter: Annotated[str, BeforeValidator(_delimiter), Field(min_length=1)] = setting(
+        ",", "CSV delimiter, e.g. `;` or `tab`", "a character, or tab"
+    )
+    decimal_comma: Flag = setting(False, "CSV numbers are written `1.234,50`", FLAG)
+    sheet: str | None = setting(None, "XLSX: the sheet name", TEXT, "the first sheet")
+    header_row: Positive = setting(1, "XLSX: the header's row number", "a whole number, 1 or more")
+    mapping_file: str = setting(
+        "",
+        "a vendor column mapping (TOML), a path or a shipped name, e.g. "
+        "`connectors/sources/mappings/harvest_detailed_time.toml`",
+        "a file path or mapping name",
+        "none (canonical format)",
+    )
+    max_file_rows: Positive = setting(
+        FileLimits.max_rows,
+        "a file with more records is refused whole (XLSX stops reading at the first one over)",
+        "a whole number, 1 or more",
+    )
+    max_cell_bytes: Positive = setting(
+        FileLimits.max_cell_bytes,
+        "a file holding a longer value (UTF-8 bytes) is refused",
+        "a whole number, 1 or more",
+    )
+    max_uncompressed_bytes: Positive = setting(
+        FileLimits.max_uncompressed_bytes,
+        "an XLSX (any part, or all parts) or gzip file inflating past this is refused before "
+        "it is read",
+        "a whole number, 1 or more",
+        f"`{FileLimits.max_uncompressed_bytes}` (1 GiB)",
+    )
+    max_compression_ratio: Seconds = setting(
+        FileLimits.max_compression_ratio,
+        "an XLSX part or gzip stream inflating more than this many times its compressed size "
+        "(judged past 4 MiB inflated) is refused as a bomb",
+        "a number more than 0",
+        f"`{FileLimits.max_compression_ratio:g}`",
+    )
+    sensor_interval: Positive = setting(
+        60, "seconds between polls of the inbox sensor", "whole seconds, 1 or more"
+    )
+
+    # -- full exports -------------------------------------------------------------------------
+    full_export_pattern: str = setting(
+        "",
+        "file-name glob of full time-entry exports, whose missing entries become tombstones "
+        "(see *Data contracts*)",
+        "a file-name glob",
+        "none",
+    )
+    full_export_range: Annotated[str, BeforeValidator(_date_range)] = setting(
+        "",
+        "work dates a full export covers, `2026-11-01..2026-11-30`, when its file name holds "
+        "no dates",
+        "FROM..TO dates",
+        "the file's first to last work date",
+    )
+    full_export_max_delete_share: Annotated[str, BeforeValidator(_share)] = setting(
+        "0.05",
+        "a full export lacking more than this share of its range's entries is held for "
+        "`confirm_full_export_job`",
+        "a share from 0 to 1, e.g. 0.05",
+    )
+
+    # -- schedules ----------------------------------------------------------------------------
+    timezone: Annotated[str, BeforeValidator(_timezone)] = setting(
+        "UTC", "timezone of the schedules", "an IANA timezone, e.g. Europe/Berlin"
+    )
+
+    # -- the ERP and posting ------------------------------------------------------------------
+    erp_kind: Literal["sql", "tryton"] = setting(
+        "sql",
+        "posting target: SQL interface tables or a Tryton server (see *ERPs*)",
+        "sql or tryton",
+    )
+    erp_url: str = setting(
+        "",
+        "sql: `duckdb:///...` or `postgresql://...`; tryton: `http://host:8000`",
+        "a URL",
+        "sql: `duckdb:///<data>/erp_interface.duckdb`",
+    )
+    erp_password: SecretStr | None = setting(
+        None, "ERP password (secret; kept out of the URL)", TEXT, "—"
+    )
+    erp_database: str = setting("", "tryton: the database name", TEXT, "—")
+    erp_user: str = setting("admin", "tryton: the user", TEXT)
+    erp_legal_entities: Annotated[dict[str, int], NoDecode, BeforeValidator(_json_object)] = (
+        setting(
+            None,
+            'tryton: company id per legal entity, JSON, e.g. `{"US01": 1, "DE01": 2}`',
+            'a JSON object of legal entity to company id, e.g. {"US01": 1}',
+            "by company name",
+            default_factory=dict,
+        )
+    )
+    posting_hours: Annotated[str, BeforeValidator(_posting_hours)] = setting(
+        "",
+        "allowed posting hours, e.g. `mon-fri 17:00-20:00 Europe/Berlin` (several separated by "
+        "`;`)",
+        "day ranges, hours and a timezone, e.g. mon-fri 17:00-20:00 Europe/Berlin",
+        "any time",
+    )
+    closed_period_policy: Literal["next_open", "hold"] = setting(
+        "next_open",
+        "a line dated in a closed ERP period: `next_open` books it into the next open period, "
+        "`hold` keeps it until the period reopens",
+        "next_open or hold",
+    )
+    preview_dir: str = setting("", "posting preview workbooks", FOLDER, "`<data>/previews`")
+    posting_lock_stale_seconds: Seconds = setting(
+        900.0,
+        "a posting window's lock held by another host is taken over after this long without "
+        "heartbeat (same host: at once when the holder's process is gone or a zombie)",
+        "seconds, more than 0",
+        "`900`",
+    )
+
+    # -- workbooks ----------------------------------------------------------------------------
+    reports_dir: Path | None = setting(
+        None,
+        "where reconciliation workbooks are written and served from",
+        FOLDER,
+        "`<data>/reports`",
+    )
+    reports_port: Port = setting(3001, "port of the read-only report server", PORT)
+    reports_base_url: str = setting(
+        "",
+        "the workbook links' base, behind a proxy",
+        "an http:// or https:// URL",
+        "`http://127.0.0.1:<port>`",
+    )
+    reports_quiet: Flag = setting(False, "the report server logs no requests", FLAG)
+    reports_sftp_folder: str = setting(
+        "", "upload each workbook to this SFTP folder too", FOLDER, "none (no upload)"
+    )
+    reports_sftp_host: str | None = setting(
+        None, "workbook upload: the server", "a host name", "`STAGEPOST_SFTP_HOST`"
+    )
+    reports_sftp_port: Port | None = setting(
+        None, "workbook upload: its port", PORT, "`STAGEPOST_SFTP_PORT`"
+    )
+    reports_sftp_user: str | None = setting(
+        None, "workbook upload: the user", TEXT, "`STAGEPOST_SFTP_USER`"
+    )
+    reports_sftp_key: str | None = setting(
+        None, "workbook upload: the private key file", FILE, "`STAGEPOST_SFTP_KEY`"
+    )
+    reports_sftp_key_passphrase: SecretStr | None = setting(
+        None,
+        "workbook upload: the key's passphrase (secret)",
+        TEXT,
+        "`STAGEPOST_SFTP_KEY_PASSPHRASE`",
+    )
+    reports_sftp_known_hosts: str | None = setting(
+        None, "workbook upload: the known_hosts file", FILE, "`STAGEPOST_SFTP_KNOWN_HOSTS`"
+    )
+
+    @model_validator(mode="after")
+    def _urls(self) -> Settings:
+        """URLs whose form depends on another setting (the ERP's on its kind)."""
+        problems = []
+        if self.staging_url and not _sqlalchemy_url(self.staging_url, {"duckdb", "postgresql"}):
+            problems.append(
+                f"{env_name('staging_url')}={shown('staging_url', self.staging_url)}: "
+                f"expected a duckdb:/// or postgresql:// URL"
+            )
+        if self.erp_url:
+            ok = (
+                _sqlalchemy_url(self.erp_url, None)
+                if self.erp_kind == "sql"
+                else re.match(r"https?://[^/\s]+", self.erp_url) is not None
+            )
+            if not ok:
+                want = "a SQLAlchemy URL" if self.erp_kind == "sql" else "an http(s):// URL"
+                problems.append(
+                    f"{env_name('erp_url')}={shown('erp_url', self.erp_url)}: expected {want} "
+                    f"with {env_name('erp_kind')}={self.erp_kind}"
+                )
+        if self.reports_base_url and not re.match(r"https?://\S+$", self.reports_base_url):
+            problems.append(
+                f"{env_name('reports_base_url')}={self.reports_base_url!r}: "
+                "expected an http:// or https:// URL"
+            )
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+
+def _sqlalchemy_url(url: str, backends: set[str] | None) -> bool:
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        backend = make_url(url).get_backend_name()
+    except (ArgumentError, ValueError):
+        return False
+    return backends is None or backend in backends
+
+
+def _is_secret(annotation: Any) -> bool:
+    return annotation is SecretStr or SecretStr in getattr(annotation, "__args__", ())
+
+
+#: Fields never printed (the resources get them as Dagster `EnvVar`s).
+SECRETS = frozenset(n for n, f in Settings.model_fields.items() if _is_secret(f.annotation))
+
+
+def env_name(field: str) -> str:
+    """The environment variable of a field: `done_markers` -> `STAGEPOST_DONE_MARKERS`."""
+    return f"{PREFIX}{field.upper()}"
+
+
+def shown(field: str, value: Any) -> str:
+    """A value as it may be printed: never a secret, a URL with its password masked."""
+    if field in SECRETS:
+        return "(secret)"
+    text = str(value)
+    if field.endswith("_url") and "@" in text:
+        text = re.sub(r"(://[^:/@\s]*:)[^@\s]*@", r"\1***@", text)
+    return repr(text)
+
+
+def _explain(err: ValidationError) -> SettingsError:
+    lines = []
+    for e in err.errors():
+        msg = e["msg"].removeprefix("Value error, ")
+        if not e["loc"]:  # a model-level check: its message names its variables
+            lines.append(msg)
+            continue
+        field = str(e["loc"][0])
+        info = Settings.model_fields.get(field)
+        expects = (info.json_schema_extra or {}).get("expects") if info else None  # type: ignore[union-attr]
+        # Our own checks say what is wrong; pydantic's type errors only restate the type.
+        problem = (
+            f"{msg}; expected {expects}" if e["type"] == "value_error" else f"expected {expects}"
+        )
+        lines.append(f"{env_name(field)}={shown(field, e['input'])}: {problem}")
+    return SettingsError("\n".join(lines))
+
+
+def load() -> Settings:
+    """Read and validate every STAGEPOST_* variable now."""
+    try:
+        return Settings()
+    except ValidationError as e:
+        raise _explain(e) from None
+
+
+_CACHE: tuple[tuple[tuple[str, str], ...], Settings] | None = None
+_LOCK = threading.Lock()
+
+
+def current() -> Settings:
+    """The settings of this process: validated once, read again only when a STAGEPOST_*
+    variable changes (tests change them; a deployment does not)."""
+    global _CACHE
+    key = tuple(sorted((k, v) for k, v in os.environ.items() if k.upper().startswith(PREFIX)))
+    cached = _CACHE
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    with _LOCK:
+        settings = load()
+        _CACHE = (key, settings)
+    return settings
+
+
+def configuration_table() -> str:
+    """The README's configuration table, one row per variable, from the field descriptions."""
+    rows = ["| variable | meaning | accepts | default |", "|---|---|---|---|"]
+    for name, info in Settings.model_fields.items():
+        extra: dict[str, Any] = info.json_schema_extra or {}  # type: ignore[assignment]
+        cells = (f"`{env_name(name)}`", info.description, extra["expects"], extra["shown"])
+        rows.append("| " + " | ".join(str(c) for c in cells) + " |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    print(configuration_table())
