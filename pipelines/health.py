@@ -16,6 +16,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from pipelines import settings
+from pipelines.settings_model import current
 from staging_models.db import (
     StagingDB,
     data_dir,
@@ -25,8 +26,6 @@ from staging_models.db import (
 )
 from staging_models.posting_lock import DEFAULT_STALE_AFTER
 from staging_models.schema import SCHEMA_VERSION
-
-DEFAULT_MIN_FREE_MB = 1024
 
 
 @dataclass
@@ -40,12 +39,14 @@ class Check:
 
 
 def _staging_url() -> str:
-    return os.environ.get("STAGEPOST_STAGING_URL") or default_staging_url()
+    """The staging URL as stagepost runs it, with its password (kept out of the URL setting)."""
+    s = current()
+    password = s.staging_password.get_secret_value() if s.staging_password else None
+    return url_with_password(s.staging_url or default_staging_url(), password)
 
 
 def _open_staging() -> StagingDB:
-    url = url_with_password(_staging_url(), os.environ.get("STAGEPOST_STAGING_PASSWORD"))
-    return StagingDB(url)
+    return StagingDB(_staging_url())
 
 
 @dataclass
@@ -59,7 +60,7 @@ class _Probe:
 
 
 def _probe_staging() -> _Probe:
-    url = url_with_password(_staging_url(), os.environ.get("STAGEPOST_STAGING_PASSWORD"))
+    url = _staging_url()
     u = sa.engine.make_url(url)
     if u.get_backend_name() == "duckdb":
         path = Path(u.database or "")
@@ -142,9 +143,7 @@ def check_inbox() -> Check:
 
 def check_disk(min_free_mb: float | None = None) -> Check:
     folder = data_dir()
-    min_free = min_free_mb
-    if min_free is None:
-        min_free = float(os.environ.get("STAGEPOST_HEALTH_MIN_FREE_MB", DEFAULT_MIN_FREE_MB))
+    min_free = current().health_min_free_mb if min_free_mb is None else min_free_mb
     probe = folder if folder.exists() else folder.parent
     free_mb = shutil.disk_usage(probe).free / 2**20
     ok = free_mb >= min_free
@@ -152,7 +151,8 @@ def check_disk(min_free_mb: float | None = None) -> Check:
 
 
 def check_dagster() -> Check | None:
-    """Dagster's instance storage answers (only when DAGSTER_HOME is set)."""
+    """Dagster's instance storage answers (only when DAGSTER_HOME, Dagster's own variable, is
+    set)."""
     home = os.environ.get("DAGSTER_HOME")
     if not home:
         return None

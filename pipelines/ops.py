@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from pipelines.health import _open_staging, run_checks
+from pipelines.settings_model import current, env_name
 from staging_models.backup import BackupError, backup_staging, pg_dump
 from staging_models.db import StagingDB
 from staging_models.retention import purge_files, purge_landing
@@ -35,7 +36,8 @@ def health_main(argv: list[str] | None = None) -> int:
 
 
 def backup_dagster_instance(dest_dir: Path, now: datetime) -> Path | None:
-    """pg_dump of Dagster's instance database when it is on PostgreSQL (DAGSTER_PG_*)."""
+    """pg_dump of Dagster's instance database when it is on PostgreSQL (DAGSTER_PG_*: Dagster's
+    own variables, as its dagster.yaml reads them; not stagepost settings)."""
     e = os.environ
     if not e.get("DAGSTER_PG_DB"):
         return None
@@ -59,9 +61,9 @@ def backup_main(argv: list[str] | None = None) -> int:
     now = datetime.now(UTC)
     db = _open_staging()
     try:
-        staging = backup_staging(
-            db, args.dest, password=os.environ.get("STAGEPOST_STAGING_PASSWORD"), now=now
-        )
+        secret = current().staging_password
+        password = secret.get_secret_value() if secret else None
+        staging = backup_staging(db, args.dest, password=password, now=now)
         print(f"staging: {staging}")
         dagster = backup_dagster_instance(args.dest, now)
         if dagster is not None:
@@ -74,16 +76,17 @@ def backup_main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _days(name: str) -> float | None:
-    """A retention age in days from the environment; unset, empty or 0 keeps forever."""
-    value = os.environ.get(name, "").strip()
-    return float(value) if value and float(value) > 0 else None
+def _days(field: str) -> float | None:
+    """A retention age in days (a `retention_*_days` setting); unset, empty or 0 keeps
+    forever."""
+    days = getattr(current(), field)
+    return days if days else None
 
 
 def _latest_full_export_start(db: StagingDB) -> datetime | None:
     from reconciliation.compare import find_full_export
 
-    full = find_full_export(db, os.environ.get("STAGEPOST_FULL_EXPORT_PATTERN"))
+    full = find_full_export(db, current().full_export_pattern or None)
     return None if full is None else full.started_at
 
 
@@ -97,19 +100,19 @@ def apply_retention(
 
     verb = "would delete" if dry_run else "deleted"
     lines: list[str] = []
-    for label, env, folder in (
-        ("workbooks", "STAGEPOST_RETENTION_REPORT_DAYS", reports_dir()),
-        ("previews", "STAGEPOST_RETENTION_PREVIEW_DAYS", previews),
+    for label, field, folder in (
+        ("workbooks", "retention_report_days", reports_dir()),
+        ("previews", "retention_preview_days", previews),
     ):
-        days = _days(env)
+        days = _days(field)
         if days is None:
-            lines.append(f"{label}: kept ({env} not set)")
+            lines.append(f"{label}: kept ({env_name(field)} not set)")
             continue
         gone = purge_files(folder, days, dry_run=dry_run)
         lines.append(f"{label}: {verb} {len(gone)} files older than {days:g} days in {folder}")
-    days = _days("STAGEPOST_RETENTION_LANDING_DAYS")
+    days = _days("retention_landing_days")
     if days is None:
-        lines.append("landed raw rows: kept (STAGEPOST_RETENTION_LANDING_DAYS not set)")
+        lines.append(f"landed raw rows: kept ({env_name('retention_landing_days')} not set)")
         return lines, True
     db = open_db()
     result = purge_landing(
@@ -135,7 +138,7 @@ def retention_main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--dry-run", action="store_true", help="list what would go, delete nothing")
     args = ap.parse_args(argv)
-    previews = PostingPolicy(preview_dir=os.environ.get("STAGEPOST_PREVIEW_DIR", "")).previews()
+    previews = PostingPolicy(preview_dir=current().preview_dir).previews()
     opened: list[StagingDB] = []
 
     def open_db() -> StagingDB:

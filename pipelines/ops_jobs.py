@@ -5,7 +5,6 @@ cannot run while a run holds it; as jobs they wait in the run queue for their tu
 the run's own connection. Their schedules start stopped (switch them on in the UI).
 """
 
-import os
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from pipelines.erp_resources import PostingPolicy
 from pipelines.ops import apply_retention, backup_dagster_instance
 from pipelines.resources import StagingDatabase
 from pipelines.schedules import TIMEZONE
+from pipelines.settings_model import current
 from staging_models.backup import BackupError, backup_staging
 from staging_models.db import data_dir
 
@@ -41,7 +41,7 @@ def backup_staging_op(
 ) -> str:
     """A consistent copy (DuckDB) or pg_dump (PostgreSQL) of staging, and a pg_dump of
     Dagster's instance database when DAGSTER_PG_DB is set (compose)."""
-    dest = Path(config.dest or os.environ.get("STAGEPOST_BACKUP_DIR") or data_dir() / "backups")
+    dest = Path(config.dest or current().backup_dir or data_dir() / "backups")
     now = datetime.now(UTC)
     try:
         path = backup_staging(staging.get_db(), dest, now=now)

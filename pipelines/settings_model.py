@@ -132,6 +132,8 @@ Flag = Annotated[bool, BeforeValidator(_flag)]
 Port = Annotated[int, Field(ge=1, le=65535)]
 Positive = Annotated[int, Field(gt=0)]
 Seconds = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+#: A retention age; 0 (like unset) keeps forever, so a value can be switched off in place.
+Days = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 
 
 def setting(default: Any, meaning: str, expects: str, shown: str | None = None, **kw: Any) -> Any:
@@ -150,6 +152,8 @@ FOLDER = "a folder path"
 FILE = "a file path"
 FLAG = "true or false (also 1/0, yes/no)"
 PORT = "a port number, 1-65535"
+DAYS = "days, 0 or more (0 keeps forever)"
+KEEP = "keep forever"
 
 
 class Settings(BaseSettings):
@@ -379,6 +383,37 @@ class Settings(BaseSettings):
     )
     reports_sftp_known_hosts: str | None = setting(
         None, "workbook upload: the known_hosts file", FILE, "`STAGEPOST_SFTP_KNOWN_HOSTS`"
+    )
+
+    # -- operations (docs/operations.md) ------------------------------------------------------
+    backup_dir: Path | None = setting(
+        None,
+        "where `staging_backup_job` writes its backups (its `dest` config overrides)",
+        FOLDER,
+        "`<data>/backups`",
+    )
+    retention_report_days: Days | None = setting(
+        None,
+        "retention: reconciliation workbooks older than this many days are deleted",
+        DAYS,
+        KEEP,
+    )
+    retention_preview_days: Days | None = setting(
+        None, "retention: posting previews older than this many days are deleted", DAYS, KEEP
+    )
+    retention_landing_days: Days | None = setting(
+        None,
+        "retention: landed raw rows (`land_*`) of settled loads older than this many days are "
+        "deleted",
+        DAYS,
+        KEEP,
+    )
+    health_min_free_mb: Annotated[float, Field(gt=0, allow_inf_nan=False)] = setting(
+        1024.0,
+        "`stagepost-health` fails below this much free disk where the data folder lives "
+        "(`--min-free-mb` overrides)",
+        "a number of MB, more than 0",
+        "`1024`",
     )
 
     @model_validator(mode="after")

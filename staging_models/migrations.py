@@ -25,7 +25,6 @@ autogenerate); Alembic only needs an implementation class for the `duckdb` diale
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,6 +36,7 @@ from alembic.config import Config
 from alembic.ddl.impl import DefaultImpl
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from pydantic import SecretStr
 from sqlalchemy.engine import Connection
 
 #: What to run to upgrade; every refusal names it.
@@ -255,22 +255,21 @@ def _missing_duckdb_file(url: str) -> bool:
 
 
 def _targets(args: argparse.Namespace) -> list[tuple[Track, str]]:
-    from staging_models.db import default_staging_url, url_with_password
+    from pipelines.settings_model import current
+    from staging_models.db import data_dir, default_staging_url, url_with_password
 
-    env = os.environ
-    staging = args.staging_url or env.get("STAGEPOST_STAGING_URL") or default_staging_url()
-    out = [(STAGING, url_with_password(staging, env.get("STAGEPOST_STAGING_PASSWORD")))]
-    if not args.no_erp and env.get("STAGEPOST_ERP_KIND", "sql") == "sql":
-        from staging_models.db import data_dir
-
+    s = current()
+    staging = args.staging_url or s.staging_url or default_staging_url()
+    out = [(STAGING, url_with_password(staging, _secret(s.staging_password)))]
+    if not args.no_erp and s.erp_kind == "sql":
         # The demo ERP's default (pipelines' default_erp_url) when no URL is set.
-        erp = (
-            args.erp_url
-            or env.get("STAGEPOST_ERP_URL")
-            or f"duckdb:///{data_dir() / 'erp_interface.duckdb'}"
-        )
-        out.append((ERP, url_with_password(erp, env.get("STAGEPOST_ERP_PASSWORD"))))
+        erp = args.erp_url or s.erp_url or f"duckdb:///{data_dir() / 'erp_interface.duckdb'}"
+        out.append((ERP, url_with_password(erp, _secret(s.erp_password))))
     return out
+
+
+def _secret(value: SecretStr | None) -> str | None:
+    return value.get_secret_value() if value is not None else None
 
 
 def _create(track: Track) -> Callable[[Connection], None]:
