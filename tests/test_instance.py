@@ -141,7 +141,7 @@ def test_production_instance_on_postgresql_with_pools(
     engine = sa.create_engine(ADMIN_URL.rsplit("/", 1)[0] + "/" + instance_db)
     with engine.connect() as c:
         assert c.exec_driver_sql("SELECT COUNT(*) FROM runs").scalar() == 5
-        pools = c.exec_driver_sql("SELECT concurrency_key, "limit" FROM concurrency_limits")
+        pools = c.exec_driver_sql('SELECT concurrency_key, "limit" FROM concurrency_limits')
         assert dict(pools.all()) == {STAGING_WRITE: 1, ERP_POSTING: 1, RECONCILIATION: 1}
         assert c.exec_driver_sql("SELECT COUNT(*) FROM event_logs").scalar() > 20
     engine.dispose()
