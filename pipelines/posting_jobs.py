@@ -16,14 +16,20 @@ from dagster import (
     schedule,
 )
 
-from assets.posting import POSTING_ASSET, POSTING_JOB, WINDOW_TAG, PostingWindowConfig
+from assets.posting import (
+    POSTING_ASSET,
+    POSTING_JOB,
+    WINDOW_TAG,
+    PostingWindowConfig,
+    posting_window,
+)
 
 POSTING_TAGS = {"posting_window": "1"}
 SCHEDULE_OPERATOR = "schedule posting_window_weekdays"
 
 posting_window_job = define_asset_job(
     POSTING_JOB,
-    selection=AssetSelection.assets(POSTING_ASSET),
+    selection=AssetSelection.assets(posting_window),
     tags=POSTING_TAGS,
     # The Launchpad opens pre-filled with a dry run of everything not yet posted.
     config=RunConfig(ops={POSTING_ASSET: PostingWindowConfig()}),

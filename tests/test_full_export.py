@@ -194,7 +194,7 @@ def test_truncated_export_is_held_until_an_operator_confirms(
     write_csv(inbox / NOVEMBER, "time_entries", _without(11, 12, 13))  # 3 of 30 missing: 10%
     defs = _defs(any_db.url, inbox)
     with DagsterInstance.ephemeral() as instance:
-        ingest = defs.resolve_job_def("ingest_time_entries_job").execute_in_process(
+        ingest = defs.resolve_job_def(ingest_time_entries_job.name).execute_in_process(
             instance=instance
         )
         assert ingest.success
@@ -215,7 +215,7 @@ def test_truncated_export_is_held_until_an_operator_confirms(
 
         with pytest.raises(FullExportError, match="operator"):
             decide(any_db, NOVEMBER, operator="  ", reason="checked")
-        job = defs.resolve_job_def("confirm_full_export_job")
+        job = defs.resolve_job_def(confirm_full_export_job.name)
 
         def confirm(operator: str):
             cfg = ConfirmFullExportConfig(

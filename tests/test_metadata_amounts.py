@@ -96,7 +96,7 @@ def _window(world: dict, dry_run: bool):
             "posting_policy": PostingPolicy(preview_dir=str(world["tmp"] / "previews")),
         },
     )
-    result = defs.resolve_job_def("posting_window_job").execute_in_process(
+    result = defs.resolve_job_def(posting_window_job.name).execute_in_process(
         instance=DagsterInstance.ephemeral(),
         run_config=RunConfig(
             ops={

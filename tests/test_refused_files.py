@@ -50,7 +50,7 @@ def _job_run(inbox: Path, url: str, instance: DagsterInstance, source: PsaSource
             "psa_source": source or PsaSource(inbox=str(inbox), stable_seconds=0),
         },
     )
-    job = defs.resolve_job_def("ingest_time_entries_job")
+    job = defs.resolve_job_def(ingest_time_entries_job.name)
     return job.execute_in_process(instance=instance, raise_on_error=False)
 
 

@@ -18,6 +18,7 @@ from dagster import (
 from dagster._core.definitions.sensor_definition import SensorExecutionData
 
 from assets.ingestion import FILE_TAG, landing_assets
+from pipelines.jobs import ingest_nightly_job, ingest_time_entries_job
 from pipelines.resources import PsaSource, StagingDatabase
 from pipelines.sensors import psa_inbox_sensor
 from staging_models.db import StagingDB
@@ -69,7 +70,10 @@ def test_sensor_is_stopped_by_default_and_loads_with_the_jobs() -> None:
     assert psa_inbox_sensor.default_status == DefaultSensorStatus.STOPPED
     Definitions.validate_loadable(defs)
     sensor_def = defs.get_repository_def().get_sensor_def(psa_inbox_sensor.name)
-    assert {j.name for j in sensor_def.jobs} == {"ingest_time_entries_job", "ingest_nightly_job"}
+    assert {j.name for j in sensor_def.jobs} == {
+        ingest_time_entries_job.name,
+        ingest_nightly_job.name,
+    }
 
 
 def test_local_folder_one_run_per_new_complete_file(tmp_path: Path) -> None:
@@ -84,8 +88,8 @@ def test_local_folder_one_run_per_new_complete_file(tmp_path: Path) -> None:
     runs = by_file(first)
     assert sorted(runs) == ["projects_2026-11.csv", "time_entries_1.csv"]
     te_run, pr_run = runs["time_entries_1.csv"], runs["projects_2026-11.csv"]
-    assert te_run.job_name == "ingest_time_entries_job"
-    assert pr_run.job_name == "ingest_nightly_job"
+    assert te_run.job_name == ingest_time_entries_job.name
+    assert pr_run.job_name == ingest_nightly_job.name
     assert te_run.asset_selection is None  # the whole job: landing, then what follows it
     st = (inbox / "time_entries_1.csv").stat()
     assert te_run.run_key.startswith(f"time_entries_1.csv|{st.st_size}|{int(st.st_mtime)}")
@@ -166,7 +170,7 @@ def test_sensor_on_a_real_sftp_inbox(
     first = tick(source)
     runs = by_file(first)
     assert sorted(runs) == ["employees.csv", "time_entries_1.csv", "time_entries_2.csv"]
-    assert runs["employees.csv"].job_name == "ingest_nightly_job"
+    assert runs["employees.csv"].job_name == ingest_nightly_job.name
     size = (sftp_server.inbox / "time_entries_1.csv").stat().st_size
     mtime = int((sftp_server.inbox / "time_entries_1.csv").stat().st_mtime)
     assert runs["time_entries_1.csv"].run_key == f"time_entries_1.csv|{size}|{mtime}"
