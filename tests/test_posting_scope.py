@@ -177,7 +177,7 @@ def test_a_pair_split_before_the_rule_is_mended_by_a_window_covering_either_line
 
 def test_a_pair_never_straddles_two_batches(posting_env: PostingEnv) -> None:
     """An ERP outage after the first batch stops the window: no pair is left half-posted."""
-    from connectors.erp.sql_interface import FaultInjection
+    from tests.erp_faults import FaultInjection
 
     stage_entries(posting_env.db, [{"entry_id": e} for e in "BCD"])
     posting_env.window()

@@ -22,8 +22,8 @@ from decimal import ROUND_HALF_UP, Decimal
 
 import pandas as pd
 
-from connectors.erp.sql_interface import FaultInjection
 from staging_models.posting_plan import Scope
+from tests.erp_faults import FaultInjection
 from tests.posting_helpers import PostingEnv, erp_lines, stage_entries, stage_invoice
 
 # Fixtures posting_env (DuckDB and PostgreSQL) and duck_env.
