@@ -9,7 +9,7 @@ of `pipelines.definitions.defs` as readable JSON and compares it with
 - assets: key, group, deps, pools, kinds;
 - asset checks: name, asset, blocking (severity is set per result at run time, so a
   definition has none to record);
-- jobs: name, tags, and each op's config fields (name, type, required, default), e.g. the
+- jobs: name, the assets they select, tags, and each op's config fields (name, type, required, default), e.g. the
   posting window's Launchpad fields;
 - schedules: cron, timezone, default status, job;
 - sensors: name, target jobs, default status, and the asset key an asset sensor watches.
@@ -32,11 +32,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from dagster import AssetKey
 from dagster._config import ConfigType, ConfigTypeKind
 
 from pipelines.definitions import defs
+from pipelines.posting_jobs import POSTING_TAGS, posting_window_job
 
+ROOT = Path(__file__).resolve().parents[1]
 SNAPSHOT = Path(__file__).parent / "snapshots" / "definitions.json"
 UPDATE_ENV = "STAGEPOST_UPDATE_SNAPSHOTS"
 _STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
@@ -118,7 +121,11 @@ def definitions_snapshot() -> dict[str, Any]:
     for job in sorted(repo.get_all_jobs(), key=lambda j: j.name):
         if job.name.startswith("__"):  # Dagster's implicit asset job
             continue
-        jobs[job.name] = {"tags": dict(sorted(job.tags.items())), "op_config": _op_config(job)}
+        jobs[job.name] = {
+            "assets": sorted(_key(k) for k in job.asset_layer.selected_asset_keys),
+            "tags": dict(sorted(job.tags.items())),
+            "op_config": _op_config(job),
+        }
     schedules = {
         s.name: {
             "job": s.job_name,
@@ -185,3 +192,18 @@ def test_every_watched_or_depended_on_key_is_defined() -> None:
     for key in defined:
         missing = set(graph.get(key).parent_keys) - defined
         assert not missing, f"{_key(key)} depends on undefined {sorted(map(_key, missing))}"
+
+
+@pytest.mark.parametrize("instance", ["dagster_home/dagster.yaml", "deploy/dagster.postgres.yaml"])
+def test_every_instance_limits_the_posting_tag_to_one_run(instance: str) -> None:
+    """Windows run one at a time because the run queue limits the posting job's tag: a
+    tag renamed in code but not in the instance files would silently lift the limit."""
+    config = yaml.safe_load((ROOT / instance).read_text(encoding="utf-8"))
+    limits = config["concurrency"]["runs"]["tag_concurrency_limits"]
+    job = defs.resolve_job_def(posting_window_job.name)
+    for key, value in POSTING_TAGS.items():
+        assert job.tags[key] == value
+        assert any(
+            lim["key"] == key and lim.get("value") in (None, value) and lim["limit"] == 1
+            for lim in limits
+        ), f"{instance} does not limit runs tagged {key}={value} to one"
