@@ -3,7 +3,6 @@ optional weekday schedule, off by default."""
 
 from __future__ import annotations
 
-import os
 from datetime import timedelta
 
 from dagster import (
@@ -23,6 +22,7 @@ from assets.posting import (
     PostingWindowConfig,
     posting_window,
 )
+from pipelines.schedules import TIMEZONE
 
 POSTING_TAGS = {"posting_window": "1"}
 SCHEDULE_OPERATOR = "schedule posting_window_weekdays"
@@ -41,7 +41,7 @@ posting_window_job = define_asset_job(
     name="posting_window_weekdays",
     job=posting_window_job,
     cron_schedule="30 17 * * 1-5",
-    execution_timezone=os.environ.get("STAGEPOST_TIMEZONE", "UTC"),
+    execution_timezone=TIMEZONE,
     default_status=DefaultScheduleStatus.STOPPED,
     description="Weekdays 17:30: post everything validated up to yesterday (a real window).",
 )

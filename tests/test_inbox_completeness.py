@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from dagster import materialize
 
-from assets.ingestion import landing_assets
+from assets.ingestion import landed_asset_key, landing_assets
 from connectors.sources.base import RemoteFile
 from connectors.sources.canonical import TIME_ENTRIES
 from connectors.sources.local import LocalFolderSource
@@ -215,13 +215,13 @@ def test_symlink_in_the_inbox_is_named_in_the_run_metadata(
     write_csv(inbox / "time_entries_1.csv", "time_entries", [te()])
     (inbox / "time_entries_link.csv").symlink_to(target)
     result = materialize(
-        [a for a in landing_assets if a.key.to_user_string() == "landed_time_entries"],
+        [a for a in landing_assets if a.key.to_user_string() == landed_asset_key("time_entries")],
         resources={
             "staging": StagingDatabase(url=f"duckdb:///{tmp_path / 'staging.duckdb'}"),
             "psa_source": PsaSource(inbox=str(inbox), stable_seconds=0),
         },
     )
-    (m,) = result.asset_materializations_for_node("landed_time_entries")
+    (m,) = result.asset_materializations_for_node(landed_asset_key("time_entries"))
     assert m.metadata["files"].value == ["time_entries_1.csv"]
     skipped = m.metadata["skipped"].value
     assert list(skipped) == ["time_entries_link.csv"]

@@ -17,7 +17,7 @@ from dagster import (
 )
 from dagster._core.definitions.sensor_definition import SensorExecutionData
 
-from assets.ingestion import FILE_TAG, landing_assets
+from assets.ingestion import FILE_TAG, landed_asset_key, landing_assets
 from pipelines.jobs import ingest_nightly_job, ingest_time_entries_job
 from pipelines.resources import PsaSource, StagingDatabase
 from pipelines.sensors import psa_inbox_sensor
@@ -124,10 +124,10 @@ def test_tagged_run_lands_only_its_file_untagged_lands_all(
     req = by_file(tick(source))["time_entries_a.csv"]
 
     metas = run(req, source, url, instance)
-    meta = metas["landed_time_entries"]
+    meta = metas[landed_asset_key("time_entries")]
     assert meta["files"].value == ["time_entries_a.csv"]
     assert meta["requested_file"].value == "time_entries_a.csv"
-    assert metas["landed_projects"]["files_landed"].value == 0  # ran, landed nothing
+    assert metas[landed_asset_key("projects")]["files_landed"].value == 0  # ran, landed nothing
     assert sorted(p.name for p in inbox.glob("*.csv")) == [
         "projects_1.csv",
         "time_entries_b.csv",
@@ -138,10 +138,10 @@ def test_tagged_run_lands_only_its_file_untagged_lands_all(
     db.engine.dispose()
 
     # The same request again (a retried run): the file is archived, nothing lands twice.
-    meta = run(req, source, url, instance)["landed_time_entries"]
+    meta = run(req, source, url, instance)[landed_asset_key("time_entries")]
     assert meta["files"].value == [] and meta["files_landed"].value == 0
 
-    meta = run(None, source, url, instance)["landed_time_entries"]  # the schedule's run
+    meta = run(None, source, url, instance)[landed_asset_key("time_entries")]  # the schedule's run
     assert meta["files"].value == ["time_entries_b.csv", "time_entries_c.csv"]
     db = StagingDB(url)
     assert db.scalar("SELECT COUNT(*) FROM land_time_entries") == 3
@@ -176,7 +176,7 @@ def test_sensor_on_a_real_sftp_inbox(
     assert runs["time_entries_1.csv"].run_key == f"time_entries_1.csv|{size}|{mtime}"
 
     url = f"duckdb:///{tmp_path / 'staging.duckdb'}"
-    meta = run(runs["time_entries_1.csv"], source, url, instance)["landed_time_entries"]
+    meta = run(runs["time_entries_1.csv"], source, url, instance)[landed_asset_key("time_entries")]
     assert meta["files"].value == ["time_entries_1.csv"]
     assert sorted(p.name for p in sftp_server.archive.iterdir()) == [
         "time_entries_1.csv",
