@@ -22,7 +22,7 @@ from pipelines.jobs import ingest_time_entries_job
 from pipelines.operations import ignore_quarantined_job
 from pipelines.posting_jobs import posting_window_job
 from pipelines.schedules import master_data_nightly, time_entries_hourly
-from tests.csvtools import te, write_csv
+from tests.support.csvtools import te, write_csv
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -24,9 +24,9 @@ from staging_models.full_export import FullExportError, FullExportPolicy, decide
 from staging_models.landing import LandingError, land_file
 from staging_models.posting import RetryPolicy, WindowConfig, run_window
 from staging_models.validation import conservation, validate_all
-from tests.csvtools import te, write_csv
-from tests.posting_helpers import erp_net_hours
-from tests.staging_helpers import World
+from tests.support.csvtools import te, write_csv
+from tests.support.posting_helpers import erp_net_hours
+from tests.support.staging_helpers import World
 
 PATTERN = "time_entries_full_*"
 POLICY = FullExportPolicy(PATTERN)

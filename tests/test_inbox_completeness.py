@@ -21,10 +21,10 @@ from pipelines.resources import PsaSource, StagingDatabase
 from staging_models.db import StagingDB
 from staging_models.landing import ingest_dataset
 from staging_models.scratch import clean_dead_scratch, owner_tag, scratch_dir
-from tests.csvtools import te, write_csv
-from tests.sftp_server import SftpServer
+from tests.support.csvtools import te, write_csv
+from tests.support.sftp_server import SftpServer
 
-pytest_plugins = ["tests.sftp_fixtures"]
+pytest_plugins = ["tests.support.sftp_fixtures"]
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -24,8 +24,8 @@ from pipelines.jobs import ingest_nightly_job, ingest_time_entries_job
 from pipelines.reconciliation_jobs import reconciliation_job
 from staging_models.db import StagingDB
 from tests.conftest import PG_URL
-from tests.csvtools import te, write_csv
-from tests.dagster_ui import dagster_ui, run_worker_pid
+from tests.support.csvtools import te, write_csv
+from tests.support.dagster_ui import dagster_ui, run_worker_pid
 
 ROOT = Path(__file__).resolve().parents[1]
 ADMIN_URL = PG_URL.replace("postgresql://", "postgresql+psycopg://")

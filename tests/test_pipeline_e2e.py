@@ -24,7 +24,7 @@ from pipelines.reconciliation_jobs import reconciliation_job
 from pipelines.resources import PsaSource, ReportUpload, StagingDatabase
 from staging_models.db import dispose_all, staging_db
 from staging_models.validation import conservation
-from tests.csvtools import write_csv
+from tests.support.csvtools import write_csv
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,7 @@ from pipelines.erp_resources import ErpResource, PostingPolicy
 from pipelines.posting_jobs import SCHEDULE_OPERATOR, posting_window_job, posting_window_weekdays
 from pipelines.resources import StagingDatabase
 from staging_models.db import dispose_all, staging_db
-from tests.posting_helpers import erp_lines, stage_entries, with_master_data
+from tests.support.posting_helpers import erp_lines, stage_entries, with_master_data
 
 
 @pytest.fixture(scope="module")

@@ -20,12 +20,12 @@ from pipelines.resources import PsaSource, StagingDatabase
 from staging_models.db import StagingDB, dispose_all, staging_db
 from staging_models.landing import ingest_dataset, unsettled_message
 from staging_models.validation import conservation
-from tests.csvtools import te, write_csv
-from tests.sftp_server import SftpServer
+from tests.support.csvtools import te, write_csv
+from tests.support.sftp_server import SftpServer
 
 VALIDATED_TIME_ENTRIES = validated_time_entries.key.to_user_string()
 
-pytest_plugins = ["tests.sftp_fixtures"]
+pytest_plugins = ["tests.support.sftp_fixtures"]
 
 LATIN1 = os.fsdecode(b"time_entries_\xe9t\xe9.csv")  # Latin-1 bytes: not valid UTF-8
 LONG = "time_entries_" + "x" * (255 - len("time_entries_.csv")) + ".csv"  # 255 bytes

@@ -22,10 +22,10 @@ from pipelines.jobs import ingest_nightly_job, ingest_time_entries_job
 from pipelines.resources import PsaSource, StagingDatabase
 from pipelines.sensors import psa_inbox_sensor
 from staging_models.db import StagingDB
-from tests.csvtools import te, write_csv
-from tests.sftp_server import SftpServer
+from tests.support.csvtools import te, write_csv
+from tests.support.sftp_server import SftpServer
 
-pytest_plugins = ["tests.sftp_fixtures"]
+pytest_plugins = ["tests.support.sftp_fixtures"]
 
 
 @pytest.fixture(scope="module")

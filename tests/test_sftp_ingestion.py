@@ -23,10 +23,10 @@ from connectors.sources.sftp import SftpSource
 from pipelines.resources import PsaSource, StagingDatabase
 from staging_models.db import StagingDB
 from staging_models.landing import ingest_dataset
-from tests.csvtools import te, write_csv
-from tests.sftp_server import SftpServer
+from tests.support.csvtools import te, write_csv
+from tests.support.sftp_server import SftpServer
 
-pytest_plugins = ["tests.sftp_fixtures"]
+pytest_plugins = ["tests.support.sftp_fixtures"]
 
 
 def landed(db: StagingDB) -> tuple[int, int, int]:

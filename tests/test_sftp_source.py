@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from connectors.sources.base import RemoteFile, RetryableSourceError, SourceError
-from tests.sftp_server import SftpServer
+from tests.support.sftp_server import SftpServer
 
 
 def put(server: SftpServer, name: str, data: bytes) -> Path:

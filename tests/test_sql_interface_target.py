@@ -12,7 +12,7 @@ import pytest
 
 from connectors.erp.base import INVOICE_COLUMNS, ErpUnavailable
 from connectors.erp.sql_interface import SqlInterfaceTarget
-from tests.erp_contract import (
+from tests.support.erp_contract import (
     FAR,
     ErpContract,
     contract_master_data,
@@ -21,8 +21,8 @@ from tests.erp_contract import (
     invoice_lines,
     line,
 )
-from tests.erp_faults import FaultInjection, FaultySqlInterfaceTarget
-from tests.posting_helpers import pg_schema
+from tests.support.erp_faults import FaultInjection, FaultySqlInterfaceTarget
+from tests.support.posting_helpers import pg_schema
 
 D = Decimal
 

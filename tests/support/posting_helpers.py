@@ -21,7 +21,7 @@ from connectors.erp.bulk import load_temp
 from connectors.erp.sql_interface import SqlInterfaceTarget
 from staging_models.db import StagingDB
 from tests.conftest import PG_URL
-from tests.erp_faults import FaultySqlInterfaceTarget
+from tests.support.erp_faults import FaultySqlInterfaceTarget
 
 D = Decimal
 _S = pa.string()

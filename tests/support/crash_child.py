@@ -12,7 +12,7 @@ import signal
 
 from staging_models.db import StagingDB
 from staging_models.posting import RetryPolicy, WindowConfig, run_window
-from tests.erp_faults import FaultInjection, FaultySqlInterfaceTarget
+from tests.support.erp_faults import FaultInjection, FaultySqlInterfaceTarget
 
 #: Where a child can kill itself: a window step, or "erp_commit" (the ERP committed a post,
 #: its answer not yet returned: the lost-response case).
