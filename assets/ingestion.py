@@ -31,6 +31,8 @@ from pipelines.resources import PsaSource, StagingDatabase
 from staging_models.db import StagingDB
 from staging_models.landing import ingest_dataset, unresolved_refusals
 
+#: The landing assets' group (jobs select it by this name).
+GROUP = "ingestion"
 #: Run tags set by pipelines.sensors; values are the file's name and dataset.
 FILE_TAG = "stagepost/file"
 DATASET_TAG = "stagepost/dataset"
@@ -74,7 +76,7 @@ def refused_check(db: StagingDB, source: FileSource, dataset: str) -> AssetCheck
 def _landing_asset(dataset: str) -> AssetsDefinition:
     @asset(
         name=landed_asset_key(dataset),
-        group_name="ingestion",
+        group_name=GROUP,
         pool=STAGING_WRITE,
         kinds={"duckdb", "csv"},
         description=(

@@ -20,6 +20,7 @@ from pydantic import Field
 from assets.metadata_tables import md_table
 from assets.pools import ERP_POSTING
 from assets.refusals import Refusal
+from assets.validation import validated_invoices, validated_time_entries
 from pipelines.erp_resources import ErpResource, PostingPolicy
 from pipelines.resources import StagingDatabase
 from staging_models.figures import amounts_by_currency, decimal_text
@@ -179,7 +180,7 @@ def _metadata(result: WindowResult, erp: ErpResource, who: dict) -> dict:
     group_name="posting",
     pool=ERP_POSTING,
     kinds={"erp"},
-    deps=["validated_time_entries", "validated_invoices"],
+    deps=[validated_time_entries, validated_invoices],
     description=(
         "A posting window: validated time entries and released invoices posted to the ERP, "
         "once, with reversals for corrections (ledger: posting_ledger, invoice_ledger, "

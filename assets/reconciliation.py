@@ -33,6 +33,7 @@ from pydantic import Field
 
 from assets.metadata_tables import md_table
 from assets.pools import RECONCILIATION
+from assets.validation import validated_invoices, validated_time_entries
 from connectors.erp.base import ErpTarget
 from connectors.report_upload import UploadError
 from connectors.sources.base import SourceError
@@ -166,7 +167,7 @@ def _kpi_metadata(rec: Reconciliation) -> dict:
             "of approved-but-unposted time, invoice-ready backlog (table rec_kpis).",
         ),
     },
-    deps=[AssetKey("validated_time_entries"), AssetKey("validated_invoices")],
+    deps=[validated_time_entries, validated_invoices],
     can_subset=False,
 )
 def reconciliation(

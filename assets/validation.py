@@ -21,6 +21,8 @@ from pipelines.resources import StagingDatabase
 from staging_models.figures import decimal_text
 from staging_models.validation import DatasetValidation, conservation, validate_all
 
+#: The validation assets' group (jobs select it by this name).
+GROUP = "validation"
 MASTER = ("employees", "projects", "project_tasks", "rate_cards")
 
 
@@ -64,7 +66,7 @@ def _actor(context: AssetExecutionContext) -> str:
 
 
 @asset(
-    group_name="validation",
+    group_name=GROUP,
     pool=STAGING_WRITE,
     kinds={"pandera", "sql"},
     deps=[AssetKey(landed_asset_key(d)) for d in MASTER],
@@ -78,7 +80,7 @@ def validated_master_data(
 
 
 @asset(
-    group_name="validation",
+    group_name=GROUP,
     pool=STAGING_WRITE,
     kinds={"pandera", "sql"},
     deps=[AssetKey(landed_asset_key("time_entries")), validated_master_data],
@@ -95,7 +97,7 @@ def validated_time_entries(
 
 
 @asset(
-    group_name="validation",
+    group_name=GROUP,
     pool=STAGING_WRITE,
     kinds={"pandera", "sql"},
     deps=[AssetKey(landed_asset_key("invoices")), validated_time_entries],

@@ -7,7 +7,7 @@ material) never appear in messages or logs: errors carry the host, paths and
 fingerprints only.
 
 Reliability: one connection per instance, opened lazily and reused. Each operation
-runs under a retry loop that tells fatal failures (an operator must fix something:
+runs under a retry loop (tenacity) that tells fatal failures (an operator must fix something:
 host key, credentials, missing path) from transient ones (server down, connection
 dropped, timeouts). Transient ones reconnect and retry with exponential backoff, then
 surface as the subclass's retryable error.
@@ -21,12 +21,12 @@ import errno
 import logging
 import posixpath
 import stat
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import ClassVar, TypeVar
 
 import paramiko
+import tenacity
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +67,23 @@ class UnknownHostKeyError(paramiko.SSHException):
 class RetryLater(Exception):
     """The remote side is not ready (a file changed under us): give up now, as retryable,
     without reconnecting; the next run or poll tries again."""
+
+
+class _Transient(Exception):
+    """A failure worth another attempt on a fresh connection (carries the original)."""
+
+    def __init__(self, cause: Exception) -> None:
+        super().__init__(cause)
+        self.cause = cause
+
+
+def _reason(exc: BaseException | None) -> str:
+    """`Type: message` of the underlying failure, for logs and the final error."""
+    if isinstance(exc, _Transient):
+        exc = exc.cause
+    if exc is None:
+        return "unknown"
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
 class _RejectUnknownHost(paramiko.RejectPolicy):
@@ -268,9 +285,16 @@ class SftpConnection:
         return isinstance(exc, paramiko.SSHException | paramiko.SFTPError | EOFError | OSError)
 
     def _run(self, what: str, op: Callable[[paramiko.SFTPClient], T]) -> T:
-        """Run `op` on a live session; reconnect and retry transient failures with backoff."""
+        """Run `op` on a live session; reconnect and retry transient failures with backoff.
+
+        tenacity keeps the loop; this method only sorts failures: fatal ones and
+        `RetryLater` raise at once, transient ones close the connection and go round again
+        (delays `backoff * 2**(n-1)`, capped at `max_backoff`), the last one surfaces as
+        `retryable_error`.
+        """
         attempts = self.retries + 1
-        for attempt in range(1, attempts + 1):
+
+        def attempt() -> T:
             try:
                 return op(self._session())
             except self.error:
@@ -284,23 +308,32 @@ class SftpConnection:
                 if not self._retryable(exc):
                     raise
                 self.close()  # the next attempt opens a fresh connection
-                reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-                if attempt == attempts:
-                    raise self.retryable_error(
-                        f"{what} on {self._hostport} failed after {attempts} attempt(s): {reason}"
-                    ) from exc
-                delay = min(self.backoff * 2 ** (attempt - 1), self.max_backoff)
-                log.warning(
-                    "%s on %s failed (attempt %d/%d): %s; retrying in %.2fs",
-                    what,
-                    self._hostport,
-                    attempt,
-                    attempts,
-                    reason,
-                    delay,
-                )
-                time.sleep(delay)
-        raise AssertionError("unreachable")
+                raise _Transient(exc) from exc
+
+        def warn(state: tenacity.RetryCallState) -> None:
+            assert state.outcome is not None and state.next_action is not None
+            log.warning(
+                "%s on %s failed (attempt %d/%d): %s; retrying in %.2fs",
+                what,
+                self._hostport,
+                state.attempt_number,
+                attempts,
+                _reason(state.outcome.exception()),
+                state.next_action.sleep,
+            )
+
+        try:
+            return tenacity.Retrying(
+                retry=tenacity.retry_if_exception_type(_Transient),
+                stop=tenacity.stop_after_attempt(attempts),
+                wait=tenacity.wait_exponential(multiplier=self.backoff, max=self.max_backoff),
+                before_sleep=warn,
+                reraise=True,
+            )(attempt)
+        except _Transient as last:
+            raise self.retryable_error(
+                f"{what} on {self._hostport} failed after {attempts} attempt(s): {_reason(last)}"
+            ) from last.cause
 
     def _ensure_dir(self, sftp: paramiko.SFTPClient, path: str) -> None:
         """Create the remote folder `path` and its parents unless they exist."""

@@ -235,6 +235,9 @@ def run(args: argparse.Namespace, root: Path, log_path: Path, say: Say) -> int:
     from assets.reconciliation import ReconciliationConfig, resolve_period
     from pipelines.definitions import defs
     from pipelines.erp_resources import default_erp_url
+    from pipelines.jobs import main_job
+    from pipelines.posting_jobs import posting_window_job
+    from pipelines.reconciliation_jobs import reconciliation_job
     from staging_models.db import redact_url, staging_db
 
     inbox = root / "inbox"
@@ -243,7 +246,7 @@ def run(args: argparse.Namespace, root: Path, log_path: Path, say: Say) -> int:
     files_before = _landed_files(db)
     instance = DagsterInstance.get()
     started = time.perf_counter()
-    main = defs.resolve_job_def("main_job").execute_in_process(
+    main = defs.resolve_job_def(main_job.name).execute_in_process(
         instance=instance, raise_on_error=False
     )
     landed = _landed_files(db) - files_before
@@ -270,7 +273,7 @@ def run(args: argparse.Namespace, root: Path, log_path: Path, say: Say) -> int:
     if not main.success or args.no_post:
         return _close(main.success, root, log_path, say)
 
-    window_run = defs.resolve_job_def("posting_window_job").execute_in_process(
+    window_run = defs.resolve_job_def(posting_window_job.name).execute_in_process(
         run_config=RunConfig(
             ops={POSTING_ASSET: PostingWindowConfig(dry_run=False, note="demo", operator="demo")}
         ),
@@ -294,7 +297,7 @@ def run(args: argparse.Namespace, root: Path, log_path: Path, say: Say) -> int:
     say(f"  ERP (SQL interface tables): {redact_url(default_erp_url())}")
 
     period = resolve_period(ReconciliationConfig(), datetime.now(UTC).date())
-    rec = defs.resolve_job_def("reconciliation_job").execute_in_process(
+    rec = defs.resolve_job_def(reconciliation_job.name).execute_in_process(
         run_config=RunConfig(
             ops={
                 "reconciliation": ReconciliationConfig(

@@ -4,19 +4,22 @@ from __future__ import annotations
 
 from dagster import AssetSelection, define_asset_job
 
+from assets.ingestion import GROUP as INGESTION
 from assets.ingestion import HOURLY_DATASETS, NIGHTLY_DATASETS, landed_asset_key
+from assets.validation import GROUP as VALIDATION
+from assets.validation import validated_time_entries
 
 ingest_time_entries_job = define_asset_job(
     "ingest_time_entries_job",
     selection=AssetSelection.assets(*(landed_asset_key(d) for d in HOURLY_DATASETS))
-    | AssetSelection.assets("validated_time_entries"),
+    | AssetSelection.assets(validated_time_entries),
     description="Land and validate new approved-time exports (hourly).",
 )
 
 ingest_nightly_job = define_asset_job(
     "ingest_nightly_job",
     selection=AssetSelection.assets(*(landed_asset_key(d) for d in NIGHTLY_DATASETS))
-    | AssetSelection.groups("validation"),
+    | AssetSelection.groups(VALIDATION),
     description=(
         "Land employees, projects, tasks, rate cards and invoice proposals, then re-validate "
         "(quarantined rows whose master data was fixed are released) (nightly)."
@@ -25,6 +28,6 @@ ingest_nightly_job = define_asset_job(
 
 main_job = define_asset_job(
     "main_job",
-    selection=AssetSelection.groups("ingestion", "validation"),
+    selection=AssetSelection.groups(INGESTION, VALIDATION),
     description="Land everything the inbox holds, then validate it against the contracts.",
 )

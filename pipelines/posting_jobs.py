@@ -15,15 +15,21 @@ from dagster import (
     schedule,
 )
 
-from assets.posting import POSTING_ASSET, POSTING_JOB, WINDOW_TAG, PostingWindowConfig
-from pipelines.settings_model import current
+from assets.posting import (
+    POSTING_ASSET,
+    POSTING_JOB,
+    WINDOW_TAG,
+    PostingWindowConfig,
+    posting_window,
+)
+from pipelines.schedules import TIMEZONE
 
 POSTING_TAGS = {"posting_window": "1"}
 SCHEDULE_OPERATOR = "schedule posting_window_weekdays"
 
 posting_window_job = define_asset_job(
     POSTING_JOB,
-    selection=AssetSelection.assets(POSTING_ASSET),
+    selection=AssetSelection.assets(posting_window),
     tags=POSTING_TAGS,
     # The Launchpad opens pre-filled with a dry run of everything not yet posted.
     config=RunConfig(ops={POSTING_ASSET: PostingWindowConfig()}),
@@ -35,7 +41,7 @@ posting_window_job = define_asset_job(
     name="posting_window_weekdays",
     job=posting_window_job,
     cron_schedule="30 17 * * 1-5",
-    execution_timezone=current().timezone,
+    execution_timezone=TIMEZONE,
     default_status=DefaultScheduleStatus.STOPPED,
     description="Weekdays 17:30: post everything validated up to yesterday (a real window).",
 )

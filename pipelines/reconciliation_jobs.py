@@ -8,7 +8,6 @@ reconciliation whenever the posting asset materializes (one run per posting wind
 from __future__ import annotations
 
 from dagster import (
-    AssetKey,
     AssetSelection,
     DefaultScheduleStatus,
     DefaultSensorStatus,
@@ -20,11 +19,13 @@ from dagster import (
     define_asset_job,
 )
 
+from assets.posting import posting_window
 from assets.reconciliation import GROUP
 from pipelines.schedules import TIMEZONE
 
-#: The asset a posting window materializes (assets/posting.py).
-POSTING_ASSET_KEY = AssetKey("posting_window")
+#: The asset a posting window materializes: taken from its definition, so renaming the asset
+#: cannot leave this sensor watching a key nothing materializes.
+POSTING_ASSET_KEY = posting_window.key
 
 reconciliation_job = define_asset_job(
     "reconciliation_job",

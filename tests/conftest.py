@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from staging_models.db import StagingDB
 
-pytest_plugins = ["tests.tryton_fixtures", "tests.sftp_fixtures"]
+pytest_plugins = ["tests.support.tryton_fixtures", "tests.support.sftp_fixtures"]
 
 PG_URL = os.environ.get("STAGEPOST_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 

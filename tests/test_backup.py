@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from staging_models.backup import BackupError, backup_staging
 from staging_models.db import StagingDB
 from tests.conftest import PG_URL
-from tests.staging_helpers import World, entry
+from tests.support.staging_helpers import World, entry
 
 
 def _world(db: StagingDB, folder: Path) -> int:

@@ -10,7 +10,7 @@ import pytest
 
 from staging_models.db import StagingDB
 from staging_models.validation import conservation, ignore_quarantined
-from tests.staging_helpers import World, entry
+from tests.support.staging_helpers import World, entry
 
 # (case id, entry overrides, rule codes that must be among the row's quarantine codes)
 ENTRY_CASES: list[tuple[str, dict[str, str], set[str]]] = [

@@ -16,7 +16,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.csvtools import te, write_csv
+from assets.ingestion import landed_asset_key
+from assets.validation import validated_time_entries
+from pipelines.jobs import ingest_time_entries_job
+from pipelines.operations import ignore_quarantined_job
+from pipelines.posting_jobs import posting_window_job
+from pipelines.schedules import master_data_nightly, time_entries_hourly
+from tests.support.csvtools import te, write_csv
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -89,21 +95,24 @@ def test_dagster_dev_shows_assets_schedules_and_runs_ingestion(tmp_path: Path) -
             time.sleep(1)
         assert repo, (tmp_path / "dagster_dev.log").read_text()[-3000:]
         crons = {s["name"]: s["cronSchedule"] for s in repo["schedules"]}
-        assert crons["time_entries_hourly"] == "15 * * * *"
-        assert crons["master_data_nightly"] == "0 2 * * *"
+        assert crons[time_entries_hourly.name] == "15 * * * *"
+        assert crons[master_data_nightly.name] == "0 2 * * *"
         assets = {"/".join(a["assetKey"]["path"]) for a in repo["assetNodes"]}
-        assert {"landed_time_entries", "validated_time_entries"} <= assets
+        assert {
+            landed_asset_key("time_entries"),
+            validated_time_entries.key.to_user_string(),
+        } <= assets
         # The UI gives a job a Launchpad tab only when it is not an asset job (Dagster 1.13,
         # PipelineNav: hasLaunchpad = !isAssetJob): the README's clicks depend on this.
         asset_job = {p["name"]: p["isAssetJob"] for p in repo["pipelines"]}
-        assert asset_job["posting_window_job"] is True  # ▾ beside Materialize → Open launchpad
-        assert asset_job["ignore_quarantined_job"] is False  # its own Launchpad tab
+        assert asset_job[posting_window_job.name] is True  # ▾ beside Materialize → Open launchpad
+        assert asset_job[ignore_quarantined_job.name] is False  # its own Launchpad tab
 
         params = {
             "selector": {
                 "repositoryLocationName": repo["location"]["name"],
                 "repositoryName": repo["name"],
-                "jobName": "ingest_time_entries_job",
+                "jobName": ingest_time_entries_job.name,
             },
             "runConfigData": {},
         }

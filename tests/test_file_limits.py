@@ -17,8 +17,8 @@ from connectors.sources.local import LocalFolderSource
 from staging_models.db import StagingDB
 from staging_models.landing import LandingError, ingest_dataset, land_file
 from staging_models.validation import conservation, validate_all
-from tests.csvtools import te, write_csv
-from tests.hostile import (
+from tests.support.csvtools import te, write_csv
+from tests.support.hostile import (
     MIB,
     gzip_of,
     repeated,
@@ -28,8 +28,8 @@ from tests.hostile import (
     write_xlsx,
     xlsx_with_cell,
 )
-from tests.memtools import peak_memory
-from tests.staging_helpers import NOW, World
+from tests.support.memtools import peak_memory
+from tests.support.staging_helpers import NOW, World
 
 BOMB = 64 * MIB  # inflated size of each bomb; the zip/gzip on disk is ~64 KiB
 
@@ -63,7 +63,7 @@ def test_xlsx_whose_cell_inflates_hugely_is_refused_unread(
 
 
 def test_xlsx_sheet_xml_bomb_is_refused(duck_db: StagingDB, tmp_path: Path) -> None:
-    from tests.hostile import rewrite_member
+    from tests.support.hostile import rewrite_member
 
     path = write_xlsx(tmp_path / "time_entries_sheet.xlsx", [te_values()])
     sheet = [b'<?xml version="1.0"?><worksheet><sheetData>', *repeated(b" ", BOMB), b"</sheetData>"]

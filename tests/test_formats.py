@@ -20,8 +20,8 @@ from connectors.sources.canonical import DATASETS, TIME_ENTRIES
 from connectors.sources.formats import FileFormat, FileFormatError, FileLimits, open_raw
 from staging_models.db import StagingDB
 from staging_models.landing import LandingError, land_file, typed_select_sql
-from tests.csvtools import te, write_csv
-from tests.memtools import peak_memory
+from tests.support.csvtools import te, write_csv
+from tests.support.memtools import peak_memory
 
 NAMES = ("Zoë Müller-Lüdenscheidt", "François Ñúñez", "Łukasz Dvořák")  # the last is not cp1252
 ROWS = [

@@ -24,9 +24,9 @@ from staging_models.full_export import FullExportError, FullExportPolicy, decide
 from staging_models.landing import LandingError, land_file
 from staging_models.posting import RetryPolicy, WindowConfig, run_window
 from staging_models.validation import conservation, validate_all
-from tests.csvtools import te, write_csv
-from tests.posting_helpers import erp_net_hours
-from tests.staging_helpers import World
+from tests.support.csvtools import te, write_csv
+from tests.support.posting_helpers import erp_net_hours
+from tests.support.staging_helpers import World
 
 PATTERN = "time_entries_full_*"
 POLICY = FullExportPolicy(PATTERN)
@@ -194,7 +194,7 @@ def test_truncated_export_is_held_until_an_operator_confirms(
     write_csv(inbox / NOVEMBER, "time_entries", _without(11, 12, 13))  # 3 of 30 missing: 10%
     defs = _defs(any_db.url, inbox)
     with DagsterInstance.ephemeral() as instance:
-        ingest = defs.resolve_job_def("ingest_time_entries_job").execute_in_process(
+        ingest = defs.resolve_job_def(ingest_time_entries_job.name).execute_in_process(
             instance=instance
         )
         assert ingest.success
@@ -215,7 +215,7 @@ def test_truncated_export_is_held_until_an_operator_confirms(
 
         with pytest.raises(FullExportError, match="operator"):
             decide(any_db, NOVEMBER, operator="  ", reason="checked")
-        job = defs.resolve_job_def("confirm_full_export_job")
+        job = defs.resolve_job_def(confirm_full_export_job.name)
 
         def confirm(operator: str):
             cfg = ConfirmFullExportConfig(

@@ -26,7 +26,7 @@ from connectors.sources.formats import FileFormat, FileLimits
 from staging_models.db import StagingDB
 from staging_models.landing import LandingError, land_file
 from staging_models.validation import conservation
-from tests.hostile import (
+from tests.support.hostile import (
     MIB,
     TE_COLS,
     csv_line,
@@ -39,7 +39,7 @@ from tests.hostile import (
     write_xlsx,
     xlsx_with_cell,
 )
-from tests.staging_helpers import World
+from tests.support.staging_helpers import World
 
 HEADER = csv_line(TE_COLS)
 BOMB = 32 * MIB

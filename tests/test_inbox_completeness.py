@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from dagster import materialize
 
-from assets.ingestion import landing_assets
+from assets.ingestion import landed_asset_key, landing_assets
 from connectors.sources.base import RemoteFile
 from connectors.sources.canonical import TIME_ENTRIES
 from connectors.sources.local import LocalFolderSource
@@ -21,10 +21,10 @@ from pipelines.resources import PsaSource, StagingDatabase
 from staging_models.db import StagingDB
 from staging_models.landing import ingest_dataset
 from staging_models.scratch import clean_dead_scratch, owner_tag, scratch_dir
-from tests.csvtools import te, write_csv
-from tests.sftp_server import SftpServer
+from tests.support.csvtools import te, write_csv
+from tests.support.sftp_server import SftpServer
 
-pytest_plugins = ["tests.sftp_fixtures"]
+pytest_plugins = ["tests.support.sftp_fixtures"]
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -215,13 +215,13 @@ def test_symlink_in_the_inbox_is_named_in_the_run_metadata(
     write_csv(inbox / "time_entries_1.csv", "time_entries", [te()])
     (inbox / "time_entries_link.csv").symlink_to(target)
     result = materialize(
-        [a for a in landing_assets if a.key.to_user_string() == "landed_time_entries"],
+        [a for a in landing_assets if a.key.to_user_string() == landed_asset_key("time_entries")],
         resources={
             "staging": StagingDatabase(url=f"duckdb:///{tmp_path / 'staging.duckdb'}"),
             "psa_source": PsaSource(inbox=str(inbox), stable_seconds=0),
         },
     )
-    (m,) = result.asset_materializations_for_node("landed_time_entries")
+    (m,) = result.asset_materializations_for_node(landed_asset_key("time_entries"))
     assert m.metadata["files"].value == ["time_entries_1.csv"]
     skipped = m.metadata["skipped"].value
     assert list(skipped) == ["time_entries_link.csv"]

@@ -20,10 +20,12 @@ import sqlalchemy as sa
 import yaml
 
 from assets.pools import ERP_POSTING, RECONCILIATION, STAGING_WRITE
+from pipelines.jobs import ingest_nightly_job, ingest_time_entries_job
+from pipelines.reconciliation_jobs import reconciliation_job
 from staging_models.db import StagingDB
 from tests.conftest import PG_URL
-from tests.csvtools import te, write_csv
-from tests.dagster_ui import dagster_ui, run_worker_pid
+from tests.support.csvtools import te, write_csv
+from tests.support.dagster_ui import dagster_ui, run_worker_pid
 
 ROOT = Path(__file__).resolve().parents[1]
 ADMIN_URL = PG_URL.replace("postgresql://", "postgresql+psycopg://")
@@ -108,9 +110,9 @@ def test_production_instance_on_postgresql_with_pools(
     with dagster_ui(home, env, tmp_path / "dg_dev.log") as ui:
         # Two runs of the staging-write pool and one reconciliation, launched together.
         write_csv(inbox / "time_entries_a.csv", "time_entries", [te(), te(entry_id="TE2")])
-        first = ui.launch("ingest_time_entries_job")
-        recon = ui.launch("reconciliation_job")
-        second = ui.launch("ingest_nightly_job")
+        first = ui.launch(ingest_time_entries_job.name)
+        recon = ui.launch(reconciliation_job.name)
+        second = ui.launch(ingest_nightly_job.name)
         runs = ui.wait([first, second, recon])
         assert {r["status"] for r in runs.values()} == {"SUCCESS"}, runs
         assert not _overlap(runs[first], runs[second]), "one staging writer at a time"
@@ -122,8 +124,8 @@ def test_production_instance_on_postgresql_with_pools(
 
         # A run killed half-way is failed by Dagster and frees the pool for the run behind it.
         write_csv(inbox / "time_entries_b.csv", "time_entries", [te(entry_id="TE3")])
-        doomed = ui.launch("ingest_time_entries_job")
-        behind = ui.launch("ingest_nightly_job")
+        doomed = ui.launch(ingest_time_entries_job.name)
+        behind = ui.launch(ingest_nightly_job.name)
         deadline = time.monotonic() + 120
         pid = None
         while pid is None:

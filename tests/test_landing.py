@@ -12,7 +12,7 @@ from connectors.sources.canonical import DATASETS
 from connectors.sources.formats import FileFormatError
 from staging_models.db import StagingDB
 from staging_models.landing import LandingError, land_file
-from tests.csvtools import te, write_csv
+from tests.support.csvtools import te, write_csv
 
 
 def _versions(db: StagingDB, key: str = "TE1"):

@@ -22,7 +22,7 @@ from connectors.sources.mapping import (
 from pipelines.resources import PsaSource
 from staging_models.db import StagingDB
 from staging_models.landing import LandingError, land_file
-from tests.harvest import (
+from tests.support.harvest import (
     HARVEST_COLUMNS,
     HARVEST_HOURS,
     HARVEST_ROWS,
@@ -30,7 +30,7 @@ from tests.harvest import (
     write_harvest_csv,
     write_harvest_xlsx,
 )
-from tests.staging_helpers import World
+from tests.support.staging_helpers import World
 
 HARVEST = load_mapping("harvest_detailed_time")
 HARVEST_FMT = FileFormat(mapping=HARVEST)

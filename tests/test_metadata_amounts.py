@@ -35,7 +35,7 @@ from pipelines.posting_jobs import posting_window_job
 from pipelines.resources import PsaSource, ReportUpload, StagingDatabase
 from staging_models.db import StagingDB, dispose_all, staging_db
 from staging_models.figures import decimal_text, rate
-from tests.posting_helpers import stage_entries, with_master_data
+from tests.support.posting_helpers import stage_entries, with_master_data
 
 D = Decimal
 #: hours x rate: 107.01 x 125 = 13,376.25 EUR; 8 x 551,058.75 = 4,408,470.00 EUR;
@@ -96,7 +96,7 @@ def _window(world: dict, dry_run: bool):
             "posting_policy": PostingPolicy(preview_dir=str(world["tmp"] / "previews")),
         },
     )
-    result = defs.resolve_job_def("posting_window_job").execute_in_process(
+    result = defs.resolve_job_def(posting_window_job.name).execute_in_process(
         instance=DagsterInstance.ephemeral(),
         run_config=RunConfig(
             ops={

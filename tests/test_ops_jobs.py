@@ -16,7 +16,7 @@ from pipelines.ops_jobs import retention_job, staging_backup_job
 from pipelines.resources import StagingDatabase
 from staging_models.db import StagingDB
 from staging_models.validation import conservation
-from tests.staging_helpers import World, entry
+from tests.support.staging_helpers import World, entry
 
 
 def _resources(db: StagingDB, tmp_path: Path) -> dict:

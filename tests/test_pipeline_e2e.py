@@ -18,10 +18,13 @@ from connectors.erp.sql_interface import SqlInterfaceTarget
 from connectors.sample_data import write_sample
 from io_managers.staging_table import StagingTableIOManager
 from pipelines.erp_resources import ErpResource, PostingPolicy
+from pipelines.jobs import main_job
+from pipelines.posting_jobs import posting_window_job
+from pipelines.reconciliation_jobs import reconciliation_job
 from pipelines.resources import PsaSource, ReportUpload, StagingDatabase
 from staging_models.db import dispose_all, staging_db
 from staging_models.validation import conservation
-from tests.csvtools import write_csv
+from tests.support.csvtools import write_csv
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +61,7 @@ def world(tmp_path: Path) -> Iterator[dict]:
 
 
 def _post(w: dict, instance: DagsterInstance, dry_run: bool = False):
-    job = w["defs"].resolve_job_def("posting_window_job")
+    job = w["defs"].resolve_job_def(posting_window_job.name)
     cfg = RunConfig(
         ops={POSTING_ASSET: PostingWindowConfig(dry_run=dry_run, note="e2e", operator="e2e")}
     )
@@ -76,7 +79,7 @@ def _erp_net(w: dict) -> dict[str, Decimal]:
 
 def test_ingest_validate_post_correct(world: dict, instance: DagsterInstance) -> None:
     w = world
-    main = w["defs"].resolve_job_def("main_job").execute_in_process(instance=instance)
+    main = w["defs"].resolve_job_def(main_job.name).execute_in_process(instance=instance)
     assert main.success
     db = staging_db(w["staging"])
     cons = conservation(db)
@@ -132,7 +135,7 @@ def test_ingest_validate_post_correct(world: dict, instance: DagsterInstance) ->
         deleted="false",
     )
     write_csv(w["inbox"] / "time_entries_fix.csv", "time_entries", [row])
-    assert w["defs"].resolve_job_def("main_job").execute_in_process(instance=instance).success
+    assert w["defs"].resolve_job_def(main_job.name).execute_in_process(instance=instance).success
     states = db.query_df(
         "SELECT s.version, s.state, q.rule_codes FROM stg_time_entries s LEFT JOIN quarantine q "
         "ON q.row_key = s.row_key AND q.version = s.version WHERE s.row_key = :e",
@@ -155,7 +158,7 @@ def test_ingest_validate_post_correct(world: dict, instance: DagsterInstance) ->
 
     # Reconciliation after posting: only quarantined and not-postable entries are exceptions,
     # and the quarantined rows without an entry id or a readable date are among them.
-    rec = w["defs"].resolve_job_def("reconciliation_job").execute_in_process(instance=instance)
+    rec = w["defs"].resolve_job_def(reconciliation_job.name).execute_in_process(instance=instance)
     assert rec.success
     classes = db.query_df('SELECT "class", COUNT(*) AS n FROM rec_lines GROUP BY "class"')
     found = dict(classes.values)
@@ -175,7 +178,7 @@ def test_posting_refuses_unvalidated_staging(world: dict, instance: DagsterInsta
     w = world
     land_only = (
         w["defs"]
-        .resolve_job_def("main_job")
+        .resolve_job_def(main_job.name)
         .execute_in_process(instance=instance, asset_selection=None, raise_on_error=False)
     )
     assert land_only.success

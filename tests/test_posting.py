@@ -7,10 +7,10 @@ from decimal import Decimal
 import pytest
 import sqlalchemy as sa
 
-from connectors.erp.sql_interface import FaultInjection
 from staging_models.posting import PlanTooLarge
 from staging_models.posting_plan import _BATCH_ID_SQL, external_id, ledger_batch_id
-from tests.posting_helpers import (
+from tests.support.erp_faults import FaultInjection
+from tests.support.posting_helpers import (
     PostingEnv,
     correct,
     erp_lines,
@@ -21,7 +21,7 @@ from tests.posting_helpers import (
 )
 
 # Fixtures posting_env (DuckDB and PostgreSQL) and duck_env.
-pytest_plugins = ["tests.posting_fixtures"]
+pytest_plugins = ["tests.support.posting_fixtures"]
 
 D = Decimal
 

@@ -24,8 +24,8 @@ import pytest
 
 from connectors.erp.sql_interface import SqlInterfaceTarget
 from staging_models.db import StagingDB
-from tests.crash_child import KILL_POINTS, run_child
-from tests.posting_helpers import (
+from tests.support.crash_child import KILL_POINTS, run_child
+from tests.support.posting_helpers import (
     correct,
     pg_schema,
     stage_entries,
@@ -41,7 +41,7 @@ FAR = (date(2000, 1, 1), date(2100, 12, 31))
 @pytest.fixture(scope="module")
 def forkserver() -> multiprocessing.context.BaseContext:
     ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["tests.crash_child"])
+    ctx.set_forkserver_preload(["tests.support.crash_child"])
     return ctx
 
 

@@ -22,7 +22,7 @@ from pipelines.erp_resources import ErpResource, PostingPolicy
 from pipelines.posting_jobs import SCHEDULE_OPERATOR, posting_window_job, posting_window_weekdays
 from pipelines.resources import StagingDatabase
 from staging_models.db import dispose_all, staging_db
-from tests.posting_helpers import erp_lines, stage_entries, with_master_data
+from tests.support.posting_helpers import erp_lines, stage_entries, with_master_data
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +86,7 @@ def _refusal(result):
 
 def test_launchpad_default_is_a_dry_run_with_a_preview(urls, tmp_path, instance) -> None:
     staging, erp = urls
-    job = _defs(staging, erp, tmp_path).resolve_job_def("posting_window_job")
+    job = _defs(staging, erp, tmp_path).resolve_job_def(posting_window_job.name)
     assert job.tags["posting_window"] == "1"
     result = job.execute_in_process(instance=instance, run_config=_config(operator="ana"))
     assert result.success
@@ -98,7 +98,7 @@ def test_launchpad_default_is_a_dry_run_with_a_preview(urls, tmp_path, instance)
 
 def test_real_window_posts_and_reports(urls, tmp_path, instance) -> None:
     staging, erp = urls
-    job = _defs(staging, erp, tmp_path).resolve_job_def("posting_window_job")
+    job = _defs(staging, erp, tmp_path).resolve_job_def(posting_window_job.name)
     result = job.execute_in_process(
         instance=instance,
         run_config=_config(dry_run=False, note="Nov", operator="ana"),
@@ -114,7 +114,7 @@ def test_real_window_posts_and_reports(urls, tmp_path, instance) -> None:
 def test_refused_window_fails_the_run_with_the_reason(urls, tmp_path, instance) -> None:
     staging, erp = urls
     never = "sat 00:00-00:01 Pacific/Kiritimati"
-    job = _defs(staging, erp, tmp_path, hours=never).resolve_job_def("posting_window_job")
+    job = _defs(staging, erp, tmp_path, hours=never).resolve_job_def(posting_window_job.name)
     result = job.execute_in_process(
         instance=instance,
         run_config=_config(dry_run=False, operator="ana", note="month end"),
@@ -153,7 +153,7 @@ def test_erp_resource_hides_the_password() -> None:
 
 def test_window_records_note_override_and_operator_as_given(urls, tmp_path, instance) -> None:
     staging, erp = urls
-    job = _defs(staging, erp, tmp_path).resolve_job_def("posting_window_job")
+    job = _defs(staging, erp, tmp_path).resolve_job_def(posting_window_job.name)
     given = {"note": "November close, asked by Ben", "override_reason": "auditor waiting"}
     result = job.execute_in_process(
         instance=instance, run_config=_config(dry_run=False, operator="ana@finance", **given)
@@ -172,7 +172,7 @@ def test_window_records_note_override_and_operator_as_given(urls, tmp_path, inst
 def test_the_runs_user_tag_names_who_launched(urls, tmp_path, instance) -> None:
     """Dagster+ tags a run with the launching user's e-mail (`user`): it wins over the field."""
     staging, erp = urls
-    job = _defs(staging, erp, tmp_path).resolve_job_def("posting_window_job")
+    job = _defs(staging, erp, tmp_path).resolve_job_def(posting_window_job.name)
     result = job.execute_in_process(
         instance=instance, run_config=_config(operator=""), tags={"user": "ben@example.com"}
     )
@@ -182,7 +182,7 @@ def test_the_runs_user_tag_names_who_launched(urls, tmp_path, instance) -> None:
 
 def test_no_operator_and_no_user_tag_is_refused(urls, tmp_path, instance) -> None:
     staging, erp = urls
-    job = _defs(staging, erp, tmp_path).resolve_job_def("posting_window_job")
+    job = _defs(staging, erp, tmp_path).resolve_job_def(posting_window_job.name)
     result = job.execute_in_process(instance=instance, raise_on_error=False)
     failure = _refusal(result)
     assert "Fill in `operator`" in failure.user_failure_data.description
@@ -193,7 +193,7 @@ def test_no_operator_and_no_user_tag_is_refused(urls, tmp_path, instance) -> Non
 def test_refused_window_keeps_the_note_and_records_the_reason(urls, tmp_path, instance) -> None:
     staging, erp = urls
     never = "sat 00:00-00:01 Pacific/Kiritimati"
-    job = _defs(staging, erp, tmp_path, hours=never).resolve_job_def("posting_window_job")
+    job = _defs(staging, erp, tmp_path, hours=never).resolve_job_def(posting_window_job.name)
     job.execute_in_process(
         instance=instance,
         run_config=_config(dry_run=False, operator="ana", note="please post"),
@@ -222,7 +222,7 @@ def _assert_no_stack(result, instance: DagsterInstance) -> None:
 def test_outside_posting_hours_is_a_failure_without_a_traceback(urls, tmp_path, instance) -> None:
     staging, erp = urls
     never = "sat 00:00-00:01 Pacific/Kiritimati"
-    job = _defs(staging, erp, tmp_path, hours=never).resolve_job_def("posting_window_job")
+    job = _defs(staging, erp, tmp_path, hours=never).resolve_job_def(posting_window_job.name)
     result = job.execute_in_process(
         instance=instance, run_config=_config(dry_run=False, operator="ana"), raise_on_error=False
     )
@@ -234,7 +234,7 @@ def test_outside_posting_hours_is_a_failure_without_a_traceback(urls, tmp_path, 
 
 def test_max_lines_is_a_failure_without_a_traceback(urls, tmp_path, instance) -> None:
     staging, erp = urls
-    job = _defs(staging, erp, tmp_path).resolve_job_def("posting_window_job")
+    job = _defs(staging, erp, tmp_path).resolve_job_def(posting_window_job.name)
     result = job.execute_in_process(
         instance=instance,
         run_config=_config(dry_run=False, operator="ana", max_lines=1),
@@ -248,7 +248,7 @@ def test_max_lines_is_a_failure_without_a_traceback(urls, tmp_path, instance) ->
 def test_unsettled_validation_is_a_failure_without_a_traceback(urls, tmp_path, instance) -> None:
     staging, erp = urls
     stage_entries(staging_db(staging), [{"entry_id": "TE3", "state": "landed"}])
-    job = _defs(staging, erp, tmp_path).resolve_job_def("posting_window_job")
+    job = _defs(staging, erp, tmp_path).resolve_job_def(posting_window_job.name)
     result = job.execute_in_process(
         instance=instance, run_config=_config(dry_run=False, operator="ana"), raise_on_error=False
     )
@@ -283,7 +283,7 @@ def test_materializing_outside_the_job_posts_nothing_and_says_how(urls, tmp_path
 @pytest.mark.parametrize(("dry_run", "kind"), [(True, "dry_run"), (False, "post")])
 def test_dry_runs_and_real_windows_are_tagged(urls, tmp_path, instance, dry_run, kind) -> None:
     staging, erp = urls
-    job = _defs(staging, erp, tmp_path).resolve_job_def("posting_window_job")
+    job = _defs(staging, erp, tmp_path).resolve_job_def(posting_window_job.name)
     result = job.execute_in_process(
         instance=instance, run_config=_config(dry_run=dry_run, operator="ana")
     )

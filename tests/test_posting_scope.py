@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import date
 from decimal import Decimal
 
-from tests.posting_helpers import (
+from tests.support.posting_helpers import (
     PostingEnv,
     correct,
     erp_lines,
@@ -21,7 +21,7 @@ from tests.posting_helpers import (
 )
 
 # Fixtures posting_env (DuckDB and PostgreSQL) and duck_env.
-pytest_plugins = ["tests.posting_fixtures"]
+pytest_plugins = ["tests.support.posting_fixtures"]
 
 D = Decimal
 US = {"legal_entity": "US01", "project_code": "UP1", "currency": "USD"}
@@ -177,7 +177,7 @@ def test_a_pair_split_before_the_rule_is_mended_by_a_window_covering_either_line
 
 def test_a_pair_never_straddles_two_batches(posting_env: PostingEnv) -> None:
     """An ERP outage after the first batch stops the window: no pair is left half-posted."""
-    from connectors.erp.sql_interface import FaultInjection
+    from tests.support.erp_faults import FaultInjection
 
     stage_entries(posting_env.db, [{"entry_id": e} for e in "BCD"])
     posting_env.window()

@@ -22,7 +22,7 @@ from staging_models.posting import (
     run_window,
 )
 from staging_models.posting_lock import PostingLockLost
-from tests.posting_helpers import (
+from tests.support.posting_helpers import (
     PostingEnv,
     correct,
     erp_lines,
@@ -32,7 +32,7 @@ from tests.posting_helpers import (
 )
 
 # Fixtures posting_env (DuckDB and PostgreSQL) and duck_env.
-pytest_plugins = ["tests.posting_fixtures"]
+pytest_plugins = ["tests.support.posting_fixtures"]
 
 D = Decimal
 BERLIN_EVENINGS = "mon-fri 17:00-20:00 Europe/Berlin"

@@ -20,7 +20,7 @@ from reconciliation.compare import (
 )
 from staging_models.db import StagingDB
 from staging_models.validation import validate_all
-from tests.recon_helpers import (
+from tests.support.recon_helpers import (
     EXPECTED_CLASSES,
     EXPECTED_INVOICE_CLASSES,
     KEYLESS_ROWS,
@@ -31,7 +31,7 @@ from tests.recon_helpers import (
     land,
     make_erp,
 )
-from tests.staging_helpers import World
+from tests.support.staging_helpers import World
 
 
 @pytest.fixture(scope="module")

@@ -28,14 +28,14 @@ from reconciliation.compare import ALL, EXCEPTION_CLASSES
 from reconciliation.report import CLASS_TITLES, key_figures
 from reconciliation.report_server import make_server
 from staging_models.db import dispose_all, staging_db
-from tests.recon_helpers import (
+from tests.support.recon_helpers import (
     EXPECTED_CLASSES,
     FULL_PATTERN,
     INJECTION,
     KEYLESS_ROWS,
     SeededWorld,
 )
-from tests.sftp_server import SftpServer
+from tests.support.sftp_server import SftpServer
 
 BROKEN = "time_entries_009_broken.csv"
 

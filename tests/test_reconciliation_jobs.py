@@ -12,11 +12,11 @@ from dagster import (
 )
 
 from assets.ingestion import landing_assets
+from assets.posting import posting_window
 from assets.reconciliation import reconciliation_assets
 from assets.validation import validation_assets, validation_checks
 from io_managers.staging_table import StagingTableIOManager
 from pipelines.reconciliation_jobs import (
-    POSTING_ASSET_KEY,
     reconcile_after_posting,
     reconciliation_job,
     reconciliation_nightly,
@@ -49,7 +49,7 @@ def test_definitions_with_reconciliation_load() -> None:
         },
     )
     Definitions.validate_loadable(defs)
-    job = defs.resolve_job_def("reconciliation_job")
+    job = defs.resolve_job_def(reconciliation_job.name)
     keys = {k.to_user_string() for k in job.asset_layer.asset_graph.get_all_asset_keys()}
     assert {
         "rec_lines",
@@ -65,7 +65,8 @@ def test_sensor_requests_one_run_per_posting_window() -> None:
     with DagsterInstance.ephemeral() as instance:
         idle = list(reconcile_after_posting(build_sensor_context(instance=instance)))
         assert [type(r) for r in idle] == [SkipReason]
-        instance.report_runless_asset_event(AssetMaterialization(POSTING_ASSET_KEY))
+        # The key the posting asset really materializes (its definition), not the sensor's copy.
+        instance.report_runless_asset_event(AssetMaterialization(posting_window.key))
         requests = list(reconcile_after_posting(build_sensor_context(instance=instance)))
         assert [type(r) for r in requests] == [RunRequest]
         assert requests[0].run_key.startswith("after-posting-")

@@ -11,8 +11,8 @@ import pytest
 from reconciliation._inputs import KeyedInputs, duck_inputs, staging_inputs
 from staging_models.db import StagingDB
 from staging_models.validation import validate_all
-from tests.recon_helpers import NOW, entry_row, land
-from tests.staging_helpers import World
+from tests.support.recon_helpers import NOW, entry_row, land
+from tests.support.staging_helpers import World
 
 
 def test_lazy_inputs_travel_only_for_the_keyed_entries(pg_db: StagingDB, tmp_path: Path) -> None:

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from dagster import AssetCheckSeverity, DagsterInstance, Definitions
 
-from assets.ingestion import REFUSED_CHECK, landing_assets, refused_check
-from assets.validation import validation_assets, validation_checks
+from assets.ingestion import REFUSED_CHECK, landed_asset_key, landing_assets, refused_check
+from assets.validation import validated_time_entries, validation_assets, validation_checks
 from connectors.sources.base import reason_file_name
 from connectors.sources.local import LocalFolderSource
 from pipelines.jobs import ingest_time_entries_job
@@ -20,10 +20,12 @@ from pipelines.resources import PsaSource, StagingDatabase
 from staging_models.db import StagingDB, dispose_all, staging_db
 from staging_models.landing import ingest_dataset, unsettled_message
 from staging_models.validation import conservation
-from tests.csvtools import te, write_csv
-from tests.sftp_server import SftpServer
+from tests.support.csvtools import te, write_csv
+from tests.support.sftp_server import SftpServer
 
-pytest_plugins = ["tests.sftp_fixtures"]
+VALIDATED_TIME_ENTRIES = validated_time_entries.key.to_user_string()
+
+pytest_plugins = ["tests.support.sftp_fixtures"]
 
 LATIN1 = os.fsdecode(b"time_entries_\xe9t\xe9.csv")  # Latin-1 bytes: not valid UTF-8
 LONG = "time_entries_" + "x" * (255 - len("time_entries_.csv")) + ".csv"  # 255 bytes
@@ -50,7 +52,7 @@ def _job_run(inbox: Path, url: str, instance: DagsterInstance, source: PsaSource
             "psa_source": source or PsaSource(inbox=str(inbox), stable_seconds=0),
         },
     )
-    job = defs.resolve_job_def("ingest_time_entries_job")
+    job = defs.resolve_job_def(ingest_time_entries_job.name)
     return job.execute_in_process(instance=instance, raise_on_error=False)
 
 
@@ -58,7 +60,8 @@ def _refused_check(result):
     (ev,) = [
         e
         for e in result.get_asset_check_evaluations()
-        if e.check_name == REFUSED_CHECK and e.asset_key.to_user_string() == "landed_time_entries"
+        if e.check_name == REFUSED_CHECK
+        and e.asset_key.to_user_string() == landed_asset_key("time_entries")
     ]
     return ev
 
@@ -73,7 +76,10 @@ def test_refused_file_is_set_aside_and_the_run_goes_on(tmp_path: Path, data_dir:
     first = _job_run(inbox, url, instance)
     assert first.success  # a refused file no longer fails the landing step
     materialized = {e.asset_key.to_user_string() for e in first.get_asset_materialization_events()}
-    assert {"landed_time_entries", "validated_time_entries"} <= materialized  # validation ran
+    assert {
+        landed_asset_key("time_entries"),
+        VALIDATED_TIME_ENTRIES,
+    } <= materialized  # validation ran
 
     # Set aside, with the reason next to it; the good file landed and was archived.
     rejected = inbox / "rejected"
@@ -97,7 +103,7 @@ def test_refused_file_is_set_aside_and_the_run_goes_on(tmp_path: Path, data_dir:
     (mat,) = [
         e.materialization
         for e in first.get_asset_materialization_events()
-        if e.asset_key.to_user_string() == "landed_time_entries"
+        if e.asset_key.to_user_string() == landed_asset_key("time_entries")
     ]
     assert mat.metadata["files_refused"].value == 1
     assert "time_entries_bad.csv" in mat.metadata["refused"].value
@@ -265,7 +271,7 @@ def test_refused_file_does_not_stall_an_sftp_run(
     result = _job_run(inbox, url, DagsterInstance.ephemeral(), source)
     assert result.success
     materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
-    assert {"landed_time_entries", "validated_time_entries"} <= materialized
+    assert {landed_asset_key("time_entries"), VALIDATED_TIME_ENTRIES} <= materialized
     check = _refused_check(result)
     assert not check.passed and list(check.metadata["files"].value) == ["time_entries_bad.csv"]
     assert (inbox / "rejected" / "time_entries_bad.csv.reason.txt").exists()

@@ -11,7 +11,7 @@ import pytest
 
 from connectors.report_upload import RetryableUploadError, SftpReportUpload, UploadError
 from pipelines.settings import report_upload_resource
-from tests.sftp_server import SftpServer
+from tests.support.sftp_server import SftpServer
 
 
 def uploader(server: SftpServer, folder: str, **overrides) -> SftpReportUpload:

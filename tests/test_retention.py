@@ -10,7 +10,7 @@ from pathlib import Path
 from staging_models.db import StagingDB
 from staging_models.retention import purge_files, purge_landing
 from staging_models.validation import conservation
-from tests.staging_helpers import NOW, PROJECTS, World, entry
+from tests.support.staging_helpers import NOW, PROJECTS, World, entry
 
 LATER = datetime.now(UTC) + timedelta(days=1)  # every load of the test is a day old by then
 

@@ -15,7 +15,7 @@ import pytest
 from staging_models.contracts import RULES
 from staging_models.db import StagingDB
 from staging_models.validation import conservation
-from tests.staging_helpers import EMPLOYEES, PROJECTS, TASKS, World, entry
+from tests.support.staging_helpers import EMPLOYEES, PROJECTS, TASKS, World, entry
 
 TESTS = Path(__file__).resolve().parent
 

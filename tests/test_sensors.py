@@ -17,14 +17,15 @@ from dagster import (
 )
 from dagster._core.definitions.sensor_definition import SensorExecutionData
 
-from assets.ingestion import FILE_TAG, landing_assets
+from assets.ingestion import FILE_TAG, landed_asset_key, landing_assets
+from pipelines.jobs import ingest_nightly_job, ingest_time_entries_job
 from pipelines.resources import PsaSource, StagingDatabase
 from pipelines.sensors import psa_inbox_sensor
 from staging_models.db import StagingDB
-from tests.csvtools import te, write_csv
-from tests.sftp_server import SftpServer
+from tests.support.csvtools import te, write_csv
+from tests.support.sftp_server import SftpServer
 
-pytest_plugins = ["tests.sftp_fixtures"]
+pytest_plugins = ["tests.support.sftp_fixtures"]
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +70,10 @@ def test_sensor_is_stopped_by_default_and_loads_with_the_jobs() -> None:
     assert psa_inbox_sensor.default_status == DefaultSensorStatus.STOPPED
     Definitions.validate_loadable(defs)
     sensor_def = defs.get_repository_def().get_sensor_def(psa_inbox_sensor.name)
-    assert {j.name for j in sensor_def.jobs} == {"ingest_time_entries_job", "ingest_nightly_job"}
+    assert {j.name for j in sensor_def.jobs} == {
+        ingest_time_entries_job.name,
+        ingest_nightly_job.name,
+    }
 
 
 def test_local_folder_one_run_per_new_complete_file(tmp_path: Path) -> None:
@@ -84,8 +88,8 @@ def test_local_folder_one_run_per_new_complete_file(tmp_path: Path) -> None:
     runs = by_file(first)
     assert sorted(runs) == ["projects_2026-11.csv", "time_entries_1.csv"]
     te_run, pr_run = runs["time_entries_1.csv"], runs["projects_2026-11.csv"]
-    assert te_run.job_name == "ingest_time_entries_job"
-    assert pr_run.job_name == "ingest_nightly_job"
+    assert te_run.job_name == ingest_time_entries_job.name
+    assert pr_run.job_name == ingest_nightly_job.name
     assert te_run.asset_selection is None  # the whole job: landing, then what follows it
     st = (inbox / "time_entries_1.csv").stat()
     assert te_run.run_key.startswith(f"time_entries_1.csv|{st.st_size}|{int(st.st_mtime)}")
@@ -120,10 +124,10 @@ def test_tagged_run_lands_only_its_file_untagged_lands_all(
     req = by_file(tick(source))["time_entries_a.csv"]
 
     metas = run(req, source, url, instance)
-    meta = metas["landed_time_entries"]
+    meta = metas[landed_asset_key("time_entries")]
     assert meta["files"].value == ["time_entries_a.csv"]
     assert meta["requested_file"].value == "time_entries_a.csv"
-    assert metas["landed_projects"]["files_landed"].value == 0  # ran, landed nothing
+    assert metas[landed_asset_key("projects")]["files_landed"].value == 0  # ran, landed nothing
     assert sorted(p.name for p in inbox.glob("*.csv")) == [
         "projects_1.csv",
         "time_entries_b.csv",
@@ -134,10 +138,10 @@ def test_tagged_run_lands_only_its_file_untagged_lands_all(
     db.engine.dispose()
 
     # The same request again (a retried run): the file is archived, nothing lands twice.
-    meta = run(req, source, url, instance)["landed_time_entries"]
+    meta = run(req, source, url, instance)[landed_asset_key("time_entries")]
     assert meta["files"].value == [] and meta["files_landed"].value == 0
 
-    meta = run(None, source, url, instance)["landed_time_entries"]  # the schedule's run
+    meta = run(None, source, url, instance)[landed_asset_key("time_entries")]  # the schedule's run
     assert meta["files"].value == ["time_entries_b.csv", "time_entries_c.csv"]
     db = StagingDB(url)
     assert db.scalar("SELECT COUNT(*) FROM land_time_entries") == 3
@@ -166,13 +170,13 @@ def test_sensor_on_a_real_sftp_inbox(
     first = tick(source)
     runs = by_file(first)
     assert sorted(runs) == ["employees.csv", "time_entries_1.csv", "time_entries_2.csv"]
-    assert runs["employees.csv"].job_name == "ingest_nightly_job"
+    assert runs["employees.csv"].job_name == ingest_nightly_job.name
     size = (sftp_server.inbox / "time_entries_1.csv").stat().st_size
     mtime = int((sftp_server.inbox / "time_entries_1.csv").stat().st_mtime)
     assert runs["time_entries_1.csv"].run_key == f"time_entries_1.csv|{size}|{mtime}"
 
     url = f"duckdb:///{tmp_path / 'staging.duckdb'}"
-    meta = run(runs["time_entries_1.csv"], source, url, instance)["landed_time_entries"]
+    meta = run(runs["time_entries_1.csv"], source, url, instance)[landed_asset_key("time_entries")]
     assert meta["files"].value == ["time_entries_1.csv"]
     assert sorted(p.name for p in sftp_server.archive.iterdir()) == [
         "time_entries_1.csv",

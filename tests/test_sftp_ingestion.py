@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from dagster import DagsterInstance, EnvVar, materialize, serialize_value
 
-from assets.ingestion import landing_assets
+from assets.ingestion import landed_asset_key, landing_assets
 from connectors.sources.base import RemoteFile
 from connectors.sources.canonical import TIME_ENTRIES
 from connectors.sources.formats import FileFormat
@@ -23,10 +23,10 @@ from connectors.sources.sftp import SftpSource
 from pipelines.resources import PsaSource, StagingDatabase
 from staging_models.db import StagingDB
 from staging_models.landing import ingest_dataset
-from tests.csvtools import te, write_csv
-from tests.sftp_server import SftpServer
+from tests.support.csvtools import te, write_csv
+from tests.support.sftp_server import SftpServer
 
-pytest_plugins = ["tests.sftp_fixtures"]
+pytest_plugins = ["tests.support.sftp_fixtures"]
 
 
 def landed(db: StagingDB) -> tuple[int, int, int]:
@@ -256,7 +256,11 @@ def test_passphrase_and_key_never_reach_logs_or_run_records(
         if passphrase == keys.passphrase:
             write_csv(sftp_server.inbox / "time_entries_2.csv", "time_entries", [te(entry_id="B")])
         result = materialize(
-            [a for a in landing_assets if a.key.to_user_string() == "landed_time_entries"],
+            [
+                a
+                for a in landing_assets
+                if a.key.to_user_string() == landed_asset_key("time_entries")
+            ],
             resources={"staging": staging, "psa_source": source(passphrase)},
             instance=instance,
             raise_on_error=False,
@@ -264,7 +268,7 @@ def test_passphrase_and_key_never_reach_logs_or_run_records(
         expect_ok = passphrase is not None and passphrase != keys.passphrase[:-1]
         assert result.success == expect_ok, passphrase
         if lands:
-            (m,) = result.asset_materializations_for_node("landed_time_entries")
+            (m,) = result.asset_materializations_for_node(landed_asset_key("time_entries"))
             assert m.metadata["files_landed"].value == 1
             assert m.metadata["source"].value.startswith("sftp://")
         run = instance.get_run_by_id(result.run_id)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from connectors.sources.base import RemoteFile, RetryableSourceError, SourceError
-from tests.sftp_server import SftpServer
+from tests.support.sftp_server import SftpServer
 
 
 def put(server: SftpServer, name: str, data: bytes) -> Path:
@@ -164,12 +164,21 @@ def test_server_down_retries_then_gives_up(
     sftp_server: SftpServer, caplog: pytest.LogCaptureFixture
 ):
     sftp_server.stop()
-    src = sftp_server.source(retries=3, backoff=0.01)
+    src = sftp_server.source(retries=3, backoff=0.01, max_backoff=0.03)
     started = time.monotonic()
-    with pytest.raises(RetryableSourceError, match="after 4 attempt"):
+    with pytest.raises(RetryableSourceError, match="after 4 attempt") as err:
         src.list_complete()
     assert time.monotonic() - started < 2
     assert caplog.text.count("retrying in") == 3
+    # Exponential backoff from `backoff`, capped at `max_backoff`; each attempt numbered.
+    waits = [
+        r.getMessage().rsplit("retrying in ", 1)[1]
+        for r in caplog.records
+        if "retrying in" in r.getMessage()
+    ]
+    assert waits == ["0.01s", "0.02s", "0.03s"]  # 0.04 capped
+    assert "(attempt 3/4)" in caplog.text
+    assert f"on [{sftp_server.host}]:{sftp_server.port} failed after 4 attempt(s)" in str(err.value)
 
 
 def test_silent_server_times_out_and_is_retryable(sftp_server: SftpServer):

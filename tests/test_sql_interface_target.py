@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 
 from connectors.erp.base import INVOICE_COLUMNS, ErpUnavailable
-from connectors.erp.sql_interface import FaultInjection, SqlInterfaceTarget
-from tests.erp_contract import (
+from connectors.erp.sql_interface import SqlInterfaceTarget
+from tests.support.erp_contract import (
     FAR,
     ErpContract,
     contract_master_data,
@@ -21,7 +21,8 @@ from tests.erp_contract import (
     invoice_lines,
     line,
 )
-from tests.posting_helpers import pg_schema
+from tests.support.erp_faults import FaultInjection, FaultySqlInterfaceTarget
+from tests.support.posting_helpers import pg_schema
 
 D = Decimal
 
@@ -144,7 +145,7 @@ def test_more_decimals_than_the_erp_holds_are_refused(sql_erp: SqlInterfaceTarge
 
 def test_fault_injection_unavailable_and_lost_response(tmp_path: Path) -> None:
     faults = FaultInjection(lose_response_on_posts={1})
-    target = SqlInterfaceTarget(f"duckdb:///{tmp_path / 'erp.duckdb'}", faults=faults)
+    target = FaultySqlInterfaceTarget(f"duckdb:///{tmp_path / 'erp.duckdb'}", faults=faults)
     target.ensure_master_data(*contract_master_data())
     with pytest.raises(ErpUnavailable, match="lost"):
         target.post_time_lines(frame(line(1)))

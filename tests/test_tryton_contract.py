@@ -3,7 +3,7 @@
 One trytond serves the whole module (`tryton_host`); every test gets its own fresh
 copy of the template database, so the contract's "fresh, empty target" holds.
 The contract's master data lands on the template's only company: legal entity
-`SPC-US`, currency USD (see `tests/tryton_fixtures.py`, `tests/tryton_build.py`).
+`SPC-US`, currency USD (see `tests/support/tryton_fixtures.py`, `tests/support/tryton_build.py`).
 """
 
 from __future__ import annotations
@@ -22,19 +22,19 @@ from connectors.erp.tryton import TrytonTarget
 from pipelines.erp_resources import ErpResource
 from staging_models.db import StagingDB
 from staging_models.posting import RetryPolicy, WindowConfig, WindowResult, run_window
-from tests.erp_contract import (
+from tests.support.erp_contract import (
     ContractProfile,
     ErpContract,
     contract_master_data,
     invoice,
     invoice_lines,
 )
-from tests.posting_helpers import correct, ledger, stage_entries
-from tests.tryton_build import COMPANY_NAME, CURRENCY_CODE, PRODUCT_LIST_PRICE
-from tests.tryton_fixtures import FISCAL_YEAR, LEGAL_ENTITY, work_duration
+from tests.support.posting_helpers import correct, ledger, stage_entries
+from tests.support.tryton_build import COMPANY_NAME, CURRENCY_CODE, PRODUCT_LIST_PRICE
+from tests.support.tryton_fixtures import FISCAL_YEAR, LEGAL_ENTITY, work_duration
 
 if TYPE_CHECKING:
-    from tests.tryton_fixtures import TrytonHost
+    from tests.support.tryton_fixtures import TrytonHost
 
 pytestmark = pytest.mark.slow
 

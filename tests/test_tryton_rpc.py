@@ -122,3 +122,47 @@ def test_nothing_listening_is_unavailable() -> None:
         port = probe.getsockname()[1]
     with pytest.raises(ErpUnavailable, match="unreachable"):
         TrytonRpc(f"http://127.0.0.1:{port}", "db", "admin", SECRET).login()
+
+
+class _KeepAliveHandler(BaseHTTPRequestHandler):
+    """Answers login, preferences and any model call; records each request's client port."""
+
+    protocol_version = "HTTP/1.1"  # as trytond's threaded werkzeug server: keep-alive
+    ports: list[int]
+
+    def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+        request = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+        self.ports.append(self.client_address[1])
+        if request["method"] == "common.db.login":
+            result: object = [1, "session-key"]
+        elif request["method"] == "model.res.user.get_preferences":
+            result = {"language": "en"}
+        else:
+            result = len(self.ports)
+        body = json.dumps({"id": request["id"], "result": result}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_calls_share_one_kept_alive_connection() -> None:
+    """A window makes hundreds of calls: one TCP connection for all, not one per call."""
+    ports: list[int] = []
+    handler = type("Handler", (_KeepAliveHandler,), {"ports": ports})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True)
+    thread.start()
+    try:
+        rpc = TrytonRpc(f"http://127.0.0.1:{server.server_address[1]}", "db", "admin", SECRET)
+        answers = [rpc.model("party.party", "search_count", []) for _ in range(5)]
+        rpc.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert answers == [3, 4, 5, 6, 7]  # login and preferences came first
+    assert len(ports) == 7 and len(set(ports)) == 1, ports

@@ -21,10 +21,10 @@ from connectors.erp.base import (
 )
 from connectors.erp.tryton import TrytonTarget
 from connectors.erp.tryton_rpc import TrytonUserError
-from tests.tryton_fixtures import work_duration
+from tests.support.tryton_fixtures import work_duration
 
 if TYPE_CHECKING:
-    from tests.tryton_fixtures import TrytonServer
+    from tests.support.tryton_fixtures import TrytonServer
 
 # Registered here for standalone runs; tests/conftest.py may register it for the suite.
 

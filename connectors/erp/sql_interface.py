@@ -17,10 +17,8 @@ edited except for its status, which becomes `reversed`.
 from __future__ import annotations
 
 import calendar
-import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from datetime import date
 
 import pandas as pd
@@ -231,42 +229,6 @@ _INVOICE_CHECKS = """
 """
 
 
-@dataclass
-class FaultInjection:
-    """Faults the real interface database cannot produce on demand (tests only).
-
-    `calls` counts `existing_external_ids`, `post_time_lines` and `post_invoices`; `posts`
-    counts the two posting methods only.
-    """
-
-    unavailable: bool = False  # every call raises ErpUnavailable
-    fail_after_n_calls: int | None = None  # calls after the first n raise ErpUnavailable
-    lose_response_on_posts: set[int] = field(default_factory=set)  # commit, then raise
-    after_commit: Callable[[int], None] | None = None  # called with the post number
-    calls: int = 0
-    posts: int = 0
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    def before(self, posting: bool = False) -> int:
-        with self._lock:
-            self.calls += 1
-            calls = self.calls
-            if posting:
-                self.posts += 1
-            post_no = self.posts
-        if self.unavailable or (
-            self.fail_after_n_calls is not None and calls > self.fail_after_n_calls
-        ):
-            raise ErpUnavailable("ERP interface database unavailable (injected fault)")
-        return post_no
-
-    def after_post(self, post_no: int) -> None:
-        if self.after_commit:
-            self.after_commit(post_no)
-        if post_no in self.lose_response_on_posts:
-            raise ErpUnavailable("ERP response lost after commit (injected fault)")
-
-
 def _months(date_from: date, date_to: date) -> list[str]:
     out, y, m = [], date_from.year, date_from.month
     while (y, m) <= (date_to.year, date_to.month):
@@ -289,7 +251,7 @@ class SqlInterfaceTarget(ErpTarget):
     #: Frames may hold Arrow-backed columns (`pd.ArrowDtype`): they are loaded as they are.
     accepts_arrow_frames = True
 
-    def __init__(self, url: str, *, faults: FaultInjection | None = None) -> None:
+    def __init__(self, url: str) -> None:
         u = make_url(url)
         self.dialect = u.get_backend_name()
         self._safe_url = u.render_as_string(hide_password=True)
@@ -308,7 +270,6 @@ class SqlInterfaceTarget(ErpTarget):
             self.engine = sa.create_engine(u)
         else:
             raise ValueError(f"unsupported ERP interface database {self._safe_url}")
-        self.faults = faults or FaultInjection()
         # Fresh: created at the head Alembic revision; older: refused, naming the upgrade command.
         from staging_models.migrations import ERP, ensure_schema
 
@@ -381,7 +342,6 @@ class SqlInterfaceTarget(ErpTarget):
     # -- lookups -------------------------------------------------------------------------------
 
     def existing_external_ids(self, external_ids: Sequence[str]) -> set[str]:
-        self.faults.before()
         ids = list(external_ids)
         if not ids:
             return set()
@@ -415,7 +375,6 @@ class SqlInterfaceTarget(ErpTarget):
     # -- posting -------------------------------------------------------------------------------
 
     def post_time_lines(self, lines: pd.DataFrame) -> PostResult:
-        call = self.faults.before(posting=True)
         if lines.empty:
             return PostResult()
         with self._tx() as conn:
@@ -434,11 +393,9 @@ class SqlInterfaceTarget(ErpTarget):
             conn.exec_driver_sql(
                 f"INSERT INTO erp_time_lines ({cols}) SELECT {cols} FROM {source} ON CONFLICT DO NOTHING"
             )
-        self.faults.after_post(call)
         return _result(lines["external_id"], rejected)
 
     def post_invoices(self, invoices: pd.DataFrame, lines: pd.DataFrame) -> PostResult:
-        call = self.faults.before(posting=True)
         if invoices.empty:
             return PostResult()
         with self._tx() as conn:
@@ -469,7 +426,6 @@ class SqlInterfaceTarget(ErpTarget):
                     SELECT {cols}, 'posted' FROM ({accepted}) a
                     ON CONFLICT DO NOTHING"""
             )
-        self.faults.after_post(call)
         return _result(invoices["external_id"], rejected)
 
     @staticmethod
@@ -552,7 +508,6 @@ def _result(external_ids: pd.Series, rejected: dict[str, str]) -> PostResult:
 
 __all__ = [
     "ErpError",
-    "FaultInjection",
     "SqlInterfaceTarget",
     "ddl_text",
     "metadata",

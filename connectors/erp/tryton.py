@@ -99,6 +99,10 @@ class TrytonTarget(ErpTarget):
     def __repr__(self) -> str:
         return f"TrytonTarget({self.rpc!r})"
 
+    def close(self) -> None:
+        """Close the kept-alive HTTP connection (as `SqlInterfaceTarget.close` releases its)."""
+        self.rpc.close()
+
     @property
     def batch_size(self) -> int:
         return self.session.batch_size

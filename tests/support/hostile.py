@@ -15,7 +15,7 @@ from pathlib import Path
 from openpyxl import Workbook
 
 from connectors.sources.canonical import DATASETS
-from tests.csvtools import TE_BASE
+from tests.support.csvtools import TE_BASE
 
 TE_COLS: list[str] = list(DATASETS["time_entries"].column_names)
 MIB = 1 << 20

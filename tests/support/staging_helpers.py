@@ -8,7 +8,7 @@ from pathlib import Path
 from staging_models.db import StagingDB
 from staging_models.landing import land_file
 from staging_models.validation import validate_all
-from tests.csvtools import te, write_csv
+from tests.support.csvtools import te, write_csv
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 

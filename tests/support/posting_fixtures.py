@@ -1,4 +1,4 @@
-"""Posting fixtures, loaded with `pytest_plugins = ["tests.posting_fixtures"]`: a staging
+"""Posting fixtures, loaded with `pytest_plugins = ["tests.support.posting_fixtures"]`: a staging
 database and a SQL interface ERP side by side, on DuckDB files and on PostgreSQL schemas."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pytest
 
 from connectors.erp.sql_interface import SqlInterfaceTarget
 from staging_models.db import StagingDB
-from tests.posting_helpers import PostingEnv, pg_schema, with_master_data
+from tests.support.posting_helpers import PostingEnv, pg_schema, with_master_data
 
 
 def _env(kind: str, tmp_path: Path, pg_available: bool) -> Iterator[PostingEnv]:

@@ -44,7 +44,7 @@ import pytest
 if TYPE_CHECKING:
     from connectors.erp.tryton import TrytonTarget
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 MODULE_DIR = ROOT / "connectors" / "erp" / "trytond_stagepost"
 BUILD_SCRIPT = Path(__file__).with_name("tryton_build.py")
 DB_NAME = "stagepost"
@@ -170,7 +170,14 @@ def build_template(cache_root: Path) -> TrytonTemplate:
             log,
         )
         _run(
-            [sys.executable, "-m", "tests.tryton_build", str(config), DB_NAME, str(FISCAL_YEAR)],
+            [
+                sys.executable,
+                "-m",
+                "tests.support.tryton_build",
+                str(config),
+                DB_NAME,
+                str(FISCAL_YEAR),
+            ],
             env | {"PYTHONWARNINGS": "ignore"},
             log,
         )

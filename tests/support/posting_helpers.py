@@ -21,6 +21,7 @@ from connectors.erp.bulk import load_temp
 from connectors.erp.sql_interface import SqlInterfaceTarget
 from staging_models.db import StagingDB
 from tests.conftest import PG_URL
+from tests.support.erp_faults import FaultySqlInterfaceTarget
 
 D = Decimal
 _S = pa.string()
@@ -334,4 +335,4 @@ class PostingEnv:
 
     def faulty_erp(self, faults) -> SqlInterfaceTarget:
         """A second handle on the same ERP database that injects faults."""
-        return SqlInterfaceTarget(self.erp_url, faults=faults)
+        return FaultySqlInterfaceTarget(self.erp_url, faults=faults)

@@ -1,6 +1,6 @@
 """Build the Tryton template database the Tryton tests copy (run in a subprocess).
 
-Usage: python -m tests.tryton_build <config file> <database name> <fiscal year>
+Usage: python -m tests.support.tryton_build <config file> <database name> <fiscal year>
 
 The database file must already hold the activated modules (`trytond-admin -u`);
 this adds the accounting setup an invoice needs, with Tryton's own test helpers

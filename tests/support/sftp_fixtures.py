@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.sftp_server import SKIP_REASON, ClientKeys, SftpServer, sshd_available
+from tests.support.sftp_server import SKIP_REASON, ClientKeys, SftpServer, sshd_available
 
 
 @pytest.fixture(scope="session")

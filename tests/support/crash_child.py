@@ -10,9 +10,9 @@ from __future__ import annotations
 import os
 import signal
 
-from connectors.erp.sql_interface import FaultInjection, SqlInterfaceTarget
 from staging_models.db import StagingDB
 from staging_models.posting import RetryPolicy, WindowConfig, run_window
+from tests.support.erp_faults import FaultInjection, FaultySqlInterfaceTarget
 
 #: Where a child can kill itself: a window step, or "erp_commit" (the ERP committed a post,
 #: its answer not yet returned: the lost-response case).
@@ -37,7 +37,7 @@ def run_child(
 
     faults = FaultInjection(after_commit=lambda call: maybe_die("erp_commit"))
     db = StagingDB(staging_url)
-    erp = SqlInterfaceTarget(erp_url, faults=faults)
+    erp = FaultySqlInterfaceTarget(erp_url, faults=faults)
     run_window(
         db,
         erp,

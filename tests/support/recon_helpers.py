@@ -17,7 +17,7 @@ from connectors.erp.sql_interface import SqlInterfaceTarget, erp_invoices, erp_t
 from staging_models.db import StagingDB
 from staging_models.landing import land_file
 from staging_models.ledger_tables import invoice_ledger, posting_ledger
-from tests.csvtools import te, write_csv
+from tests.support.csvtools import te, write_csv
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 CENT = Decimal("0.01")
@@ -279,7 +279,7 @@ class SeededWorld:
     def __init__(self, db: StagingDB, folder: Path) -> None:
         from reconciliation.psa_files import read_unlanded
         from staging_models.validation import validate_all
-        from tests.staging_helpers import EMPLOYEES, PROJECTS, RATE_CARDS, TASKS
+        from tests.support.staging_helpers import EMPLOYEES, PROJECTS, RATE_CARDS, TASKS
 
         self.db, self.folder = db, folder
         self.erp = make_erp(folder)

@@ -1,0 +1,1 @@
+"""Helpers, fixtures and fakes the tests share (not tests themselves)."""
