@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from staging_models.posting_hours import (
+from posting.hours import (
     PostingHoursError,
     is_allowed,
     next_opening,
