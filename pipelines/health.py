@@ -16,6 +16,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from pipelines import settings
+from posting.lock import DEFAULT_STALE_AFTER
 from staging_models.db import (
     StagingDB,
     data_dir,
@@ -23,7 +24,6 @@ from staging_models.db import (
     redact_url,
     url_with_password,
 )
-from staging_models.posting_lock import DEFAULT_STALE_AFTER
 from staging_models.schema import SCHEMA_VERSION
 
 DEFAULT_MIN_FREE_MB = 1024

@@ -51,15 +51,15 @@ from connectors.erp.base import (
 )
 from connectors.erp.bulk import fetch_frame, load_ids, load_temp
 from posting.hours import describe_refusal, is_allowed, parse_posting_hours
-from staging_models.db import StagingDB
-from staging_models.ledger_tables import posting_windows
-from staging_models.posting_lock import (
+from posting.lock import (
     DEFAULT_STALE_AFTER,
     PostingLock,
     PostingLocked,
     PostingLockLost,
     PostingRefused,
 )
+from staging_models.db import StagingDB
+from staging_models.ledger_tables import posting_windows
 from staging_models.posting_plan import (
     ClosedPeriodPolicy,
     PendingLines,

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from openpyxl import load_workbook
 
+from posting.lock import PostingLockLost
 from staging_models.posting import (
     PostingHoursClosed,
     PostingLocked,
@@ -21,7 +22,6 @@ from staging_models.posting import (
     WindowConfig,
     run_window,
 )
-from staging_models.posting_lock import PostingLockLost
 from tests.posting_helpers import (
     PostingEnv,
     correct,
