@@ -58,6 +58,12 @@ from posting.lock import (
     PostingLockLost,
     PostingRefused,
 )
+from posting.preview import (
+    DEFAULT_DETAIL_LIMIT,
+    plan_detail,
+    plan_summary,
+    write_preview_xlsx,
+)
 from staging_models.db import StagingDB
 from staging_models.ledger_tables import posting_windows
 from staging_models.posting_plan import (
@@ -70,12 +76,6 @@ from staging_models.posting_plan import (
     merge_plan,
     plan_counts,
     track_params,
-)
-from staging_models.posting_preview import (
-    DEFAULT_DETAIL_LIMIT,
-    plan_detail,
-    plan_summary,
-    write_preview_xlsx,
 )
 
 T = TypeVar("T")
