@@ -58,15 +58,7 @@ from posting.lock import (
     PostingLockLost,
     PostingRefused,
 )
-from posting.preview import (
-    DEFAULT_DETAIL_LIMIT,
-    plan_detail,
-    plan_summary,
-    write_preview_xlsx,
-)
-from staging_models.db import StagingDB
-from staging_models.ledger_tables import posting_windows
-from staging_models.posting_plan import (
+from posting.plan import (
     ClosedPeriodPolicy,
     PendingLines,
     Scope,
@@ -77,6 +69,14 @@ from staging_models.posting_plan import (
     plan_counts,
     track_params,
 )
+from posting.preview import (
+    DEFAULT_DETAIL_LIMIT,
+    plan_detail,
+    plan_summary,
+    write_preview_xlsx,
+)
+from staging_models.db import StagingDB
+from staging_models.ledger_tables import posting_windows
 
 T = TypeVar("T")
 #: Step names passed to `hooks` (tests inject faults there).

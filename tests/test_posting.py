@@ -8,8 +8,8 @@ import pytest
 import sqlalchemy as sa
 
 from connectors.erp.sql_interface import FaultInjection
+from posting.plan import _BATCH_ID_SQL, external_id, ledger_batch_id
 from staging_models.posting import PlanTooLarge
-from staging_models.posting_plan import _BATCH_ID_SQL, external_id, ledger_batch_id
 from tests.posting_helpers import (
     PostingEnv,
     correct,

@@ -23,7 +23,7 @@ from decimal import ROUND_HALF_UP, Decimal
 import pandas as pd
 
 from connectors.erp.sql_interface import FaultInjection
-from staging_models.posting_plan import Scope
+from posting.plan import Scope
 from tests.posting_helpers import PostingEnv, erp_lines, stage_entries, stage_invoice
 
 # Fixtures posting_env (DuckDB and PostgreSQL) and duck_env.
