@@ -17,8 +17,8 @@ from pydantic import Field
 
 from connectors.erp.base import ErpTarget
 from pipelines.resources import data_dir
+from posting.window import WindowConfig
 from staging_models.db import redact_url, url_with_password
-from staging_models.posting import WindowConfig
 
 
 def default_erp_url() -> str:

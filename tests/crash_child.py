@@ -11,8 +11,8 @@ import os
 import signal
 
 from connectors.erp.sql_interface import FaultInjection, SqlInterfaceTarget
+from posting.window import RetryPolicy, WindowConfig, run_window
 from staging_models.db import StagingDB
-from staging_models.posting import RetryPolicy, WindowConfig, run_window
 
 #: Where a child can kill itself: a window step, or "erp_commit" (the ERP committed a post,
 #: its answer not yet returned: the lost-response case).

@@ -326,7 +326,7 @@ class PostingEnv:
 
     def window(self, erp: SqlInterfaceTarget | None = None, **config):
         """A real (not dry) window, retries without sleeping."""
-        from staging_models.posting import RetryPolicy, WindowConfig, run_window
+        from posting.window import RetryPolicy, WindowConfig, run_window
 
         config.setdefault("dry_run", False)
         config.setdefault("retry", RetryPolicy(attempts=3, base_delay=0))

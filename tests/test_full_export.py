@@ -18,11 +18,11 @@ from connectors.erp.sql_interface import SqlInterfaceTarget
 from pipelines.jobs import ingest_time_entries_job
 from pipelines.operations import ConfirmFullExportConfig, confirm_full_export_job
 from pipelines.resources import PsaSource, StagingDatabase
+from posting.window import RetryPolicy, WindowConfig, run_window
 from reconciliation.compare import Period, reconcile
 from staging_models.db import StagingDB, dispose_all
 from staging_models.full_export import FullExportError, FullExportPolicy, decide
 from staging_models.landing import LandingError, land_file
-from staging_models.posting import RetryPolicy, WindowConfig, run_window
 from staging_models.validation import conservation, validate_all
 from tests.csvtools import te, write_csv
 from tests.posting_helpers import erp_net_hours

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from connectors.erp.sql_interface import FaultInjection
 from posting.plan import _BATCH_ID_SQL, external_id, ledger_batch_id
-from staging_models.posting import PlanTooLarge
+from posting.window import PlanTooLarge
 from tests.posting_helpers import (
     PostingEnv,
     correct,

@@ -15,7 +15,7 @@ import pytest
 from openpyxl import load_workbook
 
 from posting.lock import PostingLockLost
-from staging_models.posting import (
+from posting.window import (
     PostingHoursClosed,
     PostingLocked,
     RetryPolicy,
@@ -375,7 +375,7 @@ def test_a_window_that_lost_its_lock_stops_and_the_next_settles(duck_env: Postin
 
 
 def test_a_refused_plan_releases_the_lock(duck_env: PostingEnv) -> None:
-    from staging_models.posting import PlanTooLarge
+    from posting.window import PlanTooLarge
 
     stage_entries(duck_env.db, [{"entry_id": "TE1"}])
     with pytest.raises(PlanTooLarge):
