@@ -21,7 +21,7 @@ from pipelines.reconciliation_jobs import (
 )
 from pipelines.schedules import schedules
 from pipelines.sensors import psa_inbox_sensor
-from pipelines.settings import (
+from resources.settings import (
     erp_resource,
     posting_policy_resource,
     psa_source_resource,

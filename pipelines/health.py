@@ -15,8 +15,8 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from pipelines import settings
 from posting.lock import DEFAULT_STALE_AFTER
+from resources import settings
 from staging_models.db import (
     StagingDB,
     data_dir,

@@ -344,7 +344,7 @@ def test_settings_and_declared_ranges() -> None:
 
 def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     from pipelines.definitions import defs
-    from pipelines.settings import psa_source_resource
+    from resources.settings import psa_source_resource
 
     monkeypatch.setenv("STAGEPOST_FULL_EXPORT_PATTERN", PATTERN)
     monkeypatch.setenv("STAGEPOST_FULL_EXPORT_RANGE", "2026-11-01..2026-11-30")

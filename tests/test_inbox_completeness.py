@@ -94,7 +94,7 @@ def test_file_changed_between_listing_and_landing_is_not_landed(
 
 
 def test_local_default_waits_for_a_quiet_file(monkeypatch: pytest.MonkeyPatch) -> None:
-    from pipelines.settings import psa_source_resource
+    from resources.settings import psa_source_resource
 
     monkeypatch.delenv("STAGEPOST_STABLE_SECONDS", raising=False)
     monkeypatch.setenv("STAGEPOST_SOURCE_KIND", "local")

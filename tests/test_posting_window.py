@@ -325,7 +325,7 @@ def test_a_live_holder_on_this_host_keeps_its_lock(duck_env: PostingEnv) -> None
 
 
 def test_lock_stale_age_is_a_setting(monkeypatch: pytest.MonkeyPatch) -> None:
-    from pipelines.settings import posting_policy_resource
+    from resources.settings import posting_policy_resource
 
     assert posting_policy_resource().lock_stale_after() == timedelta(minutes=15)
     monkeypatch.setenv("STAGEPOST_POSTING_LOCK_STALE_SECONDS", "90")

@@ -10,7 +10,7 @@ import paramiko
 import pytest
 
 from connectors.report_upload import RetryableUploadError, SftpReportUpload, UploadError
-from pipelines.settings import report_upload_resource
+from resources.settings import report_upload_resource
 from tests.sftp_server import SftpServer
 
 
