@@ -37,12 +37,12 @@ from assets.pools import RECONCILIATION
 from connectors.erp.base import ErpTarget
 from connectors.report_upload import UploadError
 from connectors.sources.base import SourceError
-from pipelines.resources import PsaSource, ReportUpload, StagingDatabase
 from reconciliation.compare import ALL, Period, Reconciliation, reconcile
 from reconciliation.psa_files import Unlanded, unlanded_rows
 from reconciliation.report import write_reconciliation_workbook
 from reconciliation.report_server import report_url, reports_dir
 from reconciliation.store import load_lines, store_lines
+from resources.staging import PsaSource, ReportUpload, StagingDatabase
 from staging_models.figures import decimal_text, rate, text_map
 
 IO_MANAGER_KEY = "staging_table_io_manager"

@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from dagster import ConfigurableIOManager, InputContext, OutputContext
 from pydantic import Field
 
-from pipelines.resources import StagingDatabase
+from resources.staging import StagingDatabase
 from staging_models.db import StagingDB, read_df
 
 _NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")

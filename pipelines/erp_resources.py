@@ -16,8 +16,8 @@ from dagster import ConfigurableResource
 from pydantic import Field
 
 from connectors.erp.base import ErpTarget
-from pipelines.resources import data_dir
 from posting.window import WindowConfig
+from resources.staging import data_dir
 from staging_models.db import redact_url, url_with_password
 
 

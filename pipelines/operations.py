@@ -5,7 +5,7 @@ from dagster import Config, OpExecutionContext, job, op
 from pydantic import Field
 
 from assets.pools import STAGING_WRITE
-from pipelines.resources import StagingDatabase
+from resources.staging import StagingDatabase
 from staging_models.full_export import decide
 from staging_models.validation import ignore_quarantined, validate_all
 

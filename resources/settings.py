@@ -13,7 +13,7 @@ from dagster import EnvVar
 
 from connectors.sources.limits import FileLimits
 from pipelines.erp_resources import ErpResource, PostingPolicy
-from pipelines.resources import PsaSource, ReportUpload, StagingDatabase
+from resources.staging import PsaSource, ReportUpload, StagingDatabase
 
 
 def delimiter(value: str) -> str:

@@ -17,9 +17,9 @@ from assets.validation import validation_assets, validation_checks
 from connectors.erp.sql_interface import SqlInterfaceTarget
 from pipelines.jobs import ingest_time_entries_job
 from pipelines.operations import ConfirmFullExportConfig, confirm_full_export_job
-from pipelines.resources import PsaSource, StagingDatabase
 from posting.window import RetryPolicy, WindowConfig, run_window
 from reconciliation.compare import Period, reconcile
+from resources.staging import PsaSource, StagingDatabase
 from staging_models.db import StagingDB, dispose_all
 from staging_models.full_export import FullExportError, FullExportPolicy, decide
 from staging_models.landing import LandingError, land_file

@@ -18,7 +18,7 @@ from connectors.erp.sql_interface import SqlInterfaceTarget
 from connectors.sample_data import write_sample
 from io_managers.staging_table import StagingTableIOManager
 from pipelines.erp_resources import ErpResource, PostingPolicy
-from pipelines.resources import PsaSource, ReportUpload, StagingDatabase
+from resources.staging import PsaSource, ReportUpload, StagingDatabase
 from staging_models.db import dispose_all, staging_db
 from staging_models.validation import conservation
 from tests.csvtools import write_csv

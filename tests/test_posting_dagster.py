@@ -20,7 +20,7 @@ from assets.posting import POSTING_ASSET, WINDOW_TAG, PostingWindowConfig, posti
 from connectors.erp.sql_interface import SqlInterfaceTarget
 from pipelines.erp_resources import ErpResource, PostingPolicy
 from pipelines.posting_jobs import SCHEDULE_OPERATOR, posting_window_job, posting_window_weekdays
-from pipelines.resources import StagingDatabase
+from resources.staging import StagingDatabase
 from staging_models.db import dispose_all, staging_db
 from tests.posting_helpers import erp_lines, stage_entries, with_master_data
 

@@ -20,7 +20,7 @@ from connectors.sources.base import RemoteFile
 from connectors.sources.canonical import TIME_ENTRIES
 from connectors.sources.formats import FileFormat
 from connectors.sources.sftp import SftpSource
-from pipelines.resources import PsaSource, StagingDatabase
+from resources.staging import PsaSource, StagingDatabase
 from staging_models.db import StagingDB
 from staging_models.landing import ingest_dataset
 from tests.csvtools import te, write_csv
