@@ -42,7 +42,9 @@ from reconciliation.psa_files import Unlanded, unlanded_rows
 from reconciliation.report import write_reconciliation_workbook
 from reconciliation.report_server import report_url, reports_dir
 from reconciliation.store import load_lines, store_lines
-from resources.staging import PsaSource, ReportUpload, StagingDatabase
+from resources.psa_source import PsaSource
+from resources.reports import ReportUpload
+from resources.staging import StagingDatabase
 from staging_models.figures import decimal_text, rate, text_map
 
 IO_MANAGER_KEY = "staging_table_io_manager"

@@ -22,7 +22,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import IO, Any
 
-from resources.staging import data_dir
+from staging_models.db import data_dir
 
 Say = Callable[..., None]
 

@@ -17,8 +17,7 @@ from pydantic import Field
 
 from connectors.erp.base import ErpTarget
 from posting.window import WindowConfig
-from resources.staging import data_dir
-from staging_models.db import redact_url, url_with_password
+from staging_models.db import data_dir, redact_url, url_with_password
 
 
 def default_erp_url() -> str:

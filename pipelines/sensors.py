@@ -30,7 +30,7 @@ from dagster import (
 from assets.ingestion import DATASET_TAG, FILE_TAG, HOURLY_DATASETS
 from connectors.sources.base import RemoteFile, RetryableSourceError, dataset_of
 from pipelines.jobs import ingest_nightly_job, ingest_time_entries_job
-from resources.staging import PsaSource
+from resources.psa_source import PsaSource
 
 SENSOR_INTERVAL_SECONDS = int(os.environ.get("STAGEPOST_SENSOR_INTERVAL", "60"))
 _CURSOR_VERSION = 1

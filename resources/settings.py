@@ -13,7 +13,9 @@ from dagster import EnvVar
 
 from connectors.sources.limits import FileLimits
 from pipelines.erp_resources import ErpResource, PostingPolicy
-from resources.staging import PsaSource, ReportUpload, StagingDatabase
+from resources.psa_source import PsaSource
+from resources.reports import ReportUpload
+from resources.staging import StagingDatabase
 
 
 def delimiter(value: str) -> str:

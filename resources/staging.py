@@ -1,23 +1,15 @@
-"""Dagster resources: the staging database, the PSA source and the workbook upload.
+"""The staging database resource: the embedded DuckDB file, or PostgreSQL.
 
-Configured from the environment so that the same code location runs the
-embedded demo and production; secrets (database password, SSH key passphrase)
-come through `EnvVar` and never appear in logs or run metadata.
+Resources are configured from the environment (`resources/settings.py`) so that the same
+code location runs the embedded demo and production; secrets (database password, SSH key
+passphrase) come through `EnvVar` and never appear in logs or run metadata.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
-
 from dagster import ConfigurableResource
 from pydantic import Field
 
-from connectors.report_upload import SftpReportUpload
-from connectors.sources.base import FileSource
-from connectors.sources.formats import FileFormat, FileLimits
-from connectors.sources.local import LocalFolderSource
-from connectors.sources.mapping import load_mapping
 from staging_models.db import (
     StagingDB,
     data_dir,
@@ -26,7 +18,6 @@ from staging_models.db import (
     staging_db,
     url_with_password,
 )
-from staging_models.full_export import FullExportPolicy
 
 
 class StagingDatabase(ConfigurableResource):
@@ -42,161 +33,3 @@ class StagingDatabase(ConfigurableResource):
 
     def describe(self) -> str:
         return redact_url(self.url or default_staging_url(data_dir()))
-
-
-class SftpLogin(ConfigurableResource):
-    """An SFTP server and how to log in (the PSA source's and the workbook upload's)."""
-
-    host: str = ""
-    port: int = 22
-    username: str = ""
-    key_path: str = ""
-    key_passphrase: str | None = Field(default=None, description="Set via EnvVar")
-    known_hosts_path: str = ""
-
-    def login(self, required: tuple[str, ...], what: str, section: str) -> dict[str, Any]:
-        """Connection keywords; settings that must be set (with `required`) and are not are
-        named, with the README section that explains them."""
-        names = ("host", "username", "key_path", "known_hosts_path", *required)
-        missing = [n for n in names if not getattr(self, n)]
-        if missing:
-            raise ValueError(f"{what} needs {', '.join(missing)} (see README, '{section}')")
-        return {
-            "host": self.host,
-            "port": self.port,
-            "username": self.username,
-            "key_path": self.key_path,
-            "key_passphrase": self.key_passphrase,
-            "known_hosts_path": self.known_hosts_path,
-        }
-
-
-class PsaSource(SftpLogin):
-    """Where PSA exports arrive: a local folder or an SFTP folder, and how its files are written."""
-
-    kind: str = Field(default="local", description="local | sftp")
-    name: str = Field(default="psa", description="Recorded with every load")
-    inbox: str = Field(default="", description="Local or remote folder; empty = <data>/inbox")
-    archive: str = Field(default="", description="Where landed files go; empty = <inbox>/archive")
-    rejected: str = Field(
-        default="", description="Where refused files go; empty = 'rejected' beside the archive"
-    )
-    done_markers: bool = Field(default=False, description="Only take files with a NAME.done marker")
-    stable_seconds: float = Field(
-        default=5.0,
-        description="Without markers: a file must be unchanged this long before it is taken "
-        "(0: no wait; a file that changes while it is landed is still never landed)",
-    )
-    # File format
-    encoding: str = "utf-8"
-    delimiter: str = ","
-    decimal_comma: bool = False
-    sheet: str | None = None
-    header_row: int = 1
-    mapping_file: str = Field(
-        default="",
-        description="Vendor column mapping: a TOML path or a shipped name "
-        "(harvest_detailed_time); empty = files are in the canonical format",
-    )
-    # Full exports: complete snapshots whose missing entries become tombstones
-    full_export_pattern: str = Field(
-        default="", description="File-name glob of full time-entry exports; empty = none"
-    )
-    full_export_range: str = Field(
-        default="",
-        description="Work dates a full export covers, FROM..TO; empty = dates in the file "
-        "name, else the file's own first to last work date",
-    )
-    full_export_max_delete_share: str = Field(
-        default="0.05",
-        description="A full export that would tombstone more than this share of its range "
-        "is held for an operator's confirmation",
-    )
-
-    # What one file may hold (hostile or broken exports are refused before they cost memory)
-    max_file_rows: int = Field(default=FileLimits.max_rows, description="Rows per file")
-    max_cell_bytes: int = Field(default=FileLimits.max_cell_bytes, description="Bytes per value")
-    max_uncompressed_bytes: int = Field(
-        default=FileLimits.max_uncompressed_bytes, description="Inflated bytes of an XLSX or gzip"
-    )
-    max_compression_ratio: float = Field(
-        default=FileLimits.max_compression_ratio,
-        description="Inflated / compressed size of an XLSX part or gzip stream",
-    )
-
-    def file_format(self) -> FileFormat:
-        """How this source's files are written; loads and validates the mapping file, so a
-        bad mapping fails before any file is read."""
-        return FileFormat(
-            encoding=self.encoding,
-            delimiter=self.delimiter,
-            decimal_comma=self.decimal_comma,
-            sheet=self.sheet,
-            header_row=self.header_row,
-            mapping=load_mapping(self.mapping_file) if self.mapping_file else None,
-            limits=FileLimits(
-                max_rows=self.max_file_rows,
-                max_cell_bytes=self.max_cell_bytes,
-                max_uncompressed_bytes=self.max_uncompressed_bytes,
-                max_compression_ratio=self.max_compression_ratio,
-            ),
-        )
-
-    def full_export_policy(self) -> FullExportPolicy | None:
-        """Which files are full exports (None: none are); a bad setting fails here."""
-        return FullExportPolicy.from_settings(
-            self.full_export_pattern, self.full_export_range, self.full_export_max_delete_share
-        )
-
-    def open(self) -> FileSource:
-        if self.kind == "local":
-            inbox = Path(self.inbox) if self.inbox else data_dir() / "inbox"
-            inbox.mkdir(parents=True, exist_ok=True)
-            return LocalFolderSource(
-                inbox,
-                self.archive or None,
-                rejected=self.rejected or None,
-                name=self.name,
-                done_markers=self.done_markers,
-                stable_seconds=self.stable_seconds,
-            )
-        if self.kind == "sftp":
-            from connectors.sources.sftp import SftpSource
-
-            return SftpSource(
-                **self.login(("inbox",), "SFTP source", "Sources"),
-                inbox=self.inbox,
-                archive=self.archive or None,
-                rejected=self.rejected or None,
-                name=self.name,
-                done_markers=self.done_markers,
-                stable_seconds=self.stable_seconds,
-            )
-        raise ValueError(f"unknown PSA source kind {self.kind!r}: use 'local' or 'sftp'")
-
-    def workdir(self) -> Path:
-        path = data_dir() / "work"
-        path.mkdir(parents=True, exist_ok=True)
-        return path
-
-
-class ReportUpload(SftpLogin):
-    """Where reconciliation workbooks are also uploaded: an SFTP folder, or nowhere (default).
-
-    The workbooks are always written to the reports folder first; the upload is a copy
-    for controllers who collect them over SFTP.
-    """
-
-    folder: str = Field(default="", description="Remote folder; empty = no upload")
-    retries: int = Field(default=3, description="Transient failures retried per workbook")
-
-    @property
-    def enabled(self) -> bool:
-        return bool(self.folder)
-
-    def open(self) -> SftpReportUpload:
-        return SftpReportUpload(
-            **self.login(("folder",), "workbook upload", "Workbooks over SFTP"),
-            folder=self.folder,
-            retries=self.retries,
-        )

@@ -19,7 +19,8 @@ from pipelines.jobs import ingest_time_entries_job
 from pipelines.operations import ConfirmFullExportConfig, confirm_full_export_job
 from posting.window import RetryPolicy, WindowConfig, run_window
 from reconciliation.compare import Period, reconcile
-from resources.staging import PsaSource, StagingDatabase
+from resources.psa_source import PsaSource
+from resources.staging import StagingDatabase
 from staging_models.db import StagingDB, dispose_all
 from staging_models.full_export import FullExportError, FullExportPolicy, decide
 from staging_models.landing import LandingError, land_file

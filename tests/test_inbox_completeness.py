@@ -17,7 +17,8 @@ from assets.ingestion import landing_assets
 from connectors.sources.base import RemoteFile
 from connectors.sources.canonical import TIME_ENTRIES
 from connectors.sources.local import LocalFolderSource
-from resources.staging import PsaSource, StagingDatabase
+from resources.psa_source import PsaSource
+from resources.staging import StagingDatabase
 from staging_models.db import StagingDB
 from staging_models.landing import ingest_dataset
 from staging_models.scratch import clean_dead_scratch, owner_tag, scratch_dir

@@ -19,7 +19,7 @@ from connectors.sources.mapping import (
     load_mapping,
     parse_mapping,
 )
-from resources.staging import PsaSource
+from resources.psa_source import PsaSource
 from staging_models.db import StagingDB
 from staging_models.landing import LandingError, land_file
 from tests.harvest import (

@@ -18,7 +18,9 @@ from connectors.erp.sql_interface import SqlInterfaceTarget
 from connectors.sample_data import write_sample
 from io_managers.staging_table import StagingTableIOManager
 from pipelines.erp_resources import ErpResource, PostingPolicy
-from resources.staging import PsaSource, ReportUpload, StagingDatabase
+from resources.psa_source import PsaSource
+from resources.reports import ReportUpload
+from resources.staging import StagingDatabase
 from staging_models.db import dispose_all, staging_db
 from staging_models.validation import conservation
 from tests.csvtools import write_csv

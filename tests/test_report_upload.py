@@ -123,7 +123,7 @@ def test_settings_default_to_the_psa_sftp_server(monkeypatch: pytest.MonkeyPatch
 
 
 def test_missing_settings_are_named() -> None:
-    from resources.staging import ReportUpload
+    from resources.reports import ReportUpload
 
     with pytest.raises(ValueError, match="needs host, username, key_path, known_hosts_path"):
         ReportUpload(folder="controllers").open()

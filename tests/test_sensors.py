@@ -19,7 +19,8 @@ from dagster._core.definitions.sensor_definition import SensorExecutionData
 
 from assets.ingestion import FILE_TAG, landing_assets
 from pipelines.sensors import psa_inbox_sensor
-from resources.staging import PsaSource, StagingDatabase
+from resources.psa_source import PsaSource
+from resources.staging import StagingDatabase
 from staging_models.db import StagingDB
 from tests.csvtools import te, write_csv
 from tests.sftp_server import SftpServer
