@@ -20,8 +20,8 @@ from pydantic import Field
 from assets.metadata_tables import md_table
 from assets.pools import ERP_POSTING
 from assets.refusals import Refusal
-from pipelines.erp_resources import ErpResource, PostingPolicy
 from posting.window import PostingRefused, WindowConfig, WindowResult, run_window
+from resources.erp import ErpResource, PostingPolicy
 from resources.staging import StagingDatabase
 from staging_models.figures import amounts_by_currency, decimal_text
 from staging_models.landing import unsettled_message

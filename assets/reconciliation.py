@@ -52,7 +52,7 @@ GROUP = "reconciliation"
 
 
 class ErpProvider(Protocol):
-    """What the assets need of the ERP resource (`pipelines.erp_resources.ErpResource`)."""
+    """What the assets need of the ERP resource (`resources.erp.ErpResource`)."""
 
     def get_target(self) -> ErpTarget: ...
 

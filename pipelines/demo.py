@@ -49,7 +49,7 @@ def _shown(url: str) -> str:
 def check_settings() -> None:
     """Open the staging database and the ERP as configured before anything runs, so a bad
     setting is one line naming its variable, not a stack trace per step."""
-    from pipelines.erp_resources import ErpResource
+    from resources.erp import ErpResource
     from staging_models.db import default_staging_url, staging_db, url_with_password
 
     env = os.environ
@@ -227,7 +227,7 @@ def run(args: argparse.Namespace, root: Path, log_path: Path, say: Say) -> int:
     from assets.posting import POSTING_ASSET, PostingWindowConfig
     from assets.reconciliation import ReconciliationConfig, resolve_period
     from pipelines.definitions import defs
-    from pipelines.erp_resources import default_erp_url
+    from resources.erp import default_erp_url
     from staging_models.db import redact_url, staging_db
 
     inbox = root / "inbox"

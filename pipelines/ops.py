@@ -127,7 +127,7 @@ def apply_retention(
 
 
 def retention_main(argv: list[str] | None = None) -> int:
-    from pipelines.erp_resources import PostingPolicy
+    from resources.erp import PostingPolicy
 
     ap = argparse.ArgumentParser(
         prog="stagepost-retention",

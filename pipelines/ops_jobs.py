@@ -21,9 +21,9 @@ from dagster import (
 from pydantic import Field
 
 from assets.pools import STAGING_WRITE
-from pipelines.erp_resources import PostingPolicy
 from pipelines.ops import apply_retention, backup_dagster_instance
 from pipelines.schedules import TIMEZONE
+from resources.erp import PostingPolicy
 from resources.staging import StagingDatabase
 from staging_models.backup import BackupError, backup_staging
 from staging_models.db import data_dir

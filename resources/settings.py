@@ -12,7 +12,7 @@ import os
 from dagster import EnvVar
 
 from connectors.sources.limits import FileLimits
-from pipelines.erp_resources import ErpResource, PostingPolicy
+from resources.erp import ErpResource, PostingPolicy
 from resources.psa_source import PsaSource
 from resources.reports import ReportUpload
 from resources.staging import StagingDatabase

@@ -30,8 +30,8 @@ from assets.validation import (
 )
 from connectors.erp.sql_interface import SqlInterfaceTarget
 from io_managers.staging_table import StagingTableIOManager
-from pipelines.erp_resources import ErpResource, PostingPolicy
 from pipelines.posting_jobs import posting_window_job
+from resources.erp import ErpResource, PostingPolicy
 from resources.psa_source import PsaSource
 from resources.reports import ReportUpload
 from resources.staging import StagingDatabase

@@ -17,7 +17,7 @@ from assets.reconciliation import ReconciliationConfig, resolve_period
 from connectors.erp.sql_interface import SqlInterfaceTarget
 from connectors.sample_data import write_sample
 from io_managers.staging_table import StagingTableIOManager
-from pipelines.erp_resources import ErpResource, PostingPolicy
+from resources.erp import ErpResource, PostingPolicy
 from resources.psa_source import PsaSource
 from resources.reports import ReportUpload
 from resources.staging import StagingDatabase

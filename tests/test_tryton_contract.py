@@ -19,8 +19,8 @@ import pytest
 
 from connectors.erp.base import INVOICE_COLUMNS
 from connectors.erp.tryton import TrytonTarget
-from pipelines.erp_resources import ErpResource
 from posting.window import RetryPolicy, WindowConfig, WindowResult, run_window
+from resources.erp import ErpResource
 from staging_models.db import StagingDB
 from tests.erp_contract import (
     ContractProfile,
