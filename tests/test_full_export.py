@@ -13,10 +13,11 @@ from dagster import DagsterInstance, Definitions, RunConfig
 
 from assets.full_export import full_export_checks
 from assets.ingestion import landing_assets
+from assets.operations import ConfirmFullExportConfig
 from assets.validation import validation_assets, validation_checks
 from connectors.erp.sql_interface import SqlInterfaceTarget
 from pipelines.jobs import ingest_time_entries_job
-from pipelines.operations import ConfirmFullExportConfig, confirm_full_export_job
+from pipelines.operator_jobs import confirm_full_export_job
 from posting.window import RetryPolicy, WindowConfig, run_window
 from reconciliation.compare import Period, reconcile
 from resources.psa_source import PsaSource
