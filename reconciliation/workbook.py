@@ -2,7 +2,7 @@
 
 Written with openpyxl in write-only mode, so memory stays bounded by one chunk of
 rows whatever the sheet size. Every column gets one Excel type and number format,
-decided once (see `_xlsx_columns`); strings are always written as text, never as
+decided once (see `reports.xlsx_columns`); strings are always written as text, never as
 formulas, and a sheet longer than Excel allows is split into parts that the summary
 names, never cut.
 
@@ -35,7 +35,7 @@ from openpyxl.styles import Alignment, Font, PatternFill
 from openpyxl.utils import get_column_letter
 from openpyxl.worksheet._write_only import WriteOnlyWorksheet
 
-from reconciliation._xlsx_columns import (
+from reports.xlsx_columns import (
     NUMBER_FORMATS,
     RISKY_FIRST_CHARS,
     Column,

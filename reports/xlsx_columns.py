@@ -1,4 +1,4 @@
-"""Column planning for the reconciliation workbook: one Excel type and format per column.
+"""Column planning for Excel workbooks (reconciliation, posting previews): one type per column.
 
 openpyxl's per-cell type inference is the slowest part of a write-only dump, and
 it turns any string starting with "=" into a formula. Deciding the kind of each
