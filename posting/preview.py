@@ -15,7 +15,7 @@ from openpyxl.cell import WriteOnlyCell
 from openpyxl.styles import Font
 from sqlalchemy.engine import Connection
 
-from reconciliation.workbook import text_cell
+from reports.xlsx_columns import text_cell
 from staging_models.db import read_df
 
 #: Rows an xlsx sheet holds below its header.
