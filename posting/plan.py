@@ -45,7 +45,7 @@ from sqlalchemy.engine import Connection
 
 from connectors.erp.base import ErpTarget
 from connectors.erp.bulk import fetch_frame, load_temp
-from connectors.erp.sql_interface import month_end
+from connectors.erp.periods import month_end
 from staging_models.db import read_df
 
 ClosedPeriodPolicy = Literal["next_open", "hold"]
