@@ -30,8 +30,8 @@ import pyarrow.csv as pacsv
 import sqlalchemy as sa
 
 from connectors.erp.base import TIME_LINE_COLUMNS
-from connectors.erp.bulk import read_frame, to_arrow
 from connectors.erp.sql_interface import TIME_LINE_SCHEMA, SqlInterfaceTarget
+from connectors.sql import read_frame, to_arrow
 from posting.window import WindowConfig, run_window
 from staging_models.db import StagingDB
 

@@ -44,8 +44,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from connectors.erp.base import ErpTarget
-from connectors.erp.bulk import fetch_frame, load_temp
 from connectors.erp.periods import month_end
+from connectors.sql import fetch_frame, load_temp
 from staging_models.db import read_df
 
 ClosedPeriodPolicy = Literal["next_open", "hold"]

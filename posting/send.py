@@ -25,7 +25,7 @@ from connectors.erp.base import (
     ErpUnavailable,
     PostResult,
 )
-from connectors.erp.bulk import fetch_frame, load_ids, load_temp
+from connectors.sql import fetch_frame, load_ids, load_temp
 from posting.lock import (
     PostingLock,
 )

@@ -17,8 +17,8 @@ import pyarrow as pa
 import pytest
 import sqlalchemy as sa
 
-from connectors.erp.bulk import load_temp
 from connectors.erp.sql_interface import SqlInterfaceTarget
+from connectors.sql import load_temp
 from staging_models.db import StagingDB
 from tests.conftest import PG_URL
 

@@ -35,8 +35,8 @@ from connectors.erp.base import (
     ErpUnavailable,
     PostResult,
 )
-from connectors.erp.bulk import arrow_schema, load_ids, load_temp, read_frame
 from connectors.erp.periods import month_end
+from connectors.sql import arrow_schema, load_ids, load_temp, read_frame
 
 metadata = sa.MetaData()
 

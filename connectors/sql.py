@@ -1,4 +1,4 @@
-"""Load a DataFrame into a temporary table of the connection's database, set-based.
+"""Set-based SQL helpers for DuckDB and PostgreSQL: frames into temporary tables, queries to frames.
 
 Posting moves tens of thousands of lines per second: rows never pass through a
 Python loop. A frame becomes an Arrow table with an explicit schema (Decimal
