@@ -96,13 +96,20 @@ def load_temp(conn: Connection, name: str, df: pd.DataFrame, schema: pa.Schema) 
         f"CREATE TEMP TABLE {name} ({cols}, ord BIGSERIAL) ON COMMIT DROP"
     )
     if table.num_rows:
-        buf = io.BytesIO()
-        pacsv.write_csv(table, buf, write_options=pacsv.WriteOptions(include_header=False))
-        raw = conn.connection.driver_connection
-        with raw.cursor() as cur:
-            with cur.copy(f"COPY {name} ({names}) FROM STDIN (FORMAT csv)") as cp:
-                cp.write(buf.getbuffer())
+        copy_arrow(conn, name, table)
     return table.num_rows
+
+
+def copy_arrow(conn: Connection, name: str, table: pa.Table) -> None:
+    """PostgreSQL: COPY an Arrow table into `name` (its columns, by name) as CSV, one round
+    trip and no Python loop over rows. The one COPY path of frames and Arrow tables."""
+    buf = io.BytesIO()
+    pacsv.write_csv(table, buf, write_options=pacsv.WriteOptions(include_header=False))
+    names = ", ".join(table.column_names)
+    raw = conn.connection.driver_connection
+    with raw.cursor() as cur:
+        with cur.copy(f"COPY {name} ({names}) FROM STDIN (FORMAT csv)") as cp:
+            cp.write(buf.getbuffer())
 
 
 def load_ids(conn: Connection, name: str, ids: Sequence[str]) -> int:
