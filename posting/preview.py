@@ -1,7 +1,7 @@
 """What a posting window will post: a summary per legal entity, project and currency, and the
 lines, as DataFrames and as an Excel workbook finance can read before saying yes.
 
-Read from the plan's temporary tables (see `posting_plan`), so a dry run and a
+Read from the plan's temporary tables (see `posting.plan`), so a dry run and a
 real window show exactly the same numbers.
 """
 
