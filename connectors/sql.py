@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import re
 from collections.abc import Sequence
+from datetime import date
 
 import pandas as pd
 import pyarrow as pa
@@ -122,6 +123,13 @@ def read_frame(conn: Connection, sql: str, params: dict | None = None) -> pd.Dat
     """Rows of a text() query as a DataFrame; decimals come back as `Decimal`."""
     result = conn.execute(sa.text(sql), dict(params or {}))
     return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+
+
+def sql_literal(value: str | date) -> str:
+    """A SQL literal of a date or a string (standard quoting, valid in DuckDB and PostgreSQL)."""
+    if isinstance(value, date):
+        return f"DATE '{value.isoformat()}'"
+    return "'" + str(value).replace("'", "''") + "'"
 
 
 _NAMED = re.compile(r"(?<![:\w]):(\w+)")

@@ -54,6 +54,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from connectors.erp.base import ErpTarget
+from connectors.sql import sql_literal
 from reconciliation import _sql
 from reconciliation._inputs import (
     ERP_INVOICE_SCHEMA,
@@ -62,7 +63,6 @@ from reconciliation._inputs import (
     FullExport,
     duck_inputs,
     frame_to_arrow,
-    sql_literal,
     staging_inputs,
 )
 from reconciliation.workbook import AGING_BUCKETS

@@ -11,7 +11,7 @@ from __future__ import annotations
 import pyarrow as pa
 import sqlalchemy as sa
 
-from connectors.sql import copy_arrow
+from connectors.sql import copy_arrow, sql_literal
 from reconciliation._inputs import Input, duck_inputs
 from reconciliation.compare import LINE_SCHEMA
 from staging_models.db import StagingDB
@@ -85,7 +85,7 @@ def load_lines(db: StagingDB, legal_entity: str | None = None) -> pa.Table:
         _META.create_all(conn)
     where = ""
     if legal_entity is not None:
-        where = " WHERE legal_entity = '" + legal_entity.replace("'", "''") + "'"
+        where = f" WHERE legal_entity = {sql_literal(legal_entity)}"
     inp = Input(
         "r_rec_lines", LINE_SCHEMA, f"SELECT {', '.join(LINE_SCHEMA.names)} FROM rec_lines{where}"
     )
