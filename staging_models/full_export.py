@@ -37,6 +37,7 @@ from connectors.sources.canonical import DATASETS
 from staging_models.db import StagingDB, read_df
 from staging_models.full_export_tables import full_export_events, full_exports
 from staging_models.tables import loads
+from staging_models.versions import apply_versions, new_load_id
 
 #: Why a tombstone of this kind exists: the source name of its derived load.
 REASON = "vanished_from_full_export"
@@ -184,8 +185,6 @@ def _event(conn: Connection, r: FullExportResult, event: str, now, actor, reason
 def _tombstone(conn: Connection, r: FullExportResult, keys: str, now: datetime) -> tuple[str, int]:
     """Tombstone versions of the entries in temp table `keys` (row_key, version), as the rows
     of one derived load: a copy of the current version with `deleted` set."""
-    from staging_models.landing import _apply_versions, new_load_id
-
     ds = DATASETS["time_entries"]
     tomb = new_load_id(now)
     raw = [c.name for c in ds.columns if c.type != "text"]
@@ -210,7 +209,7 @@ def _tombstone(conn: Connection, r: FullExportResult, keys: str, now: datetime) 
             JOIN {ds.landing_table} l ON l.load_id = s.load_id AND l.row_no = s.row_no""",
         tomb=tomb,
     )
-    counts = _apply_versions(conn, ds, tomb)
+    counts = apply_versions(conn, ds, tomb)
     conn.execute(
         loads.insert().values(
             load_id=tomb,
