@@ -34,7 +34,11 @@ COPY pipelines ./pipelines
 COPY assets ./assets
 COPY staging_models ./staging_models
 COPY io_managers ./io_managers
+COPY resources ./resources
+COPY posting ./posting
 COPY reconciliation ./reconciliation
+COPY reports ./reports
+COPY config ./config
 COPY connectors ./connectors
 # setuptools is in the lock; --no-build-isolation keeps the build offline and pinned too.
 RUN python -m pip install --no-deps --no-build-isolation . \

@@ -3,7 +3,7 @@
 from dagster import AssetCheckResult, AssetCheckSeverity, AssetKey, MetadataValue, asset_check
 
 from assets.ingestion import landed_asset_key
-from pipelines.resources import StagingDatabase
+from resources.staging import StagingDatabase
 from staging_models.full_export import held
 
 

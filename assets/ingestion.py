@@ -27,7 +27,8 @@ from dagster import (
 from assets.pools import STAGING_WRITE
 from connectors.sources.base import FileSource, SourceError, dataset_of, display_name
 from connectors.sources.canonical import DATASETS
-from pipelines.resources import PsaSource, StagingDatabase
+from resources.psa_source import PsaSource
+from resources.staging import StagingDatabase
 from staging_models.db import StagingDB
 from staging_models.landing import ingest_dataset, unresolved_refusals
 

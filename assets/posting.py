@@ -1,6 +1,6 @@
 """The posting window asset: finance launches it from the Launchpad (dry run first).
 
-A thin wrapper around `staging_models.posting.run_window`; everything that makes
+A thin wrapper around `posting.window.run_window`; everything that makes
 posting safe (lock, ledger, look-up before create) lives there, so a CLI run and
 a Dagster run behave the same.
 """
@@ -21,11 +21,11 @@ from assets.metadata_tables import md_table
 from assets.pools import ERP_POSTING
 from assets.refusals import Refusal
 from assets.validation import validated_invoices, validated_time_entries
-from pipelines.erp_resources import ErpResource, PostingPolicy
-from pipelines.resources import StagingDatabase
+from posting.window import PostingRefused, WindowConfig, WindowResult, run_window
+from resources.erp import ErpResource, PostingPolicy
+from resources.staging import StagingDatabase
 from staging_models.figures import amounts_by_currency, decimal_text
 from staging_models.landing import unsettled_message
-from staging_models.posting import PostingRefused, WindowConfig, WindowResult, run_window
 from staging_models.validation import conservation
 
 POSTING_ASSET = "posting_window"

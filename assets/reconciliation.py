@@ -34,16 +34,18 @@ from pydantic import Field
 from assets.metadata_tables import md_table
 from assets.pools import RECONCILIATION
 from assets.validation import validated_invoices, validated_time_entries
+from config.settings import current
 from connectors.erp.base import ErpTarget
 from connectors.report_upload import UploadError
 from connectors.sources.base import SourceError
-from pipelines.resources import PsaSource, ReportUpload, StagingDatabase
-from pipelines.settings_model import current
 from reconciliation.compare import ALL, Period, Reconciliation, reconcile
 from reconciliation.psa_files import Unlanded, unlanded_rows
 from reconciliation.report import write_reconciliation_workbook
 from reconciliation.report_server import report_url, reports_dir
 from reconciliation.store import load_lines, store_lines
+from resources.psa_source import PsaSource
+from resources.reports import ReportUpload
+from resources.staging import StagingDatabase
 from staging_models.figures import decimal_text, rate, text_map
 
 IO_MANAGER_KEY = "staging_table_io_manager"
@@ -51,7 +53,7 @@ GROUP = "reconciliation"
 
 
 class ErpProvider(Protocol):
-    """What the assets need of the ERP resource (`pipelines.erp_resources.ErpResource`)."""
+    """What the assets need of the ERP resource (`resources.erp.ErpResource`)."""
 
     def get_target(self) -> ErpTarget: ...
 

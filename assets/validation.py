@@ -17,7 +17,7 @@ from dagster import (
 from assets.ingestion import landed_asset_key
 from assets.metadata_tables import md_table
 from assets.pools import STAGING_WRITE
-from pipelines.resources import StagingDatabase
+from resources.staging import StagingDatabase
 from staging_models.figures import decimal_text
 from staging_models.validation import DatasetValidation, conservation, validate_all
 

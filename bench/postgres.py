@@ -40,12 +40,12 @@ import sqlalchemy as sa
 from connectors.erp.sql_interface import SqlInterfaceTarget
 from connectors.sample_data import write_sample
 from connectors.sources.base import dataset_of
+from posting.plan import external_id_sql, period_sql
+from posting.window import WindowConfig, run_window
 from reconciliation._inputs import ERP_TIME_LINE_SCHEMA, Input, duck_inputs
 from reconciliation.compare import Period, reconcile
 from staging_models.db import StagingDB
 from staging_models.landing import land_file
-from staging_models.posting import WindowConfig, run_window
-from staging_models.posting_plan import external_id_sql, period_sql
 from staging_models.validation import validate_all
 
 PG_URL = "postgresql://postgres@127.0.0.1:5432/test"

@@ -30,10 +30,10 @@ import pyarrow.csv as pacsv
 import sqlalchemy as sa
 
 from connectors.erp.base import TIME_LINE_COLUMNS
-from connectors.erp.bulk import read_frame, to_arrow
 from connectors.erp.sql_interface import TIME_LINE_SCHEMA, SqlInterfaceTarget
+from connectors.sql import read_frame, to_arrow
+from posting.window import WindowConfig, run_window
 from staging_models.db import StagingDB
-from staging_models.posting import WindowConfig, run_window
 
 PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 BATCH = WindowConfig().batch_size  # the window's default; --batch changes it for all three

@@ -20,8 +20,9 @@ import sqlalchemy as sa
 from dagster import ConfigurableIOManager, InputContext, OutputContext
 from pydantic import Field
 
-from pipelines.resources import StagingDatabase
-from staging_models.db import StagingDB, read_df
+from connectors.sql import read_frame
+from resources.staging import StagingDatabase
+from staging_models.db import StagingDB
 
 _NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _REGISTRY = "io_table_schemas"
@@ -126,7 +127,7 @@ def load_frame(db: StagingDB, table: str) -> pd.DataFrame:
             raise FileNotFoundError(
                 f"staging table {table} does not exist: materialize its asset first"
             )
-        return read_df(conn, f"SELECT * FROM {table}")
+        return read_frame(conn, f"SELECT * FROM {table}")
 
 
 class StagingTableIOManager(ConfigurableIOManager):

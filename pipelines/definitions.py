@@ -9,9 +9,10 @@ from assets.ingestion import landing_assets
 from assets.posting import posting_window
 from assets.reconciliation import reconciliation_assets
 from assets.validation import validation_assets, validation_checks
+from config.settings import current
 from io_managers.staging_table import StagingTableIOManager
 from pipelines.jobs import ingest_nightly_job, ingest_time_entries_job, main_job
-from pipelines.operations import confirm_full_export_job, ignore_quarantined_job
+from pipelines.operator_jobs import confirm_full_export_job, ignore_quarantined_job
 from pipelines.ops_jobs import ops_schedules, retention_job, staging_backup_job
 from pipelines.posting_jobs import posting_schedules, posting_window_job
 from pipelines.reconciliation_jobs import (
@@ -21,14 +22,13 @@ from pipelines.reconciliation_jobs import (
 )
 from pipelines.schedules import schedules
 from pipelines.sensors import psa_inbox_sensor
-from pipelines.settings import (
+from resources.settings import (
     erp_resource,
     posting_policy_resource,
     psa_source_resource,
     report_upload_resource,
     staging_resource,
 )
-from pipelines.settings_model import current
 
 # Every STAGEPOST_* variable, validated at load: a bad value stops the code location here,
 # naming the variable (the schedules and the sensor above read theirs from the same model).

@@ -24,8 +24,8 @@ from typing import IO, Any
 
 from pydantic import SecretStr
 
-from pipelines.resources import data_dir
-from pipelines.settings_model import SettingsError, current
+from config.settings import SettingsError, current
+from staging_models.db import data_dir
 
 Say = Callable[..., None]
 
@@ -57,7 +57,7 @@ def _reveal(secret: SecretStr | None) -> str | None:
 def check_settings() -> None:
     """Open the staging database and the ERP as configured before anything runs, so a bad
     setting is one line naming its variable, not a stack trace per step."""
-    from pipelines.erp_resources import ErpResource
+    from resources.erp import ErpResource
     from staging_models.db import default_staging_url, staging_db, url_with_password
 
     s = current()  # values already checked; here: do they work?
@@ -234,10 +234,10 @@ def run(args: argparse.Namespace, root: Path, log_path: Path, say: Say) -> int:
     from assets.posting import POSTING_ASSET, PostingWindowConfig
     from assets.reconciliation import ReconciliationConfig, resolve_period
     from pipelines.definitions import defs
-    from pipelines.erp_resources import default_erp_url
     from pipelines.jobs import main_job
     from pipelines.posting_jobs import posting_window_job
     from pipelines.reconciliation_jobs import reconciliation_job
+    from resources.erp import default_erp_url
     from staging_models.db import redact_url, staging_db
 
     inbox = root / "inbox"

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from pipelines import settings
-from pipelines.settings_model import current
+from config.settings import current
+from posting.lock import DEFAULT_STALE_AFTER
+from resources import settings
 from staging_models.db import (
     StagingDB,
     data_dir,
@@ -24,7 +25,6 @@ from staging_models.db import (
     redact_url,
     url_with_password,
 )
-from staging_models.posting_lock import DEFAULT_STALE_AFTER
 from staging_models.schema import SCHEMA_VERSION
 
 

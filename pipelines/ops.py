@@ -12,17 +12,15 @@ process); with PostgreSQL staging they run beside Dagster.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+from assets.maintenance import apply_retention, backup_dagster_instance
+from config.settings import current
 from pipelines.health import _open_staging, run_checks
-from pipelines.settings_model import current, env_name
-from staging_models.backup import BackupError, backup_staging, pg_dump
+from staging_models.backup import BackupError, backup_staging
 from staging_models.db import StagingDB
-from staging_models.retention import purge_files, purge_landing
 
 
 def health_main(argv: list[str] | None = None) -> int:
@@ -33,21 +31,6 @@ def health_main(argv: list[str] | None = None) -> int:
     for c in checks:
         print(c.line())
     return 0 if all(c.ok for c in checks) else 1
-
-
-def backup_dagster_instance(dest_dir: Path, now: datetime) -> Path | None:
-    """pg_dump of Dagster's instance database when it is on PostgreSQL (DAGSTER_PG_*: Dagster's
-    own variables, as its dagster.yaml reads them; not stagepost settings)."""
-    e = os.environ
-    if not e.get("DAGSTER_PG_DB"):
-        return None
-    user = e.get("DAGSTER_PG_USER", "postgres")
-    url = (
-        f"postgresql://{user}@{e.get('DAGSTER_PG_HOST', 'localhost')}:"
-        f"{e.get('DAGSTER_PG_PORT', '5432')}/{e['DAGSTER_PG_DB']}"
-    )
-    dest = dest_dir / f"dagster-{now:%Y%m%dT%H%M%SZ}.dump"
-    return pg_dump(url, dest, password=e.get("DAGSTER_PG_PASSWORD") or None)
 
 
 def backup_main(argv: list[str] | None = None) -> int:
@@ -76,61 +59,8 @@ def backup_main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _days(field: str) -> float | None:
-    """A retention age in days (a `retention_*_days` setting); unset, empty or 0 keeps
-    forever."""
-    days = getattr(current(), field)
-    return days if days else None
-
-
-def _latest_full_export_start(db: StagingDB) -> datetime | None:
-    from reconciliation.compare import find_full_export
-
-    full = find_full_export(db, current().full_export_pattern or None)
-    return None if full is None else full.started_at
-
-
-def apply_retention(
-    open_db: Callable[[], StagingDB], previews: Path, *, dry_run: bool = False
-) -> tuple[list[str], bool]:
-    """Apply the configured retention; returns report lines and whether conservation holds.
-    `open_db` is only called when landed rows are to be purged."""
-    from reconciliation.report_server import reports_dir
-    from staging_models.validation import conservation
-
-    verb = "would delete" if dry_run else "deleted"
-    lines: list[str] = []
-    for label, field, folder in (
-        ("workbooks", "retention_report_days", reports_dir()),
-        ("previews", "retention_preview_days", previews),
-    ):
-        days = _days(field)
-        if days is None:
-            lines.append(f"{label}: kept ({env_name(field)} not set)")
-            continue
-        gone = purge_files(folder, days, dry_run=dry_run)
-        lines.append(f"{label}: {verb} {len(gone)} files older than {days:g} days in {folder}")
-    days = _days("retention_landing_days")
-    if days is None:
-        lines.append(f"landed raw rows: kept ({env_name('retention_landing_days')} not set)")
-        return lines, True
-    db = open_db()
-    result = purge_landing(
-        db, days, keep_time_entries_from=_latest_full_export_start(db), dry_run=dry_run
-    )
-    for name, n in result.loads.items():
-        if n:
-            lines.append(f"landed raw rows: {name}: {verb} {result.rows[name]} rows of {n} loads")
-    if not any(result.loads.values()):
-        lines.append(f"landed raw rows: no settled load older than {days:g} days")
-    cons = conservation(db)
-    bad = cons.loc[~cons["ok"], "dataset"].tolist()
-    lines.append(f"conservation: {'ok' if not bad else 'FAILS for ' + ', '.join(bad)}")
-    return lines, not bad
-
-
 def retention_main(argv: list[str] | None = None) -> int:
-    from pipelines.erp_resources import PostingPolicy
+    from resources.erp import PostingPolicy
 
     ap = argparse.ArgumentParser(
         prog="stagepost-retention",

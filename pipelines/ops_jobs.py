@@ -1,78 +1,18 @@
-"""Backup and retention as Dagster jobs, in the staging-write pool.
+"""Backup and retention as Dagster jobs (their ops: `assets/maintenance.py`), and schedules.
 
 With DuckDB staging only one process may open the file, so the commands of `pipelines.ops`
 cannot run while a run holds it; as jobs they wait in the run queue for their turn and use
 the run's own connection. Their schedules start stopped (switch them on in the UI).
 """
 
-from datetime import UTC, datetime
-from pathlib import Path
-
 from dagster import (
-    Config,
     DefaultScheduleStatus,
-    Failure,
-    OpExecutionContext,
     ScheduleDefinition,
     job,
-    op,
 )
-from pydantic import Field
 
-from assets.pools import STAGING_WRITE
-from pipelines.erp_resources import PostingPolicy
-from pipelines.ops import apply_retention, backup_dagster_instance
-from pipelines.resources import StagingDatabase
+from assets.maintenance import backup_staging_op, retention_op
 from pipelines.schedules import TIMEZONE
-from pipelines.settings_model import current
-from staging_models.backup import BackupError, backup_staging
-from staging_models.db import data_dir
-
-
-class BackupConfig(Config):
-    dest: str = Field(
-        default="", description="Backup folder; empty = $STAGEPOST_BACKUP_DIR or <data>/backups"
-    )
-
-
-@op(pool=STAGING_WRITE)
-def backup_staging_op(
-    context: OpExecutionContext, config: BackupConfig, staging: StagingDatabase
-) -> str:
-    """A consistent copy (DuckDB) or pg_dump (PostgreSQL) of staging, and a pg_dump of
-    Dagster's instance database when DAGSTER_PG_DB is set (compose)."""
-    dest = Path(config.dest or current().backup_dir or data_dir() / "backups")
-    now = datetime.now(UTC)
-    try:
-        path = backup_staging(staging.get_db(), dest, now=now)
-        dagster = backup_dagster_instance(dest, now)
-    except BackupError as e:
-        raise Failure(description=str(e)) from e
-    meta = {"backup": str(path), "bytes": path.stat().st_size}
-    if dagster is not None:
-        meta["dagster_instance_backup"] = str(dagster)
-    context.add_output_metadata(meta)
-    return str(path)
-
-
-class RetentionConfig(Config):
-    dry_run: bool = Field(default=False, description="List what would go, delete nothing")
-
-
-@op(pool=STAGING_WRITE)
-def retention_op(
-    context: OpExecutionContext,
-    config: RetentionConfig,
-    staging: StagingDatabase,
-    posting_policy: PostingPolicy,
-) -> None:
-    """Workbooks, previews and landed raw rows past their configured ages (docs/operations.md)."""
-    lines, ok = apply_retention(staging.get_db, posting_policy.previews(), dry_run=config.dry_run)
-    for line in lines:
-        context.log.info(line)
-    context.add_output_metadata({"retention": "\n".join(lines)})
-    if not ok:
-        raise Failure(description="conservation fails after retention: " + lines[-1])
 
 
 @job(description="Back up the staging database (docs/operations.md, Backups).")

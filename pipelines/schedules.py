@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dagster import DefaultScheduleStatus, ScheduleDefinition
 
+from config.settings import current
 from pipelines.jobs import ingest_nightly_job, ingest_time_entries_job
-from pipelines.settings_model import current
 
 TIMEZONE = current().timezone
 

@@ -27,10 +27,10 @@ from dagster import (
 )
 
 from assets.ingestion import DATASET_TAG, FILE_TAG, HOURLY_DATASETS
+from config.settings import current
 from connectors.sources.base import RemoteFile, RetryableSourceError, dataset_of
 from pipelines.jobs import ingest_nightly_job, ingest_time_entries_job
-from pipelines.resources import PsaSource
-from pipelines.settings_model import current
+from resources.psa_source import PsaSource
 
 SENSOR_INTERVAL_SECONDS = current().sensor_interval
 _CURSOR_VERSION = 1

@@ -31,6 +31,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from connectors.erp.base import INVOICE_COLUMNS, TIME_LINE_COLUMNS
+from connectors.sql import sql_literal
 from staging_models.db import StagingDB
 from staging_models.full_export import REASON as VANISHED_REASON
 
@@ -95,13 +96,6 @@ UNLANDED_SCHEMA = pa.schema(
         ("currency", _S),
     ]
 )
-
-
-def sql_literal(value: str | date) -> str:
-    """A SQL literal of a date or a string (standard quoting, valid in DuckDB and PostgreSQL)."""
-    if isinstance(value, date):
-        return f"DATE '{value.isoformat()}'"
-    return "'" + str(value).replace("'", "''") + "'"
 
 
 @dataclass(frozen=True)

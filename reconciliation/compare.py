@@ -54,6 +54,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from connectors.erp.base import ErpTarget
+from connectors.sql import sql_literal
 from reconciliation import _sql
 from reconciliation._inputs import (
     ERP_INVOICE_SCHEMA,
@@ -63,13 +64,12 @@ from reconciliation._inputs import (
     KeyedInputs,
     duck_inputs,
     frame_to_arrow,
-    sql_literal,
     staging_inputs,
 )
 from reconciliation.workbook import AGING_BUCKETS
 from staging_models.db import StagingDB, set_duckdb_threads
 from staging_models.full_export import REASON as VANISHED_REASON
-from staging_models.full_export import range_in_name
+from config.full_export_range import range_in_name
 
 ENTRY_CLASSES = _sql.ENTRY_CLASSES
 EXCEPTION_CLASSES = _sql.EXCEPTION_CLASSES

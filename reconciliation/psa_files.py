@@ -18,7 +18,8 @@ import pyarrow as pa
 from connectors.sources.base import FileSource, SourceError, dataset_of
 from connectors.sources.canonical import DATASETS
 from connectors.sources.formats import FileFormat, FileFormatError, close_raw, open_raw
-from reconciliation._inputs import UNLANDED_SCHEMA, sql_literal
+from connectors.sql import sql_literal
+from reconciliation._inputs import UNLANDED_SCHEMA
 from staging_models.db import StagingDB
 from staging_models.landing import already_landed, file_checksum, typed_select_sql
 

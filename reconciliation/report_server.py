@@ -20,7 +20,7 @@ from http import HTTPStatus
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from pipelines.settings_model import current
+from config.settings import current
 from staging_models.db import data_dir
 
 HOST = "127.0.0.1"

@@ -8,12 +8,10 @@ figures) go through the staging-table IO manager instead.
 
 from __future__ import annotations
 
-import io
-
 import pyarrow as pa
-import pyarrow.csv as pacsv
 import sqlalchemy as sa
 
+from connectors.sql import copy_arrow, sql_literal
 from reconciliation._inputs import Input, duck_inputs
 from reconciliation.compare import LINE_SCHEMA
 from staging_models.db import StagingDB
@@ -76,11 +74,7 @@ def store_lines(db: StagingDB, lines: pa.Table, rec_id: str) -> int:
             finally:
                 raw.unregister("rec_lines_arrow")
         else:
-            buf = io.BytesIO()
-            pacsv.write_csv(table, buf, write_options=pacsv.WriteOptions(include_header=False))
-            with raw.cursor() as cur:
-                with cur.copy(f"COPY rec_lines ({cols}) FROM STDIN (FORMAT csv)") as cp:
-                    cp.write(buf.getbuffer())
+            copy_arrow(conn, "rec_lines", table.select(list(_COLS)))
     return table.num_rows
 
 
@@ -91,7 +85,7 @@ def load_lines(db: StagingDB, legal_entity: str | None = None) -> pa.Table:
         _META.create_all(conn)
     where = ""
     if legal_entity is not None:
-        where = " WHERE legal_entity = '" + legal_entity.replace("'", "''") + "'"
+        where = f" WHERE legal_entity = {sql_literal(legal_entity)}"
     inp = Input(
         "r_rec_lines", LINE_SCHEMA, f"SELECT {', '.join(LINE_SCHEMA.names)} FROM rec_lines{where}"
     )

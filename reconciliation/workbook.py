@@ -2,7 +2,7 @@
 
 Written with openpyxl in write-only mode, so memory stays bounded by one chunk of
 rows whatever the sheet size. Every column gets one Excel type and number format,
-decided once (see `_xlsx_columns`); strings are always written as text, never as
+decided once (see `reports.xlsx_columns`); strings are always written as text, never as
 formulas, and a sheet longer than Excel allows is split into parts that the summary
 names, never cut.
 
@@ -35,17 +35,16 @@ from openpyxl.styles import Alignment, Font, PatternFill
 from openpyxl.utils import get_column_letter
 from openpyxl.worksheet._write_only import WriteOnlyWorksheet
 
-from reconciliation._xlsx_columns import (
+from reports.xlsx_columns import (
     NUMBER_FORMATS,
-    RISKY_FIRST_CHARS,
     Column,
     ColumnPlan,
     Kind,
     RiskyText,
     TextIssues,
     plan_column,
-    sanitise_text,
     slice_column,
+    text_cell,
 )
 
 EXCEL_MAX_ROWS = 1_048_576  # including the header row
@@ -161,18 +160,6 @@ def _widths(plans: Sequence[ColumnPlan], cols: Sequence[Column], n: int) -> list
 
 
 # --------------------------------------------------------------------------- cells and rows
-
-
-def text_cell(ws: WriteOnlyWorksheet, text: str, font: Font | None = None) -> WriteOnlyCell:
-    """A string cell that is text even if it looks like a formula (public openpyxl API)."""
-    text = sanitise_text([str(text)], TextIssues())[0]
-    cell = WriteOnlyCell(ws, value=text)
-    cell.data_type = "s"  # openpyxl makes "=..." a formula otherwise
-    if text and text[0] in RISKY_FIRST_CHARS:
-        cell.quotePrefix = True  # Excel keeps it text even when the cell is edited
-    if font is not None:
-        cell.font = font
-    return cell
 
 
 def _value_cell(

@@ -19,7 +19,7 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, make_url
 
-from pipelines.settings_model import current
+from config.settings import current
 from staging_models.migrations import (  # SchemaVersionError: raised by init_schema
     STAGING,
     SchemaVersionError,  # noqa: F401

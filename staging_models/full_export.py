@@ -24,7 +24,6 @@ a held one.
 from __future__ import annotations
 
 import fnmatch
-import re
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
@@ -33,44 +32,16 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from config.full_export_range import FullExportError, parse_range, range_in_name
 from connectors.sources.canonical import DATASETS
 from staging_models.db import StagingDB, read_df
 from staging_models.full_export_tables import full_export_events, full_exports
 from staging_models.tables import loads
+from staging_models.versions import apply_versions, new_load_id
 
 #: Why a tombstone of this kind exists: the source name of its derived load.
 REASON = "vanished_from_full_export"
 DEFAULT_MAX_SHARE = Decimal("0.05")
-_DATE = r"\d{4}-\d{2}-\d{2}"
-_NAME_RANGE = re.compile(rf"({_DATE})[^0-9]{{1,4}}({_DATE})")
-
-
-class FullExportError(ValueError):
-    """A full export's range or an operator's decision is not acceptable; says why."""
-
-
-def parse_range(text: str) -> tuple[date, date]:
-    """`2026-11-01..2026-11-30` (or `/`): first and last work date, both included."""
-    m = re.fullmatch(rf"\s*({_DATE})\s*(?:\.\.|/)\s*({_DATE})\s*", text)
-    if not m:
-        raise FullExportError(
-            f"full export range {text!r}: write FROM..TO, e.g. 2026-11-01..2026-11-30"
-        )
-    return _ordered(date.fromisoformat(m[1]), date.fromisoformat(m[2]), text)
-
-
-def range_in_name(file_name: str) -> tuple[date, date] | None:
-    """The range a file name declares (`..._2026-11-01_2026-11-30.csv`), if it declares one."""
-    m = _NAME_RANGE.search(file_name)
-    if not m:
-        return None
-    return _ordered(date.fromisoformat(m[1]), date.fromisoformat(m[2]), file_name)
-
-
-def _ordered(lo: date, hi: date, where: str) -> tuple[date, date]:
-    if lo > hi:
-        raise FullExportError(f"full export range in {where!r} ends ({hi}) before it starts ({lo})")
-    return lo, hi
 
 
 @dataclass(frozen=True)
@@ -184,8 +155,6 @@ def _event(conn: Connection, r: FullExportResult, event: str, now, actor, reason
 def _tombstone(conn: Connection, r: FullExportResult, keys: str, now: datetime) -> tuple[str, int]:
     """Tombstone versions of the entries in temp table `keys` (row_key, version), as the rows
     of one derived load: a copy of the current version with `deleted` set."""
-    from staging_models.landing import _apply_versions, new_load_id
-
     ds = DATASETS["time_entries"]
     tomb = new_load_id(now)
     raw = [c.name for c in ds.columns if c.type != "text"]
@@ -210,7 +179,7 @@ def _tombstone(conn: Connection, r: FullExportResult, keys: str, now: datetime) 
             JOIN {ds.landing_table} l ON l.load_id = s.load_id AND l.row_no = s.row_no""",
         tomb=tomb,
     )
-    counts = _apply_versions(conn, ds, tomb)
+    counts = apply_versions(conn, ds, tomb)
     conn.execute(
         loads.insert().values(
             load_id=tomb,

@@ -255,7 +255,7 @@ def _missing_duckdb_file(url: str) -> bool:
 
 
 def _targets(args: argparse.Namespace) -> list[tuple[Track, str]]:
-    from pipelines.settings_model import current
+    from config.settings import current
     from staging_models.db import data_dir, default_staging_url, url_with_password
 
     s = current()

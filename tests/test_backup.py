@@ -112,7 +112,7 @@ def test_dagster_instance_dump(pg_available: bool, tmp_path: Path, monkeypatch) 
     """With DAGSTER_PG_* set (compose), Dagster's own database is dumped beside staging."""
     from datetime import UTC, datetime
 
-    from pipelines.ops import backup_dagster_instance
+    from assets.maintenance import backup_dagster_instance
 
     if not pg_available:
         pytest.skip(f"PostgreSQL at {PG_URL} is not reachable on this machine")

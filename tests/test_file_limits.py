@@ -160,7 +160,7 @@ def test_a_bomb_does_not_stop_the_files_after_it(duck_db: StagingDB, tmp_path: P
 
 
 def test_settings_set_the_limits(monkeypatch: pytest.MonkeyPatch) -> None:
-    from pipelines.settings import psa_source_resource
+    from resources.settings import psa_source_resource
 
     assert psa_source_resource().file_format().limits == FileLimits()
     for name, value in {

@@ -13,16 +13,18 @@ from dagster import DagsterInstance, Definitions, RunConfig
 
 from assets.full_export import full_export_checks
 from assets.ingestion import landing_assets
+from assets.operations import ConfirmFullExportConfig
 from assets.validation import validation_assets, validation_checks
 from connectors.erp.sql_interface import SqlInterfaceTarget
 from pipelines.jobs import ingest_time_entries_job
-from pipelines.operations import ConfirmFullExportConfig, confirm_full_export_job
-from pipelines.resources import PsaSource, StagingDatabase
+from pipelines.operator_jobs import confirm_full_export_job
+from posting.window import RetryPolicy, WindowConfig, run_window
 from reconciliation.compare import Period, reconcile
+from resources.psa_source import PsaSource
+from resources.staging import StagingDatabase
 from staging_models.db import StagingDB, dispose_all
 from staging_models.full_export import FullExportError, FullExportPolicy, decide
 from staging_models.landing import LandingError, land_file
-from staging_models.posting import RetryPolicy, WindowConfig, run_window
 from staging_models.validation import conservation, validate_all
 from tests.support.csvtools import te, write_csv
 from tests.support.posting_helpers import erp_net_hours
@@ -344,7 +346,7 @@ def test_settings_and_declared_ranges() -> None:
 
 def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     from pipelines.definitions import defs
-    from pipelines.settings import psa_source_resource
+    from resources.settings import psa_source_resource
 
     monkeypatch.setenv("STAGEPOST_FULL_EXPORT_PATTERN", PATTERN)
     monkeypatch.setenv("STAGEPOST_FULL_EXPORT_RANGE", "2026-11-01..2026-11-30")

@@ -17,7 +17,8 @@ from assets.ingestion import landed_asset_key, landing_assets
 from connectors.sources.base import RemoteFile
 from connectors.sources.canonical import TIME_ENTRIES
 from connectors.sources.local import LocalFolderSource
-from pipelines.resources import PsaSource, StagingDatabase
+from resources.psa_source import PsaSource
+from resources.staging import StagingDatabase
 from staging_models.db import StagingDB
 from staging_models.landing import ingest_dataset
 from staging_models.scratch import clean_dead_scratch, owner_tag, scratch_dir
@@ -94,7 +95,7 @@ def test_file_changed_between_listing_and_landing_is_not_landed(
 
 
 def test_local_default_waits_for_a_quiet_file(monkeypatch: pytest.MonkeyPatch) -> None:
-    from pipelines.settings import psa_source_resource
+    from resources.settings import psa_source_resource
 
     monkeypatch.delenv("STAGEPOST_STABLE_SECONDS", raising=False)
     monkeypatch.setenv("STAGEPOST_SOURCE_KIND", "local")

@@ -19,7 +19,7 @@ from connectors.sources.mapping import (
     load_mapping,
     parse_mapping,
 )
-from pipelines.resources import PsaSource
+from resources.psa_source import PsaSource
 from staging_models.db import StagingDB
 from staging_models.landing import LandingError, land_file
 from tests.support.harvest import (
@@ -423,7 +423,7 @@ def test_mapping_files_are_found_by_path_or_shipped_name(tmp_path: Path) -> None
 
 
 def test_psa_source_builds_the_mapping(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from pipelines.settings import psa_source_resource
+    from resources.settings import psa_source_resource
 
     monkeypatch.setenv("STAGEPOST_MAPPING_FILE", "harvest_detailed_time")
     monkeypatch.setenv("STAGEPOST_DELIMITER", "tab")
@@ -448,7 +448,7 @@ def test_ambiguous_header_is_refused(tmp_path: Path) -> None:
 
 
 def test_sftp_settings_wait_for_stable_files(monkeypatch: pytest.MonkeyPatch) -> None:
-    from pipelines.settings import psa_source_resource
+    from resources.settings import psa_source_resource
 
     monkeypatch.setenv("STAGEPOST_SOURCE_KIND", "sftp")
     assert psa_source_resource().stable_seconds == 5  # a sender may still be writing

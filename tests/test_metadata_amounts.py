@@ -30,9 +30,11 @@ from assets.validation import (
 )
 from connectors.erp.sql_interface import SqlInterfaceTarget
 from io_managers.staging_table import StagingTableIOManager
-from pipelines.erp_resources import ErpResource, PostingPolicy
 from pipelines.posting_jobs import posting_window_job
-from pipelines.resources import PsaSource, ReportUpload, StagingDatabase
+from resources.erp import ErpResource, PostingPolicy
+from resources.psa_source import PsaSource
+from resources.reports import ReportUpload
+from resources.staging import StagingDatabase
 from staging_models.db import StagingDB, dispose_all, staging_db
 from staging_models.figures import decimal_text, rate
 from tests.support.posting_helpers import stage_entries, with_master_data

@@ -11,9 +11,9 @@ import duckdb
 import pytest
 
 from pipelines.definitions import defs
-from pipelines.erp_resources import PostingPolicy
 from pipelines.ops_jobs import retention_job, staging_backup_job
-from pipelines.resources import StagingDatabase
+from resources.erp import PostingPolicy
+from resources.staging import StagingDatabase
 from staging_models.db import StagingDB
 from staging_models.validation import conservation
 from tests.support.staging_helpers import World, entry

@@ -17,11 +17,13 @@ from assets.reconciliation import ReconciliationConfig, resolve_period
 from connectors.erp.sql_interface import SqlInterfaceTarget
 from connectors.sample_data import write_sample
 from io_managers.staging_table import StagingTableIOManager
-from pipelines.erp_resources import ErpResource, PostingPolicy
 from pipelines.jobs import main_job
 from pipelines.posting_jobs import posting_window_job
 from pipelines.reconciliation_jobs import reconciliation_job
-from pipelines.resources import PsaSource, ReportUpload, StagingDatabase
+from resources.erp import ErpResource, PostingPolicy
+from resources.psa_source import PsaSource
+from resources.reports import ReportUpload
+from resources.staging import StagingDatabase
 from staging_models.db import dispose_all, staging_db
 from staging_models.validation import conservation
 from tests.support.csvtools import write_csv

@@ -7,8 +7,8 @@ from decimal import Decimal
 import pytest
 import sqlalchemy as sa
 
-from staging_models.posting import PlanTooLarge
-from staging_models.posting_plan import _BATCH_ID_SQL, external_id, ledger_batch_id
+from posting.plan import _BATCH_ID_SQL, external_id, ledger_batch_id
+from posting.window import PlanTooLarge
 from tests.support.erp_faults import FaultInjection
 from tests.support.posting_helpers import (
     PostingEnv,

@@ -18,9 +18,9 @@ from dagster import (
 
 from assets.posting import POSTING_ASSET, WINDOW_TAG, PostingWindowConfig, posting_window
 from connectors.erp.sql_interface import SqlInterfaceTarget
-from pipelines.erp_resources import ErpResource, PostingPolicy
 from pipelines.posting_jobs import SCHEDULE_OPERATOR, posting_window_job, posting_window_weekdays
-from pipelines.resources import StagingDatabase
+from resources.erp import ErpResource, PostingPolicy
+from resources.staging import StagingDatabase
 from staging_models.db import dispose_all, staging_db
 from tests.support.posting_helpers import erp_lines, stage_entries, with_master_data
 

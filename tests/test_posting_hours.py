@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from staging_models.posting_hours import (
+from config.posting_hours import (
     PostingHoursError,
     is_allowed,
     next_opening,

@@ -22,7 +22,7 @@ from decimal import ROUND_HALF_UP, Decimal
 
 import pandas as pd
 
-from staging_models.posting_plan import Scope
+from posting.plan import Scope
 from tests.support.erp_faults import FaultInjection
 from tests.support.posting_helpers import PostingEnv, erp_lines, stage_entries, stage_invoice
 

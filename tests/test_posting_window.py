@@ -14,14 +14,14 @@ from pathlib import Path
 import pytest
 from openpyxl import load_workbook
 
-from staging_models.posting import (
+from posting.lock import PostingLockLost
+from posting.window import (
     PostingHoursClosed,
     PostingLocked,
     RetryPolicy,
     WindowConfig,
     run_window,
 )
-from staging_models.posting_lock import PostingLockLost
 from tests.support.posting_helpers import (
     PostingEnv,
     correct,
@@ -325,7 +325,7 @@ def test_a_live_holder_on_this_host_keeps_its_lock(duck_env: PostingEnv) -> None
 
 
 def test_lock_stale_age_is_a_setting(monkeypatch: pytest.MonkeyPatch) -> None:
-    from pipelines.settings import posting_policy_resource
+    from resources.settings import posting_policy_resource
 
     assert posting_policy_resource().lock_stale_after() == timedelta(minutes=15)
     monkeypatch.setenv("STAGEPOST_POSTING_LOCK_STALE_SECONDS", "90")
@@ -375,7 +375,7 @@ def test_a_window_that_lost_its_lock_stops_and_the_next_settles(duck_env: Postin
 
 
 def test_a_refused_plan_releases_the_lock(duck_env: PostingEnv) -> None:
-    from staging_models.posting import PlanTooLarge
+    from posting.window import PlanTooLarge
 
     stage_entries(duck_env.db, [{"entry_id": "TE1"}])
     with pytest.raises(PlanTooLarge):

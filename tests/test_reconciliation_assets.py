@@ -23,10 +23,12 @@ from assets.reconciliation import (
 )
 from connectors.erp.base import ErpTarget
 from io_managers.staging_table import StagingTableIOManager, load_frame
-from pipelines.resources import PsaSource, ReportUpload, StagingDatabase
 from reconciliation.compare import ALL, EXCEPTION_CLASSES
 from reconciliation.report import CLASS_TITLES, key_figures
 from reconciliation.report_server import make_server
+from resources.psa_source import PsaSource
+from resources.reports import ReportUpload
+from resources.staging import StagingDatabase
 from staging_models.db import dispose_all, staging_db
 from tests.support.recon_helpers import (
     EXPECTED_CLASSES,

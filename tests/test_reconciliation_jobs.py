@@ -23,7 +23,7 @@ from pipelines.reconciliation_jobs import (
     reconciliation_schedules,
     reconciliation_sensors,
 )
-from pipelines.settings import psa_source_resource, report_upload_resource, staging_resource
+from resources.settings import psa_source_resource, report_upload_resource, staging_resource
 
 
 class NoErp:

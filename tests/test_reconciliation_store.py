@@ -12,9 +12,9 @@ import pytest
 from dagster import AssetKey, build_input_context, build_output_context
 
 from io_managers.staging_table import StagingTableIOManager, load_frame, store_frame, table_name
-from pipelines.resources import StagingDatabase
 from reconciliation.compare import LINE_SCHEMA
 from reconciliation.store import load_lines, store_lines
+from resources.staging import StagingDatabase
 from staging_models.db import StagingDB
 
 

@@ -16,7 +16,8 @@ from assets.validation import validated_time_entries, validation_assets, validat
 from connectors.sources.base import reason_file_name
 from connectors.sources.local import LocalFolderSource
 from pipelines.jobs import ingest_time_entries_job
-from pipelines.resources import PsaSource, StagingDatabase
+from resources.psa_source import PsaSource
+from resources.staging import StagingDatabase
 from staging_models.db import StagingDB, dispose_all, staging_db
 from staging_models.landing import ingest_dataset, unsettled_message
 from staging_models.validation import conservation

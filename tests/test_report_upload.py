@@ -10,7 +10,7 @@ import paramiko
 import pytest
 
 from connectors.report_upload import RetryableUploadError, SftpReportUpload, UploadError
-from pipelines.settings import report_upload_resource
+from resources.settings import report_upload_resource
 from tests.support.sftp_server import SftpServer
 
 
@@ -123,7 +123,7 @@ def test_settings_default_to_the_psa_sftp_server(monkeypatch: pytest.MonkeyPatch
 
 
 def test_missing_settings_are_named() -> None:
-    from pipelines.resources import ReportUpload
+    from resources.reports import ReportUpload
 
     with pytest.raises(ValueError, match="needs host, username, key_path, known_hosts_path"):
         ReportUpload(folder="controllers").open()

@@ -19,8 +19,9 @@ from dagster._core.definitions.sensor_definition import SensorExecutionData
 
 from assets.ingestion import FILE_TAG, landed_asset_key, landing_assets
 from pipelines.jobs import ingest_nightly_job, ingest_time_entries_job
-from pipelines.resources import PsaSource, StagingDatabase
 from pipelines.sensors import psa_inbox_sensor
+from resources.psa_source import PsaSource
+from resources.staging import StagingDatabase
 from staging_models.db import StagingDB
 from tests.support.csvtools import te, write_csv
 from tests.support.sftp_server import SftpServer

@@ -11,14 +11,7 @@ from pathlib import Path
 import pytest
 from dagster import EnvVar
 
-from pipelines.settings import (
-    erp_resource,
-    posting_policy_resource,
-    psa_source_resource,
-    report_upload_resource,
-    staging_resource,
-)
-from pipelines.settings_model import (
+from config.settings import (
     SECRETS,
     Settings,
     SettingsError,
@@ -26,6 +19,13 @@ from pipelines.settings_model import (
     current,
     env_name,
     load,
+)
+from resources.settings import (
+    erp_resource,
+    posting_policy_resource,
+    psa_source_resource,
+    report_upload_resource,
+    staging_resource,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -282,7 +282,7 @@ def test_read_once_until_the_environment_changes(monkeypatch: pytest.MonkeyPatch
 def _readme_table() -> str:
     text = (ROOT / "README.md").read_text()
     m = re.search(
-        r"<!-- configuration table: python -m pipelines.settings_model -->\n(.*?)\n"
+        r"<!-- configuration table: python -m config.settings -->\n(.*?)\n"
         r"<!-- end of configuration table -->",
         text,
         re.S,
@@ -293,7 +293,7 @@ def _readme_table() -> str:
 
 def test_readme_table_is_the_model() -> None:
     """Every variable the model reads is in the README's table, and nothing else is: the table
-    is generated (`python -m pipelines.settings_model`), so regenerate it after a change."""
+    is generated (`python -m config.settings`), so regenerate it after a change."""
     table = _readme_table()
     documented = re.findall(r"^\| `(STAGEPOST_[A-Z0-9_]+)` \|", table, re.M)
     assert documented == [env_name(f) for f in Settings.model_fields]
@@ -331,7 +331,7 @@ def test_no_module_reads_the_environment_but_the_model() -> None:
         rel = path.relative_to(ROOT)
         if rel.parts[0] in {"tests", "bench", ".venv", "dagster_home", "data"}:
             continue
-        if rel == Path("pipelines/settings_model.py"):
+        if rel == Path("config/settings.py"):
             continue
         for no, line in enumerate(path.read_text().splitlines(), 1):
             if line.lstrip().startswith("#"):

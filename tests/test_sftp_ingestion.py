@@ -20,7 +20,8 @@ from connectors.sources.base import RemoteFile
 from connectors.sources.canonical import TIME_ENTRIES
 from connectors.sources.formats import FileFormat
 from connectors.sources.sftp import SftpSource
-from pipelines.resources import PsaSource, StagingDatabase
+from resources.psa_source import PsaSource
+from resources.staging import StagingDatabase
 from staging_models.db import StagingDB
 from staging_models.landing import ingest_dataset
 from tests.support.csvtools import te, write_csv

@@ -19,9 +19,9 @@ import pytest
 
 from connectors.erp.base import INVOICE_COLUMNS
 from connectors.erp.tryton import TrytonTarget
-from pipelines.erp_resources import ErpResource
+from posting.window import RetryPolicy, WindowConfig, WindowResult, run_window
+from resources.erp import ErpResource
 from staging_models.db import StagingDB
-from staging_models.posting import RetryPolicy, WindowConfig, WindowResult, run_window
 from tests.support.erp_contract import (
     ContractProfile,
     ErpContract,

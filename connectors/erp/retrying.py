@@ -1,6 +1,6 @@
 """Retrying an ERP call while the ERP is unavailable, through tenacity.
 
-The posting window's hand-written loop (`staging_models.posting._retrying`) does the same:
+The posting window's hand-written loop (`posting.window._retrying`) does the same:
 `attempts` in all, delays `base_delay`, doubling, capped at `max_delay`, only for
 `ErpUnavailable`, the last one re-raised. It is meant to become
 `retry_unavailable(policy.attempts, policy.base_delay, policy.max_delay, sleep)` once the

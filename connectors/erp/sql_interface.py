@@ -16,7 +16,6 @@ edited except for its status, which becomes `reversed`.
 
 from __future__ import annotations
 
-import calendar
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import date
@@ -34,7 +33,8 @@ from connectors.erp.base import (
     ErpUnavailable,
     PostResult,
 )
-from connectors.erp.bulk import arrow_schema, load_ids, load_temp, read_frame
+from connectors.erp.periods import month_end
+from connectors.sql import arrow_schema, load_ids, load_temp, read_frame
 
 metadata = sa.MetaData()
 
@@ -235,10 +235,6 @@ def _months(date_from: date, date_to: date) -> list[str]:
         out.append(f"{y:04d}-{m:02d}")
         y, m = (y + 1, 1) if m == 12 else (y, m + 1)
     return out
-
-
-def month_end(d: date) -> date:
-    return d.replace(day=calendar.monthrange(d.year, d.month)[1])
 
 
 class SqlInterfaceTarget(ErpTarget):

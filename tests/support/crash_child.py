@@ -10,8 +10,8 @@ from __future__ import annotations
 import os
 import signal
 
+from posting.window import RetryPolicy, WindowConfig, run_window
 from staging_models.db import StagingDB
-from staging_models.posting import RetryPolicy, WindowConfig, run_window
 from tests.support.erp_faults import FaultInjection, FaultySqlInterfaceTarget
 
 #: Where a child can kill itself: a window step, or "erp_commit" (the ERP committed a post,

@@ -17,8 +17,8 @@ import pyarrow as pa
 import pytest
 import sqlalchemy as sa
 
-from connectors.erp.bulk import load_temp
 from connectors.erp.sql_interface import SqlInterfaceTarget
+from connectors.sql import load_temp
 from staging_models.db import StagingDB
 from tests.conftest import PG_URL
 from tests.support.erp_faults import FaultySqlInterfaceTarget
@@ -327,7 +327,7 @@ class PostingEnv:
 
     def window(self, erp: SqlInterfaceTarget | None = None, **config):
         """A real (not dry) window, retries without sleeping."""
-        from staging_models.posting import RetryPolicy, WindowConfig, run_window
+        from posting.window import RetryPolicy, WindowConfig, run_window
 
         config.setdefault("dry_run", False)
         config.setdefault("retry", RetryPolicy(attempts=3, base_delay=0))

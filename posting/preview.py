@@ -1,7 +1,7 @@
 """What a posting window will post: a summary per legal entity, project and currency, and the
 lines, as DataFrames and as an Excel workbook finance can read before saying yes.
 
-Read from the plan's temporary tables (see `posting_plan`), so a dry run and a
+Read from the plan's temporary tables (see `posting.plan`), so a dry run and a
 real window show exactly the same numbers.
 """
 
@@ -15,8 +15,8 @@ from openpyxl.cell import WriteOnlyCell
 from openpyxl.styles import Font
 from sqlalchemy.engine import Connection
 
-from reconciliation.workbook import text_cell
-from staging_models.db import read_df
+from connectors.sql import read_frame
+from reports.xlsx_columns import text_cell
 
 #: Rows an xlsx sheet holds below its header.
 SHEET_ROWS = 1_048_575
@@ -59,14 +59,14 @@ _DETAIL_SQL = """
 def plan_summary(conn: Connection) -> pd.DataFrame:
     """Lines, posts, reversals, hours and amounts per document, legal entity, project, currency
     and state (planned or held). Hours and amounts are Decimal."""
-    df = read_df(conn, _SUMMARY_SQL)
+    df = read_frame(conn, _SUMMARY_SQL)
     for c in ("lines", "posts", "reversals"):
         df[c] = df[c].astype("int64")
     return df
 
 
 def plan_detail(conn: Connection, limit: int = DEFAULT_DETAIL_LIMIT) -> pd.DataFrame:
-    return read_df(conn, _DETAIL_SQL, {"n": int(limit)})
+    return read_frame(conn, _DETAIL_SQL, {"n": int(limit)})
 
 
 def _safe(ws, value):

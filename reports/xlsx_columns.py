@@ -1,4 +1,4 @@
-"""Column planning for the reconciliation workbook: one Excel type and format per column.
+"""Column planning for Excel workbooks (reconciliation, posting previews): one type per column.
 
 openpyxl's per-cell type inference is the slowest part of a write-only dump, and
 it turns any string starting with "=" into a formula. Deciding the kind of each
@@ -20,6 +20,9 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+from openpyxl.cell import WriteOnlyCell
+from openpyxl.styles import Font
+from openpyxl.worksheet._write_only import WriteOnlyWorksheet
 
 Column = pd.Series | pa.ChunkedArray
 
@@ -350,3 +353,15 @@ def plan_column(name: str, col: Column) -> ColumnPlan:
     if isinstance(col, pa.ChunkedArray):
         return plan_arrow_column(name, col)
     return plan_pandas_column(name, col)
+
+
+def text_cell(ws: WriteOnlyWorksheet, text: str, font: Font | None = None) -> WriteOnlyCell:
+    """A string cell that is text even if it looks like a formula (public openpyxl API)."""
+    text = sanitise_text([str(text)], TextIssues())[0]
+    cell = WriteOnlyCell(ws, value=text)
+    cell.data_type = "s"  # openpyxl makes "=..." a formula otherwise
+    if text and text[0] in RISKY_FIRST_CHARS:
+        cell.quotePrefix = True  # Excel keeps it text even when the cell is edited
+    if font is not None:
+        cell.font = font
+    return cell

@@ -1,74 +1,20 @@
-"""Dagster resources: the staging database, the PSA source and the workbook upload.
-
-Configured from the environment so that the same code location runs the
-embedded demo and production; secrets (database password, SSH key passphrase)
-come through `EnvVar` and never appear in logs or run metadata.
-"""
+"""The PSA source resource: a local or SFTP folder of exports, and how their files are written."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
-from dagster import ConfigurableResource
 from pydantic import Field
 
-from connectors.report_upload import SftpReportUpload
 from connectors.sources.base import FileSource
 from connectors.sources.formats import FileFormat, FileLimits
 from connectors.sources.local import LocalFolderSource
 from connectors.sources.mapping import load_mapping
+from resources.sftp import SftpLogin
 from staging_models.db import (
-    StagingDB,
     data_dir,
-    default_staging_url,
-    redact_url,
-    staging_db,
-    url_with_password,
 )
 from staging_models.full_export import FullExportPolicy
-
-
-class StagingDatabase(ConfigurableResource):
-    """The staging database. Empty `url` means the embedded DuckDB file under the data folder."""
-
-    url: str = Field(default="", description="duckdb:///path.duckdb or postgresql://user@host/db")
-    password: str | None = Field(default=None, description="Set via EnvVar; kept out of the URL")
-
-    def get_db(self) -> StagingDB:
-        return staging_db(
-            url_with_password(self.url or default_staging_url(data_dir()), self.password)
-        )
-
-    def describe(self) -> str:
-        return redact_url(self.url or default_staging_url(data_dir()))
-
-
-class SftpLogin(ConfigurableResource):
-    """An SFTP server and how to log in (the PSA source's and the workbook upload's)."""
-
-    host: str = ""
-    port: int = 22
-    username: str = ""
-    key_path: str = ""
-    key_passphrase: str | None = Field(default=None, description="Set via EnvVar")
-    known_hosts_path: str = ""
-
-    def login(self, required: tuple[str, ...], what: str, section: str) -> dict[str, Any]:
-        """Connection keywords; settings that must be set (with `required`) and are not are
-        named, with the README section that explains them."""
-        names = ("host", "username", "key_path", "known_hosts_path", *required)
-        missing = [n for n in names if not getattr(self, n)]
-        if missing:
-            raise ValueError(f"{what} needs {', '.join(missing)} (see README, '{section}')")
-        return {
-            "host": self.host,
-            "port": self.port,
-            "username": self.username,
-            "key_path": self.key_path,
-            "key_passphrase": self.key_passphrase,
-            "known_hosts_path": self.known_hosts_path,
-        }
 
 
 class PsaSource(SftpLogin):
@@ -178,25 +124,3 @@ class PsaSource(SftpLogin):
         path = data_dir() / "work"
         path.mkdir(parents=True, exist_ok=True)
         return path
-
-
-class ReportUpload(SftpLogin):
-    """Where reconciliation workbooks are also uploaded: an SFTP folder, or nowhere (default).
-
-    The workbooks are always written to the reports folder first; the upload is a copy
-    for controllers who collect them over SFTP.
-    """
-
-    folder: str = Field(default="", description="Remote folder; empty = no upload")
-    retries: int = Field(default=3, description="Transient failures retried per workbook")
-
-    @property
-    def enabled(self) -> bool:
-        return bool(self.folder)
-
-    def open(self) -> SftpReportUpload:
-        return SftpReportUpload(
-            **self.login(("folder",), "workbook upload", "Workbooks over SFTP"),
-            folder=self.folder,
-            retries=self.retries,
-        )

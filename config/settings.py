@@ -12,7 +12,7 @@ so that the model never prints them; the resources still get them as Dagster `En
 (`pipelines/settings.py`), resolved at run time and never shown in the UI.
 
 The README's configuration table is generated from the field descriptions:
-`python -m pipelines.settings_model` prints it, and `tests/test_settings.py` checks that the
+`python -m config.settings` prints it, and `tests/test_settings.py` checks that the
 README holds exactly that table.
 """
 
@@ -31,8 +31,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BeforeValidator, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from config.full_export_range import FullExportError, parse_range
+from config.posting_hours import PostingHoursError, parse_posting_hours
 from connectors.sources.limits import FileLimits
-from staging_models.posting_hours import PostingHoursError, parse_posting_hours
 
 PREFIX = "STAGEPOST_"
 
@@ -119,8 +120,6 @@ def _share(value: Any) -> Any:
 
 def _date_range(value: Any) -> Any:
     if str(value).strip():
-        from staging_models.full_export import FullExportError, parse_range  # imports the db
-
         try:
             parse_range(str(value))
         except FullExportError as e:

@@ -44,9 +44,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from connectors.erp.base import ErpTarget
-from connectors.erp.bulk import fetch_frame, load_temp
-from connectors.erp.sql_interface import month_end
-from staging_models.db import read_df
+from connectors.erp.periods import month_end
+from connectors.sql import fetch_frame, load_temp, read_frame
 
 ClosedPeriodPolicy = Literal["next_open", "hold"]
 #: How far past a closed period `next_open` looks for an open one.
@@ -298,7 +297,7 @@ def _add_months(period: str, n: int) -> date:
 
 def _load_periods(conn: Connection, erp: ErpTarget, fetch) -> None:
     """Ask the ERP which periods are open for every legal entity and month the plan touches."""
-    span = read_df(
+    span = read_frame(
         conn,
         """SELECT legal_entity, MIN(natural_period) AS lo, MAX(natural_period) AS hi FROM (
                SELECT legal_entity, natural_period FROM plan_lines

@@ -1,4 +1,4 @@
-"""Load a DataFrame into a temporary table of the connection's database, set-based.
+"""Set-based SQL helpers for DuckDB and PostgreSQL: frames into temporary tables, queries to frames.
 
 Posting moves tens of thousands of lines per second: rows never pass through a
 Python loop. A frame becomes an Arrow table with an explicit schema (Decimal
@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import re
 from collections.abc import Sequence
+from datetime import date
 
 import pandas as pd
 import pyarrow as pa
@@ -96,13 +97,20 @@ def load_temp(conn: Connection, name: str, df: pd.DataFrame, schema: pa.Schema) 
         f"CREATE TEMP TABLE {name} ({cols}, ord BIGSERIAL) ON COMMIT DROP"
     )
     if table.num_rows:
-        buf = io.BytesIO()
-        pacsv.write_csv(table, buf, write_options=pacsv.WriteOptions(include_header=False))
-        raw = conn.connection.driver_connection
-        with raw.cursor() as cur:
-            with cur.copy(f"COPY {name} ({names}) FROM STDIN (FORMAT csv)") as cp:
-                cp.write(buf.getbuffer())
+        copy_arrow(conn, name, table)
     return table.num_rows
+
+
+def copy_arrow(conn: Connection, name: str, table: pa.Table) -> None:
+    """PostgreSQL: COPY an Arrow table into `name` (its columns, by name) as CSV, one round
+    trip and no Python loop over rows. The one COPY path of frames and Arrow tables."""
+    buf = io.BytesIO()
+    pacsv.write_csv(table, buf, write_options=pacsv.WriteOptions(include_header=False))
+    names = ", ".join(table.column_names)
+    raw = conn.connection.driver_connection
+    with raw.cursor() as cur:
+        with cur.copy(f"COPY {name} ({names}) FROM STDIN (FORMAT csv)") as cp:
+            cp.write(buf.getbuffer())
 
 
 def load_ids(conn: Connection, name: str, ids: Sequence[str]) -> int:
@@ -115,6 +123,13 @@ def read_frame(conn: Connection, sql: str, params: dict | None = None) -> pd.Dat
     """Rows of a text() query as a DataFrame; decimals come back as `Decimal`."""
     result = conn.execute(sa.text(sql), dict(params or {}))
     return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+
+
+def sql_literal(value: str | date) -> str:
+    """A SQL literal of a date or a string (standard quoting, valid in DuckDB and PostgreSQL)."""
+    if isinstance(value, date):
+        return f"DATE '{value.isoformat()}'"
+    return "'" + str(value).replace("'", "''") + "'"
 
 
 _NAMED = re.compile(r"(?<![:\w]):(\w+)")

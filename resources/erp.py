@@ -16,9 +16,8 @@ from dagster import ConfigurableResource
 from pydantic import Field
 
 from connectors.erp.base import ErpTarget
-from pipelines.resources import data_dir
-from staging_models.db import redact_url, url_with_password
-from staging_models.posting import WindowConfig
+from posting.window import WindowConfig
+from staging_models.db import data_dir, redact_url, url_with_password
 
 
 def default_erp_url() -> str:

@@ -1,11 +1,11 @@
-"""Operator jobs launched from the Launchpad: decisions about quarantined rows and held
-full exports."""
+"""Operator ops launched from the Launchpad: decisions about quarantined rows and held full
+exports. Their jobs are assembled in `pipelines/operator_jobs.py`."""
 
-from dagster import Config, OpExecutionContext, job, op
+from dagster import Config, OpExecutionContext, op
 from pydantic import Field
 
 from assets.pools import STAGING_WRITE
-from pipelines.resources import StagingDatabase
+from resources.staging import StagingDatabase
 from staging_models.full_export import decide
 from staging_models.validation import ignore_quarantined, validate_all
 
@@ -34,11 +34,6 @@ def ignore_quarantined_rows(
     context.log.info(f"{n} quarantined {config.dataset} rows marked ignored: {config.reason}")
     context.add_output_metadata({"rows_ignored": n})
     return n
-
-
-@job(description="Mark quarantined rows as ignored, with a reason (finance operations).")
-def ignore_quarantined_job() -> None:
-    ignore_quarantined_rows()
 
 
 class ConfirmFullExportConfig(Config):
@@ -85,13 +80,3 @@ def decide_full_export(
         }
     )
     return result.tombstoned_entries
-
-
-@job(
-    description=(
-        "Apply (or dismiss) the tombstones of a full export held because it lacked more "
-        "entries than allowed; who, when and why are audited (finance operations)."
-    )
-)
-def confirm_full_export_job() -> None:
-    decide_full_export()

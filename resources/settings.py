@@ -1,6 +1,6 @@
 """Dagster resources from the deployment settings (documented in the README).
 
-The settings are read and validated once, in `pipelines.settings_model`; a bad value stops
+The settings are read and validated once, in `config.settings`; a bad value stops
 the code location at load with a message naming the variable. Secrets are handed to the
 resources as `EnvVar`s so that Dagster resolves them at run time and never shows their values.
 """
@@ -11,9 +11,11 @@ from typing import Any
 
 from dagster import EnvVar
 
-from pipelines.erp_resources import ErpResource, PostingPolicy
-from pipelines.resources import PsaSource, ReportUpload, StagingDatabase
-from pipelines.settings_model import Settings, current, env_name
+from config.settings import Settings, current, env_name
+from resources.erp import ErpResource, PostingPolicy
+from resources.psa_source import PsaSource
+from resources.reports import ReportUpload
+from resources.staging import StagingDatabase
 
 
 def _secret(s: Settings, field: str) -> EnvVar | None:

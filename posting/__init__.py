@@ -1,0 +1,1 @@
+"""Posting: planning, sending and the window that drives them, above the staging database."""

@@ -1,0 +1,1 @@
+"""Excel writing shared by posting previews and reconciliation workbooks; knows nothing of either."""

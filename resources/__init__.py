@@ -1,0 +1,1 @@
+"""Dagster resources (ConfigurableResource classes) and the settings that build them from the environment."""
