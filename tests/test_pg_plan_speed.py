@@ -1,0 +1,85 @@
+"""What keeps a posting plan on PostgreSQL within reach of DuckDB (issue 12, item 5).
+
+Asserted on what PostgreSQL is asked and knows, not on wall time: the plan's scratch
+tables are analyzed on their key columns from a small sample, and the plan looks up live
+lines by entry and version rather than by a computed external id.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import sqlalchemy as sa
+
+from staging_models.db import StagingDB, analyze
+from staging_models.posting_plan import (
+    MAX_EXTERNAL_ID,
+    Scope,
+    _plan_invoices_sql,
+    _plan_time_lines_sql,
+    external_id,
+    external_id_sql,
+)
+
+
+def test_a_scratch_table_is_analyzed_on_its_key_columns_from_a_small_sample(
+    pg_db: StagingDB,
+) -> None:
+    with pg_db.begin() as conn:
+        conn.exec_driver_sql(
+            "CREATE TEMP TABLE scratch AS SELECT g AS k, mod(g, 500) AS grp, repeat('x', 200) AS wide"
+            " FROM generate_series(1, 20000) g"
+        )
+        before = conn.exec_driver_sql("SHOW default_statistics_target").scalar_one()
+        analyze(conn, "scratch (k, grp)", target=10)
+        stats = conn.exec_driver_sql(
+            """SELECT attname, cardinality(histogram_bounds::text::text[]) FROM pg_stats
+               WHERE tablename = 'scratch' ORDER BY attname"""
+        ).fetchall()
+        after = conn.exec_driver_sql("SHOW default_statistics_target").scalar_one()
+        rows = conn.exec_driver_sql(
+            "SELECT reltuples FROM pg_class WHERE oid = 'scratch'::regclass"
+        ).scalar_one()
+    assert [s[0] for s in stats] == ["grp", "k"]  # not the wide column
+    assert all(n is None or n <= 11 for _, n in stats)  # a 10-bucket histogram at most
+    assert after == before  # later ANALYZEs in the transaction keep the server's target
+    assert rows == 20000
+
+
+@pytest.mark.parametrize("doc,kind", [("te", "post"), ("inv", "rev")])
+def test_the_sql_external_id_is_the_python_one_around_the_length_limit(
+    any_db: StagingDB, doc: str, kind: str
+) -> None:
+    fixed = len(f"{doc}::v:{kind}")
+    cases = [
+        ("E" * (MAX_EXTERNAL_ID - fixed - len(str(v)) + d), v)
+        for v in (1, 10, 123)
+        for d in (-1, 0, 1)
+    ] + [("é" * 60, 2), ("TE1", 7)]
+    values = " UNION ALL ".join(f"SELECT '{i}' AS ident, {v} AS ver" for i, v in cases)
+    sql = f"SELECT {external_id_sql(doc, 't.ident', 't.ver', kind)} FROM ({values}) t"
+    with any_db.begin() as conn:
+        got = [r[0] for r in conn.execute(sa.text(sql)).fetchall()]
+    assert got == [external_id(doc, i, v, kind) for i, v in cases]
+    assert any(len(g) == MAX_EXTERNAL_ID for g in got) and any("~" in g for g in got)
+
+
+def _hash_conditions(plan: dict) -> list[str]:
+    out = [plan.get("Hash Cond", ""), plan.get("Join Filter", "")]
+    for child in plan.get("Plans", []):
+        out += _hash_conditions(child)
+    return [c for c in out if c]
+
+
+@pytest.mark.parametrize("make_sql", [_plan_time_lines_sql, _plan_invoices_sql])
+def test_the_plan_finds_live_lines_without_computing_external_ids(
+    pg_db: StagingDB, make_sql
+) -> None:
+    """Joining on the computed id built every id twice (once to join, once to output)."""
+    with pg_db.begin() as conn:
+        sql, params = make_sql(conn, Scope())
+        plan = conn.execute(sa.text(f"EXPLAIN (FORMAT JSON) {sql}"), params).scalar_one()
+    plan = plan if isinstance(plan, list) else json.loads(plan)
+    joins = _hash_conditions(plan[0]["Plan"])
+    assert joins and not any("md5" in c for c in joins), joins
