@@ -51,6 +51,8 @@ _ANALYZED = {
         "validated_invoice_lines (invoice_id, line_no, version, legal_entity, issue_date)"
     ),
 }
+#: PostgreSQL's work_mem for a validation part (at most `BATCH_ROWS` candidates).
+CANDIDATE_WORK_MEM = "128MB"
 STATES = ("valid", "quarantined", "superseded", "not_postable")
 
 
@@ -386,6 +388,10 @@ def validate_dataset(
     latest_today = (now + timedelta(hours=14)).date()
     for t in (cand, viol):
         conn.exec_driver_sql(f"DROP TABLE IF EXISTS {t}")
+    if not db.is_duckdb:
+        # The candidate statement hashes and sorts wide rows: in memory, not in 4 MB runs on
+        # disk (51,000 entries: 2.0 s with temp files, 1.5 s without). This part only.
+        conn.exec_driver_sql(f"SET LOCAL work_mem = '{CANDIDATE_WORK_MEM}'")
     conn.execute(
         sa.text(f"CREATE TEMP TABLE {cand} AS {_candidate_sql(db, ds, part)}"),
         {"latest_today": latest_today},

@@ -8,6 +8,7 @@ lines by entry and version rather than by a computed external id.
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 
 import pytest
 import sqlalchemy as sa
@@ -107,3 +108,15 @@ def test_reconciliation_parses_postgresql_streams_in_one_thread(
         table = _inputs._pg_copy_arrow(conn, inp)
     assert table.column("n").to_pylist() == [42]
     assert seen == [True]
+
+
+def test_a_validation_part_runs_with_room_to_hash_in_memory(pg_db: StagingDB) -> None:
+    """The wide candidate statement spilled to temp files at the default 4 MB."""
+    from staging_models.validation import CANDIDATE_WORK_MEM, validate_dataset
+
+    default = pg_db.scalar("SHOW work_mem")
+    with pg_db.begin() as conn:
+        validate_dataset(pg_db, conn, "time_entries", now=datetime.now(UTC), actor="t")
+        inside = conn.exec_driver_sql("SHOW work_mem").scalar_one()
+    assert inside == CANDIDATE_WORK_MEM != default
+    assert pg_db.scalar("SHOW work_mem") == default  # SET LOCAL: the part's transaction only
