@@ -29,7 +29,7 @@ from sqlalchemy.engine import Connection
 
 from connectors.sources.canonical import DATASETS, Dataset
 from staging_models.contracts import RULES
-from staging_models.db import StagingDB, read_df
+from staging_models.db import SCRATCH_STATISTICS_TARGET, StagingDB, read_df
 
 #: Candidates per transaction: 3M all-quarantined time entries ran out of a 1 GB DuckDB limit
 #: in one pass.
@@ -396,11 +396,12 @@ def validate_dataset(
         sa.text(f"CREATE TEMP TABLE {cand} AS {_candidate_sql(db, ds, part)}"),
         {"latest_today": latest_today},
     )
-    # Read by every statement below, by key (no autovacuum for temporary tables).
-    db.analyze(conn, f"{cand} (row_key, version)")
+    # Read by every statement below, by key (no autovacuum for temporary tables); from a small
+    # sample: ANALYZE of 51,000 candidates took 0.16-0.21 s at the default target, 0.04 s at 10.
+    db.analyze(conn, f"{cand} (row_key, version)", target=SCRATCH_STATISTICS_TARGET)
     violations = _violations_sql(dataset, cand, one_scan=not db.is_duckdb)
     conn.exec_driver_sql(f"CREATE TEMP TABLE {viol} AS {violations}")
-    db.analyze(conn, f"{viol} (row_key, version, rule_code)")
+    db.analyze(conn, f"{viol} (row_key, version, rule_code)", target=SCRATCH_STATISTICS_TARGET)
     out.checked = conn.execute(sa.text(f"SELECT COUNT(*) FROM {cand}")).scalar_one()
     out.by_rule = dict(
         conn.execute(
@@ -435,7 +436,7 @@ def validate_dataset(
                   GROUP BY row_key, version"""
     conn.exec_driver_sql(f"DROP TABLE IF EXISTS qsum_{dataset}")
     conn.exec_driver_sql(f"CREATE TEMP TABLE qsum_{dataset} AS {summary}")
-    db.analyze(conn, f"qsum_{dataset} (row_key, version)")
+    db.analyze(conn, f"qsum_{dataset} (row_key, version)", target=SCRATCH_STATISTICS_TARGET)
     _exec(
         conn,
         f"""UPDATE quarantine SET rule_codes = q.rule_codes, messages = q.messages,

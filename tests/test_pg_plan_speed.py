@@ -120,3 +120,24 @@ def test_a_validation_part_runs_with_room_to_hash_in_memory(pg_db: StagingDB) ->
         inside = conn.exec_driver_sql("SHOW work_mem").scalar_one()
     assert inside == CANDIDATE_WORK_MEM != default
     assert pg_db.scalar("SHOW work_mem") == default  # SET LOCAL: the part's transaction only
+
+
+def test_validation_analyzes_its_scratch_tables_from_a_small_sample(
+    pg_db: StagingDB, monkeypatch
+) -> None:
+    """Observed, not replaced: the real ANALYZE runs."""
+    from staging_models.db import SCRATCH_STATISTICS_TARGET
+    from staging_models.validation import validate_dataset
+
+    calls: list[tuple[tuple[str, ...], int | None]] = []
+    real = pg_db.analyze
+
+    def spy(conn, *tables, target=None):
+        calls.append((tables, target))
+        return real(conn, *tables, target=target)
+
+    monkeypatch.setattr(pg_db, "analyze", spy)
+    with pg_db.begin() as conn:
+        validate_dataset(pg_db, conn, "time_entries", now=datetime.now(UTC), actor="t")
+    scratch = [t for tables, t in calls if tables[0].startswith(("cand_", "viol_", "qsum_"))]
+    assert len(scratch) == 3 and set(scratch) == {SCRATCH_STATISTICS_TARGET}
