@@ -90,11 +90,15 @@ def _scope_sql(ds: Dataset, part: Part = (0, 1)) -> str:
 
 
 def _dup_sql(ds: Dataset) -> str:
-    """Keys that appear in one load with different content (a PSA export contradicting itself)."""
+    """Keys that appear in one load with different content (a PSA export contradicting itself).
+
+    MIN <> MAX, not COUNT(DISTINCT) > 1 (the same keys: content_hash is never NULL): PostgreSQL
+    sorts every landed row for a distinct count but hashes a MIN/MAX (51,000 rows: 0.33 s ->
+    0.13 s)."""
     return f"""
         SELECT l.load_id, l.row_key FROM {ds.landing_table} l
         WHERE NOT l.key_missing AND l.load_id IN (SELECT load_id FROM scope)
-        GROUP BY l.load_id, l.row_key HAVING COUNT(DISTINCT l.content_hash) > 1
+        GROUP BY l.load_id, l.row_key HAVING MIN(l.content_hash) <> MAX(l.content_hash)
     """
 
 

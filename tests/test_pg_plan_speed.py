@@ -141,3 +141,29 @@ def test_validation_analyzes_its_scratch_tables_from_a_small_sample(
         validate_dataset(pg_db, conn, "time_entries", now=datetime.now(UTC), actor="t")
     scratch = [t for tables, t in calls if tables[0].startswith(("cand_", "viol_", "qsum_"))]
     assert len(scratch) == 3 and set(scratch) == {SCRATCH_STATISTICS_TARGET}
+
+
+def test_contradicting_keys_are_found_without_sorting_the_load(pg_db: StagingDB) -> None:
+    """A distinct count made PostgreSQL sort every landed row; MIN <> MAX hashes them."""
+    from connectors.sources.canonical import DATASETS
+    from staging_models.validation import _dup_sql
+
+    ds = DATASETS["time_entries"]
+    sql = f"WITH scope AS (SELECT load_id FROM {ds.landing_table}) {_dup_sql(ds)}"
+    with pg_db.begin() as conn:
+        conn.exec_driver_sql(
+            f"""INSERT INTO {ds.landing_table} (load_id, row_no, row_key, key_missing, content_hash)
+                VALUES ('L1', 1, 'TE1', FALSE, 'a'), ('L1', 2, 'TE1', FALSE, 'b'),
+                       ('L1', 3, 'TE2', FALSE, 'c'), ('L1', 4, 'TE2', FALSE, 'c'),
+                       ('L2', 1, 'TE1', FALSE, 'a')"""
+        )
+        conn.exec_driver_sql(f"ANALYZE {ds.landing_table}")
+        found = conn.exec_driver_sql(sql).fetchall()
+        plan = conn.exec_driver_sql(f"EXPLAIN (FORMAT JSON) {sql}").scalar_one()
+    plan = plan if isinstance(plan, list) else json.loads(plan)
+
+    def nodes(p: dict) -> list[str]:
+        return [p["Node Type"]] + [n for c in p.get("Plans", []) for n in nodes(c)]
+
+    assert found == [("L1", "TE1")]
+    assert "Sort" not in nodes(plan[0]["Plan"]), nodes(plan[0]["Plan"])
