@@ -53,6 +53,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from config.full_export_range import range_in_name
 from connectors.erp.base import ErpTarget
 from connectors.sql import sql_literal
 from reconciliation import _sql
@@ -69,7 +70,6 @@ from reconciliation._inputs import (
 from reconciliation.workbook import AGING_BUCKETS
 from staging_models.db import StagingDB, set_duckdb_threads
 from staging_models.full_export import REASON as VANISHED_REASON
-from config.full_export_range import range_in_name
 
 ENTRY_CLASSES = _sql.ENTRY_CLASSES
 EXCEPTION_CLASSES = _sql.EXCEPTION_CLASSES

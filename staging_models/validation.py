@@ -30,7 +30,7 @@ from sqlalchemy.engine import Connection
 
 from connectors.sources.canonical import DATASETS, Dataset
 from staging_models.contracts import RULES
-from staging_models.db import StagingDB, read_df
+from staging_models.db import SCRATCH_STATISTICS_TARGET, StagingDB, read_df
 
 #: Candidates per transaction: 3M all-quarantined time entries ran out of a 1 GB DuckDB limit
 #: in one pass.
@@ -52,6 +52,8 @@ _ANALYZED = {
         "validated_invoice_lines (invoice_id, line_no, version, legal_entity, issue_date)"
     ),
 }
+#: PostgreSQL's work_mem for a validation part (at most `BATCH_ROWS` candidates).
+CANDIDATE_WORK_MEM = "128MB"
 STATES = ("valid", "quarantined", "superseded", "not_postable")
 
 
@@ -89,11 +91,15 @@ def _scope_sql(ds: Dataset, part: Part = (0, 1)) -> str:
 
 
 def _dup_sql(ds: Dataset) -> str:
-    """Keys that appear in one load with different content (a PSA export contradicting itself)."""
+    """Keys that appear in one load with different content (a PSA export contradicting itself).
+
+    MIN <> MAX, not COUNT(DISTINCT) > 1 (the same keys: content_hash is never NULL): PostgreSQL
+    sorts every landed row for a distinct count but hashes a MIN/MAX (51,000 rows: 0.33 s ->
+    0.13 s)."""
     return f"""
         SELECT l.load_id, l.row_key FROM {ds.landing_table} l
         WHERE NOT l.key_missing AND l.load_id IN (SELECT load_id FROM scope)
-        GROUP BY l.load_id, l.row_key HAVING COUNT(DISTINCT l.content_hash) > 1
+        GROUP BY l.load_id, l.row_key HAVING MIN(l.content_hash) <> MAX(l.content_hash)
     """
 
 
@@ -451,15 +457,20 @@ def validate_dataset(
     latest_today = (now + timedelta(hours=14)).date()
     for t in (cand, viol):
         conn.exec_driver_sql(f"DROP TABLE IF EXISTS {t}")
+    if not db.is_duckdb:
+        # The candidate statement hashes and sorts wide rows: in memory, not in 4 MB runs on
+        # disk (51,000 entries: 2.0 s with temp files, 1.5 s without). This part only.
+        conn.exec_driver_sql(f"SET LOCAL work_mem = '{CANDIDATE_WORK_MEM}'")
     conn.execute(
         sa.text(f"CREATE TEMP TABLE {cand} AS {_candidate_sql(db, ds, part)}"),
         {"latest_today": latest_today},
     )
-    # Read by every statement below, by key (no autovacuum for temporary tables).
-    db.analyze(conn, f"{cand} (row_key, version)")
+    # Read by every statement below, by key (no autovacuum for temporary tables); from a small
+    # sample: ANALYZE of 51,000 candidates took 0.16-0.21 s at the default target, 0.04 s at 10.
+    db.analyze(conn, f"{cand} (row_key, version)", target=SCRATCH_STATISTICS_TARGET)
     violations = _violations_sql(dataset, cand, one_scan=not db.is_duckdb)
     conn.exec_driver_sql(f"CREATE TEMP TABLE {viol} AS {violations}")
-    db.analyze(conn, f"{viol} (row_key, version, rule_code)")
+    db.analyze(conn, f"{viol} (row_key, version, rule_code)", target=SCRATCH_STATISTICS_TARGET)
     out.checked = conn.execute(sa.text(f"SELECT COUNT(*) FROM {cand}")).scalar_one()
     out.by_rule = dict(
         conn.execute(
@@ -494,7 +505,7 @@ def validate_dataset(
                   GROUP BY row_key, version"""
     conn.exec_driver_sql(f"DROP TABLE IF EXISTS qsum_{dataset}")
     conn.exec_driver_sql(f"CREATE TEMP TABLE qsum_{dataset} AS {summary}")
-    db.analyze(conn, f"qsum_{dataset} (row_key, version)")
+    db.analyze(conn, f"qsum_{dataset} (row_key, version)", target=SCRATCH_STATISTICS_TARGET)
     _exec(
         conn,
         f"""UPDATE quarantine SET rule_codes = q.rule_codes, messages = q.messages,
