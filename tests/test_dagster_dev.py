@@ -15,11 +15,11 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from pipelines.operations import ignore_quarantined_job
 
 from assets.ingestion import landed_asset_key
 from assets.validation import validated_time_entries
 from pipelines.jobs import ingest_time_entries_job
+from pipelines.operator_jobs import ignore_quarantined_job
 from pipelines.posting_jobs import posting_window_job
 from pipelines.schedules import master_data_nightly, time_entries_hourly
 from tests.support.csvtools import te, write_csv
