@@ -19,7 +19,7 @@ def test_dev_without_arguments_prints_its_help() -> None:
     result = _dev()
     assert result.returncode == 0 and result.stderr == ""
     lines = result.stdout.splitlines()
-    for command in ("demo", "ui", "test", "upgrade", "lint", "bench", "help"):
+    for command in ("demo", "ui", "test", "upgrade", "lint", "bench", "lock", "help"):
         assert any(line.strip().startswith(f"./dev {command}") for line in lines), command
     assert not any(
         line.lstrip().startswith(("set ", "#", "cd ", "ROOT=", "export ")) for line in lines
