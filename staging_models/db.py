@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, make_url
 
 from config.settings import current
+from connectors.sql import read_frame
 from staging_models.migrations import (  # SchemaVersionError: raised by init_schema
     STAGING,
     SchemaVersionError,  # noqa: F401
@@ -177,7 +178,7 @@ class StagingDB:
 
     def query_df(self, sql: str, params: Mapping[str, Any] | None = None) -> pd.DataFrame:
         with self.engine.connect() as conn:
-            return read_df(conn, sql, params)
+            return read_frame(conn, sql, params)
 
     def scalar(self, sql: str, params: Mapping[str, Any] | None = None) -> Any:
         with self.engine.connect() as conn:
@@ -248,12 +249,6 @@ def analyze(conn: Connection, *tables: str, target: int | None = None) -> None:
         conn.exec_driver_sql(f"ANALYZE {table}")
     # (an ANALYZE that fails aborts the transaction, and the SET LOCAL with it)
     conn.exec_driver_sql(f"SET LOCAL default_statistics_target = {int(before)}")
-
-
-def read_df(conn: Connection, sql: str, params: Mapping[str, Any] | None = None) -> pd.DataFrame:
-    """A query's rows as a DataFrame (text() query: works the same on DuckDB and PostgreSQL)."""
-    result = conn.execute(sa.text(sql), dict(params or {}))
-    return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
 
 
 _DBS: dict[str, StagingDB] = {}

@@ -34,7 +34,8 @@ from sqlalchemy.engine import Connection
 
 from config.full_export_range import FullExportError, parse_range, range_in_name
 from connectors.sources.canonical import DATASETS
-from staging_models.db import StagingDB, read_df
+from connectors.sql import read_frame
+from staging_models.db import StagingDB
 from staging_models.full_export_tables import full_export_events, full_exports
 from staging_models.tables import loads
 from staging_models.versions import apply_versions, new_load_id
@@ -201,7 +202,7 @@ def _tombstone(conn: Connection, r: FullExportResult, keys: str, now: datetime) 
 
 def _supersede_held(conn: Connection, load_id: str, file_name: str, now, actor: str) -> None:
     """A later full export settles what an earlier, held one would have decided."""
-    waiting = read_df(
+    waiting = read_frame(
         conn,
         "SELECT load_id, file_name FROM full_exports WHERE status = 'held' AND load_id <> :l",
         {"l": load_id},
@@ -320,7 +321,7 @@ def _record_tombstones(conn: Connection, r: FullExportResult, keys: str, *, inse
 
 
 def _find(conn: Connection, ref: str) -> pd.Series:
-    rows = read_df(
+    rows = read_frame(
         conn,
         """SELECT f.*, l.started_at FROM full_exports f JOIN loads l ON l.load_id = f.load_id
            WHERE f.load_id = :r OR f.file_name = :r ORDER BY l.started_at DESC""",

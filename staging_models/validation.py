@@ -29,8 +29,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from connectors.sources.canonical import DATASETS, Dataset
+from connectors.sql import read_frame
 from staging_models.contracts import RULES
-from staging_models.db import SCRATCH_STATISTICS_TARGET, StagingDB, read_df
+from staging_models.db import SCRATCH_STATISTICS_TARGET, StagingDB
 
 #: Candidates per transaction: 3M all-quarantined time entries ran out of a 1 GB DuckDB limit
 #: in one pass.
@@ -688,13 +689,13 @@ def conservation(db: StagingDB, datasets=ORDER) -> pd.DataFrame:
             ds = DATASETS[name]
             stg = ds.versions_table
             hours = "hours" if name == "time_entries" else "CAST(NULL AS NUMERIC)"
-            states = read_df(
+            states = read_frame(
                 conn,
                 f"SELECT state, COUNT(*) AS n, SUM({hours}) AS h FROM {stg} GROUP BY state",
             )
             counts = dict(zip(states["state"], states["n"], strict=True))
             hsum = dict(zip(states["state"], states["h"], strict=True))
-            loads = read_df(
+            loads = read_frame(
                 conn,
                 """SELECT coalesce(SUM(rows_read), 0) AS r, coalesce(SUM(rows_new_version), 0) AS v,
                           coalesce(SUM(rows_unchanged + rows_stale), 0) AS u

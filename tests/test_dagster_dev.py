@@ -3,15 +3,12 @@ schedules, and a run launched through its GraphQL API (the Launchpad's path) lan
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -23,41 +20,10 @@ from pipelines.operator_jobs import ignore_quarantined_job
 from pipelines.posting_jobs import posting_window_job
 from pipelines.schedules import master_data_nightly, time_entries_hourly
 from tests.support.csvtools import te, write_csv
+from tests.support.dagster_ui import LAUNCH, REPO_QUERY, free_port, gql
 
 ROOT = Path(__file__).resolve().parents[1]
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _gql(port: int, query: str, variables: dict | None = None) -> dict:
-    req = urllib.request.Request(
-        f"http://127.0.0.1:{port}/graphql",
-        data=json.dumps({"query": query, "variables": variables or {}}).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(req, timeout=30) as r:
-        body = json.loads(r.read())
-    assert "errors" not in body, body
-    return body["data"]
-
-
-REPO_QUERY = """
-{ repositoriesOrError { ... on RepositoryConnection { nodes {
-    name location { name }
-    schedules { name cronSchedule }
-    assetNodes { assetKey { path } }
-    pipelines { name isAssetJob }
-} } } }
-"""
-
-LAUNCH = """
-mutation($params: ExecutionParams!) { launchRun(executionParams: $params) {
-  __typename ... on LaunchRunSuccess { run { runId } } ... on PythonError { message } } }
-"""
 
 STATUS = """query($id: ID!) { runOrError(runId: $id) { ... on Run { status } } }"""
 
@@ -69,7 +35,7 @@ def test_dagster_dev_shows_assets_schedules_and_runs_ingestion(tmp_path: Path) -
     shutil.copy(ROOT / "dagster_home" / "dagster.yaml", home / "dagster.yaml")
     data = tmp_path / "data"
     write_csv(data / "inbox" / "time_entries_ui.csv", "time_entries", [te(), te(entry_id="TE2")])
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "DAGSTER_HOME": str(home), "STAGEPOST_DATA_DIR": str(data)}
     dagster = Path(sys.executable).parent / "dagster"
     log = open(tmp_path / "dagster_dev.log", "w")
@@ -86,7 +52,7 @@ def test_dagster_dev_shows_assets_schedules_and_runs_ingestion(tmp_path: Path) -
         repo = None
         while time.monotonic() < deadline:
             try:
-                nodes = _gql(port, REPO_QUERY)["repositoriesOrError"]["nodes"]
+                nodes = gql(port, REPO_QUERY)["repositoriesOrError"]["nodes"]
                 if nodes:
                     repo = nodes[0]
                     break
@@ -116,12 +82,12 @@ def test_dagster_dev_shows_assets_schedules_and_runs_ingestion(tmp_path: Path) -
             },
             "runConfigData": {},
         }
-        launched = _gql(port, LAUNCH, {"params": params})["launchRun"]
+        launched = gql(port, LAUNCH, {"params": params})["launchRun"]
         assert launched["__typename"] == "LaunchRunSuccess", launched
         run_id = launched["run"]["runId"]
         status = None
         while time.monotonic() < deadline + 60:
-            status = _gql(port, STATUS, {"id": run_id})["runOrError"]["status"]
+            status = gql(port, STATUS, {"id": run_id})["runOrError"]["status"]
             if status in ("SUCCESS", "FAILURE", "CANCELED"):
                 break
             time.sleep(1)

@@ -23,6 +23,7 @@ REPO_QUERY = """
     name location { name }
     schedules { name cronSchedule }
     assetNodes { assetKey { path } }
+    pipelines { name isAssetJob }
 } } } }
 """
 
