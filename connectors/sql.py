@@ -39,22 +39,28 @@ def _sql_type(t: pa.DataType) -> str:
     return _SQL_TYPES[str(t)]
 
 
+def arrow_type(t: sa.types.TypeEngine) -> pa.DataType:
+    """The Arrow type of a SQL column type (text, integer, date, exact numeric)."""
+    if isinstance(t, sa.Numeric) and not isinstance(t, sa.Float):
+        return pa.decimal128(t.precision, t.scale)
+    if isinstance(t, sa.Integer):
+        return pa.int64()
+    if isinstance(t, sa.Date):
+        return pa.date32()
+    if isinstance(t, sa.String):
+        return pa.string()
+    raise TypeError(f"no Arrow type for {t!r}")
+
+
 def arrow_schema(table: sa.Table, names: Sequence[str]) -> pa.Schema:
     """The Arrow schema of `names` columns of `table`: the table stays the one definition of
-    each column's type (text, integer, date, exact numeric)."""
+    each column's type."""
     fields = []
     for name in names:
-        t = table.c[name].type
-        if isinstance(t, sa.Numeric) and not isinstance(t, sa.Float):
-            fields.append((name, pa.decimal128(t.precision, t.scale)))
-        elif isinstance(t, sa.Integer):
-            fields.append((name, pa.int64()))
-        elif isinstance(t, sa.Date):
-            fields.append((name, pa.date32()))
-        elif isinstance(t, sa.String):
-            fields.append((name, pa.string()))
-        else:
-            raise TypeError(f"{table.name}.{name}: no Arrow type for {t!r}")
+        try:
+            fields.append((name, arrow_type(table.c[name].type)))
+        except TypeError as e:
+            raise TypeError(f"{table.name}.{name}: {e}") from None
     return pa.schema(fields)
 
 

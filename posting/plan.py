@@ -44,9 +44,11 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from connectors.erp.base import ErpTarget
+from connectors.erp.documents import INVOICE, INVOICE_LINE, TIME_LINE
 from connectors.erp.periods import month_end
 from connectors.sql import fetch_frame, load_temp, read_frame
 from staging_models.db import SCRATCH_STATISTICS_TARGET, analyze
+from staging_models.ledger_tables import ledger_order
 
 ClosedPeriodPolicy = Literal["next_open", "hold"]
 #: How far past a closed period `next_open` looks for an open one.
@@ -500,14 +502,10 @@ def plan_counts(conn: Connection) -> dict[str, int]:
 
 # -- writing the plan into the ledgers ------------------------------------------------------------
 
-_TIME_COLS = (
-    "external_id, kind, entry_id, entry_version, reverses_external_id, legal_entity, employee_id, "
-    "project_code, task_code, work_date, period, hours, bill_rate, amount, currency, description"
-)
-_INVOICE_COLS = (
-    "external_id, kind, invoice_id, invoice_version, reverses_external_id, legal_entity, "
-    "project_code, customer_id, currency, issue_date, due_date, period, total_amount, line_count"
-)
+#: The document columns of each ledger (`connectors.erp.documents`), in its column order.
+_TIME_COLS = ", ".join(ledger_order(TIME_LINE))
+_INVOICE_COLS = ", ".join((*ledger_order(INVOICE), "line_count"))
+_INVOICE_LINE_COLS = ", ".join(INVOICE_LINE.names)
 
 
 #: Plan rows a window sends: a batch each (held lines have none).
@@ -599,10 +597,8 @@ def merge_plan(conn: Connection, scope: Scope, track: dict, *, defer_lines: bool
         deferred = defer_lines and ledger == "posting_ledger"
         _insert_new(conn, ledger, plan, cols, params, f"NOT ({_SENDABLE})" if deferred else "TRUE")
     conn.exec_driver_sql(
-        """INSERT INTO invoice_ledger_lines
-               (invoice_external_id, line_no, line_kind, description, quantity, unit_price, amount)
-           SELECT invoice_external_id, line_no, line_kind, description, quantity, unit_price, amount
-           FROM plan_invoice_lines p
+        f"""INSERT INTO invoice_ledger_lines ({_INVOICE_LINE_COLS})
+           SELECT {_INVOICE_LINE_COLS} FROM plan_invoice_lines p
            WHERE NOT EXISTS (SELECT 1 FROM invoice_ledger_lines x
                              WHERE x.invoice_external_id = p.invoice_external_id
                                AND x.line_no = p.line_no)"""

@@ -17,14 +17,8 @@ import pandas as pd
 import pyarrow as pa
 import sqlalchemy as sa
 
-from connectors.erp.base import (
-    INVOICE_COLUMNS,
-    INVOICE_LINE_COLUMNS,
-    TIME_LINE_COLUMNS,
-    ErpTarget,
-    ErpUnavailable,
-    PostResult,
-)
+from connectors.erp.base import ErpTarget, ErpUnavailable, PostResult
+from connectors.erp.documents import INVOICE, INVOICE_LINE, TIME_LINE
 from connectors.sql import fetch_frame, load_ids, load_temp
 from posting.lock import (
     PostingLock,
@@ -250,7 +244,7 @@ def send_batches(
             hooks(name, b)
 
     def time_lines(b: str) -> tuple[pd.Series, Callable]:
-        lines = pending.lines(b, TIME_LINE_COLUMNS, arrow_dtypes=arrow_frames)
+        lines = pending.lines(b, TIME_LINE.names, arrow_dtypes=arrow_frames)
 
         def post(existing: set[str]) -> PostResult:
             todo = lines[~lines["external_id"].isin(existing)] if existing else lines
@@ -262,14 +256,14 @@ def send_batches(
         with db.engine.connect() as conn:
             heads = fetch_frame(
                 conn,
-                f"SELECT {', '.join(c for c in INVOICE_COLUMNS if c != 'status')}, "
+                f"SELECT {', '.join(INVOICE.names)}, "
                 "'released' AS status FROM invoice_ledger "
                 "WHERE batch_id = :b AND state = 'sent' ORDER BY external_id",
                 {"b": b},
             )
             lines = fetch_frame(
                 conn,
-                f"SELECT l.{', l.'.join(INVOICE_LINE_COLUMNS)} FROM invoice_ledger_lines l "
+                f"SELECT l.{', l.'.join(INVOICE_LINE.names)} FROM invoice_ledger_lines l "
                 "JOIN invoice_ledger h ON h.external_id = l.invoice_external_id "
                 "WHERE h.batch_id = :b AND h.state = 'sent' "
                 "ORDER BY l.invoice_external_id, l.line_no",

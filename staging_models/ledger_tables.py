@@ -18,11 +18,9 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
+from connectors.erp.documents import INVOICE, INVOICE_LINE, TIME_LINE, Document
 from staging_models.tables import metadata
 
-_money = sa.Numeric(18, 2)
-_hours = sa.Numeric(10, 4)
-_rate = sa.Numeric(14, 4)
 _ts = sa.DateTime(timezone=True)
 
 
@@ -41,62 +39,31 @@ def _tracking() -> list[sa.Column]:
     ]
 
 
+def ledger_order(doc: Document) -> tuple[str, ...]:
+    """A document's fields in its ledger's column order (release 1's): the reversal link after
+    the document's source and version (`entry_id, entry_version`), not before them."""
+    names = [n for n in doc.names if n != "reverses_external_id"]
+    return (*names[:4], "reverses_external_id", *names[4:])
+
+
+#: Time lines: the fields of `documents.TIME_LINE` (hours and amount negative on a reversal;
+#: `period` is the one booked into, after the closed-period policy).
 posting_ledger = sa.Table(
-    "posting_ledger",
-    metadata,
-    sa.Column("external_id", sa.Text, primary_key=True),
-    sa.Column("kind", sa.Text, nullable=False),  # post | reversal
-    sa.Column("entry_id", sa.Text, nullable=False),
-    sa.Column("entry_version", sa.Integer, nullable=False),
-    sa.Column("reverses_external_id", sa.Text),
-    sa.Column("legal_entity", sa.Text, nullable=False),
-    sa.Column("employee_id", sa.Text, nullable=False),
-    sa.Column("project_code", sa.Text, nullable=False),
-    sa.Column("task_code", sa.Text, nullable=False),
-    sa.Column("work_date", sa.Date, nullable=False),
-    sa.Column("period", sa.Text, nullable=False),  # YYYY-MM booked into (after the policy)
-    sa.Column("hours", _hours, nullable=False),  # negative on a reversal
-    sa.Column("bill_rate", _rate, nullable=False),
-    sa.Column("amount", _money, nullable=False),  # negative on a reversal
-    sa.Column("currency", sa.Text, nullable=False),
-    sa.Column("description", sa.Text),
-    *_tracking(),
+    "posting_ledger", metadata, *TIME_LINE.columns(ledger_order(TIME_LINE)), *_tracking()
 )
 
+#: Invoices: the fields of `documents.INVOICE` (`invoice_version`: the sum of the current line
+#: versions, it grows whenever a line changes or is added) and how many lines it has.
 invoice_ledger = sa.Table(
     "invoice_ledger",
     metadata,
-    sa.Column("external_id", sa.Text, primary_key=True),
-    sa.Column("kind", sa.Text, nullable=False),  # post | reversal (credit note)
-    sa.Column("invoice_id", sa.Text, nullable=False),
-    # Sum of the current line versions: grows whenever a line changes or is added.
-    sa.Column("invoice_version", sa.Integer, nullable=False),
-    sa.Column("reverses_external_id", sa.Text),
-    sa.Column("legal_entity", sa.Text, nullable=False),
-    sa.Column("project_code", sa.Text, nullable=False),
-    sa.Column("customer_id", sa.Text, nullable=False),
-    sa.Column("currency", sa.Text, nullable=False),
-    sa.Column("issue_date", sa.Date, nullable=False),
-    sa.Column("due_date", sa.Date),
-    sa.Column("period", sa.Text, nullable=False),
-    sa.Column("total_amount", _money, nullable=False),
+    *INVOICE.columns(ledger_order(INVOICE)),
     sa.Column("line_count", sa.Integer, nullable=False),
     *_tracking(),
 )
 
 #: The lines of each ledger invoice, as sent (a credit note's lines are the negated originals).
-invoice_ledger_lines = sa.Table(
-    "invoice_ledger_lines",
-    metadata,
-    sa.Column("invoice_external_id", sa.Text, nullable=False),
-    sa.Column("line_no", sa.Integer, nullable=False),
-    sa.Column("line_kind", sa.Text, nullable=False),
-    sa.Column("description", sa.Text),
-    sa.Column("quantity", sa.Numeric(14, 4), nullable=False),
-    sa.Column("unit_price", _rate, nullable=False),
-    sa.Column("amount", _money, nullable=False),
-    sa.PrimaryKeyConstraint("invoice_external_id", "line_no"),
-)
+invoice_ledger_lines = sa.Table("invoice_ledger_lines", metadata, *INVOICE_LINE.columns())
 
 posting_windows = sa.Table(
     "posting_windows",

@@ -73,19 +73,48 @@ def _build(url: str, track: Track, revision: str, *, pre_alembic: bool) -> None:
     engine.dispose()
 
 
-def _columns(conn: sa.Connection) -> dict[str, dict[str, tuple[str, str]]]:
-    """table -> column -> (data type, nullable), from information_schema (both backends)."""
+def _columns(conn: sa.Connection) -> dict[str, dict[str, tuple]]:
+    """table -> column -> (data type, nullable, numeric precision, scale), from
+    information_schema (both backends; PostgreSQL's data type alone hides a decimal's digits)."""
     rows = conn.execute(
         sa.text(
-            "SELECT table_name, column_name, data_type, is_nullable "
-            "FROM information_schema.columns WHERE table_schema = current_schema() "
+            "SELECT table_name, column_name, data_type, is_nullable, numeric_precision, "
+            "numeric_scale FROM information_schema.columns WHERE table_schema = current_schema() "
             "AND table_name NOT LIKE '%alembic_version'"
         )
     ).fetchall()
-    out: dict[str, dict[str, tuple[str, str]]] = {}
-    for t, c, ty, n in rows:
-        out.setdefault(t, {})[c] = (ty.lower(), n)
+    out: dict[str, dict[str, tuple]] = {}
+    for t, c, ty, n, p, s in rows:
+        out.setdefault(t, {})[c] = (ty.lower(), n, p, s)
     return out
+
+
+def _keys(conn: sa.Connection) -> dict[str, list[str]]:
+    """table -> its primary key's columns, in key order."""
+    rows = conn.execute(
+        sa.text(
+            "SELECT k.table_name, k.column_name FROM information_schema.key_column_usage k "
+            "JOIN information_schema.table_constraints c "
+            "  ON c.constraint_name = k.constraint_name AND c.table_name = k.table_name "
+            " AND c.table_schema = k.table_schema "
+            "WHERE c.constraint_type = 'PRIMARY KEY' AND k.table_schema = current_schema() "
+            "AND k.table_name NOT LIKE '%alembic_version' "
+            "ORDER BY k.table_name, k.ordinal_position"
+        )
+    ).fetchall()
+    out: dict[str, list[str]] = {}
+    for t, c in rows:
+        out.setdefault(t, []).append(c)
+    return out
+
+
+def _shape(url: str) -> tuple:
+    """Columns, primary keys and indexes of the database at `url`."""
+    engine = _engine(url)
+    with engine.connect() as conn:
+        shape = _columns(conn), _keys(conn), _indexes(conn)
+    engine.dispose()
+    return shape
 
 
 def _indexes(conn: sa.Connection) -> set[str]:
@@ -190,15 +219,24 @@ def test_upgraded_schema_equals_a_fresh_one(
 ) -> None:
     """Upgrading from the base reaches exactly the tables and columns a fresh database gets:
     a table or column added to the metadata without a revision fails here."""
-    with any_db.engine.connect() as conn:
-        fresh = _columns(conn), _indexes(conn)
+    fresh = _shape(any_db.url)
     with _empty(any_db.dialect, tmp_path, pg_available) as url:
         _build(url, STAGING, "head", pre_alembic=False)
-        engine = _engine(url)
-        with engine.connect() as conn:
-            upgraded = _columns(conn), _indexes(conn)
-        engine.dispose()
-    assert upgraded == fresh
+        assert _shape(url) == fresh
+
+
+def test_erp_tables_derived_from_the_documents_equal_the_revisions(
+    empty_url: str, tmp_path: Path, pg_available: bool
+) -> None:
+    """The SQL-interface ERP tables a fresh target creates, their document columns derived from
+    `connectors.erp.documents`, are exactly what the ERP revisions build: columns, types with
+    a decimal's precision and scale, nullability, primary keys and indexes."""
+    SqlInterfaceTarget(empty_url).close()
+    fresh = _shape(empty_url)
+    assert {"erp_time_lines", "erp_invoices", "erp_invoice_lines"} <= set(fresh[0])
+    with _empty(empty_url.split(":")[0], tmp_path, pg_available) as url:
+        _build(url, ERP, "head", pre_alembic=False)
+        assert _shape(url) == fresh
 
 
 def test_fresh_database_is_at_head_and_reopens(any_db: StagingDB) -> None:

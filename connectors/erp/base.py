@@ -14,54 +14,17 @@ from datetime import date
 
 import pandas as pd
 
-#: Columns of a time line sent to the ERP (`post_time_lines`) and read back (`read_time_lines`).
-TIME_LINE_COLUMNS: tuple[str, ...] = (
-    "external_id",  # deterministic, unique in the ERP
-    "kind",  # "post" or "reversal"
-    "reverses_external_id",  # for a reversal: the line it cancels, else None
-    "entry_id",
-    "entry_version",
-    "legal_entity",
-    "employee_id",
-    "project_code",
-    "task_code",
-    "work_date",  # date
-    "period",  # "YYYY-MM" accounting period it is booked into
-    "hours",  # Decimal; negative on a reversal
-    "bill_rate",  # Decimal
-    "amount",  # Decimal, rounded to cents once; negative on a reversal
-    "currency",
-    "description",
-)
+from connectors.erp.documents import INVOICE, INVOICE_LINE, TIME_LINE
 
-#: Columns of an invoice header (`post_invoices`, `read_invoices`).
-INVOICE_COLUMNS: tuple[str, ...] = (
-    "external_id",
-    "kind",  # "post" or "reversal" (credit note)
-    "reverses_external_id",
-    "invoice_id",
-    "invoice_version",
-    "legal_entity",
-    "project_code",
-    "customer_id",
-    "currency",
-    "issue_date",
-    "due_date",
-    "period",
-    "total_amount",
-    "status",  # read back: the ERP's status of the document
-)
+#: Columns of a time line sent to the ERP (`post_time_lines`) and read back (`read_time_lines`):
+#: the fields of `documents.TIME_LINE` (types and meaning there; money and hours `Decimal`).
+TIME_LINE_COLUMNS: tuple[str, ...] = TIME_LINE.names
+
+#: Columns of an invoice header (`post_invoices`; `read_invoices` adds the ERP's `status`).
+INVOICE_COLUMNS: tuple[str, ...] = (*INVOICE.names, "status")
 
 #: Columns of an invoice line (`post_invoices`).
-INVOICE_LINE_COLUMNS: tuple[str, ...] = (
-    "invoice_external_id",
-    "line_no",
-    "line_kind",
-    "description",
-    "quantity",
-    "unit_price",
-    "amount",
-)
+INVOICE_LINE_COLUMNS: tuple[str, ...] = INVOICE_LINE.names
 
 
 class ErpError(Exception):

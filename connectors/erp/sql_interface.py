@@ -26,13 +26,12 @@ from sqlalchemy.engine import Connection, make_url
 
 from connectors.erp.base import (
     INVOICE_COLUMNS,
-    INVOICE_LINE_COLUMNS,
-    TIME_LINE_COLUMNS,
     ErpError,
     ErpTarget,
     ErpUnavailable,
     PostResult,
 )
+from connectors.erp.documents import INVOICE, INVOICE_LINE, TIME_LINE
 from connectors.erp.periods import month_end
 from connectors.sql import arrow_schema, load_ids, load_temp, read_frame
 
@@ -75,58 +74,21 @@ erp_tasks = sa.Table(
     sa.Column("created_at", _ts, server_default=_now),
     sa.PrimaryKeyConstraint("project_code", "task_code"),
 )
+# The documents' tables: their fields (`connectors.erp.documents`) and what the ERP adds.
 erp_time_lines = sa.Table(
     "erp_time_lines",
     metadata,
-    sa.Column("external_id", sa.Text, primary_key=True),  # unique: the idempotency key
-    sa.Column("kind", sa.Text, nullable=False),  # post | reversal
-    sa.Column("reverses_external_id", sa.Text),
-    sa.Column("entry_id", sa.Text, nullable=False),
-    sa.Column("entry_version", sa.Integer, nullable=False),
-    sa.Column("legal_entity", sa.Text, nullable=False),
-    sa.Column("employee_id", sa.Text, nullable=False),
-    sa.Column("project_code", sa.Text, nullable=False),
-    sa.Column("task_code", sa.Text, nullable=False),
-    sa.Column("work_date", sa.Date, nullable=False),
-    sa.Column("period", sa.Text, nullable=False),
-    sa.Column("hours", sa.Numeric(10, 4), nullable=False),
-    sa.Column("bill_rate", sa.Numeric(14, 4), nullable=False),
-    sa.Column("amount", sa.Numeric(18, 2), nullable=False),
-    sa.Column("currency", sa.Text, nullable=False),
-    sa.Column("description", sa.Text),
+    *TIME_LINE.columns(),
     sa.Column("posted_at", _ts, nullable=False, server_default=_now),
 )
 erp_invoices = sa.Table(
     "erp_invoices",
     metadata,
-    sa.Column("external_id", sa.Text, primary_key=True),
-    sa.Column("kind", sa.Text, nullable=False),  # post | reversal (credit note)
-    sa.Column("reverses_external_id", sa.Text),
-    sa.Column("invoice_id", sa.Text, nullable=False),
-    sa.Column("invoice_version", sa.Integer, nullable=False),
-    sa.Column("legal_entity", sa.Text, nullable=False),
-    sa.Column("project_code", sa.Text, nullable=False),
-    sa.Column("customer_id", sa.Text, nullable=False),
-    sa.Column("currency", sa.Text, nullable=False),
-    sa.Column("issue_date", sa.Date, nullable=False),
-    sa.Column("due_date", sa.Date),
-    sa.Column("period", sa.Text, nullable=False),
-    sa.Column("total_amount", sa.Numeric(18, 2), nullable=False),
+    *INVOICE.columns(),
     sa.Column("status", sa.Text, nullable=False),  # posted | reversed
     sa.Column("posted_at", _ts, nullable=False, server_default=_now),
 )
-erp_invoice_lines = sa.Table(
-    "erp_invoice_lines",
-    metadata,
-    sa.Column("invoice_external_id", sa.Text, nullable=False),
-    sa.Column("line_no", sa.Integer, nullable=False),
-    sa.Column("line_kind", sa.Text, nullable=False),
-    sa.Column("description", sa.Text),
-    sa.Column("quantity", sa.Numeric(14, 4), nullable=False),
-    sa.Column("unit_price", sa.Numeric(14, 4), nullable=False),
-    sa.Column("amount", sa.Numeric(18, 2), nullable=False),
-    sa.PrimaryKeyConstraint("invoice_external_id", "line_no"),
-)
+erp_invoice_lines = sa.Table("erp_invoice_lines", metadata, *INVOICE_LINE.columns())
 erp_periods = sa.Table(
     "erp_periods",
     metadata,
@@ -144,9 +106,9 @@ sa.Index(
 ).ddl_if(dialect="postgresql")
 sa.Index("ix_erp_invoices_issue_date", erp_invoices.c.issue_date).ddl_if(dialect="postgresql")
 
-TIME_LINE_SCHEMA = arrow_schema(erp_time_lines, TIME_LINE_COLUMNS)
-INVOICE_SCHEMA = arrow_schema(erp_invoices, [c for c in INVOICE_COLUMNS if c != "status"])
-INVOICE_LINE_SCHEMA = arrow_schema(erp_invoice_lines, INVOICE_LINE_COLUMNS)
+TIME_LINE_SCHEMA = TIME_LINE.arrow_schema()
+INVOICE_SCHEMA = INVOICE.arrow_schema()
+INVOICE_LINE_SCHEMA = INVOICE_LINE.arrow_schema()
 #: Master-data tables: the columns `ensure_master_data` takes (all but `created_at`) and the key.
 _MASTER = {
     t.name: (
@@ -379,7 +341,7 @@ class SqlInterfaceTarget(ErpTarget):
             if (lines["kind"] == "reversal").any():
                 checks.append(_REVERSAL_CHECKS)
             rejected = self._rejections(conn, checks, "erp_time_lines")
-            cols = ", ".join(TIME_LINE_COLUMNS)
+            cols = ", ".join(TIME_LINE.names)
             source = "tmp_batch b"
             if rejected:
                 source += " WHERE NOT EXISTS (SELECT 1 FROM tmp_rejected j WHERE j.external_id = b.external_id)"
@@ -398,13 +360,13 @@ class SqlInterfaceTarget(ErpTarget):
             load_temp(conn, "tmp_inv", invoices, INVOICE_SCHEMA)
             load_temp(conn, "tmp_inv_lines", lines, INVOICE_LINE_SCHEMA)
             rejected = self._rejections(conn, [_INVOICE_CHECKS], "erp_invoices")
-            cols = ", ".join(INVOICE_SCHEMA.names)
+            cols = ", ".join(INVOICE.names)
             accepted = """SELECT b.* FROM tmp_inv b
                 WHERE NOT EXISTS (SELECT 1 FROM tmp_rejected j WHERE j.external_id = b.external_id)
                   AND NOT EXISTS (SELECT 1 FROM erp_invoices x WHERE x.external_id = b.external_id)"""
             conn.exec_driver_sql(
-                f"""INSERT INTO erp_invoice_lines ({", ".join(INVOICE_LINE_COLUMNS)})
-                    SELECT DISTINCT l.{", l.".join(INVOICE_LINE_COLUMNS)}
+                f"""INSERT INTO erp_invoice_lines ({", ".join(INVOICE_LINE.names)})
+                    SELECT DISTINCT l.{", l.".join(INVOICE_LINE.names)}
                     FROM tmp_inv_lines l JOIN ({accepted}) a ON a.external_id = l.invoice_external_id
                     ON CONFLICT DO NOTHING"""
             )
@@ -452,7 +414,7 @@ class SqlInterfaceTarget(ErpTarget):
         with self._tx() as conn:
             return read_frame(
                 conn,
-                f"SELECT {', '.join(TIME_LINE_COLUMNS)} FROM erp_time_lines "
+                f"SELECT {', '.join(TIME_LINE.names)} FROM erp_time_lines "
                 "WHERE work_date BETWEEN :f AND :t ORDER BY external_id",
                 {"f": date_from, "t": date_to},
             )
@@ -467,12 +429,12 @@ class SqlInterfaceTarget(ErpTarget):
             )
 
     def read_invoice_lines(self, invoice_external_ids: Sequence[str]) -> pd.DataFrame:
-        """Lines of these invoices (`INVOICE_LINE_COLUMNS`); not part of `ErpTarget`."""
+        """Lines of these invoices (the fields of `INVOICE_LINE`); not part of `ErpTarget`."""
         with self._tx() as conn:
             load_ids(conn, "tmp_ids", invoice_external_ids)
             return read_frame(
                 conn,
-                f"SELECT l.{', l.'.join(INVOICE_LINE_COLUMNS)} FROM erp_invoice_lines l "
+                f"SELECT l.{', l.'.join(INVOICE_LINE.names)} FROM erp_invoice_lines l "
                 "JOIN tmp_ids i ON i.external_id = l.invoice_external_id "
                 "ORDER BY l.invoice_external_id, l.line_no",
             )
