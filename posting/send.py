@@ -1,7 +1,8 @@
 """Sending a window's planned batches to the ERP, and settling what a crash left `sent`.
 
 Each batch is committed `sent` in the ledger before the ERP sees it and settled from the
-ERP's answer after; a transient `ErpUnavailable` is retried with backoff (`RetryPolicy`).
+ERP's answer after; a transient `ErpUnavailable` is retried by the caller's `call`
+(`connectors.erp.retrying`).
 The window (`posting.window`) decides what to send; this module only sends it.
 """
 
@@ -11,13 +12,12 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TypeVar
 
 import pandas as pd
 import pyarrow as pa
 import sqlalchemy as sa
 
-from connectors.erp.base import ErpTarget, ErpUnavailable, PostResult
+from connectors.erp.base import ErpTarget, PostResult
 from connectors.erp.documents import INVOICE, INVOICE_LINE, TIME_LINE
 from connectors.sql import fetch_frame, load_ids, load_temp
 from posting.lock import (
@@ -29,33 +29,7 @@ from posting.plan import (
 )
 from staging_models.db import StagingDB
 
-T = TypeVar("T")
 LOOKUP_CHUNK = 5_000
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """Backoff for `ErpUnavailable`: attempts in all, delays base, 2*base, ... capped."""
-
-    attempts: int = 4
-    base_delay: float = 0.5
-    max_delay: float = 8.0
-
-
-def retrying(policy: RetryPolicy, sleep: Callable[[float], None]) -> Callable:
-    def call(fn: Callable[[], T]) -> T:
-        delay = policy.base_delay
-        for attempt in range(1, policy.attempts + 1):
-            try:
-                return fn()
-            except ErpUnavailable:
-                if attempt == policy.attempts:
-                    raise
-                sleep(min(delay, policy.max_delay))
-                delay *= 2
-        raise AssertionError("unreachable")
-
-    return call
 
 
 def settle_sent(db: StagingDB, erp: ErpTarget, call: Callable) -> dict[str, int]:

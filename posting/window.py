@@ -44,6 +44,7 @@ from connectors.erp.base import (
     ErpTarget,
     ErpUnavailable,
 )
+from connectors.erp.retrying import RetryPolicy
 from posting.lock import (
     DEFAULT_STALE_AFTER,
     PostingLock,
@@ -67,7 +68,7 @@ from posting.preview import (
     plan_summary,
     write_preview_xlsx,
 )
-from posting.send import RetryPolicy, retrying, send_batches, settle_sent
+from posting.send import send_batches, settle_sent
 from staging_models.db import StagingDB
 from staging_models.ledger_tables import posting_windows
 
@@ -328,7 +329,7 @@ def run_window(
     _check_staging_free(db)
     window_id = new_window_id(now)
     launched_by = config.launched_by or _os_user()
-    call = retrying(config.retry, sleep)
+    call = config.retry.caller(sleep)
 
     if config.dry_run:
         with db.engine.connect() as conn:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from connectors.erp.base import ErpError, ErpUnavailable
-from connectors.erp.retrying import retry_unavailable
+from connectors.erp.retrying import RetryPolicy, retry_unavailable
 
 
 class Flaky:
@@ -50,3 +52,17 @@ def test_other_errors_are_not_retried() -> None:
 def test_at_least_one_attempt() -> None:
     with pytest.raises(ValueError):
         retry_unavailable(0, 0.5, 8.0)
+
+
+def test_each_failed_attempt_is_logged_without_the_password(caplog) -> None:
+    flaky = Flaky(2, ErpUnavailable("ERP interface database postgresql://fin:s3cret@db/erp: down"))
+    with caplog.at_level(logging.WARNING, logger="connectors.erp.retrying"):
+        assert RetryPolicy(attempts=3, base_delay=0.25).caller(lambda s: None)(flaky) == "ok"
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines == [
+        "ERP unavailable (attempt 1/3): ERP interface database postgresql://fin:***@db/erp: "
+        "down #1; retrying in 0.25 s",
+        "ERP unavailable (attempt 2/3): ERP interface database postgresql://fin:***@db/erp: "
+        "down #2; retrying in 0.50 s",
+    ]
+    assert "s3cret" not in caplog.text
