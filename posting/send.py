@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
+from typing import ClassVar
 
 import pandas as pd
 import pyarrow as pa
@@ -20,13 +22,8 @@ import sqlalchemy as sa
 from connectors.erp.base import ErpTarget, PostResult
 from connectors.erp.documents import INVOICE, INVOICE_LINE, TIME_LINE
 from connectors.sql import fetch_frame, load_ids, load_temp
-from posting.lock import (
-    PostingLock,
-)
-from posting.plan import (
-    PendingLines,
-    mark_sent,
-)
+from posting.lock import PostingLock
+from posting.plan import PendingLines, mark_sent
 from staging_models.db import StagingDB
 
 LOOKUP_CHUNK = 5_000
@@ -43,7 +40,7 @@ def settle_sent(db: StagingDB, erp: ErpTarget, call: Callable) -> dict[str, int]
         found: set[str] = set()
         for i in range(0, len(ids), LOOKUP_CHUNK):
             chunk = ids.iloc[i : i + LOOKUP_CHUNK].tolist()
-            found |= call(lambda c=chunk: erp.existing_external_ids(c))
+            found |= call(partial(erp.existing_external_ids, chunk))
         with db.begin() as conn:
             if found:
                 load_ids(conn, "tmp_found", sorted(found))
@@ -164,18 +161,161 @@ def _invoice_batches(db: StagingDB, window_id: str) -> list[str]:
     )["batch_id"].tolist()
 
 
-def _mark_invoices_sent(db: StagingDB, batch_id: str) -> None:
-    with db.begin() as conn:
-        mark_sent(conn, "invoice_ledger", batch_id, datetime.now(UTC))
+@dataclass
+class _TimeLineBatch:
+    """A batch of time lines marked sent, read back from the plan."""
+
+    ledger: ClassVar[str] = "posting_ledger"
+    batch_id: str
+    lines: pd.DataFrame
+
+    @property
+    def ids(self) -> pd.Series:
+        return self.lines["external_id"]
+
+    def post_missing(self, erp: ErpTarget, existing: set[str]) -> PostResult:
+        """Post the lines the ERP does not hold (`existing`: those it does)."""
+        todo = self.lines[~self.lines["external_id"].isin(existing)] if existing else self.lines
+        return erp.post_time_lines(todo) if len(todo) else PostResult()
 
 
 @dataclass
-class _Batch:
-    """A batch marked sent and read back; `post(look_up)` posts what the ERP lacks."""
+class _InvoiceBatch:
+    """A batch of invoices (headers and lines) marked sent, read back from their ledger."""
 
+    ledger: ClassVar[str] = "invoice_ledger"
     batch_id: str
-    ids: pd.Series
-    post: Callable[[bool], tuple[set[str], PostResult]]
+    heads: pd.DataFrame
+    lines: pd.DataFrame
+
+    @property
+    def ids(self) -> pd.Series:
+        return self.heads["external_id"]
+
+    def post_missing(self, erp: ErpTarget, existing: set[str]) -> PostResult:
+        todo = self.heads[~self.heads["external_id"].isin(existing)]
+        todo_lines = self.lines[self.lines["invoice_external_id"].isin(todo["external_id"])]
+        return erp.post_invoices(todo, todo_lines) if len(todo) else PostResult()
+
+
+def _read_invoice_batch(db: StagingDB, batch_id: str) -> _InvoiceBatch:
+    with db.engine.connect() as conn:
+        heads = fetch_frame(
+            conn,
+            f"SELECT {', '.join(INVOICE.names)}, 'released' AS status FROM invoice_ledger "
+            "WHERE batch_id = :b AND state = 'sent' ORDER BY external_id",
+            {"b": batch_id},
+        )
+        lines = fetch_frame(
+            conn,
+            f"SELECT l.{', l.'.join(INVOICE_LINE.names)} FROM invoice_ledger_lines l "
+            "JOIN invoice_ledger h ON h.external_id = l.invoice_external_id "
+            "WHERE h.batch_id = :b AND h.state = 'sent' "
+            "ORDER BY l.invoice_external_id, l.line_no",
+            {"b": batch_id},
+        )
+    return _InvoiceBatch(batch_id, heads, lines)
+
+
+_Batch = _TimeLineBatch | _InvoiceBatch
+
+
+@dataclass
+class _PostAttempts:
+    """One batch's request, as the retry calls it. The first attempt needs no lookup: the
+    batch was `planned` until this window marked it sent, so no line of it can be in the ERP.
+    A retry looks up first, since a failed attempt may have reached the ERP (lost response)."""
+
+    batch: _Batch
+    erp: ErpTarget
+    made: int = 0
+
+    def __call__(self) -> tuple[set[str], PostResult]:
+        self.made += 1
+        existing = (
+            self.erp.existing_external_ids(self.batch.ids.tolist()) if self.made > 1 else set()
+        )
+        return existing, self.batch.post_missing(self.erp, existing)
+
+
+def _raise_failed(futures: list[Future]) -> None:
+    """Re-raise the error of a finished staging write (e.g. the lock lost): it stops the window."""
+    for done in futures:
+        if done.done():
+            done.result()
+
+
+_TOTALS = ("confirmed", "already_in_erp", "rejected", "unanswered", "batches")
+
+
+@dataclass
+class _Sender:
+    """Sends a window's batches (see `send_batches`): ERP requests in the calling thread,
+    staging writes in order in one worker thread."""
+
+    db: StagingDB
+    erp: ErpTarget
+    lock: PostingLock
+    call: Callable
+    hooks: Callable[[str, str], None] | None
+    pending: PendingLines
+    totals: dict[str, int] = field(default_factory=lambda: dict.fromkeys(_TOTALS, 0))
+
+    def _step(self, name: str, batch_id: str) -> None:
+        if self.hooks:
+            self.hooks(name, batch_id)
+
+    # -- in the worker thread --------------------------------------------------------------
+
+    def prepare_time_lines(self, batch_id: str) -> _TimeLineBatch:
+        """Write the batch into the ledger as `sent` and read its lines from the plan."""
+        self.pending.write_sent(batch_id, datetime.now(UTC))
+        self._step("batch_marked_sent", batch_id)
+        # An optional target capability (an attribute, not part of the ErpTarget API).
+        arrow = bool(getattr(self.erp, "accepts_arrow_frames", False))
+        return _TimeLineBatch(
+            batch_id, self.pending.lines(batch_id, TIME_LINE.names, arrow_dtypes=arrow)
+        )
+
+    def prepare_invoices(self, batch_id: str) -> _InvoiceBatch:
+        """Mark the batch `sent` in the invoice ledger and read it back."""
+        with self.db.begin() as conn:
+            mark_sent(conn, "invoice_ledger", batch_id, datetime.now(UTC))
+        self._step("batch_marked_sent", batch_id)
+        return _read_invoice_batch(self.db, batch_id)
+
+    def record(self, batch: _Batch, existing: set[str], result: PostResult) -> None:
+        counts = _record_batch(
+            self.db, self.lock, batch.ledger, batch.batch_id, batch.ids, existing, result
+        )
+        for k, v in counts.items():
+            self.totals[k] += v
+        self.totals["batches"] += 1
+        self._step("batch_recorded", batch.batch_id)
+
+    # -- in the calling thread -------------------------------------------------------------
+
+    def send(
+        self,
+        pool: ThreadPoolExecutor,
+        prepare: Callable[[str], _Batch],
+        batch_ids: list[str],
+        recorded: list[Future],
+    ) -> None:
+        """Send `batch_ids` one batch ahead: while the ERP books batch n, the worker records
+        batch n-1 and prepares n+1. Before each request the lock is checked."""
+        if not batch_ids:
+            return
+        ahead = pool.submit(prepare, batch_ids[0])
+        for next_id in [*batch_ids[1:], None]:
+            batch = ahead.result()
+            if next_id is not None:
+                ahead = pool.submit(prepare, next_id)
+            _raise_failed(recorded)
+            self.lock.check()
+            existing, result = self.call(_PostAttempts(batch, self.erp))
+            self._step("batch_posted", batch.batch_id)
+            recorded.append(pool.submit(self.record, batch, existing, result))
 
 
 def send_batches(
@@ -187,7 +327,7 @@ def send_batches(
     hooks: Callable[[str, str], None] | None,
     pending: PendingLines,
 ) -> dict[str, int]:
-    """Send the window's planned batches, one batch ahead.
+    """Send the window's planned batches, time lines then invoices, one batch ahead.
 
     The ERP requests run in this thread; every staging write runs, in order, in one
     worker thread (so DuckDB never sees two concurrent writers). While the ERP books
@@ -209,104 +349,14 @@ def send_batches(
     may have reached the ERP; both targets also refuse a second document with the
     same external ID.
     """
-    totals = {"confirmed": 0, "already_in_erp": 0, "rejected": 0, "unanswered": 0, "batches": 0}
-    # Optional target capabilities (attributes, not part of the ErpTarget API).
-    arrow_frames = bool(getattr(erp, "accepts_arrow_frames", False))
-
-    def step(name: str, b: str) -> None:
-        if hooks:
-            hooks(name, b)
-
-    def time_lines(b: str) -> tuple[pd.Series, Callable]:
-        lines = pending.lines(b, TIME_LINE.names, arrow_dtypes=arrow_frames)
-
-        def post(existing: set[str]) -> PostResult:
-            todo = lines[~lines["external_id"].isin(existing)] if existing else lines
-            return erp.post_time_lines(todo) if len(todo) else PostResult()
-
-        return lines["external_id"], post
-
-    def invoices(b: str) -> tuple[pd.Series, Callable]:
-        with db.engine.connect() as conn:
-            heads = fetch_frame(
-                conn,
-                f"SELECT {', '.join(INVOICE.names)}, "
-                "'released' AS status FROM invoice_ledger "
-                "WHERE batch_id = :b AND state = 'sent' ORDER BY external_id",
-                {"b": b},
-            )
-            lines = fetch_frame(
-                conn,
-                f"SELECT l.{', l.'.join(INVOICE_LINE.names)} FROM invoice_ledger_lines l "
-                "JOIN invoice_ledger h ON h.external_id = l.invoice_external_id "
-                "WHERE h.batch_id = :b AND h.state = 'sent' "
-                "ORDER BY l.invoice_external_id, l.line_no",
-                {"b": b},
-            )
-
-        def post(existing: set[str]) -> PostResult:
-            todo = heads[~heads["external_id"].isin(existing)]
-            todo_lines = lines[lines["invoice_external_id"].isin(todo["external_id"])]
-            return erp.post_invoices(todo, todo_lines) if len(todo) else PostResult()
-
-        return heads["external_id"], post
-
-    def prepare(ledger: str, read: Callable, b: str) -> _Batch:
-        if ledger == "posting_ledger":
-            pending.write_sent(b, datetime.now(UTC))
-        else:
-            _mark_invoices_sent(db, b)
-        step("batch_marked_sent", b)
-        ids, post_missing = read(b)
-
-        def post(look_up: bool) -> tuple[set[str], PostResult]:
-            found = erp.existing_external_ids(ids.tolist()) if look_up else set()
-            return found, post_missing(found)
-
-        return _Batch(b, ids, post)
-
-    def record(ledger: str, batch: _Batch, existing: set[str], result: PostResult) -> None:
-        counts = _record_batch(db, lock, ledger, batch.batch_id, batch.ids, existing, result)
-        for k, v in counts.items():
-            totals[k] += v
-        totals["batches"] += 1
-        step("batch_recorded", batch.batch_id)
-
+    sender = _Sender(db, erp, lock, call, hooks, pending)
     recorded: list[Future] = []
     # On an exception the pool's exit waits for the queued staging writes: nothing is left
     # half-written behind the window's back.
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="posting-staging") as pool:
-        for ledger, read, batch_ids in (
-            ("posting_ledger", time_lines, pending.batches()),
-            ("invoice_ledger", invoices, None),
-        ):
-            if batch_ids is None:  # invoices were written into their ledger with the plan
-                batch_ids = _invoice_batches(db, window_id)
-            ahead = pool.submit(prepare, ledger, read, batch_ids[0]) if batch_ids else None
-            for i, _ in enumerate(batch_ids):
-                batch = ahead.result()
-                ahead = (
-                    pool.submit(prepare, ledger, read, batch_ids[i + 1])
-                    if i + 1 < len(batch_ids)
-                    else None
-                )
-                for done in recorded:  # a failed record (e.g. the lock lost) stops the window
-                    if done.done():
-                        done.result()
-                lock.check()
-                attempt = {"n": 0}
-
-                def post_once(batch: _Batch = batch, attempt: dict = attempt):
-                    # The first attempt needs no lookup: the batch was `planned` until this
-                    # window marked it sent, so no line of it can be in the ERP (see
-                    # `_send`). A retry looks up, since a failed attempt may have reached
-                    # the ERP (lost response).
-                    attempt["n"] += 1
-                    return batch.post(attempt["n"] > 1)
-
-                existing, result = call(post_once)
-                step("batch_posted", batch.batch_id)
-                recorded.append(pool.submit(record, ledger, batch, existing, result))
+        sender.send(pool, sender.prepare_time_lines, pending.batches(), recorded)
+        # Invoices were written into their ledger with the plan.
+        sender.send(pool, sender.prepare_invoices, _invoice_batches(db, window_id), recorded)
         for done in recorded:
             done.result()
-    return totals
+    return sender.totals

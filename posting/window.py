@@ -33,6 +33,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -40,16 +41,12 @@ import pandas as pd
 import sqlalchemy as sa
 
 from config.posting_hours import describe_refusal, is_allowed, parse_posting_hours
-from connectors.erp.base import (
-    ErpTarget,
-    ErpUnavailable,
-)
+from connectors.erp.base import ErpTarget, ErpUnavailable
 from connectors.erp.retrying import RetryPolicy
 from posting.lock import (
     DEFAULT_STALE_AFTER,
     PostingLock,
     PostingLocked,
-    PostingLockLost,
     PostingRefused,
 )
 from posting.plan import (
@@ -154,52 +151,79 @@ def new_window_id(now: datetime) -> str:
     return f"W{now:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
 
 
-# -- window records -------------------------------------------------------------------------------
+# -- one window: its context and its record ------------------------------------------------------
 
 
-def _record_window(
-    db: StagingDB,
-    window_id: str,
-    config: WindowConfig,
-    status: str,
-    launched_by: str,
-    now: datetime,
-    message: str | None = None,
-    counts: dict | None = None,
-    finished: bool = False,
-) -> None:
-    with db.begin() as conn:
-        conn.execute(
-            posting_windows.insert().values(
-                window_id=window_id,
-                run_id=config.run_id,
-                launched_by=launched_by,
-                config=config.as_json(),
-                status=status,
-                note=config.note,
-                override_reason=config.override_reason,
-                message=message,
-                started_at=now,
-                finished_at=datetime.now(UTC) if finished else None,
-                counts=json.dumps(counts, default=str) if counts is not None else None,
+@dataclass
+class _Window:
+    """What every step of one window needs: where it posts, its settings, who launched it,
+    when, the ERP retry (`call`) and the test hooks."""
+
+    db: StagingDB
+    erp: ErpTarget
+    config: WindowConfig
+    window_id: str
+    launched_by: str
+    now: datetime
+    call: Callable
+    hooks: Callable[[str, str], None] | None
+
+    def hook(self, step: str, batch_id: str = "") -> None:
+        if self.hooks:
+            self.hooks(step, batch_id)
+
+    def record(
+        self,
+        status: str,
+        message: str | None = None,
+        counts: dict | None = None,
+        finished: bool = False,
+    ) -> None:
+        """The window's row in `posting_windows`, as it starts (or is refused)."""
+        config = self.config
+        with self.db.begin() as conn:
+            conn.execute(
+                posting_windows.insert().values(
+                    window_id=self.window_id,
+                    run_id=config.run_id,
+                    launched_by=self.launched_by,
+                    config=config.as_json(),
+                    status=status,
+                    note=config.note,
+                    override_reason=config.override_reason,
+                    message=message,
+                    started_at=self.now,
+                    finished_at=datetime.now(UTC) if finished else None,
+                    counts=json.dumps(counts, default=str) if counts is not None else None,
+                )
             )
-        )
 
+    def refuse(self, message: str) -> None:
+        self.record("refused", message, finished=True)
 
-def _finish_window(
-    db: StagingDB, window_id: str, status: str, message: str | None, counts: dict
-) -> None:
-    with db.begin() as conn:
-        conn.execute(
-            posting_windows.update()
-            .where(posting_windows.c.window_id == window_id)
-            .values(
-                status=status,
-                message=message,
-                finished_at=datetime.now(UTC),
-                counts=json.dumps(counts, default=str),
+    def finish(self, outcome: _Outcome) -> None:
+        with self.db.begin() as conn:
+            conn.execute(
+                posting_windows.update()
+                .where(posting_windows.c.window_id == self.window_id)
+                .values(
+                    status=outcome.status,
+                    message=outcome.message,
+                    finished_at=datetime.now(UTC),
+                    counts=json.dumps(outcome.counts, default=str),
+                )
             )
-        )
+
+
+@dataclass
+class _Outcome:
+    """How a posting window ends; `failed` until a step says otherwise."""
+
+    status: str = "failed"
+    message: str = "failed"
+    counts: dict[str, Any] = field(default_factory=dict)
+    summary: pd.DataFrame = field(default_factory=pd.DataFrame)
+    path: Path | None = None
 
 
 # -- settling and sending -------------------------------------------------------------------------
@@ -249,31 +273,34 @@ def _rejections(db: StagingDB, window_id: str, limit: int = 1000) -> pd.DataFram
 # -- the window -----------------------------------------------------------------------------------
 
 
-def _plan_and_preview(conn, erp, config, window_id, call, launched_by, now):
+def _plan_and_preview(
+    conn: sa.Connection, w: _Window
+) -> tuple[dict[str, int], pd.DataFrame, Path | None]:
+    """Plan the window on `conn` (temporary tables) and write the preview workbook if asked."""
+    config = w.config
     build_plan(
         conn,
-        erp,
+        w.erp,
         config.scope(),
         policy=config.closed_period_policy,
         batch_size=config.batch_size,
         invoice_batch_size=config.invoice_batch_size,
-        fetch=call,
+        fetch=w.call,
         include_invoices=config.include_invoices,
     )
     counts = plan_counts(conn)
     summary = plan_summary(conn)
-    path = None
-    if config.preview_dir is not None:
-        total = int(summary["lines"].sum()) if not summary.empty else 0
-        detail = plan_detail(conn, config.preview_detail_limit)
-        kind = "Dry run" if config.dry_run else "Posting window"
-        path = write_preview_xlsx(
-            Path(config.preview_dir) / f"posting_preview_{window_id}.xlsx",
-            summary,
-            detail,
-            total_lines=total,
-            heading=f"{kind} {window_id} by {launched_by} at {now:%Y-%m-%d %H:%M %Z}",
-        )
+    if config.preview_dir is None:
+        return counts, summary, None
+    total = int(summary["lines"].sum()) if not summary.empty else 0
+    kind = "Dry run" if config.dry_run else "Posting window"
+    path = write_preview_xlsx(
+        Path(config.preview_dir) / f"posting_preview_{w.window_id}.xlsx",
+        summary,
+        plan_detail(conn, config.preview_detail_limit),
+        total_lines=total,
+        heading=f"{kind} {w.window_id} by {w.launched_by} at {w.now:%Y-%m-%d %H:%M %Z}",
+    )
     return counts, summary, path
 
 
@@ -302,6 +329,11 @@ def master_data_frames(
     )
 
 
+def _ensure_master_data(db: StagingDB, erp: ErpTarget) -> None:
+    """The ERP must know every customer, employee, project and task a line refers to."""
+    erp.ensure_master_data(*master_data_frames(db))
+
+
 def _analyze_ledgers(db: StagingDB) -> None:
     """PostgreSQL staging: fresh planner statistics for the ledgers (autovacuum may lag a
     window that just wrote thousands of lines, and stale ones lead the plan into nested
@@ -313,6 +345,165 @@ def _analyze_ledgers(db: StagingDB) -> None:
 
 def _sendable(counts: dict[str, int]) -> int:
     return sum(v for k, v in counts.items() if k.endswith("_planned"))
+
+
+# -- the steps of a window ------------------------------------------------------------------------
+
+
+def _dry_run(w: _Window) -> WindowResult:
+    """Plan and preview, post nothing, leave nothing behind but the window's record."""
+    with w.db.engine.connect() as conn:
+        counts, summary, path = _plan_and_preview(conn, w)
+        conn.rollback()  # only temporary tables were written; leave nothing behind
+    counts = {**counts, "lines_sendable": _sendable(counts)}
+    message = f"Dry run: {counts['lines_sendable']} lines would be posted; nothing was posted."
+    w.record("dry_run", message, counts, finished=True)
+    return WindowResult(w.window_id, "dry_run", message, counts, summary, path)
+
+
+def _check_posting_hours(w: _Window) -> None:
+    """Refuse outside the posting hours unless an override reason is given."""
+    rules = parse_posting_hours(w.config.posting_hours)
+    if not is_allowed(rules, w.now) and not (w.config.override_reason or "").strip():
+        message = describe_refusal(rules, w.now)
+        w.refuse(message)
+        raise PostingHoursClosed(message)
+
+
+def _take_lock(w: _Window) -> PostingLock:
+    lock = PostingLock(w.db, w.window_id, stale_after=w.config.lock_stale_after)
+    try:
+        lock.acquire()
+    except PostingLocked as e:
+        w.refuse(str(e))
+        raise
+    return lock
+
+
+def _start(w: _Window) -> None:
+    """Record the window as running; windows a killed process left `running` are abandoned."""
+    w.record("running")
+    with w.db.begin() as conn:
+        conn.execute(
+            sa.text(
+                """UPDATE posting_windows SET status = 'abandoned', finished_at = :now,
+                       message = 'Process ended without finishing; settled by window ' || :w
+                   WHERE status = 'running' AND window_id <> :w"""
+            ),
+            {"now": w.now, "w": w.window_id},
+        )
+    # Before the plan: the ledger may have grown by thousands of lines since the last
+    # statistics (the previous window, or one killed half-way).
+    _analyze_ledgers(w.db)
+
+
+def _plan(w: _Window, plan_conn: sa.Connection, pending: PendingLines, out: _Outcome) -> None:
+    """Plan on the window's connection and write the plan into the ledgers (new time lines
+    wait in `pending`); a plan over `max_lines` is refused before anything is written."""
+    max_lines = w.config.max_lines
+    with plan_conn.begin():
+        plan, out.summary, out.path = _plan_and_preview(plan_conn, w)
+        out.counts.update(plan, lines_sendable=_sendable(plan))
+        if max_lines is not None and out.counts["lines_sendable"] > max_lines:
+            raise PlanTooLarge(
+                f"The plan has {out.counts['lines_sendable']:,} lines to send, more than "
+                f"max_lines {max_lines:,}: narrow the scope (legal entities, dates) "
+                "or raise max_lines. Nothing was posted."
+            )
+        out.counts["voided"] = merge_plan(
+            plan_conn, w.config.scope(), pending.track, defer_lines=True
+        )
+
+
+def _post(w: _Window, lock: PostingLock, out: _Outcome, plan_conn: sa.Connection) -> None:
+    """Settle, plan, send: the window's work while it holds the lock."""
+    pending = PendingLines(
+        plan_conn, track_params(w.window_id, w.config.run_id, w.launched_by, w.now)
+    )
+    _start(w)
+    out.counts.update(settle_sent(w.db, w.erp, w.call))
+    _plan(w, plan_conn, pending, out)
+    w.hook("planned")
+    try:
+        w.call(partial(_ensure_master_data, w.db, w.erp))
+        # Batches of a few thousand rows: one DuckDB thread spends less than two on them,
+        # and leaves a core to the ERP and this process while they overlap.
+        with w.db.threads(1):
+            out.counts.update(
+                send_batches(w.db, w.erp, w.window_id, lock, w.call, w.hooks, pending)
+            )
+    except ErpUnavailable:
+        # Stopping cleanly, still holding the lock: the new lines not sent go into the ledger
+        # as planned, so finance sees what waits.
+        pending.flush()
+        raise
+
+
+def _completed(out: _Outcome) -> None:
+    c = out.counts
+    out.status = "completed"
+    out.message = (
+        f"Posted {c['confirmed']:,} documents ({c['already_in_erp']:,} already in the ERP),"
+        f" {c['rejected']:,} rejected by the ERP."
+    )
+
+
+def _stopped(out: _Outcome, attempts: int, error: ErpUnavailable) -> None:
+    out.status = "stopped"
+    out.message = (
+        f"Stopped: the ERP stayed unavailable after {attempts} attempts ({error}). "
+        "Unsent lines stay planned; run the window again to finish them."
+    )
+
+
+def _close_plan(plan_conn: sa.Connection | None) -> None:
+    if plan_conn is not None:
+        try:
+            drop_plan(plan_conn)
+        finally:
+            plan_conn.close()
+
+
+def _end(w: _Window, lock: PostingLock, out: _Outcome, plan_conn: sa.Connection | None) -> None:
+    """Drop the plan, record how the window ended (with its ledger's counts), release the lock
+    (even if recording fails)."""
+    try:
+        _close_plan(plan_conn)
+        out.counts.update(_ledger_state(w.db, w.window_id))
+        w.finish(out)
+    finally:
+        lock.release()
+
+
+def _run_locked(w: _Window, lock: PostingLock) -> WindowResult:
+    """Post under the lock; whatever happens, the plan is dropped, the window's end recorded
+    and the lock released."""
+    out = _Outcome()
+    plan_conn: sa.Connection | None = None
+    try:
+        # The plan's temporary tables live on this connection until the window ends.
+        plan_conn = w.db.engine.connect()
+        _post(w, lock, out, plan_conn)
+        _completed(out)
+    except ErpUnavailable as e:
+        _stopped(out, w.config.retry.attempts, e)
+    except PlanTooLarge as e:
+        out.status, out.message = "refused", str(e)
+        raise
+    except Exception as e:
+        out.status, out.message = "failed", f"{type(e).__name__}: {e}"[:2000]
+        raise
+    finally:
+        _end(w, lock, out, plan_conn)
+    return WindowResult(
+        w.window_id,
+        out.status,
+        out.message,
+        out.counts,
+        out.summary,
+        out.path,
+        _rejections(w.db, w.window_id),
+    )
 
 
 def run_window(
@@ -327,122 +518,20 @@ def run_window(
     """Run one posting window (or a dry run). Raises `PostingRefused` when it may not start."""
     now = now or datetime.now(UTC)
     _check_staging_free(db)
-    window_id = new_window_id(now)
-    launched_by = config.launched_by or _os_user()
-    call = config.retry.caller(sleep)
-
-    if config.dry_run:
-        with db.engine.connect() as conn:
-            counts, summary, path = _plan_and_preview(
-                conn, erp, config, window_id, call, launched_by, now
-            )
-            conn.rollback()  # only temporary tables were written; leave nothing behind
-        counts = {**counts, "lines_sendable": _sendable(counts)}
-        message = f"Dry run: {counts['lines_sendable']} lines would be posted; nothing was posted."
-        _record_window(
-            db, window_id, config, "dry_run", launched_by, now, message, counts, finished=True
-        )
-        return WindowResult(
-            window_id,
-            "dry_run",
-            message,
-            counts,
-            summary,
-            path,
-        )
-
-    rules = parse_posting_hours(config.posting_hours)
-    if not is_allowed(rules, now) and not (config.override_reason or "").strip():
-        message = describe_refusal(rules, now)
-        _record_window(db, window_id, config, "refused", launched_by, now, message, finished=True)
-        raise PostingHoursClosed(message)
-
-    lock = PostingLock(db, window_id, stale_after=config.lock_stale_after)
-    try:
-        lock.acquire()
-    except PostingLocked as e:
-        _record_window(db, window_id, config, "refused", launched_by, now, str(e), finished=True)
-        raise
-
-    counts: dict[str, Any] = {}
-    status, message = "failed", "failed"
-    summary, path = pd.DataFrame(), None
-    plan_conn: sa.Connection | None = None
-    try:
-        # The plan's temporary tables live on this connection until the window ends.
-        plan_conn = db.engine.connect()
-        pending = PendingLines(plan_conn, track_params(window_id, config.run_id, launched_by, now))
-        _record_window(db, window_id, config, "running", launched_by, now)
-        with db.begin() as conn:
-            conn.execute(
-                sa.text(
-                    """UPDATE posting_windows SET status = 'abandoned', finished_at = :now,
-                           message = 'Process ended without finishing; settled by window ' || :w
-                       WHERE status = 'running' AND window_id <> :w"""
-                ),
-                {"now": now, "w": window_id},
-            )
-        # Before the plan: the ledger may have grown by thousands of lines since the last
-        # statistics (the previous window, or one killed half-way).
-        _analyze_ledgers(db)
-        counts.update(settle_sent(db, erp, call))
-        with plan_conn.begin():
-            plan, summary, path = _plan_and_preview(
-                plan_conn, erp, config, window_id, call, launched_by, now
-            )
-            counts.update(plan)
-            counts["lines_sendable"] = _sendable(plan)
-            if config.max_lines is not None and counts["lines_sendable"] > config.max_lines:
-                raise PlanTooLarge(
-                    f"The plan has {counts['lines_sendable']:,} lines to send, more than "
-                    f"max_lines {config.max_lines:,}: narrow the scope (legal entities, dates) "
-                    "or raise max_lines. Nothing was posted."
-                )
-            counts["voided"] = merge_plan(
-                plan_conn, config.scope(), pending.track, defer_lines=True
-            )
-        if hooks:
-            hooks("planned", "")
-        # The ERP must know every customer, employee, project and task a line refers to.
-        call(lambda: erp.ensure_master_data(*master_data_frames(db)))
-        # Batches of a few thousand rows: one DuckDB thread spends less than two on them,
-        # and leaves a core to the ERP and this process while they overlap.
-        with db.threads(1):
-            counts.update(send_batches(db, erp, window_id, lock, call, hooks, pending))
-        status = "completed"
-        message = (
-            f"Posted {counts['confirmed']:,} documents"
-            f" ({counts['already_in_erp']:,} already in the ERP),"
-            f" {counts['rejected']:,} rejected by the ERP."
-        )
-    except ErpUnavailable as e:
-        status = "stopped"
-        message = (
-            f"Stopped: the ERP stayed unavailable after {config.retry.attempts} attempts ({e}). "
-            "Unsent lines stay planned; run the window again to finish them."
-        )
-    except PlanTooLarge as e:
-        status, message = "refused", str(e)
-        raise
-    except (PostingLockLost, Exception) as e:
-        status, message = "failed", f"{type(e).__name__}: {e}"[:2000]
-        raise
-    finally:
-        try:
-            if plan_conn is not None:
-                try:
-                    if status == "stopped":  # still holding the lock: show what waits, planned
-                        pending.flush()
-                    drop_plan(plan_conn)
-                finally:
-                    plan_conn.close()
-            counts.update(_ledger_state(db, window_id))
-            _finish_window(db, window_id, status, message, counts)
-        finally:
-            lock.release()
-    return WindowResult(
-        window_id, status, message, counts, summary, path, _rejections(db, window_id)
+    w = _Window(
+        db,
+        erp,
+        config,
+        new_window_id(now),
+        config.launched_by or _os_user(),
+        now,
+        config.retry.caller(sleep),
+        hooks,
     )
+    if config.dry_run:
+        return _dry_run(w)
+    _check_posting_hours(w)
+    return _run_locked(w, _take_lock(w))
 
 
 __all__ = [

@@ -161,6 +161,23 @@ def test_outage_mid_window_then_rerun_completes_exactly_once(posting_env: Postin
     _assert_ledger_agrees_with_erp(posting_env)
 
 
+def test_outage_while_planning_stops_cleanly_and_the_rerun_posts_all(
+    duck_env: PostingEnv,
+) -> None:
+    """The ERP is down when the plan asks for its open periods: the window stops (nothing
+    written into the ledger, the plan dropped, the lock released) and the next one posts."""
+    stage_entries(duck_env.db, [{"entry_id": f"TE{i}"} for i in range(3)])
+    down = duck_env.faulty_erp(FaultInjection(periods_unavailable=True))
+    stopped = duck_env.window(erp=down)
+    down.close()
+    assert stopped.status == "stopped" and "run the window again" in stopped.message
+    assert ledger(duck_env.db).empty and erp_lines(duck_env.erp).empty
+    assert duck_env.db.scalar("SELECT status FROM posting_windows") == "stopped"
+    done = duck_env.window()
+    assert done.status == "completed" and done.counts["confirmed"] == 3
+    _assert_ledger_agrees_with_erp(duck_env)
+
+
 def test_lost_response_is_confirmed_on_retry_not_posted_twice(posting_env: PostingEnv) -> None:
     stage_entries(posting_env.db, [{"entry_id": f"TE{i}"} for i in range(6)])
     # The first batch's post: the ERP commits it, the answer is lost.

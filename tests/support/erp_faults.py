@@ -22,6 +22,7 @@ class FaultInjection:
     `post_invoices`; `posts` counts the two posting methods only."""
 
     unavailable: bool = False  # every call raises ErpUnavailable
+    periods_unavailable: bool = False  # `open_periods` (asked while planning) raises it
     fail_after_n_calls: int | None = None  # calls after the first n raise ErpUnavailable
     lose_response_on_posts: set[int] = field(default_factory=set)  # commit, then raise
     after_commit: Callable[[int], None] | None = None  # called with the post number
@@ -56,6 +57,11 @@ class FaultySqlInterfaceTarget(SqlInterfaceTarget):
     def __init__(self, url: str, *, faults: FaultInjection | None = None) -> None:
         super().__init__(url)
         self.faults = faults or FaultInjection()
+
+    def open_periods(self, legal_entities, date_from, date_to) -> pd.DataFrame:
+        if self.faults.periods_unavailable:
+            raise ErpUnavailable("ERP interface database unavailable (injected fault)")
+        return super().open_periods(legal_entities, date_from, date_to)
 
     def existing_external_ids(self, external_ids: Sequence[str]) -> set[str]:
         self.faults.before()
