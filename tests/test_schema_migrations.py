@@ -474,12 +474,15 @@ def test_alembic_scripts_ship_with_the_package(tmp_path: Path) -> None:
         timeout=300,
     )
     assert built.returncode == 0, built.stderr
-    shipped = {p.relative_to(lib).as_posix() for p in (lib / "staging_models/alembic").rglob("*")}
+    tracks = ("staging_models/alembic", "connectors/erp/alembic")
+    shipped = {p.relative_to(lib).as_posix() for t in tracks for p in (lib / t).rglob("*")}
     wanted = {
         p.relative_to(ROOT).as_posix()
-        for p in (ROOT / "staging_models/alembic").rglob("*")
+        for t in tracks
+        for p in (ROOT / t).rglob("*")
         if p.suffix in (".py", ".sql")
     }
+    assert any(w.endswith("erp/alembic/release1.sql") for w in wanted)
     assert shipped >= wanted
     history = subprocess.run(
         [sys.executable, "-m", "staging_models.migrations", "--history"],

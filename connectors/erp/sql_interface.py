@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import date
+from pathlib import Path
 
 import pandas as pd
 import sqlalchemy as sa
@@ -33,9 +34,21 @@ from connectors.erp.base import (
 )
 from connectors.erp.documents import INVOICE, INVOICE_LINE, TIME_LINE
 from connectors.erp.periods import month_end
+from connectors.schema_tracks import Track, ensure_schema
 from connectors.sql import arrow_schema, load_ids, load_temp, read_frame
 
 metadata = sa.MetaData()
+
+#: The tables' Alembic track (scripts in `alembic/` beside this module; `./dev upgrade` runs
+#: it). A database made before Alembic has release 1's tables, which are `erp0001`.
+ERP = Track(
+    "erp",
+    "stagepost_erp_alembic_version",
+    "erp_time_lines",
+    lambda _conn: "erp0001",
+    7302,
+    Path(__file__).resolve().parent / "alembic",
+)
 
 _ts = sa.DateTime(timezone=True)
 _now = sa.func.current_timestamp()
@@ -229,8 +242,6 @@ class SqlInterfaceTarget(ErpTarget):
         else:
             raise ValueError(f"unsupported ERP interface database {self._safe_url}")
         # Fresh: created at the head Alembic revision; older: refused, naming the upgrade command.
-        from staging_models.migrations import ERP, ensure_schema
-
         with self._tx() as conn:
             ensure_schema(conn, ERP, metadata.create_all, self._safe_url)
 
@@ -465,6 +476,7 @@ def _result(external_ids: pd.Series, rejected: dict[str, str]) -> PostResult:
 
 
 __all__ = [
+    "ERP",
     "ErpError",
     "SqlInterfaceTarget",
     "ddl_text",

@@ -1,2 +1,2 @@
-"""Alembic script directories: `staging/` (the staging database) and `erp/` (the SQL-interface
-ERP tables). Driven by `staging_models.migrations`; packages so their files ship."""
+"""Alembic script directory `staging/` (the staging database; the SQL-interface ERP tables' is
+`connectors/erp/alembic/`). Driven by `staging_models.migrations`; packages so their files ship."""

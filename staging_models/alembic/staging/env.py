@@ -1,7 +1,7 @@
-"""Alembic environment: runs on the connection `staging_models.migrations` passes in."""
+"""Alembic environment: runs on the connection `connectors.schema_tracks` passes in."""
 
 from alembic import context
 
-from staging_models.migrations import run_env
+from connectors.schema_tracks import run_env
 
 run_env(context)

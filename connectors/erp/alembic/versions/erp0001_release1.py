@@ -8,7 +8,7 @@ from pathlib import Path
 
 from alembic import op
 
-from staging_models.migrations import read_sql
+from connectors.schema_tracks import read_sql
 
 revision = "erp0001"
 down_revision = None

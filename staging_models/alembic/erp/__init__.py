@@ -1,1 +1,0 @@
-"""Alembic scripts of the erp track (see `staging_models.migrations`)."""
