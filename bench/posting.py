@@ -16,7 +16,6 @@ window/bare. Staging defaults to a DuckDB file (the embedded default); pass
 from __future__ import annotations
 
 import argparse
-import io
 import statistics
 import tempfile
 import time
@@ -26,12 +25,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
-import pyarrow.csv as pacsv
 import sqlalchemy as sa
 
 from connectors.erp.base import TIME_LINE_COLUMNS
 from connectors.erp.sql_interface import TIME_LINE_SCHEMA, SqlInterfaceTarget
-from connectors.sql import read_frame, to_arrow
+from connectors.sql import copy_arrow, read_frame, to_arrow
 from posting.window import WindowConfig, run_window
 from staging_models.db import StagingDB
 
@@ -140,16 +138,12 @@ def lines_frame(db: StagingDB) -> pd.DataFrame:
 def bare_copy(url: str, df: pd.DataFrame) -> None:
     """COPY batch by batch into erp_time_lines: the floor for getting these rows into the table."""
     target = SqlInterfaceTarget(url)  # creates the tables
-    cols = ", ".join(TIME_LINE_COLUMNS)
     try:
         for i in range(0, len(df), BATCH):
-            table = to_arrow(df.iloc[i : i + BATCH], TIME_LINE_SCHEMA)
-            buf = io.BytesIO()
-            pacsv.write_csv(table, buf, write_options=pacsv.WriteOptions(include_header=False))
             with target.engine.begin() as conn:
-                with conn.connection.driver_connection.cursor() as cur:
-                    with cur.copy(f"COPY erp_time_lines ({cols}) FROM STDIN (FORMAT csv)") as cp:
-                        cp.write(buf.getbuffer())
+                copy_arrow(
+                    conn, "erp_time_lines", to_arrow(df.iloc[i : i + BATCH], TIME_LINE_SCHEMA)
+                )
     finally:
         target.close()
 

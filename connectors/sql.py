@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import io
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import date
 
 import pandas as pd
@@ -107,16 +107,25 @@ def load_temp(conn: Connection, name: str, df: pd.DataFrame, schema: pa.Schema) 
     return table.num_rows
 
 
-def copy_arrow(conn: Connection, name: str, table: pa.Table) -> None:
-    """PostgreSQL: COPY an Arrow table into `name` (its columns, by name) as CSV, one round
-    trip and no Python loop over rows. The one COPY path of frames and Arrow tables."""
-    buf = io.BytesIO()
-    pacsv.write_csv(table, buf, write_options=pacsv.WriteOptions(include_header=False))
-    names = ", ".join(table.column_names)
+def copy_csv(
+    conn: Connection, name: str, columns: Sequence[str], chunks: Iterable[bytes | memoryview]
+) -> None:
+    """PostgreSQL: COPY headerless CSV `chunks` into `name`'s `columns`, inside `conn`'s
+    transaction. The one path by which rows enter PostgreSQL in bulk (`copy_arrow`, and
+    `StagingDB.insert_select` streaming a CSV file DuckDB wrote)."""
     raw = conn.connection.driver_connection
     with raw.cursor() as cur:
-        with cur.copy(f"COPY {name} ({names}) FROM STDIN (FORMAT csv)") as cp:
-            cp.write(buf.getbuffer())
+        with cur.copy(f"COPY {name} ({', '.join(columns)}) FROM STDIN (FORMAT csv)") as cp:
+            for chunk in chunks:
+                cp.write(chunk)
+
+
+def copy_arrow(conn: Connection, name: str, table: pa.Table) -> None:
+    """PostgreSQL: COPY an Arrow table into `name` (its columns, by name) as CSV, one round
+    trip and no Python loop over rows."""
+    buf = io.BytesIO()
+    pacsv.write_csv(table, buf, write_options=pacsv.WriteOptions(include_header=False))
+    copy_csv(conn, name, table.column_names, [buf.getbuffer()])
 
 
 def load_ids(conn: Connection, name: str, ids: Sequence[str]) -> int:

@@ -11,6 +11,7 @@ import tempfile
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, make_url
 
 from config.settings import current
-from connectors.sql import read_frame
+from connectors.sql import copy_csv, read_frame, sql_literal
 from staging_models.migrations import (  # SchemaVersionError: raised by init_schema
     STAGING,
     SchemaVersionError,  # noqa: F401
@@ -212,17 +213,15 @@ class StagingDB:
         if self.is_duckdb:
             duck.execute(f"INSERT INTO {table} ({col_list}) {select_sql}")
             return
+        # Through a file DuckDB writes, streamed in 1 MiB chunks: the rows are never all in memory.
         with tempfile.TemporaryDirectory(prefix="stagepost-copy-") as tmp:
             csv_path = Path(tmp) / "rows.csv"
             duck.execute(
-                f"COPY ({select_sql}) TO '{csv_path}' (FORMAT csv, HEADER false, "
+                f"COPY ({select_sql}) TO {sql_literal(str(csv_path))} (FORMAT csv, HEADER false, "
                 "TIMESTAMPFORMAT '%Y-%m-%d %H:%M:%S.%f%z')"
             )
-            raw = conn.connection.driver_connection
-            with raw.cursor() as cur, open(csv_path, "rb") as f:
-                with cur.copy(f"COPY {table} ({col_list}) FROM STDIN (FORMAT csv)") as cp:
-                    while chunk := f.read(1 << 20):
-                        cp.write(chunk)
+            with open(csv_path, "rb") as f:
+                copy_csv(conn, table, columns, iter(partial(f.read, 1 << 20), b""))
 
 
 #: Statistics target for scratch tables a step creates and reads a few times by key: the
