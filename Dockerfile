@@ -30,6 +30,7 @@ COPY requirements/${LOCK}.lock requirements/${LOCK}.lock
 RUN python -m pip install --require-hashes --no-deps -r requirements/${LOCK}.lock
 
 COPY pyproject.toml README.md ./
+COPY commands ./commands
 COPY pipelines ./pipelines
 COPY assets ./assets
 COPY staging_models ./staging_models

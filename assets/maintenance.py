@@ -1,4 +1,4 @@
-"""Backup and retention: the functions the operations commands (`pipelines/ops.py`) and the
+"""Backup and retention: the functions the operations commands (`commands/ops.py`) and the
 Dagster ops of `pipelines/ops_jobs.py` share, and those ops (in the staging-write pool).
 
 With DuckDB staging only one process may open the file: as ops they run in the run queue's

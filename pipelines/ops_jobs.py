@@ -1,6 +1,6 @@
 """Backup and retention as Dagster jobs (their ops: `assets/maintenance.py`), and schedules.
 
-With DuckDB staging only one process may open the file, so the commands of `pipelines.ops`
+With DuckDB staging only one process may open the file, so the operations commands (`commands.ops`)
 cannot run while a run holds it; as jobs they wait in the run queue for their turn and use
 the run's own connection. Their schedules start stopped (switch them on in the UI).
 """

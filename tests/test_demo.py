@@ -1,4 +1,4 @@
-"""`./dev demo` (pipelines/demo.py) in a subprocess on a small sample: a short summary whose
+"""`./dev demo` (commands/demo.py) in a subprocess on a small sample: a short summary whose
 figures add up, Dagster's log lines in a file it names, one clear line for a bad setting."""
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
 
 def _demo(tmp_path: Path, *args: str, **extra: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "pipelines.demo", "--entries", "300", *args],
+        [sys.executable, "-m", "commands.demo", "--entries", "300", *args],
         cwd=ROOT,
         env=_env(tmp_path, **extra),
         capture_output=True,

@@ -161,9 +161,9 @@ def test_project_wheel_builds_offline_with_the_console_scripts(tmp_path: Path) -
     with zipfile.ZipFile(wheel) as z:
         names = set(z.namelist())
         entry_points = next(z.read(n).decode() for n in names if n.endswith("entry_points.txt"))
-    assert {"pipelines/ops.py", "pipelines/definitions.py", "staging_models/retention.py"} <= names
+    assert {"commands/ops.py", "pipelines/definitions.py", "staging_models/retention.py"} <= names
     for script in ("stagepost-health", "stagepost-backup", "stagepost-retention"):
-        assert f"{script} = pipelines.ops:" in entry_points
+        assert f"{script} = commands.ops:" in entry_points
 
 
 def test_entrypoint_starts_each_service(tmp_path: Path) -> None:

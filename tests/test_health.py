@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from pipelines.ops import health_main
+from commands.ops import health_main
 from staging_models.db import StagingDB
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -121,7 +121,7 @@ def test_dagster_instance(duck_env: StagingDB, tmp_path, monkeypatch, capsys) ->
 def test_command_line_exit_status(duck_env: StagingDB, monkeypatch) -> None:
     monkeypatch.setenv("STAGEPOST_ERP_URL", DEAD_PG)
     done = subprocess.run(
-        [sys.executable, "-m", "pipelines.ops", "health"],
+        [sys.executable, "-m", "commands.ops", "health"],
         capture_output=True,
         text=True,
         cwd=ROOT,

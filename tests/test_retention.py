@@ -99,7 +99,7 @@ def test_purge_files_by_age(tmp_path: Path) -> None:
 def test_retention_and_backup_commands(
     duck_db: StagingDB, tmp_path: Path, monkeypatch, capsys
 ) -> None:
-    from pipelines.ops import backup_main, retention_main
+    from commands.ops import backup_main, retention_main
 
     w = World(duck_db, tmp_path / "in").master()
     w.land("time_entries", [entry(entry_id="A")])

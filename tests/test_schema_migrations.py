@@ -509,7 +509,7 @@ def test_alembic_scripts_ship_with_the_package(tmp_path: Path) -> None:
 def test_demo_on_an_old_database_is_one_line_naming_the_command(
     tmp_path: Path, monkeypatch
 ) -> None:
-    from pipelines.demo import SettingError, check_settings
+    from commands.demo import SettingError, check_settings
 
     url = f"duckdb:///{tmp_path / 'staging.duckdb'}"
     _build(url, STAGING, "0001", pre_alembic=True)

@@ -316,7 +316,7 @@ def test_readme_names_no_variable_the_model_does_not_read() -> None:
 #: The only modules besides the model that may touch the environment, and why. None of these
 #: is a stagepost setting, so none belongs in the model; a STAGEPOST_ name is never excused.
 ENVIRONMENT_ALLOWED = {
-    "pipelines/health.py": "DAGSTER_HOME, Dagster's own: whether to check its instance",
+    "commands/health.py": "DAGSTER_HOME, Dagster's own: whether to check its instance",
     "assets/maintenance.py": "DAGSTER_PG_*, Dagster's own: pg_dump of its instance database",
     "staging_models/backup.py": "pg_dump's subprocess environment (the parent's plus PGPASSWORD)",
 }

@@ -1,8 +1,8 @@
 """Operations commands: health check, backup, retention (docs/operations.md).
 
-    python -m pipelines.ops health       (console script: stagepost-health)
-    python -m pipelines.ops backup DIR   (stagepost-backup)
-    python -m pipelines.ops retention [--dry-run]   (stagepost-retention)
+    python -m commands.ops health       (console script: stagepost-health)
+    python -m commands.ops backup DIR   (stagepost-backup)
+    python -m commands.ops retention [--dry-run]   (stagepost-retention)
 
 They read the same environment variables as the code location. With DuckDB staging, run
 backup and retention while no run holds the staging file (DuckDB allows one writer
@@ -17,8 +17,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from assets.maintenance import apply_retention, backup_dagster_instance
+from commands.health import _open_staging, run_checks
 from config.settings import current
-from pipelines.health import _open_staging, run_checks
 from staging_models.backup import BackupError, backup_staging
 from staging_models.db import StagingDB
 
@@ -95,7 +95,7 @@ COMMANDS = {"health": health_main, "backup": backup_main, "retention": retention
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] not in COMMANDS:
-        print(f"usage: python -m pipelines.ops {{{','.join(COMMANDS)}}} ...", file=sys.stderr)
+        print(f"usage: python -m commands.ops {{{','.join(COMMANDS)}}} ...", file=sys.stderr)
         return 2
     return COMMANDS[argv[0]](argv[1:])
 
