@@ -31,6 +31,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from connectors.erp.base import INVOICE_COLUMNS, TIME_LINE_COLUMNS
+from connectors.erp.documents import INVOICE, TIME_LINE
 from connectors.sql import sql_literal
 from staging_models.db import StagingDB
 from staging_models.full_export import REASON as VANISHED_REASON
@@ -40,45 +41,12 @@ _TS = pa.timestamp("us", tz="UTC")
 # 18 digits: DuckDB keeps them in 64-bit integers (wider ones are 128-bit and slower).
 _HOURS, _RATE, _MONEY = pa.decimal128(18, 4), pa.decimal128(18, 4), pa.decimal128(18, 2)
 
-#: ERP time lines as reconciliation reads them (`TIME_LINE_COLUMNS`), wide enough for any ERP.
-ERP_TIME_LINE_SCHEMA = pa.schema(
-    [
-        ("external_id", _S),
-        ("kind", _S),
-        ("reverses_external_id", _S),
-        ("entry_id", _S),
-        ("entry_version", _I),
-        ("legal_entity", _S),
-        ("employee_id", _S),
-        ("project_code", _S),
-        ("task_code", _S),
-        ("work_date", _D),
-        ("period", _S),
-        ("hours", _HOURS),
-        ("bill_rate", _RATE),
-        ("amount", _MONEY),
-        ("currency", _S),
-        ("description", _S),
-    ]
-)
-#: ERP invoice headers (`INVOICE_COLUMNS`).
+#: ERP time lines as reconciliation reads them (`TIME_LINE_COLUMNS`, declared in
+#: `connectors.erp.documents`), decimals 18 digits wide: wide enough for any ERP.
+ERP_TIME_LINE_SCHEMA = TIME_LINE.arrow_schema(decimal_precision=18)
+#: ERP invoice headers (`INVOICE_COLUMNS`: the declared fields and the ERP's status).
 ERP_INVOICE_SCHEMA = pa.schema(
-    [
-        ("external_id", _S),
-        ("kind", _S),
-        ("reverses_external_id", _S),
-        ("invoice_id", _S),
-        ("invoice_version", _I),
-        ("legal_entity", _S),
-        ("project_code", _S),
-        ("customer_id", _S),
-        ("currency", _S),
-        ("issue_date", _D),
-        ("due_date", _D),
-        ("period", _S),
-        ("total_amount", _MONEY),
-        ("status", _S),
-    ]
+    [*INVOICE.arrow_schema(decimal_precision=18), pa.field("status", pa.string())]
 )
 assert tuple(ERP_TIME_LINE_SCHEMA.names) == TIME_LINE_COLUMNS
 assert tuple(ERP_INVOICE_SCHEMA.names) == INVOICE_COLUMNS
