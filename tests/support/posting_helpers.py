@@ -18,7 +18,8 @@ import pytest
 import sqlalchemy as sa
 
 from connectors.erp.sql_interface import SqlInterfaceTarget
-from connectors.sql import load_temp
+from connectors.sql import arrow_schema, load_temp
+from staging_models.contract_tables import validated_time_entries
 from staging_models.db import StagingDB
 from tests.conftest import PG_URL
 from tests.support.erp_faults import FaultySqlInterfaceTarget
@@ -41,21 +42,14 @@ ENTRY_DEFAULTS: dict = {
     "state": "valid",  # stg_time_entries.state of this (current) version
 }
 
+#: A staged entry: the columns of `validated_time_entries` (types from the table) and the
+#: state of its current version in `stg_time_entries`.
 _ENTRY_SCHEMA = pa.schema(
     [
-        ("entry_id", _S),
-        ("version", pa.int64()),
-        ("legal_entity", _S),
-        ("customer_id", _S),
-        ("employee_id", _S),
-        ("project_code", _S),
-        ("task_code", _S),
-        ("work_date", pa.date32()),
-        ("hours", pa.decimal128(10, 4)),
-        ("bill_rate", pa.decimal128(14, 4)),
-        ("amount", pa.decimal128(18, 2)),
-        ("currency", _S),
-        ("description", _S),
+        *arrow_schema(
+            validated_time_entries,
+            ["entry_id", *(c for c in ENTRY_DEFAULTS if c != "state"), "amount"],
+        ),
         ("state", _S),
     ]
 )
