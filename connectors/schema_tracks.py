@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import sqlalchemy as sa
-from alembic import command
+from alembic import command, op
 from alembic.config import Config
 from alembic.ddl.impl import DefaultImpl
 from alembic.runtime.migration import MigrationContext
@@ -96,6 +96,16 @@ def read_sql(path: Path) -> list[str]:
     """The statements of a frozen .sql file (comment lines dropped, split at `;`)."""
     lines = [ln for ln in path.read_text().splitlines() if not ln.startswith("--")]
     return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
+
+
+def run_frozen_sql(directory: Path) -> None:
+    """A base revision's upgrade: the frozen `release1.sql` of `directory`, and on PostgreSQL its
+    indexes (`release1_postgresql.sql`). Runs inside the revision's Alembic context."""
+    for sql in read_sql(directory / "release1.sql"):
+        op.execute(sql)
+    if op.get_context().dialect.name == "postgresql":
+        for sql in read_sql(directory / "release1_postgresql.sql"):
+            op.execute(sql)
 
 
 def _present(conn: Connection, *names: str) -> set[str]:

@@ -27,14 +27,10 @@ from sqlalchemy.engine import Connection
 
 from connectors.erp.sql_interface import ERP
 from connectors.erp.sql_interface import metadata as erp_metadata
-from connectors.schema_tracks import (  # re-exported: the staging database's callers use them
-    UPGRADE_COMMAND,
+from connectors.schema_tracks import (  # some re-exported: staging_models.db and tests use them
     SchemaVersionError,
-    State,
     Track,
     ensure_schema,
-    read_sql,
-    run_env,
     state,
     upgrade,
 )
@@ -153,14 +149,10 @@ def main(argv: list[str] | None = None) -> int:
 __all__ = [
     "ERP",
     "STAGING",
-    "UPGRADE_COMMAND",
     "SchemaVersionError",
-    "State",
     "Track",
     "ensure_schema",
     "main",
-    "read_sql",
-    "run_env",
     "state",
     "upgrade",
 ]

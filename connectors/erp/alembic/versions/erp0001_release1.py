@@ -6,9 +6,7 @@ tables made by the first release are exactly these, so such a database is stampe
 
 from pathlib import Path
 
-from alembic import op
-
-from connectors.schema_tracks import read_sql
+from connectors.schema_tracks import run_frozen_sql
 
 revision = "erp0001"
 down_revision = None
@@ -19,11 +17,7 @@ _DIR = Path(__file__).resolve().parent.parent
 
 
 def upgrade() -> None:
-    for sql in read_sql(_DIR / "release1.sql"):
-        op.execute(sql)
-    if op.get_context().dialect.name == "postgresql":
-        for sql in read_sql(_DIR / "release1_postgresql.sql"):
-            op.execute(sql)
+    run_frozen_sql(_DIR)
 
 
 def downgrade() -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from alembic import op
 
-from connectors.schema_tracks import read_sql
+from connectors.schema_tracks import run_frozen_sql
 
 revision = "0001"
 down_revision = None
@@ -19,11 +19,7 @@ _DIR = Path(__file__).resolve().parent.parent
 
 
 def upgrade() -> None:
-    for sql in read_sql(_DIR / "release1.sql"):
-        op.execute(sql)
-    if op.get_context().dialect.name == "postgresql":
-        for sql in read_sql(_DIR / "release1_postgresql.sql"):
-            op.execute(sql)
+    run_frozen_sql(_DIR)
     op.execute("INSERT INTO schema_meta (key, value) VALUES ('schema_version', '1')")
 
 
