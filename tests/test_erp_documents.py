@@ -99,8 +99,10 @@ def test_ledger_keeps_release_1_column_order() -> None:
 
 
 def test_a_bad_declaration_is_refused_naming_the_field() -> None:
-    with pytest.raises(ValueError, match="amount: precision and scale"):
+    with pytest.raises(ValueError, match="amount: a decimal field needs its precision and scale"):
         Field("amount", "decimal")
+    with pytest.raises(ValueError, match="amount: a decimal field needs"):
+        Field("amount", "decimal", precision=18)
     with pytest.raises(ValueError, match="note: precision and scale"):
         Field("note", "text", precision=3, scale=0)
     with pytest.raises(ValueError, match="id: a key field cannot be nullable"):

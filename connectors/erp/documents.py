@@ -44,7 +44,10 @@ class Field:
     note: str = ""  # what a reader of the declaration needs to know
 
     def __post_init__(self) -> None:
-        if (self.kind == "decimal") != (self.precision is not None and self.scale is not None):
+        digits = (self.precision, self.scale)
+        if self.kind == "decimal" and None in digits:
+            raise ValueError(f"{self.name}: a decimal field needs its precision and scale")
+        if self.kind != "decimal" and digits != (None, None):
             raise ValueError(f"{self.name}: precision and scale belong to decimal fields only")
         if self.key and self.nullable:
             raise ValueError(f"{self.name}: a key field cannot be nullable")
