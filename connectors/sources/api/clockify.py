@@ -116,7 +116,7 @@ class Clockify(ApiVendor):
         return paging.by_short_page(self.client, path, {}, size=self.page_size)
 
     def _pull(self, start: datetime, end: datetime) -> Iterator[Row]:
-        for u in self._members():
+        for u in list(self._members()):  # every member first: paging stays one list at a time
             path = f"workspaces/{self.workspace_id}/user/{u['id']}/time-entries"
             params = {"start": _z(start), "end": _z(end), "in-progress": "false"}
             for e in paging.by_short_page(self.client, path, params, size=self.page_size):
