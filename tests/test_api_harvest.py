@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from connectors.sources.api.errors import ApiAuthError
+from connectors.sources.api.errors import ApiAuthError, ApiResponseError
 from staging_models.api_pull import PullSettings, pull, read_cursor
 from staging_models.db import StagingDB
 from staging_models.validation import validate_all
 from tests.support.api_vendors import harvest_vendor
-from tests.support.vendor_api import FakeHarvest, serve
+from tests.support.vendor_api import FakeHarvest, Reply, serve
 
 NOW = datetime(2026, 11, 10, 12, 0, tzinfo=UTC)
 TOKEN = "hv-secret-token-0123456789"
@@ -46,7 +46,7 @@ def test_pages_to_the_end_and_lands_every_entry(any_db: StagingDB, fake, tmp_pat
     )
     pages = [q for q in fake.requests if q.path == "/v2/time_entries"]
     assert len(pages) == 3  # 5 entries, 2 per page: followed links.next to the end
-    assert pages[0].query["updated_since"] == "2026-10-11T12:00:00+00:00"  # 30 days back
+    assert pages[0].query["updated_since"] == "2026-10-11T12:00:00Z"  # 30 days back
     assert r.records == 5 and r.load["status"] == "landed" and r.load["rows_new_version"] == 5
     assert (tmp_path / "pulls" / r.file_name).exists()  # the window's Parquet file is kept
     cur = _current(any_db)
@@ -212,3 +212,38 @@ def test_token_never_reaches_logs_or_messages(
     assert "429" in caplog.text  # the retry was logged...
     assert TOKEN not in caplog.text  # ...and never the token
     assert TOKEN not in str(e.value) and TOKEN not in repr(e.value)
+
+
+def test_a_page_link_to_another_host_or_an_undocumented_page_stops_the_pull(
+    duck_db: StagingDB, fake, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    original = fake.route
+
+    def elsewhere(req):
+        reply = original(req)
+        if reply.body and reply.body.get("links", {}).get("next"):
+            reply.body["links"]["next"] = "https://evil.example/v2/time_entries?page=2"
+        return reply
+
+    monkeypatch.setattr(fake, "route", elsewhere)
+    with pytest.raises(ApiResponseError, match="another host"):
+        pull(
+            duck_db,
+            harvest_vendor(fake),
+            "time_entries",
+            source_name="harvest",
+            folder=tmp_path,
+            now=NOW,
+        )
+    monkeypatch.setattr(fake, "route", lambda req: Reply(200, {"time_entries": "none"}))
+    with pytest.raises(ApiResponseError, match="expected a list under 'time_entries'"):
+        pull(
+            duck_db,
+            harvest_vendor(fake),
+            "time_entries",
+            source_name="harvest",
+            folder=tmp_path,
+            now=NOW,
+        )
+    assert duck_db.scalar("SELECT count(*) FROM loads") == 0  # never an empty success
+    assert read_cursor(duck_db, "harvest", "time_entries") is None

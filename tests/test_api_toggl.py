@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from connectors.sources.api.errors import ApiAuthError, ApiUnavailable
-from staging_models.api_pull import pull, read_cursor
+from staging_models.api_pull import PullSettings, pull, read_cursor
 from staging_models.db import StagingDB
 from staging_models.validation import validate_all
 from tests.support.api_vendors import toggl_vendor
@@ -113,3 +113,19 @@ def test_401_is_fatal_and_names_the_setting(duck_db: StagingDB, fake, tmp_path: 
             now=NOW,
         )
     assert duck_db.scalar("SELECT count(*) FROM loads") == 0
+
+
+def test_since_stays_inside_the_three_months_toggl_answers(
+    duck_db: StagingDB, fake, tmp_path: Path
+) -> None:
+    settings = PullSettings(initial=timedelta(days=200))
+    pull(
+        duck_db,
+        toggl_vendor(fake),
+        "time_entries",
+        source_name="toggl",
+        folder=tmp_path,
+        now=NOW,
+        settings=settings,
+    )
+    assert fake.requests[0].query["since"] == str(int((NOW - timedelta(days=89)).timestamp()))

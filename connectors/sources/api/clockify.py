@@ -118,7 +118,7 @@ class Clockify(ApiVendor):
     def _pull(self, start: datetime, end: datetime) -> Iterator[Row]:
         for u in list(self._members()):  # every member first: paging stays one list at a time
             path = f"workspaces/{self.workspace_id}/user/{u['id']}/time-entries"
-            params = {"start": _z(start), "end": _z(end), "in-progress": "false"}
+            params = {"start": _z(start), "end": _z(end)}
             for e in paging.by_short_page(self.client, path, params, size=self.page_size):
                 if (e.get("timeInterval") or {}).get("end"):
                     yield self.time_entry(e, text(u.get("name")))

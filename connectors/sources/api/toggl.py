@@ -24,12 +24,16 @@ second. Toggl stores UTC: the work date is the local date of `start` in `STAGEPO
 | deleted | `server_deleted_at` set |
 
 Running entries (negative `duration`) are left for a later pull: stopping one changes `at`.
+`since` reaches at most about three months back (older fails: toggl/mobileapp#405), and
+`/me` holds only the token owner's entries: one token per person to pull, or Toggl's Reports
+API (workspace-wide, but without deletions) for a team (not built yet).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import httpx
 from pydantic import SecretStr
@@ -40,9 +44,13 @@ from connectors.sources.api.rate_limit import RateLimit
 from connectors.sources.api.values import hours_from_seconds, instant_text, local_date, text
 from connectors.sources.api.vendor import ApiVendor, Row
 
+log = logging.getLogger("stagepost.api")
+
 BASE_URL = "https://api.track.toggl.com/api/v9"
 #: About one request per second (429 beyond); the hourly quota answers 402.
 RATE_LIMIT = RateLimit(1, 1.0)
+#: `since` further back than about three months fails (toggl/mobileapp#405): kept inside.
+MAX_SINCE = timedelta(days=89)
 
 
 def client(
@@ -92,6 +100,13 @@ class Toggl(ApiVendor):
         }
 
     def changed(self, since: datetime, until: datetime) -> Iterator[Row]:
+        if until - since > MAX_SINCE:
+            log.warning(
+                "Toggl answers changes of the last three months only: asking since %s, not %s",
+                (until - MAX_SINCE).isoformat(),
+                since.isoformat(),
+            )
+            since = until - MAX_SINCE
         params = {"since": int(since.timestamp()), "meta": "true"}
         for e in paging.single(self.client, "me/time_entries", params):
             duration = e.get("duration")

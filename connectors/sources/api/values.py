@@ -93,7 +93,8 @@ def local_date(value: str | None, zone: ZoneInfo) -> str | None:
 
 
 def utc_text(dt: datetime) -> str:
-    return dt.astimezone(UTC).isoformat()
+    """An instant as ISO 8601 UTC with `Z` (`2026-11-02T09:00:00Z`): no `+` to encode."""
+    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def iso_date(value: date) -> str:
