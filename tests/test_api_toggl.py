@@ -55,6 +55,10 @@ def test_deleted_entry_becomes_a_tombstone(duck_db: StagingDB, fake, tmp_path: P
     fake.edit(
         3400000005, server_deleted_at="2026-11-10T12:10:00+00:00", at="2026-11-10T12:10:00+00:00"
     )
+    # A running timer discarded: never landed, deleted all the same (no hours to land).
+    fake.edit(
+        3400000004, server_deleted_at="2026-11-10T12:20:00+00:00", at="2026-11-10T12:20:00+00:00"
+    )
     r = pull(
         duck_db,
         vendor,
@@ -63,7 +67,9 @@ def test_deleted_entry_becomes_a_tombstone(duck_db: StagingDB, fake, tmp_path: P
         folder=tmp_path,
         now=NOW + timedelta(hours=1),
     )
-    assert r.records == 1 and r.load["rows_new_version"] == 1
+    assert r.records == 2 and r.load["rows_new_version"] == 2
+    discarded = _current(duck_db).loc["toggl:3400000004"]
+    assert bool(discarded.deleted) is True and discarded.hours is None
     versions = duck_db.query_df(
         "SELECT version, deleted, is_current FROM stg_time_entries "
         "WHERE row_key = 'toggl:3400000005' ORDER BY version"

@@ -79,6 +79,7 @@ class Toggl(ApiVendor):
     def time_entry(self, e: dict) -> Row:
         updated = instant_text(e.get("at"))
         deleted = e.get("server_deleted_at") is not None
+        duration = e.get("duration")
         status, approved_at, approved_by = self.approval(updated)
         return {
             "entry_id": self.entry_id(e["id"]),
@@ -87,7 +88,10 @@ class Toggl(ApiVendor):
             "project_code": text(e.get("project_id")),
             "task_code": text(e.get("task_id")),
             "work_date": local_date(e.get("start"), self.defaults.zone),
-            "hours": hours_from_seconds(e.get("duration")),
+            # A deleted running entry has a negative duration: no hours, only the tombstone.
+            "hours": hours_from_seconds(duration)
+            if duration is not None and duration >= 0
+            else None,
             "billable": text(e.get("billable")),
             "bill_rate": None,
             "currency": self.defaults.currency,
