@@ -4,10 +4,16 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
+from pydantic import SecretStr
+
+from connectors.sources.api import kimai
+from connectors.sources.api.errors import ApiRequestError
 from connectors.sources.api.http import retry_after_seconds
 from connectors.sources.api.rate_limit import RateLimit, Throttle
 from staging_models.api_pull import advance_cursor, read_cursor
 from staging_models.db import StagingDB
+from tests.support.vendor_api import FakeKimai, Reply, serve
 
 T0 = datetime(2026, 11, 10, 12, 0, tzinfo=UTC)
 
@@ -60,3 +66,12 @@ def test_retry_after_as_seconds_or_http_date() -> None:
     assert retry_after_seconds(None) is None and retry_after_seconds("soon") is None
     when = retry_after_seconds("Tue, 10 Nov 2026 12:00:30 GMT", now=T0)
     assert when == 30.0
+
+
+def test_a_redirect_is_refused_not_followed() -> None:
+    with serve(FakeKimai("tok")) as fake:
+        fake.route = lambda req: Reply(301, None, {"Location": "https://elsewhere.example/api"})
+        with kimai.client(SecretStr("tok"), fake.url, rate_limit=RateLimit()) as c:
+            with pytest.raises(ApiRequestError, match="elsewhere.example.*URL setting"):
+                c.get("timesheets")
+    assert [r.path for r in fake.requests] == ["/api/timesheets"]  # asked once, not followed

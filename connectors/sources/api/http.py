@@ -158,6 +158,12 @@ class ApiClient:
                     "same window again"
                 )
             raise _Again(f"{where} answered {r.status_code} {r.reason_phrase}", wait)
+        if 300 <= r.status_code < 400:
+            raise ApiRequestError(
+                f"{where} answered {r.status_code}, redirecting to "
+                f"{r.headers.get('Location', '(no location)')}: not followed (the token would "
+                "go with it); check the API's URL setting"
+            )
         if r.status_code >= 400:
             raise ApiRequestError(
                 f"{where} answered {r.status_code} {r.reason_phrase}: {_snippet(r.text)}"
