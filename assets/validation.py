@@ -14,9 +14,11 @@ from dagster import (
     asset_check,
 )
 
+from assets.api_ingestion import MASTER_DATASETS, master_data_key, time_entries_key
 from assets.ingestion import landed_asset_key
 from assets.metadata_tables import md_table
 from assets.pools import STAGING_WRITE
+from resources.settings import API_VENDORS
 from resources.staging import StagingDatabase
 from staging_models.figures import decimal_text
 from staging_models.validation import DatasetValidation, conservation, validate_all
@@ -24,6 +26,9 @@ from staging_models.validation import DatasetValidation, conservation, validate_
 #: The validation assets' group (jobs select it by this name).
 GROUP = "validation"
 MASTER = ("employees", "projects", "project_tasks", "rate_cards")
+#: API pulls land before validation runs in the same job (a dependency orders the steps).
+API_TIME_KEYS = [AssetKey(time_entries_key(v)) for v in API_VENDORS]
+API_MASTER_KEYS = [AssetKey(master_data_key(v)) for v in MASTER_DATASETS]
 
 
 #: What each validation figure counts (metadata keys are `<dataset>.<figure>`).
@@ -69,7 +74,7 @@ def _actor(context: AssetExecutionContext) -> str:
     group_name=GROUP,
     pool=STAGING_WRITE,
     kinds={"pandera", "sql"},
-    deps=[AssetKey(landed_asset_key(d)) for d in MASTER],
+    deps=[AssetKey(landed_asset_key(d)) for d in MASTER] + API_MASTER_KEYS,
     description="Employees, projects, tasks and rate cards checked against their contracts.",
 )
 def validated_master_data(
@@ -83,7 +88,7 @@ def validated_master_data(
     group_name=GROUP,
     pool=STAGING_WRITE,
     kinds={"pandera", "sql"},
-    deps=[AssetKey(landed_asset_key("time_entries")), validated_master_data],
+    deps=[AssetKey(landed_asset_key("time_entries")), validated_master_data, *API_TIME_KEYS],
     description=(
         "Approved, current time entries that pass every rule, with resolved rate and amount "
         "(table validated_time_entries). Rows that fail are in the quarantine."
@@ -138,7 +143,9 @@ def _conservation_result(staging: StagingDatabase, datasets: tuple[str, ...]) ->
     md = {
         "by_dataset": md_table(df.rename(columns=_CONSERVATION_NAMES)),
         "what_the_columns_count": MetadataValue.md(_CONSERVATION_LEGEND),
-        "time_entry_hours_all_versions": decimal_text(Decimal(hours)),
+        "time_entry_hours_all_versions": decimal_text(
+            Decimal(str(hours))
+        ),  # numpy int64 on empty staging
     }
     if len(bad):
         md["failing"] = MetadataValue.json(bad["dataset"].tolist())

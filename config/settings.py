@@ -291,6 +291,82 @@ class Settings(BaseSettings):
         "a share from 0 to 1, e.g. 0.05",
     )
 
+    # -- API sources (docs/sources_api.md) -------------------------------------------------------
+    harvest_token: SecretStr | None = setting(
+        None, "Harvest API v2: a personal access token (secret); set, Harvest is pulled", TEXT, "—"
+    )
+    harvest_account_id: str = setting(
+        "", "Harvest: the account id (`Harvest-Account-Id`)", TEXT, "—"
+    )
+    harvest_url: str = setting(
+        "https://api.harvestapp.com/v2", "Harvest: the API's base URL", "an http(s):// URL"
+    )
+    harvest_user_agent: str = setting(
+        "stagepost",
+        "Harvest: the `User-Agent` it requires, e.g. `stagepost (ops@example.com)`",
+        TEXT,
+    )
+    toggl_token: SecretStr | None = setting(
+        None, "Toggl Track API v9: the API token (secret); set, Toggl is pulled", TEXT, "—"
+    )
+    toggl_url: str = setting(
+        "https://api.track.toggl.com/api/v9", "Toggl: the API's base URL", "an http(s):// URL"
+    )
+    clockify_token: SecretStr | None = setting(
+        None, "Clockify: the API key (secret); set, Clockify is pulled", TEXT, "—"
+    )
+    clockify_workspace_id: str = setting("", "Clockify: the workspace id", TEXT, "—")
+    clockify_url: str = setting(
+        "https://api.clockify.me/api/v1",
+        "Clockify: the API's base URL (regional: e.g. `https://euc1.clockify.me/api/v1`)",
+        "an http(s):// URL",
+    )
+    kimai_token: SecretStr | None = setting(
+        None, "Kimai: an API token (secret); set with the URL, Kimai is pulled", TEXT, "—"
+    )
+    kimai_url: str = setting(
+        "", "Kimai: the server, e.g. `https://kimai.example.com`", "an http(s):// URL", "—"
+    )
+    api_lookback_days: Days = setting(
+        3.0,
+        "API pulls ask again for this many days before the cursor (entries edited back-dated "
+        "or synced late)",
+        "days, 0 or more",
+        "`3`",
+    )
+    api_initial_days: Annotated[float, Field(gt=0, allow_inf_nan=False)] = setting(
+        30.0,
+        "the first API pull of a source reaches this many days back",
+        "days, more than 0",
+        "`30`",
+    )
+    api_full_pull_days: Positive = setting(
+        31,
+        "the nightly full pull (APIs without deletions: Harvest, Clockify, Kimai) covers this "
+        "many days of work dates; entries it lacks become tombstones",
+        "whole days, 1 or more",
+    )
+    api_timezone: Annotated[str, BeforeValidator(_timezone)] = setting(
+        "UTC",
+        "the zone whose local date of an entry's start is its work date (Toggl, Clockify)",
+        "an IANA timezone, e.g. Europe/Berlin",
+    )
+    api_approval: Literal["submitted", "approved"] = setting(
+        "submitted",
+        "entries of APIs without approval (Toggl, Kimai, Clockify without approvals) land as "
+        "`submitted` (not postable) or `approved` (approved at their last change)",
+        "submitted or approved",
+    )
+    api_default_currency: str = setting(
+        "",
+        "currency of API entries and master data whose vendor does not say it",
+        "an ISO 4217 code",
+        "—",
+    )
+    api_default_legal_entity: str = setting(
+        "", "legal entity of master data pulled from an API (no vendor knows it)", TEXT, "—"
+    )
+
     # -- schedules ----------------------------------------------------------------------------
     timezone: Annotated[str, BeforeValidator(_timezone)] = setting(
         "UTC", "timezone of the schedules", "an IANA timezone, e.g. Europe/Berlin"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dagster import Definitions, in_process_executor
 
+from assets.api_ingestion import api_assets
 from assets.full_export import full_export_checks
 from assets.ingestion import landing_assets
 from assets.posting import posting_window
@@ -11,6 +12,7 @@ from assets.reconciliation import reconciliation_assets
 from assets.validation import validation_assets, validation_checks
 from config.settings import current
 from io_managers.staging_table import StagingTableIOManager
+from pipelines.api_jobs import api_jobs, api_schedules
 from pipelines.jobs import ingest_nightly_job, ingest_time_entries_job, main_job
 from pipelines.operator_jobs import confirm_full_export_job, ignore_quarantined_job
 from pipelines.ops_jobs import ops_schedules, retention_job, staging_backup_job
@@ -23,6 +25,7 @@ from pipelines.reconciliation_jobs import (
 from pipelines.schedules import schedules
 from pipelines.sensors import psa_inbox_sensor
 from resources.settings import (
+    api_source_resources,
     erp_resource,
     posting_policy_resource,
     psa_source_resource,
@@ -35,7 +38,13 @@ from resources.settings import (
 settings = current()
 
 defs = Definitions(
-    assets=[*landing_assets, *validation_assets, posting_window, *reconciliation_assets],
+    assets=[
+        *landing_assets,
+        *api_assets,
+        *validation_assets,
+        posting_window,
+        *reconciliation_assets,
+    ],
     asset_checks=[*validation_checks, *full_export_checks],
     jobs=[
         main_job,
@@ -47,8 +56,15 @@ defs = Definitions(
         reconciliation_job,
         staging_backup_job,
         retention_job,
+        *api_jobs,
     ],
-    schedules=[*schedules, *posting_schedules, *reconciliation_schedules, *ops_schedules],
+    schedules=[
+        *schedules,
+        *api_schedules,
+        *posting_schedules,
+        *reconciliation_schedules,
+        *ops_schedules,
+    ],
     sensors=[psa_inbox_sensor, *reconciliation_sensors],
     resources={
         "staging": staging_resource(settings),
@@ -57,6 +73,7 @@ defs = Definitions(
         "posting_policy": posting_policy_resource(settings),
         "report_upload": report_upload_resource(settings),
         "staging_table_io_manager": StagingTableIOManager(staging=staging_resource(settings)),
+        **api_source_resources(settings),
     },
     # DuckDB allows one writer process: the steps of a run share this process.
     executor=in_process_executor,

@@ -12,6 +12,7 @@ from typing import Any
 from dagster import EnvVar
 
 from config.settings import Settings, current, env_name
+from resources.api_source import ApiSource
 from resources.erp import ErpResource, PostingPolicy
 from resources.psa_source import PsaSource
 from resources.reports import ReportUpload
@@ -105,3 +106,33 @@ def report_upload_resource(s: Settings | None = None) -> ReportUpload:
         key_passphrase=_secret(s, passphrase),
         known_hosts_path=pick(s.reports_sftp_known_hosts, s.sftp_known_hosts),
     )
+
+
+#: The API vendors, each a resource `<vendor>_api` (assets `api_<vendor>_*`).
+API_VENDORS = ("harvest", "toggl", "clockify", "kimai")
+
+
+def api_source_resource(vendor: str, s: Settings | None = None) -> ApiSource:
+    """ApiSource of one vendor from STAGEPOST_<VENDOR>_* and STAGEPOST_API_* (token as EnvVar)."""
+    s = s or current()
+    return ApiSource(
+        vendor=vendor,
+        token=_secret(s, f"{vendor}_token"),
+        url=getattr(s, f"{vendor}_url"),
+        account_id=s.harvest_account_id if vendor == "harvest" else "",
+        workspace_id=s.clockify_workspace_id if vendor == "clockify" else "",
+        user_agent=s.harvest_user_agent,
+        lookback_days=s.api_lookback_days,
+        initial_days=s.api_initial_days,
+        full_pull_days=s.api_full_pull_days,
+        timezone=s.api_timezone,
+        approval=s.api_approval,
+        default_currency=s.api_default_currency,
+        default_legal_entity=s.api_default_legal_entity,
+        max_delete_share=s.full_export_max_delete_share,
+    )
+
+
+def api_source_resources(s: Settings | None = None) -> dict[str, ApiSource]:
+    """Every vendor's resource by its key (`harvest_api`, ...), configured or not."""
+    return {f"{v}_api": api_source_resource(v, s) for v in API_VENDORS}

@@ -52,6 +52,9 @@ class FullExportPolicy:
     pattern: str
     date_range: tuple[date, date] | None = None
     max_delete_share: Decimal = DEFAULT_MAX_SHARE
+    #: Only entries whose key starts with this are judged (an API source's full pull judges
+    #: its own entries, `harvest:...`, never another source's); empty: every entry.
+    key_prefix: str = ""
 
     def __post_init__(self) -> None:
         if not Decimal(0) <= self.max_delete_share <= Decimal(1):
@@ -124,7 +127,8 @@ class FullExportResult:
 # -- SQL ------------------------------------------------------------------------------------
 
 _LIVE = """s.is_current AND NOT s.key_missing AND COALESCE(s.deleted, FALSE) = FALSE
-           AND s.work_date BETWEEN :lo AND :hi"""
+           AND s.work_date BETWEEN :lo AND :hi
+           AND substr(s.row_key, 1, length(CAST(:prefix AS TEXT))) = CAST(:prefix AS TEXT)"""
 # Absent from the export; and not newer than everything in it (it may postdate the snapshot).
 _VANISHED = f"""SELECT s.row_key, s.version FROM stg_time_entries s
     WHERE {_LIVE}
@@ -250,6 +254,7 @@ def judge(
     if r.date_from is not None:
         _supersede_held(conn, load_id, file_name, now, actor)
         p = {"lo": r.date_from, "hi": r.date_to, "load_id": load_id}
+        p["prefix"] = policy.key_prefix
         r.scope_entries = conn.execute(
             sa.text(f"SELECT COUNT(*) FROM stg_time_entries s WHERE {_LIVE}"), p
         ).scalar_one()

@@ -1,6 +1,7 @@
 """Every staging table, imported in one place so `metadata` is complete before DDL runs."""
 
 from staging_models import (  # noqa: F401  (registers tables)
+    api_cursor_tables,  # noqa: F401  (API pull cursors)
     contract_tables,
     full_export_tables,  # noqa: F401  (full-export deletion check)
     ledger_tables,  # noqa: F401  (posting ledger, windows, lock)

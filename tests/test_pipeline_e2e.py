@@ -20,9 +20,11 @@ from io_managers.staging_table import StagingTableIOManager
 from pipelines.jobs import main_job
 from pipelines.posting_jobs import posting_window_job
 from pipelines.reconciliation_jobs import reconciliation_job
+from resources.api_source import ApiSource
 from resources.erp import ErpResource, PostingPolicy
 from resources.psa_source import PsaSource
 from resources.reports import ReportUpload
+from resources.settings import API_VENDORS
 from resources.staging import StagingDatabase
 from staging_models.db import dispose_all, staging_db
 from staging_models.validation import conservation
@@ -54,6 +56,7 @@ def world(tmp_path: Path) -> Iterator[dict]:
             "posting_policy": PostingPolicy(preview_dir=str(tmp_path / "previews")),
             "staging_table_io_manager": StagingTableIOManager(staging=StagingDatabase(url=staging)),
             "report_upload": ReportUpload(),
+            **{f"{v}_api": ApiSource(vendor=v) for v in API_VENDORS},  # unconfigured: not pulled
         },
         executor=real.defs.executor,
     )

@@ -27,6 +27,7 @@ from alembic import command
 from connectors.erp.sql_interface import SqlInterfaceTarget
 from staging_models.db import SchemaVersionError, StagingDB
 from staging_models.migrations import ERP, STAGING, Track, main, state
+from staging_models.schema import SCHEMA_VERSION
 from tests.conftest import PG_URL
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -188,14 +189,15 @@ def test_release1_staging_database_upgrades_without_changing_a_row(
     )
 
     with pytest.raises(
-        SchemaVersionError, match=r"0001 \(made before Alembic\).*needs 0002.*stagepost-upgrade"
+        SchemaVersionError,
+        match=rf"0001 \(made before Alembic\).*needs {STAGING.head()}.*stagepost-upgrade",
     ):
         StagingDB(empty_url).init_schema()
 
     assert main(["--staging-url", empty_url, "--no-erp"]) == 0
     out = capsys.readouterr().out
     assert "its tables are revision 0001" in out and "upgrade 0001 -> 0002" in out
-    assert "at head 0002" in out
+    assert f"at head {STAGING.head()}" in out
 
     after = _after(empty_url, before)
     meta = before.pop("schema_meta"), after.pop("schema_meta")
@@ -204,13 +206,13 @@ def test_release1_staging_database_upgrades_without_changing_a_row(
     assert [r for r in meta[1] if r["key"] != "schema_version"] == [
         r for r in meta[0] if r["key"] != "schema_version"
     ]
-    assert {"key": "schema_version", "value": "2"} in meta[1]
+    assert {"key": "schema_version", "value": str(SCHEMA_VERSION)} in meta[1]
 
     db = StagingDB(empty_url)
     db.init_schema()  # at head: opens
     assert db.scalar("SELECT count(*) FROM posting_windows WHERE message IS NULL") == 3
     assert db.scalar("SELECT count(*) FROM full_exports") == 0
-    assert db.scalar(f"SELECT version_num FROM {STAGING.version_table}") == "0002"
+    assert db.scalar(f"SELECT version_num FROM {STAGING.version_table}") == STAGING.head()
     db.engine.dispose()
 
 
@@ -241,7 +243,9 @@ def test_erp_tables_derived_from_the_documents_equal_the_revisions(
 
 def test_fresh_database_is_at_head_and_reopens(any_db: StagingDB) -> None:
     assert any_db.scalar(f"SELECT version_num FROM {STAGING.version_table}") == STAGING.head()
-    assert any_db.scalar("SELECT value FROM schema_meta WHERE key = 'schema_version'") == "2"
+    assert any_db.scalar("SELECT value FROM schema_meta WHERE key = 'schema_version'") == str(
+        SCHEMA_VERSION
+    )
     any_db.engine.dispose()
     again = StagingDB(any_db.url)
     again.init_schema()
@@ -255,7 +259,7 @@ def test_database_at_an_older_revision_is_refused_naming_the_command(empty_url: 
     db = StagingDB(empty_url)
     with pytest.raises(SchemaVersionError) as e:
         db.init_schema()
-    assert "at schema revision 0001, this stagepost needs 0002" in str(e.value)
+    assert f"at schema revision 0001, this stagepost needs {STAGING.head()}" in str(e.value)
     assert "./dev upgrade" in str(e.value) and "stagepost-upgrade" in str(e.value)
     db.engine.dispose()
 
@@ -387,7 +391,7 @@ def test_dev_upgrade_runs_the_command(tmp_path: Path) -> None:
         [str(ROOT / "dev"), "upgrade"], env=env, capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 0, done.stderr
-    assert "upgrade 0001 -> 0002" in done.stdout and "at head 0002" in done.stdout
+    assert "upgrade 0001 -> 0002" in done.stdout and f"at head {STAGING.head()}" in done.stdout
     history = subprocess.run(
         [str(ROOT / "dev"), "upgrade", "--history"], env=env, capture_output=True, text=True
     )

@@ -250,6 +250,10 @@ def test_secrets_reach_resources_as_env_vars_and_are_never_printed(
         "STAGEPOST_SFTP_KEY_PASSPHRASE",
         "STAGEPOST_ERP_PASSWORD",
         "STAGEPOST_REPORTS_SFTP_KEY_PASSPHRASE",
+        "STAGEPOST_HARVEST_TOKEN",
+        "STAGEPOST_TOGGL_TOKEN",
+        "STAGEPOST_CLOCKIFY_TOKEN",
+        "STAGEPOST_KIMAI_TOKEN",
     }
     assert staging_resource().password is None  # unset: no EnvVar that would fail to resolve
     for name in map(env_name, SECRETS):
