@@ -116,7 +116,11 @@ class PostingLock:
                         posting_lock.c.acquired_at,
                         posting_lock.c.heartbeat_at,
                     ).where(posting_lock.c.lock_name == self.name)
-                ).one()
+                ).one_or_none()
+                if row is None:  # DuckDB: our INSERT lost to one not committed yet
+                    raise PostingLocked(
+                        "Another posting window is taking the lock at this moment; try again later."
+                    )
                 if row.holder is not None:
                     alive = _holder_alive(row.holder)
                     beat = row.heartbeat_at
