@@ -62,15 +62,14 @@ def owners(frame: pd.DataFrame, rules: Mapping[str, Any] | None = None) -> pd.Se
     """The owner of each exception (columns rule_codes, dataset, legal_entity)."""
     rules = routing() if rules is None else rules
     by_rule: Mapping[str, str] = rules.get("rules", {})
-    owner = pd.Series(pd.NA, index=frame.index, dtype="object")
+    owner = pd.Series(None, index=frame.index, dtype="object")
     if by_rule:
         codes = frame["rule_codes"].str.split(",").explode()
         hit = codes.map(by_rule).dropna()
-        first = hit.groupby(level=0).first()
-        owner = owner.fillna(first)
-    owner = owner.fillna(frame["dataset"].map(rules.get("datasets", {})))
-    owner = owner.fillna(frame["legal_entity"].map(rules.get("entities", {})))
-    return owner.fillna(rules.get("default", DEFAULT_OWNER)).astype(str)
+        owner = owner.combine_first(hit.groupby(level=0).first())
+    owner = owner.combine_first(frame["dataset"].map(rules.get("datasets", {})))
+    owner = owner.combine_first(frame["legal_entity"].map(rules.get("entities", {})))
+    return owner.where(owner.notna(), rules.get("default", DEFAULT_OWNER)).astype(str)
 
 
 def due_dates(frame: pd.DataFrame, days: Mapping[str, int] | None = None) -> pd.Series:
