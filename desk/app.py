@@ -24,7 +24,18 @@ from starlette.templating import Jinja2Templates
 
 from config.settings import current
 from connectors.sources.canonical import DATASETS as DATASETS_ORDER
-from desk import actions, audit, auth, csrf, downloads, revalidate, sessions, windows, worklist
+from desk import (
+    actions,
+    audit,
+    auth,
+    csrf,
+    downloads,
+    kpis,
+    revalidate,
+    sessions,
+    windows,
+    worklist,
+)
 from desk.forms import read_form
 from desk.roles import can_act
 from desk.users import authenticate
@@ -293,6 +304,11 @@ async def window_page(request: Request) -> Response:
     )
 
 
+async def kpis_page(request: Request) -> Response:
+    _user(request)
+    return _render(request, "kpis.html", {"k": kpis.figures(_db(request))})
+
+
 async def files_page(request: Request) -> Response:
     _user(request)
     return _render(
@@ -401,6 +417,7 @@ def create_app(
             Route("/audit", audit_page, methods=["GET"]),
             Route("/windows", windows_page, methods=["GET"]),
             Route("/windows/{window_id}", window_page, methods=["GET"]),
+            Route("/kpis", kpis_page, methods=["GET"]),
             Route("/files", files_page, methods=["GET"]),
             Route("/files/{folder}/{name}", download, methods=["GET"]),
             Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),

@@ -161,7 +161,7 @@ def test_worklist_lists_every_open_exception_with_rules_and_owners(app) -> None:
     keyless = [k for k in keys if k.startswith("time_entries|~")]
     assert len(keyless) == 1  # the keyless row delivered twice is one line...
     assert "×2" in html  # ...with its count
-    assert "TE_PROJECT_CLOSED" in html and "project" in html and "row 3" in html
+    assert "TE_PROJECT_CLOSED" in html and "project P2 is closed" in html and "row 4" in html
     assert "hr-data" in html  # routed by rule code
     assert "time_entries|TE1" not in keys  # valid: not an exception
 
@@ -397,6 +397,20 @@ def test_revalidate_says_when_dagster_is_down(app, world: DeskWorld, monkeypatch
     assert resp.status_code == 400 and "does not answer" in resp.text
 
 
+def test_kpis_per_currency_rule_and_owner(app, world: DeskWorld) -> None:
+    html = sign_in(app, "carla").get("/kpis").text
+    # Approved, not posted: TE1 and TE5 (rejected by the ERP), dollars only (TE7 is posted).
+    aging = html.split('class="money kpi-aging"')[1].split("</table>")[0]
+    assert ">USD<" not in aging and "15.0000" in aging and "2250.00" in aging
+    assert "<h3>USD</h3>" in html and "<h3>EUR</h3>" not in html
+    rules = html.split('class="kpi-rules"')[1].split("</table>")[0]
+    assert rules.count("<tr>") == 6 and "TE_KEY_MISSING" in rules  # header + 5 rules
+    owners = html.split('class="kpi-owners"')[1].split("</table>")[0]
+    assert re.search(r"hr-data</a></td><td class=\"num\">1</td><td class=\"num\">1</td>", owners)
+    straight = html.split('class="kpi-straight"')[1].split("</table>")[0]
+    assert "33.3 %" in straight or "—" not in straight
+
+
 # -- windows and downloads -----------------------------------------------------------------------
 
 
@@ -408,6 +422,12 @@ def test_window_history_with_exact_amounts(app, world: DeskWorld) -> None:
     detail = client.get(f"/windows/{world.window_id}").text
     # TE1 and TE5: 7.5 h each at their own rate of 150.00, USD, US01 (the test ERP rejects them).
     assert "US01" in detail and "USD" in detail and "15.0000" in detail and "2250.00" in detail
+    # TE7: 2.25 h at 100.00 EUR, DE01, confirmed: its own line, never added to the dollars.
+    assert re.search(
+        r"DE01</td><td>EUR</td><td>confirmed</td><td>1</td>"
+        r"<td class=\"num\">2.2500</td><td class=\"num\">225.00</td>",
+        detail,
+    )
 
 
 def test_downloads_serve_files_read_only_and_refuse_traversal(app, world: DeskWorld) -> None:

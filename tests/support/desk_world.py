@@ -50,6 +50,16 @@ def build(db: StagingDB, folder: Path, monkeypatch: pytest.MonkeyPatch) -> DeskW
         "time_entries",
         [
             entry(entry_id="TE1", approved_at=ok),
+            entry(  # another legal entity and currency
+                entry_id="TE7",
+                approved_at=ok,
+                employee_id="E2",
+                employee_name="Jörg Müller",
+                project_code="P5",
+                currency="EUR",
+                bill_rate="100.00",
+                hours="2.25",
+            ),
             entry(
                 entry_id="TE2", approved_at=ok, project_code="P2", work_date="2026-11-04"
             ),  # TE_PROJECT_CLOSED
