@@ -437,6 +437,14 @@ class Settings(BaseSettings):
     desk_smtp_from: str = setting(
         "stagepost@localhost", "daily digest: the sender address", "an e-mail address"
     )
+    desk_owner_emails: Annotated[dict[str, str], NoDecode, BeforeValidator(_json_object)] = setting(
+        {},
+        "daily digest: where each owner's digest goes, JSON (owner to address); an owner "
+        "that is a desk user with an e-mail needs no entry",
+        'a JSON object, e.g. {"finance-ops": "fo@example.com"}',
+        "the desk user's e-mail",
+        default_factory=dict,
+    )
 
     # -- operations (docs/operations.md) ------------------------------------------------------
     backup_dir: Path | None = setting(
