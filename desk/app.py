@@ -8,6 +8,7 @@ to the form; anything else unauthenticated (POSTs, downloads) gets 401.
 
 from __future__ import annotations
 
+import json
 import secrets
 import urllib.parse
 from datetime import UTC, date, datetime
@@ -45,6 +46,33 @@ HERE = Path(__file__).resolve().parent
 LOGIN_COOKIE = "stagepost_desk_login"  # double-submit token of the sign-in form
 
 templates = Jinja2Templates(directory=str(HERE / "templates"))
+
+
+def _raw_pairs(raw: str | None) -> list[tuple[str, str]]:
+    """The raw values of a quarantined row (JSON as read) as (column, value), blanks left out."""
+    if not raw:
+        return []
+    try:
+        values = json.loads(raw)
+    except ValueError:
+        return [("raw", raw)]
+    return [(k, str(v)) for k, v in values.items() if v not in (None, "")]
+
+
+def _figure(value: Any) -> str:
+    """A window's setting or count as a reader wants it: `EUR 225.00, USD 10.00` for amounts
+    per currency, `—` for none, lists joined."""
+    if value is None or value == [] or value == {}:
+        return "—"
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {_figure(v)}" for k, v in value.items())
+    if isinstance(value, list):
+        return ", ".join(_figure(v) for v in value)
+    return str(value)
+
+
+templates.env.filters["raw_pairs"] = _raw_pairs
+templates.env.filters["figure"] = _figure
 
 
 def _render(request: Request, name: str, ctx: dict[str, Any], status: int = 200) -> Response:

@@ -14,6 +14,17 @@ from desk import downloads
 from staging_models.db import StagingDB
 
 PAGE = 50
+#: The settings of a window that say what it covered and how (the rest is tuning).
+SCOPE = (
+    "dry_run",
+    "legal_entities",
+    "date_from",
+    "date_to",
+    "include_invoices",
+    "max_lines",
+    "closed_period_policy",
+    "posting_hours",
+)
 
 
 def _loads(text: str | None) -> dict[str, Any]:
@@ -81,6 +92,7 @@ def window(db: StagingDB, window_id: str) -> dict[str, Any] | None:
             )
         ]
     w["config_obj"], w["counts_obj"] = _loads(w["config"]), _loads(w["counts"])
+    w["scope"] = {k: w["config_obj"].get(k) for k in SCOPE if k in w["config_obj"]}
     w["dry_run"] = w["status"] == "dry_run" or bool(w["config_obj"].get("dry_run"))
     w["preview"] = downloads.preview_name(window_id)
     return w
