@@ -304,16 +304,22 @@ def assign(
             detail={"owner": owner, "due_date": due, "items": [f"{d}|{g}" for d, g in items]},
             rows=len(items),
         )
-        for ds, gk in items:
-            conn.execute(
-                sa.text(
-                    """UPDATE desk_assignments SET owner = :owner,
-                              due_date = coalesce(:due, due_date), routed = false,
-                              updated_by = :who, updated_at = :now
-                       WHERE dataset = :ds AND group_key = :gk"""
-                ),
-                {"owner": owner, "due": due, "who": who.username, "now": now, "ds": ds, "gk": gk},
-            )
+        conn.execute(
+            _stmt(
+                """UPDATE desk_assignments SET owner = :owner,
+                          due_date = coalesce(:due, due_date), routed = false,
+                          updated_by = :who, updated_at = :now
+                   WHERE (dataset || '|' || group_key) IN :items""",
+                ["items"],
+            ),
+            {
+                "owner": owner,
+                "due": due,
+                "who": who.username,
+                "now": now,
+                "items": [f"{d}|{g}" for d, g in items],
+            },
+        )
     return aid
 
 

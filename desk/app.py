@@ -15,6 +15,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -380,6 +381,17 @@ async def refused(request: Request, exc: Exception) -> Response:
     return _render(request, "error.html", {"message": str(exc) or "Not allowed."}, status=status)
 
 
+async def database_error(request: Request, exc: Exception) -> Response:
+    """The staging database did not answer (embedded DuckDB held by a Dagster run, PostgreSQL
+    down): say so, and to retry, instead of a bare 500."""
+    return _render(
+        request,
+        "error.html",
+        {"message": "The staging database is busy or unreachable; try again in a moment."},
+        status=503,
+    )
+
+
 async def http_error(request: Request, exc: HTTPException) -> Response:
     return Response(f"{exc.detail}\n", status_code=exc.status_code, media_type="text/plain")
 
@@ -456,6 +468,7 @@ def create_app(
             csrf.CsrfRefused: refused,
             actions.ActionRefused: refused,
             HTTPException: http_error,
+            sa.exc.OperationalError: database_error,
         },
     )
     app.state.db = db

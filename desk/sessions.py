@@ -43,10 +43,19 @@ def secret_key() -> bytes:
     path = data_dir() / ".desk_secret"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(secrets.token_hex(32))
-    return Path(path).read_text().strip().encode()
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass  # another desk process made it first: use theirs
+        else:
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_hex(32))
+    for _ in range(50):  # the other process may still be writing it
+        key = Path(path).read_text().strip()
+        if key:
+            return key.encode()
+        time.sleep(0.01)
+    raise RuntimeError(f"{path} is empty: delete it, or set STAGEPOST_DESK_SESSION_SECRET")
 
 
 def _sign(key: bytes, body: bytes) -> str:

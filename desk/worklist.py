@@ -9,6 +9,7 @@ page in the worklist's order (oldest first) by keyset, so a deep page costs what
 
 from __future__ import annotations
 
+import re
 import threading
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -317,6 +318,19 @@ def group(db: StagingDB, dataset: str, group_key: str) -> dict[str, Any] | None:
                 {"ds": dataset, "gk": group_key},
             )
         ]
+        item["events"] = [
+            {**dict(r._mapping), "run_id": _run_of(r.actor)}
+            for r in conn.execute(
+                sa.text(
+                    f"""SELECT e.row_key, e.version, e.event, e.event_at, e.actor, e.reason
+                        FROM quarantine_events e JOIN quarantine q ON q.dataset = e.dataset
+                         AND q.row_key = e.row_key AND q.version = e.version
+                        WHERE q.dataset = :ds AND {in_group_sql("q")}
+                        ORDER BY e.event_at, e.row_key, e.version"""
+                ),
+                {"ds": dataset, "gk": group_key},
+            )
+        ]
         item["comments"] = [
             dict(r._mapping)
             for r in conn.execute(
@@ -328,6 +342,15 @@ def group(db: StagingDB, dataset: str, group_key: str) -> dict[str, Any] | None:
             )
         ]
     return item
+
+
+_RUN = re.compile(r"\brun ([0-9a-f-]{36})\b")
+
+
+def _run_of(actor: str | None) -> str | None:
+    """The Dagster run an event came from (validation records its actor as `run <id>`)."""
+    found = _RUN.search(actor or "")
+    return found.group(1) if found else None
 
 
 def group_key_sql(alias: str) -> str:

@@ -229,7 +229,9 @@ def test_assign_and_comment_are_audited(app, world: DeskWorld) -> None:
         },
     )
     assert resp.status_code == 303
-    assert "asked PM to reopen P2" in client.get("/item?ds=time_entries&gk=TE2").text
+    item = client.get("/item?ds=time_entries&gk=TE2").text
+    assert "asked PM to reopen P2" in item
+    assert "quarantined" in item and "TE_PROJECT_CLOSED" in item  # its history, from validation
     audit = world.db.query_df("SELECT actor, action, row_count FROM desk_audit ORDER BY acted_at")
     assert list(audit.query("action != 'login'").itertuples(index=False, name=None)) == [
         ("otto", "assign", 2),
