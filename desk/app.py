@@ -116,7 +116,20 @@ async def _acting(request: Request):
     return session, form
 
 
+def _safe_path(path: str, default: str = "/") -> str:
+    """A redirect target of this site only (no `//host`, no `/\\host`, no scheme)."""
+    if (
+        not path.startswith("/")
+        or path.startswith("//")
+        or "\\" in path
+        or ":" in path.split("?")[0]
+    ):
+        return default
+    return path
+
+
 def _back(path: str, msg: str, **params: str) -> RedirectResponse:
+    path = _safe_path(path)
     query = urllib.parse.urlencode({**{k: v for k, v in params.items() if v}, "msg": msg})
     return RedirectResponse(f"{path}?{query}", status_code=303)
 
@@ -159,9 +172,7 @@ async def login(request: Request) -> Response:
     if not expected or not secrets.compare_digest(given.encode(), expected.encode()):
         raise csrf.CsrfRefused("the sign-in form expired: reload it")
     user = authenticate(_db(request), form.get("username"), form.get("password"))
-    nxt = form.get("next", "/")
-    if not nxt.startswith("/") or nxt.startswith("//"):
-        nxt = "/"
+    nxt = _safe_path(form.get("next", "/"))
     if user is None:
         return RedirectResponse(
             "/login?"

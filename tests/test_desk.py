@@ -65,6 +65,28 @@ def test_nothing_answers_without_sign_in(app, world: DeskWorld) -> None:
     assert client.post("/assign", data={"owner": "x"}).status_code == 401
 
 
+def test_sign_in_never_redirects_off_site(app) -> None:
+    client = TestClient(app, follow_redirects=False)
+    for target in ("//evil.example", "/\\evil.example", "https://evil.example", "/ok?x=1"):
+        token = re.search(r'name="login_token" value="([^"]+)"', client.get("/login").text)[1]
+        resp = client.post(
+            "/login",
+            data={"login_token": token, "username": "otto", "password": PASSWORD, "next": target},
+        )
+        assert resp.headers["location"] == ("/ok?x=1" if target == "/ok?x=1" else "/"), target
+
+
+def test_values_from_files_are_escaped(app, world: DeskWorld) -> None:
+    with world.db.begin() as conn:
+        conn.exec_driver_sql(
+            'UPDATE quarantine SET raw_values = \'{"description": "<script>alert(1)</script>"}\', '
+            "messages = '<img src=x onerror=alert(2)>' WHERE row_key = 'TE4'"
+        )
+    html = sign_in(app, "otto").get("/").text
+    assert "<script>alert(1)" not in html and "&lt;script&gt;alert(1)" in html
+    assert "<img src=x" not in html and "&lt;img src=x" in html
+
+
 def test_wrong_password_and_unknown_user_are_refused(app) -> None:
     client = TestClient(app, follow_redirects=False)
     for user, password in (("otto", "wrong password!!"), ("nobody", PASSWORD)):
