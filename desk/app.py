@@ -131,7 +131,7 @@ def _safe_path(path: str, default: str = "/") -> str:
 def _back(path: str, msg: str, **params: str) -> RedirectResponse:
     path = _safe_path(path)
     query = urllib.parse.urlencode({**{k: v for k, v in params.items() if v}, "msg": msg})
-    return RedirectResponse(f"{path}?{query}", status_code=303)
+    return RedirectResponse(f"{path}{'&' if '?' in path else '?'}{query}", status_code=303)
 
 
 def _db(request: Request) -> StagingDB:

@@ -254,10 +254,21 @@ def test_assign_and_comment_are_audited(app, world: DeskWorld) -> None:
     item = client.get("/item?ds=time_entries&gk=TE2").text
     assert "asked PM to reopen P2" in item
     assert "quarantined" in item and "TE_PROJECT_CLOSED" in item  # its history, from validation
+    back = client.post(
+        "/assign",
+        data={
+            "csrf_token": token,
+            "item": "time_entries|TE2",
+            "owner": "ops-eu",
+            "back": "/item?ds=time_entries&gk=TE2",
+        },
+    )
+    assert back.headers["location"].startswith("/item?ds=time_entries&gk=TE2&msg=")
     audit = world.db.query_df("SELECT actor, action, row_count FROM desk_audit ORDER BY acted_at")
     assert list(audit.query("action != 'login'").itertuples(index=False, name=None)) == [
         ("otto", "assign", 2),
         ("otto", "comment", 1),
+        ("otto", "assign", 1),
     ]
 
 
