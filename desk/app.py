@@ -376,13 +376,20 @@ async def download(request: Request) -> Response:
 
 
 def _wants_page(request: Request) -> bool:
-    return request.method in ("GET", "HEAD") and not request.url.path.startswith("/files/")
+    """A browser navigating (a page, or a download link followed from Dagster's UI), not a
+    script or a form post."""
+    if request.method not in ("GET", "HEAD"):
+        return False
+    return not request.url.path.startswith("/files/") or "text/html" in request.headers.get(
+        "accept", ""
+    )
 
 
 async def not_signed_in(request: Request, exc: Exception) -> Response:
     if _wants_page(request):
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         return RedirectResponse(
-            "/login?" + urllib.parse.urlencode({"next": request.url.path}), status_code=303
+            "/login?" + urllib.parse.urlencode({"next": target}), status_code=303
         )
     return Response("Sign in first.\n", status_code=401, media_type="text/plain")
 

@@ -99,11 +99,13 @@ def read(key: bytes, cookie: str | None, now: float | None = None) -> Session | 
 
 
 def cookie_options() -> dict:
-    """How the cookie is set: HttpOnly, SameSite=Strict, Secure behind TLS."""
+    """How the cookie is set: HttpOnly, SameSite=Lax (a link from Dagster's UI to a workbook
+    carries it; another site's form posts do not, and lack the CSRF token anyway), Secure
+    behind TLS."""
     s = current()
     return {
         "httponly": True,
-        "samesite": "strict",
+        "samesite": "lax",
         "secure": s.desk_secure_cookies,
         "max_age": s.desk_session_minutes * 60,
         "path": "/",

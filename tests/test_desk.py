@@ -61,6 +61,10 @@ def test_nothing_answers_without_sign_in(app, world: DeskWorld) -> None:
         resp = client.get(path)
         assert resp.status_code == 303 and resp.headers["location"].startswith("/login")
     assert client.get(f"/files/reports/{world.workbook.name}").status_code == 401
+    # A browser following a workbook link from Dagster's UI is sent to sign in, then back.
+    link = client.get(f"/files/reports/{world.workbook.name}", headers={"accept": "text/html"})
+    assert link.status_code == 303
+    assert link.headers["location"] == "/login?next=%2Ffiles%2Freports%2F" + world.workbook.name
     assert client.post("/ignore", data={"reason": "x"}).status_code == 401
     assert client.post("/assign", data={"owner": "x"}).status_code == 401
 
