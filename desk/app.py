@@ -206,7 +206,9 @@ async def worklist_page(request: Request) -> Response:
     db = _db(request)
     worklist.refresh(db)
     filters = worklist.Filters.from_query(request.query_params)
-    pg = worklist.page(db, filters, after=request.query_params.get("after"))
+    pg = worklist.page(
+        db, filters, after=request.query_params.get("after"), size=worklist.PAGE_SIZE
+    )
     return _render(
         request,
         "worklist.html",
@@ -218,6 +220,8 @@ async def worklist_page(request: Request) -> Response:
             "ages": list(worklist.AGE_BUCKETS),
             "statuses": worklist.STATUSES,
             "query": filters.as_query(),
+            "after": request.query_params.get("after"),
+            "first_url": "/?" + urllib.parse.urlencode(filters.as_query()),
             "next_url": "/?"
             + urllib.parse.urlencode({**filters.as_query(), "after": pg.next_cursor})
             if pg.next_cursor

@@ -228,6 +228,20 @@ def test_worklist_pages_by_keyset(world: DeskWorld) -> None:
     assert len(seen) == len(set(seen)) == 5
 
 
+def test_worklist_pages_in_the_browser(app, monkeypatch) -> None:
+    monkeypatch.setattr("desk.worklist.PAGE_SIZE", 2)
+    client = sign_in(app, "otto")
+    seen, url = [], "/"
+    while url:
+        html = client.get(url).text
+        seen += rows_of(html)
+        found = re.search(r'<a href="([^"]+)" rel="next">', html)
+        url = found[1].replace("&amp;", "&") if found else None
+        if url:
+            assert 'rel="first"' in client.get(url).text
+    assert len(seen) == len(set(seen)) == 5
+
+
 # -- actions -------------------------------------------------------------------------------------
 
 
