@@ -9,6 +9,8 @@ then issued for the CSRF token only.
 
 from __future__ import annotations
 
+import dataclasses
+
 from starlette.requests import Request
 
 from config.settings import current
@@ -51,6 +53,12 @@ def current_user(request: Request) -> sessions.Session:
         return fresh
     if session is None:
         raise NotSignedIn()
+    # A user disabled (or given another role) since signing in: effective at once, not at expiry.
+    found = find_user(request.app.state.db, session.username)
+    if found is None:
+        raise NotSignedIn()
+    if found[0].role.value != session.role:
+        session = dataclasses.replace(session, role=found[0].role.value)
     return session
 
 

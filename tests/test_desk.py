@@ -125,6 +125,20 @@ def test_session_expires_and_a_forged_cookie_is_no_session(app) -> None:
     assert client.get("/").status_code == 200
 
 
+def test_disabling_a_user_or_changing_a_role_applies_at_once(app, world: DeskWorld) -> None:
+    from desk.users import add_user, disable_user
+
+    client = sign_in(app, "otto")
+    token = csrf_of(client)
+    add_user(world.db, "otto", "controller", password=PASSWORD)  # demoted while signed in
+    resp = client.post(
+        "/assign", data={"csrf_token": token, "item": "time_entries|TE2", "owner": "x"}
+    )
+    assert resp.status_code == 403
+    disable_user(world.db, "otto")
+    assert client.get("/").status_code == 303
+
+
 def test_passwords_are_stored_as_argon2id(world: DeskWorld) -> None:
     stored = world.db.scalar("SELECT password_hash FROM desk_users WHERE username = 'otto'")
     assert stored.startswith("$argon2id$") and PASSWORD not in stored
