@@ -320,6 +320,7 @@ def assign(
                 "items": [f"{d}|{g}" for d, g in items],
             },
         )
+        worklist.cache_owners(conn)
     return aid
 
 

@@ -63,12 +63,15 @@ def owners(frame: pd.DataFrame, rules: Mapping[str, Any] | None = None) -> pd.Se
     rules = routing() if rules is None else rules
     by_rule: Mapping[str, str] = rules.get("rules", {})
     owner = pd.Series(None, index=frame.index, dtype="object")
+    candidates = []
     if by_rule:
         codes = frame["rule_codes"].str.split(",").explode()
-        hit = codes.map(by_rule).dropna()
-        owner = owner.combine_first(hit.groupby(level=0).first())
-    owner = owner.combine_first(frame["dataset"].map(rules.get("datasets", {})))
-    owner = owner.combine_first(frame["legal_entity"].map(rules.get("entities", {})))
+        first = codes.map(by_rule).dropna().groupby(level=0).first()
+        candidates.append(first.reindex(frame.index).astype("object"))
+    candidates.append(frame["dataset"].map(rules.get("datasets", {})).astype("object"))
+    candidates.append(frame["legal_entity"].map(rules.get("entities", {})).astype("object"))
+    for candidate in candidates:
+        owner = owner.where(owner.notna(), candidate)
     return owner.where(owner.notna(), rules.get("default", DEFAULT_OWNER)).astype(str)
 
 

@@ -9,6 +9,7 @@ page in the worklist's order (oldest first) by keyset, so a deep page costs what
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 from dataclasses import dataclass, field
@@ -41,14 +42,16 @@ def _json_text(db: StagingDB, column: str, key: str) -> str:
 
 
 def _fingerprint(conn: Connection) -> str:
+    """What `desk_items` depends on, in one scan of the quarantine: rows open or ignored, and
+    the latest first-seen, last-seen and status times (every change moves one of them)."""
     row = conn.execute(
         sa.text(
-            """SELECT count(*), max(first_seen), max(last_seen), max(status_at)
-               FROM quarantine WHERE status IN ('open', 'ignored')"""
+            """SELECT sum(CASE WHEN status IN ('open', 'ignored') THEN 1 ELSE 0 END),
+                      max(first_seen), max(last_seen), max(status_at)
+               FROM quarantine"""
         )
     ).one()
-    total = conn.execute(sa.text("SELECT max(status_at) FROM quarantine")).scalar()
-    return "|".join(str(v) for v in (*row, total))
+    return "|".join(str(v) for v in row)
 
 
 def _rebuild_sql(db: StagingDB) -> str:
@@ -106,6 +109,7 @@ def refresh(db: StagingDB, *, force: bool = False) -> bool:
         conn.exec_driver_sql("DELETE FROM desk_items")
         conn.execute(sa.text(_rebuild_sql(db)))
         _route_new(db, conn)
+        cache_owners(conn)
         conn.execute(sa.text("DELETE FROM desk_state WHERE key = 'items_built_from'"))
         conn.execute(
             sa.text("INSERT INTO desk_state (key, value) VALUES ('items_built_from', :v)"),
@@ -283,6 +287,19 @@ def page(
     return Page(rows, total, encode_cursor(rows[-1]) if more and rows else None, filters, today)
 
 
+def cache_owners(conn: Connection) -> None:
+    """Keep the distinct owners in `desk_state` (after routing and after an assign), so a page
+    does not scan every assignment for the owner filter's choices."""
+    found = sorted(
+        r[0] for r in conn.execute(sa.text("SELECT DISTINCT owner FROM desk_assignments"))
+    )
+    conn.execute(sa.text("DELETE FROM desk_state WHERE key = 'owners'"))
+    conn.execute(
+        sa.text("INSERT INTO desk_state (key, value) VALUES ('owners', :v)"),
+        {"v": json.dumps(found)},
+    )
+
+
 def owners_known(db: StagingDB) -> list[str]:
     """Owners to choose from: the routing's teams and everyone who owns something."""
     rules = routing.routing()
@@ -290,9 +307,8 @@ def owners_known(db: StagingDB) -> list[str]:
     for key in ("rules", "datasets", "entities"):
         teams.update(rules.get(key, {}).values())
     with db.engine.connect() as conn:
-        teams.update(
-            r[0] for r in conn.execute(sa.text("SELECT DISTINCT owner FROM desk_assignments"))
-        )
+        cached = conn.execute(sa.text("SELECT value FROM desk_state WHERE key = 'owners'")).scalar()
+    teams.update(json.loads(cached) if cached else [])
     return sorted(teams)
 
 
