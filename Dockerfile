@@ -32,6 +32,7 @@ RUN python -m pip install --require-hashes --no-deps -r requirements/${LOCK}.loc
 COPY pyproject.toml README.md ./
 COPY commands ./commands
 COPY pipelines ./pipelines
+COPY desk ./desk
 COPY assets ./assets
 COPY staging_models ./staging_models
 COPY io_managers ./io_managers

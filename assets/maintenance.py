@@ -55,7 +55,7 @@ def apply_retention(
 ) -> tuple[list[str], bool]:
     """Apply the configured retention; returns report lines and whether conservation holds.
     `open_db` is only called when landed rows are to be purged."""
-    from reconciliation.report_server import reports_dir
+    from reconciliation.report_files import reports_dir
     from staging_models.validation import conservation
 
     verb = "would delete" if dry_run else "deleted"

@@ -4,7 +4,7 @@
 staging tables: `rec_lines` (exception lines, written set-based), and `rec_totals`,
 `rec_invoices`, `rec_kpis` through the staging-table IO manager. `reconciliation_workbook`
 reads them back and writes one workbook per run (and one per legal entity) into the
-reports folder, with a download link served by `reconciliation.report_server`.
+reports folder, with a download link served by the finance desk (`desk/downloads.py`).
 """
 
 import re
@@ -41,7 +41,7 @@ from connectors.sources.base import SourceError
 from reconciliation.compare import ALL, Period, Reconciliation, reconcile
 from reconciliation.psa_files import Unlanded, unlanded_rows
 from reconciliation.report import write_reconciliation_workbook
-from reconciliation.report_server import report_url, reports_dir
+from reconciliation.report_files import report_url, reports_dir
 from reconciliation.store import load_lines, store_lines
 from resources.psa_source import PsaSource
 from resources.reports import ReportUpload

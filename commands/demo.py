@@ -358,6 +358,10 @@ def _close(ok: bool, root: Path, log_path: Path, say: Say) -> int:
     say(f"\nreports folder: {root / 'reports'}")
     say(f"Dagster's log of these runs: {log_path}")
     say("open the Dagster UI on the same data: ./dev ui   (then http://127.0.0.1:3000)")
+    say(
+        "and the finance desk (worklist, windows, downloads) at http://127.0.0.1:3001, "
+        "after creating a user: .venv/bin/stagepost-desk-user add me --role admin"
+    )
     return 0 if ok else 1
 
 

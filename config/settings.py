@@ -427,14 +427,6 @@ class Settings(BaseSettings):
         FOLDER,
         "`<data>/reports`",
     )
-    reports_port: Port = setting(3001, "port of the read-only report server", PORT)
-    reports_base_url: str = setting(
-        "",
-        "the workbook links' base, behind a proxy",
-        "an http:// or https:// URL",
-        "`http://127.0.0.1:<port>`",
-    )
-    reports_quiet: Flag = setting(False, "the report server logs no requests", FLAG)
     reports_sftp_folder: str = setting(
         "", "upload each workbook to this SFTP folder too", FOLDER, "none (no upload)"
     )
@@ -458,6 +450,76 @@ class Settings(BaseSettings):
     )
     reports_sftp_known_hosts: str | None = setting(
         None, "workbook upload: the known_hosts file", FILE, "`STAGEPOST_SFTP_KNOWN_HOSTS`"
+    )
+
+    # -- the finance desk (docs/desk.md) -------------------------------------------------------
+    desk_host: str = setting(
+        "127.0.0.1",
+        "address the desk listens on (`0.0.0.0` only behind a TLS proxy)",
+        "an IP address or host name",
+    )
+    desk_port: Port = setting(
+        3001, "port of the desk (worklist, window history, downloads of workbooks)", PORT
+    )
+    desk_base_url: str = setting(
+        "",
+        "the desk's address as users reach it, behind a proxy (workbook links in Dagster)",
+        "an http:// or https:// URL",
+        "`http://127.0.0.1:<port>`",
+    )
+    desk_quiet: Flag = setting(False, "the desk logs no requests", FLAG)
+    desk_session_secret: SecretStr | None = setting(
+        None,
+        "key signing the desk's session cookies (secret; every desk process needs the same)",
+        "32 or more characters",
+        "random, kept in `<data>/.desk_secret`",
+    )
+    desk_session_minutes: Positive = setting(
+        480, "a desk session expires this long after sign-in", "minutes, more than 0"
+    )
+    desk_secure_cookies: Flag = setting(
+        False, "session cookies only over HTTPS (set behind a TLS proxy)", FLAG
+    )
+    desk_proxy_user_header: str = setting(
+        "",
+        "trust this request header (e.g. `X-Forwarded-User`) as the signed-in user, set by a "
+        "reverse proxy that authenticates; the user must exist in the desk (its role)",
+        "a header name",
+        "none (password sign-in)",
+    )
+    desk_routing: Annotated[dict[str, Any], NoDecode, BeforeValidator(_json_object)] = setting(
+        {},
+        "owners of exceptions: JSON with `rules` (rule code to team), `datasets` (dataset to "
+        "team), `entities` (legal entity to team), `default`; first match in that order",
+        "a JSON object",
+        "every exception to `finance-ops`",
+        default_factory=dict,
+    )
+    desk_service_days: Annotated[dict[str, Any], NoDecode, BeforeValidator(_json_object)] = setting(
+        {},
+        "business days to fix an exception, per rule class (`format`, `master_data`, "
+        "`data`) as JSON; a row breaking several rules gets the shortest",
+        "a JSON object of whole days",
+        '`{"format": 1, "master_data": 2, "data": 3}`',
+        default_factory=dict,
+    )
+    desk_dagster_url: str = setting(
+        "http://127.0.0.1:3000",
+        "the Dagster webserver the desk launches re-validation through (GraphQL)",
+        "an http:// or https:// URL",
+    )
+    desk_smtp_host: str = setting("", "daily digest: SMTP server", "a host name", "none (no mail)")
+    desk_smtp_port: Port = setting(25, "daily digest: SMTP port", PORT)
+    desk_smtp_from: str = setting(
+        "stagepost@localhost", "daily digest: the sender address", "an e-mail address"
+    )
+    desk_owner_emails: Annotated[dict[str, str], NoDecode, BeforeValidator(_json_object)] = setting(
+        {},
+        "daily digest: where each owner's digest goes, JSON (owner to address); an owner "
+        "that is a desk user with an e-mail needs no entry",
+        'a JSON object, e.g. {"finance-ops": "fo@example.com"}',
+        "the desk user's e-mail",
+        default_factory=dict,
     )
 
     # -- operations (docs/operations.md) ------------------------------------------------------
@@ -512,11 +574,10 @@ class Settings(BaseSettings):
                     f"{env_name('erp_url')}={shown('erp_url', self.erp_url)}: expected {want} "
                     f"with {env_name('erp_kind')}={self.erp_kind}"
                 )
-        if self.reports_base_url and not re.match(r"https?://\S+$", self.reports_base_url):
-            problems.append(
-                f"{env_name('reports_base_url')}={self.reports_base_url!r}: "
-                "expected an http:// or https:// URL"
-            )
+        for name in ("desk_base_url", "desk_dagster_url"):
+            value = getattr(self, name)
+            if value and not re.match(r"https?://\S+$", value):
+                problems.append(f"{env_name(name)}={value!r}: expected an http:// or https:// URL")
         if problems:
             raise ValueError("\n".join(problems))
         return self

@@ -12,6 +12,9 @@ case "$1" in
   code-server) shift
     exec dagster code-server start -h 0.0.0.0 -p "${STAGEPOST_CODE_SERVER_PORT:-4000}" \
       -m pipelines.definitions "$@" ;;
+  desk) shift
+    # The finance desk, reachable by the host's reverse proxy only (compose binds 127.0.0.1).
+    exec stagepost-desk --host 0.0.0.0 --port "${STAGEPOST_DESK_PORT:-3001}" "$@" ;;
   health) shift; exec stagepost-health "$@" ;;
   backup) shift; exec stagepost-backup "$@" ;;
   retention) shift; exec stagepost-retention "$@" ;;

@@ -13,7 +13,12 @@ from assets.validation import validation_assets, validation_checks
 from config.settings import current
 from io_managers.staging_table import StagingTableIOManager
 from pipelines.api_jobs import api_jobs, api_schedules
-from pipelines.jobs import ingest_nightly_job, ingest_time_entries_job, main_job
+from pipelines.jobs import (
+    ingest_nightly_job,
+    ingest_time_entries_job,
+    main_job,
+    revalidate_job,
+)
 from pipelines.operator_jobs import confirm_full_export_job, ignore_quarantined_job
 from pipelines.ops_jobs import ops_schedules, retention_job, staging_backup_job
 from pipelines.posting_jobs import posting_schedules, posting_window_job
@@ -48,6 +53,7 @@ defs = Definitions(
     asset_checks=[*validation_checks, *full_export_checks],
     jobs=[
         main_job,
+        revalidate_job,
         ingest_time_entries_job,
         ingest_nightly_job,
         ignore_quarantined_job,

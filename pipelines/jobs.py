@@ -26,6 +26,15 @@ ingest_nightly_job = define_asset_job(
     ),
 )
 
+revalidate_job = define_asset_job(
+    "revalidate_job",
+    selection=AssetSelection.groups(VALIDATION),
+    description=(
+        "Validate again everything waiting, landing nothing: quarantined rows whose master "
+        "data was fixed are released (the finance desk's Re-validate now)."
+    ),
+)
+
 main_job = define_asset_job(
     "main_job",
     selection=AssetSelection.groups(INGESTION, VALIDATION),

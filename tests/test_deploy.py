@@ -172,7 +172,13 @@ def test_entrypoint_starts_each_service(tmp_path: Path) -> None:
     assert os.access(script, os.X_OK)
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    for name in ("dagster-webserver", "dagster-daemon", "dagster", "stagepost-health"):
+    for name in (
+        "dagster-webserver",
+        "dagster-daemon",
+        "dagster",
+        "stagepost-health",
+        "stagepost-desk",
+    ):
         shim = bin_dir / name
         shim.write_text(f'#!/bin/sh\necho {name} "$@"\n')
         shim.chmod(shim.stat().st_mode | stat.S_IEXEC)
@@ -193,6 +199,7 @@ def test_entrypoint_starts_each_service(tmp_path: Path) -> None:
         == f"dagster code-server start -h 0.0.0.0 -p {workspace['port']} -m pipelines.definitions"
     )
     assert run("health", "--min-free-mb", "5") == "stagepost-health --min-free-mb 5"
+    assert run("desk") == "stagepost-desk --host 0.0.0.0 --port 3001"
     assert run("echo", "as given") == "as given"
 
 
@@ -201,13 +208,15 @@ def test_entrypoint_starts_each_service(tmp_path: Path) -> None:
 
 def test_compose_services_fit_together() -> None:
     services = COMPOSE["services"]
-    assert {"postgres", "code-server", "webserver", "daemon", "ops"} == set(services)
-    assert services["ops"]["profiles"] == ["ops"]  # never started by `up`
+    assert {"postgres", "code-server", "webserver", "daemon", "ops", "desk", "desk-user"} == set(
+        services
+    )
+    assert services["ops"]["profiles"] == services["desk-user"]["profiles"] == ["ops"]  # not `up`
     workspace = yaml.safe_load((DEPLOY / "workspace.yaml").read_text())["load_from"][0][
         "grpc_server"
     ]
     assert workspace["host"] == "code-server"
-    for name in ("code-server", "webserver", "daemon", "ops"):
+    for name in ("code-server", "webserver", "daemon", "ops", "desk", "desk-user"):
         svc = services[name]
         assert svc["image"].startswith("${STAGEPOST_IMAGE")
         assert svc["depends_on"]["postgres"]["condition"] == "service_healthy"
@@ -238,9 +247,13 @@ def test_compose_env_examples_set_what_the_instance_and_staging_read() -> None:
     assert "PASSWORD" not in (folder / "stagepost.env.example").read_text()
 
 
-def test_compose_desk_is_a_marked_placeholder() -> None:
-    assert "desk" not in COMPOSE["services"]
-    assert "PLACEHOLDER - the desk" in COMPOSE_FILE.read_text()
+def test_compose_serves_the_desk_on_localhost_only() -> None:
+    desk = COMPOSE["services"]["desk"]
+    assert desk["command"] == ["desk"] and desk["ports"] == ["127.0.0.1:3001:3001"]
+    assert desk["environment"]["STAGEPOST_DESK_DAGSTER_URL"] == "http://webserver:3000"
+    assert COMPOSE["services"]["desk-user"]["entrypoint"] == ["stagepost-desk-user"]
+    secrets = (COMPOSE_FILE.parent / "secrets.env.example").read_text()
+    assert "STAGEPOST_DESK_SESSION_SECRET=" in secrets
 
 
 @pytest.mark.skipif(

@@ -3,9 +3,6 @@ workbook (read back with openpyxl) and its download link through the report serv
 
 from __future__ import annotations
 
-import threading
-import urllib.error
-import urllib.request
 import zipfile
 from collections.abc import Iterator
 from decimal import Decimal
@@ -25,7 +22,6 @@ from connectors.erp.base import ErpTarget
 from io_managers.staging_table import StagingTableIOManager, load_frame
 from reconciliation.compare import ALL, EXCEPTION_CLASSES
 from reconciliation.report import CLASS_TITLES, key_figures
-from reconciliation.report_server import make_server
 from resources.psa_source import PsaSource
 from resources.reports import ReportUpload
 from resources.staging import StagingDatabase
@@ -59,11 +55,7 @@ def run(tmp_path_factory) -> Iterator[dict]:
     mp = pytest.MonkeyPatch()
     mp.setenv("STAGEPOST_DATA_DIR", str(folder))
     mp.setenv("STAGEPOST_REPORTS_DIR", str(folder / "reports"))
-    mp.setenv("STAGEPOST_REPORTS_QUIET", "1")
-    server = make_server(folder / "reports", 0)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    mp.setenv("STAGEPOST_REPORTS_PORT", str(server.server_port))
+    mp.setenv("STAGEPOST_DESK_PORT", "3999")  # the links' base; the desk serves them (below)
     url = f"duckdb:///{folder / 'staging.duckdb'}"
     db = staging_db(url)
     world = SeededWorld(db, folder)
@@ -76,11 +68,8 @@ def run(tmp_path_factory) -> Iterator[dict]:
         "result": result,
         "db": db,
         "folder": folder,
-        "port": server.server_port,
         "world": world,
     }
-    server.shutdown()
-    server.server_close()
     world.erp.close()
     dispose_all()
     mp.undo()
@@ -292,35 +281,33 @@ def test_one_workbook_per_legal_entity(run) -> None:
 
 
 def test_download_link_serves_the_workbook(run) -> None:
+    """The link in the metadata is the desk's; signed in, the desk serves the file (its
+    refusals of anything else: tests/test_desk.py)."""
+    import re
+
+    from starlette.testclient import TestClient
+
+    from desk.app import create_app
+    from desk.users import add_user
+
     md = _metadata(run["result"], "reconciliation_workbook")
     url = md["download"].value
-    assert url.startswith(
-        f"http://127.0.0.1:{run['port']}/reconciliation_all_2026-10-01_2026-11-30_"
+    prefix = "http://127.0.0.1:3999/files/reports/reconciliation_all_2026-10-01_2026-11-30_"
+    assert url.startswith(prefix)
+    add_user(run["db"], "carla", "controller", password="correct horse battery")
+    client = TestClient(create_app(run["db"], secret=b"k" * 32))
+    assert client.get(url.removeprefix("http://127.0.0.1:3999")).status_code == 401
+    token = re.search(r'name="login_token" value="([^"]+)"', client.get("/login").text)[1]
+    client.post(
+        "/login",
+        data={"login_token": token, "username": "carla", "password": "correct horse battery"},
     )
-    with urllib.request.urlopen(url, timeout=10) as resp:
-        body = resp.read()
-        assert resp.headers["Content-Type"] == (
-            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-        )
-    assert body == Path(md["path"].value).read_bytes()
-
-
-@pytest.mark.parametrize(
-    "path",
-    ["/../staging.duckdb", "/%2e%2e/staging.duckdb", "/..%2fstaging.duckdb", "/", "/.hidden"],
-)
-def test_report_server_refuses_anything_but_report_files(run, path: str) -> None:
-    (run["folder"] / "reports" / ".hidden").write_text("x")
-    with pytest.raises(urllib.error.HTTPError) as e:
-        urllib.request.urlopen(f"http://127.0.0.1:{run['port']}{path}", timeout=10)
-    assert e.value.code == 404
-
-
-def test_report_server_is_read_only(run) -> None:
-    req = urllib.request.Request(f"http://127.0.0.1:{run['port']}/x.xlsx", data=b"x", method="PUT")
-    with pytest.raises(urllib.error.HTTPError) as e:
-        urllib.request.urlopen(req, timeout=10)
-    assert e.value.code == 405
+    resp = client.get(url.removeprefix("http://127.0.0.1:3999"))
+    assert resp.status_code == 200
+    assert resp.headers["Content-Type"] == (
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+    )
+    assert resp.content == Path(md["path"].value).read_bytes()
 
 
 def test_default_period_is_this_and_two_earlier_months() -> None:

@@ -55,9 +55,9 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
         ),
         ("STAGEPOST_SFTP_PORT", "0", "STAGEPOST_SFTP_PORT='0': expected a port number, 1-65535"),
         (
-            "STAGEPOST_REPORTS_PORT",
+            "STAGEPOST_DESK_PORT",
             "70000",
-            "STAGEPOST_REPORTS_PORT='70000': expected a port number, 1-65535",
+            "STAGEPOST_DESK_PORT='70000': expected a port number, 1-65535",
         ),
         (
             "STAGEPOST_REPORTS_SFTP_PORT",
@@ -158,9 +158,9 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
             "STAGEPOST_HEALTH_MIN_FREE_MB='0': expected a number of MB, more than 0",
         ),
         (
-            "STAGEPOST_REPORTS_QUIET",
+            "STAGEPOST_DESK_QUIET",
             "quiet",
-            "STAGEPOST_REPORTS_QUIET='quiet': not a boolean; expected true or false "
+            "STAGEPOST_DESK_QUIET='quiet': not a boolean; expected true or false "
             "(also 1/0, yes/no)",
         ),
     ],
@@ -216,9 +216,9 @@ def test_booleans_read_as_written(
 ) -> None:
     monkeypatch.setenv("STAGEPOST_DONE_MARKERS", value)
     monkeypatch.setenv("STAGEPOST_DECIMAL_COMMA", value)
-    monkeypatch.setenv("STAGEPOST_REPORTS_QUIET", value)
+    monkeypatch.setenv("STAGEPOST_DESK_QUIET", value)
     source = psa_source_resource()
-    assert (source.done_markers, source.decimal_comma, current().reports_quiet) == (
+    assert (source.done_markers, source.decimal_comma, current().desk_quiet) == (
         expected,
         expected,
         expected,
@@ -254,6 +254,7 @@ def test_secrets_reach_resources_as_env_vars_and_are_never_printed(
         "STAGEPOST_TOGGL_TOKEN",
         "STAGEPOST_CLOCKIFY_TOKEN",
         "STAGEPOST_KIMAI_TOKEN",
+        "STAGEPOST_DESK_SESSION_SECRET",
     }
     assert staging_resource().password is None  # unset: no EnvVar that would fail to resolve
     for name in map(env_name, SECRETS):
