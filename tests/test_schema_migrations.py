@@ -159,14 +159,15 @@ def test_release1_staging_database_upgrades_without_changing_a_row(
     )
 
     with pytest.raises(
-        SchemaVersionError, match=r"0001 \(made before Alembic\).*needs 0002.*stagepost-upgrade"
+        SchemaVersionError,
+        match=r"0001 \(made before Alembic\).*needs 0003_vmap.*stagepost-upgrade",
     ):
         StagingDB(empty_url).init_schema()
 
     assert main(["--staging-url", empty_url, "--no-erp"]) == 0
     out = capsys.readouterr().out
     assert "its tables are revision 0001" in out and "upgrade 0001 -> 0002" in out
-    assert "at head 0002" in out
+    assert "at head 0003_vmap" in out
 
     after = _after(empty_url, before)
     meta = before.pop("schema_meta"), after.pop("schema_meta")
@@ -181,7 +182,7 @@ def test_release1_staging_database_upgrades_without_changing_a_row(
     db.init_schema()  # at head: opens
     assert db.scalar("SELECT count(*) FROM posting_windows WHERE message IS NULL") == 3
     assert db.scalar("SELECT count(*) FROM full_exports") == 0
-    assert db.scalar(f"SELECT version_num FROM {STAGING.version_table}") == "0002"
+    assert db.scalar(f"SELECT version_num FROM {STAGING.version_table}") == "0003_vmap"
     db.engine.dispose()
 
 
@@ -217,7 +218,7 @@ def test_database_at_an_older_revision_is_refused_naming_the_command(empty_url: 
     db = StagingDB(empty_url)
     with pytest.raises(SchemaVersionError) as e:
         db.init_schema()
-    assert "at schema revision 0001, this stagepost needs 0002" in str(e.value)
+    assert "at schema revision 0001, this stagepost needs 0003_vmap" in str(e.value)
     assert "./dev upgrade" in str(e.value) and "stagepost-upgrade" in str(e.value)
     db.engine.dispose()
 
@@ -349,7 +350,7 @@ def test_dev_upgrade_runs_the_command(tmp_path: Path) -> None:
         [str(ROOT / "dev"), "upgrade"], env=env, capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 0, done.stderr
-    assert "upgrade 0001 -> 0002" in done.stdout and "at head 0002" in done.stdout
+    assert "upgrade 0001 -> 0002" in done.stdout and "at head 0003_vmap" in done.stdout
     history = subprocess.run(
         [str(ROOT / "dev"), "upgrade", "--history"], env=env, capture_output=True, text=True
     )

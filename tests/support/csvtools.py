@@ -41,7 +41,7 @@ def write_csv(
     encoding: str = "utf-8",
     delimiter: str = ",",
 ) -> Path:
-    cols = DATASETS[dataset].column_names
+    cols = DATASETS[dataset].layout
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="", encoding=encoding) as f:
         w = csv.writer(f, delimiter=delimiter)
