@@ -36,9 +36,10 @@ class ExprError(ValueError):
 def names(text: str) -> list[str]:
     """The column names an expression reads (validated: raises `ExprError` when invalid)."""
     tree = _parse(text)
+    funcs = {id(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)}
     out: list[str] = []
     for node in ast.walk(tree):
-        if isinstance(node, ast.Name) and node.id not in out:
+        if isinstance(node, ast.Name) and id(node) not in funcs and node.id not in out:
             out.append(node.id)
     return out
 
