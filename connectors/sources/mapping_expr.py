@@ -71,7 +71,9 @@ def _parse(text: str) -> ast.expr:
         elif isinstance(node, ast.UnaryOp):
             if not isinstance(node.op, ast.USub):
                 raise ExprError(f"expr {text!r}: the only unary operator is -")
-        elif not isinstance(node, ast.Expression | ast.Name | ast.Load | ast.operator):
+        elif not isinstance(
+            node, ast.Expression | ast.Name | ast.Load | ast.operator | ast.unaryop
+        ):
             raise ExprError(f"expr {text!r}: {type(node).__name__} is not allowed")
     return tree.body
 
