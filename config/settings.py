@@ -248,6 +248,12 @@ class Settings(BaseSettings):
         "a file path or mapping name",
         "none (canonical format)",
     )
+    source_timezone: Annotated[str, BeforeValidator(_timezone)] = setting(
+        "UTC",
+        "the zone the source's people work in: a mapping's `timezone = \"source\"` (the local "
+        "work date of solidtime's UTC start times)",
+        "an IANA timezone, e.g. Europe/Berlin",
+    )
     default_legal_entity: str | None = setting(
         None,
         "legal entity of projects and employees derived from a vendor export that does not "

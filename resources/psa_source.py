@@ -44,6 +44,9 @@ class PsaSource(SftpLogin):
         description="Vendor column mapping(s): shipped names (harvest, toggl, clockify, "
         "kimai, solidtime) or TOML paths, separated by commas; empty = canonical files",
     )
+    source_timezone: str = Field(
+        default="UTC", description='The zone a mapping\'s timezone = "source" stands for'
+    )
     default_legal_entity: str = Field(
         default="", description="Legal entity of derived master data the export lacks"
     )
@@ -80,7 +83,7 @@ class PsaSource(SftpLogin):
         """How this source's files are written; loads and validates the mapping file, so a
         bad mapping fails before any file is read."""
         refs = [r.strip() for r in self.mapping_file.split(",") if r.strip()]
-        mappings = [load_mapping(r) for r in refs]
+        mappings = [load_mapping(r, source_timezone=self.source_timezone) for r in refs]
         return FileFormat(
             encoding=self.encoding,
             delimiter=self.delimiter,

@@ -52,6 +52,7 @@ def psa_source_resource(s: Settings | None = None) -> PsaSource:
         header_row=s.header_row,
         mapping_file=s.mapping or s.mapping_file,
         default_legal_entity=s.default_legal_entity or "",
+        source_timezone=s.source_timezone,
         default_currency=s.default_currency or "",
         full_export_pattern=s.full_export_pattern,
         full_export_range=s.full_export_range,

@@ -55,7 +55,7 @@ CASES = {
     "kimai": ("20261130-acme-website.csv", {}, 5, 5, 0, {}, Decimal("1276.08")),
     "solidtime": (
         "time_entries.csv",
-        {"default_currency": "EUR"},
+        {"default_currency": "EUR", "source_timezone": "Europe/Berlin"},
         4,
         3,
         0,
@@ -110,7 +110,8 @@ def test_vendor_export_lands_valid_with_derived_master_data(
     master = any_db.query_df(
         "SELECT 'employees' AS d, state FROM stg_employees WHERE is_current UNION ALL "
         "SELECT 'projects', state FROM stg_projects WHERE is_current UNION ALL "
-        "SELECT 'project_tasks', state FROM stg_project_tasks WHERE is_current"
+        "SELECT 'project_tasks', state FROM stg_project_tasks WHERE is_current UNION ALL "
+        "SELECT 'rate_cards', state FROM stg_rate_cards WHERE is_current"
     )
     assert (master["state"] == "valid").all(), master.to_dict("records")
     total = any_db.scalar("SELECT SUM(amount) FROM validated_time_entries")
@@ -345,6 +346,7 @@ def test_solidtime_work_date_is_the_local_date_of_a_utc_start(
         "solidtime",
         [DATA / "solidtime" / "time_entries.csv"],
         default_currency="EUR",
+        source_timezone="Europe/Berlin",
     )
     row = any_db.query_df(
         "SELECT work_date, hours, bill_rate, approved_at_source FROM stg_time_entries "
@@ -356,3 +358,20 @@ def test_solidtime_work_date_is_the_local_date_of_a_utc_start(
         "100.0100",
         "updated_at",
     ]
+
+
+def test_the_source_zone_comes_from_the_settings(duck_db: StagingDB, tmp_path: Path) -> None:
+    """The same solidtime export read with STAGEPOST_SOURCE_TIMEZONE=UTC: the 23:30 UTC start
+    stays on 3 November (`timezone = "source"` in the shipped mapping)."""
+    _ingest(
+        duck_db,
+        tmp_path,
+        "solidtime",
+        [DATA / "solidtime" / "time_entries.csv"],
+        default_currency="EUR",
+    )
+    day = duck_db.scalar(
+        "SELECT work_date FROM stg_time_entries "
+        "WHERE row_key = '9b1c7a52-0001-4a8e-9f00-000000000002'"
+    )
+    assert str(day) == "2026-11-03"

@@ -1454,8 +1454,32 @@ def _aliases(value: object, origin: str) -> dict[str, str]:
     return {normalise_header(k): normalise_header(v) for k, v in value.items()}
 
 
-def parse_mapping(data: Mapping[str, Any], origin: str) -> SourceMapping:
-    """Validate a parsed TOML document and build the mapping (`origin` names it in errors)."""
+#: A `timezone` written so stands for the source's zone (`STAGEPOST_SOURCE_TIMEZONE`).
+SOURCE_ZONE = "source"
+
+
+def _with_zone(value: Any, zone: str) -> Any:
+    """The TOML document with every `timezone`/`source_timezone` = "source" set to `zone`."""
+    if isinstance(value, dict):
+        return {
+            k: zone
+            if k in ("timezone", "source_timezone") and v == SOURCE_ZONE
+            else _with_zone(v, zone)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [_with_zone(v, zone) for v in value]
+    return value
+
+
+def parse_mapping(
+    data: Mapping[str, Any], origin: str, *, source_timezone: str = "UTC"
+) -> SourceMapping:
+    """Validate a parsed TOML document and build the mapping (`origin` names it in errors).
+
+    `source_timezone` is what `timezone = "source"` stands for: the zone the source's people
+    work in, from the settings, so a shipped mapping needs no copy to change it."""
+    data = _with_zone(dict(data), source_timezone)
     head = {k: data[k] for k in ("name", "description") if k in data}
     fmt = _model(FormatSection, data.get("format", {}), origin, "[format]")
     aliases = _aliases(data.get("headers", {}), origin)
@@ -1521,8 +1545,9 @@ def resolve_mapping_path(ref: str | Path) -> Path:
     return MAPPINGS_DIR / f"{_RENAMED.get(str(ref), str(ref))}.toml"
 
 
-def load_mapping(ref: str | Path) -> SourceMapping:
-    """Read and validate a mapping file (stdlib tomllib); errors name the file and the column."""
+def load_mapping(ref: str | Path, *, source_timezone: str = "UTC") -> SourceMapping:
+    """Read and validate a mapping file (stdlib tomllib); errors name the file and the column.
+    `timezone = "source"` in it stands for `source_timezone`."""
     path = resolve_mapping_path(ref)
     try:
         with open(path, "rb") as f:
@@ -1534,4 +1559,4 @@ def load_mapping(ref: str | Path) -> SourceMapping:
         ) from None
     except tomllib.TOMLDecodeError as e:
         raise MappingError(f"mapping {path.name}: not valid TOML: {e}") from None
-    return parse_mapping(data, path.name)
+    return parse_mapping(data, path.name, source_timezone=source_timezone)
