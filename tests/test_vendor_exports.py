@@ -375,3 +375,51 @@ def test_the_source_zone_comes_from_the_settings(duck_db: StagingDB, tmp_path: P
         "WHERE row_key = '9b1c7a52-0001-4a8e-9f00-000000000002'"
     )
     assert str(day) == "2026-11-03"
+
+
+def test_harvest_eu_account_with_decimal_commas(duck_db: StagingDB, tmp_path: Path) -> None:
+    """An EU account's export: comma-separated, numbers quoted with decimal commas ("20,0",
+    "2.000,0"); STAGEPOST_DECIMAL_COMMA reads them exactly (without it, type errors)."""
+    header = (DATA / "harvest" / CASES["harvest"][0]).read_text(encoding="utf-8").splitlines()[0]
+    rows = [
+        '2026-11-02,Garage Leroy,Brochure,GL-01,Design,Cover,"20,0",Yes,No,Yes,Hélène,Bernard,,'
+        'Designer,Yes,"100,0","2.000,0","45,0","900,0",Euro - EUR,',
+        '2026-11-03,Garage Leroy,Brochure,GL-01,Design,Proofs,"7,5",Yes,No,Yes,Hélène,Bernard,,'
+        'Designer,Yes,"95,0","712,5","45,0","337,5",Euro - EUR,',
+    ]
+    f = tmp_path / "src" / "harvest_time_report_from2026-11-01to2026-11-30.csv"
+    f.parent.mkdir()
+    f.write_text("\n".join([header, *rows]) + "\n", encoding="utf-8")
+    _ingest(duck_db, tmp_path, "harvest", [f], decimal_comma=True)
+    validate_all(duck_db, actor="test")
+    got = duck_db.query_df(
+        "SELECT s.hours, s.bill_rate, s.source_amount, v.amount FROM stg_time_entries s "
+        "JOIN validated_time_entries v ON v.entry_id = s.row_key ORDER BY s.work_date"
+    )
+    assert got.values.tolist() == [
+        [Decimal("20.0000"), Decimal("100.0000"), Decimal("2000.00"), Decimal("2000.00")],
+        [Decimal("7.5000"), Decimal("95.0000"), Decimal("712.50"), Decimal("712.50")],
+    ]
+
+
+def test_mappings_are_selected_by_name_in_the_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from config.settings import SettingsError
+    from connectors.sources.formats import SourceDefaults
+    from connectors.sources.mapping import MAPPINGS_DIR
+    from resources.settings import psa_source_resource
+
+    monkeypatch.setenv("STAGEPOST_MAPPING", "toggl, kimai")
+    monkeypatch.setenv("STAGEPOST_DEFAULT_CURRENCY", "EUR")
+    monkeypatch.setenv("STAGEPOST_DEFAULT_LEGAL_ENTITY", "DE01")
+    fmt = psa_source_resource().file_format()
+    assert [m.origin for m in fmt.all_mappings] == ["toggl.toml", "kimai.toml"]
+    assert fmt.defaults == SourceDefaults(legal_entity="DE01", currency="EUR")
+    assert fmt.dataset_of(CASES["toggl"][0]) == fmt.dataset_of(CASES["kimai"][0]) == "time_entries"
+    assert fmt.dataset_of(CASES["clockify"][0]) is None  # not one of the chosen vendors
+    monkeypatch.setenv("STAGEPOST_MAPPING", str(MAPPINGS_DIR / "clockify.toml"))  # a path
+    assert psa_source_resource().file_format().dataset_of(CASES["clockify"][0]) == "time_entries"
+    monkeypatch.setenv("STAGEPOST_DEFAULT_CURRENCY", "euro")
+    with pytest.raises(SettingsError, match="STAGEPOST_DEFAULT_CURRENCY"):
+        psa_source_resource()
