@@ -223,8 +223,8 @@ CANDIDATES: dict[str, Candidate] = {
         # when the PSA gave one (02:14:54 x 75 = 168.63, where 2.2483 h x 75 = 168.62), else
         # rate x hours. `{exact_amount}` is the dialect's exact integer division.
         final="""SELECT base.*, rc.bill_rate AS rc_rate,
-                CASE WHEN base.fixed_amount IS NOT NULL THEN base.fixed_amount
-                     WHEN NOT base.billable THEN 0
+                CASE WHEN NOT base.billable THEN 0
+                     WHEN base.fixed_amount IS NOT NULL THEN base.fixed_amount
                      WHEN base.duration_seconds IS NOT NULL THEN {exact_amount}
                      ELSE ROUND(base.hours * coalesce(base.bill_rate, rc.bill_rate, 0), 2)
                 END AS calc_amount
