@@ -14,10 +14,16 @@ Structure (pydantic models, validated once at load; each compiles its own SQL):
 - `SourceMapping`: one mapping file, its `DatasetMapping` per `[dataset]` table.
 - `DatasetMapping`: the column rules of one dataset; checks the dataset's key is filled and
   that identities name columns the mapping fills.
-- `ColumnRule`: one canonical column. Its *kind* is the one key that says where the value
-  comes from; one model per kind, registered in `KINDS` by that key: `SourceRule`,
-  `CoalesceRule`, `ConcatRule` (vendor columns, all `VendorRule`s), `ConstantRule`,
-  `IdentityRule`.
+- `ColumnRule`: one canonical column (or a `_helper` column other rules read). Its *kind* is
+  the one key that says where the value comes from; one model per kind, registered in `KINDS`
+  by that key: `SourceRule`, `CoalesceRule`, `ConcatRule` (vendor columns, all
+  `VendorRule`s), `ConstantRule`, `IdentityRule`, `KeyRule` (a stable hash of columns),
+  `ExprRule` (exact arithmetic, `mapping_expr`), `HeaderRule` (a value in a header label),
+  `FileTimeRule`, `CopyRule`. Any rule may carry a `Condition` (`when`, `otherwise`).
+- Sections besides the datasets: `FormatSection` (`[format]`, per mapping or dataset),
+  `[headers]` aliases, a dataset's `files` globs, `ApprovalPolicy` (`[time_entries.approval]`,
+  compiled into ordinary rules), `[derived.<dataset>]` (master data derived from the time
+  export, `staging_models.derived`) and `ProjectDefault`s.
 - `Transform`: what a `VendorRule` does to its value, one model per transform, registered in
   `TRANSFORMS` by name (the TOML's `transform = "..."`) and chosen by that name (a pydantic
   discriminated union). The TOML writes a transform's settings flat next to it (`format`,
@@ -1233,10 +1239,11 @@ class DatasetMapping(BaseModel):
         """
         by_target = {r.target: r for r in self.rules}
         cache: dict[tuple[str, bool], str] = {}
+        resolved = self.resolve(header, file_label)
 
         def compiled(loud: bool) -> Compiled:
             return Compiled(
-                self.resolve(header, file_label),
+                resolved,
                 file_label,
                 self.origin,
                 row_no,
@@ -1366,8 +1373,6 @@ def _mapping_error(
     )
 
 
-#: Keys of a dataset table that are not column rules.
-_DATASET_KEYS = ("files", "format", "approval")
 #: Top-level keys that are not datasets.
 _TOP_KEYS = ("name", "description", "format", "headers", "project_defaults", "derived")
 
