@@ -176,7 +176,7 @@ def test_release1_staging_database_upgrades_without_changing_a_row(
     assert [r for r in meta[1] if r["key"] != "schema_version"] == [
         r for r in meta[0] if r["key"] != "schema_version"
     ]
-    assert {"key": "schema_version", "value": "2"} in meta[1]
+    assert {"key": "schema_version", "value": "3"} in meta[1]
 
     db = StagingDB(empty_url)
     db.init_schema()  # at head: opens
@@ -204,7 +204,7 @@ def test_upgraded_schema_equals_a_fresh_one(
 
 def test_fresh_database_is_at_head_and_reopens(any_db: StagingDB) -> None:
     assert any_db.scalar(f"SELECT version_num FROM {STAGING.version_table}") == STAGING.head()
-    assert any_db.scalar("SELECT value FROM schema_meta WHERE key = 'schema_version'") == "2"
+    assert any_db.scalar("SELECT value FROM schema_meta WHERE key = 'schema_version'") == "3"
     any_db.engine.dispose()
     again = StagingDB(any_db.url)
     again.init_schema()

@@ -6,8 +6,8 @@ Real exports (Harvest, Toggl, Clockify, Kimai, solidtime; issue 14) have no appr
 durations in seconds that rounding hours to 4 places loses a cent on (`duration_seconds`),
 carry their own amounts (`source_amount`, checked against rate x hours) and fixed-price
 entries (`fixed_amount`). Four nullable columns on the landing and versions tables of time
-entries, appended (as a fresh database has them). Old rows keep their content hash: the new
-columns enter it only when set.
+entries, appended (as a fresh database has them), and schema_meta version 3. Old rows keep
+their content hash: the new columns enter it only when set.
 """
 
 from alembic import op
@@ -33,6 +33,7 @@ def upgrade() -> None:
             op.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {name} {sql_type}")
     for name in _RAW:
         op.execute(f"ALTER TABLE land_time_entries ADD COLUMN IF NOT EXISTS raw_{name} TEXT")
+    op.execute("UPDATE schema_meta SET value = '3' WHERE key = 'schema_version'")
 
 
 def downgrade() -> None:
