@@ -423,3 +423,64 @@ def test_mappings_are_selected_by_name_in_the_settings(
     monkeypatch.setenv("STAGEPOST_DEFAULT_CURRENCY", "euro")
     with pytest.raises(SettingsError, match="STAGEPOST_DEFAULT_CURRENCY"):
         psa_source_resource()
+
+
+def test_solidtime_master_files_land_by_their_names_and_win_over_derived(
+    any_db: StagingDB, tmp_path: Path
+) -> None:
+    """The unpacked solidtime export: members.csv, projects.csv and tasks.csv land as
+    employees, projects and tasks through the same mapping (names, billability, archived
+    projects), and the master data derived from time_entries.csv keeps out of their way."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    for name in ("members.csv", "projects.csv", "tasks.csv", "time_entries.csv"):
+        shutil.copy2(DATA / "solidtime" / name, inbox / name)
+    psa = PsaSource(
+        inbox=str(inbox),
+        mapping_file="solidtime",
+        stable_seconds=0,
+        default_legal_entity="DE01",
+        default_currency="EUR",
+        source_timezone="Europe/Berlin",
+    )
+    fmt = psa.file_format()
+    with psa.open() as source:
+        for dataset in ("employees", "projects", "project_tasks", "time_entries"):
+            report = ingest_dataset(any_db, source, dataset, fmt=fmt, workdir=tmp_path / "w")
+            assert not report.refused and not report.failures
+    validate_all(any_db, actor="test")
+    employees = any_db.query_df(
+        "SELECT row_key, employee_name, role, legal_entity, version FROM stg_employees "
+        "WHERE is_current ORDER BY row_key"
+    )
+    assert employees.values.tolist() == [
+        ["m-anna", "Anna Berg", "admin", "DE01", 1],
+        ["m-ben", "Ben Cole", "employee", "DE01", 1],
+    ]
+    projects = any_db.query_df(
+        "SELECT row_key, project_name, billing_method, status, currency, state FROM stg_projects "
+        "WHERE is_current ORDER BY row_key"
+    )
+    assert projects.values.tolist() == [
+        ["p-ops", "Operations", "non_billable", "open", "EUR", "valid"],
+        ["p-web", "Website relaunch", "time_and_materials", "open", "EUR", "valid"],
+    ]
+    tasks = any_db.query_df(
+        "SELECT project_code, task_code, task_name FROM stg_project_tasks WHERE is_current "
+        "ORDER BY project_code, task_code"
+    )
+    assert tasks.values.tolist() == [
+        ["p-ops", "general", None],  # derived: the entries' default task
+        ["p-web", "general", None],
+        ["p-web", "t-design", "Design"],  # the file's
+    ]
+    assert _states(any_db) == {"valid": 3, "quarantined": 1}
+    derived = any_db.query_df(
+        "SELECT dataset, rows_new_version, rows_unchanged FROM loads "
+        "WHERE source_name = 'psa (derived)' ORDER BY dataset"
+    )
+    assert derived.values.tolist() == [
+        ["employees", 0, 2],  # both members came from members.csv first
+        ["project_tasks", 2, 1],
+        ["projects", 0, 2],
+    ]

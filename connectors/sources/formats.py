@@ -222,6 +222,32 @@ def project_default_sql(
     return f"CASE {' '.join(whens)} ELSE {other} END"
 
 
+def _apply_defaults(dataset: str, exprs: dict[str, str], fmt: FileFormat) -> None:
+    """What a vendor's file cannot say, filled in where the row is empty: a time entry's or
+    project's currency, a project's legal entity and customer (the mapping's
+    `[[project_defaults]]`, then the settings), an employee's legal entity (the setting); a
+    vendor's projects export has no status or billing method: open, time and materials.
+    Nothing is filled without a default: the row is quarantined, never guessed."""
+    d = fmt.defaults
+    fills: dict[str, str | None] = {}
+    if dataset in ("time_entries", "projects") and "project_code" in exprs:
+        code = exprs["project_code"]
+        fills["currency"] = project_default_sql(code, "currency", fmt.mapping, d.currency)
+        if dataset == "projects":
+            fills["legal_entity"] = project_default_sql(
+                code, "legal_entity", fmt.mapping, d.legal_entity
+            )
+            fills["customer_id"] = project_default_sql(code, "customer_id", fmt.mapping, None)
+            fills["status"] = "'open'"
+            fills["billing_method"] = "'time_and_materials'"
+    elif dataset == "employees" and d.legal_entity:
+        fills["legal_entity"] = sql_str(d.legal_entity)
+    for column, default in fills.items():
+        if default is not None:
+            own = exprs.get(column, "CAST(NULL AS VARCHAR)")
+            exprs[column] = f"coalesce(NULLIF(trim({own}), ''), {default})"
+
+
 def _column_exprs(
     path: Path,
     dataset: Dataset,
@@ -238,15 +264,8 @@ def _column_exprs(
             exprs = mapping.column_sql(header, path.name, _ROW, file_time=file_time)
         except MappingError as e:
             raise FileFormatError(str(e)) from None
-        if dataset.name == "time_entries" and fmt is not None and "project_code" in exprs:
-            # A currency neither the row nor the header gives: the project's default, else
-            # the setting, else none (TE_CURRENCY_MISSING): never a guess.
-            default = project_default_sql(
-                exprs["project_code"], "currency", fmt.mapping, fmt.defaults.currency
-            )
-            if default is not None:
-                own = exprs.get("currency", "CAST(NULL AS VARCHAR)")
-                exprs["currency"] = f"coalesce(NULLIF(trim({own}), ''), {default})"
+        if fmt is not None:
+            _apply_defaults(dataset.name, exprs, fmt)
     else:
         found = _map_columns(path, dataset, header)
         exprs = {c: f"CAST({quote_ident(h)} AS VARCHAR)" for c, h in found.items()}
