@@ -25,7 +25,7 @@ from dagster import (
 )
 
 from assets.pools import STAGING_WRITE
-from connectors.sources.base import FileSource, SourceError, dataset_of, display_name
+from connectors.sources.base import FileSource, SourceError, display_name
 from connectors.sources.canonical import DATASETS
 from resources.psa_source import PsaSource
 from resources.staging import StagingDatabase
@@ -100,7 +100,7 @@ def _landing_asset(dataset: str) -> AssetsDefinition:
         context: AssetExecutionContext, staging: StagingDatabase, psa_source: PsaSource
     ) -> MaterializeResult:
         only = context.run.tags.get(FILE_TAG)
-        if only is not None and dataset_of(only) != dataset:
+        if only is not None and psa_source.file_format().dataset_of(only) != dataset:
             # A sensor run for another dataset's file: this asset runs as part of the job
             # (so downstream assets run too) but has nothing to land.
             context.log.info(f"run is for {only}, not a {dataset} file: nothing to land")

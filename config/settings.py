@@ -234,12 +234,39 @@ class Settings(BaseSettings):
     decimal_comma: Flag = setting(False, "CSV numbers are written `1.234,50`", FLAG)
     sheet: str | None = setting(None, "XLSX: the sheet name", TEXT, "the first sheet")
     header_row: Positive = setting(1, "XLSX: the header's row number", "a whole number, 1 or more")
+    mapping: str = setting(
+        "",
+        "vendor mapping(s): a shipped name (`harvest`, `toggl`, `clockify`, `kimai`, "
+        "`solidtime`) or a TOML path; several separated by `,` (each takes its own vendor "
+        "file names; see docs/sources.md)",
+        "mapping names or file paths, separated by commas",
+        "none (canonical format)",
+    )
     mapping_file: str = setting(
         "",
-        "a vendor column mapping (TOML), a path or a shipped name, e.g. "
-        "`connectors/sources/mappings/harvest_detailed_time.toml`",
+        "the older name of `STAGEPOST_MAPPING` (used when that is unset)",
         "a file path or mapping name",
         "none (canonical format)",
+    )
+    source_timezone: Annotated[str, BeforeValidator(_timezone)] = setting(
+        "UTC",
+        "the zone the source's people work in: a mapping's `timezone = \"source\"` (the local "
+        "work date of solidtime's UTC start times)",
+        "an IANA timezone, e.g. Europe/Berlin",
+    )
+    default_legal_entity: str | None = setting(
+        None,
+        "legal entity of projects and employees derived from a vendor export that does not "
+        "say (after a mapping's `[[project_defaults]]`)",
+        TEXT,
+        "none (such rows are quarantined)",
+    )
+    default_currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] | None = setting(
+        None,
+        "currency of vendor-export entries and derived projects that neither the row, the "
+        "header nor a mapping's `[[project_defaults]]` give (never assumed otherwise)",
+        "an ISO 4217 code, e.g. EUR",
+        "none (such rows are quarantined)",
     )
     max_file_rows: Positive = setting(
         FileLimits.max_rows,

@@ -28,7 +28,7 @@ from dagster import (
 
 from assets.ingestion import DATASET_TAG, FILE_TAG, HOURLY_DATASETS
 from config.settings import current
-from connectors.sources.base import RemoteFile, RetryableSourceError, dataset_of
+from connectors.sources.base import RemoteFile, RetryableSourceError
 from pipelines.jobs import ingest_nightly_job, ingest_time_entries_job
 from resources.psa_source import PsaSource
 
@@ -79,7 +79,7 @@ def psa_inbox_sensor(context: SensorEvaluationContext, psa_source: PsaSource):
     present: set[str] = set()
     runs: list[RunRequest] = []
     for f in files:
-        dataset = dataset_of(f.name)  # list_complete only returns files of a known dataset
+        dataset = source.dataset_of(f.name)  # list_complete returns files of known datasets
         key = file_key(f)
         present.add(key)
         if key in requested:

@@ -7,7 +7,7 @@ from pathlib import Path
 from pydantic import Field
 
 from connectors.sources.base import FileSource
-from connectors.sources.formats import FileFormat, FileLimits
+from connectors.sources.formats import FileFormat, FileLimits, SourceDefaults
 from connectors.sources.local import LocalFolderSource
 from connectors.sources.mapping import load_mapping
 from resources.sftp import SftpLogin
@@ -41,8 +41,17 @@ class PsaSource(SftpLogin):
     header_row: int = 1
     mapping_file: str = Field(
         default="",
-        description="Vendor column mapping: a TOML path or a shipped name "
-        "(harvest_detailed_time); empty = files are in the canonical format",
+        description="Vendor column mapping(s): shipped names (harvest, toggl, clockify, "
+        "kimai, solidtime) or TOML paths, separated by commas; empty = canonical files",
+    )
+    source_timezone: str = Field(
+        default="UTC", description='The zone a mapping\'s timezone = "source" stands for'
+    )
+    default_legal_entity: str = Field(
+        default="", description="Legal entity of derived master data the export lacks"
+    )
+    default_currency: str = Field(
+        default="", description="Currency of entries and derived projects the export lacks"
     )
     # Full exports: complete snapshots whose missing entries become tombstones
     full_export_pattern: str = Field(
@@ -73,13 +82,20 @@ class PsaSource(SftpLogin):
     def file_format(self) -> FileFormat:
         """How this source's files are written; loads and validates the mapping file, so a
         bad mapping fails before any file is read."""
+        refs = [r.strip() for r in self.mapping_file.split(",") if r.strip()]
+        mappings = [load_mapping(r, source_timezone=self.source_timezone) for r in refs]
         return FileFormat(
             encoding=self.encoding,
             delimiter=self.delimiter,
             decimal_comma=self.decimal_comma,
             sheet=self.sheet,
             header_row=self.header_row,
-            mapping=load_mapping(self.mapping_file) if self.mapping_file else None,
+            mapping=mappings[0] if mappings else None,
+            mappings=tuple(mappings[1:]),
+            defaults=SourceDefaults(
+                legal_entity=self.default_legal_entity or None,
+                currency=self.default_currency or None,
+            ),
             limits=FileLimits(
                 max_rows=self.max_file_rows,
                 max_cell_bytes=self.max_cell_bytes,
@@ -98,7 +114,8 @@ class PsaSource(SftpLogin):
         if self.kind == "local":
             inbox = Path(self.inbox) if self.inbox else data_dir() / "inbox"
             inbox.mkdir(parents=True, exist_ok=True)
-            return LocalFolderSource(
+            classify = self.file_format().classify
+            local = LocalFolderSource(
                 inbox,
                 self.archive or None,
                 rejected=self.rejected or None,
@@ -106,10 +123,13 @@ class PsaSource(SftpLogin):
                 done_markers=self.done_markers,
                 stable_seconds=self.stable_seconds,
             )
+            local.classify = classify  # vendor file names its mappings take
+            return local
         if self.kind == "sftp":
             from connectors.sources.sftp import SftpSource
 
-            return SftpSource(
+            classify = self.file_format().classify
+            remote = SftpSource(
                 **self.login(("inbox",), "SFTP source", "Sources"),
                 inbox=self.inbox,
                 archive=self.archive or None,
@@ -118,6 +138,8 @@ class PsaSource(SftpLogin):
                 done_markers=self.done_markers,
                 stable_seconds=self.stable_seconds,
             )
+            remote.classify = classify  # vendor file names its mappings take
+            return remote
         raise ValueError(f"unknown PSA source kind {self.kind!r}: use 'local' or 'sftp'")
 
     def workdir(self) -> Path:

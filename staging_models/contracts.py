@@ -300,7 +300,7 @@ TIME_ENTRY_RULES: list[Rule] = [
         "'no bill rate: the entry has none and no rate card of project ' || x.project_code "
         "|| ' covers ' || coalesce(x.employee_id, '?') || ' (role ' || coalesce(x.emp_role, '?') "
         "|| ') on ' || CAST(x.work_date AS VARCHAR)",
-        "x.billable AND x.bill_rate IS NULL AND x.raw_bill_rate IS NULL "
+        "x.billable AND x.bill_rate IS NULL AND x.raw_bill_rate IS NULL AND x.fixed_amount IS NULL "
         "AND x.rc_rate IS NULL AND x.prj_found AND x.work_date IS NOT NULL",
     ),
     Rule(
@@ -309,6 +309,15 @@ TIME_ENTRY_RULES: list[Rule] = [
         "'billable time on a non-billable ' || CASE WHEN x.prj_billing = 'non_billable' "
         "THEN 'project ' || x.project_code ELSE 'task ' || x.task_code END",
         "x.billable AND (x.prj_billing = 'non_billable' OR x.task_billable = FALSE)",
+    ),
+    Rule(
+        "TE_AMOUNT_MISMATCH",
+        "time_entries",
+        "'the PSA''s own amount ' || CAST(x.source_amount AS VARCHAR) || ' differs from ' "
+        "|| CASE WHEN x.fixed_amount IS NOT NULL THEN 'the fixed price ' "
+        "ELSE 'rate x hours = ' END || CAST(x.calc_amount AS VARCHAR)",
+        "x.source_amount IS NOT NULL AND x.calc_amount IS NOT NULL "
+        "AND x.source_amount <> x.calc_amount",
     ),
     _dup_conflict("time_entries", "entry_id"),
 ]

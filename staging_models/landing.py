@@ -27,6 +27,7 @@ from connectors.sources.base import display_name, safe_local_name
 from connectors.sources.canonical import DATASETS, DECIMALS, Column, Dataset
 from connectors.sources.formats import FileFormat, FileFormatError, close_raw, open_raw
 from staging_models.db import StagingDB
+from staging_models.derived import land_derived
 from staging_models.full_export import FullExportPolicy, judge
 from staging_models.scratch import clean_dead_scratch, scratch_dir
 from staging_models.tables import VERSIONS, loads
@@ -133,6 +134,21 @@ def _typed_expr(c: Column) -> str:
     raise ValueError(c.type)
 
 
+def _hashed_expr(ds: Dataset, c: Column) -> str:
+    """A column's part of the content hash (NULL parts are skipped by concat_ws)."""
+    value = f"coalesce(CAST({c.name} AS VARCHAR), chr(1) || t_{c.name}"
+    if c.hash_when_set:
+        expr = f"'{c.name}=' || {value})"
+    else:
+        expr = f"{value}, chr(0))"
+    if c.hash_when_set:
+        expr = f"CASE WHEN t_{c.name} IS NOT NULL THEN {expr} END"
+    unless = ds.hash_unless.get(c.name)
+    if unless:
+        expr = f"CASE WHEN t_{unless} IS NULL THEN {expr} END"
+    return expr
+
+
 def typed_select_sql(ds: Dataset, view: str, load_id: str) -> tuple[list[str], str]:
     """Columns and DuckDB SELECT producing the landing rows of `view` (see `tables._landing_table`)."""
     trimmed = ", ".join(
@@ -147,11 +163,7 @@ def typed_select_sql(ds: Dataset, view: str, load_id: str) -> tuple[list[str], s
         f"CASE WHEN t_{c.name} IS NOT NULL AND {c.name} IS NULL THEN '{c.name}' END"
         for c in raw_cols
     )
-    hashed = ", ".join(
-        f"coalesce(CAST({c.name} AS VARCHAR), chr(1) || t_{c.name}, chr(0))"
-        for c in ds.columns
-        if c.name not in ds.hash_exclude
-    )
+    hashed = ", ".join(_hashed_expr(ds, c) for c in ds.columns if c.name not in ds.hash_exclude)
     strict_key = [k for k in ds.key if k not in ds.key_nullable]
     missing = " OR ".join(f"{k} IS NULL" for k in strict_key) or "FALSE"
     key_expr = " || '|' || ".join(f"coalesce(CAST({k} AS VARCHAR), '')" for k in ds.key)
@@ -257,17 +269,34 @@ def land_file(
         # whatever happens: a 1 GB export must not leave a 1 GB copy behind.
         with db.begin() as conn, scratch_dir(workdir) as tmp:
             with db.duck(conn) as duck:
+                readable = _readable_alias(path, tmp)
                 view = open_raw(
                     duck,
-                    _readable_alias(path, tmp),
+                    readable,
                     ds,
                     fmt or FileFormat(),
                     workdir=tmp,
                     view=f"raw_{dataset}",
+                    file_name=file_name,
                 )
                 columns, select = typed_select_sql(ds, view, load_id)
                 db.insert_select(conn, duck, ds.landing_table, columns, select)
                 close_raw(duck, view)
+                if dataset == "time_entries" and fmt is not None:
+                    # Master data the mapping derives from this export: its own loads, in
+                    # this transaction (a file of master data wins over what is derived).
+                    derived = land_derived(
+                        db,
+                        conn,
+                        duck,
+                        readable,
+                        file_name=file_name,
+                        fmt=fmt,
+                        base=base,
+                        workdir=tmp,
+                    )
+                    if derived:
+                        result.extra["derived"] = derived
             # Versioning reads the rows just copied in: plan it on statistics that know them
             # (of the columns anything joins or filters landing rows on; raw text is only read).
             db.analyze(conn, f"{ds.landing_table} ({_LANDING_KEYS})")

@@ -219,7 +219,15 @@ CANDIDATES: dict[str, Candidate] = {
                 WHERE b.needs_rate
             """,
         },
-        final="""SELECT base.*, rc.bill_rate AS rc_rate
+        # The amount, rounded once: a fixed price as it is; else rate x the exact duration
+        # when the PSA gave one (02:14:54 x 75 = 168.63, where 2.2483 h x 75 = 168.62), else
+        # rate x hours. `{exact_amount}` is the dialect's exact integer division.
+        final="""SELECT base.*, rc.bill_rate AS rc_rate,
+                CASE WHEN NOT base.billable THEN 0
+                     WHEN base.fixed_amount IS NOT NULL THEN base.fixed_amount
+                     WHEN base.duration_seconds IS NOT NULL THEN {exact_amount}
+                     ELSE ROUND(base.hours * coalesce(base.bill_rate, rc.bill_rate, 0), 2)
+                END AS calc_amount
             FROM base LEFT JOIN rc ON rc.row_key = base.row_key AND rc.version = base.version
                                   AND rc.rn = 1""",
     ),
@@ -265,6 +273,18 @@ CANDIDATES: dict[str, Candidate] = {
 }
 
 
+def _exact_amount_sql(db: StagingDB) -> str:
+    """Rate x duration_seconds / 3600, rounded half up to the cent, exactly: on integers
+    (DuckDB divides decimals as floats). The rate has 4 decimals, so n = seconds x rate x
+    10000 is a whole number, and the amount in cents is n / 360000."""
+    n = "base.duration_seconds * coalesce(base.bill_rate, rc.bill_rate, 0) * 10000"
+    if db.is_duckdb:
+        cents = f"(CAST({n} AS HUGEINT) * 2 + 360000) // 720000"
+    else:
+        cents = f"div(CAST({n} AS NUMERIC) * 2 + 360000, 720000)"
+    return f"CAST({cents} AS DECIMAL(18,0)) * CAST(0.01 AS DECIMAL(3,2))"
+
+
 def _candidate_sql(db: StagingDB, ds: Dataset, part: Part = (0, 1)) -> str:
     """SELECT of the candidate rows `x` that the rules of `ds` are written against."""
     c = CANDIDATES[ds.name]
@@ -279,7 +299,7 @@ def _candidate_sql(db: StagingDB, ds: Dataset, part: Part = (0, 1)) -> str:
     if c.then:
         ctes["base"] = select
         ctes.update(c.then)
-        select = c.final
+        select = c.final.format(exact_amount=_exact_amount_sql(db))
     return f"WITH {', '.join(f'{name} AS ({sql})' for name, sql in ctes.items())} {select}"
 
 
@@ -330,10 +350,11 @@ def _validated_insert(dataset: str, cand: str, viol: str) -> str | None:
             SELECT c.row_key, c.version, c.content_hash, c.prj_legal_entity, c.prj_customer,
                    c.employee_id, c.employee_name, c.project_code, c.task_code, c.work_date, c.hours,
                    c.billable, coalesce({rate}, 0),
-                   CASE WHEN c.bill_rate IS NOT NULL THEN 'entry'
+                   CASE WHEN c.fixed_amount IS NOT NULL THEN 'fixed'
+                        WHEN c.bill_rate IS NOT NULL THEN 'entry'
                         WHEN c.rc_rate IS NOT NULL THEN 'rate_card' ELSE 'none' END,
-                   -- Money is rounded once, here, half away from zero, to the cent.
-                   CASE WHEN c.billable THEN ROUND(c.hours * coalesce({rate}, 0), 2) ELSE 0 END,
+                   -- Money is rounded once, in the candidate (calc_amount), to the cent.
+                   c.calc_amount,
                    c.currency, c.description, c.approved_at, :now
             FROM {cand} c WHERE {ok}"""
     if dataset == "invoices":

@@ -22,7 +22,11 @@ def new_load_id(now: datetime | None = None) -> str:
     return f"L{now:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
 
 
-def _version_ctes(ds: Dataset) -> str:
+#: Loads of master data derived from a time export are recorded under `<source> (derived)`.
+DERIVED_SUFFIX = " (derived)"
+
+
+def _version_ctes(ds: Dataset, defer_to_files: bool = False) -> str:
     land, stg = ds.landing_table, ds.versions_table
     has_updated = "updated_at" in ds.column_names
     stale = (
@@ -31,9 +35,17 @@ def _version_ctes(ds: Dataset) -> str:
         else "FALSE"
     )
     order = "f.updated_at NULLS FIRST, f.row_no" if has_updated else "f.row_no"
+    # Derived master data never replaces what a master-data file said (a file wins).
+    from_file = (
+        f"NOT EXISTS (SELECT 1 FROM loads d WHERE d.load_id = s.load_id "
+        f"AND d.source_name LIKE '%{DERIVED_SUFFIX}')"
+        if defer_to_files
+        else "FALSE"
+    )
     return f"""
         WITH cur AS (
-            SELECT s.row_key, s.version, s.content_hash{", s.updated_at" if has_updated else ""}
+            SELECT s.row_key, s.version, s.content_hash{", s.updated_at" if has_updated else ""},
+                   {from_file} AS from_file
             FROM {stg} s
             WHERE s.is_current AND s.row_key IN (SELECT row_key FROM {land} WHERE load_id = :load_id)
         ),
@@ -44,6 +56,7 @@ def _version_ctes(ds: Dataset) -> str:
         judged AS (
             SELECT f.*, c.version AS cur_version,
                    CASE WHEN f.dup_rank > 1 OR c.content_hash = f.content_hash THEN 'unchanged'
+                        WHEN c.from_file THEN 'unchanged'
                         WHEN {stale} THEN 'stale'
                         ELSE 'new' END AS disposition,
                    ROW_NUMBER() OVER (PARTITION BY f.row_key ORDER BY {order}) AS seq
@@ -52,15 +65,20 @@ def _version_ctes(ds: Dataset) -> str:
     """
 
 
-def apply_versions(conn: Connection, ds: Dataset, load_id: str) -> dict[str, int]:
-    """Judge every landed row of the load once (temp table), then insert the new versions."""
+def apply_versions(
+    conn: Connection, ds: Dataset, load_id: str, *, defer_to_files: bool = False
+) -> dict[str, int]:
+    """Judge every landed row of the load once (temp table), then insert the new versions.
+
+    `defer_to_files` (derived master data): a key whose current version came from a file
+    keeps it; the derived row counts as unchanged."""
     stg = VERSIONS[ds.name]
     cols = ", ".join(ds.column_names)
     judged = f"judged_{ds.name}"
     conn.exec_driver_sql(f"DROP TABLE IF EXISTS {judged}")
     conn.execute(
         sa.text(
-            f"""CREATE TEMP TABLE {judged} AS {_version_ctes(ds)}
+            f"""CREATE TEMP TABLE {judged} AS {_version_ctes(ds, defer_to_files)}
                 SELECT row_no, row_key, cur_version, disposition, seq FROM judged"""
         ),
         {"load_id": load_id},

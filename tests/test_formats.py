@@ -122,7 +122,7 @@ def _workbook(rows: list[list[object]], *, header_row: int, epoch=None) -> Workb
     ws.append(["Detailed time, November 2026"])
     for _ in range(header_row - 2):
         ws.append([])
-    ws.append(list(TIME_ENTRIES.column_names))
+    ws.append(list(TIME_ENTRIES.layout))
     for r in rows:
         ws.append(r)
     return wb
@@ -130,7 +130,7 @@ def _workbook(rows: list[list[object]], *, header_row: int, epoch=None) -> Workb
 
 def _xlsx_row(**values: object) -> list[object]:
     base: dict[str, object] = {**te(), **values}
-    return [base.get(c) for c in TIME_ENTRIES.column_names]
+    return [base.get(c) for c in TIME_ENTRIES.layout]
 
 
 def test_xlsx_serial_dates_sheet_and_header_row(duck_db: StagingDB, tmp_path: Path) -> None:
@@ -180,7 +180,7 @@ def test_xlsx_from_a_1904_workbook(duck_db: StagingDB, tmp_path: Path) -> None:
 def _big_export(path: Path, target_bytes: int, encoding: str) -> int:
     """A time-entries export of about `target_bytes` (uncompressed) with accented names, euro
     signs and multi-line quoted notes; returns its record count. Writes a block repeatedly."""
-    cols = DATASETS["time_entries"].column_names
+    cols = DATASETS["time_entries"].layout
     buf = io.StringIO()
     w = csv.writer(buf)
     for i in range(5000):
@@ -247,7 +247,7 @@ def test_large_file_streams_with_bounded_memory(
 def _malformed(kind: str) -> bytes:
     """A 5000-record export broken at record 4000 (line 4001), so DuckDB's sniffer passes and
     its reader fails deep in the file, where its line numbers were misleading."""
-    header = ",".join(TIME_ENTRIES.column_names)
+    header = ",".join(TIME_ENTRIES.layout)
     good = [",".join(te(entry_id=f"TE{i}").values()) for i in range(5000)]
     bad = good[3999]
     good[3999] = {
@@ -298,7 +298,7 @@ def test_unknown_encoding_is_named(tmp_path: Path) -> None:
 def test_a_column_given_twice_is_refused(tmp_path: Path, suffix: str) -> None:
     """DuckDB and the XLSX reader rename a repeated header (`hours_1`, `hours (2)`); the
     check uses the header as written, so the file is refused instead of one copy winning."""
-    cols = [*TIME_ENTRIES.column_names, "Hours"]
+    cols = [*TIME_ENTRIES.layout, "Hours"]
     row = [*te().values(), "9.00"]
     path = tmp_path / f"time_entries_1{suffix}"
     if suffix == ".csv":

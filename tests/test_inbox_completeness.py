@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _row(i: int) -> str:
     r = te(entry_id=f"G{i}")
-    return ",".join(r[c] for c in TIME_ENTRIES.column_names) + "\r\n"  # as csv.writer
+    return ",".join(r[c] for c in TIME_ENTRIES.layout) + "\r\n"  # as csv.writer
 
 
 def _append_rows(path: Path, start: int, stop: int, pause: float) -> None:
@@ -130,7 +130,7 @@ land_file(db, Path(sys.argv[2]), "time_entries", fmt=FileFormat(encoding="cp1252
 
 def _cp1252_export(path: Path, rows: int) -> None:
     with open(path, "w", encoding="cp1252", newline="") as f:
-        f.write(",".join(TIME_ENTRIES.column_names) + "\r\n")
+        f.write(",".join(TIME_ENTRIES.layout) + "\r\n")
         block = "".join(_row(i).replace("Design review", "Révision") for i in range(rows))
         f.write(block)
 

@@ -32,7 +32,7 @@ from tests.support.harvest import (
 )
 from tests.support.staging_helpers import World
 
-HARVEST = load_mapping("harvest_detailed_time")
+HARVEST = load_mapping("harvest")
 HARVEST_FMT = FileFormat(mapping=HARVEST)
 
 
@@ -367,7 +367,7 @@ def test_decimal_comma_applies_after_mapping(tmp_path: Path) -> None:
         ),
         (
             '[time_entries]\nentry_id = "ID"\ndeleted = { constant = false, default = "x" }',
-            r"a constant takes no other keys",
+            r"a constant takes only when and otherwise",
         ),
         (
             '[time_entries]\nentry_id = { identity = ["Date", "work_date"] }\nwork_date = "Date"',
@@ -411,11 +411,11 @@ def test_invalid_mapping_is_refused_naming_file_and_column(toml: str, message: s
 
 
 def test_mapping_files_are_found_by_path_or_shipped_name(tmp_path: Path) -> None:
-    assert (MAPPINGS_DIR / "harvest_detailed_time.toml").is_file()
+    assert (MAPPINGS_DIR / "harvest.toml").is_file()
     own = tmp_path / "acme.toml"
     own.write_text('[time_entries]\nentry_id = "Ref"\n')
     assert load_mapping(own).for_dataset("time_entries").rules[0].sources == ("Ref",)
-    with pytest.raises(MappingError, match="does not exist .*harvest_detailed_time"):
+    with pytest.raises(MappingError, match="does not exist .*harvest"):
         load_mapping(tmp_path / "missing.toml")
     with pytest.raises(MappingError, match=r"mapping broken.toml: not valid TOML"):
         (tmp_path / "broken.toml").write_text("[time_entries\n")
@@ -467,7 +467,7 @@ def test_file_missing_a_mapped_column_is_refused_and_nothing_lands(
     with pytest.raises(
         LandingError,
         match=r"time_entries_1.csv: missing column\(s\) 'Billable\?' \(for billable\) required "
-        r"by mapping harvest_detailed_time.toml \[time_entries\]",
+        r"by mapping harvest.toml \[time_entries\]",
     ) as err:
         land_file(any_db, f, "time_entries", fmt=HARVEST_FMT)
     assert isinstance(err.value.__cause__, FileFormatError)
@@ -481,27 +481,29 @@ def test_value_refused_mid_file_lands_nothing_from_that_file(any_db: StagingDB, 
     """land_file is one transaction: a row the mapping refuses halfway through the file (an
     `unmapped = "error"` value map) leaves no land_ or stg_ rows, only the failed load."""
     strict = _mapping(
-        (MAPPINGS_DIR / "harvest_detailed_time.toml")
+        (MAPPINGS_DIR / "harvest.toml")
         .read_text()
         .replace(
-            'values = { Yes = "approved", No = "draft" }',
-            'values = { Yes = "approved", No = "draft" }, unmapped = "error"',
+            "values = { Yes = true, No = false }",
+            'values = { Yes = true, No = false }, unmapped = "error"',
         ),
         "harvest_strict.toml",
     )
     good = write_harvest_csv(tmp_path / "time_entries_1.csv", HARVEST_ROWS[:2])
     land_file(any_db, good, "time_entries", fmt=FileFormat(mapping=strict))
     before = counts(any_db)
-    rows = [*HARVEST_ROWS, harvest_row(Approved="Pending"), harvest_row(Notes="after")]
+    rows = [*HARVEST_ROWS, harvest_row(Billable="Pending"), harvest_row(Notes="after")]
     bad = write_harvest_csv(tmp_path / "time_entries_2.csv", rows)
     with pytest.raises(
         LandingError,
-        match=r"time_entries_2.csv: column 'Approved\?' has the value Pending that mapping "
-        r"harvest_strict.toml does not map for approval_status \(row 7\)",
+        match=r"time_entries_2.csv: column 'Billable\?' has the value Pending that mapping "
+        r"harvest_strict.toml does not map for billable \(row 7\)",
     ):
         land_file(any_db, bad, "time_entries", fmt=FileFormat(mapping=strict))
     assert counts(any_db) == before
-    statuses = any_db.query_df("SELECT file_name, status FROM loads ORDER BY started_at")
+    statuses = any_db.query_df(
+        "SELECT file_name, status FROM loads WHERE dataset = 'time_entries' ORDER BY started_at"
+    )
     assert statuses.values.tolist() == [
         ["time_entries_1.csv", "landed"],
         ["time_entries_2.csv", "refused"],

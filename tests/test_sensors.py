@@ -189,3 +189,35 @@ def test_sensor_on_a_real_sftp_inbox(
         "employees.csv",
         "time_entries_2.csv",
     ]
+
+
+def test_vendor_files_are_seen_under_their_own_names_and_land_by_mapping(
+    tmp_path: Path, data_dir: Path, instance: DagsterInstance
+) -> None:
+    """A Toggl and a Kimai export dropped as the vendors name them (nothing renamed), with
+    STAGEPOST_MAPPING=toggl,kimai: the sensor asks one time-entry run per file, and a run lands
+    its file through its own mapping, deriving the master data."""
+    import shutil
+
+    vendors = Path(__file__).resolve().parent / "data" / "vendors"
+    toggl = vendors / "toggl" / "TogglTrack_Report_Detailed_2026-11-01_2026-11-30.csv"
+    kimai = vendors / "kimai" / "20261130-acme-website.csv"
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    for f in (toggl, kimai):
+        shutil.copy2(f, inbox / f.name)
+    source = PsaSource(
+        inbox=str(inbox), stable_seconds=0, mapping_file="toggl,kimai", default_legal_entity="DE01"
+    )
+    runs = by_file(tick(source))
+    assert sorted(runs) == [kimai.name, toggl.name]
+    assert {r.job_name for r in runs.values()} == {ingest_time_entries_job.name}
+    assert {r.tags["stagepost/dataset"] for r in runs.values()} == {"time_entries"}
+
+    url = f"duckdb:///{tmp_path / 'staging.duckdb'}"
+    meta = run(runs[kimai.name], source, url, instance)[landed_asset_key("time_entries")]
+    assert meta["files"].value == [kimai.name]
+    db = StagingDB(url)
+    assert db.scalar("SELECT COUNT(*) FROM land_time_entries") == 5
+    assert db.scalar("SELECT COUNT(*) FROM stg_projects WHERE is_current") == 1  # derived
+    db.engine.dispose()

@@ -75,7 +75,7 @@ def test_inbox_lands_once_and_is_archived_on_the_server(
 
 def _big_export(path: Path, blocks: int) -> int:
     """A canonical export of `blocks` x 5000 distinct entries (about 1 MB per 5000)."""
-    cols = TIME_ENTRIES.column_names
+    cols = TIME_ENTRIES.layout
     with open(path, "w", newline="", encoding="utf-8") as f:
         f.write(",".join(cols) + "\r\n")  # csv.writer ends rows with CRLF too
         for b in range(blocks):

@@ -71,11 +71,11 @@ TEST_MAPPINGS = {
     "decimal_comma": '[time_entries]\nentry_id = "ID"\nhours = { source = "h", transform = '
     '"hours" }\nbill_rate = "Rate"\n',
     "ambiguous_header": '[time_entries]\nentry_id = "ID"\ndescription = "Notes"\n',
-    "harvest_strict": (MAPPINGS_DIR / "harvest_detailed_time.toml")
+    "harvest_strict": (MAPPINGS_DIR / "harvest.toml")
     .read_text()
     .replace(
-        'values = { Yes = "approved", No = "draft" }',
-        'values = { Yes = "approved", No = "draft" }, unmapped = "error"',
+        "values = { Yes = true, No = false }",
+        'values = { Yes = true, No = false }, unmapped = "error"',
     ),
     "every_key": """
         name = "every key"
@@ -115,13 +115,10 @@ def _mapping_sql() -> dict[str, dict]:
     out: dict[str, dict] = {}
     for name, m in _mappings():
         for ds, dm in m.datasets.items():
-            sources = list(dict.fromkeys(s for r in dm.rules for s in r.sources))
+            read = [c for r in dm.rules for c in r.columns()]
+            sources = list(dict.fromkeys(s for s, _ in read))
             full = [(s, f"col {i} {s}") for i, s in enumerate(sources)]
-            required = [
-                (s, sql)
-                for s, sql in full
-                if not all(r.optional for r in dm.rules if s in r.sources)
-            ]
+            required = [(s, sql) for s, sql in full if not all(o for c, o in read if c == s)]
             entry = {
                 "full_header": dm.column_sql(full, "file 'a'.csv", "__sp_row"),
                 "source_types": dm.source_types(),

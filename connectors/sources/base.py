@@ -14,6 +14,7 @@ import re
 import time
 import unicodedata
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -96,12 +97,21 @@ def reason_file_name(name: str) -> str:
     return f"{stub}.{hashlib.sha256(raw).hexdigest()[:12]}.reason.txt"
 
 
-def dataset_of(file_name: str) -> str | None:
-    """The dataset a file belongs to by its name (`<dataset>*.csv|csv.gz|xlsx|parquet`).
+#: A vendor mapping's view of file names: the dataset a vendor-named file holds, or None.
+Classifier = Callable[[str], "str | None"]
+
+
+def dataset_of(file_name: str, classify: Classifier | None = None) -> str | None:
+    """The dataset a file belongs to by its name: a vendor mapping's `files` globs
+    (`classify`), else `<dataset>*.csv|csv.gz|xlsx|parquet`.
 
     The longest matching dataset name wins, so `project_tasks_1.csv` is
     `project_tasks`, not `projects`.
     """
+    if classify is not None:
+        vendor = classify(file_name)
+        if vendor is not None:
+            return vendor
     lower = file_name.lower()
     if not lower.endswith(SUPPORTED_SUFFIXES):
         return None
@@ -111,13 +121,15 @@ def dataset_of(file_name: str) -> str | None:
     return None
 
 
-def is_candidate_name(file_name: str, pattern: str = "*") -> bool:
+def is_candidate_name(
+    file_name: str, pattern: str = "*", classify: Classifier | None = None
+) -> bool:
     """Whether a listed name could be a data file: no dotfiles, no temporary names."""
     if file_name.startswith(".") or file_name.startswith("~$"):
         return False
     if file_name.lower().endswith(_TEMP_SUFFIXES):
         return False
-    return fnmatch.fnmatch(file_name, pattern) and dataset_of(file_name) is not None
+    return fnmatch.fnmatch(file_name, pattern) and dataset_of(file_name, classify) is not None
 
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]")
@@ -148,6 +160,12 @@ class FileSource(ABC):
     pattern: str = "*"
     done_markers: bool = False
     stable_seconds: float = 0.0
+    #: Vendor file names a mapping takes (`SourceMapping.dataset_of`), besides `<dataset>*`.
+    classify: Classifier | None = None
+
+    def dataset_of(self, file_name: str) -> str | None:
+        """The dataset of a file of this source (vendor names included)."""
+        return dataset_of(file_name, self.classify)
 
     #: Set by each listing: data-file names that were not taken and why (symbolic links,
     #: special files, names a server must not be sent back), for the run's metadata.
@@ -164,8 +182,8 @@ class FileSource(ABC):
             (
                 f
                 for n, f in listing.items()
-                if is_candidate_name(n, self.pattern)
-                and (dataset is None or dataset_of(n) == dataset)
+                if is_candidate_name(n, self.pattern, self.classify)
+                and (dataset is None or self.dataset_of(n) == dataset)
             ),
             key=lambda f: f.name,
         )

@@ -26,6 +26,12 @@ class Column:
     type: ColumnType = "text"
     required: bool = True  # must be present in the file header (values may still be empty)
     default: str | None = None  # canonical text used when the cell is empty
+    #: In the content hash only when set (columns added after data was landed: an old row,
+    #: re-landed, keeps its hash, so an upgrade versions nothing).
+    hash_when_set: bool = False
+    #: Filled by vendor mappings (approval policies, exact durations, the PSA's own amounts):
+    #: optional in a canonical file and not part of its usual layout (`Dataset.layout`).
+    vendor: bool = False
 
     @property
     def is_decimal(self) -> bool:
@@ -43,10 +49,17 @@ class Dataset:
     key_nullable: frozenset[str] = field(default_factory=frozenset)
     #: Columns left out of the content hash: a change to them alone is not a new version.
     hash_exclude: frozenset[str] = field(default_factory=frozenset)
+    #: Column -> another column: hashed only while the other is empty.
+    hash_unless: dict[str, str] = field(default_factory=dict)
 
     @property
     def column_names(self) -> tuple[str, ...]:
         return tuple(c.name for c in self.columns)
+
+    @property
+    def layout(self) -> tuple[str, ...]:
+        """The columns of a canonical export file (without the vendor-mapping extras)."""
+        return tuple(c.name for c in self.columns if not c.vendor)
 
     def column(self, name: str) -> Column:
         for c in self.columns:
@@ -92,10 +105,24 @@ TIME_ENTRIES = Dataset(
         "description",
         ("updated_at", "timestamptz"),
         ("deleted", "bool", False, "false"),
+        # Where approved_at came from when the PSA has no approval time (a mapping's approval
+        # policy: `export_time`, `updated_at`, `column:<name>`, ...); empty: the PSA's own.
+        ("approved_at_source", "text", False, None, False, True),
+        # The exact duration when the PSA gives one: amounts are computed from it, not from
+        # hours rounded to 4 places (02:14:54 x 75 is 168.63, not 168.62).
+        ("duration_seconds", "int", False, None, True, True),
+        # The PSA's own amount, checked against rate x hours (TE_AMOUNT_MISMATCH).
+        ("source_amount", "money", False, None, True, True),
+        # A fixed-price entry's amount: it is the amount, whatever the rate and hours.
+        ("fixed_amount", "money", False, None, True, True),
     ),
     key=("entry_id",),
-    # A renamed employee or a touched-but-unchanged entry is not a correction.
-    hash_exclude=frozenset({"employee_name", "updated_at"}),
+    # A renamed employee or a touched-but-unchanged entry is not a correction; nor is where an
+    # inferred approval time came from.
+    hash_exclude=frozenset({"employee_name", "updated_at", "approved_at_source"}),
+    # An approval time a policy inferred (the export's time) moves with every re-export: only
+    # the PSA's own approval time is content. The first inferred one stays on the version.
+    hash_unless={"approved_at": "approved_at_source"},
 )
 
 EMPLOYEES = Dataset(

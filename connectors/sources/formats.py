@@ -26,8 +26,8 @@ import codecs
 import csv
 import io
 from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import date, datetime, time
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from pathlib import Path
 from typing import BinaryIO
@@ -69,6 +69,16 @@ Header = list[tuple[str, str]]
 
 
 @dataclass(frozen=True)
+class SourceDefaults:
+    """What no export says, from the settings: the legal entity and currency of projects
+    (and time entries) that neither the row, the header nor a mapping's project defaults
+    give. None: nothing is assumed, the row is quarantined (never a silent default)."""
+
+    legal_entity: str | None = None
+    currency: str | None = None
+
+
+@dataclass(frozen=True)
 class FileFormat:
     """How a source writes its files. Defaults are the canonical format."""
 
@@ -79,9 +89,54 @@ class FileFormat:
     header_row: int = 1  # XLSX: row holding the header (1-based)
     mapping: SourceMapping | None = None  # vendor columns -> canonical; None = canonical file
     limits: FileLimits = FileLimits()  # what one file may hold (rows, cell, inflated size)
+    #: More vendor mappings (several vendors in one inbox, each taking its own file names).
+    mappings: tuple[SourceMapping, ...] = ()
+    defaults: SourceDefaults = SourceDefaults()
 
-    def mapping_for(self, dataset: str) -> DatasetMapping | None:
-        return self.mapping.for_dataset(dataset) if self.mapping else None
+    @property
+    def all_mappings(self) -> tuple[SourceMapping, ...]:
+        return ((self.mapping,) if self.mapping else ()) + self.mappings
+
+    def source_mapping_for(self, dataset: str, file_name: str | None = None):
+        """(the vendor mapping, its dataset rules) that read this file, or (None, None).
+
+        A mapping whose dataset names `files` takes the files matching them; a file named
+        `<dataset>*` is read by the first mapping that maps the dataset, and as canonical
+        when none does (master data beside a vendor's time export)."""
+        for m in self.all_mappings:
+            dm = m.for_dataset(dataset)
+            if dm is not None and dm.files and file_name is not None and dm.takes(file_name):
+                return m, dm
+        for m in self.all_mappings:
+            dm = m.for_dataset(dataset)
+            if dm is not None:
+                return m, dm
+        return None, None
+
+    def mapping_for(self, dataset: str, file_name: str | None = None) -> DatasetMapping | None:
+        return self.source_mapping_for(dataset, file_name)[1]
+
+    def dataset_of(self, file_name: str) -> str | None:
+        """The dataset of a file name: a mapping's `files` globs, else `<dataset>*`."""
+        from connectors.sources.base import dataset_of
+
+        return dataset_of(file_name, self.classify)
+
+    def classify(self, file_name: str) -> str | None:
+        """The dataset whose vendor `files` globs take this name, if any."""
+        for m in self.all_mappings:
+            found = m.dataset_of(file_name)
+            if found is not None:
+                return found
+        return None
+
+    def for_file(self, dataset: str, file_name: str) -> FileFormat:
+        """This format with the reading mapping's own `[format]` settings applied."""
+        _, dm = self.source_mapping_for(dataset, file_name)
+        if dm is None:
+            return replace(self, mapping=None, mappings=())
+        m, _ = self.source_mapping_for(dataset, file_name)
+        return replace(self, mapping=m, mappings=(), **dm.fmt.overrides())
 
 
 def _is_utf8(encoding: str) -> bool:
@@ -150,19 +205,67 @@ def _decimal_comma_sql(expr: str) -> str:
     )
 
 
+def project_default_sql(
+    project_sql: str, field: str, mapping: SourceMapping | None, setting: str | None
+) -> str | None:
+    """SQL of a project's default `field` (legal_entity, currency, customer_id): the first
+    of the mapping's `[[project_defaults]]` whose glob matches the project code, else the
+    setting; None when there is no default at all."""
+    whens = [
+        f"WHEN {project_sql} GLOB {sql_str(d.projects)} THEN {sql_str(getattr(d, field))}"
+        for d in (mapping.project_defaults if mapping else ())
+        if getattr(d, field) is not None
+    ]
+    other = sql_str(setting) if setting else "CAST(NULL AS VARCHAR)"
+    if not whens:
+        return other if setting else None
+    return f"CASE {' '.join(whens)} ELSE {other} END"
+
+
+def _apply_defaults(dataset: str, exprs: dict[str, str], fmt: FileFormat) -> None:
+    """What a vendor's file cannot say, filled in where the row is empty: a time entry's or
+    project's currency, a project's legal entity and customer (the mapping's
+    `[[project_defaults]]`, then the settings), an employee's legal entity (the setting); a
+    vendor's projects export has no status or billing method: open, time and materials.
+    Nothing is filled without a default: the row is quarantined, never guessed."""
+    d = fmt.defaults
+    fills: dict[str, str | None] = {}
+    if dataset in ("time_entries", "projects") and "project_code" in exprs:
+        code = exprs["project_code"]
+        fills["currency"] = project_default_sql(code, "currency", fmt.mapping, d.currency)
+        if dataset == "projects":
+            fills["legal_entity"] = project_default_sql(
+                code, "legal_entity", fmt.mapping, d.legal_entity
+            )
+            fills["customer_id"] = project_default_sql(code, "customer_id", fmt.mapping, None)
+            fills["status"] = "'open'"
+            fills["billing_method"] = "'time_and_materials'"
+    elif dataset == "employees" and d.legal_entity:
+        fills["legal_entity"] = sql_str(d.legal_entity)
+    for column, default in fills.items():
+        if default is not None:
+            own = exprs.get(column, "CAST(NULL AS VARCHAR)")
+            exprs[column] = f"coalesce(NULLIF(trim({own}), ''), {default})"
+
+
 def _column_exprs(
     path: Path,
     dataset: Dataset,
     header: Header,
     mapping: DatasetMapping | None,
     decimal_comma: bool,
+    *,
+    fmt: FileFormat | None = None,
+    file_time: str | None = None,
 ) -> list[str]:
     """`<expr> AS <canonical>` for every canonical column, in canonical order."""
     if mapping is not None:
         try:
-            exprs = mapping.column_sql(header, path.name, _ROW)
+            exprs = mapping.column_sql(header, path.name, _ROW, file_time=file_time)
         except MappingError as e:
             raise FileFormatError(str(e)) from None
+        if fmt is not None:
+            _apply_defaults(dataset.name, exprs, fmt)
     else:
         found = _map_columns(path, dataset, header)
         exprs = {c: f"CAST({quote_ident(h)} AS VARCHAR)" for c, h in found.items()}
@@ -249,15 +352,18 @@ def open_raw(
     *,
     workdir: Path,
     view: str = "raw_src",
+    file_name: str | None = None,
+    mapping_override: DatasetMapping | None = None,
 ) -> str:
     """Expose `path` as a view of canonical text columns on `con`; returns the view name.
 
     A legacy-encoded CSV is transcoded into `workdir` first; the caller removes that copy
     after the view has been read.
     """
-    fmt = fmt or FileFormat()
-    mapping = fmt.mapping_for(dataset.name)
+    fmt = (fmt or FileFormat()).for_file(dataset.name, file_name or path.name)
+    mapping = mapping_override or fmt.mapping_for(dataset.name, file_name or path.name)
     shown = path.name  # the name messages use, even once a transcoded copy is read
+    file_time = datetime.fromtimestamp(path.stat().st_mtime, UTC).isoformat(timespec="seconds")
     name = path.name.lower()
     if name.endswith(".xlsx"):
         check_xlsx(path, fmt.limits)
@@ -265,7 +371,7 @@ def open_raw(
         table, labels = _read_xlsx(path, dataset, fmt, types)
         con.register(f"{view}_arrow", table)
         header = list(zip(labels, table.column_names[1:], strict=True))
-        exprs = _column_exprs(path, dataset, header, mapping, False)
+        exprs = _column_exprs(path, dataset, header, mapping, False, fmt=fmt, file_time=file_time)
         _create_view(con, view, f"{view}_arrow", exprs, _XLSX_ROW)
         return view
     if name.endswith(".parquet"):
@@ -302,7 +408,9 @@ def open_raw(
         where = csv_diagnose.records(path, shown, fmt.delimiter, fmt.limits) if is_csv else None
         raise FileFormatError(where) if where else fmt.limits.cell_error(shown, too_big)
     header = list(zip(labels, names, strict=True))
-    exprs = _column_exprs(path, dataset, header, mapping, is_csv and fmt.decimal_comma)
+    exprs = _column_exprs(
+        path, dataset, header, mapping, is_csv and fmt.decimal_comma, fmt=fmt, file_time=file_time
+    )
     _create_view(con, view, src, exprs, "row_number() OVER () + 1")
     return view
 

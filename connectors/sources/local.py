@@ -11,7 +11,6 @@ from connectors.sources.base import (
     FileSource,
     RemoteFile,
     SourceError,
-    dataset_of,
     is_candidate_name,
     marker_name,
     reason_file_name,
@@ -68,7 +67,7 @@ class LocalFolderSource(FileSource):
                 st = e.stat(follow_symlinks=False)
                 if stat.S_ISREG(st.st_mode):
                     out[e.name] = self._file(e.name, st)
-                elif dataset_of(e.name) is not None and not stat.S_ISDIR(st.st_mode):
+                elif self.dataset_of(e.name) is not None and not stat.S_ISDIR(st.st_mode):
                     kind = "a symbolic link" if stat.S_ISLNK(st.st_mode) else "not a regular file"
                     notices[e.name] = f"{kind}: not taken (only regular files are landed)"
         self.notices = notices
@@ -121,7 +120,9 @@ class LocalFolderSource(FileSource):
                 st = e.stat(follow_symlinks=False)
                 if not (stat.S_ISREG(st.st_mode) and recent < st.st_ctime <= st.st_mtime):
                     continue
-                if dataset_of(e.name) == dataset and is_candidate_name(e.name, self.pattern):
+                if self.dataset_of(e.name) == dataset and is_candidate_name(
+                    e.name, self.pattern, self.classify
+                ):
                     out.append(self._file(e.name, st))
         return sorted(out, key=lambda f: f.name)
 

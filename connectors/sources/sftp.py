@@ -27,7 +27,6 @@ from connectors.sources.base import (
     RemoteFile,
     RetryableSourceError,
     SourceError,
-    dataset_of,
     display_name,
     marker_name,
     reason_file_name,
@@ -160,14 +159,16 @@ class SftpSource(SftpConnection, FileSource):
             name = a.filename
             if any(c in name for c in "/\\\0") or name in {".", ".."}:
                 log.warning("ignoring remote entry with unsafe name %r in %s", name, self.inbox)
-                if dataset_of(name.replace("\\", "/").rsplit("/", 1)[-1]) or dataset_of(name):
+                if self.dataset_of(name.replace("\\", "/").rsplit("/", 1)[-1]) or self.dataset_of(
+                    name
+                ):
                     notices[display_name(name)] = (
                         "a name with a path separator: not taken and not moved (a server may "
                         "read it as a path); remove or rename it on the server"
                     )
                 continue
             if a.st_mode is not None and not stat.S_ISREG(a.st_mode):
-                if dataset_of(name) is not None and not stat.S_ISDIR(a.st_mode):
+                if self.dataset_of(name) is not None and not stat.S_ISDIR(a.st_mode):
                     kind = "a symbolic link" if stat.S_ISLNK(a.st_mode) else "not a regular file"
                     notices[name] = f"{kind}: not taken (only regular files are landed)"
                 continue

@@ -41,7 +41,11 @@ def write_csv(
     encoding: str = "utf-8",
     delimiter: str = ",",
 ) -> Path:
-    cols = DATASETS[dataset].column_names
+    rows = list(rows)
+    ds = DATASETS[dataset]
+    # The canonical layout, plus the vendor-mapping columns (approved_at_source...) rows use.
+    extra = [c for c in ds.column_names if c not in ds.layout and any(c in r for r in rows)]
+    cols = (*ds.layout, *extra)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="", encoding=encoding) as f:
         w = csv.writer(f, delimiter=delimiter)

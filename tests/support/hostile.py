@@ -17,7 +17,7 @@ from openpyxl import Workbook
 from connectors.sources.canonical import DATASETS
 from tests.support.csvtools import TE_BASE
 
-TE_COLS: list[str] = list(DATASETS["time_entries"].column_names)
+TE_COLS: list[str] = list(DATASETS["time_entries"].layout)
 MIB = 1 << 20
 SHEET = "xl/worksheets/sheet1.xml"
 
