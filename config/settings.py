@@ -256,15 +256,15 @@ class Settings(BaseSettings):
     )
     default_legal_entity: str | None = setting(
         None,
-        "legal entity of projects and employees derived from a vendor export that does not "
-        "say (after a mapping's `[[project_defaults]]`)",
+        "legal entity of projects and employees derived from a vendor export, or pulled from a "
+        "vendor API, that does not say (after a mapping's `[[project_defaults]]`)",
         TEXT,
         "none (such rows are quarantined)",
     )
     default_currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] | None = setting(
         None,
-        "currency of vendor-export entries and derived projects that neither the row, the "
-        "header nor a mapping's `[[project_defaults]]` give (never assumed otherwise)",
+        "currency of vendor-export or API entries and derived projects that neither the row, "
+        "the header nor a mapping's `[[project_defaults]]` give (never assumed otherwise)",
         "an ISO 4217 code, e.g. EUR",
         "none (such rows are quarantined)",
     )
@@ -383,15 +383,6 @@ class Settings(BaseSettings):
         "entries of APIs without approval (Toggl, Kimai, Clockify without approvals) land as "
         "`submitted` (not postable) or `approved` (approved at their last change)",
         "submitted or approved",
-    )
-    api_default_currency: str = setting(
-        "",
-        "currency of API entries and master data whose vendor does not say it",
-        "an ISO 4217 code",
-        "—",
-    )
-    api_default_legal_entity: str = setting(
-        "", "legal entity of master data pulled from an API (no vendor knows it)", TEXT, "—"
     )
 
     # -- schedules ----------------------------------------------------------------------------

@@ -130,8 +130,8 @@ def api_source_resource(vendor: str, s: Settings | None = None) -> ApiSource:
         full_pull_days=s.api_full_pull_days,
         timezone=s.api_timezone,
         approval=s.api_approval,
-        default_currency=s.api_default_currency,
-        default_legal_entity=s.api_default_legal_entity,
+        default_currency=s.default_currency or "",
+        default_legal_entity=s.default_legal_entity or "",
         max_delete_share=s.full_export_max_delete_share,
     )
 

@@ -44,7 +44,7 @@ def test_pull_lands_finished_entries_with_local_dates(
     assert str(cur.loc["toggl:3400000002"].work_date) == "2026-11-03"  # 23:30 UTC is 00:30 Berlin
     assert cur.loc["toggl:3400000003"].hours == Decimal("0.3333")  # 1200 s
     assert cur.loc["toggl:3400000001"].employee_name == "Ada Lovelace"
-    assert set(cur.currency) == {"EUR"}  # from STAGEPOST_API_DEFAULT_CURRENCY
+    assert set(cur.currency) == {"EUR"}  # from STAGEPOST_DEFAULT_CURRENCY
     assert set(cur.approval_status) == {"submitted"}  # Toggl approves nothing
     assert "toggl:3400000004" not in cur.index
 
