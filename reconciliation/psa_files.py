@@ -15,7 +15,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from connectors.sources.base import FileSource, SourceError, dataset_of
+from connectors.sources.base import FileSource, SourceError
 from connectors.sources.canonical import DATASETS
 from connectors.sources.formats import FileFormat, FileFormatError, close_raw, open_raw
 from connectors.sql import sql_literal
@@ -27,12 +27,17 @@ from staging_models.landing import already_landed, file_checksum, typed_select_s
 def read_unlanded(
     files: Iterable[tuple[str, Path]], *, fmt: FileFormat | None = None, workdir: Path
 ) -> pa.Table:
-    """Keyed rows of `(file name, local path)` time-entry files as `UNLANDED_SCHEMA` Arrow."""
+    """Keyed rows of `(file name, local path)` time-entry files as `UNLANDED_SCHEMA` Arrow.
+
+    Read as landing reads them: the file's own name picks its vendor mapping.
+    """
     ds = DATASETS["time_entries"]
     parts = []
     with duckdb.connect() as duck:
         for n, (name, path) in enumerate(files):
-            view = open_raw(duck, path, ds, fmt or FileFormat(), workdir=workdir, view=f"u{n}")
+            view = open_raw(
+                duck, path, ds, fmt or FileFormat(), workdir=workdir, view=f"u{n}", file_name=name
+            )
             _, select = typed_select_sql(ds, view, f"unlanded{n}")
             parts.append(
                 duck.sql(
@@ -69,7 +74,7 @@ def unlanded_rows(
     """
     parts, problems = [], []
     for f in source.list_complete():
-        if dataset_of(f.name) != "time_entries":
+        if source.dataset_of(f.name) != "time_entries":  # vendor names included
             continue
         try:
             local = source.fetch(f, workdir)

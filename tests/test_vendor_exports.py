@@ -484,3 +484,29 @@ def test_solidtime_master_files_land_by_their_names_and_win_over_derived(
         ["project_tasks", 2, 1],
         ["projects", 0, 2],
     ]
+
+
+def test_reconciliation_reads_a_vendor_export_not_landed_yet(
+    duck_db: StagingDB, tmp_path: Path
+) -> None:
+    """A Toggl export under its own name, complete in the inbox but not landed: reconciliation
+    reads its rows as landing would (the name picks the mapping), so each entry is compared as
+    `not yet staged` instead of the file being skipped as no dataset's."""
+    from reconciliation.psa_files import unlanded_rows
+
+    file, _, rows, *_ = CASES["toggl"]
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    shutil.copy2(DATA / "toggl" / file, inbox / file)
+    psa = PsaSource(
+        inbox=str(inbox), mapping_file="toggl", stable_seconds=0, default_legal_entity="DE01"
+    )
+    with psa.open() as source:
+        found = unlanded_rows(duck_db, source, fmt=psa.file_format(), workdir=tmp_path / "w")
+    assert found.problems == []
+    assert found.rows.num_rows == rows
+    assert set(found.rows.column("file_name").to_pylist()) == {file}
+    _ingest(duck_db, tmp_path, "toggl", [DATA / "toggl" / file])
+    with psa.open() as source:
+        again = unlanded_rows(duck_db, source, fmt=psa.file_format(), workdir=tmp_path / "w2")
+    assert again.rows.num_rows == 0  # landed now: nothing left unlanded
