@@ -147,6 +147,11 @@ def sql_literal(value: str | date) -> str:
     return "'" + str(value).replace("'", "''") + "'"
 
 
+def quote_ident(name: str) -> str:
+    """A quoted SQL identifier (any column name a vendor file brings, quotes included)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
 _NAMED = re.compile(r"(?<![:\w]):(\w+)")
 
 

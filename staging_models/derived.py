@@ -30,7 +30,8 @@ from sqlalchemy.engine import Connection
 
 from connectors.sources.canonical import DATASETS, Dataset
 from connectors.sources.formats import FileFormat, open_raw, project_default_sql
-from connectors.sources.mapping import SourceMapping, sql_str
+from connectors.sources.mapping import SourceMapping
+from connectors.sql import sql_literal
 from staging_models.db import StagingDB
 from staging_models.tables import loads
 from staging_models.versions import DERIVED_SUFFIX, apply_versions, new_load_id
@@ -57,7 +58,7 @@ def _aggregate_sql(ds: Dataset, view: str, mapping: SourceMapping, fmt: FileForm
         defaults["billing_method"] = "'time_and_materials'"
     elif ds.name == "employees":
         if d.legal_entity:
-            defaults["legal_entity"] = sql_str(d.legal_entity)
+            defaults["legal_entity"] = sql_literal(d.legal_entity)
         defaults["active"] = "'true'"
     elif ds.name == "rate_cards":
         currency = project_default_sql("project_code", "currency", mapping, d.currency)

@@ -44,9 +44,8 @@ from connectors.sources.mapping import (
     MappingError,
     SourceMapping,
     normalise_header,
-    quote_ident,
-    sql_str,
 )
+from connectors.sql import quote_ident, sql_literal
 
 __all__ = [
     "FileFormat",
@@ -212,11 +211,11 @@ def project_default_sql(
     of the mapping's `[[project_defaults]]` whose glob matches the project code, else the
     setting; None when there is no default at all."""
     whens = [
-        f"WHEN {project_sql} GLOB {sql_str(d.projects)} THEN {sql_str(getattr(d, field))}"
+        f"WHEN {project_sql} GLOB {sql_literal(d.projects)} THEN {sql_literal(getattr(d, field))}"
         for d in (mapping.project_defaults if mapping else ())
         if getattr(d, field) is not None
     ]
-    other = sql_str(setting) if setting else "CAST(NULL AS VARCHAR)"
+    other = sql_literal(setting) if setting else "CAST(NULL AS VARCHAR)"
     if not whens:
         return other if setting else None
     return f"CASE {' '.join(whens)} ELSE {other} END"
@@ -241,7 +240,7 @@ def _apply_defaults(dataset: str, exprs: dict[str, str], fmt: FileFormat) -> Non
             fills["status"] = "'open'"
             fills["billing_method"] = "'time_and_materials'"
     elif dataset == "employees" and d.legal_entity:
-        fills["legal_entity"] = sql_str(d.legal_entity)
+        fills["legal_entity"] = sql_literal(d.legal_entity)
     for column, default in fills.items():
         if default is not None:
             own = exprs.get(column, "CAST(NULL AS VARCHAR)")
@@ -375,7 +374,7 @@ def open_raw(
         _create_view(con, view, f"{view}_arrow", exprs, _XLSX_ROW)
         return view
     if name.endswith(".parquet"):
-        src = f"read_parquet({sql_str(str(path))})"
+        src = f"read_parquet({sql_literal(str(path))})"
         is_csv = False
     elif name.endswith((".csv", ".csv.gz", ".txt", ".tsv")):
         utf8 = _is_utf8(fmt.encoding)
@@ -387,8 +386,8 @@ def open_raw(
         # A line may hold several values at the cell limit; DuckDB must not refuse it first.
         max_line = max(_DUCKDB_MAX_LINE, 4 * fmt.limits.max_cell_bytes)
         src = (
-            f"read_csv({sql_str(str(path))}, header=true, all_varchar=true, "
-            f"delim={sql_str(fmt.delimiter)}, quote='\"', escape='\"', "
+            f"read_csv({sql_literal(str(path))}, header=true, all_varchar=true, "
+            f"delim={sql_literal(fmt.delimiter)}, quote='\"', escape='\"', "
             "strict_mode=true, null_padding=false, "
             f"max_line_size={max_line}, compression='auto')"
         )

@@ -71,6 +71,7 @@ from pydantic_core import PydanticCustomError
 
 from connectors.sources import mapping_expr
 from connectors.sources.canonical import DATASETS, DECIMALS, Dataset
+from connectors.sql import quote_ident, sql_literal
 
 MAPPINGS_DIR = Path(__file__).parent / "mappings"
 #: Canonical column name -> its type (the scale an `expr` result is rounded to).
@@ -103,15 +104,6 @@ class MappingError(ValueError):
 def normalise_header(name: str) -> str:
     """`" Billable? "` → `billable`: headers compare case-, space- and punctuation-insensitively."""
     return re.sub(r"[^0-9a-z]+", "_", name.strip().lstrip("\ufeff").lower()).strip("_")
-
-
-def sql_str(value: str) -> str:
-    """A SQL string literal."""
-    return "'" + value.replace("'", "''") + "'"
-
-
-def quote_ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 # -- SQL ---------------------------------------------------------------------------------
@@ -169,7 +161,7 @@ def _hours_sql(v: str) -> str:
 
 
 def _list_sql(items: Sequence[str]) -> str:
-    return "[" + ", ".join(sql_str(i) for i in items) + "]"
+    return "[" + ", ".join(sql_literal(i) for i in items) + "]"
 
 
 def _swapped(formats: Sequence[str]) -> list[str]:
@@ -239,7 +231,7 @@ def _timestamp_sql(v: str, formats: Sequence[str], tz: str, refuse: Refuse) -> s
     )
     text = f"strftime({_P}, '%Y-%m-%dT%H:%M:%S') || {offset}"
     body = (
-        f"CASE WHEN {_P} IS NOT NULL THEN {_let(f'timezone({sql_str(tz)}, {_P})', _I, text)}"
+        f"CASE WHEN {_P} IS NOT NULL THEN {_let(f'timezone({sql_literal(tz)}, {_P})', _I, text)}"
         f" {_order_guard(v, formats, refuse)} ELSE {v} END"
     )
     return (
@@ -257,7 +249,7 @@ def _identity_sql(r: ColumnRule, parts: Sequence[str], row_no: str) -> str:
     occurrence = f"row_number() OVER (PARTITION BY {', '.join(parts)} ORDER BY {row_no})"
     all_null = " AND ".join(f"({p}) IS NULL" for p in parts)
     return (
-        f"CASE WHEN {all_null} THEN NULL ELSE {sql_str(r.prefix)} || substr({hashed}, 1, 16)"
+        f"CASE WHEN {all_null} THEN NULL ELSE {sql_literal(r.prefix)} || substr({hashed}, 1, 16)"
         f" || '-' || CAST({occurrence} AS VARCHAR) END"
     )
 
@@ -399,7 +391,7 @@ def _iana_zone(tz: object, info: ValidationInfo) -> str:
     if not isinstance(tz, str) or not tz:
         raise problem('timezone must be an IANA name like "America/New_York"')
     what = f"bad timezone {tz!r}"
-    _check_with_duckdb(info, f"timezone({sql_str(tz)}, TIMESTAMP '2000-01-01')", what)
+    _check_with_duckdb(info, f"timezone({sql_literal(tz)}, TIMESTAMP '2000-01-01')", what)
     return tz
 
 
@@ -427,11 +419,11 @@ class ExtractTransform(Transform):
     @field_validator("pattern")
     @classmethod
     def _regex(cls, pattern: str, info: ValidationInfo) -> str:
-        _check_with_duckdb(info, f"regexp_extract('', {sql_str(pattern)}, 1)", "bad pattern")
+        _check_with_duckdb(info, f"regexp_extract('', {sql_literal(pattern)}, 1)", "bad pattern")
         return pattern
 
     def sql(self, v: str, refuse: Refuse) -> str:
-        return f"coalesce(NULLIF(regexp_extract({v}, {sql_str(self.pattern)}, 1), ''), {v})"
+        return f"coalesce(NULLIF(regexp_extract({v}, {sql_literal(self.pattern)}, 1), ''), {v})"
 
 
 @register_transform
@@ -488,10 +480,10 @@ class LocalDateTransform(Transform):
     def sql(self, v: str, refuse: Refuse) -> str:
         instant = (
             f"CASE WHEN regexp_matches({v}, '{_HAS_OFFSET}') THEN TRY_CAST({v} AS TIMESTAMPTZ)"
-            f" ELSE timezone({sql_str(self.source_timezone)},"
+            f" ELSE timezone({sql_literal(self.source_timezone)},"
             f" try_strptime({v}, {_list_sql(_ISO_TIMESTAMPS)})) END"
         )
-        local = f"strftime(timezone({sql_str(self.timezone)}, {instant}), '%Y-%m-%d')"
+        local = f"strftime(timezone({sql_literal(self.timezone)}, {instant}), '%Y-%m-%d')"
         return f"coalesce({local}, {v})"
 
 
@@ -541,7 +533,7 @@ class Condition(BaseModel):
         if self.is_set is not None:
             return f"({v} IS {'NOT ' if self.is_set else ''}NULL)"
         values = self.is_in if self.is_in is not None else self.not_in
-        listed = ", ".join(sql_str(x.strip().lower()) for x in values or ())
+        listed = ", ".join(sql_literal(x.strip().lower()) for x in values or ())
         test = f"lower({v}) IN ({listed})"
         return (
             f"coalesce({test}, FALSE)" if self.is_in is not None else f"NOT coalesce({test}, FALSE)"
@@ -607,7 +599,9 @@ class ColumnRule(BaseModel):
         if self.when is None:
             return v
         test = self.when.sql(_src_sql(c.cols.by_source[self.when.column]))
-        other = sql_str(self.otherwise) if self.otherwise is not None else "CAST(NULL AS VARCHAR)"
+        other = (
+            sql_literal(self.otherwise) if self.otherwise is not None else "CAST(NULL AS VARCHAR)"
+        )
         return f"CASE WHEN {test} THEN {v} ELSE {other} END"
 
 
@@ -740,9 +734,9 @@ class VendorRule(ColumnRule):
             if not c.loud:
                 return value
             return (
-                f"error({sql_str(f'{c.file_label}: column {shown!r} (for {self.target}) has the value ')}"
+                f"error({sql_literal(f'{c.file_label}: column {shown!r} (for {self.target}) has the value ')}"
                 f" || {value} || ' (row ' || CAST({c.row_no} AS VARCHAR) || '), ' || "
-                f"{sql_str(f'{problem} [mapping {c.origin}]')})"
+                f"{sql_literal(f'{problem} [mapping {c.origin}]')})"
             )
 
         if self.transform is not None:
@@ -750,17 +744,19 @@ class VendorRule(ColumnRule):
         if self.values:
             v = self._values_sql(v, c, shown)
         if self.default is not None:
-            v = f"coalesce(NULLIF({v}, ''), {sql_str(self.default)})"
+            v = f"coalesce(NULLIF({v}, ''), {sql_literal(self.default)})"
         return v
 
     def _values_sql(self, v: str, c: Compiled, shown: str) -> str:
-        whens = " ".join(f"WHEN {sql_str(k)} THEN {sql_str(t)}" for k, t in self.values.items())
+        whens = " ".join(
+            f"WHEN {sql_literal(k)} THEN {sql_literal(t)}" for k, t in self.values.items()
+        )
         if self.unmapped == "null":
             other = "CAST(NULL AS VARCHAR)"
         elif self.unmapped == "error" and c.loud:
             other = (
-                f"error({sql_str(f'{c.file_label}: column {shown!r} has the value ')} || {v} || "
-                f"{sql_str(f' that mapping {c.origin} does not map for {self.target} (row ')} || "
+                f"error({sql_literal(f'{c.file_label}: column {shown!r} has the value ')} || {v} || "
+                f"{sql_literal(f' that mapping {c.origin} does not map for {self.target} (row ')} || "
                 f"CAST({c.row_no} AS VARCHAR) || ')')"
             )
         else:
@@ -806,7 +802,7 @@ class ConcatRule(VendorRule):
     separator: StrictStr = Field(" ", alias="separator")
 
     def value_sql(self, parts: list[str]) -> str:
-        return f"NULLIF(concat_ws({sql_str(self.separator)}, {', '.join(parts)}), '')"
+        return f"NULLIF(concat_ws({sql_literal(self.separator)}, {', '.join(parts)}), '')"
 
 
 @register_kind
@@ -821,7 +817,7 @@ class ConstantRule(ColumnRule):
         return f"a constant takes only when and otherwise (found {', '.join(extra)})"
 
     def value(self, c: Compiled) -> str:
-        return sql_str(self.constant)
+        return sql_literal(self.constant)
 
 
 @register_kind
@@ -859,7 +855,7 @@ class KeyRule(ColumnRule):
         values = [c.ref(p) for p in self.parts]
         hashed = f"md5(concat_ws(chr(31), {', '.join(f'coalesce({p}, chr(0))' for p in values)}))"
         all_null = " AND ".join(f"({p}) IS NULL" for p in values)
-        return f"CASE WHEN {all_null} THEN NULL ELSE {sql_str(self.prefix)} || substr({hashed}, 1, 20) END"
+        return f"CASE WHEN {all_null} THEN NULL ELSE {sql_literal(self.prefix)} || substr({hashed}, 1, 20) END"
 
 
 @register_kind
@@ -905,7 +901,7 @@ class HeaderRule(ColumnRule):
     @field_validator("capture")
     @classmethod
     def _regex(cls, pattern: str, info: ValidationInfo) -> str:
-        _check_with_duckdb(info, f"regexp_extract('', {sql_str(pattern)}, 1)", "bad capture")
+        _check_with_duckdb(info, f"regexp_extract('', {sql_literal(pattern)}, 1)", "bad capture")
         return pattern
 
     def value(self, c: Compiled) -> str:
@@ -913,7 +909,7 @@ class HeaderRule(ColumnRule):
             if _glob_match(self.header, label):
                 found = re.search(self.capture, label)
                 if found and found.group(1).strip():
-                    return sql_str(found.group(1).strip())
+                    return sql_literal(found.group(1).strip())
         return "CAST(NULL AS VARCHAR)"
 
 
@@ -928,7 +924,7 @@ class FileTimeRule(ColumnRule):
     def value(self, c: Compiled) -> str:
         if c.file_time is None:
             return "CAST(NULL AS VARCHAR)"
-        return sql_str(c.file_time)
+        return sql_literal(c.file_time)
 
 
 def _glob_match(pattern: str, label: str) -> bool:
