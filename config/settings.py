@@ -381,7 +381,8 @@ class Settings(BaseSettings):
     api_approval: Literal["submitted", "approved"] = setting(
         "submitted",
         "entries of APIs without approval (Toggl, Kimai, Clockify without approvals) land as "
-        "`submitted` (not postable) or `approved` (approved at their last change)",
+        "`submitted` (not postable) or `approved` (approved at their last change; "
+        "`approved_at_source` says so)",
         "submitted or approved",
     )
 

@@ -130,6 +130,14 @@ def test_clockify_amount_from_exact_seconds(duck_db: StagingDB, tmp_path: Path) 
     assert source[first] == "column:timeInterval.end"
     assert source["clockify:6543a0000000000000000002"] is None  # submitted: no approval
     assert _column(duck_db, "approval_status")[first] == "approved"
+    project = duck_db.query_df("SELECT * FROM stg_projects WHERE is_current").iloc[0]
+    assert (project.project_name, project.customer_id, project.customer_name) == (
+        "API platform",
+        "64c1aa000000000000000001",
+        "Northwind",
+    )
+    assert fake.requests[-1].query["hydrated"] == "true"
+    assert duck_db.scalar("SELECT task_name FROM stg_project_tasks WHERE is_current") == "Backend"
 
 
 def test_kimai_amounts_fixed_prices_and_the_vendors_own_amount(

@@ -108,9 +108,9 @@ class Clockify(ApiVendor):
             "entry_id": self.entry_id(e["id"]),
             "employee_id": text(e.get("userId")),
             "employee_name": user_name,
-            "project_code": text(e.get("projectId")),
+            "project_code": text(e.get("projectId")) or text(project.get("id")),
             # No task on the entry: one task `General` per project, as the file mapping does.
-            "task_code": text(e.get("taskId")) or GENERAL_TASK,
+            "task_code": text(e.get("taskId")) or text(task.get("id")) or GENERAL_TASK,
             "work_date": local_date(interval.get("start"), self.defaults.zone),
             "hours": hours_from_seconds(seconds),
             "duration_seconds": whole_seconds(seconds),
@@ -125,7 +125,8 @@ class Clockify(ApiVendor):
             "project_name": text(project.get("name")),
             "customer_id": text(project.get("clientId")) or NO_CLIENT,
             "customer_name": text(project.get("clientName")),
-            "task_name": text(task.get("name")) or (None if e.get("taskId") else GENERAL_TASK),
+            "task_name": text(task.get("name"))
+            or (None if e.get("taskId") or task.get("id") else GENERAL_TASK),
         }
 
     def _members(self) -> Iterator[dict]:
@@ -135,7 +136,7 @@ class Clockify(ApiVendor):
     def _pull(self, start: datetime, end: datetime) -> Iterator[Row]:
         for u in list(self._members()):  # every member first: paging stays one list at a time
             path = f"workspaces/{self.workspace_id}/user/{u['id']}/time-entries"
-            params = {"start": _z(start), "end": _z(end)}
+            params = {"start": _z(start), "end": _z(end), "hydrated": "true"}
             for e in paging.by_short_page(self.client, path, params, size=self.page_size):
                 if (e.get("timeInterval") or {}).get("end"):
                     yield self.time_entry(e, text(u.get("name")))
