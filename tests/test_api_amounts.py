@@ -89,6 +89,26 @@ def test_toggl_pull_alone_validates_with_exact_amounts(any_db: StagingDB, tmp_pa
     assert set(_column(any_db, "approved_at_source").values()) == {"updated_at"}
 
 
+def test_toggl_rates_hidden_from_the_token_land_entries_without_a_rate(
+    duck_db: StagingDB, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A non-admin token may not read rates (403): the entries still land, and are quarantined
+    as TE_RATE_MISSING (visible, not priced at a guess); the pull does not fail."""
+    with serve(FakeToggl("tg-token")) as fake:
+        fake.sees_rates = False
+        r = pull(
+            duck_db,
+            toggl_vendor(fake, defaults=APPROVING),
+            "time_entries",
+            source_name="toggl",
+            folder=tmp_path,
+            now=NOW,
+        )
+    assert r.records == 4 and "not readable" in caplog.text
+    validate_all(duck_db, actor="test")
+    assert {codes for codes, _ in _quarantine(duck_db)} == {"TE_RATE_MISSING"}
+
+
 def test_toggl_rate_hierarchy() -> None:
     """Toggl bills the most specific rate: the person's on the project, the project's, the
     person's in the workspace, the workspace default; none set: no rate (never a guess)."""
@@ -98,13 +118,16 @@ def test_toggl_rate_hierarchy() -> None:
         member={"7": Decimal(70)},
         project={"p1": Decimal(75)},
         project_currency={"p1": "USD"},
-        project_member={("p1", "7"): Decimal(95)},
+        project_member={("p1", "7"): Decimal(95), ("p9", "7"): Decimal(99)},
+        projects={"p1", "p2"},
     )
     assert rates.rate("p1", "7") == Decimal(95)
     assert rates.rate("p1", "6") == Decimal(75)
     assert rates.rate("p2", "7") == Decimal(70)
     assert rates.rate("p2", "6") == Decimal(60)
     assert WorkspaceRates().rate("p1", "6") is None
+    # a project the workspace did not list: its own rate is unknown, no fallback
+    assert rates.rate("p9", "6") is None and rates.rate("p9", "7") == Decimal(99)
     assert (rates.currency("p1"), rates.currency("p2")) == ("USD", "EUR")
 
 

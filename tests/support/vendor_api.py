@@ -263,6 +263,8 @@ class FakeToggl(FakeVendor):
             name: fixture("toggl", f"{name}.json")
             for name in ("workspace_users", "projects", "project_users")
         }
+        #: Whether the token's owner may see rates (Toggl: admins, by workspace setting).
+        self.sees_rates = True
 
     def authorized(self, req: Request) -> bool:
         import base64
@@ -281,6 +283,8 @@ class FakeToggl(FakeVendor):
         if req.path == ws:
             return Reply(200, copy.deepcopy(self.workspace))
         name = req.path.removeprefix(ws + "/")
+        if req.path.startswith(ws) and not self.sees_rates:
+            return Reply(403, "Forbidden: only admins may see billable rates")
         if req.path.startswith(ws + "/") and name in self.workspace_data:
             rows = copy.deepcopy(self.workspace_data[name])
             if name == "projects":

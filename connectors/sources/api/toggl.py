@@ -40,6 +40,7 @@ import httpx
 from pydantic import SecretStr
 
 from connectors.sources.api import paging, toggl_rates
+from connectors.sources.api.errors import ApiAuthError
 from connectors.sources.api.http import DEFAULT_RETRY, ApiClient, RetryPolicy
 from connectors.sources.api.rate_limit import RateLimit
 from connectors.sources.api.values import (
@@ -118,6 +119,20 @@ class Toggl(ApiVendor):
             "task_name": text(e.get("task_name")) or (None if e.get("task_id") else GENERAL_TASK),
         }
 
+    def _rates(self, workspace: str) -> toggl_rates.WorkspaceRates | None:
+        """A workspace's rates; None when the token may not see them (Toggl lets only admins
+        see rates, by workspace setting): the entries still land, without a rate."""
+        try:
+            return toggl_rates.read(self.client, workspace)
+        except ApiAuthError as e:
+            log.warning(
+                "Toggl rates of workspace %s not readable (%s): billable entries land without "
+                "a rate (TE_RATE_MISSING unless a rate card covers them)",
+                workspace,
+                e,
+            )
+            return None
+
     def changed(self, since: datetime, until: datetime) -> Iterator[Row]:
         if until - since > MAX_SINCE:
             log.warning(
@@ -133,12 +148,12 @@ class Toggl(ApiVendor):
             # a running entry waits for a later pull (stopping it changes `at`)
             if not (int(e.get("duration") or 0) < 0 and e.get("server_deleted_at") is None)
         ]
-        # The rates of the workspaces whose billable entries need one (four requests each).
+        # The rates of the workspaces whose billable entries need one (`toggl_rates.read`).
         workspaces = {
             text(e.get("workspace_id") or e.get("wid"))
             for e in entries
             if e.get("billable") and e.get("server_deleted_at") is None
         }
-        rates = {w: toggl_rates.read(self.client, w) for w in sorted(w for w in workspaces if w)}
+        rates = {w: r for w in sorted(w for w in workspaces if w) if (r := self._rates(w))}
         for e in entries:
             yield self.time_entry(e, rates.get(text(e.get("workspace_id") or e.get("wid")) or ""))
