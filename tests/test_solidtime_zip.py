@@ -157,3 +157,27 @@ def test_size_and_ratio_limits(tmp_path: Path) -> None:
     with pytest.raises(FileFormatError, match="STAGEPOST_MAX_COMPRESSION_RATIO"):
         unpack(bomb, SPEC, tmp_path / "w2", FileLimits())
     assert not (tmp_path / "w2").exists()  # judged before anything was written
+
+
+def test_a_source_that_cannot_unpack_refuses_the_zip_saying_what_to_do(
+    duck_db: StagingDB, tmp_path: Path
+) -> None:
+    """A remote inbox (SFTP) does not unpack: the ZIP is refused, naming the remedy, not left
+    to fail as an unreadable time-entry file."""
+    from connectors.sources.base import FileSource
+    from connectors.sources.local import LocalFolderSource
+
+    class RemoteLike(LocalFolderSource):
+        put = FileSource.put
+
+    inbox = tmp_path / "inbox"
+    _export(inbox)
+    psa = PsaSource(inbox=str(inbox), mapping_file="solidtime", stable_seconds=0)
+    source = RemoteLike(inbox, stable_seconds=0)
+    source.classify = psa.file_format().classify
+    report = ingest_dataset(
+        duck_db, source, "time_entries", fmt=psa.file_format(), workdir=tmp_path / "work"
+    )
+    (refused,) = report.refused
+    assert "unpack it and drop its CSV files" in refused.message
+    assert not report.results and duck_db.scalar("SELECT count(*) FROM land_time_entries") == 0

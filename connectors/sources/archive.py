@@ -111,7 +111,9 @@ def _check_sizes(infos: dict[str, zipfile.ZipInfo], name: str, limits: FileLimit
         raise limits.inflated_error(name, "the archive's members")
 
 
-def _inflate(zf: zipfile.ZipFile, info: zipfile.ZipInfo, dest: Path, name: str, limits: FileLimits):
+def _inflate(
+    zf: zipfile.ZipFile, info: zipfile.ZipInfo, dest: Path, name: str, limits: FileLimits
+) -> None:
     """Copy one member to `dest`, counting: never more than the limit reaches the disk."""
     written = 0
     with zf.open(info) as src, open(dest, "wb") as out:
