@@ -143,6 +143,8 @@ def _landing_asset(dataset: str) -> AssetsDefinition:
             metadata["skipped"] = MetadataValue.json(report.skipped)
         if report.restored:
             metadata["restored_from_archive"] = report.restored
+        if report.unpacked:
+            metadata["unpacked"] = MetadataValue.json(report.unpacked)
         if report.scratch_removed:
             metadata["scratch_removed"] = report.scratch_removed
         if only is not None:

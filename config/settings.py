@@ -280,15 +280,15 @@ class Settings(BaseSettings):
     )
     max_uncompressed_bytes: Positive = setting(
         FileLimits.max_uncompressed_bytes,
-        "an XLSX (any part, or all parts) or gzip file inflating past this is refused before "
-        "it is read",
+        "an XLSX (any part, or all parts), gzip file or ZIP export (a member, or all it "
+        "unpacks) inflating past this is refused before it is read",
         "a whole number, 1 or more",
         f"`{FileLimits.max_uncompressed_bytes}` (1 GiB)",
     )
     max_compression_ratio: Seconds = setting(
         FileLimits.max_compression_ratio,
-        "an XLSX part or gzip stream inflating more than this many times its compressed size "
-        "(judged past 4 MiB inflated) is refused as a bomb",
+        "an XLSX part, gzip stream or ZIP export's member inflating more than this many times "
+        "its compressed size (judged past 4 MiB inflated) is refused as a bomb",
         "a number more than 0",
         f"`{FileLimits.max_compression_ratio:g}`",
     )
@@ -381,7 +381,8 @@ class Settings(BaseSettings):
     api_approval: Literal["submitted", "approved"] = setting(
         "submitted",
         "entries of APIs without approval (Toggl, Kimai, Clockify without approvals) land as "
-        "`submitted` (not postable) or `approved` (approved at their last change)",
+        "`submitted` (not postable) or `approved` (approved at their last change; "
+        "`approved_at_source` says so)",
         "submitted or approved",
     )
 

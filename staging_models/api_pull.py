@@ -19,6 +19,10 @@ get tombstones, with the truncation guard of `staging_models.full_export`.
 Its cursor row is `time_entries/full` (when the last full pull ran); it never moves the
 incremental cursor.
 
+Toggl, Kimai and Clockify are pulled for time entries only: their employees, projects and
+tasks are derived from each landed window (`connectors.sources.api.derive`), as from a
+vendor's export file.
+
 Snapshot (master data, nightly): every record, landed as one file; versioning keeps only what
 changed.
 """
@@ -35,6 +39,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from connectors.sources.api.derive import derive_format
 from connectors.sources.api.vendor import ApiVendor
 from connectors.sources.api.window import remove_partial, write_rows
 from staging_models.api_cursor_tables import api_cursors
@@ -210,6 +215,11 @@ def pull(
                 file_name=name,
                 workdir=folder / ".work",
                 full_export=policy,
+                # Employees, projects and tasks of vendors whose master data is not pulled,
+                # derived from the entries in the same transaction.
+                fmt=derive_format(vendor.defaults.legal_entity, vendor.defaults.currency)
+                if dataset == "time_entries" and vendor.derives_master
+                else None,
             )
         except Exception:
             os.unlink(path)  # recorded as failed in loads; the next pull writes it again

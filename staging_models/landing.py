@@ -416,6 +416,8 @@ class IngestReport:
     scratch_removed: list[str] = field(default_factory=list)
     #: Archived files that grew after they were landed, moved back to be landed whole.
     restored: list[str] = field(default_factory=list)
+    #: ZIP exports unpacked into the inbox: archive -> the members' inbox names.
+    unpacked: dict[str, list[str]] = field(default_factory=dict)
 
     def totals(self) -> dict[str, Any]:
         landed = [r for r in self.results if r.status == "landed"]
@@ -521,6 +523,10 @@ def ingest_dataset(
         if only is None or display_name(f.name) == only
     ]
     report.waiting = [w for w in source.waiting if only is None or w == only]
+    if dataset == "time_entries" and fmt is not None and fmt.has_archives:
+        from staging_models.archive_intake import expand_archives
+
+        files = expand_archives(db, source, fmt, files, workdir, report, log)
     report.skipped = {display_name(n): why for n, why in source.notices.items()}
     if log:
         for n, why in report.skipped.items():

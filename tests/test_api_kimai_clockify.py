@@ -47,7 +47,8 @@ def test_kimai_pages_by_total_pages_and_maps_rates(
     assert kimai.requests[0].query["modified_after"] == "2026-10-11T12:00:00"  # UTC, no offset
     assert r.records == 4  # the running timesheet waits
     cur = _current(duck_db)
-    assert cur.loc["kimai:103"].bill_rate == Decimal("75.0000")  # fixed 150 over 2 h
+    assert cur.loc["kimai:103"].fixed_amount == Decimal("150.00")  # the amount, not a rate
+    assert cur.loc["kimai:103"].bill_rate is None
     assert cur.loc["kimai:102"].hours == Decimal("0.1167")  # 420 s
     assert cur.loc["kimai:101"].project_code == "P-100" and cur.loc["kimai:101"].task_code == "5"
     assert cur.loc["kimai:104"].employee_id == "ben" and set(cur.currency) == {"EUR"}

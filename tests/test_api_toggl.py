@@ -37,7 +37,14 @@ def test_pull_lands_finished_entries_with_local_dates(
     r = pull(
         duck_db, toggl_vendor(fake), "time_entries", source_name="toggl", folder=tmp_path, now=NOW
     )
-    (req,) = fake.requests
+    req, *rates = fake.requests  # then the workspace's rates (test_api_amounts.py)
+    assert [r.path.removeprefix("/api/v9/workspaces/777") for r in rates] == [
+        "",
+        "/workspace_users",
+        "/projects",
+        "/projects",
+        "/project_users",
+    ]
     assert req.query == {"since": str(int((NOW - timedelta(days=30)).timestamp())), "meta": "true"}
     assert r.records == 4  # the running entry waits for a later pull
     cur = _current(duck_db)
@@ -89,7 +96,10 @@ def test_429_and_the_hourly_quota_are_waited_out(duck_db: StagingDB, fake, tmp_p
     r = pull(
         duck_db, toggl_vendor(fake), "time_entries", source_name="toggl", folder=tmp_path, now=NOW
     )
-    assert time.monotonic() - started >= 2.0 and r.records == 4 and len(fake.requests) == 3
+    assert time.monotonic() - started >= 2.0 and r.records == 4
+    # three tries of the entries, then the workspace's rates (projects: a page, an empty one)
+    assert [q.path for q in fake.requests[:3]] == ["/api/v9/me/time_entries"] * 3
+    assert len(fake.requests) == 3 + 5
 
 
 def test_a_quota_reset_beyond_the_wait_ends_the_pull_retryably(

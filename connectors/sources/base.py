@@ -250,6 +250,14 @@ class FileSource(ABC):
     def rejected_names(self) -> set[str]:
         """Names of the files in the rejected folder (empty if there is none)."""
 
+    def put(self, files: dict[str, Path]) -> list[str]:
+        """Drop local files into the inbox under the given names, each complete at once
+        (unpacked members of a vendor's ZIP export, `connectors.sources.archive`)."""
+        raise SourceError(
+            f"{self.describe()}: ZIP exports are unpacked from a local inbox only; unpack it "
+            "and drop its CSV files instead"
+        )
+
     def describe(self) -> str:
         """Where this source reads from, without secrets (for logs and metadata)."""
         return self.name

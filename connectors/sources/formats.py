@@ -112,6 +112,17 @@ class FileFormat:
                 return m, dm
         return None, None
 
+    @property
+    def has_archives(self) -> bool:
+        return any(m.archive is not None for m in self.all_mappings)
+
+    def archive_for(self, file_name: str):
+        """The `[archive]` of the mapping that takes this ZIP export, or None."""
+        for m in self.all_mappings:
+            if m.archive is not None and m.archive.takes(file_name):
+                return m.archive
+        return None
+
     def mapping_for(self, dataset: str, file_name: str | None = None) -> DatasetMapping | None:
         return self.source_mapping_for(dataset, file_name)[1]
 

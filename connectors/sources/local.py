@@ -151,5 +151,10 @@ class LocalFolderSource(FileSource):
             return set()
         return {n for n in os.listdir(self.rejected_dir) if not n.endswith(".reason.txt")}
 
+    def put(self, files: dict[str, Path]) -> list[str]:
+        from connectors.sources.archive import place
+
+        return place(files, self.inbox, "{}.done" if self.done_markers else None)
+
     def describe(self) -> str:
         return f"local folder {self.inbox}"

@@ -70,6 +70,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from connectors.sources import mapping_expr
+from connectors.sources.archive import ArchiveSpec
 from connectors.sources.canonical import DATASETS, DECIMALS, Dataset
 from connectors.sql import quote_ident, sql_literal
 
@@ -1299,6 +1300,8 @@ class SourceMapping(BaseModel):
     #: Master data derived from the time-entry file itself (`[derived.<dataset>]`).
     derived: dict[str, DatasetMapping] = Field(default_factory=dict)
     project_defaults: tuple[ProjectDefault, ...] = ()
+    #: The ZIP exports it takes (`[archive]`): unpacked into the inbox, members by name.
+    archive: ArchiveSpec | None = None
 
     @field_validator("datasets")
     @classmethod
@@ -1314,7 +1317,10 @@ class SourceMapping(BaseModel):
         return self.datasets.get(dataset)
 
     def dataset_of(self, file_name: str) -> str | None:
-        """The dataset whose `files` globs take this file name, if any."""
+        """The dataset whose `files` globs take this file name, if any (a ZIP export the
+        mapping takes counts as time entries: that is what unpacks it)."""
+        if self.archive is not None and self.archive.takes(file_name):
+            return "time_entries"
         for name, d in self.datasets.items():
             if d.takes(file_name):
                 return name
@@ -1370,7 +1376,15 @@ def _mapping_error(
 
 
 #: Top-level keys that are not datasets.
-_TOP_KEYS = ("name", "description", "format", "headers", "project_defaults", "derived")
+_TOP_KEYS = (
+    "name",
+    "description",
+    "format",
+    "headers",
+    "project_defaults",
+    "derived",
+    "archive",
+)
 
 
 def _model(cls: type[BaseModel], value: object, origin: str, where: str) -> Any:
@@ -1522,6 +1536,9 @@ def parse_mapping(
             f"mapping {origin}: [derived.{wrong[0]}]: only master data is derived "
             "(employees, projects, project_tasks, rate_cards)"
         )
+    archive = None
+    if "archive" in data:
+        archive = _model(ArchiveSpec, data["archive"], origin, "[archive]")
     try:
         return SourceMapping(
             **{"name": origin, **head},
@@ -1529,6 +1546,7 @@ def parse_mapping(
             datasets=datasets,
             derived=derived,
             project_defaults=project_defaults,
+            archive=archive,
         )
     except ValidationError as e:
         raise _mapping_error(e, origin, "") from None

@@ -251,11 +251,20 @@ class FakeHarvest(FakeVendor):
 
 
 class FakeToggl(FakeVendor):
-    """`/api/v9/me/time_entries?since=` (deleted entries included, `server_deleted_at`)."""
+    """`/api/v9/me/time_entries?since=` (deleted entries included, `server_deleted_at`), and
+    the workspace's rates: `/workspaces/{wid}`, `workspace_users`, `projects` (page and
+    per_page), `project_users`."""
 
     def __init__(self, token: str) -> None:
         super().__init__(token)
         self.entries: list[dict] = fixture("toggl", "time_entries.json")
+        self.workspace: dict = fixture("toggl", "workspace.json")
+        self.workspace_data = {
+            name: fixture("toggl", f"{name}.json")
+            for name in ("workspace_users", "projects", "project_users")
+        }
+        #: Whether the token's owner may see rates (Toggl: admins, by workspace setting).
+        self.sees_rates = True
 
     def authorized(self, req: Request) -> bool:
         import base64
@@ -270,6 +279,19 @@ class FakeToggl(FakeVendor):
                     e.update(changes)
 
     def route(self, req: Request) -> Reply:
+        ws = f"/api/v9/workspaces/{self.workspace['id']}"
+        if req.path == ws:
+            return Reply(200, copy.deepcopy(self.workspace))
+        name = req.path.removeprefix(ws + "/")
+        if req.path.startswith(ws) and not self.sees_rates:
+            return Reply(403, "Forbidden: only admins may see billable rates")
+        if req.path.startswith(ws + "/") and name in self.workspace_data:
+            rows = copy.deepcopy(self.workspace_data[name])
+            if name == "projects":
+                size = int(req.query.get("per_page", "151"))
+                page = int(req.query.get("page", "1"))
+                rows = rows[(page - 1) * size : page * size]
+            return Reply(200, rows)
         if req.path != "/api/v9/me/time_entries":
             return Reply(404, "Not Found")
         rows = copy.deepcopy(self.entries)

@@ -16,9 +16,10 @@ start in `STAGEPOST_API_TIMEZONE`.
 | employee_id / employee_name | `userId` / the member's `name` |
 | project_code, task_code | `projectId`, `taskId` |
 | work_date, hours | local date of `timeInterval.start`; `timeInterval.duration` (ISO 8601) |
+| duration_seconds | `timeInterval.duration` in whole seconds (the amount is computed from it) |
 | billable | `billable` |
 | bill_rate, currency | `hourlyRate.amount` / 100 (cents), `hourlyRate.currency` |
-| approval | `approvalStatus` APPROVED where sent, else `STAGEPOST_API_APPROVAL` |
+| approval | `approvalStatus` APPROVED where sent, else `STAGEPOST_API_APPROVAL`; at `timeInterval.end` |
 | description, updated_at | `description`; none (Clockify sends no change time) |
 """
 
@@ -39,8 +40,16 @@ from connectors.sources.api.values import (
     local_date,
     seconds_of_iso_duration,
     text,
+    whole_seconds,
 )
-from connectors.sources.api.vendor import ApiVendor, Defaults, Row
+from connectors.sources.api.vendor import (
+    GENERAL_TASK,
+    NO_CLIENT,
+    ApiVendor,
+    Defaults,
+    Row,
+    approved,
+)
 
 BASE_URL = "https://api.clockify.me/api/v1"
 RATE_LIMIT = RateLimit(10, 1.0)
@@ -70,6 +79,7 @@ def _z(dt: datetime) -> str:
 
 class Clockify(ApiVendor):
     name = "clockify"
+    derives_master = True
     reports_deletions = False
     change_cursor = False
 
@@ -84,31 +94,39 @@ class Clockify(ApiVendor):
         interval = e.get("timeInterval") or {}
         rate = e.get("hourlyRate") or {}
         amount = rate.get("amount")
+        # Clockify sends no approval or change time: the end of the work is the earliest
+        # moment it can have been approved (documented in docs/sources_api.md).
+        end = text(interval.get("end"))
         if e.get("approvalStatus") == "APPROVED":
-            status, approved_at, approved_by = "approved", None, None
+            approval = approved(end, "column:timeInterval.end")
         else:
-            status, approved_at, approved_by = self.approval(None)
-        if status == "approved" and approved_at is None:
-            # Clockify sends no approval or change time: the end of the work is the earliest
-            # moment it can have been approved (documented in docs/sources_api.md).
-            approved_at = text(interval.get("end"))
+            approval = self.approval(end, "column:timeInterval.end")
+        seconds = seconds_of_iso_duration(interval.get("duration"))
+        # `hydrated=true` embeds the project (with its client) and the task.
+        project, task = e.get("project") or {}, e.get("task") or {}
         return {
             "entry_id": self.entry_id(e["id"]),
             "employee_id": text(e.get("userId")),
             "employee_name": user_name,
-            "project_code": text(e.get("projectId")),
-            "task_code": text(e.get("taskId")),
+            "project_code": text(e.get("projectId")) or text(project.get("id")),
+            # No task on the entry: one task `General` per project, as the file mapping does.
+            "task_code": text(e.get("taskId")) or text(task.get("id")) or GENERAL_TASK,
             "work_date": local_date(interval.get("start"), self.defaults.zone),
-            "hours": hours_from_seconds(seconds_of_iso_duration(interval.get("duration"))),
+            "hours": hours_from_seconds(seconds),
+            "duration_seconds": whole_seconds(seconds),
             "billable": text(e.get("billable")),
             "bill_rate": decimal_text(Decimal(str(amount)) / 100) if amount is not None else None,
             "currency": text(rate.get("currency")) or self.defaults.currency,
-            "approval_status": status,
-            "approved_at": approved_at,
-            "approved_by": approved_by,
+            **approval,
             "description": text(e.get("description")),
             "updated_at": None,
             "deleted": "false",
+            # For derived master data.
+            "project_name": text(project.get("name")),
+            "customer_id": text(project.get("clientId")) or NO_CLIENT,
+            "customer_name": text(project.get("clientName")),
+            "task_name": text(task.get("name"))
+            or (None if e.get("taskId") or task.get("id") else GENERAL_TASK),
         }
 
     def _members(self) -> Iterator[dict]:
@@ -118,7 +136,7 @@ class Clockify(ApiVendor):
     def _pull(self, start: datetime, end: datetime) -> Iterator[Row]:
         for u in list(self._members()):  # every member first: paging stays one list at a time
             path = f"workspaces/{self.workspace_id}/user/{u['id']}/time-entries"
-            params = {"start": _z(start), "end": _z(end)}
+            params = {"start": _z(start), "end": _z(end), "hydrated": "true"}
             for e in paging.by_short_page(self.client, path, params, size=self.page_size):
                 if (e.get("timeInterval") or {}).get("end"):
                     yield self.time_entry(e, text(u.get("name")))

@@ -32,7 +32,7 @@ from connectors.sources.api import paging
 from connectors.sources.api.http import DEFAULT_RETRY, ApiClient, RetryPolicy
 from connectors.sources.api.rate_limit import RateLimit
 from connectors.sources.api.values import decimal_text, instant_text, text, utc_text
-from connectors.sources.api.vendor import ApiVendor, Defaults, Row
+from connectors.sources.api.vendor import ApiVendor, Defaults, Row, approved
 
 BASE_URL = "https://api.harvestapp.com/v2"
 #: help.getharvest.com/api-v2/introduction/overview/general: 100 requests per 15 seconds.
@@ -114,9 +114,12 @@ class Harvest(ApiVendor):
             "billable": text(e.get("billable")),
             "bill_rate": decimal_text(e.get("billable_rate")),
             "currency": self._currency_of(e.get("client")),
-            "approval_status": "approved" if closed else "submitted",
-            "approved_at": updated if closed else None,
-            "approved_by": None,
+            # Harvest records no approval time: a closed entry is approved at its updated_at.
+            **(
+                approved(updated, "updated_at")
+                if closed
+                else {"approval_status": "submitted", "approved_at": None, "approved_by": None}
+            ),
             "description": text(e.get("notes")),
             "updated_at": updated,
             "deleted": "false",

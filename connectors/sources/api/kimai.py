@@ -15,9 +15,12 @@ the local work date.
 | employee_id / employee_name | `user.username` / `user.alias`, else the username |
 | project_code, task_code | `project.number`, else `project.id`; `activity.id` |
 | work_date, hours | date of `begin` as written; `duration` seconds / 3600 (4 decimals) |
-| billable, bill_rate | `billable`; `hourlyRate`, or for a fixed-price entry `fixedRate` / hours when exact |
+| duration_seconds | `duration` (amounts come from it exactly: 0:07 x 95 = 11.08) |
+| billable, bill_rate | `billable`; `hourlyRate` (none for a fixed-price entry) |
+| fixed_amount | `fixedRate` (a fixed-price entry's amount: 150 stays 150) |
+| source_amount | `rate` (Kimai's amount) of a billable entry, checked against the computed one |
 | currency | `project.customer.currency` |
-| approval | none in core: `STAGEPOST_API_APPROVAL` |
+| approval | none in core: `STAGEPOST_API_APPROVAL`, at `modifiedAt` (else `end`) |
 | description, updated_at | `description`; `modifiedAt` where the version sends it |
 """
 
@@ -25,7 +28,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
-from decimal import Decimal
 from typing import Any
 
 from pydantic import SecretStr
@@ -38,6 +40,7 @@ from connectors.sources.api.values import (
     hours_from_seconds,
     instant_text,
     text,
+    whole_seconds,
 )
 from connectors.sources.api.vendor import ApiVendor, Row
 
@@ -66,19 +69,14 @@ def _obj(value: Any) -> dict:
     return value if isinstance(value, dict) else {"id": value} if value is not None else {}
 
 
-def _rate(e: dict, hours: str | None) -> str | None:
-    fixed = e.get("fixedRate")
-    if fixed is not None and Decimal(str(fixed)) != 0:
-        if not hours or Decimal(hours) == 0:
-            return None
-        per_hour = Decimal(str(fixed)) / Decimal(hours)
-        # Only an exact rate: a rounded one would move the entry's amount by cents.
-        return decimal_text(per_hour) if per_hour == per_hour.quantize(Decimal("0.0001")) else None
-    return decimal_text(e.get("hourlyRate"))
+def _fixed(e: dict) -> str | None:
+    """A fixed-price entry's amount (`fixedRate`): it is the amount, whatever the duration."""
+    return decimal_text(e.get("fixedRate")) if e.get("fixedRate") is not None else None
 
 
 class Kimai(ApiVendor):
     name = "kimai"
+    derives_master = True
     reports_deletions = False
 
     def time_entry(self, e: dict) -> Row:
@@ -89,9 +87,13 @@ class Kimai(ApiVendor):
         )
         customer = _obj(project.get("customer"))
         updated = instant_text(e.get("modifiedAt"))
-        hours = hours_from_seconds(e.get("duration"))
-        status, approved_at, approved_by = self.approval(updated or instant_text(e.get("end")))
+        if updated:
+            approval = self.approval(updated, "updated_at")
+        else:  # a Kimai before modifiedAt: the end of the work is the earliest approval
+            approval = self.approval(instant_text(e.get("end")), "column:end")
         begin = text(e.get("begin"))
+        fixed = _fixed(e)
+        billable = bool(e.get("billable"))
         return {
             "entry_id": self.entry_id(e["id"]),
             "employee_id": text(user.get("username")) or text(user.get("id")),
@@ -99,16 +101,25 @@ class Kimai(ApiVendor):
             "project_code": text(project.get("number")) or text(project.get("id")),
             "task_code": text(activity.get("id")),
             "work_date": begin[:10] if begin else None,
-            "hours": hours,
+            "hours": hours_from_seconds(e.get("duration")),
+            "duration_seconds": whole_seconds(e.get("duration")),
             "billable": text(e.get("billable")),
-            "bill_rate": _rate(e, hours),
+            # A fixed-price entry's hourly rate means nothing: its amount is `fixed_amount`.
+            "bill_rate": None if fixed is not None else decimal_text(e.get("hourlyRate")),
+            "fixed_amount": fixed,
+            # Kimai's own amount (`rate`), checked against rate x duration (TE_AMOUNT_MISMATCH);
+            # Kimai prices non-billable entries too: only a billable entry's is an amount.
+            "source_amount": decimal_text(e.get("rate")) if billable else None,
             "currency": text(customer.get("currency")) or self.defaults.currency,
-            "approval_status": status,
-            "approved_at": approved_at,
-            "approved_by": approved_by,
+            **approval,
             "description": text(e.get("description")),
             "updated_at": updated,
             "deleted": "false",
+            # For derived master data.
+            "project_name": text(project.get("name")),
+            "customer_id": text(customer.get("number")) or text(customer.get("id")),
+            "customer_name": text(customer.get("name")),
+            "task_name": text(activity.get("name")),
         }
 
     def _pull(self, **params: Any) -> Iterator[Row]:

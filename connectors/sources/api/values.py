@@ -2,7 +2,9 @@
 
 JSON numbers arrive as `Decimal` (the client parses floats so) or `int`; nothing here ever
 makes a binary float. Durations in seconds become hours rounded half up to the 4 decimals the
-canonical `hours` column keeps (at most 0.18 s off; documented in docs/sources_api.md).
+canonical `hours` column keeps (at most 0.18 s off), and are also kept whole in
+`duration_seconds`, from which validation computes the amount exactly (02:14:54 at 75/h is
+168.63; 2.2483 h x 75 would be 168.62). Documented in docs/sources_api.md.
 """
 
 from __future__ import annotations
@@ -50,6 +52,15 @@ def hours_from_seconds(seconds: Any) -> str | None:
         return None
     h = (Decimal(str(seconds)) / Decimal(3600)).quantize(_HOURS, rounding=ROUND_HALF_UP)
     return format(h, "f")
+
+
+def whole_seconds(seconds: Any) -> str | None:
+    """Seconds as an integer text for `duration_seconds`; None when not a whole number (the
+    amount then comes from the rounded hours)."""
+    if seconds is None:
+        return None
+    d = Decimal(str(seconds))
+    return str(int(d)) if d == d.to_integral_value() and d >= 0 else None
 
 
 def seconds_of_iso_duration(value: str | None) -> Decimal | None:

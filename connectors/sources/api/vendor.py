@@ -14,6 +14,10 @@ from zoneinfo import ZoneInfo
 from connectors.sources.api.http import ApiClient
 
 Row = dict[str, str | None]
+#: The task of an entry that has none (Toggl, Clockify), and the customer of a project without
+#: a client: the names the file mappings use, so a file and an API pull derive the same rows.
+GENERAL_TASK = "General"
+NO_CLIENT = "(no client)"
 #: How non-approving vendors' entries land (`STAGEPOST_API_APPROVAL`).
 Approval = Literal["submitted", "approved"]
 
@@ -30,6 +34,18 @@ class Defaults:
     approval: Approval = "submitted"
 
 
+def approved(at: str | None, source: str | None, by: str | None = None) -> dict[str, str | None]:
+    """Approval columns of an approved entry. `source` says where `approved_at` came from when
+    the vendor has no approval time, in the file side's policy terms (`updated_at`,
+    `column:<field>`; `mapping.ApprovalPolicy`); None when it is the vendor's own."""
+    return {
+        "approval_status": "approved",
+        "approved_at": at,
+        "approved_by": by,
+        "approved_at_source": source if at is not None else None,
+    }
+
+
 class ApiVendor(ABC):
     """One vendor account, reached through `client`."""
 
@@ -42,6 +58,9 @@ class ApiVendor(ABC):
     change_cursor: bool = True
     #: Master datasets pulled whole, nightly.
     master: tuple[str, ...] = ()
+    #: Whether employees, projects and tasks are derived from the pulled entries (vendors
+    #: whose master data is not pulled: `connectors.sources.api.derive`).
+    derives_master: bool = False
 
     def __init__(self, client: ApiClient, defaults: Defaults) -> None:
         self.client = client
@@ -54,11 +73,20 @@ class ApiVendor(ABC):
     def entry_id(self, vendor_id: object) -> str:
         return f"{self.key_prefix}{vendor_id}"
 
-    def approval(self, updated_at: str | None) -> tuple[str, str | None, str | None]:
-        """(status, approved_at, approved_by) for a vendor that has no approval of its own."""
+    def approval(
+        self, approved_at: str | None, source: str = "updated_at"
+    ) -> dict[str, str | None]:
+        """Approval columns of a vendor that has no approval of its own
+        (`STAGEPOST_API_APPROVAL`): `approved` at `approved_at`, whose origin `source` names in
+        the file side's policy terms (`updated_at`, `column:<field>`), or `submitted`."""
         if self.defaults.approval == "approved":
-            return "approved", updated_at, f"{self.name} (no approval in the vendor)"
-        return "submitted", None, None
+            return approved(approved_at, source, f"{self.name} (no approval in the vendor)")
+        return {
+            "approval_status": "submitted",
+            "approved_at": None,
+            "approved_by": None,
+            "approved_at_source": None,
+        }
 
     @abstractmethod
     def changed(self, since: datetime, until: datetime) -> Iterator[Row]:

@@ -13,6 +13,10 @@ import pyarrow.parquet as pq
 
 from connectors.sources.canonical import DATASETS
 
+#: Columns beside the canonical ones of a pulled time-entry window: the names master data is
+#: derived from (`connectors.sources.api.derive`); landing's canonical reading ignores them.
+DERIVE_COLUMNS = ("project_name", "customer_id", "customer_name", "task_name")
+
 
 def write_rows(rows: Iterable[dict], dataset: str, path: Path) -> int:
     """Write `rows` (canonical column -> text) to `path`, atomically; returns the row count.
@@ -20,14 +24,16 @@ def write_rows(rows: Iterable[dict], dataset: str, path: Path) -> int:
     Written to `.NAME.part` and renamed: a pull killed mid-write leaves no file that could be
     taken for a complete window.
     """
-    ds = DATASETS[dataset]
-    columns: dict[str, list[str | None]] = {c: [] for c in ds.column_names}
+    names = DATASETS[dataset].column_names
+    if dataset == "time_entries":
+        names += DERIVE_COLUMNS
+    columns: dict[str, list[str | None]] = {c: [] for c in names}
     n = 0
     for row in rows:
         for c, values in columns.items():
             values.append(row.get(c))
         n += 1
-    schema = pa.schema([(c, pa.string()) for c in ds.column_names])
+    schema = pa.schema([(c, pa.string()) for c in names])
     table = pa.Table.from_pydict(columns, schema=schema)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.part")
