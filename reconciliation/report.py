@@ -27,6 +27,7 @@ from reconciliation.compare import (
 )
 from reconciliation.sheet_columns import (
     CLASS_COLUMNS,
+    CLASS_REASONS,
     HEADERS,
     INVOICE_COLUMNS,
     NOT_INVOICE_EXCEPTIONS,
@@ -154,6 +155,8 @@ def _rules_broken(rule_codes: pa.ChunkedArray) -> pa.ChunkedArray:
 
 def _class_sheet(lines: pa.Table, cls: str) -> pa.Table:
     rows = lines.filter(pc.equal(lines["class"], cls))
+    reasons = pc.fill_null(rows["reasons"], CLASS_REASONS[cls])
+    rows = rows.set_column(rows.column_names.index("reasons"), "reasons", reasons)
     columns = CLASS_COLUMNS[cls]
     if "rules_broken" in columns:
         rows = rows.append_column("rules_broken", _rules_broken(rows["rule_codes"]))

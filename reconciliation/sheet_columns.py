@@ -184,6 +184,19 @@ CLASS_COLUMNS: dict[str, tuple[str, ...]] = {
     ),
 }
 
+#: The reason shown when a row's own reasons say nothing more than its class.
+CLASS_REASONS: dict[str, str] = {
+    "erp_unknown_to_staging": "in the ERP, unknown to the posting ledger",
+    "not_yet_staged": "newer content not validated yet",
+    "posted_missing_in_erp": "posted, missing in the ERP",
+    "changed_in_psa_since_posting": "changed in the PSA since it was posted",
+    "value_mismatch": "the ERP differs from the posted version",
+    "deleted_in_psa": "deleted in the PSA, never posted",
+    "quarantined": "quarantined",
+    "approved_not_posted": "approved, waiting for a posting window",
+    "quarantined_without_key": "quarantined: no entry id or no readable work date",
+}
+
 #: The invoice exceptions sheet, reason first.
 INVOICE_COLUMNS: tuple[str, ...] = (
     "reasons",

@@ -30,7 +30,7 @@ from reconciliation.report import (
     multi_rule_note,
     write_reconciliation_workbook,
 )
-from reconciliation.sheet_columns import CLASS_COLUMNS, HEADERS
+from reconciliation.sheet_columns import CLASS_COLUMNS, CLASS_REASONS, HEADERS
 from reconciliation.store import load_lines
 from resources.psa_source import PsaSource
 from resources.reports import ReportUpload
@@ -289,13 +289,18 @@ def _workbook(run) -> openpyxl.Workbook:
 def test_exception_sheets_start_with_the_reason_and_show_their_own_columns(run) -> None:
     wb = _workbook(run)
     seen = set()
+    defaults = 0
     for cls in EXCEPTION_CLASSES:
         header = [c.value for c in wb[CLASS_TITLES[cls]][1]]
         assert header[0] == "Reason", cls
+        reasons = [r[0] for r in wb[CLASS_TITLES[cls]].iter_rows(min_row=2, values_only=True)]
+        assert all(reasons), cls  # every row says why it is there
+        defaults += sum(r == CLASS_REASONS[cls] for r in reasons)
         assert header == [HEADERS[c] for c in CLASS_COLUMNS[cls]], cls
         assert not any("_" in h for h in header), cls  # people's words, not column names
         seen.add(tuple(header))
     assert len(seen) == len(EXCEPTION_CLASSES)  # no two classes share one 30-column layout
+    assert defaults > 0  # rows whose class is their whole reason say so in words
     unknown = [c.value for c in wb[CLASS_TITLES["erp_unknown_to_staging"]][1]]
     assert "ERP amount" in unknown and "PSA amount" not in unknown  # nothing the PSA has
     quarantined = [c.value for c in wb[CLASS_TITLES["quarantined"]][1]]
