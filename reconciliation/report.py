@@ -29,6 +29,7 @@ from reconciliation.sheet_columns import (
     CLASS_COLUMNS,
     CLASS_REASONS,
     HEADERS,
+    INVOICE_CLASS_TITLES,
     INVOICE_COLUMNS,
     NOT_INVOICE_EXCEPTIONS,
 )
@@ -237,7 +238,7 @@ def write_reconciliation_workbook(
         sheets[CLASS_TITLES[cls]] = _class_sheet(lines, cls)
     exceptions = invoices[~invoices["class"].isin(NOT_INVOICE_EXCEPTIONS)]
     exceptions = exceptions.assign(
-        **{"class": exceptions["class"].str.replace("_", " ").str.capitalize()}
+        **{"class": exceptions["class"].map(INVOICE_CLASS_TITLES).fillna(exceptions["class"])}
     )
     sheets[INVOICE_SHEET] = exceptions[list(INVOICE_COLUMNS)]
     sheets[TOTALS_SHEET] = totals

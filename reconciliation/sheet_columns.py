@@ -69,6 +69,26 @@ HEADERS: dict[str, str] = {
     "dimension": "Totals by",
     "member": "Member",
     "class": "Exception",
+    # the summary's own tables (aging, sheet list)
+    "bucket": "Days open",
+    "hours": "Hours",
+    "sheet": "Sheet",
+    "source": "Exception class",
+    "rows": "Rows",
+}
+
+#: How the invoice sheet names each invoice class.
+INVOICE_CLASS_TITLES: dict[str, str] = {
+    "erp_unknown_to_staging": "ERP unknown to staging",
+    "not_yet_staged": "Not yet staged",
+    "posted_missing_in_erp": "Posted, missing in ERP",
+    "changed_in_psa_since_posting": "Changed in PSA since posting",
+    "value_mismatch": "Value mismatch",
+    "quarantined": "Quarantined",
+    "ready_not_posted": "Ready, not posted",
+    "draft": "Draft",
+    "not_postable": "Not postable",
+    "in_sync": "In sync",
 }
 
 _WHO = ("entry_id", "legal_entity", "employee_id", "employee_name", "project_code", "task_code")

@@ -306,6 +306,8 @@ def test_exception_sheets_start_with_the_reason_and_show_their_own_columns(run) 
     quarantined = [c.value for c in wb[CLASS_TITLES["quarantined"]][1]]
     assert quarantined[:3] == ["Reason", "Rules broken", "Number of rules broken"]
     assert "ERP amount" not in quarantined
+    summary = [r[0] for r in wb["Summary"].iter_rows(values_only=True)]
+    assert {"Days open", "Sheet"} <= set(summary)  # the summary's own tables in words too
     invoices = [c.value for c in wb[INVOICE_SHEET][1]]
     assert invoices[:2] == ["Reason", "Exception"]
     totals = [c.value for c in wb[TOTALS_SHEET][1]]
@@ -319,9 +321,9 @@ def test_draft_invoices_are_no_exception(run) -> None:
     rows = [dict(zip(header, r, strict=True)) for r in ws.iter_rows(min_row=2, values_only=True)]
     assert {r["Invoice"] for r in rows} == {"I2", "I4", "I5"}  # I3 (draft) and I1 (in sync) not
     assert {r["Exception"] for r in rows} == {
-        "Ready not posted",
+        "Ready, not posted",
         "Value mismatch",
-        "Erp unknown to staging",
+        "ERP unknown to staging",
     }
     summary = {r[0]: r[1] for r in wb["Summary"].iter_rows(values_only=True) if r[0]}
     assert summary["Invoices: draft"] == 1  # still counted, as a key figure
