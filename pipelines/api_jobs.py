@@ -9,12 +9,14 @@ from dagster import AssetSelection, DefaultScheduleStatus, ScheduleDefinition, d
 from assets.api_ingestion import (
     FULL_PULL_VENDORS,
     MASTER_DATASETS,
+    ApiPullConfig,
     master_data_key,
     time_entries_key,
 )
 from assets.validation import GROUP as VALIDATION
 from assets.validation import validated_time_entries
 from config.settings import current
+from pipelines.launchpad import ops_only
 from resources.settings import API_VENDORS
 
 TIMEZONE = current().timezone
@@ -25,16 +27,20 @@ def _hourly_job(vendor: str):
         f"{vendor}_api_hourly_job",
         selection=AssetSelection.assets(time_entries_key(vendor))
         | AssetSelection.assets(validated_time_entries),
+        config=ops_only({time_entries_key(vendor): ApiPullConfig}),
         description=f"Pull the {vendor} API's changed time entries, then validate them.",
     )
 
 
 def _nightly_job(vendor: str):
     keys = [master_data_key(vendor)] if vendor in MASTER_DATASETS else []
-    config = None
+    config = ops_only()
     if vendor in FULL_PULL_VENDORS:
         keys.append(time_entries_key(vendor))
-        config = {"ops": {time_entries_key(vendor): {"config": {"full": True}}}}
+        config = ops_only(
+            {time_entries_key(vendor): ApiPullConfig},
+            defaults={time_entries_key(vendor): {"full": True}},
+        )
     return define_asset_job(
         f"{vendor}_api_nightly_job",
         selection=AssetSelection.assets(*keys) | AssetSelection.groups(VALIDATION),

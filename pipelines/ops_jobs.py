@@ -11,16 +11,23 @@ from dagster import (
     job,
 )
 
-from assets.maintenance import backup_staging_op, retention_op
+from assets.maintenance import BackupConfig, RetentionConfig, backup_staging_op, retention_op
+from pipelines.launchpad import ops_only
 from pipelines.schedules import TIMEZONE
 
 
-@job(description="Back up the staging database (docs/operations.md, Backups).")
+@job(
+    description="Back up the staging database (docs/operations.md, Backups).",
+    config=ops_only({"backup_staging_op": BackupConfig}),
+)
 def staging_backup_job() -> None:
     backup_staging_op()
 
 
-@job(description="Delete what is past its retention age (docs/operations.md, Retention).")
+@job(
+    description="Delete what is past its retention age (docs/operations.md, Retention).",
+    config=ops_only({"retention_op": RetentionConfig}),
+)
 def retention_job() -> None:
     retention_op()
 

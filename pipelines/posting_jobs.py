@@ -22,6 +22,7 @@ from assets.posting import (
     PostingWindowConfig,
     posting_window,
 )
+from pipelines.launchpad import ops_only
 from pipelines.schedules import TIMEZONE
 
 POSTING_TAGS = {"posting_window": "1"}
@@ -31,8 +32,9 @@ posting_window_job = define_asset_job(
     POSTING_JOB,
     selection=AssetSelection.assets(posting_window),
     tags=POSTING_TAGS,
-    # The Launchpad opens pre-filled with a dry run of everything not yet posted.
-    config=RunConfig(ops={POSTING_ASSET: PostingWindowConfig()}),
+    # The Launchpad shows the window's fields only (a dry run of everything not yet posted
+    # by default); the ERP and the posting policy are deployment settings, not its fields.
+    config=ops_only({POSTING_ASSET: PostingWindowConfig}),
     description="Post validated time and released invoices to the ERP (dry run by default).",
 )
 

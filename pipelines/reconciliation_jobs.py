@@ -20,7 +20,8 @@ from dagster import (
 )
 
 from assets.posting import posting_window
-from assets.reconciliation import GROUP
+from assets.reconciliation import GROUP, ReconciliationConfig, WorkbookConfig
+from pipelines.launchpad import ops_only
 from pipelines.schedules import TIMEZONE
 
 #: The asset a posting window materializes: taken from its definition, so renaming the asset
@@ -30,6 +31,9 @@ POSTING_ASSET_KEY = posting_window.key
 reconciliation_job = define_asset_job(
     "reconciliation_job",
     selection=AssetSelection.groups(GROUP),
+    config=ops_only(
+        {"reconciliation": ReconciliationConfig, "reconciliation_workbook": WorkbookConfig}
+    ),
     description="Reconcile PSA, staging and ERP; store the results; write the workbooks.",
 )
 

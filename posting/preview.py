@@ -2,7 +2,8 @@
 lines, as DataFrames and as an Excel workbook finance can read before saying yes.
 
 Read from the plan's temporary tables (see `posting.plan`), so a dry run and a
-real window show exactly the same numbers.
+real window show exactly the same numbers. Headers are words, money and hours keep two
+decimals, and each sheet prints landscape, one page wide, its header row on every page.
 """
 
 from __future__ import annotations
@@ -13,15 +14,46 @@ import pandas as pd
 from openpyxl import Workbook
 from openpyxl.cell import WriteOnlyCell
 from openpyxl.styles import Font
+from openpyxl.worksheet.properties import PageSetupProperties
 from sqlalchemy.engine import Connection
 
 from connectors.sql import read_frame
-from reports.xlsx_columns import text_cell
+from reports.xlsx_columns import NUMBER_FORMATS, Kind, text_cell
 
 #: Rows an xlsx sheet holds below its header.
 SHEET_ROWS = 1_048_575
 #: Lines written to the workbook's Lines sheet; the summary always covers every line.
 DEFAULT_DETAIL_LIMIT = 20_000
+
+#: The headers finance reads, by column.
+HEADERS: dict[str, str] = {
+    "document": "Document",
+    "external_id": "External id",
+    "kind": "Post or reversal",
+    "document_id": "Entry or invoice",
+    "version": "Version",
+    "legal_entity": "Legal entity",
+    "project_code": "Project",
+    "employee_id": "Employee or customer",
+    "task_code": "Task",
+    "doc_date": "Work or issue date",
+    "period": "ERP period",
+    "hours": "Hours",
+    "amount": "Amount",
+    "currency": "Currency",
+    "description": "Description",
+    "state": "State",
+    "erp_message": "ERP message",
+    "lines": "Lines",
+    "posts": "Posts",
+    "reversals": "Reversals",
+}
+#: Number formats by column: amounts and hours always show two decimals.
+_FORMATS: dict[str, str | None] = {
+    "amount": NUMBER_FORMATS[Kind.MONEY],
+    "hours": NUMBER_FORMATS[Kind.HOURS],
+    "doc_date": NUMBER_FORMATS[Kind.DATE],
+}
 
 _SUMMARY_SQL = """
     SELECT 'time_line' AS document, legal_entity, project_code, currency, state,
@@ -69,31 +101,40 @@ def plan_detail(conn: Connection, limit: int = DEFAULT_DETAIL_LIMIT) -> pd.DataF
     return read_frame(conn, _DETAIL_SQL, {"n": int(limit)})
 
 
-def _safe(ws, value):
+def _safe(ws, value, number_format: str | None = None):
     """A cell value Excel shows as typed: text is stored as text (never a formula, control
-    characters replaced) by the workbook writer's own `text_cell`."""
+    characters replaced) by the workbook writer's own `text_cell`; a number or date gets its
+    column's format (a Decimal is written as openpyxl writes it, its nearest double)."""
     if isinstance(value, str):
         return text_cell(ws, value)
     if value is None or (not isinstance(value, str) and pd.isna(value)):
         return None
-    return value
+    if number_format is None:
+        return value
+    cell = WriteOnlyCell(ws, value=value)
+    cell.number_format = number_format
+    return cell
+
+
+def _print_setup(ws, header_row: int) -> None:
+    """Landscape, one page wide, the header row repeated on every printed page."""
+    ws.page_setup.orientation = "landscape"
+    ws.page_setup.fitToWidth = 1
+    ws.page_setup.fitToHeight = 0
+    ws.sheet_properties.pageSetUpPr = PageSetupProperties(fitToPage=True)
+    ws.print_title_rows = f"{header_row}:{header_row}"
 
 
 def _write_sheet(wb: Workbook, title: str, df: pd.DataFrame, notes: list[str]) -> None:
     ws = wb.create_sheet(title)
+    _print_setup(ws, len(notes) + 1)
     bold = Font(bold=True)
     for note in notes:
-        cell = WriteOnlyCell(ws, value=note)
-        cell.font = bold
-        ws.append([cell])
-    header = []
-    for name in df.columns:
-        cell = WriteOnlyCell(ws, value=name)
-        cell.font = bold
-        header.append(cell)
-    ws.append(header)
+        ws.append([text_cell(ws, note, bold)])
+    ws.append([text_cell(ws, HEADERS.get(str(name), str(name)), bold) for name in df.columns])
+    formats = [_FORMATS.get(str(name)) for name in df.columns]
     for row in df.itertuples(index=False, name=None):
-        ws.append([_safe(ws, v) for v in row])
+        ws.append([_safe(ws, v, f) for v, f in zip(row, formats, strict=True)])
 
 
 def write_preview_xlsx(

@@ -3,8 +3,9 @@
 Works from the frames as they sit in staging (`rec_kpis`, `rec_totals`, `rec_invoices`,
 `rec_lines`), not from a live `Reconciliation`, so a workbook can be written (again, or
 per legal entity) without reconciling again. Layout: `workbook.write_workbook`'s summary
-(key figures, totals per legal entity and currency, aging chart), then one sheet per
-exception class of entries, the invoice exceptions, and every total.
+(period, key figures, how posted totals tie to the ERP, totals per legal entity and
+currency, aging chart), then one sheet per exception class of entries (its own columns,
+reason first: `sheet_columns`), the invoice exceptions (drafts are none), and every total.
 """
 
 from __future__ import annotations
@@ -23,6 +24,14 @@ from reconciliation.compare import (
     EXCEPTION_CLASSES,
     INVOICE_CLASSES,
     kpi_amounts,
+)
+from reconciliation.sheet_columns import (
+    CLASS_COLUMNS,
+    CLASS_REASONS,
+    HEADERS,
+    INVOICE_CLASS_TITLES,
+    INVOICE_COLUMNS,
+    NOT_INVOICE_EXCEPTIONS,
 )
 from reconciliation.workbook import AGING_BUCKETS, WorkbookInfo, write_workbook
 from staging_models.figures import rate
@@ -140,6 +149,68 @@ def _filter_le(frame: pd.DataFrame, legal_entity: str) -> pd.DataFrame:
     return frame if legal_entity == ALL else frame[frame["legal_entity"] == legal_entity]
 
 
+def _rules_broken(rule_codes: pa.ChunkedArray) -> pa.ChunkedArray:
+    """How many rules each row breaks (its comma-separated rule codes), null without any."""
+    return pc.list_value_length(pc.split_pattern(rule_codes, ","))
+
+
+def _class_sheet(lines: pa.Table, cls: str) -> pa.Table:
+    rows = lines.filter(pc.equal(lines["class"], cls))
+    reasons = pc.fill_null(rows["reasons"], CLASS_REASONS[cls])
+    rows = rows.set_column(rows.column_names.index("reasons"), "reasons", reasons)
+    columns = CLASS_COLUMNS[cls]
+    if "rules_broken" in columns:
+        rows = rows.append_column("rules_broken", _rules_broken(rows["rule_codes"]))
+    return rows.select(list(columns))
+
+
+def multi_rule_note(lines: pa.Table) -> str | None:
+    """Why the rule figures add up to more than the quarantined rows: a row counts under
+    every rule it breaks. None when no row breaks more than one."""
+    q = lines.filter(
+        pc.and_(pc.equal(lines["psa_state"], "quarantined"), pc.is_valid(lines["rule_codes"]))
+    )
+    if q.num_rows == 0:
+        return None
+    broken = _rules_broken(q["rule_codes"])
+    several = pc.sum(pc.greater(broken, 1)).as_py() or 0
+    if not several:
+        return None
+    total = pc.sum(broken).as_py()
+    return (
+        f"{q.num_rows:,} quarantined rows break {total:,} rules in all: a row that breaks "
+        f"several rules counts under each of them in 'Rows quarantined for ...' "
+        f"({several:,} rows break more than one; see 'Number of rules broken' on the "
+        "quarantine sheets)."
+    )
+
+
+def _money(value: object) -> str:
+    return f"{Decimal(str(value)):,.2f}"
+
+
+def _hours(value: object) -> str:
+    return f"{Decimal(str(value)).normalize():f}"
+
+
+def tie_out_notes(per_le: pd.DataFrame) -> list[str]:
+    """Per legal entity and currency: do the posted totals (confirmed in the ledger) tie to
+    the ERP? Said in words, with the variances when they do not."""
+    out = []
+    for r in per_le.sort_values(["legal_entity", "currency"]).itertuples(index=False):
+        posted = f"posted {_hours(r.ledger_hours)} h, {_money(r.ledger_amount)} {r.currency}"
+        erp = f"ERP {_hours(r.erp_hours)} h, {_money(r.erp_amount)} {r.currency}"
+        if r.variance_ledger_erp_hours == 0 and r.variance_ledger_erp_amount == 0:
+            verdict = "ties"
+        else:
+            verdict = (
+                f"does not tie: {_hours(r.variance_ledger_erp_hours)} h, "
+                f"{_money(r.variance_ledger_erp_amount)} {r.currency} (see the exception sheets)"
+            )
+        out.append(f"{r.legal_entity} {r.currency}: {posted}; {erp}: {verdict}.")
+    return out
+
+
 def write_reconciliation_workbook(
     path: Path,
     *,
@@ -157,19 +228,26 @@ def write_reconciliation_workbook(
     invoices = _filter_le(invoices, legal_entity)
     if legal_entity != ALL:
         lines = lines.filter(pc.equal(lines["legal_entity"], legal_entity))
-    notes = list(notes or [])
     per_le = totals[totals["dimension"] == "legal_entity"].drop(columns=["dimension", "member"])
+    notes = [*tie_out_notes(per_le), *(notes or [])]
+    rule_note = multi_rule_note(lines)
+    if rule_note:
+        notes.append(rule_note)
     sheets: dict[str, pd.DataFrame | pa.Table] = {}
-    detail = [c for c in lines.column_names if c != "class"]
     for cls in EXCEPTION_CLASSES:
-        rows = lines.filter(pc.equal(lines["class"], cls)).select(detail)
-        sheets[CLASS_TITLES[cls]] = rows
-    sheets[INVOICE_SHEET] = invoices[invoices["class"] != "in_sync"].drop(columns=["backlog"])
+        sheets[CLASS_TITLES[cls]] = _class_sheet(lines, cls)
+    exceptions = invoices[~invoices["class"].isin(NOT_INVOICE_EXCEPTIONS)]
+    exceptions = exceptions.assign(
+        **{"class": exceptions["class"].map(INVOICE_CLASS_TITLES).fillna(exceptions["class"])}
+    )
+    sheets[INVOICE_SHEET] = exceptions[list(INVOICE_COLUMNS)]
     sheets[TOTALS_SHEET] = totals
     scope = "all legal entities" if legal_entity == ALL else legal_entity
     return write_workbook(
         path,
         title=f"Reconciliation PSA / staging / ERP: {scope}",
+        period=period_label,
+        headers=HEADERS,
         kpis=key_figures(kpis, legal_entity, period_label),
         totals=per_le,
         aging=aging_table(kpis, legal_entity),

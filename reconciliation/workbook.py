@@ -7,12 +7,16 @@ formulas, and a sheet longer than Excel allows is split into parts that the summ
 names, never cut.
 
 Summary layout (column A holds the section titles, one blank row between sections):
-title; "Generated at" | timestamp; "Key figures" (Metric | Value); "Notes" (only when
+title; "Period" | the period (when given); "Generated at" | timestamp; "Key figures" (Metric | Value); "Notes" (only when
 there are any: the caller's, then splits and text fixes); "Totals" (the caller's
 frame, non-zero variance/diff/delta cells in bold red); "Aging (days open)" (bucket |
 hours | amount, or one `amount <currency>` column per currency, for 0-1, 2-7, 8-30, >30,
 with two bar charts to its right); "Sheets"
 (sheet | source | rows).
+
+Column headers are the caller's display names (`headers`: "PSA hours", not `psa_hours`); the
+kind of each column (money, hours, ...) is still decided from its own name. Every sheet prints
+landscape, fitted to the page width, a detail sheet's header row repeated on every page.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -34,6 +38,7 @@ from openpyxl.chart import BarChart, Reference
 from openpyxl.styles import Alignment, Font, PatternFill
 from openpyxl.utils import get_column_letter
 from openpyxl.worksheet._write_only import WriteOnlyWorksheet
+from openpyxl.worksheet.properties import PageSetupProperties
 
 from reports.xlsx_columns import (
     NUMBER_FORMATS,
@@ -147,13 +152,15 @@ def _display_len(kind: Kind, value: Any) -> int:
     return {Kind.DATE: 10, Kind.DATETIME: 16, Kind.BOOL: 5}[kind]
 
 
-def _widths(plans: Sequence[ColumnPlan], cols: Sequence[Column], n: int) -> list[float]:
+def _widths(
+    plans: Sequence[ColumnPlan], cols: Sequence[Column], n: int, titles: Sequence[str]
+) -> list[float]:
     """Widths from the header and the first rows only: scanning every row costs a full pass."""
     sample = _convert(plans, cols, 0, min(n, _WIDTH_SAMPLE_ROWS))
     widths = []
-    for plan, values in zip(plans, sample, strict=True):
+    for plan, title, values in zip(plans, titles, sample, strict=True):
         lens = [_display_len(plan.kind, v) for v in values if v is not None]
-        need = max([len(plan.name) + 4, *(x + 2 for x in lens)])  # +4: the filter button
+        need = max([len(title) + 4, *(x + 2 for x in lens)])  # +4: the filter button
         widths.append(min(max(float(need), _MIN_WIDTH), _MAX_WIDTH))
         plan.issues = TextIssues()  # the sample is converted again when written; count once
     return widths
@@ -174,6 +181,22 @@ def _value_cell(
     if fmt:
         cell.number_format = fmt
     return cell
+
+
+def _titles(names: Iterable[str], headers: Mapping[str, str]) -> list[str]:
+    """Each column's header: its display name, else its own name."""
+    return [headers.get(name, name) for name in names]
+
+
+def _print_setup(ws: WriteOnlyWorksheet, header_rows: str | None = None) -> None:
+    """Landscape, as wide as one page (as many pages down as it takes), header rows repeated:
+    printed, a sheet keeps its columns together instead of cutting them across pages."""
+    ws.page_setup.orientation = "landscape"
+    ws.page_setup.fitToWidth = 1
+    ws.page_setup.fitToHeight = 0
+    ws.sheet_properties.pageSetUpPr = PageSetupProperties(fitToPage=True)
+    if header_rows:
+        ws.print_title_rows = header_rows
 
 
 def _header_cells(ws: WriteOnlyWorksheet, names: Iterable[str]) -> list[WriteOnlyCell]:
@@ -257,6 +280,7 @@ class _RowWriter:
 
 @dataclass
 class _Written:
+    headers: Mapping[str, str] = field(default_factory=dict)
     sheet_names: list[str] = field(default_factory=list)
     rows: dict[str, int] = field(default_factory=dict)
     split: dict[str, list[str]] = field(default_factory=dict)
@@ -274,7 +298,8 @@ def _write_detail(
 ) -> None:
     col_names, cols, n = frame
     plans = _plans(col_names, cols)
-    widths = _widths(plans, cols, n)
+    titles = _titles(col_names, out.headers)
+    widths = _widths(plans, cols, n, titles)
     base = names.base(key)
     ranges = [(a, min(a + max_rows, n)) for a in range(0, n, max_rows)] or [(0, 0)]
     parts = []
@@ -283,7 +308,7 @@ def _write_detail(
         parts.append(title)
         ws = wb.create_sheet(title)
         _setup_detail(ws, widths, stop - start)
-        ws.append(_header_cells(ws, [p.name for p in plans]) or ["(no columns)"])
+        ws.append(_header_cells(ws, titles) or ["(no columns)"])
         if plans:
             writer = _RowWriter(ws, plans, fast)
             for a in range(start, stop, CHUNK_ROWS):
@@ -300,18 +325,21 @@ def _write_detail(
     for plan in plans:
         if plan.issues.cut:
             out.notes.append(
-                f"Sheet '{key}', column '{plan.name}': {plan.issues.cut:,} values longer than "
+                f"Sheet '{key}', column '{out.headers.get(plan.name, plan.name)}': "
+                f"{plan.issues.cut:,} values longer than "
                 f"32,767 characters (Excel's cell limit) were cut."
             )
         if plan.issues.control_chars:
             out.notes.append(
-                f"Sheet '{key}', column '{plan.name}': {plan.issues.control_chars:,} values had "
+                f"Sheet '{key}', column '{out.headers.get(plan.name, plan.name)}': "
+                f"{plan.issues.control_chars:,} values had "
                 f"control characters Excel cannot store; they were replaced with U+FFFD."
             )
 
 
 def _setup_detail(ws: WriteOnlyWorksheet, widths: Sequence[float], rows: int) -> None:
     """Everything openpyxl writes before the rows (views, columns) must be set first."""
+    _print_setup(ws, "1:1")
     if not widths:
         return
     for idx, width in enumerate(widths, 1):
@@ -347,8 +375,9 @@ def _normalise_aging(aging: pd.DataFrame) -> pd.DataFrame:
 class _Summary:
     """Appends the summary sheet row by row, tracking the row number for chart references."""
 
-    def __init__(self, ws: WriteOnlyWorksheet) -> None:
+    def __init__(self, ws: WriteOnlyWorksheet, headers: Mapping[str, str]) -> None:
         self.ws = ws
+        self.headers = headers
         self.row = 0
 
     def append(self, cells: Sequence[Any] = ()) -> int:
@@ -365,7 +394,7 @@ class _Summary:
         """Header plus rows of a small frame; returns the header's row number."""
         col_names, cols, n = _frame_columns(frame)
         plans = _plans(col_names, cols)
-        header = self.append(_header_cells(self.ws, col_names))
+        header = self.append(_header_cells(self.ws, _titles(col_names, self.headers)))
         columns = _convert(plans, cols, 0, n)
         variance = [highlight_variance and bool(_VARIANCE_NAME.search(p.name)) for p in plans]
         for values in zip(*columns, strict=True):
@@ -414,6 +443,7 @@ def _write_summary(
     ws: WriteOnlyWorksheet,
     *,
     title: str,
+    period: str | None,
     generated_at: datetime,
     kpis: Sequence[tuple[str, object]],
     totals: pd.DataFrame,
@@ -422,11 +452,14 @@ def _write_summary(
     written: _Written,
     sources: dict[str, str],
 ) -> None:
+    _print_setup(ws)
     ws.column_dimensions["A"].width = 34
     for idx in range(2, max(totals.shape[1], 3) + 2):
         ws.column_dimensions[get_column_letter(idx)].width = 18
-    out = _Summary(ws)
+    out = _Summary(ws, written.headers)
     out.append([text_cell(ws, title, _TITLE_FONT)])
+    if period:
+        out.append([text_cell(ws, "Period"), text_cell(ws, period)])
     stamp = WriteOnlyCell(ws, value=generated_at)
     stamp.number_format = NUMBER_FORMATS[Kind.DATETIME]
     stamp.alignment = Alignment(horizontal="left")
@@ -474,6 +507,8 @@ def write_workbook(
     notes: list[str] | None = None,
     max_rows_per_sheet: int = EXCEL_MAX_ROWS - 1,
     generated_at: datetime | None = None,
+    headers: Mapping[str, str] | None = None,
+    period: str | None = None,
 ) -> WorkbookInfo:
     """Write the reconciliation workbook to `path` (replaced atomically) and say what it holds.
 
@@ -481,7 +516,9 @@ def write_workbook(
     sheet list), then one sheet per `sheets` entry in order, split into `Name (2)`,
     `Name (3)`... past `max_rows_per_sheet` data rows. Money is `#,##0.00`, columns
     whose name contains "hour" `0.00`, integers `0`, dates `yyyy-mm-dd`, timestamps
-    `yyyy-mm-dd hh:mm` (tz-aware ones in their own wall-clock time).
+    `yyyy-mm-dd hh:mm` (tz-aware ones in their own wall-clock time). `headers` maps column
+    names to the headers shown (detail sheets and summary tables); `period` is shown under
+    the title.
     """
     if not 1 <= max_rows_per_sheet <= EXCEL_MAX_ROWS - 1:
         raise ValueError(f"max_rows_per_sheet must be in 1..{EXCEL_MAX_ROWS - 1:,}")
@@ -502,7 +539,7 @@ def write_workbook(
     # Created first so it is the first tab; its rows are written last, once the notes are known
     # (each write-only sheet streams to its own temporary file, in any order).
     summary = wb.create_sheet(names.take(SUMMARY_SHEET))
-    written = _Written()
+    written = _Written(headers=dict(headers or {}))
     sources: dict[str, str] = {}
     for key, frame in frames.items():
         before = len(written.sheet_names)
@@ -513,6 +550,7 @@ def write_workbook(
     _write_summary(
         summary,
         title=title,
+        period=period,
         generated_at=stamp,
         kpis=kpis,
         totals=totals,

@@ -26,6 +26,21 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 STATUS = """query($id: ID!) { runOrError(runId: $id) { ... on Run { status } } }"""
+# What the Launchpad's editor is built from: the root config type and its validation.
+LAUNCHPAD_SCHEMA = """
+query($selector: PipelineSelector!, $config: RunConfigData) {
+  runConfigSchemaOrError(selector: $selector) {
+    __typename
+    ... on RunConfigSchema {
+      rootConfigType {
+        ... on CompositeConfigType {
+          fields { name configType { ... on CompositeConfigType { fields { name } } } }
+        }
+      }
+      isRunConfigValid(runConfigData: $config) { __typename }
+    }
+  }
+}"""
 
 
 @pytest.mark.slow
@@ -74,6 +89,25 @@ def test_dagster_dev_shows_assets_schedules_and_runs_ingestion(tmp_path: Path) -
         assert asset_job[posting_window_job.name] is True  # ▾ beside Materialize → Open launchpad
         assert asset_job[ignore_quarantined_job.name] is False  # its own Launchpad tab
 
+        # The Launchpads take the ops' fields only: no resource setting is offered or accepted.
+        for job, resource in (
+            (posting_window_job.name, {"erp": {"config": {"url": "http://elsewhere:8000/"}}}),
+            (ingest_time_entries_job.name, {"psa_source": {"config": {"host": "sftp.x"}}}),
+        ):
+            selector = {
+                "repositoryLocationName": repo["location"]["name"],
+                "repositoryName": repo["name"],
+                "pipelineName": job,
+            }
+            schema = gql(
+                port, LAUNCHPAD_SCHEMA, {"selector": selector, "config": {"resources": resource}}
+            )["runConfigSchemaOrError"]
+            sections = {f["name"]: f["configType"] for f in schema["rootConfigType"]["fields"]}
+            assert sections["resources"]["fields"] == [], job
+            assert schema["isRunConfigValid"]["__typename"] == "RunConfigValidationInvalid", job
+        window = {f["name"] for f in sections_of(port, repo, posting_window_job.name)}
+        assert {"posting_window"} == window
+
         params = {
             "selector": {
                 "repositoryLocationName": repo["location"]["name"],
@@ -106,3 +140,15 @@ def test_dagster_dev_shows_assets_schedules_and_runs_ingestion(tmp_path: Path) -
     con = duckdb.connect(str(data / "staging.duckdb"), read_only=True)
     assert con.execute("SELECT COUNT(*) FROM stg_time_entries").fetchone()[0] == 2
     con.close()
+
+
+def sections_of(port: int, repo: dict, job: str) -> list[dict]:
+    """The posting window job's Launchpad `ops:` fields, through GraphQL."""
+    selector = {
+        "repositoryLocationName": repo["location"]["name"],
+        "repositoryName": repo["name"],
+        "pipelineName": job,
+    }
+    schema = gql(port, LAUNCHPAD_SCHEMA, {"selector": selector, "config": {}})
+    fields = schema["runConfigSchemaOrError"]["rootConfigType"]["fields"]
+    return next(f for f in fields if f["name"] == "ops")["configType"]["fields"]

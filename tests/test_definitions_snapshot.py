@@ -9,8 +9,9 @@ of `pipelines.definitions.defs` as readable JSON and compares it with
 - assets: key, group, deps, pools, kinds;
 - asset checks: name, asset, blocking (severity is set per result at run time, so a
   definition has none to record);
-- jobs: name, the assets they select, tags, and each op's config fields (name, type, required, default), e.g. the
-  posting window's Launchpad fields;
+- jobs: name, the assets they select, tags, what their Launchpad may set (`ops` only: the
+  resources are deployment settings, `pipelines/launchpad.py`), and each op's config fields
+  (name, type, required, default), e.g. the posting window's Launchpad fields;
 - schedules: cron, timezone, default status, job;
 - sensors: name, target jobs, default status, and the asset key an asset sensor watches.
 
@@ -92,6 +93,12 @@ def _op_config(job: Any) -> dict[str, Any]:
     return out
 
 
+def _launchpad(job: Any) -> list[str]:
+    """The Launchpad's sections that take entries (an empty section takes none)."""
+    fields = job.run_config_schema.config_type.fields
+    return sorted(n for n, f in fields.items() if getattr(f.config_type, "fields", None))
+
+
 def _key(k: AssetKey) -> str:
     return k.to_user_string()
 
@@ -125,6 +132,7 @@ def definitions_snapshot() -> dict[str, Any]:
         jobs[job.name] = {
             "assets": sorted(_key(k) for k in job.asset_layer.selected_asset_keys),
             "tags": dict(sorted(job.tags.items())),
+            "launchpad": _launchpad(job),
             "op_config": _op_config(job),
         }
     schedules = {

@@ -9,6 +9,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import openpyxl
+import pyarrow as pa
 import pytest
 from dagster import DagsterInstance, RunConfig, materialize
 
@@ -21,7 +22,16 @@ from assets.reconciliation import (
 from connectors.erp.base import ErpTarget
 from io_managers.staging_table import StagingTableIOManager, load_frame
 from reconciliation.compare import ALL, EXCEPTION_CLASSES
-from reconciliation.report import CLASS_TITLES, key_figures
+from reconciliation.report import (
+    CLASS_TITLES,
+    INVOICE_SHEET,
+    TOTALS_SHEET,
+    key_figures,
+    multi_rule_note,
+    write_reconciliation_workbook,
+)
+from reconciliation.sheet_columns import CLASS_COLUMNS, CLASS_REASONS, HEADERS
+from reconciliation.store import load_lines
 from resources.psa_source import PsaSource
 from resources.reports import ReportUpload
 from resources.staging import StagingDatabase
@@ -219,7 +229,7 @@ def test_workbook_summary_cell_by_cell(run) -> None:
     per_le = totals[totals["dimension"] == "legal_entity"].drop(columns=["dimension", "member"])
     assert len(per_le) == 2  # both legal entities of the seeded world
     top = [r[0] for r in rows].index("Totals") + 1
-    assert list(rows[top][: per_le.shape[1]]) == list(per_le.columns)
+    assert list(rows[top][: per_le.shape[1]]) == [HEADERS[c] for c in per_le.columns]
     for i, rec in enumerate(per_le.sort_values("legal_entity").itertuples(index=False)):
         cells = rows[top + 1 + i][: per_le.shape[1]]
         assert cells[:2] == tuple(rec[:2])
@@ -233,16 +243,17 @@ def test_workbook_detail_sheets_and_injection(run) -> None:
     wb = openpyxl.load_workbook(path)
     for cls in EXCEPTION_CLASSES:
         ws = wb[CLASS_TITLES[cls]]
-        ids = [r[0] for r in ws.iter_rows(min_row=2, values_only=True)]
+        entry = [c.value for c in ws[1]].index("Entry")
+        ids = [r[entry] for r in ws.iter_rows(min_row=2, values_only=True)]
         assert set(ids) == EXPECTED_CLASSES[cls], cls
     ws = wb[CLASS_TITLES["approved_not_posted"]]
     header = [c.value for c in ws[1]]
-    n1 = next(r for r in ws.iter_rows(min_row=2) if r[0].value == "N1")
-    cell = n1[header.index("description")]
+    n1 = next(r for r in ws.iter_rows(min_row=2) if r[header.index("Entry")].value == "N1")
+    cell = n1[header.index("Description")]
     assert cell.value == INJECTION and cell.data_type == "s"
     q = wb[CLASS_TITLES["quarantined"]]
     qh = [c.value for c in q[1]]
-    reasons = {r[0]: r[qh.index("reasons")] for r in q.iter_rows(min_row=2, values_only=True)}
+    reasons = {r[qh.index("Entry")]: r[0] for r in q.iter_rows(min_row=2, values_only=True)}
     assert reasons["Q2"] == "project P2 is closed"
     with zipfile.ZipFile(path) as z:
         xml = b"".join(z.read(n) for n in z.namelist() if n.startswith("xl/worksheets/"))
@@ -261,12 +272,133 @@ def test_rows_without_a_key_have_a_sheet_with_file_and_row(run) -> None:
         rows = [
             dict(zip(header, r, strict=True)) for r in ws.iter_rows(min_row=2, values_only=True)
         ]
-        assert {(r["entry_id"], r["row_no"]) for r in rows} == KEYLESS_ROWS
-        assert {r["source_file"] for r in rows} == {"time_entries_001.csv"}
-        assert all(r["rule_codes"] for r in rows)
+        assert {(r["Entry"], r["Row in file"]) for r in rows} == KEYLESS_ROWS
+        assert {r["File"] for r in rows} == {"time_entries_001.csv"}
+        assert all(r["Rules broken"] for r in rows)
         summary = {r[0]: r[1] for r in wb["Summary"].iter_rows(values_only=True) if r[0]}
         assert summary["Rows: Quarantined, no key or date"] == 2
     assert _metadata(run["result"], "rec_kpis")["quarantined_rows_without_key"].value == 2
+
+
+def _workbook(run) -> openpyxl.Workbook:
+    return openpyxl.load_workbook(
+        Path(_metadata(run["result"], "reconciliation_workbook")["path"].value)
+    )
+
+
+def test_exception_sheets_start_with_the_reason_and_show_their_own_columns(run) -> None:
+    wb = _workbook(run)
+    seen = set()
+    defaults = 0
+    for cls in EXCEPTION_CLASSES:
+        header = [c.value for c in wb[CLASS_TITLES[cls]][1]]
+        assert header[0] == "Reason", cls
+        reasons = [r[0] for r in wb[CLASS_TITLES[cls]].iter_rows(min_row=2, values_only=True)]
+        assert all(reasons), cls  # every row says why it is there
+        defaults += sum(r == CLASS_REASONS[cls] for r in reasons)
+        assert header == [HEADERS[c] for c in CLASS_COLUMNS[cls]], cls
+        assert not any("_" in h for h in header), cls  # people's words, not column names
+        seen.add(tuple(header))
+    assert len(seen) == len(EXCEPTION_CLASSES)  # no two classes share one 30-column layout
+    assert defaults > 0  # rows whose class is their whole reason say so in words
+    unknown = [c.value for c in wb[CLASS_TITLES["erp_unknown_to_staging"]][1]]
+    assert "ERP amount" in unknown and "PSA amount" not in unknown  # nothing the PSA has
+    quarantined = [c.value for c in wb[CLASS_TITLES["quarantined"]][1]]
+    assert quarantined[:3] == ["Reason", "Rules broken", "Number of rules broken"]
+    assert "ERP amount" not in quarantined
+    summary = [r[0] for r in wb["Summary"].iter_rows(values_only=True)]
+    assert {"Days open", "Sheet"} <= set(summary)  # the summary's own tables in words too
+    invoices = [c.value for c in wb[INVOICE_SHEET][1]]
+    assert invoices[:2] == ["Reason", "Exception"]
+    totals = [c.value for c in wb[TOTALS_SHEET][1]]
+    assert "Hours: PSA - staging valid" in totals and "variance_psa_staging_hours" not in totals
+
+
+def test_draft_invoices_are_no_exception(run) -> None:
+    wb = _workbook(run)
+    ws = wb[INVOICE_SHEET]
+    header = [c.value for c in ws[1]]
+    rows = [dict(zip(header, r, strict=True)) for r in ws.iter_rows(min_row=2, values_only=True)]
+    assert {r["Invoice"] for r in rows} == {"I2", "I4", "I5"}  # I3 (draft) and I1 (in sync) not
+    assert {r["Exception"] for r in rows} == {
+        "Ready, not posted",
+        "Value mismatch",
+        "ERP unknown to staging",
+    }
+    summary = {r[0]: r[1] for r in wb["Summary"].iter_rows(values_only=True) if r[0]}
+    assert summary["Invoices: draft"] == 1  # still counted, as a key figure
+
+
+def test_every_sheet_prints_landscape_one_page_wide_with_its_header_repeated(run) -> None:
+    wb = _workbook(run)
+    for ws in wb.worksheets:
+        assert ws.page_setup.orientation == "landscape", ws.title
+        assert (ws.page_setup.fitToWidth, ws.page_setup.fitToHeight) == (1, 0), ws.title
+        assert ws.sheet_properties.pageSetUpPr.fitToPage, ws.title
+        if ws.title != "Summary":
+            assert ws.print_title_rows == "$1:$1", ws.title
+
+
+def test_the_summary_states_the_period_and_ties_to_the_posted_totals(run) -> None:
+    kpis = load_frame(run["db"], "rec_kpis")
+    period = dict(zip(kpis["name"], kpis["text"], strict=True))["period"]
+    ws = _workbook(run)["Summary"]
+    assert (ws["A2"].value, ws["B2"].value) == ("Period", period)
+    assert period.startswith("2026-10-01 to 2026-11-30")
+    notes = [r[0] for r in ws.iter_rows(values_only=True)]
+    notes = notes[notes.index("Notes") + 1 :]
+    totals = load_frame(run["db"], "rec_totals")
+    per_le = totals[totals["dimension"] == "legal_entity"]
+    for r in per_le.itertuples(index=False):
+        line = next(n for n in notes if n and n.startswith(f"{r.legal_entity} {r.currency}: "))
+        assert f"posted {Decimal(str(r.ledger_hours)).normalize():f} h" in line
+        assert f"{Decimal(str(r.ledger_amount)):,.2f} {r.currency}" in line
+        ties = r.variance_ledger_erp_hours == 0 and r.variance_ledger_erp_amount == 0
+        assert line.endswith(": ties.") == ties, line
+    us = next(n for n in notes if n and n.startswith("US01 USD: "))
+    assert "does not tie: -2.5 h" in us  # posted 2.5 h less than the ERP holds
+
+
+def test_a_row_breaking_several_rules_is_explained(run, tmp_path: Path) -> None:
+    """The rule figures count a row once per rule: the summary says so, and the quarantine
+    sheet shows how many rules each row breaks."""
+    db = run["db"]
+    lines = load_lines(db)
+    codes = lines["rule_codes"].to_pylist()
+    ids = lines["entry_id"].to_pylist()
+    codes[ids.index("Q1")] = "TE_UNKNOWN_PROJECT,TE_HOURS_OVER_24"
+    lines = lines.set_column(
+        lines.column_names.index("rule_codes"), "rule_codes", pa.array(codes, pa.string())
+    )
+    note = multi_rule_note(lines)
+    assert note is not None and "1 rows break more than one" in note
+    broken = [
+        len(c.split(","))
+        for c, state in zip(codes, lines["psa_state"].to_pylist(), strict=True)
+        if c and state == "quarantined"
+    ]
+    quarantined, rules = len(broken), sum(broken)
+    assert note.startswith(f"{quarantined} quarantined rows break {rules} rules in all")
+    kpis = load_frame(db, "rec_kpis")
+    path = tmp_path / "multi.xlsx"
+    write_reconciliation_workbook(
+        path,
+        period_label="2026-10-01 to 2026-11-30, all legal entities",
+        kpis=kpis,
+        totals=load_frame(db, "rec_totals"),
+        invoices=load_frame(db, "rec_invoices"),
+        lines=lines,
+    )
+    wb = openpyxl.load_workbook(path)
+    assert note in [r[0] for r in wb["Summary"].iter_rows(values_only=True)]
+    q = wb[CLASS_TITLES["quarantined"]]
+    header = [c.value for c in q[1]]
+    broken = {
+        r[header.index("Entry")]: r[header.index("Number of rules broken")]
+        for r in q.iter_rows(min_row=2, values_only=True)
+    }
+    assert broken["Q1"] == 2 and broken["Q2"] == 1
+    assert multi_rule_note(load_lines(db)) is None  # the seeded rows break one rule each
 
 
 def test_one_workbook_per_legal_entity(run) -> None:
@@ -275,7 +407,10 @@ def test_one_workbook_per_legal_entity(run) -> None:
     assert "[DE01](" in links and "[US01](" in links
     de = next((run["folder"] / "reports").glob("reconciliation_DE01_*.xlsx"))
     ws = openpyxl.load_workbook(de)["Summary"]
-    values = {r[0]: r[1] for r in ws.iter_rows(values_only=True) if r[0]}
+    values: dict = {}
+    for r in ws.iter_rows(values_only=True):  # the key figure, not the totals' header
+        if r[0]:
+            values.setdefault(r[0], r[1])
     assert values["Legal entity"] == "DE01"
     assert values["Entries: In sync"] == 1
 

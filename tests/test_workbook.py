@@ -482,3 +482,56 @@ def test_frame_without_columns_still_gives_a_valid_sheet(tmp_path, row_path):
     info = write(tmp_path / "e.xlsx", {"Nothing at all": pd.DataFrame()})
     ws = openpyxl.load_workbook(tmp_path / "e.xlsx")["Nothing at all"]
     assert (info.rows, [c.value for c in ws[1]]) == ({"Nothing at all": 0}, ["(no columns)"])
+
+
+# --------------------------------------------------------------------------- for people
+
+
+def test_headers_are_display_names_and_formats_follow_the_column(tmp_path, row_path):
+    """Headers are the caller's words; the kind of a column still comes from its own name
+    (an hours column renamed without "hours" keeps the hours format)."""
+    path = tmp_path / "h.xlsx"
+    headers = {"approved_hours": "Approved", "amount": "Amount (PSA)", "legal_entity": "Entity"}
+    write(path, {"S": detail_frame()}, headers=headers)
+    wb = openpyxl.load_workbook(path)
+    ws = wb["S"]
+    assert [c.value for c in ws[1]] == [
+        "entry_id",
+        "employee",
+        "Amount (PSA)",
+        "Approved",
+        "work_date",
+        "approved_at",
+    ]
+    assert (ws["D2"].value, ws["D2"].number_format) == (7.5, "0.00")
+    assert (ws["C2"].value, ws["C2"].number_format) == (1234.56, "#,##0.00")
+    assert ws.column_dimensions["C"].width >= len("Amount (PSA)") + 4
+    totals = next(r for r in wb["Summary"].iter_rows() if r[1].value == "currency")
+    assert totals[0].value == "Entity"  # summary tables too
+    le_us = next(r for r in wb["Summary"].iter_rows() if r[0].value == "LE-US")
+    assert le_us[4].font.color.rgb == "FFC00000"  # variance found by its column name still
+
+
+def test_every_sheet_is_set_up_for_printing(tmp_path, row_path):
+    path = tmp_path / "p.xlsx"
+    frame = pd.DataFrame({"entry_id": range(5), "amount": [Decimal("1.00")] * 5})
+    write(path, {"Long": frame, "Empty": frame.iloc[:0]}, max_rows_per_sheet=3)
+    wb = openpyxl.load_workbook(path)
+    assert wb.sheetnames == ["Summary", "Long", "Long (2)", "Empty"]
+    for ws in wb.worksheets:
+        assert ws.page_setup.orientation == "landscape", ws.title
+        assert (ws.page_setup.fitToWidth, ws.page_setup.fitToHeight) == (1, 0), ws.title
+        assert ws.sheet_properties.pageSetUpPr.fitToPage, ws.title
+    assert [wb[n].print_title_rows for n in wb.sheetnames[1:]] == ["$1:$1"] * 3
+    assert wb["Summary"].print_title_rows is None
+
+
+def test_the_period_is_stated_under_the_title(tmp_path):
+    path = tmp_path / "p.xlsx"
+    write(path, {"X": detail_frame()}, period="2026-11-01 to 2026-11-30, all legal entities")
+    ws = openpyxl.load_workbook(path)["Summary"]
+    assert (ws["A2"].value, ws["B2"].value) == (
+        "Period",
+        "2026-11-01 to 2026-11-30, all legal entities",
+    )
+    assert ws["A3"].value == "Generated at"
