@@ -161,7 +161,7 @@ def target_only(url: str, df: pd.DataFrame) -> None:
 
 def reset_ledger(db: StagingDB) -> None:
     with db.begin() as conn:
-        for t in ("posting_ledger", "posting_windows", "posting_lock"):
+        for t in ("posting_ledger", "posting_batches", "posting_windows", "posting_lock"):
             conn.exec_driver_sql(f"DELETE FROM {t}")
     with db.engine.connect() as conn:
         if db.is_duckdb:

@@ -22,9 +22,11 @@ import sqlalchemy as sa
 from connectors.erp.base import ErpTarget, PostResult
 from connectors.erp.documents import INVOICE, INVOICE_LINE, TIME_LINE
 from connectors.sql import fetch_frame, load_ids, load_temp
+from posting.batches import confirm_batch, confirm_lines, fail_batches, open_batch
 from posting.lock import PostingLock
 from posting.plan import PendingLines, mark_sent
 from staging_models.db import StagingDB
+from staging_models.ledger_tables import ledger_rows, still_sent
 
 LOOKUP_CHUNK = 5_000
 
@@ -34,8 +36,12 @@ def settle_sent(db: StagingDB, erp: ErpTarget, call: Callable) -> dict[str, int]
     out = {"settled_confirmed": 0, "settled_requeued": 0}
     now = datetime.now(UTC)
     for ledger in ("posting_ledger", "invoice_ledger"):
-        ids = db.query_df(f"SELECT external_id FROM {ledger} WHERE state = 'sent'")["external_id"]
+        ids = db.query_df(f"SELECT external_id FROM {ledger_rows(ledger)} l WHERE state = 'sent'")[
+            "external_id"
+        ]
         if ids.empty:
+            with db.begin() as conn:
+                fail_batches(conn, now)  # a crash between a batch's commit and its lines
             continue
         found: set[str] = set()
         for i in range(0, len(ids), LOOKUP_CHUNK):
@@ -48,7 +54,7 @@ def settle_sent(db: StagingDB, erp: ErpTarget, call: Callable) -> dict[str, int]
                     sa.text(
                         f"""UPDATE {ledger} SET state = 'confirmed', settled_at = :now,
                                 erp_message = 'Found in the ERP after an interrupted window'
-                            WHERE state = 'sent'
+                            WHERE {still_sent(ledger)}
                               AND external_id IN (SELECT external_id FROM tmp_found)"""
                     ),
                     {"now": now},
@@ -57,9 +63,10 @@ def settle_sent(db: StagingDB, erp: ErpTarget, call: Callable) -> dict[str, int]
                 sa.text(
                     f"""UPDATE {ledger} SET state = 'planned', sent_at = NULL,
                             erp_message = 'Not in the ERP after an interrupted window'
-                        WHERE state = 'sent'"""
+                        WHERE {still_sent(ledger)}"""
                 )
             )
+            fail_batches(conn, now)
         out["settled_confirmed"] += len(found)
         out["settled_requeued"] += len(ids) - len(found)
     return out
@@ -80,7 +87,8 @@ def _record_batch(
     result: PostResult,
 ) -> dict[str, int]:
     """Settle a batch: exceptions (rejected, already there, unanswered) from a small frame, the
-    rest confirmed with one UPDATE. Unanswered lines stay `sent`: only a lookup may tell
+    rest confirmed with one UPDATE of its `posting_batches` row (`posting.batches`). Unanswered
+    lines stay `sent`: only a lookup may tell
     whether the ERP has them, so a `planned` line is never in the ERP."""
     answered = set(result.accepted) | set(result.rejected) | existing
     sent = pd.Series(ids.to_numpy(dtype=object))  # hashing Arrow strings goes one by one
@@ -132,18 +140,11 @@ def _record_batch(
                 ),
                 {"now": now, "b": batch_id},
             )
-        keep_sent = (
-            " AND external_id NOT IN (SELECT external_id FROM tmp_outcome WHERE state = 'sent')"
-            if len(unanswered)
-            else ""
-        )
-        conn.execute(
-            sa.text(
-                f"""UPDATE {ledger} SET state = 'confirmed', settled_at = :now
-                    WHERE batch_id = :b AND state = 'sent'{keep_sent}"""
-            ),
-            {"now": now, "b": batch_id},
-        )
+        if len(unanswered):
+            keep = "SELECT external_id FROM tmp_outcome WHERE state = 'sent'"
+            confirm_lines(conn, ledger, batch_id, now, keep)
+        else:
+            confirm_batch(conn, batch_id, now)
         lock.heartbeat(conn)
     return {
         "confirmed": len(result.accepted) + len(existing),
@@ -279,8 +280,10 @@ class _Sender:
 
     def prepare_invoices(self, batch_id: str) -> _InvoiceBatch:
         """Mark the batch `sent` in the invoice ledger and read it back."""
+        now = datetime.now(UTC)
         with self.db.begin() as conn:
-            mark_sent(conn, "invoice_ledger", batch_id, datetime.now(UTC))
+            lines = mark_sent(conn, "invoice_ledger", batch_id, now)
+            open_batch(conn, "invoice_ledger", batch_id, self.pending.track["w"], lines, now)
         self._step("batch_marked_sent", batch_id)
         return _read_invoice_batch(self.db, batch_id)
 

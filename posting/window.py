@@ -67,7 +67,7 @@ from posting.preview import (
 )
 from posting.send import send_batches, settle_sent
 from staging_models.db import StagingDB
-from staging_models.ledger_tables import posting_windows
+from staging_models.ledger_tables import ledger_rows, posting_windows
 
 #: Step names passed to `hooks` (tests inject faults there).
 STEPS = ("planned", "batch_marked_sent", "batch_posted", "batch_recorded")
@@ -232,12 +232,12 @@ class _Outcome:
 def _ledger_state(db: StagingDB, window_id: str) -> dict[str, Any]:
     """Counts, hours and amounts per state of this window's ledger rows."""
     df = db.query_df(
-        """SELECT 'time_line' AS doc, state, currency, COUNT(*) AS n, SUM(hours) AS hours,
+        f"""SELECT 'time_line' AS doc, state, currency, COUNT(*) AS n, SUM(hours) AS hours,
                   SUM(amount) AS amount
-           FROM posting_ledger WHERE window_id = :w GROUP BY state, currency
+           FROM {ledger_rows("posting_ledger")} l WHERE window_id = :w GROUP BY state, currency
            UNION ALL
            SELECT 'invoice', state, currency, COUNT(*), NULL, SUM(total_amount)
-           FROM invoice_ledger WHERE window_id = :w GROUP BY state, currency""",
+           FROM {ledger_rows("invoice_ledger")} l WHERE window_id = :w GROUP BY state, currency""",
         {"w": window_id},
     )
     out: dict[str, Any] = {}
