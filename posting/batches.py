@@ -60,11 +60,21 @@ def confirm_lines(conn: Connection, ledger: str, batch_id: str, now: datetime, k
 
 
 def fail_batches(conn: Connection, now: datetime, batch_id: str | None = None) -> None:
-    """Batches `sent` whose answer was not recorded whole (all of them, or `batch_id`): `failed`,
-    their lines settled one by one."""
+    """Batch `batch_id`, or else every batch still `sent` none of whose lines is still `sent`
+    (settled one by one after a crash): `failed`. A batch another window is sending (an
+    entity window runs beside others) has its lines `sent`, in the same commit as its row,
+    until its answer is recorded: it is left alone."""
     upd = posting_batches.update().where(posting_batches.c.state == "sent")
     if batch_id is not None:
         upd = upd.where(posting_batches.c.batch_id == batch_id)
+    else:
+        for ledger in ("posting_ledger", "invoice_ledger"):
+            upd = upd.where(
+                sa.text(
+                    f"NOT EXISTS (SELECT 1 FROM {ledger} l "
+                    "WHERE l.batch_id = posting_batches.batch_id AND l.state = 'sent')"
+                )
+            )
     conn.execute(upd.values(state="failed", settled_at=now))
 
 

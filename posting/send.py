@@ -8,7 +8,7 @@ The window (`posting.window`) decides what to send; this module only sends it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -23,7 +23,7 @@ from connectors.erp.base import ErpTarget, PostResult
 from connectors.erp.documents import INVOICE, INVOICE_LINE, TIME_LINE
 from connectors.sql import fetch_frame, load_ids, load_temp
 from posting.batches import confirm_batch, confirm_lines, fail_batches, open_batch
-from posting.lock import PostingLock
+from posting.lock import WindowLock
 from posting.plan import PendingLines, mark_sent
 from staging_models.db import StagingDB
 from staging_models.ledger_tables import ledger_rows, still_sent
@@ -31,17 +31,22 @@ from staging_models.ledger_tables import ledger_rows, still_sent
 LOOKUP_CHUNK = 5_000
 
 
-def settle_sent(db: StagingDB, erp: ErpTarget, call: Callable) -> dict[str, int]:
-    """Lines a crashed window left `sent`: confirmed if the ERP has them, else planned again."""
+def settle_sent(
+    db: StagingDB, erp: ErpTarget, call: Callable, legal_entities: Sequence[str] = ()
+) -> dict[str, int]:
+    """Lines a crashed window left `sent`: confirmed if the ERP has them, else planned again.
+
+    Only those of `legal_entities` (all if none): a window of another entity may be sending
+    its own lines at this moment (it holds that entity's lock), and they are its to settle."""
     out = {"settled_confirmed": 0, "settled_requeued": 0}
     now = datetime.now(UTC)
+    params: dict = {f"le{i}": e for i, e in enumerate(legal_entities)}
+    mine = f" AND legal_entity IN ({', '.join(':' + k for k in params)})" if params else ""
     for ledger in ("posting_ledger", "invoice_ledger"):
-        ids = db.query_df(f"SELECT external_id FROM {ledger_rows(ledger)} l WHERE state = 'sent'")[
-            "external_id"
-        ]
+        ids = db.query_df(
+            f"SELECT external_id FROM {ledger_rows(ledger)} l WHERE state = 'sent'{mine}", params
+        )["external_id"]
         if ids.empty:
-            with db.begin() as conn:
-                fail_batches(conn, now)  # a crash between a batch's commit and its lines
             continue
         found: set[str] = set()
         for i in range(0, len(ids), LOOKUP_CHUNK):
@@ -54,21 +59,23 @@ def settle_sent(db: StagingDB, erp: ErpTarget, call: Callable) -> dict[str, int]
                     sa.text(
                         f"""UPDATE {ledger} SET state = 'confirmed', settled_at = :now,
                                 erp_message = 'Found in the ERP after an interrupted window'
-                            WHERE {still_sent(ledger)}
+                            WHERE {still_sent(ledger)}{mine}
                               AND external_id IN (SELECT external_id FROM tmp_found)"""
                     ),
-                    {"now": now},
+                    {"now": now, **params},
                 )
             conn.execute(
                 sa.text(
                     f"""UPDATE {ledger} SET state = 'planned', sent_at = NULL,
                             erp_message = 'Not in the ERP after an interrupted window'
-                        WHERE {still_sent(ledger)}"""
-                )
+                        WHERE {still_sent(ledger)}{mine}"""
+                ),
+                params,
             )
-            fail_batches(conn, now)
         out["settled_confirmed"] += len(found)
         out["settled_requeued"] += len(ids) - len(found)
+    with db.begin() as conn:
+        fail_batches(conn, now)  # the batches whose lines were settled here (or never written)
     return out
 
 
@@ -79,7 +86,7 @@ _OUTCOME_SCHEMA = pa.schema(
 
 def _record_batch(
     db: StagingDB,
-    lock: PostingLock,
+    lock: WindowLock,
     ledger: str,
     batch_id: str,
     ids: pd.Series,
@@ -256,7 +263,7 @@ class _Sender:
 
     db: StagingDB
     erp: ErpTarget
-    lock: PostingLock
+    lock: WindowLock
     call: Callable
     hooks: Callable[[str, str], None] | None
     pending: PendingLines
@@ -325,7 +332,7 @@ def send_batches(
     db: StagingDB,
     erp: ErpTarget,
     window_id: str,
-    lock: PostingLock,
+    lock: WindowLock,
     call: Callable,
     hooks: Callable[[str, str], None] | None,
     pending: PendingLines,

@@ -321,13 +321,15 @@ class PostingEnv:
     erp_url: str
     tmp_path: Path
 
-    def window(self, erp: SqlInterfaceTarget | None = None, **config):
-        """A real (not dry) window, retries without sleeping."""
+    def window(self, erp: SqlInterfaceTarget | None = None, hooks=None, **config):
+        """A real (not dry) window, retries without sleeping; `hooks` as `run_window` takes them."""
         from posting.window import RetryPolicy, WindowConfig, run_window
 
         config.setdefault("dry_run", False)
         config.setdefault("retry", RetryPolicy(attempts=3, base_delay=0))
-        return run_window(self.db, erp or self.erp, WindowConfig(**config), sleep=lambda s: None)
+        return run_window(
+            self.db, erp or self.erp, WindowConfig(**config), sleep=lambda s: None, hooks=hooks
+        )
 
     def faulty_erp(self, faults) -> SqlInterfaceTarget:
         """A second handle on the same ERP database that injects faults."""
