@@ -651,7 +651,14 @@ class PendingLines:
                 lines += mark_sent(self.conn, "posting_ledger", batch_id, sent_at)
             open_batch(self.conn, "posting_ledger", batch_id, self.track["w"], lines, sent_at)
 
-    def lines(self, batch_id: str, columns: Sequence[str], *, arrow_dtypes: bool) -> pd.DataFrame:
+    def lines(
+        self,
+        batch_id: str,
+        columns: Sequence[str],
+        *,
+        arrow_dtypes: bool,
+        schema: pa.Schema | None = None,
+    ) -> pd.DataFrame:
         """The lines of batch `batch_id` (after `write_sent`: what the ledger holds as sent for
         it), from the plan: on the window's own connection, by batch number."""
         with self.conn.begin():
@@ -661,6 +668,7 @@ class PendingLines:
                 f"WHERE p.batch_no = :n AND {_SENDABLE} ORDER BY external_id",
                 {"n": self._numbers[batch_id]},
                 arrow_dtypes=arrow_dtypes,
+                schema=schema,
             )
 
     def flush(self) -> int:

@@ -29,6 +29,8 @@ from staging_models.db import StagingDB
 from staging_models.ledger_tables import ledger_rows, still_sent
 
 LOOKUP_CHUNK = 5_000
+#: A batch's time lines as Arrow (read from PostgreSQL staging by COPY, see `fetch_frame`).
+_TIME_LINE_SCHEMA = TIME_LINE.arrow_schema()
 
 
 def settle_sent(
@@ -281,9 +283,10 @@ class _Sender:
         self._step("batch_marked_sent", batch_id)
         # An optional target capability (an attribute, not part of the ErpTarget API).
         arrow = bool(getattr(self.erp, "accepts_arrow_frames", False))
-        return _TimeLineBatch(
-            batch_id, self.pending.lines(batch_id, TIME_LINE.names, arrow_dtypes=arrow)
+        lines = self.pending.lines(
+            batch_id, TIME_LINE.names, arrow_dtypes=arrow, schema=_TIME_LINE_SCHEMA
         )
+        return _TimeLineBatch(batch_id, lines)
 
     def prepare_invoices(self, batch_id: str) -> _InvoiceBatch:
         """Mark the batch `sent` in the invoice ledger and read it back."""
