@@ -292,6 +292,14 @@ class WindowLock:
             if ours == [DEFAULT_LOCK]
             else posting_lock.c.lock_name == DEFAULT_LOCK
         )
+        try:
+            self._clear_other_kind(cond, now)
+        except sa.exc.DBAPIError as e:  # DuckDB: write-write conflict clearing a stale row
+            raise PostingLocked(
+                "Another posting window took a lock at the same moment; try again later."
+            ) from e
+
+    def _clear_other_kind(self, cond, now: datetime) -> None:
         with self.db.begin() as conn:
             rows = conn.execute(
                 sa.select(

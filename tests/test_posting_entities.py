@@ -180,3 +180,29 @@ def test_lock_of_a_dead_holder_is_taken_over_per_entity(duck_env: PostingEnv) ->
         )
     assert duck_env.window().counts["confirmed"] == 2
     _assert_exactly_once(duck_env, expected)
+
+
+def test_an_entity_window_leaves_another_entitys_batch_in_flight_alone(
+    posting_env: PostingEnv,
+) -> None:
+    """A window starts by settling what crashed windows left `sent`: only its own entities'
+    lines, and it fails no batch another window is sending."""
+    expected = _stage(posting_env, 4)
+    seen: dict[str, object] = {}
+
+    def in_de_window(step: str, batch: str) -> None:
+        if step == "batch_marked_sent" and "us" not in seen:
+            seen["us"] = posting_env.window(legal_entities=["US01"])
+            seen["batches"] = posting_env.db.query_df(
+                "SELECT batch_id, state FROM posting_batches ORDER BY batch_id"
+            )
+
+    de = posting_env.window(legal_entities=["DE01"], batch_size=10, hooks=in_de_window)
+    us = seen["us"]
+    assert us.counts["settled_confirmed"] == us.counts["settled_requeued"] == 0
+    assert us.counts["confirmed"] == 4
+    during = seen["batches"]
+    mine = during["batch_id"].str.startswith(de.window_id)
+    assert during.loc[mine, "state"].tolist() == ["sent"]  # still in flight, not failed
+    assert de.status == "completed" and de.counts["confirmed"] == 4
+    _assert_exactly_once(posting_env, expected)
