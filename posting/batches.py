@@ -16,7 +16,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from staging_models.ledger_tables import posting_batches, still_sent
+from staging_models.ledger_tables import posting_batches
 
 _DOCUMENT = {"posting_ledger": "time_line", "invoice_ledger": "invoice"}
 
@@ -78,4 +78,4 @@ def fail_batches(conn: Connection, now: datetime, batch_id: str | None = None) -
     conn.execute(upd.values(state="failed", settled_at=now))
 
 
-__all__ = ["confirm_batch", "confirm_lines", "fail_batches", "open_batch", "still_sent"]
+__all__ = ["confirm_batch", "confirm_lines", "fail_batches", "open_batch"]

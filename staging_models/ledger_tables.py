@@ -132,9 +132,9 @@ def ledger_rows(ledger: str) -> str:
     return f"(SELECT {cols} FROM {ledger} l LEFT JOIN posting_batches b ON b.batch_id = l.batch_id)"
 
 
-#: The lines still `sent` as their batch says (for an UPDATE of `ledger`'s own rows): their
-#: own state is `sent` and their batch was not confirmed whole.
 def still_sent(ledger: str) -> str:
+    """SQL condition on `ledger`'s own rows (for an UPDATE): lines still `sent` as their batch
+    says, i.e. their own state is `sent` and their batch was not confirmed whole."""
     return (
         f"{ledger}.state = 'sent' AND NOT EXISTS (SELECT 1 FROM posting_batches b "
         f"WHERE b.batch_id = {ledger}.batch_id AND b.state = 'confirmed')"
