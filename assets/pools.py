@@ -11,7 +11,10 @@ from __future__ import annotations
 
 #: Landing, validation and operator actions on the quarantine: they write the staging tables.
 STAGING_WRITE = "stagepost_staging_write"
-#: Posting windows (one at a time; the posting lock in staging guards across instances too).
+#: Posting windows. Its limit is how many windows may run at once (default 1); the run queue also
+#: keeps one window per legal entity (tag `stagepost/legal_entity`), and the posting lock in
+#: staging guards across instances too. On PostgreSQL staging, raise it to post entities in
+#: parallel: `dagster instance concurrency set stagepost_erp_posting 4`.
 ERP_POSTING = "stagepost_erp_posting"
 #: The reconciliation assets and their workbook.
 RECONCILIATION = "stagepost_reconciliation"

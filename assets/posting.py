@@ -29,10 +29,17 @@ from staging_models.landing import unsettled_message
 from staging_models.validation import conservation
 
 POSTING_ASSET = "posting_window"
-#: The only job a window runs in: it carries the `posting_window` tag the run queue limits to 1.
+#: The only job a window runs in: it carries the `stagepost/legal_entity` tag the run queue
+#: limits to one run per value.
 POSTING_JOB = "posting_window_job"
 #: Run tag telling dry runs from real windows in the runs list (filter on it in the UI).
 WINDOW_TAG = "stagepost/window"
+#: Run tag the run queue limits per unique value (`applyLimitPerUniqueValue`, dagster.yaml): the
+#: one legal entity a window posts, or `all` (the job's default, for any other scope). Windows
+#: of different entities run side by side; the staging lock (`posting.lock`) keeps an
+#: all-entity window and an entity window apart whatever the tags say.
+ENTITY_TAG = "stagepost/legal_entity"
+ALL_ENTITIES = "all"
 #: Run tags that name the person who launched a run: `user` is set by Dagster+ (the launching
 #: user's e-mail), `dagster/user` is read by Dagster 1.13 where a deployment sets it. Dagster
 #: OSS sets neither, so there the Launchpad's `operator` field says who it was.
@@ -100,6 +107,25 @@ def _planned_figures(summary) -> dict:
 def _exact(amounts: dict[str, str]) -> dict[str, str]:
     """The ledger's per-currency sums (exact decimal text) in the one display format."""
     return {cur: decimal_text(Decimal(v)) for cur, v in sorted(amounts.items())}
+
+
+def entity_tag(legal_entities: list[str]) -> str:
+    """The `stagepost/legal_entity` tag's value for a window over `legal_entities`."""
+    return legal_entities[0] if len(set(legal_entities)) == 1 else ALL_ENTITIES
+
+
+def _check_entity_tag(tags: dict[str, str], config: PostingWindowConfig) -> None:
+    """A run tagged with one entity may post only that entity: the queue ran it beside the
+    windows of other entities on the strength of that tag."""
+    tag = tags.get(ENTITY_TAG, ALL_ENTITIES)
+    if tag not in (ALL_ENTITIES, entity_tag(config.legal_entities)):
+        scope = ", ".join(config.legal_entities) or "all legal entities"
+        raise Refusal(
+            f"This run is tagged {ENTITY_TAG}={tag} but its window covers {scope}. The run "
+            f"queue runs one window per value of that tag: set it to the one legal entity the "
+            f"window posts, or to '{ALL_ENTITIES}' (the default). Nothing was planned or posted.",
+            kind="EntityTagMismatch",
+        )
 
 
 def window_kind(dry_run: bool) -> str:
@@ -202,6 +228,7 @@ def posting_window(
             f"This run ({context.run.job_name}) planned and posted nothing.",
             kind="WrongJob",
         )
+    _check_entity_tag(dict(context.run.tags), config)
     operator = launched_by(dict(context.run.tags), config)
     who = _who(config, operator)
     # Tell dry runs from real windows in the runs list. Dagster 1.13 has no run tags that

@@ -46,6 +46,7 @@ from reconciliation._inputs import ERP_TIME_LINE_SCHEMA, Input, duck_inputs
 from reconciliation.compare import Period, reconcile
 from staging_models.db import StagingDB
 from staging_models.landing import land_file
+from staging_models.ledger_tables import ledger_rows
 from staging_models.validation import validate_all
 
 PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
@@ -126,7 +127,7 @@ def erp_lines(db: StagingDB) -> pa.Table:
         "bench_ledger",
         pa.schema(list(ERP_TIME_LINE_SCHEMA) + [("rn", pa.int64())]),
         f"""SELECT {cols}, ROW_NUMBER() OVER (ORDER BY external_id) AS rn
-            FROM posting_ledger WHERE state = 'confirmed'""",
+            FROM {ledger_rows("posting_ledger")} l WHERE state = 'confirmed'""",
     )
     changed = ", ".join(
         "CASE WHEN rn % 200 = 1 THEN hours + 0.25 ELSE hours END AS hours" if c == "hours" else c

@@ -26,6 +26,7 @@ from pydantic import SecretStr
 
 from config.settings import SettingsError, current
 from staging_models.db import data_dir
+from staging_models.ledger_tables import ledger_rows
 
 Say = Callable[..., None]
 
@@ -171,8 +172,8 @@ def _window(db, run_id: str) -> dict[str, Any]:
         return {}
     w = row.iloc[0].to_dict()
     lines = db.query_df(
-        """SELECT state, kind, COUNT(*) AS n, SUM(hours) AS hours FROM posting_ledger
-           WHERE window_id = :w GROUP BY state, kind""",
+        f"""SELECT state, kind, COUNT(*) AS n, SUM(hours) AS hours
+           FROM {ledger_rows("posting_ledger")} l WHERE window_id = :w GROUP BY state, kind""",
         {"w": w["window_id"]},
     )
     confirmed = lines[lines["state"] == "confirmed"]
@@ -183,7 +184,8 @@ def _window(db, run_id: str) -> dict[str, Any]:
     w["time_held"] = int(lines.loc[lines["state"] == "held", "n"].sum())
     w["invoices"] = int(
         db.scalar(
-            "SELECT COUNT(*) FROM invoice_ledger WHERE window_id = :w AND state = 'confirmed'",
+            f"SELECT COUNT(*) FROM {ledger_rows('invoice_ledger')} l "
+            "WHERE window_id = :w AND state = 'confirmed'",
             {"w": w["window_id"]},
         )
         or 0
@@ -195,9 +197,9 @@ def _posted_entries(db, start: date, end: date) -> tuple[int, int]:
     """Time entries in the ERP now (confirmed posts less confirmed reversals), with work dates
     inside [start, end] and outside."""
     df = db.query_df(
-        """SELECT CASE WHEN work_date BETWEEN :a AND :b THEN 1 ELSE 0 END AS inside,
+        f"""SELECT CASE WHEN work_date BETWEEN :a AND :b THEN 1 ELSE 0 END AS inside,
                   SUM(CASE kind WHEN 'post' THEN 1 ELSE -1 END) AS n
-           FROM posting_ledger WHERE state = 'confirmed' GROUP BY 1""",
+           FROM {ledger_rows("posting_ledger")} l WHERE state = 'confirmed' GROUP BY 1""",
         {"a": start, "b": end},
     )
     by = dict(zip(df["inside"], df["n"], strict=True))

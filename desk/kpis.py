@@ -17,6 +17,7 @@ import sqlalchemy as sa
 
 from desk import worklist
 from staging_models.db import StagingDB
+from staging_models.ledger_tables import ledger_rows
 
 AGING = ("0-1", "2-7", "8-30", "over 30", "unknown")
 
@@ -28,14 +29,14 @@ def _rows(conn, sql: str, **params: Any) -> list[dict[str, Any]]:
 def unposted_aging(conn, today: date) -> list[dict[str, Any]]:
     return _rows(
         conn,
-        """WITH u AS (
+        f"""WITH u AS (
              SELECT v.currency, v.hours, v.amount,
                     CAST(:today AS DATE) - CAST(v.approved_at AS DATE) AS age
              FROM validated_time_entries v
              JOIN stg_time_entries s ON s.row_key = v.entry_id AND s.version = v.version
               AND s.is_current AND s.state = 'valid'
              WHERE NOT EXISTS (
-                 SELECT 1 FROM posting_ledger l WHERE l.entry_id = v.entry_id
+                 SELECT 1 FROM {ledger_rows("posting_ledger")} l WHERE l.entry_id = v.entry_id
                    AND l.entry_version = v.version AND l.kind = 'post' AND l.state = 'confirmed'))
            SELECT currency,
                   CASE WHEN age IS NULL THEN 'unknown' WHEN age <= 1 THEN '0-1'

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 
 from desk import downloads
 from staging_models.db import StagingDB
+from staging_models.ledger_tables import ledger_rows
 
 PAGE = 50
 #: The settings of a window that say what it covered and how (the rest is tuning).
@@ -69,9 +70,9 @@ def window(db: StagingDB, window_id: str) -> dict[str, Any] | None:
             dict(r._mapping)
             for r in conn.execute(
                 sa.text(
-                    """SELECT legal_entity, currency, state, count(*) AS lines,
+                    f"""SELECT legal_entity, currency, state, count(*) AS lines,
                               sum(hours) AS hours, sum(amount) AS amount
-                       FROM posting_ledger WHERE window_id = :w
+                       FROM {ledger_rows("posting_ledger")} l WHERE window_id = :w
                        GROUP BY legal_entity, currency, state
                        ORDER BY legal_entity, currency, state"""
                 ),
@@ -82,9 +83,9 @@ def window(db: StagingDB, window_id: str) -> dict[str, Any] | None:
             dict(r._mapping)
             for r in conn.execute(
                 sa.text(
-                    """SELECT legal_entity, currency, state, count(*) AS documents,
+                    f"""SELECT legal_entity, currency, state, count(*) AS documents,
                               sum(total_amount) AS amount
-                       FROM invoice_ledger WHERE window_id = :w
+                       FROM {ledger_rows("invoice_ledger")} l WHERE window_id = :w
                        GROUP BY legal_entity, currency, state
                        ORDER BY legal_entity, currency, state"""
                 ),

@@ -1,5 +1,5 @@
-"""The posting window job (one at a time: tag posting_window, limited in dagster.yaml) and an
-optional weekday schedule, off by default."""
+"""The posting window job (one window per legal entity at a time: tag stagepost/legal_entity,
+limited per value in dagster.yaml) and an optional weekday schedule, off by default."""
 
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ from dagster import (
 )
 
 from assets.posting import (
+    ALL_ENTITIES,
+    ENTITY_TAG,
     POSTING_ASSET,
     POSTING_JOB,
     WINDOW_TAG,
@@ -25,7 +27,8 @@ from assets.posting import (
 from pipelines.launchpad import ops_only
 from pipelines.schedules import TIMEZONE
 
-POSTING_TAGS = {"posting_window": "1"}
+#: `all` unless the Launchpad's tags say which one legal entity the window posts.
+POSTING_TAGS = {ENTITY_TAG: ALL_ENTITIES}
 SCHEDULE_OPERATOR = "schedule posting_window_weekdays"
 
 posting_window_job = define_asset_job(

@@ -1,4 +1,5 @@
-"""One posting window at a time: a lock row in staging, taken in its own transaction.
+"""One posting window per legal entity at a time: lock rows in staging, each taken in its own
+transaction.
 
 Two windows posting at once is how duplicates reach an ERP (two jobs both
 looking up an ID, both creating it). Dagster's tag limit already queues
@@ -14,13 +15,25 @@ A holder that died is detected two ways: its process is gone (same host) or
 its heartbeat is older than the timeout (`STAGEPOST_POSTING_LOCK_STALE_SECONDS`).
 "Gone" includes a zombie: a killed process its parent has not reaped yet still
 answers `kill(pid, 0)`, so its state in /proc is read as well (Z or X = dead).
+
+Per entity (`WindowLock`): a window scoped to legal entities takes one row per entity,
+`posting:<entity>`, in sorted order; a window over all entities takes the global row
+`posting`. Windows of different entities run in parallel. An entity window and an
+all-entity window exclude each other: each first commits its own rows, then looks at the
+other kind (the entity window at `posting`, the all-entity window at every `posting:*`
+row) and backs off if a live holder is there. Whichever commits second sees the first, so
+they never both post (at worst both back off and say so). Every lock is taken without
+waiting (a conflict refuses at once), so two windows can never deadlock. A row of a dead
+or stale holder is taken over (or cleared, for the other kind's row), so that holder, if
+it still runs somewhere, finds its lock lost before it sends again.
 """
 
 from __future__ import annotations
 
 import os
 import socket
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -30,7 +43,8 @@ from sqlalchemy.engine import Connection
 from staging_models.db import StagingDB
 from staging_models.ledger_tables import posting_lock
 
-DEFAULT_LOCK = "posting"
+DEFAULT_LOCK = "posting"  # the global row: a window over all legal entities
+ENTITY_PREFIX = "posting:"  # + entity: a window scoped to that legal entity
 DEFAULT_STALE_AFTER = timedelta(minutes=15)
 _DEAD_STATES = frozenset({"Z", "X", "x"})
 
@@ -81,6 +95,43 @@ def _holder_alive(holder: str) -> bool | None:
     return _process_state(pid) not in _DEAD_STATES
 
 
+def _heartbeat_utc(row) -> datetime | None:
+    beat = row.heartbeat_at
+    if beat is not None and beat.tzinfo is None:
+        beat = beat.replace(tzinfo=UTC)
+    return beat
+
+
+def _stale(row, now: datetime, stale_after: timedelta) -> bool:
+    """The holder of lock row `row` is dead (same host) or silent longer than `stale_after`."""
+    beat = _heartbeat_utc(row)
+    return _holder_alive(row.holder) is False or beat is None or now - beat > stale_after
+
+
+def _held_message(row, name: str, stale_after: timedelta) -> str:
+    scope = (
+        "all legal entities"
+        if name == DEFAULT_LOCK
+        else f"legal entity {name.removeprefix(ENTITY_PREFIX)}"
+    )
+    beat = _heartbeat_utc(row)
+    return (
+        f"Another posting window ({row.window_id}) is posting {scope} since "
+        f"{row.acquired_at:%Y-%m-%d %H:%M:%S %Z} (holder {row.holder}, last "
+        f"heartbeat {beat:%H:%M:%S %Z}). Wait for it to finish; if it died, "
+        f"its lock expires {stale_after} after the last heartbeat "
+        "(STAGEPOST_POSTING_LOCK_STALE_SECONDS)."
+    )
+
+
+def lock_names(legal_entities: Sequence[str]) -> list[str]:
+    """The lock rows a window over `legal_entities` takes, in the order it takes them: one per
+    entity, sorted; none given (all entities): the global row."""
+    if not legal_entities:
+        return [DEFAULT_LOCK]
+    return [f"{ENTITY_PREFIX}{e}" for e in sorted(set(legal_entities))]
+
+
 @dataclass
 class PostingLock:
     """The lock of one window; use `acquire()` / `release()` or as a context manager."""
@@ -122,19 +173,8 @@ class PostingLock:
                         "Another posting window is taking the lock at this moment; try again later."
                     )
                 if row.holder is not None:
-                    alive = _holder_alive(row.holder)
-                    beat = row.heartbeat_at
-                    if beat is not None and beat.tzinfo is None:
-                        beat = beat.replace(tzinfo=UTC)
-                    stale = alive is False or beat is None or now - beat > self.stale_after
-                    if not stale:
-                        raise PostingLocked(
-                            f"Another posting window ({row.window_id}) is running since "
-                            f"{row.acquired_at:%Y-%m-%d %H:%M:%S %Z} (holder {row.holder}, last "
-                            f"heartbeat {beat:%H:%M:%S %Z}). Wait for it to finish; if it died, "
-                            f"its lock expires {self.stale_after} after the last heartbeat "
-                            "(STAGEPOST_POSTING_LOCK_STALE_SECONDS)."
-                        )
+                    if not _stale(row, now, self.stale_after):
+                        raise PostingLocked(_held_message(row, self.name, self.stale_after))
                     self.taken_over = row.window_id
                 upd = posting_lock.update().where(posting_lock.c.lock_name == self.name)
                 upd = upd.where(
@@ -201,6 +241,101 @@ class PostingLock:
             )
 
     def __enter__(self) -> PostingLock:
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+@dataclass
+class WindowLock:
+    """All the lock rows of one window (`lock_names`), held together; the same interface as
+    `PostingLock`. See the module doc for how entity and all-entity windows exclude each other."""
+
+    db: StagingDB
+    window_id: str
+    legal_entities: Sequence[str] = ()
+    stale_after: timedelta = DEFAULT_STALE_AFTER
+    locks: list[PostingLock] = field(default_factory=list)
+
+    @property
+    def names(self) -> list[str]:
+        return lock_names(self.legal_entities)
+
+    @property
+    def holder(self) -> str:
+        return self.locks[0].holder if self.locks else ""
+
+    @property
+    def taken_over(self) -> str | None:
+        return next((lk.taken_over for lk in self.locks if lk.taken_over), None)
+
+    def acquire(self) -> WindowLock:
+        try:
+            for name in self.names:  # sorted: no two windows wait on each other in a cycle
+                lock = PostingLock(self.db, self.window_id, name, self.stale_after)
+                lock.acquire()
+                self.locks.append(lock)
+            self._check_other_kind()
+        except BaseException:
+            self.release()
+            raise
+        return self
+
+    def _check_other_kind(self) -> None:
+        """After our rows are committed: no live window of the other kind (entity windows vs
+        the all-entity window) may hold a row that overlaps ours. A stale one is cleared."""
+        now = datetime.now(UTC)
+        ours = self.names
+        cond = (
+            posting_lock.c.lock_name.like(f"{ENTITY_PREFIX}%")
+            if ours == [DEFAULT_LOCK]
+            else posting_lock.c.lock_name == DEFAULT_LOCK
+        )
+        try:
+            self._clear_other_kind(cond, now)
+        except sa.exc.DBAPIError as e:  # DuckDB: write-write conflict clearing a stale row
+            raise PostingLocked(
+                "Another posting window took a lock at the same moment; try again later."
+            ) from e
+
+    def _clear_other_kind(self, cond, now: datetime) -> None:
+        with self.db.begin() as conn:
+            rows = conn.execute(
+                sa.select(
+                    posting_lock.c.lock_name,
+                    posting_lock.c.holder,
+                    posting_lock.c.window_id,
+                    posting_lock.c.acquired_at,
+                    posting_lock.c.heartbeat_at,
+                ).where(cond, posting_lock.c.holder.is_not(None))
+            ).all()
+            for row in rows:
+                if not _stale(row, now, self.stale_after):
+                    raise PostingLocked(_held_message(row, row.lock_name, self.stale_after))
+                conn.execute(
+                    posting_lock.update()
+                    .where(
+                        posting_lock.c.lock_name == row.lock_name,
+                        posting_lock.c.holder == row.holder,
+                    )
+                    .values(holder=None, window_id=None, acquired_at=None, heartbeat_at=None)
+                )
+
+    def heartbeat(self, conn: Connection | None = None) -> None:
+        for lock in self.locks:
+            lock.heartbeat(conn)
+
+    def check(self) -> None:
+        for lock in self.locks:
+            lock.check()
+
+    def release(self) -> None:
+        for lock in reversed(self.locks):
+            lock.release()
+        self.locks = []
+
+    def __enter__(self) -> WindowLock:
         return self.acquire()
 
     def __exit__(self, *exc) -> None:

@@ -47,6 +47,7 @@ from connectors.erp.base import ErpTarget
 from connectors.erp.documents import INVOICE, INVOICE_LINE, TIME_LINE
 from connectors.erp.periods import month_end
 from connectors.sql import fetch_frame, load_temp, read_frame
+from posting.batches import open_batch
 from staging_models.db import SCRATCH_STATISTICS_TARGET, analyze
 from staging_models.ledger_tables import ledger_order
 
@@ -636,7 +637,7 @@ class PendingLines:
     def write_sent(self, batch_id: str, sent_at) -> None:
         """Batch `batch_id` into the ledger as `sent` (and its re-planned lines), one commit."""
         with self.conn.begin():
-            _insert_new(
+            lines = _insert_new(
                 self.conn,
                 "posting_ledger",
                 "plan_lines",
@@ -647,9 +648,17 @@ class PendingLines:
                 batch=":b",
             )
             if self.replanned:
-                mark_sent(self.conn, "posting_ledger", batch_id, sent_at)
+                lines += mark_sent(self.conn, "posting_ledger", batch_id, sent_at)
+            open_batch(self.conn, "posting_ledger", batch_id, self.track["w"], lines, sent_at)
 
-    def lines(self, batch_id: str, columns: Sequence[str], *, arrow_dtypes: bool) -> pd.DataFrame:
+    def lines(
+        self,
+        batch_id: str,
+        columns: Sequence[str],
+        *,
+        arrow_dtypes: bool,
+        schema: pa.Schema | None = None,
+    ) -> pd.DataFrame:
         """The lines of batch `batch_id` (after `write_sent`: what the ledger holds as sent for
         it), from the plan: on the window's own connection, by batch number."""
         with self.conn.begin():
@@ -659,6 +668,7 @@ class PendingLines:
                 f"WHERE p.batch_no = :n AND {_SENDABLE} ORDER BY external_id",
                 {"n": self._numbers[batch_id]},
                 arrow_dtypes=arrow_dtypes,
+                schema=schema,
             )
 
     def flush(self) -> int:
@@ -674,12 +684,13 @@ class PendingLines:
             )
 
 
-def mark_sent(conn: Connection, ledger: str, batch_id: str, sent_at) -> None:
-    """A planned batch is handed to the ERP: `sent` (committed by the caller) before it is."""
-    conn.execute(
+def mark_sent(conn: Connection, ledger: str, batch_id: str, sent_at) -> int:
+    """A planned batch is handed to the ERP: `sent` (committed by the caller) before it is;
+    returns how many lines."""
+    return conn.execute(
         sa.text(
             f"UPDATE {ledger} SET state = 'sent', sent_at = :now "
             "WHERE batch_id = :b AND state = 'planned'"
         ),
         {"now": sent_at, "b": batch_id},
-    )
+    ).rowcount

@@ -8,7 +8,7 @@ The window (`posting.window`) decides what to send; this module only sends it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -22,19 +22,32 @@ import sqlalchemy as sa
 from connectors.erp.base import ErpTarget, PostResult
 from connectors.erp.documents import INVOICE, INVOICE_LINE, TIME_LINE
 from connectors.sql import fetch_frame, load_ids, load_temp
-from posting.lock import PostingLock
+from posting.batches import confirm_batch, confirm_lines, fail_batches, open_batch
+from posting.lock import WindowLock
 from posting.plan import PendingLines, mark_sent
 from staging_models.db import StagingDB
+from staging_models.ledger_tables import ledger_rows, still_sent
 
 LOOKUP_CHUNK = 5_000
+#: A batch's time lines as Arrow (read from PostgreSQL staging by COPY, see `fetch_frame`).
+_TIME_LINE_SCHEMA = TIME_LINE.arrow_schema()
 
 
-def settle_sent(db: StagingDB, erp: ErpTarget, call: Callable) -> dict[str, int]:
-    """Lines a crashed window left `sent`: confirmed if the ERP has them, else planned again."""
+def settle_sent(
+    db: StagingDB, erp: ErpTarget, call: Callable, legal_entities: Sequence[str] = ()
+) -> dict[str, int]:
+    """Lines a crashed window left `sent`: confirmed if the ERP has them, else planned again.
+
+    Only those of `legal_entities` (all if none): a window of another entity may be sending
+    its own lines at this moment (it holds that entity's lock), and they are its to settle."""
     out = {"settled_confirmed": 0, "settled_requeued": 0}
     now = datetime.now(UTC)
+    params: dict = {f"le{i}": e for i, e in enumerate(legal_entities)}
+    mine = f" AND legal_entity IN ({', '.join(':' + k for k in params)})" if params else ""
     for ledger in ("posting_ledger", "invoice_ledger"):
-        ids = db.query_df(f"SELECT external_id FROM {ledger} WHERE state = 'sent'")["external_id"]
+        ids = db.query_df(
+            f"SELECT external_id FROM {ledger_rows(ledger)} l WHERE state = 'sent'{mine}", params
+        )["external_id"]
         if ids.empty:
             continue
         found: set[str] = set()
@@ -48,20 +61,23 @@ def settle_sent(db: StagingDB, erp: ErpTarget, call: Callable) -> dict[str, int]
                     sa.text(
                         f"""UPDATE {ledger} SET state = 'confirmed', settled_at = :now,
                                 erp_message = 'Found in the ERP after an interrupted window'
-                            WHERE state = 'sent'
+                            WHERE {still_sent(ledger)}{mine}
                               AND external_id IN (SELECT external_id FROM tmp_found)"""
                     ),
-                    {"now": now},
+                    {"now": now, **params},
                 )
             conn.execute(
                 sa.text(
                     f"""UPDATE {ledger} SET state = 'planned', sent_at = NULL,
                             erp_message = 'Not in the ERP after an interrupted window'
-                        WHERE state = 'sent'"""
-                )
+                        WHERE {still_sent(ledger)}{mine}"""
+                ),
+                params,
             )
         out["settled_confirmed"] += len(found)
         out["settled_requeued"] += len(ids) - len(found)
+    with db.begin() as conn:
+        fail_batches(conn, now)  # the batches whose lines were settled here (or never written)
     return out
 
 
@@ -72,7 +88,7 @@ _OUTCOME_SCHEMA = pa.schema(
 
 def _record_batch(
     db: StagingDB,
-    lock: PostingLock,
+    lock: WindowLock,
     ledger: str,
     batch_id: str,
     ids: pd.Series,
@@ -80,7 +96,8 @@ def _record_batch(
     result: PostResult,
 ) -> dict[str, int]:
     """Settle a batch: exceptions (rejected, already there, unanswered) from a small frame, the
-    rest confirmed with one UPDATE. Unanswered lines stay `sent`: only a lookup may tell
+    rest confirmed with one UPDATE of its `posting_batches` row (`posting.batches`). Unanswered
+    lines stay `sent`: only a lookup may tell
     whether the ERP has them, so a `planned` line is never in the ERP."""
     answered = set(result.accepted) | set(result.rejected) | existing
     sent = pd.Series(ids.to_numpy(dtype=object))  # hashing Arrow strings goes one by one
@@ -132,18 +149,11 @@ def _record_batch(
                 ),
                 {"now": now, "b": batch_id},
             )
-        keep_sent = (
-            " AND external_id NOT IN (SELECT external_id FROM tmp_outcome WHERE state = 'sent')"
-            if len(unanswered)
-            else ""
-        )
-        conn.execute(
-            sa.text(
-                f"""UPDATE {ledger} SET state = 'confirmed', settled_at = :now
-                    WHERE batch_id = :b AND state = 'sent'{keep_sent}"""
-            ),
-            {"now": now, "b": batch_id},
-        )
+        if len(unanswered):
+            keep = "SELECT external_id FROM tmp_outcome WHERE state = 'sent'"
+            confirm_lines(conn, ledger, batch_id, now, keep)
+        else:
+            confirm_batch(conn, batch_id, now)
         lock.heartbeat(conn)
     return {
         "confirmed": len(result.accepted) + len(existing),
@@ -255,7 +265,7 @@ class _Sender:
 
     db: StagingDB
     erp: ErpTarget
-    lock: PostingLock
+    lock: WindowLock
     call: Callable
     hooks: Callable[[str, str], None] | None
     pending: PendingLines
@@ -273,14 +283,17 @@ class _Sender:
         self._step("batch_marked_sent", batch_id)
         # An optional target capability (an attribute, not part of the ErpTarget API).
         arrow = bool(getattr(self.erp, "accepts_arrow_frames", False))
-        return _TimeLineBatch(
-            batch_id, self.pending.lines(batch_id, TIME_LINE.names, arrow_dtypes=arrow)
+        lines = self.pending.lines(
+            batch_id, TIME_LINE.names, arrow_dtypes=arrow, schema=_TIME_LINE_SCHEMA
         )
+        return _TimeLineBatch(batch_id, lines)
 
     def prepare_invoices(self, batch_id: str) -> _InvoiceBatch:
         """Mark the batch `sent` in the invoice ledger and read it back."""
+        now = datetime.now(UTC)
         with self.db.begin() as conn:
-            mark_sent(conn, "invoice_ledger", batch_id, datetime.now(UTC))
+            lines = mark_sent(conn, "invoice_ledger", batch_id, now)
+            open_batch(conn, "invoice_ledger", batch_id, self.pending.track["w"], lines, now)
         self._step("batch_marked_sent", batch_id)
         return _read_invoice_batch(self.db, batch_id)
 
@@ -322,7 +335,7 @@ def send_batches(
     db: StagingDB,
     erp: ErpTarget,
     window_id: str,
-    lock: PostingLock,
+    lock: WindowLock,
     call: Callable,
     hooks: Callable[[str, str], None] | None,
     pending: PendingLines,

@@ -45,9 +45,9 @@ from connectors.erp.base import ErpTarget, ErpUnavailable
 from connectors.erp.retrying import RetryPolicy
 from posting.lock import (
     DEFAULT_STALE_AFTER,
-    PostingLock,
     PostingLocked,
     PostingRefused,
+    WindowLock,
 )
 from posting.plan import (
     ClosedPeriodPolicy,
@@ -67,7 +67,7 @@ from posting.preview import (
 )
 from posting.send import send_batches, settle_sent
 from staging_models.db import StagingDB
-from staging_models.ledger_tables import posting_windows
+from staging_models.ledger_tables import ledger_rows, posting_windows
 
 #: Step names passed to `hooks` (tests inject faults there).
 STEPS = ("planned", "batch_marked_sent", "batch_posted", "batch_recorded")
@@ -232,12 +232,12 @@ class _Outcome:
 def _ledger_state(db: StagingDB, window_id: str) -> dict[str, Any]:
     """Counts, hours and amounts per state of this window's ledger rows."""
     df = db.query_df(
-        """SELECT 'time_line' AS doc, state, currency, COUNT(*) AS n, SUM(hours) AS hours,
+        f"""SELECT 'time_line' AS doc, state, currency, COUNT(*) AS n, SUM(hours) AS hours,
                   SUM(amount) AS amount
-           FROM posting_ledger WHERE window_id = :w GROUP BY state, currency
+           FROM {ledger_rows("posting_ledger")} l WHERE window_id = :w GROUP BY state, currency
            UNION ALL
            SELECT 'invoice', state, currency, COUNT(*), NULL, SUM(total_amount)
-           FROM invoice_ledger WHERE window_id = :w GROUP BY state, currency""",
+           FROM {ledger_rows("invoice_ledger")} l WHERE window_id = :w GROUP BY state, currency""",
         {"w": window_id},
     )
     out: dict[str, Any] = {}
@@ -370,8 +370,11 @@ def _check_posting_hours(w: _Window) -> None:
         raise PostingHoursClosed(message)
 
 
-def _take_lock(w: _Window) -> PostingLock:
-    lock = PostingLock(w.db, w.window_id, stale_after=w.config.lock_stale_after)
+def _take_lock(w: _Window) -> WindowLock:
+    """The window's lock rows: one per legal entity of its scope, or the global one."""
+    lock = WindowLock(
+        w.db, w.window_id, tuple(w.config.legal_entities or ()), w.config.lock_stale_after
+    )
     try:
         lock.acquire()
     except PostingLocked as e:
@@ -381,14 +384,17 @@ def _take_lock(w: _Window) -> PostingLock:
 
 
 def _start(w: _Window) -> None:
-    """Record the window as running; windows a killed process left `running` are abandoned."""
+    """Record the window as running; windows a killed process left `running` are abandoned (those
+    holding no lock row: a live window of another legal entity holds its own)."""
     w.record("running")
     with w.db.begin() as conn:
         conn.execute(
             sa.text(
                 """UPDATE posting_windows SET status = 'abandoned', finished_at = :now,
                        message = 'Process ended without finishing; settled by window ' || :w
-                   WHERE status = 'running' AND window_id <> :w"""
+                   WHERE status = 'running' AND window_id <> :w
+                     AND window_id NOT IN (SELECT window_id FROM posting_lock
+                                           WHERE holder IS NOT NULL AND window_id IS NOT NULL)"""
             ),
             {"now": w.now, "w": w.window_id},
         )
@@ -415,13 +421,13 @@ def _plan(w: _Window, plan_conn: sa.Connection, pending: PendingLines, out: _Out
         )
 
 
-def _post(w: _Window, lock: PostingLock, out: _Outcome, plan_conn: sa.Connection) -> None:
+def _post(w: _Window, lock: WindowLock, out: _Outcome, plan_conn: sa.Connection) -> None:
     """Settle, plan, send: the window's work while it holds the lock."""
     pending = PendingLines(
         plan_conn, track_params(w.window_id, w.config.run_id, w.launched_by, w.now)
     )
     _start(w)
-    out.counts.update(settle_sent(w.db, w.erp, w.call))
+    out.counts.update(settle_sent(w.db, w.erp, w.call, w.config.legal_entities))
     _plan(w, plan_conn, pending, out)
     w.hook("planned")
     try:
@@ -464,7 +470,7 @@ def _close_plan(plan_conn: sa.Connection | None) -> None:
             plan_conn.close()
 
 
-def _end(w: _Window, lock: PostingLock, out: _Outcome, plan_conn: sa.Connection | None) -> None:
+def _end(w: _Window, lock: WindowLock, out: _Outcome, plan_conn: sa.Connection | None) -> None:
     """Drop the plan, record how the window ended (with its ledger's counts), release the lock
     (even if recording fails)."""
     try:
@@ -475,7 +481,7 @@ def _end(w: _Window, lock: PostingLock, out: _Outcome, plan_conn: sa.Connection 
         lock.release()
 
 
-def _run_locked(w: _Window, lock: PostingLock) -> WindowResult:
+def _run_locked(w: _Window, lock: WindowLock) -> WindowResult:
     """Post under the lock; whatever happens, the plan is dropped, the window's end recorded
     and the lock released."""
     out = _Outcome()

@@ -35,6 +35,7 @@ from connectors.erp.documents import INVOICE, TIME_LINE
 from connectors.sql import sql_literal
 from staging_models.db import StagingDB
 from staging_models.full_export import REASON as VANISHED_REASON
+from staging_models.ledger_tables import ledger_rows
 
 _S, _D, _B, _I = pa.string(), pa.date32(), pa.bool_(), pa.int64()
 _TS = pa.timestamp("us", tz="UTC")
@@ -139,6 +140,8 @@ _LEDGER_COLS = [
     ("settled_at", _TS),
 ]
 _LEDGER_SELECT = ", ".join(name for name, _ in _LEDGER_COLS)
+#: The time-line ledger with each line's state as its batch makes it.
+_TIME_LEDGER = ledger_rows("posting_ledger")
 
 
 def staging_inputs(date_from: date, date_to: date, full: FullExport | None) -> list[Input]:
@@ -304,14 +307,14 @@ def staging_inputs(date_from: date, date_to: date, full: FullExport | None) -> l
         Input(
             "r_ledger",
             pa.schema(_LEDGER_COLS),
-            f"SELECT {_LEDGER_SELECT} FROM posting_ledger WHERE work_date {in_range}",
+            f"SELECT {_LEDGER_SELECT} FROM {_TIME_LEDGER} l WHERE work_date {in_range}",
         ),
         Input(
             "r_ledger_all",
             pa.schema(_LEDGER_COLS),
-            f"""SELECT {_LEDGER_SELECT} FROM posting_ledger
+            f"""SELECT {_LEDGER_SELECT} FROM {_TIME_LEDGER} l
             WHERE entry_id IN ({psa_in}) OR entry_id IN ({led_in})""",
-            lazy=f"SELECT {_LEDGER_SELECT} FROM posting_ledger",
+            lazy=f"SELECT {_LEDGER_SELECT} FROM {_TIME_LEDGER} l",
         ),
         Input(
             "r_inv_psa",
@@ -371,7 +374,7 @@ def staging_inputs(date_from: date, date_to: date, full: FullExport | None) -> l
             f"""SELECT external_id, kind, invoice_id, invoice_version, reverses_external_id,
                    legal_entity, project_code, customer_id, currency, issue_date, total_amount,
                    line_count, state, erp_message, settled_at
-            FROM invoice_ledger
+            FROM {ledger_rows("invoice_ledger")} l
             WHERE issue_date {in_range} OR invoice_id IN ({inv_psa_in})""",
         ),
     ]

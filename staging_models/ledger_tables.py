@@ -12,6 +12,14 @@ there, and the next window settles them by looking their external IDs up in
 the ERP before it sends anything. Time lines and invoices have separate ledgers
 (`posting_ledger`, `invoice_ledger`) because their documents differ; both share
 the states, windows and the lock.
+
+A batch the ERP answered in full is confirmed once, in `posting_batches`, not line by
+line: its lines keep the `sent` they were written with, and a line's state is
+`confirmed` when it is `sent` and its batch is `confirmed` (`ledger_rows` gives every
+reader that state). The exceptions of a batch (rejected, already in the ERP,
+unanswered) are still written per line. Rows written before the batches table (and
+lines of a batch that was never confirmed as a whole) have no confirmed batch: their
+own state is their state, so old ledgers read as they always did.
 """
 
 from __future__ import annotations
@@ -81,6 +89,57 @@ posting_windows = sa.Table(
     sa.Column("finished_at", _ts),
     sa.Column("counts", sa.Text),  # JSON: planned, confirmed, rejected, held, ...
 )
+
+#: One row per batch a window handed to the ERP (time lines and invoices; the batch ids of
+#: `posting.plan.ledger_batch_id` are unique across both): `sent` when committed before the
+#: ERP sees it, `confirmed` when the ERP answered for every line (the lines still `sent`
+#: are then confirmed), `failed` when its answer was never recorded as a whole (a crash, or
+#: lines left unanswered) and its lines were settled one by one.
+posting_batches = sa.Table(
+    "posting_batches",
+    metadata,
+    sa.Column("batch_id", sa.Text, primary_key=True),
+    sa.Column("document", sa.Text, nullable=False),  # time_line | invoice
+    sa.Column("window_id", sa.Text, nullable=False),
+    sa.Column("state", sa.Text, nullable=False),  # sent | confirmed | failed
+    sa.Column("lines", sa.Integer, nullable=False),
+    sa.Column("sent_at", _ts, nullable=False),
+    sa.Column("settled_at", _ts),
+)
+
+#: A line's state and settlement time, from its batch where the batch was confirmed whole.
+_BATCH_STATE = (
+    "CASE WHEN l.state = 'sent' AND b.state = 'confirmed' THEN 'confirmed' ELSE l.state END"
+)
+_BATCH_SETTLED = (
+    "CASE WHEN l.state = 'sent' AND b.state = 'confirmed' THEN b.settled_at ELSE l.settled_at END"
+)
+
+
+def ledger_rows(ledger: str) -> str:
+    """A parenthesised subquery of `ledger`'s rows, all its columns, with each line's state and
+    `settled_at` as its batch makes them (see the module doc): alias it and read it wherever
+    the ledger's states are read."""
+    table = metadata.tables[ledger]
+    cols = ", ".join(
+        f"{_BATCH_STATE} AS state"
+        if c.name == "state"
+        else f"{_BATCH_SETTLED} AS settled_at"
+        if c.name == "settled_at"
+        else f"l.{c.name}"
+        for c in table.c
+    )
+    return f"(SELECT {cols} FROM {ledger} l LEFT JOIN posting_batches b ON b.batch_id = l.batch_id)"
+
+
+def still_sent(ledger: str) -> str:
+    """SQL condition on `ledger`'s own rows (for an UPDATE): lines still `sent` as their batch
+    says, i.e. their own state is `sent` and their batch was not confirmed whole."""
+    return (
+        f"{ledger}.state = 'sent' AND NOT EXISTS (SELECT 1 FROM posting_batches b "
+        f"WHERE b.batch_id = {ledger}.batch_id AND b.state = 'confirmed')"
+    )
+
 
 posting_lock = sa.Table(
     "posting_lock",

@@ -37,6 +37,7 @@ import yaml
 from dagster import AssetKey
 from dagster._config import ConfigType, ConfigTypeKind
 
+from assets.posting import ENTITY_TAG
 from pipelines.definitions import defs
 from pipelines.posting_jobs import POSTING_TAGS, posting_window_job
 from pipelines.schedules import TIMEZONE
@@ -208,14 +209,18 @@ def test_every_watched_or_depended_on_key_is_defined() -> None:
 
 @pytest.mark.parametrize("instance", ["dagster_home/dagster.yaml", "deploy/dagster.postgres.yaml"])
 def test_every_instance_limits_the_posting_tag_to_one_run(instance: str) -> None:
-    """Windows run one at a time because the run queue limits the posting job's tag: a
-    tag renamed in code but not in the instance files would silently lift the limit."""
+    """Windows run one per legal entity at a time because the run queue limits the posting
+    job's tag per value: a tag renamed in code but not in the instance files would silently
+    lift the limit."""
     config = yaml.safe_load((ROOT / instance).read_text(encoding="utf-8"))
     limits = config["concurrency"]["runs"]["tag_concurrency_limits"]
     job = defs.resolve_job_def(posting_window_job.name)
+    assert POSTING_TAGS == {ENTITY_TAG: "all"}
     for key, value in POSTING_TAGS.items():
         assert job.tags[key] == value
         assert any(
-            lim["key"] == key and lim.get("value") in (None, value) and lim["limit"] == 1
+            lim["key"] == key
+            and lim.get("value") == {"applyLimitPerUniqueValue": True}
+            and lim["limit"] == 1
             for lim in limits
-        ), f"{instance} does not limit runs tagged {key}={value} to one"
+        ), f"{instance} does not limit runs tagged {key} to one per value"

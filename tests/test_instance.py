@@ -25,7 +25,7 @@ from pipelines.reconciliation_jobs import reconciliation_job
 from staging_models.db import StagingDB
 from tests.conftest import PG_URL
 from tests.support.csvtools import te, write_csv
-from tests.support.dagster_ui import dagster_ui, run_worker_pid
+from tests.support.dagster_ui import dagster_ui, gql, run_worker_pid
 
 ROOT = Path(__file__).resolve().parents[1]
 ADMIN_URL = PG_URL.replace("postgresql://", "postgresql+psycopg://")
@@ -55,6 +55,17 @@ def _daemon_lines(log: Path) -> list[str]:
         for line in log.read_text().splitlines()
         if "QueuedRunCoordinatorDaemon" in line or "blocked" in line
     ][-40:]
+
+
+_STARTING = """query($id: ID!) { logsForRun(runId: $id) { ... on EventConnection {
+    events { __typename ... on MessageEvent { timestamp } } } } }"""
+
+
+def _dequeued_at(ui, run_id: str) -> float:
+    """When the run queue released the run (its RunStartingEvent), in epoch seconds."""
+    events = gql(ui.port, _STARTING, {"id": run_id})["logsForRun"]["events"]
+    (ms,) = [e["timestamp"] for e in events if e["__typename"] == "RunStartingEvent"]
+    return int(ms) / 1000
 
 
 def _interval(run: dict) -> tuple[float, float]:
@@ -149,3 +160,76 @@ def test_production_instance_on_postgresql_with_pools(
     engine.dispose()
     assert not (home / "history").exists(), "no SQLite run storage beside the PostgreSQL one"
     shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_posting_windows_run_one_per_legal_entity_entities_in_parallel(
+    tmp_path: Path, pg_db: StagingDB, instance_db: str, pg_available: bool
+) -> None:
+    """The production instance's run queue: posting runs tagged with the same legal entity run
+    one after the other, runs of different entities side by side (the posting pool raised to 2,
+    as docs/deployment.md says); every line reaches the ERP once."""
+    from assets.posting import ENTITY_TAG, POSTING_ASSET
+    from connectors.erp.sql_interface import SqlInterfaceTarget
+    from pipelines.posting_jobs import posting_window_job
+    from tests.support.posting_helpers import erp_lines, pg_schema, stage_entries, with_master_data
+
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    config = yaml.safe_load((ROOT / "deploy" / "dagster.postgres.yaml").read_text())
+    config["run_monitoring"]["poll_interval_seconds"] = 2
+    (home / "dagster.yaml").write_text(yaml.safe_dump(config))
+    us = {"legal_entity": "US01", "project_code": "UP1", "currency": "USD"}
+    stage_entries(
+        pg_db,
+        [{"entry_id": f"DE{i}"} for i in range(20)]
+        + [{"entry_id": f"US{i}", **us} for i in range(20)],
+    )
+    pg = sa.engine.make_url(PG_URL)
+    with pg_schema(pg_available) as erp_url:
+        target = SqlInterfaceTarget(erp_url)
+        with_master_data(target)
+        env = {
+            "DAGSTER_PG_HOST": pg.host or "127.0.0.1",
+            "DAGSTER_PG_PORT": str(pg.port or 5432),
+            "DAGSTER_PG_DB": instance_db,
+            "DAGSTER_PG_USER": pg.username or "postgres",
+            "DAGSTER_PG_PASSWORD": "",
+            "STAGEPOST_DATA_DIR": str(tmp_path / "data"),
+            "STAGEPOST_STAGING_URL": str(pg_db.engine.url.render_as_string(hide_password=False)),
+            "STAGEPOST_ERP_URL": erp_url,
+        }
+        for pool, limit in ((STAGING_WRITE, 1), (ERP_POSTING, 2), (RECONCILIATION, 1)):
+            subprocess.run(
+                [str(Path(sys.executable).parent / "dagster"), "instance", "concurrency", "set"]
+                + [pool, str(limit)],
+                env={**os.environ, **env, "DAGSTER_HOME": str(home)},
+                check=True,
+                capture_output=True,
+            )
+
+        def window(entity: str) -> dict:
+            cfg = {"dry_run": False, "operator": "ana", "legal_entities": [entity]}
+            return {"ops": {POSTING_ASSET: {"config": cfg}}}
+
+        with dagster_ui(home, env, tmp_path / "dg_dev.log") as ui:
+            de1 = ui.launch(posting_window_job.name, window("DE01"), {ENTITY_TAG: "DE01"})
+            de2 = ui.launch(posting_window_job.name, window("DE01"), {ENTITY_TAG: "DE01"})
+            us1 = ui.launch(posting_window_job.name, window("US01"), {ENTITY_TAG: "US01"})
+            runs = ui.wait([de1, de2, us1])
+            # When the queue handed each run to the launcher (its windows take a second, less
+            # than a run process takes to start, so the processes themselves may not overlap).
+            dequeued = {r: _dequeued_at(ui, r) for r in (de1, de2, us1)}
+        assert {r["status"] for r in runs.values()} == {"SUCCESS"}, runs
+        assert not _overlap(runs[de1], runs[de2]), "one window per legal entity at a time"
+        first, second = sorted((de1, de2), key=lambda r: dequeued[r])
+        assert dequeued[second] >= float(runs[first]["endTime"]) - 1, (dequeued, runs)
+        assert dequeued[us1] < float(runs[first]["endTime"]), (
+            "the queue starts a window of another legal entity while one runs",
+            dequeued,
+            runs,
+            _daemon_lines(ui.log),
+        )
+        lines = erp_lines(target)
+        target.close()
+    assert len(lines) == 40 and lines["external_id"].is_unique

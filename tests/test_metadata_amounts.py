@@ -37,6 +37,7 @@ from resources.reports import ReportUpload
 from resources.staging import StagingDatabase
 from staging_models.db import StagingDB, dispose_all, staging_db
 from staging_models.figures import decimal_text, rate
+from staging_models.ledger_tables import ledger_rows
 from tests.support.posting_helpers import stage_entries, with_master_data
 
 D = Decimal
@@ -130,7 +131,7 @@ def _assert_plan_table(md: dict, db: StagingDB, state_sql: str) -> None:
 def test_posting_window_amounts_are_the_ledgers(world: dict) -> None:
     db = world["db"]
     md = _window(world, dry_run=False)
-    ledger = "posting_ledger WHERE state = 'confirmed'"
+    ledger = f"{ledger_rows('posting_ledger')} l WHERE state = 'confirmed'"
     expected = sums(db, f"SELECT currency, SUM(amount) FROM {ledger} GROUP BY currency")
     assert expected == {"EUR": D("4421846.25"), "USD": D("349.97")}
     got = md["amount_confirmed_time_lines"].value

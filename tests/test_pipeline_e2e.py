@@ -27,8 +27,12 @@ from resources.reports import ReportUpload
 from resources.settings import API_VENDORS
 from resources.staging import StagingDatabase
 from staging_models.db import dispose_all, staging_db
+from staging_models.ledger_tables import ledger_rows
 from staging_models.validation import conservation
 from tests.support.csvtools import write_csv
+
+#: The time-line ledger, each line's state as its batch makes it.
+LEDGER = ledger_rows("posting_ledger")
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +106,9 @@ def test_ingest_validate_post_correct(world: dict, instance: DagsterInstance) ->
     net = _erp_net(w)
     assert set(net) == set(valid["entry_id"])
     assert all(net[e] == h for e, h in zip(valid["entry_id"], valid["hours"], strict=True))
-    ledger = db.query_df("SELECT state, COUNT(*) AS n FROM posting_ledger GROUP BY state")
+    ledger = db.query_df(
+        f"SELECT state, COUNT(*) AS n FROM {ledger_rows('posting_ledger')} l GROUP BY state"
+    )
     assert dict(ledger.values) == {"confirmed": len(valid)}
 
     # A correction after posting: reversal + new line, net = the new hours. Re-posting is a no-op.
@@ -150,11 +156,11 @@ def test_ingest_validate_post_correct(world: dict, instance: DagsterInstance) ->
     assert _post(w, instance).success
     assert _erp_net(w)[entry["entry_id"]] == new_hours
     kinds = db.query_df(
-        "SELECT kind, state FROM posting_ledger WHERE entry_id = :e ORDER BY planned_at, kind",
+        f"SELECT kind, state FROM {LEDGER} l WHERE entry_id = :e ORDER BY planned_at, kind",
         {"e": entry["entry_id"]},
     )
     assert sorted(kinds["kind"]) == ["post", "post", "reversal"], db.query_df(
-        "SELECT external_id, kind, state, hours, window_id FROM posting_ledger WHERE entry_id = :e",
+        f"SELECT external_id, kind, state, hours, window_id FROM {LEDGER} l WHERE entry_id = :e",
         {"e": entry["entry_id"]},
     ).to_dict("records")
     before = _erp_net(w)

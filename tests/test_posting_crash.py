@@ -24,6 +24,7 @@ import pytest
 
 from connectors.erp.sql_interface import SqlInterfaceTarget
 from staging_models.db import StagingDB
+from staging_models.ledger_tables import ledger_rows
 from tests.support.crash_child import KILL_POINTS, run_child
 from tests.support.posting_helpers import (
     correct,
@@ -123,7 +124,7 @@ def _check(staging_url: str, erp_url: str, quarantined_v1_hours: dict[str, Decim
         assert revs["reverses_external_id"].is_unique
         assert set(revs["reverses_external_id"]) <= set(posts["external_id"])
         # The ledger agrees with the ERP, and nothing is left in flight.
-        led = db.query_df("SELECT external_id, state FROM posting_ledger")
+        led = db.query_df(f"SELECT external_id, state FROM {ledger_rows('posting_ledger')} l")
         assert not set(led["state"]) & {"planned", "sent"}
         assert set(led.loc[led["state"] == "confirmed", "external_id"]) == set(lines["external_id"])
         invoices = erp.read_invoices(*FAR)
@@ -131,7 +132,7 @@ def _check(staging_url: str, erp_url: str, quarantined_v1_hours: dict[str, Decim
         totals = invoices.groupby("invoice_id")["total_amount"].apply(lambda s: sum(s, D(0)))
         # INV2 was cancelled: credited if it had been posted, else never posted.
         assert {k: v for k, v in totals.items() if v} == {"INV1": D("175.00"), "INV3": D("30.00")}
-        inv_led = db.query_df("SELECT external_id, state FROM invoice_ledger")
+        inv_led = db.query_df(f"SELECT external_id, state FROM {ledger_rows('invoice_ledger')} l")
         assert set(inv_led["state"]) <= {"confirmed", "void"}  # void: superseded before sent
         confirmed = inv_led.loc[inv_led["state"] == "confirmed", "external_id"]
         assert set(confirmed) == set(invoices["external_id"])

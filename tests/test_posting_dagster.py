@@ -16,7 +16,14 @@ from dagster import (
     materialize,
 )
 
-from assets.posting import POSTING_ASSET, WINDOW_TAG, PostingWindowConfig, posting_window
+from assets.posting import (
+    ENTITY_TAG,
+    POSTING_ASSET,
+    WINDOW_TAG,
+    PostingWindowConfig,
+    entity_tag,
+    posting_window,
+)
 from connectors.erp.sql_interface import SqlInterfaceTarget
 from pipelines.posting_jobs import SCHEDULE_OPERATOR, posting_window_job, posting_window_weekdays
 from resources.erp import ErpResource, PostingPolicy
@@ -87,7 +94,7 @@ def _refusal(result):
 def test_launchpad_default_is_a_dry_run_with_a_preview(urls, tmp_path, instance) -> None:
     staging, erp = urls
     job = _defs(staging, erp, tmp_path).resolve_job_def(posting_window_job.name)
-    assert job.tags["posting_window"] == "1"
+    assert job.tags[ENTITY_TAG] == "all"
     result = job.execute_in_process(instance=instance, run_config=_config(operator="ana"))
     assert result.success
     md = result.asset_materializations_for_node(POSTING_ASSET)[0].metadata
@@ -138,7 +145,7 @@ def test_schedule_is_off_by_default_and_posts_up_to_yesterday() -> None:
     cfg = request.run_config["ops"][POSTING_ASSET]["config"]
     assert cfg["dry_run"] is False and cfg["date_to"] == "2026-11-23"
     assert cfg["operator"] == SCHEDULE_OPERATOR
-    assert request.tags["posting_window"] == "1" and request.tags[WINDOW_TAG] == "post"
+    assert request.tags[ENTITY_TAG] == "all" and request.tags[WINDOW_TAG] == "post"
 
 
 def test_erp_resource_hides_the_password() -> None:
@@ -261,7 +268,7 @@ def test_unsettled_validation_is_a_failure_without_a_traceback(urls, tmp_path, i
 
 def test_materializing_outside_the_job_posts_nothing_and_says_how(urls, tmp_path, instance) -> None:
     """The asset page's Materialize runs the asset in an ad-hoc asset job, without the
-    `posting_window` tag the run queue limits: the asset refuses there."""
+    `stagepost/legal_entity` tag the run queue limits: the asset refuses there."""
     staging, erp = urls
     result = materialize(
         [posting_window],
@@ -289,3 +296,31 @@ def test_dry_runs_and_real_windows_are_tagged(urls, tmp_path, instance, dry_run,
     )
     assert result.success
     assert instance.get_run_by_id(result.run_id).tags[WINDOW_TAG] == kind
+
+
+def test_entity_tag_names_the_one_entity_or_all() -> None:
+    assert entity_tag(["DE01"]) == "DE01"
+    assert entity_tag([]) == entity_tag(["DE01", "US01"]) == "all"
+
+
+def test_a_run_tagged_with_an_entity_posts_only_that_entity(urls, tmp_path, instance) -> None:
+    """The queue runs one window per tag value: a run tagged DE01 may post DE01 (or be left at
+    the default `all`), never another scope."""
+    staging, erp = urls
+    job = _defs(staging, erp, tmp_path).resolve_job_def(posting_window_job.name)
+    wrong = job.execute_in_process(
+        instance=instance,
+        run_config=_config(dry_run=False, operator="ana", legal_entities=["US01"]),
+        tags={ENTITY_TAG: "DE01"},
+        raise_on_error=False,
+    )
+    _assert_no_stack(wrong, instance)
+    message = _refusal(wrong).user_failure_data.description
+    assert "tagged stagepost/legal_entity=DE01 but its window covers US01" in message
+    assert _posted(erp) == 0 and _windows(staging).empty
+    right = job.execute_in_process(
+        instance=instance,
+        run_config=_config(dry_run=False, operator="ana", legal_entities=["DE01"]),
+        tags={ENTITY_TAG: "DE01"},
+    )
+    assert right.success and _posted(erp) == 2

@@ -277,6 +277,8 @@ class SqlInterfaceTarget(ErpTarget):
             "erp_projects": projects,
             "erp_tasks": tasks,
         }
+        # ON CONFLICT: two posting windows (of different legal entities) may add the same
+        # master data at once; the second finds it there, as it would have a moment later.
         with self._tx() as conn:
             for table, df in frames.items():
                 schema, key = _MASTER[table]
@@ -292,7 +294,8 @@ class SqlInterfaceTarget(ErpTarget):
                             SELECT m.*, ROW_NUMBER() OVER (PARTITION BY {keys} ORDER BY ord) AS rn
                             FROM tmp_master m
                             WHERE NOT EXISTS (SELECT 1 FROM {table} x WHERE {match})
-                        ) d WHERE rn = 1"""
+                        ) d WHERE rn = 1
+                        ON CONFLICT DO NOTHING"""
                 )
 
     def set_period(self, legal_entity: str, period: str, is_open: bool) -> None:

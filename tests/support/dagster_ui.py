@@ -62,7 +62,9 @@ class DagsterUi:
     log: Path
     repo: dict
 
-    def launch(self, job: str, run_config: dict | None = None) -> str:
+    def launch(
+        self, job: str, run_config: dict | None = None, tags: dict[str, str] | None = None
+    ) -> str:
         params = {
             "selector": {
                 "repositoryLocationName": self.repo["location"]["name"],
@@ -70,6 +72,9 @@ class DagsterUi:
                 "jobName": job,
             },
             "runConfigData": run_config or {},
+            "executionMetadata": {
+                "tags": [{"key": k, "value": v} for k, v in (tags or {}).items()]
+            },
         }
         launched = gql(self.port, LAUNCH, {"params": params})["launchRun"]
         assert launched["__typename"] == "LaunchRunSuccess", launched

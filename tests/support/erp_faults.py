@@ -26,6 +26,7 @@ class FaultInjection:
     fail_after_n_calls: int | None = None  # calls after the first n raise ErpUnavailable
     lose_response_on_posts: set[int] = field(default_factory=set)  # commit, then raise
     after_commit: Callable[[int], None] | None = None  # called with the post number
+    unanswered_lines: int = 0  # a time-line post books all, but its answer omits this many
     calls: int = 0
     posts: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -72,6 +73,8 @@ class FaultySqlInterfaceTarget(SqlInterfaceTarget):
         result = super().post_time_lines(lines)
         if not lines.empty:
             self.faults.after_post(post_no)
+        if self.faults.unanswered_lines:
+            result.accepted = result.accepted[: -self.faults.unanswered_lines]
         return result
 
     def post_invoices(self, invoices: pd.DataFrame, lines: pd.DataFrame) -> PostResult:

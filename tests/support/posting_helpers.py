@@ -21,6 +21,7 @@ from connectors.erp.sql_interface import SqlInterfaceTarget
 from connectors.sql import arrow_schema, load_temp
 from staging_models.contract_tables import validated_time_entries
 from staging_models.db import StagingDB
+from staging_models.ledger_tables import ledger_rows
 from tests.conftest import PG_URL
 from tests.support.erp_faults import FaultySqlInterfaceTarget
 
@@ -303,7 +304,8 @@ def erp_net_hours(erp: SqlInterfaceTarget) -> dict[str, Decimal]:
 
 
 def ledger(db: StagingDB, table: str = "posting_ledger") -> pd.DataFrame:
-    return db.query_df(f"SELECT * FROM {table} ORDER BY external_id")
+    """A ledger's rows, each line's state as its batch makes it (`ledger_rows`)."""
+    return db.query_df(f"SELECT * FROM {ledger_rows(table)} l ORDER BY external_id")
 
 
 # -- a staging database and an ERP side by side ----------------------------------------------
@@ -319,13 +321,15 @@ class PostingEnv:
     erp_url: str
     tmp_path: Path
 
-    def window(self, erp: SqlInterfaceTarget | None = None, **config):
-        """A real (not dry) window, retries without sleeping."""
+    def window(self, erp: SqlInterfaceTarget | None = None, hooks=None, **config):
+        """A real (not dry) window, retries without sleeping; `hooks` as `run_window` takes them."""
         from posting.window import RetryPolicy, WindowConfig, run_window
 
         config.setdefault("dry_run", False)
         config.setdefault("retry", RetryPolicy(attempts=3, base_delay=0))
-        return run_window(self.db, erp or self.erp, WindowConfig(**config), sleep=lambda s: None)
+        return run_window(
+            self.db, erp or self.erp, WindowConfig(**config), sleep=lambda s: None, hooks=hooks
+        )
 
     def faulty_erp(self, faults) -> SqlInterfaceTarget:
         """A second handle on the same ERP database that injects faults."""

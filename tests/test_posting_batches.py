@@ -1,0 +1,91 @@
+"""A batch's fate is written once, in `posting_batches`, not once per line (DuckDB and PostgreSQL).
+
+A line is written into the ledger once, as `sent`; its batch's row says it was confirmed.
+Lines the ERP left unanswered are settled one by one, and ledgers written before the batches
+table (per-line states, no batch rows) read as they always did.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from tests.support.erp_faults import FaultInjection
+from tests.support.posting_helpers import PostingEnv, erp_lines, ledger, stage_entries
+
+pytest_plugins = ["tests.support.posting_fixtures"]
+
+
+def _raw(env: PostingEnv):
+    """The ledger's own rows, as stored (not through `ledger_rows`)."""
+    return env.db.query_df("SELECT * FROM posting_ledger ORDER BY external_id")
+
+
+def _batches(env: PostingEnv):
+    return env.db.query_df("SELECT * FROM posting_batches ORDER BY batch_id")
+
+
+def test_a_line_is_written_once_and_confirmed_by_its_batch(posting_env: PostingEnv) -> None:
+    stage_entries(posting_env.db, [{"entry_id": f"TE{i}"} for i in range(7)])
+    result = posting_env.window(batch_size=3)
+    assert result.status == "completed" and result.counts["confirmed"] == 7
+
+    batches = _batches(posting_env)
+    assert batches["state"].tolist() == ["confirmed"] * 3
+    assert batches["lines"].tolist() == [3, 3, 1]
+    assert set(batches["document"]) == {"time_line"}
+    assert set(batches["window_id"]) == {result.window_id}
+    raw = _raw(posting_env)
+    # Inserted `sent` just before the ERP saw them, never updated after.
+    assert set(raw["state"]) == {"sent"} and raw["settled_at"].isna().all()
+    led = ledger(posting_env.db)
+    assert set(led["state"]) == {"confirmed"}
+    settled = dict(zip(batches["batch_id"], batches["settled_at"], strict=True))
+    assert (led["settled_at"] == led["batch_id"].map(settled)).all()
+    assert set(led["external_id"]) == set(erp_lines(posting_env.erp)["external_id"])
+
+
+def test_unanswered_lines_stay_sent_then_are_settled_not_posted_twice(
+    posting_env: PostingEnv,
+) -> None:
+    stage_entries(posting_env.db, [{"entry_id": f"TE{i}"} for i in range(4)])
+    # The ERP books all four, its answer names three.
+    quiet = posting_env.faulty_erp(FaultInjection(unanswered_lines=1))
+    first = posting_env.window(erp=quiet, batch_size=10)
+    quiet.close()
+    assert first.counts["unanswered"] == 1 and first.counts["confirmed"] == 3
+    assert _batches(posting_env)["state"].tolist() == ["failed"]
+    led = ledger(posting_env.db)
+    assert sorted(led["state"]) == ["confirmed", "confirmed", "confirmed", "sent"]
+
+    again = posting_env.window()
+    assert again.counts["settled_confirmed"] == 1 and again.counts["lines_sendable"] == 0
+    assert set(ledger(posting_env.db)["state"]) == {"confirmed"}
+    lines = erp_lines(posting_env.erp)
+    assert len(lines) == 4 and lines["external_id"].is_unique
+
+
+def test_a_ledger_written_before_the_batches_table_reads_as_before(
+    posting_env: PostingEnv,
+) -> None:
+    """Rows as release 5 wrote them: per-line `confirmed` with their own settlement time, and
+    no batch rows. They read the same, and a later window neither re-posts nor settles them."""
+    stage_entries(posting_env.db, [{"entry_id": f"TE{i}"} for i in range(5)])
+    posting_env.window(batch_size=2)
+    before = ledger(posting_env.db)
+    with posting_env.db.begin() as conn:
+        conn.execute(
+            sa.text(
+                """UPDATE posting_ledger SET state = 'confirmed', settled_at = (
+                       SELECT b.settled_at FROM posting_batches b
+                       WHERE b.batch_id = posting_ledger.batch_id)"""
+            )
+        )
+        conn.execute(sa.text("DELETE FROM posting_batches"))
+    assert ledger(posting_env.db).equals(before)
+
+    stage_entries(posting_env.db, [{"entry_id": "TE9"}])
+    later = posting_env.window()
+    assert later.counts["settled_confirmed"] == 0 and later.counts["confirmed"] == 1
+    led = ledger(posting_env.db)
+    assert set(led["state"]) == {"confirmed"} and len(led) == 6
+    assert len(erp_lines(posting_env.erp)) == 6
