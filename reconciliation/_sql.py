@@ -7,7 +7,7 @@ Statements create temporary tables `rc_*`; parameters: `$f`, `$t` (period dates)
 Two paths, so that a million entries cost little more than one join of the three states:
 
 - fast path (`FAST`): valid current versions ⟗ ledger lines ⟗ ERP lines on the entry id,
-  with narrow rows: a row is *simple* when the ledger line is a confirmed post of the
+  with narrow rows (the first join runs where staging is: `r_valid_ledger`): a row is *simple* when the ledger line is a confirmed post of the
   current version with its hours and amount, and the ERP line is that same line (external
   ID) agreeing with it on version, hours, amount, project, date, currency, legal entity and
   employee (compared as one 64-bit fingerprint per side; two different rows share one with
@@ -116,23 +116,20 @@ _ERP_KEY = "COALESCE(entry_id, '?' || external_id)"
 #: is compared with the PSA on version, hours and amount, and with the ERP on everything.
 FAST = f"""
 CREATE OR REPLACE TEMP TABLE rc_k AS
-WITH p AS (SELECT entry_id, version, hours, amount, legal_entity FROM r_valid WHERE {{le}}),
-l AS (
-    SELECT entry_id, entry_version, hours, amount, {_fingerprint("entry_version")} AS fp,
-           (kind = 'post' AND state = 'confirmed') AS ok
-    FROM r_ledger WHERE {{le}}
+WITH pl AS (
+    SELECT entry_id, p_version, p_amount, p_legal_entity, l_ok,
+           {_fingerprint("entry_version")} AS fp
+    FROM r_valid_ledger
 ),
 e AS (
     SELECT {_ERP_KEY} AS entry_id, {_fingerprint("entry_version")} AS fp, kind = 'post' AS post
     FROM r_erp WHERE {{le}}
 ),
 j AS (
-    SELECT COALESCE(p.entry_id, l.entry_id, e.entry_id) AS entry_id, p.version, p.amount,
-           p.legal_entity,
-           COALESCE(l.ok AND e.post AND l.entry_version = p.version AND l.hours = p.hours
-                    AND l.amount = p.amount AND e.fp = l.fp, FALSE) AS simple
-    FROM p FULL JOIN l ON l.entry_id = p.entry_id
-    FULL JOIN e ON e.entry_id = COALESCE(p.entry_id, l.entry_id)
+    SELECT COALESCE(pl.entry_id, e.entry_id) AS entry_id, pl.p_version AS version,
+           pl.p_amount AS amount, pl.p_legal_entity AS legal_entity,
+           COALESCE(pl.l_ok AND e.post AND e.fp = pl.fp, FALSE) AS simple
+    FROM pl FULL JOIN e ON e.entry_id = pl.entry_id
 ),
 k AS (
     SELECT entry_id, version, amount, legal_entity FROM j WHERE NOT simple
@@ -146,16 +143,10 @@ SELECT entry_id, any_value(version) AS v_version, any_value(amount) AS v_amount,
 FROM k GROUP BY entry_id
 """
 
-#: Every valid current version of the period per project, employee and month.
+#: Every valid current version of the period per project, employee and month (summed where
+#: staging is: `_inputs.r_cube`).
 CUBE = """
-CREATE OR REPLACE TEMP TABLE rc_cube AS
-SELECT v.project_code, v.employee_id, year(v.work_date) * 100 + month(v.work_date) AS ym,
-       any_value(v.legal_entity) AS legal_entity, any_value(v.currency) AS currency,
-       COUNT(*) AS n, COUNT(q.row_key) AS nq, SUM(v.hours) AS hours, SUM(v.amount) AS amount
-FROM r_valid v
-LEFT JOIN (SELECT DISTINCT row_key FROM r_quarantine) q ON q.row_key = v.entry_id
-WHERE {le}
-GROUP BY v.project_code, v.employee_id, ym
+CREATE OR REPLACE TEMP TABLE rc_cube AS SELECT * FROM r_cube
 """
 
 #: The in-sync entries of the fast path, summed: the cube minus the valid versions of `rc_k`.
