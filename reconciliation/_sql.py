@@ -133,7 +133,7 @@ j AS (
 ),
 k AS (
     SELECT entry_id, version, amount, legal_entity FROM j WHERE NOT simple
-    UNION ALL SELECT entry_id, NULL, NULL, NULL FROM r_psa_in WHERE state <> 'valid'
+    UNION ALL SELECT entry_id, NULL, NULL, NULL FROM r_psa_in WHERE state <> 'valid' AND NOT plain
     UNION ALL SELECT entry_id, NULL, NULL, NULL FROM r_vanished
     UNION ALL SELECT entry_id, NULL, NULL, NULL FROM rc_u
 )
@@ -141,6 +141,27 @@ k AS (
 SELECT entry_id, any_value(version) AS v_version, any_value(amount) AS v_amount,
        any_value(legal_entity) AS v_legal_entity
 FROM k GROUP BY entry_id
+"""
+
+#: Plain not-postable entries (`_inputs._PLAIN`: never posted) that the exact path does not
+#: classify (no ERP line, no newer content waiting, not vanished: those are in `rc_k`): class
+#: `not_postable`, counted per legal entity and currency with their hours and amount as the
+#: exact path would (`PSA`, `LINES`). Such an entry is never approved, so never expected.
+PLAIN = """
+CREATE OR REPLACE TEMP TABLE rc_plain AS
+SELECT legal_entity, currency, COUNT(*) AS n, SUM(COALESCE(hours, 0)) AS hours,
+       SUM(psa_amount) AS amount
+FROM (
+    SELECT COALESCE(pr.legal_entity, em.legal_entity) AS legal_entity, s.currency, s.hours,
+           CASE WHEN s.billable AND s.bill_rate IS NOT NULL
+                THEN round(s.hours * s.bill_rate, 2) ELSE 0 END AS psa_amount
+    FROM r_psa_in s
+    LEFT JOIN r_projects pr ON pr.project_code = s.project_code
+    LEFT JOIN r_employees em ON em.employee_id = s.employee_id
+    WHERE s.plain AND NOT EXISTS (SELECT 1 FROM rc_k k WHERE k.entry_id = s.entry_id)
+) p
+WHERE {le_p}
+GROUP BY legal_entity, currency
 """
 
 #: Every valid current version of the period per project, employee and month (summed where
@@ -539,6 +560,8 @@ c AS (  -- per legal entity, currency and class; in-sync entries of the fast pat
     UNION ALL
     SELECT legal_entity, currency, 'in_sync', SUM(n), SUM(hours), SUM(amount), SUM(n), SUM(n - nq)
     FROM rc_sync GROUP BY legal_entity, currency
+    UNION ALL
+    SELECT legal_entity, currency, 'not_postable', n, hours, amount, 0, 0 FROM rc_plain
 ),
 kpi AS (
     SELECT {_LE} AS le, {_CUR} AS cur, GROUPING(currency) = 1 AS all_cur,

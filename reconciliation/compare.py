@@ -404,6 +404,7 @@ _TEMPS = (
     "rc_u",
     "rc_k",
     "rc_cube",
+    "rc_plain",
     "rc_sync",
     "rc_l",
     "rc_s",
@@ -453,6 +454,7 @@ def _classify(
     duck.register("rc_e", _erp_lines_of(duck, erp, les))
     timings["exact_erp"] = time.perf_counter() - t
     step("cube", _sql.CUBE)
+    step("plain", _sql.PLAIN)
     step("exact_ledger", _sql.K_LEDGER)
     step("exact_psa", _sql.K_PSA)
     with _single_thread(duck):
