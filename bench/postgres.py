@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
+import os
 import statistics
 import tempfile
 import time
@@ -151,6 +152,12 @@ def erp_lines(db: StagingDB) -> pa.Table:
         )
 
 
+def _load() -> str:
+    """The 1, 5 and 15 minute load averages: on a shared machine, other work takes DuckDB's
+    second core away (which flatters PostgreSQL's ratio); read each figure beside it."""
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
 def timed(fn: Callable[[], object]) -> float:
     t = time.perf_counter()
     fn()
@@ -226,6 +233,7 @@ def print_table(results: list[SizeResult]) -> None:
         n = len(r.runs["duckdb"])
         print(f"{'':>10}  ({'median of ' + str(n) + ' runs' if n > 1 else 'one run'})")
     print(f"\nworst PG/DuckDB ratio over validation, posting plan, reconciliation: {worst:.2f}")
+    print(f"load averages now (1, 5, 15 min): {_load()}")
     print(f"target: <= {TARGET:g} at every size")
 
 
@@ -251,7 +259,8 @@ def main(argv: list[str] | None = None) -> int:
                     res.runs[backend].append(run)
                     print(
                         f"  run {i + 1} {backend:<10} "
-                        + ", ".join(f"{k} {v:.2f} s" for k, v in run.items()),
+                        + ", ".join(f"{k} {v:.2f} s" for k, v in run.items())
+                        + f"  (load {_load()})",
                         flush=True,
                     )
             results.append(res)
