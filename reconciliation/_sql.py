@@ -7,18 +7,20 @@ Statements create temporary tables `rc_*`; parameters: `$f`, `$t` (period dates)
 Two paths, so that a million entries cost little more than one join of the three states:
 
 - fast path (`FAST`): valid current versions ⟗ ledger lines ⟗ ERP lines on the entry id,
-  with narrow rows (the first join runs where staging is: `r_valid_ledger`): a row is *simple* when the ledger line is a confirmed post of the
-  current version with its hours and amount, and the ERP line is that same line (external
-  ID) agreeing with it on version, hours, amount, project, date, currency, legal entity and
-  employee (compared as one 64-bit fingerprint per side; two different rows share one with
-  odds of about 1 in 1.8e19). An entry whose only row is simple is in sync: any further
-  ledger or ERP line, a missing one, or a difference makes a non-simple row, because ERP
-  external IDs are unique
-  (`TIME_LINE_COLUMNS`). The non-simple entries, every current version that is not valid,
-  vanished entries and entries with newer content not landed form `rc_k`.
+  with narrow rows (the first join runs where staging is: `r_valid_ledger`): a row is
+  *simple* when the ledger line is a confirmed post of the current version with its hours
+  and amount, and the ERP line is that same line (external ID) agreeing with it on version,
+  hours, amount, project, date, currency, legal entity and employee (compared as one 64-bit
+  fingerprint per side; two different rows share one with odds of about 1 in 1.8e19). An
+  entry whose only row is simple is in sync: any further ledger or ERP line, a missing one,
+  or a difference makes a non-simple row, because ERP external IDs are unique
+  (`TIME_LINE_COLUMNS`). The non-simple entries, every current version that is not valid
+  (but the plain not-postable ones: never posted), vanished entries and entries with newer
+  content not landed form `rc_k`.
 - exact path: `rc_k` (usually a few percent) gets the line-by-line classification below,
   with every ledger and ERP line of its entries. In-sync entries are counted and summed as
-  all valid versions (`CUBE`) minus those in `rc_k` (`SYNC`), so every entry counts once.
+  all valid versions (`CUBE`) minus those in `rc_k` (`SYNC`), so every entry counts once;
+  never-posted, not-postable entries outside `rc_k` are counted as `not_postable` (`PLAIN`).
 
 Entry classes, first match wins (the order says which discrepancy explains the others):
 
