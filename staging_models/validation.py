@@ -434,11 +434,14 @@ def _states_update_sql(db: StagingDB, stg: str, cand: str, bad: str, qsum: str) 
         in_cand = f"EXISTS (SELECT 1 FROM {cand} c WHERE c.row_key = {stg}.row_key AND c.version = {stg}.version)"
         return f"""UPDATE {stg} SET state = CASE WHEN {bad} THEN 'quarantined' ELSE 'valid' END
                    WHERE {in_cand}"""
+    # Only rows whose state changes: PostgreSQL writes a new version of the whole row for
+    # every row an UPDATE touches (a row quarantined again would be rewritten on every run).
     return f"""UPDATE {stg} SET state = u.state
         FROM (SELECT c.row_key, c.version,
                      CASE WHEN q.row_key IS NULL THEN 'valid' ELSE 'quarantined' END AS state
               FROM {cand} c LEFT JOIN {qsum} q ON q.row_key = c.row_key AND q.version = c.version) u
-        WHERE {stg}.row_key = u.row_key AND {stg}.version = u.version"""
+        WHERE {stg}.row_key = u.row_key AND {stg}.version = u.version
+          AND {stg}.state <> u.state"""
 
 
 def validate_dataset(
