@@ -55,19 +55,15 @@ _FORMATS: dict[str, str | None] = {
     "doc_date": NUMBER_FORMATS[Kind.DATE],
 }
 
+#: From the plan's groups (`posting.plan`: lines counted and summed per document, legal
+#: entity, project, currency, period, kind and state), not another scan of every line.
 _SUMMARY_SQL = """
-    SELECT 'time_line' AS document, legal_entity, project_code, currency, state,
-           COUNT(*) AS lines,
-           SUM(CASE WHEN kind = 'post' THEN 1 ELSE 0 END) AS posts,
-           SUM(CASE WHEN kind = 'reversal' THEN 1 ELSE 0 END) AS reversals,
+    SELECT document, legal_entity, project_code, currency, state,
+           CAST(SUM(n) AS BIGINT) AS lines,
+           CAST(SUM(CASE WHEN kind = 'post' THEN n ELSE 0 END) AS BIGINT) AS posts,
+           CAST(SUM(CASE WHEN kind = 'reversal' THEN n ELSE 0 END) AS BIGINT) AS reversals,
            SUM(hours) AS hours, SUM(amount) AS amount
-    FROM plan_lines GROUP BY legal_entity, project_code, currency, state
-    UNION ALL
-    SELECT 'invoice', legal_entity, project_code, currency, state, COUNT(*),
-           SUM(CASE WHEN kind = 'post' THEN 1 ELSE 0 END),
-           SUM(CASE WHEN kind = 'reversal' THEN 1 ELSE 0 END),
-           NULL, SUM(total_amount)
-    FROM plan_invoices GROUP BY legal_entity, project_code, currency, state
+    FROM plan_groups GROUP BY document, legal_entity, project_code, currency, state
     ORDER BY 1, 2, 3, 4, 5
 """
 

@@ -7,18 +7,20 @@ Statements create temporary tables `rc_*`; parameters: `$f`, `$t` (period dates)
 Two paths, so that a million entries cost little more than one join of the three states:
 
 - fast path (`FAST`): valid current versions ⟗ ledger lines ⟗ ERP lines on the entry id,
-  with narrow rows: a row is *simple* when the ledger line is a confirmed post of the
-  current version with its hours and amount, and the ERP line is that same line (external
-  ID) agreeing with it on version, hours, amount, project, date, currency, legal entity and
-  employee (compared as one 64-bit fingerprint per side; two different rows share one with
-  odds of about 1 in 1.8e19). An entry whose only row is simple is in sync: any further
-  ledger or ERP line, a missing one, or a difference makes a non-simple row, because ERP
-  external IDs are unique
-  (`TIME_LINE_COLUMNS`). The non-simple entries, every current version that is not valid,
-  vanished entries and entries with newer content not landed form `rc_k`.
+  with narrow rows (the first join runs where staging is: `r_valid_ledger`): a row is
+  *simple* when the ledger line is a confirmed post of the current version with its hours
+  and amount, and the ERP line is that same line (external ID) agreeing with it on version,
+  hours, amount, project, date, currency, legal entity and employee (compared as one 64-bit
+  fingerprint per side; two different rows share one with odds of about 1 in 1.8e19). An
+  entry whose only row is simple is in sync: any further ledger or ERP line, a missing one,
+  or a difference makes a non-simple row, because ERP external IDs are unique
+  (`TIME_LINE_COLUMNS`). The non-simple entries, every current version that is not valid
+  (but the plain not-postable ones: never posted), vanished entries and entries with newer
+  content not landed form `rc_k`.
 - exact path: `rc_k` (usually a few percent) gets the line-by-line classification below,
   with every ledger and ERP line of its entries. In-sync entries are counted and summed as
-  all valid versions (`CUBE`) minus those in `rc_k` (`SYNC`), so every entry counts once.
+  all valid versions (`CUBE`) minus those in `rc_k` (`SYNC`), so every entry counts once;
+  never-posted, not-postable entries outside `rc_k` are counted as `not_postable` (`PLAIN`).
 
 Entry classes, first match wins (the order says which discrepancy explains the others):
 
@@ -116,27 +118,24 @@ _ERP_KEY = "COALESCE(entry_id, '?' || external_id)"
 #: is compared with the PSA on version, hours and amount, and with the ERP on everything.
 FAST = f"""
 CREATE OR REPLACE TEMP TABLE rc_k AS
-WITH p AS (SELECT entry_id, version, hours, amount, legal_entity FROM r_valid WHERE {{le}}),
-l AS (
-    SELECT entry_id, entry_version, hours, amount, {_fingerprint("entry_version")} AS fp,
-           (kind = 'post' AND state = 'confirmed') AS ok
-    FROM r_ledger WHERE {{le}}
+WITH pl AS (
+    SELECT entry_id, p_version, p_amount, p_legal_entity, l_ok,
+           {_fingerprint("entry_version")} AS fp
+    FROM r_valid_ledger
 ),
 e AS (
     SELECT {_ERP_KEY} AS entry_id, {_fingerprint("entry_version")} AS fp, kind = 'post' AS post
     FROM r_erp WHERE {{le}}
 ),
 j AS (
-    SELECT COALESCE(p.entry_id, l.entry_id, e.entry_id) AS entry_id, p.version, p.amount,
-           p.legal_entity,
-           COALESCE(l.ok AND e.post AND l.entry_version = p.version AND l.hours = p.hours
-                    AND l.amount = p.amount AND e.fp = l.fp, FALSE) AS simple
-    FROM p FULL JOIN l ON l.entry_id = p.entry_id
-    FULL JOIN e ON e.entry_id = COALESCE(p.entry_id, l.entry_id)
+    SELECT COALESCE(pl.entry_id, e.entry_id) AS entry_id, pl.p_version AS version,
+           pl.p_amount AS amount, pl.p_legal_entity AS legal_entity,
+           COALESCE(pl.l_ok AND e.post AND e.fp = pl.fp, FALSE) AS simple
+    FROM pl FULL JOIN e ON e.entry_id = pl.entry_id
 ),
 k AS (
     SELECT entry_id, version, amount, legal_entity FROM j WHERE NOT simple
-    UNION ALL SELECT entry_id, NULL, NULL, NULL FROM r_psa_in WHERE state <> 'valid'
+    UNION ALL SELECT entry_id, NULL, NULL, NULL FROM r_psa_in WHERE state <> 'valid' AND NOT plain
     UNION ALL SELECT entry_id, NULL, NULL, NULL FROM r_vanished
     UNION ALL SELECT entry_id, NULL, NULL, NULL FROM rc_u
 )
@@ -146,16 +145,31 @@ SELECT entry_id, any_value(version) AS v_version, any_value(amount) AS v_amount,
 FROM k GROUP BY entry_id
 """
 
-#: Every valid current version of the period per project, employee and month.
+#: Plain not-postable entries (`_inputs._PLAIN`: never posted) that the exact path does not
+#: classify (no ERP line, no newer content waiting, not vanished: those are in `rc_k`): class
+#: `not_postable`, counted per legal entity and currency with their hours and amount as the
+#: exact path would (`PSA`, `LINES`). Such an entry is never approved, so never expected.
+PLAIN = """
+CREATE OR REPLACE TEMP TABLE rc_plain AS
+SELECT legal_entity, currency, COUNT(*) AS n, SUM(COALESCE(hours, 0)) AS hours,
+       SUM(psa_amount) AS amount
+FROM (
+    SELECT COALESCE(pr.legal_entity, em.legal_entity) AS legal_entity, s.currency, s.hours,
+           CASE WHEN s.billable AND s.bill_rate IS NOT NULL
+                THEN round(s.hours * s.bill_rate, 2) ELSE 0 END AS psa_amount
+    FROM r_psa_in s
+    LEFT JOIN r_projects pr ON pr.project_code = s.project_code
+    LEFT JOIN r_employees em ON em.employee_id = s.employee_id
+    WHERE s.plain AND NOT EXISTS (SELECT 1 FROM rc_k k WHERE k.entry_id = s.entry_id)
+) p
+WHERE {le_p}
+GROUP BY legal_entity, currency
+"""
+
+#: Every valid current version of the period per project, employee and month (summed where
+#: staging is: `_inputs.r_cube`).
 CUBE = """
-CREATE OR REPLACE TEMP TABLE rc_cube AS
-SELECT v.project_code, v.employee_id, year(v.work_date) * 100 + month(v.work_date) AS ym,
-       any_value(v.legal_entity) AS legal_entity, any_value(v.currency) AS currency,
-       COUNT(*) AS n, COUNT(q.row_key) AS nq, SUM(v.hours) AS hours, SUM(v.amount) AS amount
-FROM r_valid v
-LEFT JOIN (SELECT DISTINCT row_key FROM r_quarantine) q ON q.row_key = v.entry_id
-WHERE {le}
-GROUP BY v.project_code, v.employee_id, ym
+CREATE OR REPLACE TEMP TABLE rc_cube AS SELECT * FROM r_cube
 """
 
 #: The in-sync entries of the fast path, summed: the cube minus the valid versions of `rc_k`.
@@ -548,6 +562,8 @@ c AS (  -- per legal entity, currency and class; in-sync entries of the fast pat
     UNION ALL
     SELECT legal_entity, currency, 'in_sync', SUM(n), SUM(hours), SUM(amount), SUM(n), SUM(n - nq)
     FROM rc_sync GROUP BY legal_entity, currency
+    UNION ALL
+    SELECT legal_entity, currency, 'not_postable', n, hours, amount, 0, 0 FROM rc_plain
 ),
 kpi AS (
     SELECT {_LE} AS le, {_CUR} AS cur, GROUPING(currency) = 1 AS all_cur,

@@ -65,6 +65,7 @@ from reconciliation._inputs import (
     KeyedInputs,
     duck_inputs,
     frame_to_arrow,
+    le_filter,
     staging_inputs,
 )
 from reconciliation.workbook import AGING_BUCKETS
@@ -308,12 +309,6 @@ def find_full_export(db: StagingDB, pattern: str | None) -> FullExport | None:
     )
 
 
-def _le_filter(column: str, legal_entities: Sequence[str]) -> str:
-    if not legal_entities:
-        return "TRUE"
-    return f"{column} IN ({', '.join(sql_literal(le) for le in legal_entities)})"
-
-
 def _run(duck: duckdb.DuckDBPyConnection, sql: str, params: dict) -> None:
     names = set(re.findall(r"\$([a-z_]+)", sql))
     duck.execute(sql, {n: params[n] for n in names})
@@ -361,9 +356,9 @@ def reconcile(
     full = find_full_export(db, full_export_pattern)
     les = tuple(period.legal_entities)
     fmt = {
-        "le": _le_filter("legal_entity", les),
-        "le_p": _le_filter("p.legal_entity", les),
-        "le_u": _le_filter("pr.legal_entity", les),
+        "le": le_filter("legal_entity", les),
+        "le_p": le_filter("p.legal_entity", les),
+        "le_u": le_filter("pr.legal_entity", les),
     }
     params = {
         "f": period.date_from,
@@ -375,7 +370,9 @@ def reconcile(
     t1 = time.perf_counter()
     fmt["newer"] = _sql.UNLANDED_NEWER if arrow["r_unlanded"].num_rows else "TRUE"
     keyed = KeyedInputs()
-    inputs = staging_inputs(period.date_from, period.date_to, full)
+    inputs = staging_inputs(
+        period.date_from, period.date_to, full, les, unlanded=arrow["r_unlanded"].num_rows > 0
+    )
     with duck_inputs(db, inputs, arrow, keyed) as duck:
         timings["staging_read"] = time.perf_counter() - t1
         try:
@@ -407,6 +404,7 @@ _TEMPS = (
     "rc_u",
     "rc_k",
     "rc_cube",
+    "rc_plain",
     "rc_sync",
     "rc_l",
     "rc_s",
@@ -456,6 +454,7 @@ def _classify(
     duck.register("rc_e", _erp_lines_of(duck, erp, les))
     timings["exact_erp"] = time.perf_counter() - t
     step("cube", _sql.CUBE)
+    step("plain", _sql.PLAIN)
     step("exact_ledger", _sql.K_LEDGER)
     step("exact_psa", _sql.K_PSA)
     with _single_thread(duck):

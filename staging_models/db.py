@@ -94,9 +94,15 @@ class StagingDB:
             self.engine = sa.create_engine(u, pool_pre_ping=True)
 
             @sa.event.listens_for(self.engine, "connect")
-            def _utc(dbapi_conn, _record) -> None:  # DuckDB works in UTC; so does staging here
+            def _session(dbapi_conn, _record) -> None:
                 with dbapi_conn.cursor() as cur:
+                    # DuckDB works in UTC; so does staging here.
                     cur.execute("SET TIME ZONE 'UTC'")
+                    # No JIT compilation: stagepost's statements are set-based scans and joins
+                    # that run once, and at 1M entries their costs pass the JIT thresholds:
+                    # compiling (with inlining and optimization) took 3.0 s of the 10 s
+                    # candidate statement, and as much again in each parallel worker.
+                    cur.execute("SET jit = off")
                 dbapi_conn.commit()
         else:
             raise ValueError(

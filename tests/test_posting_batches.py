@@ -89,3 +89,27 @@ def test_a_ledger_written_before_the_batches_table_reads_as_before(
     led = ledger(posting_env.db)
     assert set(led["state"]) == {"confirmed"} and len(led) == 6
     assert len(erp_lines(posting_env.erp)) == 6
+
+
+def test_reconciliation_reads_batch_confirmed_lines_as_confirmed(posting_env: PostingEnv) -> None:
+    """Lines confirmed by their batch (stored `sent`) reconcile as posted: every entry of a
+    completed window is `in_sync`, none an exception, on both staging backends, and the
+    fast path takes them (it joins the ledger in staging: states must come through batches,
+    or every posted entry falls to the slow line-by-line path)."""
+    from datetime import UTC, date, datetime
+
+    from reconciliation.compare import Period, reconcile
+
+    stage_entries(posting_env.db, [{"entry_id": f"TE{i}"} for i in range(5)])
+    assert posting_env.window(batch_size=2).counts["confirmed"] == 5
+    assert set(_raw(posting_env)["state"]) == {"sent"}  # the batches say confirmed
+    rec = reconcile(
+        posting_env.db,
+        posting_env.erp,
+        Period(date(2026, 11, 1), date(2026, 11, 30), ()),
+        now=datetime(2026, 11, 30, tzinfo=UTC),
+    )
+    assert rec.lines.num_rows == 0, rec.lines.to_pandas()[["entry_id", "class"]]
+    assert rec.counts().get("in_sync") == 5
+    # ... and on the fast path: a batch-confirmed line is a confirmed post of its version.
+    assert rec.exact_path_entries == 0

@@ -322,3 +322,34 @@ def test_duplicate_erp_line_under_another_external_id(duck_db: StagingDB, tmp_pa
     assert "te:D:v1:post:retry" in d["reasons"] and d["erp_hours"] == 2 * line["hours"]
     assert rec.exact_path_entries == 1
     books.erp.close()
+
+
+@pytest.mark.parametrize("legal_entities", [(), ("US01",)])
+def test_plain_not_postable_entries_are_counted_as_the_exact_path_would(
+    any_db: StagingDB, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, legal_entities
+) -> None:
+    """Never-posted entries that are not postable (Z1, a draft) skip the line-by-line path
+    (`_inputs._PLAIN`, `_sql.PLAIN`): the figures are those of the exact path, which still
+    takes a posted entry deleted since (C2), with and without PSA files not landed yet."""
+    from reconciliation import _inputs
+
+    world = SeededWorld(any_db, tmp_path)
+    results = {}
+    for plain in ("fast", "exact"):
+        if plain == "exact":
+            monkeypatch.setattr(_inputs, "_PLAIN", "FALSE")
+        for unlanded in (True, False):
+            if not unlanded:
+                saved, world.unlanded = world.unlanded, None
+            results[plain, unlanded] = world.reconcile(legal_entities=legal_entities)
+            if not unlanded:
+                world.unlanded = saved
+    for unlanded in (True, False):
+        fast, exact = results["fast", unlanded], results["exact", unlanded]
+        assert fast.exact_path_entries == exact.exact_path_entries - 1  # Z1
+        pd.testing.assert_frame_equal(fast.kpis, exact.kpis)
+        pd.testing.assert_frame_equal(fast.totals, exact.totals)
+        assert fast.lines.equals(exact.lines)
+        np = fast.kpis[(fast.kpis["kind"] == "class") & (fast.kpis["name"] == "not_postable")]
+        assert set(np["entries"]) == {1}  # Z1: per currency and over all of them
+    world.erp.close()

@@ -40,3 +40,40 @@ def test_lazy_inputs_travel_only_for_the_keyed_entries(pg_db: StagingDB, tmp_pat
         valid = duck.sql("SELECT entry_id FROM r_valid_all ORDER BY 1").fetchall()
         assert psa == valid == [("K2",), ("K4",)]
         assert duck.sql("SELECT COUNT(*) FROM r_ledger_all").fetchall() == [(0,)]
+
+
+def test_inputs_are_read_side_by_side_on_their_own_connections(
+    pg_db: StagingDB, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL runs a statement on one core: the period's inputs are read `PG_READERS` at a
+    time, each on a connection of its own (with the reads' work_mem), and arrive whole."""
+    import threading
+
+    from reconciliation import _inputs
+
+    World(pg_db, tmp_path).master()
+    land(pg_db, tmp_path, "time_entries_1.csv", "time_entries", [entry_row("K1", 1)])
+    validate_all(pg_db, now=NOW, actor="test")
+    seen: list[tuple[int, int, str]] = []
+    real = _inputs._pg_copy_arrow
+    # The first reads meet here: they only can if they run at once, each holding its own
+    # connection (a sequential reader would time out waiting for the second).
+    together = threading.Barrier(_inputs.PG_READERS, timeout=30)
+
+    def spy(conn, inp):
+        raw = conn.connection.driver_connection
+        work_mem = conn.exec_driver_sql("SHOW work_mem").scalar_one()
+        seen.append((raw.info.backend_pid, threading.get_ident(), work_mem))
+        if len(seen) <= _inputs.PG_READERS:
+            together.wait()
+        return real(conn, inp)
+
+    monkeypatch.setattr(_inputs, "_pg_copy_arrow", spy)
+    inputs = staging_inputs(date(2026, 11, 1), date(2026, 11, 30), None)
+    with duck_inputs(pg_db, inputs, {}) as duck:
+        assert duck.sql("SELECT COUNT(*) FROM r_valid_ledger").fetchall() == [(1,)]
+        assert duck.sql("SELECT SUM(n) FROM r_cube").fetchall() == [(1,)]
+    assert len(seen) == len(inputs)
+    assert len({pid for pid, _, _ in seen}) == _inputs.PG_READERS
+    assert len({thread for _, thread, _ in seen}) == _inputs.PG_READERS
+    assert {wm for _, _, wm in seen} == {_inputs.PG_READ_WORK_MEM}
