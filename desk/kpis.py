@@ -15,7 +15,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from desk import worklist
+from staging_models import desk_items
 from staging_models.db import StagingDB
 
 AGING = ("0-1", "2-7", "8-30", "over 30", "unknown")
@@ -93,7 +93,7 @@ def by_owner(conn, today: date) -> list[dict[str, Any]]:
 
 def figures(db: StagingDB, today: date | None = None, weeks: int = 12) -> dict[str, Any]:
     today = today or datetime.now(UTC).date()
-    worklist.refresh(db)
+    desk_items.refresh(db)
     since = datetime.combine(today - timedelta(weeks=weeks), datetime.min.time(), tzinfo=UTC)
     with db.engine.connect() as conn:
         aging = unposted_aging(conn, today)

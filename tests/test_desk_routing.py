@@ -8,8 +8,8 @@ from datetime import UTC, date, datetime
 import pandas as pd
 import pytest
 
-from desk.routing import due_dates, owners, rule_class
 from staging_models.contracts import RULES
+from staging_models.desk_routing import due_dates, owners, rule_class
 
 
 def _frame() -> pd.DataFrame:
