@@ -2,7 +2,7 @@
 (first seen in the last day) and their overdue ones, each with its link on the desk, over SMTP.
 
 Addresses: `STAGEPOST_DESK_OWNER_EMAILS` (owner to address), else the e-mail of the desk user
-of that name; an owner without an address is returned, not skipped silently. Below the desk so
+of that name, else the `manager_email` of projects whose `project_manager` the owner is; an owner without an address is returned, not skipped silently. Below the desk so
 both callers share it: the command `stagepost-desk-digest` (`desk/digest.py`) and the scheduled
 Dagster job `desk_digest_job` (`pipelines/desk_jobs.py`).
 """
@@ -59,12 +59,24 @@ def collect(db: StagingDB, now: datetime | None = None) -> list[Digest]:
     with db.engine.connect() as conn:
         new = _lines(conn, "i.first_seen >= :since", {"since": now - timedelta(days=1)})
         late = _lines(conn, "a.due_date < :today", {"today": now.date()})
+        # Project managers' addresses from master data, then desk users', then the setting's.
         emails = {
-            r.username: r.email
+            r.project_manager: r.manager_email
+            for r in conn.execute(
+                sa.text(
+                    """SELECT project_manager, max(manager_email) AS manager_email
+                       FROM stg_projects WHERE is_current AND project_manager IS NOT NULL
+                        AND manager_email IS NOT NULL AND manager_email <> ''
+                       GROUP BY project_manager"""
+                )
+            )
+        }
+        emails.update(
+            (r.username, r.email)
             for r in conn.execute(
                 sa.text("SELECT username, email FROM desk_users WHERE active AND email IS NOT NULL")
             )
-        }
+        )
     emails.update(current().desk_owner_emails)
     out: dict[str, Digest] = {}
     for kind, rows in (("new", new), ("overdue", late)):

@@ -112,13 +112,23 @@ def _route_new(db: StagingDB, conn: Connection) -> int:
     new = pd.DataFrame(
         conn.execute(
             sa.text(
-                """SELECT i.dataset, i.group_key, i.rule_codes, i.legal_entity, i.first_seen
-                   FROM desk_items i WHERE NOT EXISTS (
+                """SELECT i.dataset, i.group_key, i.rule_codes, i.legal_entity, i.first_seen,
+                          p.project_manager
+                   FROM desk_items i
+                   LEFT JOIN stg_projects p ON p.row_key = i.project_code AND p.is_current
+                   WHERE NOT EXISTS (
                        SELECT 1 FROM desk_assignments a
                        WHERE a.dataset = i.dataset AND a.group_key = i.group_key)"""
             )
         ).fetchall(),
-        columns=["dataset", "group_key", "rule_codes", "legal_entity", "first_seen"],
+        columns=[
+            "dataset",
+            "group_key",
+            "rule_codes",
+            "legal_entity",
+            "first_seen",
+            "project_manager",
+        ],
     )
     if new.empty:
         return 0
