@@ -133,3 +133,25 @@ def test_exception_on_a_project_goes_to_its_manager(
     digests = {d.owner: d for d in desk_digest.collect(any_db, NOW)}
     assert digests["maria"].address == "maria@example.com" and digests["maria"].new_total == 1
     assert digests["finance-ops"].address is None
+
+
+def test_manager_email_must_be_an_address(duck_db: StagingDB, tmp_path: Path) -> None:
+    """A manager e-mail the digest could not send to is quarantined, naming the value; an
+    empty one is fine (the column is optional)."""
+    w = World(duck_db, tmp_path / "in")
+    w.land(
+        "projects",
+        [
+            {**PROJECTS[0], "project_manager": "maria", "manager_email": "maria at example"},
+            {**PROJECTS[1], "project_manager": "jon", "manager_email": "jon@example.com"},
+            {**PROJECTS[2], "project_manager": "lee"},
+        ],
+    )
+    w.validate()
+    assert w.codes(PROJECTS[0]["project_code"], "projects") == {"PRJ_MANAGER_EMAIL_INVALID"}
+    assert w.codes(PROJECTS[1]["project_code"], "projects") == set()
+    assert w.codes(PROJECTS[2]["project_code"], "projects") == set()
+    message = duck_db.scalar(
+        "SELECT messages FROM quarantine WHERE dataset = 'projects' AND status = 'open'"
+    )
+    assert "manager e-mail 'maria at example' is not an e-mail address" in message
