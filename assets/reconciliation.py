@@ -46,6 +46,7 @@ from reconciliation.store import load_lines, store_lines
 from resources.psa_source import PsaSource
 from resources.reports import ReportUpload
 from resources.staging import StagingDatabase
+from staging_models.desk_breaches import breaches
 from staging_models.figures import decimal_text, rate, text_map
 
 IO_MANAGER_KEY = "staging_table_io_manager"
@@ -274,6 +275,7 @@ def reconciliation_workbook(
         scopes += sorted(set(rec_kpis["legal_entity"]) - {ALL, "(none)"})
     written: dict[str, dict] = {}
     lines = load_lines(db)
+    overdue = breaches(db, datetime.now(UTC).date())
     for scope in scopes:
         tag = "all" if scope == ALL else _UNSAFE.sub("_", scope)
         path = folder / f"reconciliation_{tag}_{stamp}.xlsx"
@@ -286,6 +288,7 @@ def reconciliation_workbook(
             lines=lines,
             notes=notes,
             legal_entity=scope,
+            breaches=overdue,
         )
         written[scope] = {"path": str(wb.path), "url": report_url(wb.path.name), "rows": wb.rows}
         context.log.info(f"workbook {scope}: {wb.path}")

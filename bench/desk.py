@@ -6,7 +6,7 @@ deep page, on DuckDB and PostgreSQL staging.
 Per backend, a fresh staging database gets `--rows` open quarantine rows written set-based
 (time entries mostly, some master data and invoices; 2% keyless rows of which repeats group;
 rule codes, legal entities, projects and first-seen times spread over 90 days), then the
-desk's worklist is rebuilt once (timed: `desk.worklist.refresh`, with the routing of every new
+desk's worklist is rebuilt once (timed: `staging_models.desk_items.refresh`, with the routing of every new
 group) and each page is read `--repeat` times, both as the query (`desk.worklist.page`) and
 as the HTTP request a browser makes (TestClient, signed in, page rendered):
 
@@ -32,6 +32,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from desk import worklist
+from staging_models import desk_items
 from staging_models.db import StagingDB
 
 PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
@@ -138,7 +139,7 @@ def run(backend: str, rows: int, repeat: int, work: Path, pg_url: str) -> list[t
         fill(db, rows)
         fill_s = time.perf_counter() - t
         t = time.perf_counter()
-        worklist.refresh(db)
+        desk_items.refresh(db)
         refresh_s = time.perf_counter() - t
         groups = db.scalar("SELECT count(*) FROM desk_items WHERE status = 'open'")
         print(

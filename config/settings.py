@@ -508,8 +508,9 @@ class Settings(BaseSettings):
     )
     desk_routing: Annotated[dict[str, Any], NoDecode, BeforeValidator(_json_object)] = setting(
         {},
-        "owners of exceptions: JSON with `rules` (rule code to team), `datasets` (dataset to "
-        "team), `entities` (legal entity to team), `default`; first match in that order",
+        "owners of exceptions: JSON with `rules` (rule code to team), `project_manager` (true: "
+        "the project's manager from master data), `datasets` (dataset to team), `entities` "
+        "(legal entity to team), `default`; first match in that order",
         "a JSON object",
         "every exception to `finance-ops`",
         default_factory=dict,

@@ -14,8 +14,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from connectors.sources.canonical import DATASETS
-from desk import audit, worklist
+from desk import audit
 from desk.sessions import Session
+from staging_models import desk_items
 from staging_models.db import StagingDB
 
 #: Rows an ignore preview lists (it always counts them all).
@@ -71,7 +72,7 @@ class Selection:
         if keyless:
             parts.append(
                 f"({alias}.row_key LIKE '~%' AND "
-                f"({alias}.dataset || '|' || {worklist.group_key_sql(alias)}) IN :sel_keyless)"
+                f"({alias}.dataset || '|' || {desk_items.group_key_sql(alias)}) IN :sel_keyless)"
             )
             params["sel_keyless"] = keyless
             expanding.append("sel_keyless")
@@ -184,7 +185,7 @@ def ignore(db: StagingDB, who: Session, sel: Selection, reason: str, token: str)
             params,
         )
         _set_status(conn, audit_id, "ignored", params)
-    worklist.refresh(db)
+    desk_items.refresh(db)
     return audit_id, len(hit)
 
 
@@ -281,7 +282,7 @@ def reopen(
             ),
             {"aid": audit_id},
         )
-    worklist.refresh(db)
+    desk_items.refresh(db)
     return audit_id, n
 
 
@@ -320,7 +321,7 @@ def assign(
                 "items": [f"{d}|{g}" for d, g in items],
             },
         )
-        worklist.cache_owners(conn)
+        desk_items.cache_owners(conn)
     return aid
 
 

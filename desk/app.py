@@ -41,6 +41,7 @@ from desk import (
 from desk.forms import read_form
 from desk.roles import can_act
 from desk.users import authenticate
+from staging_models import desk_items
 from staging_models.db import StagingDB
 
 HERE = Path(__file__).resolve().parent
@@ -204,7 +205,7 @@ async def logout(request: Request) -> Response:
 async def worklist_page(request: Request) -> Response:
     _user(request)
     db = _db(request)
-    worklist.refresh(db)
+    desk_items.refresh(db)
     filters = worklist.Filters.from_query(request.query_params)
     pg = worklist.page(
         db, filters, after=request.query_params.get("after"), size=worklist.PAGE_SIZE

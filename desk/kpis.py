@@ -4,7 +4,9 @@
   by days since approval (0-1, 2-7, 8-30, over 30), entries, hours and amount per currency;
 - straight-through rate per week: approved time-entry versions landed that week that were never
   quarantined, over all of them;
-- open exceptions by rule code, and by owner with how many are overdue (breaches).
+- open exceptions by rule code, and by owner with how many are overdue (breaches);
+- open exceptions and breaches in all (`staging_models/desk_breaches.py`, which the
+  reconciliation workbook's summary counts too).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from desk import worklist
+from staging_models import desk_breaches
 from staging_models.db import StagingDB
 from staging_models.ledger_tables import ledger_rows
 
@@ -94,7 +96,7 @@ def by_owner(conn, today: date) -> list[dict[str, Any]]:
 
 def figures(db: StagingDB, today: date | None = None, weeks: int = 12) -> dict[str, Any]:
     today = today or datetime.now(UTC).date()
-    worklist.refresh(db)
+    open_, overdue = desk_breaches.totals(desk_breaches.breaches(db, today))
     since = datetime.combine(today - timedelta(weeks=weeks), datetime.min.time(), tzinfo=UTC)
     with db.engine.connect() as conn:
         aging = unposted_aging(conn, today)
@@ -105,5 +107,7 @@ def figures(db: StagingDB, today: date | None = None, weeks: int = 12) -> dict[s
             "rules": by_rule(db, conn),
             "owners": by_owner(conn, today),
             "today": today,
+            "open": open_,
+            "overdue": overdue,
         }
     return out

@@ -13,6 +13,7 @@ from assets.validation import validation_assets, validation_checks
 from config.settings import current
 from io_managers.staging_table import StagingTableIOManager
 from pipelines.api_jobs import api_jobs, api_schedules
+from pipelines.desk_jobs import desk_digest_job, desk_schedules
 from pipelines.jobs import (
     ingest_nightly_job,
     ingest_time_entries_job,
@@ -62,6 +63,7 @@ defs = Definitions(
         reconciliation_job,
         staging_backup_job,
         retention_job,
+        desk_digest_job,
         *api_jobs,
     ],
     schedules=[
@@ -70,6 +72,7 @@ defs = Definitions(
         *posting_schedules,
         *reconciliation_schedules,
         *ops_schedules,
+        *desk_schedules,
     ],
     sensors=[psa_inbox_sensor, *reconciliation_sensors],
     resources={

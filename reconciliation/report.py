@@ -34,6 +34,7 @@ from reconciliation.sheet_columns import (
     NOT_INVOICE_EXCEPTIONS,
 )
 from reconciliation.workbook import AGING_BUCKETS, WorkbookInfo, write_workbook
+from staging_models import desk_breaches
 from staging_models.figures import rate
 
 #: Sheet titles of the entry classes (Excel allows 31 characters).
@@ -80,10 +81,15 @@ def _amounts(
 
 
 def key_figures(
-    kpis: pd.DataFrame, legal_entity: str, period_label: str
+    kpis: pd.DataFrame,
+    legal_entity: str,
+    period_label: str,
+    breaches: pd.DataFrame | None = None,
 ) -> list[tuple[str, object]]:
     """The summary's key figures, in reading order. Counts say what they count (entries,
-    rows, invoices, lines); amounts come one line per currency; the rate reads as in the UI."""
+    rows, invoices, lines); amounts come one line per currency; the rate reads as in the UI.
+    `breaches` (`staging_models.desk_breaches`): the desk's open exceptions and those past
+    their due date, counted for the workbook's legal entity."""
     k = _figures(kpis, legal_entity)
     approved = _get(k, "kpi", "approved_entries", "entries")
     straight = _get(k, "kpi", "straight_through_entries", "entries")
@@ -118,6 +124,14 @@ def key_figures(
         (f"Rows quarantined for {r}", int(n))
         for r, n in zip(reasons["name"], reasons["entries"], strict=True)
     ]
+    if breaches is not None:
+        open_, overdue = desk_breaches.totals(
+            breaches, None if legal_entity == ALL else legal_entity
+        )
+        out += [
+            ("Exceptions open on the desk", open_),
+            ("Exceptions past their due date (breaches)", overdue),
+        ]
     return out
 
 
@@ -222,8 +236,10 @@ def write_reconciliation_workbook(
     notes: list[str] | None = None,
     legal_entity: str = ALL,
     generated_at: datetime | None = None,
+    breaches: pd.DataFrame | None = None,
 ) -> WorkbookInfo:
-    """Write one reconciliation workbook (for all legal entities in scope, or one of them)."""
+    """Write one reconciliation workbook (for all legal entities in scope, or one of them);
+    with `breaches`, its key figures count the desk's open and overdue exceptions."""
     totals = _filter_le(totals, legal_entity)
     invoices = _filter_le(invoices, legal_entity)
     if legal_entity != ALL:
@@ -248,7 +264,7 @@ def write_reconciliation_workbook(
         title=f"Reconciliation PSA / staging / ERP: {scope}",
         period=period_label,
         headers=HEADERS,
-        kpis=key_figures(kpis, legal_entity, period_label),
+        kpis=key_figures(kpis, legal_entity, period_label, breaches),
         totals=per_le,
         aging=aging_table(kpis, legal_entity),
         sheets=sheets,

@@ -12,7 +12,11 @@ import sqlalchemy as sa
 
 from staging_models.db import StagingDB
 
-pytest_plugins = ["tests.support.tryton_fixtures", "tests.support.sftp_fixtures"]
+pytest_plugins = [
+    "tests.support.tryton_fixtures",
+    "tests.support.sftp_fixtures",
+    "tests.support.smtp_server",
+]
 
 PG_URL = os.environ.get("STAGEPOST_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 

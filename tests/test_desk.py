@@ -17,6 +17,7 @@ from starlette.testclient import TestClient
 from desk import sessions
 from desk.app import create_app
 from desk.worklist import AGE_BUCKETS
+from staging_models import desk_items
 from staging_models.db import StagingDB
 from tests.support.desk_world import NOW, PASSWORD, DeskWorld, build
 
@@ -230,7 +231,7 @@ def test_worklist_filters(app) -> None:
 def test_worklist_pages_by_keyset(world: DeskWorld) -> None:
     from desk import worklist
 
-    worklist.refresh(world.db)
+    desk_items.refresh(world.db)
     first = worklist.page(world.db, worklist.Filters(), size=2)
     assert first.total == 5 and len(first.rows) == 2 and first.next_cursor
     seen = [r["group_key"] for r in first.rows]

@@ -1,75 +1,19 @@
-"""The daily digest, received by a real SMTP server the test starts: Debian's aiosmtpd
-(`python3-aiosmtpd`, run by the system Python; `./dev test` installs it) writing a Maildir."""
+"""The daily digest, received by a real SMTP server the test starts (fixture `smtp`,
+`tests/support/smtp_server.py`:
+Debian's aiosmtpd writing a Maildir)."""
 
 from __future__ import annotations
 
-import mailbox
-import os
-import socket
-import subprocess
-import time
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
-from desk import digest
+from reconciliation.report_files import desk_base_url
+from staging_models import desk_digest
 from staging_models.db import StagingDB
 from tests.support.desk_world import NOW, DeskWorld, build
-
-SYSTEM_PYTHON = "/usr/bin/python3"
-
-
-def _has_aiosmtpd() -> bool:
-    try:
-        return subprocess.run([SYSTEM_PYTHON, "-c", "import aiosmtpd"], timeout=30).returncode == 0
-    except OSError:
-        return False
-
-
-@pytest.fixture
-def smtp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """aiosmtpd on a free loopback port, delivering into a Maildir."""
-    if not _has_aiosmtpd():
-        if os.environ.get("CI"):
-            pytest.fail("CI needs Debian's python3-aiosmtpd for the digest test")
-        pytest.skip("Debian's python3-aiosmtpd is not installed (./dev test installs it)")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    box = tmp_path / "maildir"
-    proc = subprocess.Popen(
-        [
-            SYSTEM_PYTHON,
-            "-m",
-            "aiosmtpd",
-            "-n",
-            "-l",
-            f"127.0.0.1:{port}",
-            "-c",
-            "aiosmtpd.handlers.Mailbox",
-            str(box),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
-            time.sleep(0.1)
-    monkeypatch.setenv("STAGEPOST_DESK_SMTP_HOST", "127.0.0.1")
-    monkeypatch.setenv("STAGEPOST_DESK_SMTP_PORT", str(port))
-    monkeypatch.setenv("STAGEPOST_DESK_SMTP_FROM", "stagepost@example.com")
-    try:
-        yield box
-    finally:
-        proc.terminate()
-        proc.wait(10)
+from tests.support.smtp_server import messages
 
 
 @pytest.fixture
@@ -80,14 +24,10 @@ def world(duck_db: StagingDB, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     return w
 
 
-def _messages(box: Path) -> list:
-    return sorted(mailbox.Maildir(str(box), create=False), key=lambda m: m["To"])
-
-
 def test_digest_of_new_exceptions_per_owner(world: DeskWorld, smtp: Path) -> None:
-    sent, missing = digest.send(world.db, NOW + timedelta(hours=1))
+    sent, missing = desk_digest.send(world.db, desk_base_url(), NOW + timedelta(hours=1))
     assert (sent, missing) == (1, ["hr-data"])  # hr-data has no address: reported
-    (mail,) = _messages(smtp)
+    (mail,) = messages(smtp)
     assert mail["To"] == "fo@example.com" and mail["From"] == "stagepost@example.com"
     assert mail["Subject"] == "stagepost: 4 new, 0 overdue exceptions for finance-ops"
     body = mail.get_payload(decode=True).decode()
@@ -102,12 +42,50 @@ def test_digest_of_overdue_exceptions(world: DeskWorld, smtp: Path, monkeypatch)
         "STAGEPOST_DESK_OWNER_EMAILS",
         '{"finance-ops": "fo@example.com", "hr-data": "hr@example.com"}',
     )
-    sent, missing = digest.send(world.db, NOW + timedelta(days=10))
+    sent, missing = desk_digest.send(world.db, desk_base_url(), NOW + timedelta(days=10))
     assert (sent, missing) == (2, [])
-    fo, hr = _messages(smtp)
+    fo, hr = messages(smtp)
     assert fo["Subject"] == "stagepost: 0 new, 4 overdue exceptions for finance-ops"
     assert hr["Subject"] == "stagepost: 0 new, 1 overdue exceptions for hr-data"
     assert (
         "time_entries TE3: TE_UNKNOWN_EMPLOYEE (due 2026-11-24)"
         in hr.get_payload(decode=True).decode()
     )
+
+
+def test_digest_job_sends_on_schedule(world: DeskWorld, smtp: Path, monkeypatch) -> None:
+    """The scheduled job (weekdays 07:00) runs in-process and the mail arrives; all of the
+    world's exceptions are past their November due dates by the wall clock."""
+    from dagster import build_schedule_context
+
+    from pipelines.definitions import defs
+    from pipelines.desk_jobs import desk_digest_job
+    from resources.staging import StagingDatabase
+
+    monkeypatch.setenv(
+        "STAGEPOST_DESK_OWNER_EMAILS",
+        '{"finance-ops": "fo@example.com", "hr-data": "hr@example.com"}',
+    )
+    schedule = defs.get_repository_def().get_schedule_def("desk_digest_weekdays")
+    assert schedule.cron_schedule == "0 7 * * 1-5" and schedule.job_name == "desk_digest_job"
+    (request,) = schedule.evaluate_tick(build_schedule_context()).run_requests
+    result = desk_digest_job.execute_in_process(
+        run_config=request.run_config, resources={"staging": StagingDatabase(url=world.db.url)}
+    )
+    assert result.success and result.output_for_node("desk_digest_op") == 2
+    fo, hr = messages(smtp)
+    assert fo["To"] == "fo@example.com" and "4 overdue" in fo["Subject"]
+    assert "Overdue: 1" in hr.get_payload(decode=True).decode()
+
+
+def test_digest_job_skips_without_smtp_host(world: DeskWorld, monkeypatch) -> None:
+    from pipelines.desk_jobs import desk_digest_job
+    from resources.staging import StagingDatabase
+
+    monkeypatch.delenv("STAGEPOST_DESK_SMTP_HOST", raising=False)
+    result = desk_digest_job.execute_in_process(
+        resources={"staging": StagingDatabase(url=world.db.url)}
+    )
+    assert result.success and result.output_for_node("desk_digest_op") == 0
+    (out,) = [e for e in result.all_events if e.is_successful_output]
+    assert out.step_output_data.metadata["skipped"].value == "no SMTP host"

@@ -1,15 +1,28 @@
-"""Owners and due dates from the routing rules: first match by rule, dataset, legal entity,
-default; due dates in business days per rule class, the shortest of a row's rules."""
+"""Owners and due dates from the routing rules: first match by rule, the project's manager
+(master data, DuckDB and PostgreSQL), dataset, legal entity, default; due dates in business days per rule class, the shortest of a row's rules."""
 
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
+from pathlib import Path
 
 import pandas as pd
 import pytest
+import sqlalchemy as sa
 
-from desk.routing import due_dates, owners, rule_class
+from staging_models import desk_digest, desk_items
 from staging_models.contracts import RULES
+from staging_models.db import StagingDB
+from staging_models.desk_routing import due_dates, owners, rule_class
+from tests.support.staging_helpers import (
+    EMPLOYEES,
+    NOW,
+    PROJECTS,
+    RATE_CARDS,
+    TASKS,
+    World,
+    entry,
+)
 
 
 def _frame() -> pd.DataFrame:
@@ -68,3 +81,77 @@ def test_rule_classes(code: str, cls: str) -> None:
 def test_every_rule_has_a_class() -> None:
     codes = [r.code for rules in RULES.values() for r in rules]
     assert {rule_class(c) for c in codes} == {"format", "master_data", "data"}
+
+
+def test_project_manager_rule_kind() -> None:
+    """`project_manager: true` routes to the project's manager after the rule-code routes and
+    before datasets and entities; a project without one falls through."""
+    frame = _frame().assign(project_manager=["maria", "jon", "", None])
+    rules = {
+        "rules": {"TE_UNKNOWN_EMPLOYEE": "hr-data"},
+        "project_manager": True,
+        "datasets": {"invoices": "billing"},
+        "entities": {"DE01": "finance-de"},
+    }
+    assert owners(frame, rules).tolist() == ["hr-data", "jon", "finance-de", "finance-ops"]
+    assert owners(frame, {**rules, "project_manager": False}).tolist()[1] == "billing"
+
+
+def test_exception_on_a_project_goes_to_its_manager(
+    any_db: StagingDB, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Master data names P2's manager: its exception is routed there and the digest finds the
+    manager's address in the same master data; an unknown project falls through to default."""
+    monkeypatch.setenv("STAGEPOST_DESK_ROUTING", '{"project_manager": true}')
+    monkeypatch.delenv("STAGEPOST_DESK_OWNER_EMAILS", raising=False)
+    w = World(any_db, tmp_path / "in")
+    projects = [
+        {**p, "project_manager": "maria", "manager_email": "maria@example.com"}
+        if p["project_code"] == "P2"
+        else p
+        for p in PROJECTS
+    ]
+    w.land("employees", EMPLOYEES)
+    w.land("projects", projects)
+    w.land("project_tasks", TASKS)
+    w.land("rate_cards", RATE_CARDS)
+    assert any_db.scalar("SELECT project_manager FROM stg_projects WHERE row_key = 'P2'") == "maria"
+    ok = "2026-11-12T09:00:00+01:00"
+    w.land(
+        "time_entries",
+        [
+            entry(entry_id="TE2", approved_at=ok, project_code="P2", work_date="2026-11-04"),
+            entry(entry_id="TE9", approved_at=ok, project_code="P9"),
+        ],
+    )
+    w.validate()
+    assert w.codes("TE2") == {"TE_PROJECT_CLOSED"} and "TE_UNKNOWN_PROJECT" in w.codes("TE9")
+    desk_items.refresh(any_db)
+    with any_db.engine.connect() as conn:
+        got = dict(conn.execute(sa.text("SELECT group_key, owner FROM desk_assignments")).all())
+    assert got == {"TE2": "maria", "TE9": "finance-ops"}
+    digests = {d.owner: d for d in desk_digest.collect(any_db, NOW)}
+    assert digests["maria"].address == "maria@example.com" and digests["maria"].new_total == 1
+    assert digests["finance-ops"].address is None
+
+
+def test_manager_email_must_be_an_address(duck_db: StagingDB, tmp_path: Path) -> None:
+    """A manager e-mail the digest could not send to is quarantined, naming the value; an
+    empty one is fine (the column is optional)."""
+    w = World(duck_db, tmp_path / "in")
+    w.land(
+        "projects",
+        [
+            {**PROJECTS[0], "project_manager": "maria", "manager_email": "maria at example"},
+            {**PROJECTS[1], "project_manager": "jon", "manager_email": "jon@example.com"},
+            {**PROJECTS[2], "project_manager": "lee"},
+        ],
+    )
+    w.validate()
+    assert w.codes(PROJECTS[0]["project_code"], "projects") == {"PRJ_MANAGER_EMAIL_INVALID"}
+    assert w.codes(PROJECTS[1]["project_code"], "projects") == set()
+    assert w.codes(PROJECTS[2]["project_code"], "projects") == set()
+    message = duck_db.scalar(
+        "SELECT messages FROM quarantine WHERE dataset = 'projects' AND status = 'open'"
+    )
+    assert "manager e-mail 'maria at example' is not an e-mail address" in message

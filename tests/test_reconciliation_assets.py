@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import zipfile
 from collections.abc import Iterator
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 
 import openpyxl
 import pyarrow as pa
 import pytest
+import sqlalchemy as sa
 from dagster import DagsterInstance, RunConfig, materialize
 
 from assets.reconciliation import (
@@ -36,6 +38,8 @@ from resources.psa_source import PsaSource
 from resources.reports import ReportUpload
 from resources.staging import StagingDatabase
 from staging_models.db import dispose_all, staging_db
+from staging_models.desk_breaches import breaches
+from staging_models.desk_breaches import totals as breach_totals
 from tests.support.recon_helpers import (
     EXPECTED_CLASSES,
     FULL_PATTERN,
@@ -413,6 +417,44 @@ def test_one_workbook_per_legal_entity(run) -> None:
             values.setdefault(r[0], r[1])
     assert values["Legal entity"] == "DE01"
     assert values["Entries: In sync"] == 1
+    # The asset counts the desk's breaches for the workbook's legal entity.
+    open_, overdue = breach_totals(breaches(run["db"], datetime.now(UTC).date()), "DE01")
+    assert values["Exceptions open on the desk"] == open_
+    assert values["Exceptions past their due date (breaches)"] == overdue
+
+
+def test_breaches_on_the_summary(run, tmp_path: Path) -> None:
+    """Overdue exceptions (past their due date) are key figures on the summary: none before
+    any due date, every open one long after."""
+    db = run["db"]
+    with db.engine.connect() as conn:
+        groups = conn.execute(sa.text("SELECT count(*) FROM desk_items WHERE status = 'open'"))
+        open_groups = groups.scalar()
+    assert open_groups >= 2  # Q1, Q2 and the keyless rows
+
+    def summary(today: date) -> dict:
+        path = tmp_path / f"breaches_{today}.xlsx"
+        write_reconciliation_workbook(
+            path,
+            period_label="2026-10-01 to 2026-11-30, all legal entities",
+            kpis=load_frame(db, "rec_kpis"),
+            totals=load_frame(db, "rec_totals"),
+            invoices=load_frame(db, "rec_invoices"),
+            lines=load_lines(db),
+            breaches=breaches(db, today),
+        )
+        values: dict = {}
+        for r in openpyxl.load_workbook(path)["Summary"].iter_rows(values_only=True):
+            if r[0]:
+                values.setdefault(r[0], r[1])
+        return values
+
+    early, late = summary(date(2000, 1, 3)), summary(date(2100, 1, 4))
+    assert (
+        early["Exceptions open on the desk"] == late["Exceptions open on the desk"] == open_groups
+    )
+    assert early["Exceptions past their due date (breaches)"] == 0
+    assert late["Exceptions past their due date (breaches)"] == open_groups
 
 
 def test_download_link_serves_the_workbook(run) -> None:

@@ -153,6 +153,10 @@ PROJECTS = Dataset(
         ("start_date", "date"),
         ("end_date", "date"),
         ("updated_at", "timestamptz"),
+        # Who answers for the project (optional; a finance desk routing rule sends its
+        # exceptions there, `project_manager` in STAGEPOST_DESK_ROUTING) and where to mail them.
+        ("project_manager", "text", False, None, True),
+        ("manager_email", "text", False, None, True),
     ),
     key=("project_code",),
     hash_exclude=frozenset({"updated_at"}),

@@ -1,7 +1,9 @@
 """Owners and due dates of exceptions, from the routing rules in the configuration.
 
 Owner: the first match of `STAGEPOST_DESK_ROUTING`'s `rules` (any of the row's rule codes, in
-code order), `datasets`, `entities` (legal entity), else `default` (`finance-ops`).
+code order), then, with `"project_manager": true`, the manager of the row's project (master data:
+`project_manager` of the current project version), `datasets`, `entities` (legal entity), else
+`default` (`finance-ops`).
 Due date: the day the row was first seen plus the service level of its rule class in business
 days (Monday to Friday); a row breaking several rules gets the shortest. Both are vectorised
 over a frame of exceptions (numpy's business-day arithmetic), never a loop over rows.
@@ -59,7 +61,8 @@ def routing() -> Mapping[str, Any]:
 
 
 def owners(frame: pd.DataFrame, rules: Mapping[str, Any] | None = None) -> pd.Series:
-    """The owner of each exception (columns rule_codes, dataset, legal_entity)."""
+    """The owner of each exception (columns rule_codes, dataset, legal_entity, and
+    project_manager for the `project_manager` rule kind: empty where the project has none)."""
     rules = routing() if rules is None else rules
     by_rule: Mapping[str, str] = rules.get("rules", {})
     owner = pd.Series(None, index=frame.index, dtype="object")
@@ -68,6 +71,9 @@ def owners(frame: pd.DataFrame, rules: Mapping[str, Any] | None = None) -> pd.Se
         codes = frame["rule_codes"].str.split(",").explode()
         first = codes.map(by_rule).dropna().groupby(level=0).first()
         candidates.append(first.reindex(frame.index).astype("object"))
+    if rules.get("project_manager") and "project_manager" in frame:
+        manager = frame["project_manager"].astype("object").str.strip()
+        candidates.append(manager.where(manager.str.len() > 0))
     candidates.append(frame["dataset"].map(rules.get("datasets", {})).astype("object"))
     candidates.append(frame["legal_entity"].map(rules.get("entities", {})).astype("object"))
     for candidate in candidates:
