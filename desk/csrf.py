@@ -1,6 +1,7 @@
 """CSRF protection: every POST carries its session's token (a hidden form field, or the
-`X-CSRF-Token` header for scripts), compared in constant time. The cookie is SameSite=Strict
-too; the token is what makes a forged form from another site fail even where it is not."""
+`X-CSRF-Token` header for scripts), compared in constant time. The cookie is SameSite=Lax
+(another site's form posts do not carry it); the token is what makes a forged form fail even
+where a browser would send the cookie."""
 
 from __future__ import annotations
 

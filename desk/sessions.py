@@ -1,21 +1,18 @@
-"""Signed, expiring session cookies (HMAC-SHA256 over a small JSON payload).
+"""Signed, expiring session cookies: a small JSON payload signed by itsdangerous.
 
-Starlette's SessionMiddleware needs itsdangerous, which stagepost does not install; the
-standard library's hmac does the same job for one cookie. The payload holds the user name,
-role, the CSRF token and the expiry; a cookie whose signature or expiry fails is no session.
+The payload holds the user name, role, the CSRF token and the expiry (kept in the payload, so
+tests can pass `now`); a cookie whose signature or expiry fails is no session.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
-import json
 import os
 import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from itsdangerous import BadSignature, URLSafeSerializer
 
 from config.settings import current
 from staging_models.db import data_dir
@@ -58,8 +55,8 @@ def secret_key() -> bytes:
     raise RuntimeError(f"{path} is empty: delete it, or set STAGEPOST_DESK_SESSION_SECRET")
 
 
-def _sign(key: bytes, body: bytes) -> str:
-    return base64.urlsafe_b64encode(hmac.new(key, body, hashlib.sha256).digest()).decode()
+def _serializer(key: bytes) -> URLSafeSerializer:
+    return URLSafeSerializer(key, salt="stagepost-desk-session")
 
 
 def issue(
@@ -72,26 +69,18 @@ def issue(
         secrets.token_urlsafe(32),
         int((time.time() if now is None else now) + minutes * 60),
     )
-    body = base64.urlsafe_b64encode(
-        json.dumps(
-            {"u": session.username, "r": session.role, "c": session.csrf, "e": session.expires},
-            separators=(",", ":"),
-        ).encode()
-    )
-    return f"{body.decode()}.{_sign(key, body)}", session
+    payload = {"u": session.username, "r": session.role, "c": session.csrf, "e": session.expires}
+    return _serializer(key).dumps(payload), session
 
 
 def read(key: bytes, cookie: str | None, now: float | None = None) -> Session | None:
     """The session a cookie carries, if it is ours, intact and not expired."""
-    if not cookie or cookie.count(".") != 1:
-        return None
-    body, signature = cookie.split(".")
-    if not hmac.compare_digest(_sign(key, body.encode()), signature):
+    if not cookie:
         return None
     try:
-        data = json.loads(base64.urlsafe_b64decode(body.encode()))
+        data = _serializer(key).loads(cookie)
         session = Session(str(data["u"]), str(data["r"]), str(data["c"]), int(data["e"]))
-    except (ValueError, KeyError, TypeError):
+    except (BadSignature, ValueError, KeyError, TypeError):
         return None
     if session.expires <= (time.time() if now is None else now):
         return None
