@@ -24,13 +24,12 @@ import re
 import statistics
 import tempfile
 import time
-import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 import sqlalchemy as sa
 
+from bench.postgres import staging  # a fresh DuckDB file or a throwaway PostgreSQL schema
 from desk import worklist
 from staging_models import desk_items
 from staging_models.db import StagingDB
@@ -46,31 +45,6 @@ RULES = (
     "TE_WORK_DATE_FORMAT",
     "TE_LEGAL_ENTITY_MISMATCH",
 )
-
-
-@contextmanager
-def staging(backend: str, work: Path, pg_url: str) -> Iterator[StagingDB]:
-    if backend == "duckdb":
-        db = StagingDB(f"duckdb:///{work / f'desk-{uuid.uuid4().hex[:8]}.duckdb'}")
-        db.init_schema()
-        try:
-            yield db
-        finally:
-            db.engine.dispose()
-        return
-    schema = f"bench_desk_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(pg_url.replace("postgresql://", "postgresql+psycopg://"))
-    with admin.begin() as c:
-        c.exec_driver_sql(f"CREATE SCHEMA {schema}")
-    db = StagingDB(f"{pg_url}?options=-csearch_path%3D{schema}")
-    try:
-        db.init_schema()
-        yield db
-    finally:
-        db.engine.dispose()
-        with admin.begin() as c:
-            c.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
-        admin.dispose()
 
 
 def fill(db: StagingDB, rows: int) -> None:
@@ -146,9 +120,10 @@ def run(backend: str, rows: int, repeat: int, work: Path, pg_url: str) -> list[t
             f"{backend}: {rows:,} quarantine rows written in {fill_s:.1f} s; worklist built in "
             f"{refresh_s:.2f} s ({groups:,} open groups)"
         )
+        # The deep page starts 90% of the way down the list (row 90,000 of 100,000).
         deep_row = db.query_df(
-            """SELECT first_seen, dataset, group_key FROM desk_items WHERE status = 'open'
-               ORDER BY first_seen, dataset, group_key LIMIT 1 OFFSET 90000"""
+            f"""SELECT first_seen, dataset, group_key FROM desk_items WHERE status = 'open'
+               ORDER BY first_seen, dataset, group_key LIMIT 1 OFFSET {groups * 9 // 10}"""
         ).iloc[0]
         cursor = worklist.encode_cursor(
             {
