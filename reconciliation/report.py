@@ -116,7 +116,7 @@ def key_figures(
         for c in ENTRY_CLASSES
     ]
     out += [
-        (f"Invoices: {c.replace('_', ' ')}", _get(k, "invoice_class", c, "entries"))
+        (f"Invoices: {INVOICE_CLASS_TITLES[c]}", _get(k, "invoice_class", c, "entries"))
         for c in INVOICE_CLASSES
     ]
     reasons = k[(k["kind"] == "reason") & k["currency"].isna()].sort_values("name")

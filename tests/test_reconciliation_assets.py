@@ -330,7 +330,7 @@ def test_draft_invoices_are_no_exception(run) -> None:
         "ERP unknown to staging",
     }
     summary = {r[0]: r[1] for r in wb["Summary"].iter_rows(values_only=True) if r[0]}
-    assert summary["Invoices: draft"] == 1  # still counted, as a key figure
+    assert summary["Invoices: Draft"] == 1  # still counted, as a key figure
 
 
 def test_every_sheet_prints_landscape_one_page_wide_with_its_header_repeated(run) -> None:
