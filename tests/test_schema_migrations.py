@@ -28,7 +28,7 @@ from connectors.erp.sql_interface import SqlInterfaceTarget
 from staging_models.db import SchemaVersionError, StagingDB
 from staging_models.migrations import ERP, STAGING, Track, main, state
 from staging_models.schema import SCHEMA_VERSION
-from tests.conftest import PG_URL
+from tests.support.posting_helpers import pg_schema
 
 ROOT = Path(__file__).resolve().parent.parent
 #: The staging track's newest revision (revisions after 0002 add tables only).
@@ -41,18 +41,8 @@ def _empty(kind: str, path: Path, pg_available: bool) -> Iterator[str]:
     if kind == "duckdb":
         yield f"duckdb:///{path / f'db-{uuid.uuid4().hex[:6]}.duckdb'}"
         return
-    if not pg_available:
-        pytest.skip(f"PostgreSQL at {PG_URL} is not reachable on this machine")
-    schema = f"sp_mig_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(PG_URL.replace("postgresql://", "postgresql+psycopg://"))
-    with admin.begin() as c:
-        c.exec_driver_sql(f"CREATE SCHEMA {schema}")
-    try:
-        yield f"{PG_URL}?options=-csearch_path%3D{schema}"
-    finally:
-        with admin.begin() as c:
-            c.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
-        admin.dispose()
+    with pg_schema(pg_available, "sp_mig") as url:  # the throwaway schema the posting tests use
+        yield url
 
 
 @pytest.fixture(params=["duckdb", "postgresql"])
