@@ -18,7 +18,11 @@ from sqlalchemy.engine import Connection
 
 from staging_models.ledger_tables import posting_batches
 
-_DOCUMENT = {"posting_ledger": "time_line", "invoice_ledger": "invoice"}
+_DOCUMENT = {
+    "posting_ledger": "time_line",
+    "invoice_ledger": "invoice",
+    "expense_ledger": "expense_line",
+}
 
 
 def open_batch(

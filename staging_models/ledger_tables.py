@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from connectors.erp.documents import INVOICE, INVOICE_LINE, TIME_LINE, Document
+from connectors.erp.documents import EXPENSE_LINE, INVOICE, INVOICE_LINE, TIME_LINE, Document
 from staging_models.tables import metadata
 
 _ts = sa.DateTime(timezone=True)
@@ -73,6 +73,11 @@ invoice_ledger = sa.Table(
 #: The lines of each ledger invoice, as sent (a credit note's lines are the negated originals).
 invoice_ledger_lines = sa.Table("invoice_ledger_lines", metadata, *INVOICE_LINE.columns())
 
+#: Expense lines: the fields of `documents.EXPENSE_LINE` (amounts negative on a reversal).
+expense_ledger = sa.Table(
+    "expense_ledger", metadata, *EXPENSE_LINE.columns(ledger_order(EXPENSE_LINE)), *_tracking()
+)
+
 posting_windows = sa.Table(
     "posting_windows",
     metadata,
@@ -99,7 +104,7 @@ posting_batches = sa.Table(
     "posting_batches",
     metadata,
     sa.Column("batch_id", sa.Text, primary_key=True),
-    sa.Column("document", sa.Text, nullable=False),  # time_line | invoice
+    sa.Column("document", sa.Text, nullable=False),  # time_line | invoice | expense_line
     sa.Column("window_id", sa.Text, nullable=False),
     sa.Column("state", sa.Text, nullable=False),  # sent | confirmed | failed
     sa.Column("lines", sa.Integer, nullable=False),
@@ -156,11 +161,12 @@ posting_lock = sa.Table(
 sa.Index("ix_posting_ledger_batch", posting_ledger.c.batch_id).ddl_if(dialect="postgresql")
 sa.Index("ix_posting_ledger_entry", posting_ledger.c.entry_id).ddl_if(dialect="postgresql")
 sa.Index("ix_invoice_ledger_batch", invoice_ledger.c.batch_id).ddl_if(dialect="postgresql")
+sa.Index("ix_expense_ledger_batch", expense_ledger.c.batch_id).ddl_if(dialect="postgresql")
 
 # PostgreSQL: room on each page for the state updates (planned -> sent -> confirmed) to stay
 # HOT (they change no indexed column, so no index maintenance). An event, not
 # `postgresql_with`: duckdb-engine derives from the PostgreSQL dialect and would render it.
-for _ledger in (posting_ledger, invoice_ledger):
+for _ledger in (posting_ledger, invoice_ledger, expense_ledger):
     sa.event.listen(
         _ledger,
         "after_create",

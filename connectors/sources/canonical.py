@@ -206,8 +206,39 @@ INVOICES = Dataset(
     hash_exclude=frozenset({"updated_at"}),
 )
 
+#: Expenses a consultant claims against a project: posted as ERP expense lines (reimbursed to
+#: the employee when `reimbursable`, rebilled to the customer at `markup_percent` when
+#: `billable`). Versioned like time entries; `deleted` marks a deletion in the PSA.
+EXPENSES = Dataset(
+    "expenses",
+    _cols(
+        "expense_id",
+        "employee_id",
+        "project_code",
+        "task_code",  # may be empty: an expense of the project as a whole
+        ("expense_date", "date"),
+        "category",
+        ("amount", "money"),
+        "currency",
+        ("tax_amount", "money", True, "0"),
+        ("billable", "bool"),
+        ("reimbursable", "bool"),
+        ("markup_percent", "rate", True, "0"),
+        "receipt_ref",
+        "approval_status",
+        ("approved_at", "timestamptz"),
+        "approved_by",
+        "description",
+        ("updated_at", "timestamptz"),
+        ("deleted", "bool", False, "false"),
+    ),
+    key=("expense_id",),
+    hash_exclude=frozenset({"updated_at"}),
+)
+
 DATASETS: dict[str, Dataset] = {
-    d.name: d for d in (TIME_ENTRIES, EMPLOYEES, PROJECTS, PROJECT_TASKS, RATE_CARDS, INVOICES)
+    d.name: d
+    for d in (TIME_ENTRIES, EMPLOYEES, PROJECTS, PROJECT_TASKS, RATE_CARDS, INVOICES, EXPENSES)
 }
 
 #: Allowed values, shared by the contracts and the documentation.
