@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from connectors.erp import base, sql_interface
 from connectors.erp.documents import (
     DOCUMENTS,
+    EXPENSE_LINE,
     INVOICE,
     INVOICE_LINE,
     TIME_LINE,
@@ -29,6 +30,7 @@ HOLDERS = {
     TIME_LINE: (sql_interface.erp_time_lines, ledger_tables.posting_ledger),
     INVOICE: (sql_interface.erp_invoices, ledger_tables.invoice_ledger),
     INVOICE_LINE: (sql_interface.erp_invoice_lines, ledger_tables.invoice_ledger_lines),
+    EXPENSE_LINE: (sql_interface.erp_expense_lines, ledger_tables.expense_ledger),
 }
 
 
