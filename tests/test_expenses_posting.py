@@ -237,3 +237,53 @@ def test_reconciliation_classes_and_totals_of_expenses(env: Env) -> None:
     env.erp.post_expense_lines(extra)
     rec = reconcile(env.world.db, env.erp, period)
     assert rec.expenses.set_index("expense_id").loc["ZZ", "class"] == "erp_unknown_to_staging"
+
+
+def test_the_workbook_shows_expense_exceptions_and_totals(env: Env, tmp_path: Path) -> None:
+    import openpyxl
+
+    from reconciliation.compare import Period, reconcile
+    from reconciliation.report import write_reconciliation_workbook
+
+    _land(
+        env,
+        expense(),
+        expense(expense_id="X3", receipt_ref="R-3", currency="EUR"),  # quarantined
+    )
+    env.window()
+    formula = '=HYPERLINK("http://x")'  # a receipt reference stays text, never a formula
+    _land(env, expense(expense_id="X5", receipt_ref=formula, amount="10.00", tax_amount="0"))
+    rec = reconcile(env.world.db, env.erp, Period(date(2026, 11, 1), date(2026, 11, 30)))
+    info = write_reconciliation_workbook(
+        tmp_path / "rec.xlsx",
+        period_label=rec.period.label(),
+        kpis=rec.kpi_frame(),
+        totals=rec.totals,
+        invoices=rec.invoices,
+        lines=rec.lines,
+        expenses=rec.expenses,
+    )
+    assert "Expense exceptions" in info.sheet_names and "Expense totals" in info.sheet_names
+    wb = openpyxl.load_workbook(info.path)
+    ws = wb["Expense exceptions"]
+    header = [c.value for c in next(ws.iter_rows(max_row=1))]
+    rows = [dict(zip(header, (c.value for c in r), strict=True)) for r in ws.iter_rows(min_row=2)]
+    by_id = {r["Expense"]: r for r in rows}
+    assert set(by_id) == {"X3", "X5"}  # X1 is in sync: no exception
+    assert by_id["X3"]["Exception"] == "Quarantined"
+    assert by_id["X3"]["Rules broken"] == "EXP_CURRENCY_MISMATCH"
+    assert by_id["X5"]["Exception"] == "Approved, not posted"
+    assert by_id["X5"]["Receipt"] == formula
+    receipt = next(c for c in ws[3 if rows[0]["Expense"] == "X3" else 2] if c.value == formula)
+    assert receipt.data_type == "s" and receipt.quotePrefix
+    totals = wb["Expense totals"]
+    header = [c.value for c in next(totals.iter_rows(max_row=1))]
+    usd = [
+        dict(zip(header, (c.value for c in r), strict=True))
+        for r in totals.iter_rows(min_row=2)
+        if r[1].value == "USD"
+    ]
+    assert len(usd) == 1 and usd[0]["ERP"] == 120 and usd[0]["Staging, valid"] == 130
+    assert usd[0]["Variance (staging - ERP)"] == 10
+    summary = [[c.value for c in r] for r in wb["Summary"].iter_rows()]
+    assert ["Expenses: Approved, not posted", 1] in [r[:2] for r in summary]
