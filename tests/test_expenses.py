@@ -243,3 +243,84 @@ def _project_p1() -> dict[str, str]:
     from tests.support.staging_helpers import PROJECTS
 
     return dict(PROJECTS[0], updated_at="2026-02-01T00:00:00Z")
+
+
+def test_harvest_expense_report_lands_with_the_harvest_mapping(
+    any_db: StagingDB, tmp_path: Path
+) -> None:
+    """The Harvest mapping's [expenses]: the time report first (it derives the master data),
+    then the expense report, both as Harvest names them."""
+    import shutil
+
+    from resources.psa_source import PsaSource
+    from staging_models.landing import ingest_dataset
+    from staging_models.validation import validate_all
+
+    data = Path(__file__).resolve().parent / "data" / "vendors" / "harvest"
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    for f in data.glob("harvest_*_report_*.csv"):
+        shutil.copy2(f, inbox / f.name)
+    psa = PsaSource(
+        inbox=str(inbox), mapping_file="harvest", stable_seconds=0, default_legal_entity="DE01"
+    )
+    with psa.open() as source:
+        for dataset in ("time_entries", "expenses"):
+            report = ingest_dataset(
+                any_db, source, dataset, fmt=psa.file_format(), workdir=tmp_path / "work"
+            )
+            assert not report.refused and not report.failures, report.refused or report.failures
+            assert len(report.results) == 1
+    validate_all(any_db, actor="test")
+    got = any_db.query_df(
+        """SELECT s.category, s.amount, s.state, s.billable, s.receipt_ref, q.rule_codes
+           FROM stg_expenses s LEFT JOIN quarantine q ON q.dataset = 'expenses'
+            AND q.row_key = s.row_key AND q.version = s.version
+           WHERE s.is_current ORDER BY s.expense_date"""
+    )
+    assert got[["category", "amount", "state", "rule_codes"]].values.tolist() == [
+        ["Travel", D("64.50"), "valid", None],
+        ["Meals", D("23.10"), "valid", None],
+        ["Lodging", D("180.00"), "quarantined", "EXP_RECEIPT_MISSING"],  # over 75.00
+        ["Travel", D("18.40"), "not_postable", None],  # not approved yet
+    ]
+    assert got["receipt_ref"].iloc[0] == "https://example.harvestapp.com/receipts/1"
+    ids = any_db.query_df("SELECT expense_id, currency FROM validated_expenses")
+    assert ids["expense_id"].str.startswith("harvest-exp-").all()
+    assert set(ids["currency"]) == {"EUR"}
+    assert conservation(any_db)["ok"].all()
+
+
+def test_sample_expenses_are_valid_but_for_their_bad_rows_of_named_kinds(
+    any_db: StagingDB, tmp_path: Path
+) -> None:
+    from datetime import UTC, date, datetime
+
+    from connectors.sample_data import EXPENSE_BAD_KINDS, EXPENSE_BAD_RULES, write_sample
+    from staging_models.landing import land_file
+    from staging_models.validation import validate_all
+
+    truth = tmp_path / "truth.csv"
+    files = write_sample(
+        tmp_path / "out", 2000, as_of=date(2026, 11, 20), bad_share=0.3, truth_path=truth
+    )
+    for dataset in ("employees", "projects", "project_tasks", "rate_cards", "expenses"):
+        land_file(any_db, files[dataset], dataset)
+    validate_all(any_db, now=datetime(2026, 11, 20, 12, tzinfo=UTC), actor="test")
+    bad = pd.read_csv(tmp_path / "truth_expenses.csv", dtype=str)
+    assert set(bad["kind"]) == set(EXPENSE_BAD_KINDS)
+    rows = any_db.query_df(
+        """SELECT s.row_no, s.state, q.rule_codes FROM stg_expenses s
+           LEFT JOIN quarantine q ON q.dataset = 'expenses' AND q.row_key = s.row_key
+            AND q.version = s.version WHERE s.is_current ORDER BY s.row_no"""
+    )
+    by_row = {int(r.row_no): r for r in rows.itertuples()}
+    first_row = min(by_row)  # the file's first data row (row numbers as landing counts them)
+    flagged = {int(i) + first_row: k for i, k in zip(bad["row_index"], bad["kind"], strict=True)}
+    for row_no, r in by_row.items():
+        if row_no in flagged:
+            assert r.state == "quarantined", (row_no, flagged[row_no])
+            assert EXPENSE_BAD_RULES[flagged[row_no]] in r.rule_codes.split(","), r.rule_codes
+        else:
+            assert r.state == "valid", (row_no, r.rule_codes)
+    assert len(by_row) > len(flagged) > 0
