@@ -39,12 +39,12 @@ import pandas as pd
 import pyarrow as pa
 
 from connectors.sample_gen.bad import BAD_KINDS
-from connectors.sample_gen.expenses import EXPENSE_BAD_KINDS, EXPENSE_BAD_RULES
-from connectors.sources.canonical import DATASETS as CANONICAL
 from connectors.sample_gen.build import Plan, build_plan, check_options
+from connectors.sample_gen.expenses import EXPENSE_BAD_KINDS, EXPENSE_BAD_RULES
 from connectors.sample_gen.invoices import INVOICE_COLUMNS
 from connectors.sample_gen.tables import COLUMNS as _COLUMNS
 from connectors.sample_gen.writers import FORMATS, XLSX_MAX_ROWS, write_dataset
+from connectors.sources.canonical import DATASETS as CANONICAL
 
 __all__ = [
     "BAD_KINDS",
