@@ -466,6 +466,13 @@ class Settings(BaseSettings):
             default_factory=dict,
         )
     )
+    erp_expense_clearing_account: Annotated[int, Field(gt=0)] | None = setting(
+        None,
+        "tryton: the account id company-paid (not reimbursable) expenses are credited to, e.g. "
+        "the company card's clearing account",
+        "a Tryton account id",
+        "none (such expenses are rejected, naming this setting)",
+    )
     posting_hours: Annotated[str, BeforeValidator(_posting_hours)] = setting(
         "",
         "allowed posting hours, e.g. `mon-fri 17:00-20:00 Europe/Berlin` (several separated by "

@@ -157,8 +157,8 @@ def _create(
                 "the reversed expense "
                 + frame["reverses_external_id"].astype(str)
                 + " is not in Tryton",
-                "a company-paid expense needs a clearing account (TrytonTarget "
-                "expense_clearing_account)",
+                "a company-paid expense needs a clearing account "
+                "(STAGEPOST_ERP_EXPENSE_CLEARING_ACCOUNT)",
                 "no default payable account for the company in Tryton",
                 "no Tryton period holds " + booked.astype(str),
             ],
