@@ -177,6 +177,8 @@ class _TimeLineBatch:
     """A batch of time lines marked sent, read back from the plan."""
 
     ledger: ClassVar[str] = "posting_ledger"
+    #: The `ErpTarget` method that creates the lines.
+    post: ClassVar[str] = "post_time_lines"
     batch_id: str
     lines: pd.DataFrame
 
@@ -187,7 +189,7 @@ class _TimeLineBatch:
     def post_missing(self, erp: ErpTarget, existing: set[str]) -> PostResult:
         """Post the lines the ERP does not hold (`existing`: those it does)."""
         todo = self.lines[~self.lines["external_id"].isin(existing)] if existing else self.lines
-        return erp.post_time_lines(todo) if len(todo) else PostResult()
+        return getattr(erp, self.post)(todo) if len(todo) else PostResult()
 
 
 @dataclass
@@ -210,20 +212,11 @@ class _InvoiceBatch:
 
 
 @dataclass
-class _ExpenseLineBatch:
+class _ExpenseLineBatch(_TimeLineBatch):
     """A batch of expense lines marked sent, read back from their ledger."""
 
     ledger: ClassVar[str] = "expense_ledger"
-    batch_id: str
-    lines: pd.DataFrame
-
-    @property
-    def ids(self) -> pd.Series:
-        return self.lines["external_id"]
-
-    def post_missing(self, erp: ErpTarget, existing: set[str]) -> PostResult:
-        todo = self.lines[~self.lines["external_id"].isin(existing)] if existing else self.lines
-        return erp.post_expense_lines(todo) if len(todo) else PostResult()
+    post: ClassVar[str] = "post_expense_lines"
 
 
 def _read_expense_batch(db: StagingDB, batch_id: str) -> _ExpenseLineBatch:
@@ -256,7 +249,7 @@ def _read_invoice_batch(db: StagingDB, batch_id: str) -> _InvoiceBatch:
     return _InvoiceBatch(batch_id, heads, lines)
 
 
-_Batch = _TimeLineBatch | _InvoiceBatch | _ExpenseLineBatch
+_Batch = _TimeLineBatch | _InvoiceBatch
 
 
 @dataclass

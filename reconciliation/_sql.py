@@ -645,6 +645,24 @@ SELECT {_LE}, {_CUR}, 'kpi', 'invoice_ready_backlog_invoices', COUNT(*), NULL,
 FROM rc_invoices WHERE backlog GROUP BY {_sets()}
 """
 
+
+def _nets(erp_count: str) -> str:
+    """Per document (invoice, expense), from its matched ledger and ERP lines `j`
+    (`_matched`): the ledger's confirmed amount, the live posted version, its post's state and
+    message, what the ledger confirmed but the ERP lacks, and the ERP's lines (`erp_count`),
+    net amount and lines the ledger never sent."""
+    return f"""SUM(l_amount) FILTER (WHERE l_state = 'confirmed') AS ledger_amount,
+           MAX(l_version) FILTER (WHERE l_live) AS posted_version,
+           arg_max(l_state, l_version) FILTER (WHERE l_kind = 'post') AS ledger_state,
+           arg_max(erp_message, l_version) FILTER (WHERE l_kind = 'post') AS ledger_message,
+           MAX(settled_at) FILTER (WHERE l_state = 'confirmed') AS settled_at,
+           COUNT(*) FILTER (WHERE l_missing) AS led_missing,
+           string_agg(l_id, ', ') FILTER (WHERE l_missing) AS missing_ids,
+           COUNT(e_id) AS {erp_count}, SUM(e_amount) AS erp_amount,
+           COUNT(*) FILTER (WHERE e_unknown) AS erp_unknown,
+           string_agg(e_id, ', ') FILTER (WHERE e_unknown) AS unknown_ids"""
+
+
 _INVOICES_MATCHED = _matched(
     "invoice_id",
     """l.external_id AS l_id, l.kind AS l_kind, l.invoice_version AS l_version,
@@ -685,16 +703,7 @@ x AS (
     SELECT invoice_id, any_value(x_legal_entity) AS x_legal_entity,
            any_value(x_project_code) AS x_project_code, any_value(x_customer_id) AS x_customer_id,
            any_value(x_currency) AS x_currency, any_value(x_issue_date) AS x_issue_date,
-           SUM(l_amount) FILTER (WHERE l_state = 'confirmed') AS ledger_amount,
-           MAX(l_version) FILTER (WHERE l_live) AS posted_version,
-           arg_max(l_state, l_version) FILTER (WHERE l_kind = 'post') AS ledger_state,
-           arg_max(erp_message, l_version) FILTER (WHERE l_kind = 'post') AS ledger_message,
-           MAX(settled_at) FILTER (WHERE l_state = 'confirmed') AS settled_at,
-           COUNT(*) FILTER (WHERE l_missing) AS led_missing,
-           string_agg(l_id, ', ') FILTER (WHERE l_missing) AS missing_ids,
-           COUNT(e_id) AS erp_documents, SUM(e_amount) AS erp_amount,
-           COUNT(*) FILTER (WHERE e_unknown) AS erp_unknown,
-           string_agg(e_id, ', ') FILTER (WHERE e_unknown) AS unknown_ids,
+           {_nets("erp_documents")},
            arg_max(e_status, e_version) FILTER (WHERE e_live) AS erp_status,
            arg_max(e_project, e_version) FILTER (WHERE e_live) AS erp_project,
            arg_max(e_customer, e_version) FILTER (WHERE e_live) AS erp_customer,
@@ -798,17 +807,7 @@ x AS (
            any_value(x_employee_id) AS x_employee_id,
            any_value(x_project_code) AS x_project_code, any_value(x_category) AS x_category,
            any_value(x_currency) AS x_currency, any_value(x_expense_date) AS x_expense_date,
-           SUM(l_amount) FILTER (WHERE l_state = 'confirmed') AS ledger_amount,
-           MAX(l_version) FILTER (WHERE l_live) AS posted_version,
-           arg_max(l_state, l_version) FILTER (WHERE l_kind = 'post') AS ledger_state,
-           arg_max(erp_message, l_version) FILTER (WHERE l_kind = 'post') AS ledger_message,
-           MAX(settled_at) FILTER (WHERE l_state = 'confirmed') AS settled_at,
-           COUNT(*) FILTER (WHERE l_missing) AS led_missing,
-           string_agg(l_id, ', ') FILTER (WHERE l_missing) AS missing_ids,
-           COUNT(e_id) AS erp_lines, SUM(e_amount) AS erp_amount,
-           SUM(e_rebill) AS erp_rebill_amount,
-           COUNT(*) FILTER (WHERE e_unknown) AS erp_unknown,
-           string_agg(e_id, ', ') FILTER (WHERE e_unknown) AS unknown_ids,
+           {_nets("erp_lines")}, SUM(e_rebill) AS erp_rebill_amount,
            arg_max(e_project, e_version) FILTER (WHERE e_live) AS erp_project,
            arg_max(e_employee, e_version) FILTER (WHERE e_live) AS erp_employee,
            arg_max(e_currency, e_version) FILTER (WHERE e_live) AS erp_currency,

@@ -141,17 +141,21 @@ _MASTER = {
     for t in (erp_customers, erp_employees, erp_projects, erp_tasks)
 }
 
+
 # One CASE per line: the first failed check is the ERP's message. `b` is the batch. Lines the
 # ERP already holds are not checked again: their rejections are dropped afterwards (few rows)
 # rather than anti-joining every line against the whole table.
-_TIME_LINE_CHECKS = """
+def _line_checks(task_missing: str) -> str:
+    """The checks of a line of work (time, expense) against master data and periods;
+    `task_missing`: when its task is missing (an expense may name none)."""
+    return f"""
     SELECT b.external_id, CASE
         WHEN b.kind NOT IN ('post', 'reversal') THEN 'Unknown line kind ' || b.kind
         WHEN e.employee_id IS NULL THEN 'Employee ' || b.employee_id || ' does not exist'
         WHEN p.project_code IS NULL THEN 'Project ' || b.project_code || ' does not exist'
         WHEN p.legal_entity <> b.legal_entity THEN 'Project ' || b.project_code
             || ' belongs to legal entity ' || p.legal_entity || ', not ' || b.legal_entity
-        WHEN t.task_code IS NULL THEN 'Task ' || b.task_code || ' does not exist on project '
+        WHEN {task_missing} THEN 'Task ' || b.task_code || ' does not exist on project '
             || b.project_code
         WHEN p.currency <> b.currency THEN 'Currency ' || b.currency
             || ' differs from project ' || b.project_code || ' currency ' || p.currency
@@ -164,6 +168,9 @@ _TIME_LINE_CHECKS = """
     LEFT JOIN erp_tasks t ON t.project_code = b.project_code AND t.task_code = b.task_code
     LEFT JOIN erp_periods per ON per.legal_entity = b.legal_entity AND per.period = b.period
 """
+
+
+_TIME_LINE_CHECKS = _line_checks("t.task_code IS NULL")
 
 
 def _reversal_checks(table: str, mirrored: tuple[str, ...]) -> str:
@@ -189,26 +196,7 @@ def _reversal_checks(table: str, mirrored: tuple[str, ...]) -> str:
 _REVERSAL_CHECKS = _reversal_checks("erp_time_lines", ("hours", "amount"))
 
 # Expense lines: as time lines, the task only when the line names one.
-_EXPENSE_LINE_CHECKS = """
-    SELECT b.external_id, CASE
-        WHEN b.kind NOT IN ('post', 'reversal') THEN 'Unknown line kind ' || b.kind
-        WHEN e.employee_id IS NULL THEN 'Employee ' || b.employee_id || ' does not exist'
-        WHEN p.project_code IS NULL THEN 'Project ' || b.project_code || ' does not exist'
-        WHEN p.legal_entity <> b.legal_entity THEN 'Project ' || b.project_code
-            || ' belongs to legal entity ' || p.legal_entity || ', not ' || b.legal_entity
-        WHEN b.task_code IS NOT NULL AND t.task_code IS NULL THEN 'Task ' || b.task_code
-            || ' does not exist on project ' || b.project_code
-        WHEN p.currency <> b.currency THEN 'Currency ' || b.currency
-            || ' differs from project ' || b.project_code || ' currency ' || p.currency
-        WHEN per.is_open = FALSE THEN 'Posting period ' || b.period || ' is closed for '
-            || b.legal_entity
-    END AS message
-    FROM tmp_batch b
-    LEFT JOIN erp_employees e ON e.employee_id = b.employee_id
-    LEFT JOIN erp_projects p ON p.project_code = b.project_code
-    LEFT JOIN erp_tasks t ON t.project_code = b.project_code AND t.task_code = b.task_code
-    LEFT JOIN erp_periods per ON per.legal_entity = b.legal_entity AND per.period = b.period
-"""
+_EXPENSE_LINE_CHECKS = _line_checks("b.task_code IS NOT NULL AND t.task_code IS NULL")
 _EXPENSE_REVERSAL_CHECKS = _reversal_checks(
     "erp_expense_lines", ("amount", "tax_amount", "rebill_amount")
 )
