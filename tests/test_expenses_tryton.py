@@ -91,14 +91,21 @@ def _balance(erp: TrytonTarget, account: int) -> Decimal:
     return sum((ln["debit"] - ln["credit"] for ln in lines), D(0))
 
 
-def test_expenses_are_journal_entries_posted_once_and_reversed(
-    tryton_host: TrytonHost, tmp_path: Path
+def test_expenses_are_journal_entries_posted_once_reversed_and_reconciled(
+    tryton_host: TrytonHost, any_db: StagingDB, tmp_path: Path
 ) -> None:
-    probe = tryton_host.fresh_target()
-    (cash,) = probe.rpc.model("account.account", "search", [("code", "=", "1.1.1")], 0, 1, None)
-    erp = tryton_host.fresh_target(expense_clearing_account=cash)
-    db = StagingDB(f"duckdb:///{tmp_path / 'staging.duckdb'}")
-    db.init_schema()
+    """DuckDB and PostgreSQL staging into Tryton, then reconciled against what Tryton holds."""
+    erp = tryton_host.fresh_target()
+    (cash,) = erp.rpc.model("account.account", "search", [("code", "=", "1.1.1")], 0, 1, None)
+    erp = TrytonTarget(
+        tryton_host.server.url,
+        erp.rpc.database,
+        "admin",
+        tryton_host.server.password,
+        legal_entities=tryton_host.server.legal_entities,
+        expense_clearing_account=cash,
+    )
+    db = any_db
     world = World(db, tmp_path)
     _master(world)
     world.land(
@@ -193,6 +200,17 @@ def test_expenses_are_journal_entries_posted_once_and_reversed(
     assert _balance(erp, refs.expense_account) == D("139.50")
     posted = ledger(db, "expense_ledger")
     assert set(posted.loc[posted["state"] == "confirmed", "external_id"]) == set(lines.index)
+
+    # Reconciled against Tryton: every field Tryton gives back agrees with staging.
+    from reconciliation.compare import Period, reconcile
+
+    rec = reconcile(db, erp, Period(dt.date(2026, 11, 1), dt.date(2026, 11, 30)))
+    assert rec.expenses.set_index("expense_id")["class"].to_dict() == {
+        "X1": "in_sync",
+        "X2": "in_sync",
+    }
+    assert rec.amounts("variance", kind="expense_total") == {"USD": D("0.00")}
+    assert rec.amounts("erp", kind="expense_total") == {"USD": D("139.50")}
 
 
 def test_a_closed_month_books_the_expense_into_the_next_open_one(
