@@ -342,7 +342,12 @@ def run(args: argparse.Namespace, root: Path, log_path: Path, say: Say) -> int:
     for mat in rec.asset_materializations_for_node("reconciliation_workbook")[:1]:
         if "path" in mat.metadata:
             say(f"  workbook: {mat.metadata['path'].value}")
-    if generated == 0 and landed == 0 and w and w["posts"] + w["reversals"] + w["invoices"] + w["expense_lines"] == 0:
+    if (
+        generated == 0
+        and landed == 0
+        and w
+        and w["posts"] + w["reversals"] + w["invoices"] + w["expense_lines"] == 0
+    ):
         say("\nNothing new happened in this run: no new files, nothing posted.")
     return _close(main.success and window_run.success and rec.success, root, log_path, say)
 
