@@ -565,6 +565,13 @@ class Settings(BaseSettings):
         DAYS,
         KEEP,
     )
+    retention_api_pull_days: Days | None = setting(
+        None,
+        "retention: the Parquet files of landed API pulls (`<data>/api_pulls/<vendor>/`) older "
+        "than this many days are deleted",
+        DAYS,
+        KEEP,
+    )
     health_min_free_mb: Annotated[float, Field(gt=0, allow_inf_nan=False)] = setting(
         1024.0,
         "`stagepost-health` fails below this much free disk where the data folder lives "

@@ -14,8 +14,7 @@ from pydantic import Field, SecretStr
 from connectors.sources.api import clockify, harvest, kimai, toggl
 from connectors.sources.api.errors import ApiAuthError
 from connectors.sources.api.vendor import ApiVendor, Defaults
-from staging_models.api_pull import PullSettings
-from staging_models.db import data_dir
+from staging_models.api_pull import PullSettings, api_pulls_dir
 
 #: Which settings a vendor needs before it can be pulled (the error names them).
 REQUIRED = {
@@ -94,7 +93,7 @@ class ApiSource(ConfigurableResource):
 
     def folder(self) -> Path:
         """Where the Parquet file of every landed window is kept."""
-        return data_dir() / "api_pulls" / self.vendor
+        return api_pulls_dir() / self.vendor
 
     def describe(self) -> str:
         return f"{self.vendor} API at {self.url or 'its default URL'}"
