@@ -122,7 +122,7 @@ def read(client: ApiClient, workspace_id: str) -> WorkspaceRates:
 
 
 def client_names(client: ApiClient, workspace_id: str) -> dict[str, str]:
-    """Every client's name by id (`GET /workspaces/{wid}/clients`, one answer, archived ones
-    included with `status=both`)."""
+    """Every client's name by id (`GET /workspaces/{wid}/clients`, one answer; `status=both`
+    asks for archived clients too, as the v9 clients page describes the parameter)."""
     rows = paging.single(client, f"workspaces/{workspace_id}/clients", {"status": "both"})
     return {cid: str(c["name"]) for c in rows if (cid := text(c.get("id"))) and c.get("name")}

@@ -7,14 +7,16 @@ developers.track.toggl.com/docs/reports/detailed_reports, reports_start), and we
 `POST {base}/reports/api/v3/workspace/{workspace_id}/search/time_entries` with a JSON body:
 `start_date`, `end_date` (a date; "should be greater than Start date"), `page_size`,
 `first_id`, `first_row_number`, `first_timestamp`, `grouped` (default false), `hide_amounts`
-(default false), `order_by`, `order_dir`, `enrich_response` ("optional, default false");
+(default false), `order_by`, `order_dir` (left at their defaults), `enrich_response`
+("optional, default false");
 pagination "via X-Next-ID and X-Next-Row-Number headers returned in the response", fed back
 as `first_id` / `first_row_number` (and `X-Next-Timestamp` as `first_timestamp` when sent)
 until the headers are absent. Private reports answer 403 to anyone but an admin or the owner.
 Same base host as v9, same Basic auth (token, `api_token`), so one shared throttle.
 
 Where the docs are silent (and what we do): the response's shape is not spelled out on the
-page; we read what Toggl's own clients and several public integrations read, a list of rows
+page; we read what public client libraries and integrations read (toggl_python's report
+schema, Singer/Meltano taps, the Go and TypeScript clients we checked), a list of rows
 `{user_id, username, project_id, task_id, billable, description, tag_ids,
 hourly_rate_in_cents, billable_amount_in_cents, currency, row_number, time_entries: [{id,
 seconds, start, stop, at, at_tz}]}`, one entry per row when not grouped (a row with several
@@ -201,9 +203,12 @@ class TogglWorkspace(Toggl):
         cents = _cents(row.get("hourly_rate_in_cents"))
         # 0 or null: no rate in the report (as `toggl_rates` reads a 0 rate: none set).
         rate = cents if billable and cents is not None and cents > 0 else None
-        currency = text(row.get("currency")) if rate is not None else None
-        if billable and rate is None and rates:  # the report hid it: Toggl's hierarchy
-            rate, currency = rates.rate(project, user), rates.currency(project)
+        currency = text(row.get("currency"))
+        if billable and rate is None and rates:  # the report hid it: Toggl's hierarchy,
+            rate = rates.rate(project, user)  # in the project's or workspace's currency
+            currency = rates.currency(project) or currency
+        if currency is None and rates:
+            currency = rates.currency(project)
         client_id = rates.project_client.get(project or "") if rates else None
         client = clients.get(client_id or "")
         updated = instant_text(e.get("at"))
@@ -236,6 +241,8 @@ class TogglWorkspace(Toggl):
         rows = list(
             self._search(date_from - timedelta(days=1), date_to + timedelta(days=2))
         )  # the whole report first: the rates are read once, after it
+        if not rows:
+            return
         rates, clients = self._workspace()
         first, last = date_from.isoformat(), date_to.isoformat()
         for row in rows:
