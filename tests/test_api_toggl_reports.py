@@ -110,6 +110,21 @@ def test_rates_from_the_report_exact_to_the_cent(any_db: StagingDB, fake, tmp_pa
     assert set(employees.employee_id) == {"6", "7", "8"}
 
 
+def test_rates_hidden_from_the_token_keep_the_reports_own(
+    duck_db: StagingDB, fake, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """v9's rates, projects and clients not readable (403): the report's rates still land
+    exactly, and the row the report sent no rate for lands without one (TE_RATE_MISSING
+    unless a rate card covers it), never at a guess; the pull does not fail."""
+    fake.sees_rates = False
+    r = _pull(duck_db, fake, folder=tmp_path)
+    assert r.records == len(LANDED) and "not readable" in caplog.text
+    cur = _current(duck_db)
+    assert cur.loc["toggl:3500000003"].bill_rate == Decimal("123.45")
+    assert pd.isna(cur.loc["toggl:3500000004"].bill_rate)
+    assert cur.loc["toggl:3500000004"].currency == "EUR"  # STAGEPOST_DEFAULT_CURRENCY
+
+
 def test_an_entry_gone_from_a_full_pull_becomes_a_tombstone(
     duck_db: StagingDB, fake, tmp_path: Path
 ) -> None:
@@ -157,8 +172,9 @@ def test_an_edit_in_a_past_week_is_found_by_the_work_date_window(
 
 
 def test_401_names_the_settings_and_429_is_waited_out(
-    duck_db: StagingDB, fake, tmp_path: Path
+    duck_db: StagingDB, fake, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level("DEBUG")
     with pytest.raises(ApiAuthError, match="STAGEPOST_TOGGL_WORKSPACE_ID"):
         pull(
             duck_db,
@@ -174,6 +190,7 @@ def test_401_names_the_settings_and_429_is_waited_out(
     r = _pull(duck_db, fake, folder=tmp_path)
     assert r.records == len(LANDED)
     assert [q.path for q in fake.requests[:2]] == [SEARCH, SEARCH]
+    assert "429" in caplog.text and TOKEN not in caplog.text  # the token never in a log line
 
 
 def test_the_setting_picks_the_mode_and_the_reports_url() -> None:
