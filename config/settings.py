@@ -339,6 +339,14 @@ class Settings(BaseSettings):
     toggl_url: str = setting(
         "https://api.track.toggl.com/api/v9", "Toggl: the API's base URL", "an http(s):// URL"
     )
+    toggl_workspace_id: str = setting(
+        "",
+        "Toggl: a workspace id; set, the workspace's entries of every member are pulled through "
+        "the Reports API v3 with an admin's token (by work date; deletions found by the nightly "
+        "full pull); unset, the token owner's own entries through `/me/time_entries`",
+        TEXT,
+        "—",
+    )
     clockify_token: SecretStr | None = setting(
         None, "Clockify: the API key (secret); set, Clockify is pulled", TEXT, "—"
     )

@@ -123,7 +123,9 @@ def api_source_resource(vendor: str, s: Settings | None = None) -> ApiSource:
         token=_secret(s, f"{vendor}_token"),
         url=getattr(s, f"{vendor}_url"),
         account_id=s.harvest_account_id if vendor == "harvest" else "",
-        workspace_id=s.clockify_workspace_id if vendor == "clockify" else "",
+        workspace_id={"clockify": s.clockify_workspace_id, "toggl": s.toggl_workspace_id}.get(
+            vendor, ""
+        ),
         user_agent=s.harvest_user_agent,
         lookback_days=s.api_lookback_days,
         initial_days=s.api_initial_days,
