@@ -27,7 +27,7 @@ from staging_models.status_feedback import deliver_status
 from tests.support.feedback_helpers import Receiver, bill_entries
 from tests.support.posting_helpers import PostingEnv, correct, stage_entries, stage_invoice
 
-pytest_plugins = ["tests.support.posting_fixtures", "tests.support.sftp_fixtures"]
+pytest_plugins = ["tests.support.posting_fixtures"]
 
 D = Decimal
 ROOT = Path(__file__).resolve().parents[1]
