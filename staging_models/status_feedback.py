@@ -25,6 +25,7 @@ from datetime import datetime
 import pyarrow as pa
 
 from connectors.erp.base import CANCELLED_INVOICE_STATUSES, ErpTarget
+from connectors.erp.retrying import RetryPolicy
 from staging_models.db import StagingDB
 from staging_models.ledger_tables import ledger_rows
 from staging_models.outbound import DeliveryResult, Feed, Targets, deliver, kept_temp
@@ -140,9 +141,12 @@ def deliver_status(
     full_resend: bool = False,
     now: datetime | None = None,
     hooks: Callable[[str], None] | None = None,
+    call: Callable | None = None,
 ) -> list[DeliveryResult]:
     """Read the ERP's invoice states, then deliver every status feed (changed records only,
-    or everything with `full_resend`)."""
+    or everything with `full_resend`). `call` runs the ERP request (default: retried with
+    backoff while the ERP is unavailable, as posting windows do)."""
+    call = call or RetryPolicy().caller()
     with db.engine.connect() as conn:
         with conn.begin():
             ids = [
@@ -151,7 +155,7 @@ def deliver_status(
                     f"SELECT external_id FROM ({_live('invoice_ledger')}) i"
                 )
             ]
-        states = erp.read_invoice_payments(ids) if ids else None
+        states = call(lambda: erp.read_invoice_payments(ids)) if ids else None
         if states is None or states.empty:
             states = _ERP_INVOICES_SCHEMA.empty_table().to_pandas()
         with conn.begin():
