@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import pandas as pd
+import pyarrow as pa
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
@@ -32,7 +33,7 @@ from connectors.outbound.encode import encode
 from connectors.outbound.folders import FileFolder
 from connectors.outbound.webhook import Webhook, WebhookFailed, idempotency_key
 from connectors.sql import fetch_frame, load_temp, to_arrow
-from staging_models.db import StagingDB
+from staging_models.db import SCRATCH_STATISTICS_TARGET, StagingDB, analyze
 
 #: Steps passed to `hooks` (the crash tests kill a delivery there).
 STEPS = ("prepared", "files_written", "webhook_pushed")
@@ -117,6 +118,9 @@ def _stage_changes(conn: Connection, feed: Feed, full_resend: bool) -> list[str]
         ),
         feed.params,
     )
+    # PostgreSQL never analyzes a temporary table by itself: a scan estimated at a few rows
+    # leads the join with the ledger into a nested loop.
+    analyze(conn, "ob_rows (record_key)", target=SCRATCH_STATISTICS_TARGET)
     changed = "TRUE" if full_resend else "l.record_hash IS DISTINCT FROM r.record_hash"
     conn.execute(
         sa.text(
@@ -180,10 +184,19 @@ def deliver(
             if pending is not None:  # what it carried was delivered since, or is no more
                 _set_status(conn, feed.name, pending[0], "superseded", "nothing left to send")
             return DeliveryResult(feed.name, None, 0, False, message="nothing changed")
-        frame = fetch_frame(conn, f"SELECT {', '.join(cols)} FROM ob_changed ORDER BY record_key")
+        as_json = db.json_object_sql([(c, c) for c in cols])
+        frame = fetch_frame(
+            conn,
+            f"SELECT {', '.join(cols)}, {as_json} AS ob_json FROM ob_changed ORDER BY record_key",
+            arrow_dtypes=True,  # all text: PostgreSQL sends it by COPY, not row by row
+            schema=pa.schema([(c, pa.string()) for c in (*cols, "ob_json")]),
+        )
+        lines = frame.pop("ob_json")
         sequence = pending[0] if pending else _next_sequence(conn, feed.name)
     resumed = False
-    encoded = encode(feed.name, sequence, frame, full_resend=full_resend, created_at=now)
+    encoded = encode(
+        feed.name, sequence, frame, full_resend=full_resend, created_at=now, json_lines=lines
+    )
     with conn.begin():
         if pending and pending[1] == encoded.content_hash and pending[2] == full_resend:
             resumed = True
@@ -192,7 +205,12 @@ def deliver(
                 _set_status(conn, feed.name, pending[0], "superseded", "content changed")
                 sequence = _next_sequence(conn, feed.name)
                 encoded = encode(
-                    feed.name, sequence, frame, full_resend=full_resend, created_at=now
+                    feed.name,
+                    sequence,
+                    frame,
+                    full_resend=full_resend,
+                    created_at=now,
+                    json_lines=lines,
                 )
             conn.execute(
                 sa.text(
@@ -322,8 +340,6 @@ def deliver_rows(
 ) -> DeliveryResult:
     """`deliver` for rows computed outside the staging database (a frame): loaded into a
     temporary table first (`schema`: its Arrow schema; default: inferred, decimals exact)."""
-    import pyarrow as pa
-
     table = to_arrow(rows, schema) if schema is not None else pa.Table.from_pandas(rows)
     with db.engine.connect() as conn:
         with conn.begin():
