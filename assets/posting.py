@@ -256,7 +256,7 @@ def posting_window(
         note=config.note or None,
         override_reason=config.override_reason or None,
         closed_period_policy=posting_policy.closed_period_policy,  # type: ignore[arg-type]
-        billing_hold_time_lines=posting_policy.billing_hold_time_lines,  # type: ignore[arg-type]
+        billing_hold_time_and_expenses=posting_policy.billing_hold_time_and_expenses,  # type: ignore[arg-type]
         posting_hours=posting_policy.posting_hours or None,
         batch_size=posting_policy.batch_size,
         invoice_batch_size=posting_policy.invoice_batch_size,

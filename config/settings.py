@@ -430,10 +430,11 @@ class Settings(BaseSettings):
         "`hold` keeps it until the period reopens",
         "next_open or hold",
     )
-    billing_hold_time_lines: Literal["post", "hold"] = setting(
+    billing_hold_time_and_expenses: Literal["post", "hold"] = setting(
         "post",
-        "time lines of a project on a billing hold (its invoices are always held): `post` "
-        "posts them, `hold` holds them with the invoices until the hold is lifted",
+        "time lines (and expense lines) of a project on a billing hold (its invoices are "
+        "always held): `post` posts them, `hold` holds them with the invoices until the hold "
+        "is lifted",
         "post or hold",
     )
     preview_dir: str = setting("", "posting preview workbooks", FOLDER, "`<data>/previews`")

@@ -53,8 +53,9 @@ from staging_models.db import SCRATCH_STATISTICS_TARGET, analyze
 from staging_models.ledger_tables import ledger_order
 
 ClosedPeriodPolicy = Literal["next_open", "hold"]
-#: What a billing hold on a project does to its time lines (its invoices are always held).
-BillingHoldTimeLines = Literal["post", "hold"]
+#: What a billing hold on a project does to its time and expense lines (its invoices are
+#: always held).
+BillingHoldWork = Literal["post", "hold"]
 #: How far past a closed period `next_open` looks for an open one.
 NEXT_OPEN_HORIZON_MONTHS = 12
 MAX_EXTERNAL_ID = 64
@@ -492,12 +493,13 @@ def build_plan(
     invoice_batch_size: int,
     fetch,
     include_invoices: bool = True,
-    billing_hold_time_lines: BillingHoldTimeLines = "post",
+    billing_hold_time_and_expenses: BillingHoldWork = "post",
 ) -> None:
     """Fill plan_lines, plan_invoices and plan_invoice_lines for this window (temp tables).
 
-    `billing_hold_time_lines`: whether the time lines of a project on a billing hold are
-    posted (`post`, the default: the hold stops billing, not cost accounting) or held too."""
+    `billing_hold_time_and_expenses`: whether the time lines (and, once they are planned,
+    expense lines) of a project on a billing hold are posted (`post`, the default: the hold
+    stops billing, not cost accounting) or held too."""
     if policy not in ("next_open", "hold"):
         raise ValueError(f"unknown closed-period policy {policy!r}: use 'next_open' or 'hold'")
     if conn.dialect.name == "postgresql":
@@ -538,7 +540,7 @@ def build_plan(
         temp_table(conn, "plan_groups", _PLAN_GROUPS)  # lines held or moved to other periods
     if _any_billing_hold(conn):
         _apply_billing_holds(conn, "plan_invoices", "invoice_id")
-        if billing_hold_time_lines == "hold":
+        if billing_hold_time_and_expenses == "hold":  # expenses: their plan table here too
             _apply_billing_holds(conn, "plan_lines", "entry_id")
         temp_table(conn, "plan_groups", _PLAN_GROUPS)
     temp_table(conn, "plan_invoice_lines", _PLAN_INVOICE_LINES)

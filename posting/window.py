@@ -50,7 +50,7 @@ from posting.lock import (
     WindowLock,
 )
 from posting.plan import (
-    BillingHoldTimeLines,
+    BillingHoldWork,
     ClosedPeriodPolicy,
     PendingLines,
     Scope,
@@ -95,7 +95,7 @@ class WindowConfig:
     note: str | None = None
     override_reason: str | None = None  # post outside the posting hours, recorded
     closed_period_policy: ClosedPeriodPolicy = "next_open"
-    billing_hold_time_lines: BillingHoldTimeLines = "post"  # a held project's invoices: held
+    billing_hold_time_and_expenses: BillingHoldWork = "post"  # a held project's invoices: held
     posting_hours: str | Sequence[str] | None = None  # e.g. "mon-fri 17:00-20:00 Europe/Berlin"
     batch_size: int = 20_000
     invoice_batch_size: int = 500
@@ -293,7 +293,7 @@ def _plan_and_preview(
         invoice_batch_size=config.invoice_batch_size,
         fetch=w.call,
         include_invoices=config.include_invoices,
-        billing_hold_time_lines=config.billing_hold_time_lines,
+        billing_hold_time_and_expenses=config.billing_hold_time_and_expenses,
     )
     counts = plan_counts(conn)
     summary = plan_summary(conn)

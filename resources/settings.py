@@ -85,7 +85,7 @@ def posting_policy_resource(s: Settings | None = None) -> PostingPolicy:
     return PostingPolicy(
         posting_hours=s.posting_hours,
         closed_period_policy=s.closed_period_policy,
-        billing_hold_time_lines=s.billing_hold_time_lines,
+        billing_hold_time_and_expenses=s.billing_hold_time_and_expenses,
         preview_dir=s.preview_dir,
         lock_stale_seconds=s.posting_lock_stale_seconds,
     )

@@ -80,13 +80,13 @@ def test_time_lines_hold_too_when_configured(posting_env: PostingEnv) -> None:
     set_project(env.db, "P1", hold=True, reason=None, since=None)
     stage_entries(env.db, [{"entry_id": "TE1"}, {"entry_id": "TE2", "project_code": "P2"}])
     stage_invoice(env.db, "I1", [{"line_no": 1}])
-    result = env.window(billing_hold_time_lines="hold")
+    result = env.window(billing_hold_time_and_expenses="hold")
     lines = ledger(env.db).set_index("entry_id")
     assert lines.loc["TE1", "state"] == "held" and lines.loc["TE2", "state"] == "confirmed"
     assert lines.loc["TE1", "erp_message"] == "Billing hold on project P1: no reason given"
     assert result.held_invoices["invoice_id"].tolist() == ["I1"]
     set_project(env.db, "P1", hold=False)
-    env.window(billing_hold_time_lines="hold")
+    env.window(billing_hold_time_and_expenses="hold")
     assert set(ledger(env.db)["state"]) == {"confirmed"}
 
 
