@@ -438,6 +438,13 @@ class Settings(BaseSettings):
         "`hold` keeps it until the period reopens",
         "next_open or hold",
     )
+    billing_hold_time_and_expenses: Literal["post", "hold"] = setting(
+        "post",
+        "time lines (and expense lines) of a project on a billing hold (its invoices are "
+        "always held): `post` posts them, `hold` holds them with the invoices until the hold "
+        "is lifted",
+        "post or hold",
+    )
     preview_dir: str = setting("", "posting preview workbooks", FOLDER, "`<data>/previews`")
     posting_lock_stale_seconds: Seconds = setting(
         900.0,
@@ -477,6 +484,33 @@ class Settings(BaseSettings):
     )
     reports_sftp_known_hosts: str | None = setting(
         None, "workbook upload: the known_hosts file", FILE, "`STAGEPOST_SFTP_KNOWN_HOSTS`"
+    )
+
+    # -- status fed back to the PSA/CRM (docs/status_feedback.md) ------------------------------
+    feedback_dir: Path | None = setting(
+        None,
+        "where status feedback files (CSV, JSON Lines, manifest) are written",
+        FOLDER,
+        "`<data>/feedback`",
+    )
+    feedback_sftp_folder: str = setting(
+        "",
+        "write the status feedback files into this SFTP folder instead, with the PSA source's "
+        "`STAGEPOST_SFTP_*` server, key and known_hosts",
+        FOLDER,
+        "none (the local folder)",
+    )
+    feedback_webhook_url: SecretStr | None = setting(
+        None,
+        "push every status delivery to this HTTP endpoint too (secret: it may carry a token)",
+        "an http:// or https:// URL",
+        "none (no push)",
+    )
+    feedback_webhook_attempts: Positive = setting(
+        5,
+        "attempts per webhook push (backoff 0.5 s doubling, at most 30 s) before it goes to "
+        "the dead-letter table",
+        "a whole number, more than 0",
     )
 
     # -- the finance desk (docs/desk.md) -------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dagster import Definitions, in_process_executor
 
 from assets.api_ingestion import api_assets
+from assets.feedback import status_feedback
 from assets.full_export import full_export_checks
 from assets.ingestion import landing_assets
 from assets.posting import posting_window
@@ -14,6 +15,7 @@ from config.settings import current
 from io_managers.staging_table import StagingTableIOManager
 from pipelines.api_jobs import api_jobs, api_schedules
 from pipelines.desk_jobs import desk_digest_job, desk_schedules
+from pipelines.feedback_jobs import feedback_jobs, feedback_sensors
 from pipelines.jobs import (
     ingest_nightly_job,
     ingest_time_entries_job,
@@ -33,6 +35,7 @@ from pipelines.sensors import psa_inbox_sensor
 from resources.settings import (
     api_source_resources,
     erp_resource,
+    outbound_delivery_resource,
     posting_policy_resource,
     psa_source_resource,
     report_upload_resource,
@@ -50,6 +53,7 @@ defs = Definitions(
         *validation_assets,
         posting_window,
         *reconciliation_assets,
+        status_feedback,
     ],
     asset_checks=[*validation_checks, *full_export_checks],
     jobs=[
@@ -64,6 +68,7 @@ defs = Definitions(
         staging_backup_job,
         retention_job,
         desk_digest_job,
+        *feedback_jobs,
         *api_jobs,
     ],
     schedules=[
@@ -74,13 +79,14 @@ defs = Definitions(
         *ops_schedules,
         *desk_schedules,
     ],
-    sensors=[psa_inbox_sensor, *reconciliation_sensors],
+    sensors=[psa_inbox_sensor, *reconciliation_sensors, *feedback_sensors],
     resources={
         "staging": staging_resource(settings),
         "psa_source": psa_source_resource(settings),
         "erp": erp_resource(settings),
         "posting_policy": posting_policy_resource(settings),
         "report_upload": report_upload_resource(settings),
+        "outbound": outbound_delivery_resource(settings),
         "staging_table_io_manager": StagingTableIOManager(staging=staging_resource(settings)),
         **api_source_resources(settings),
     },

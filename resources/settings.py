@@ -14,6 +14,7 @@ from dagster import EnvVar
 from config.settings import Settings, current, env_name
 from resources.api_source import ApiSource
 from resources.erp import ErpResource, PostingPolicy
+from resources.feedback import OutboundDelivery
 from resources.psa_source import PsaSource
 from resources.reports import ReportUpload
 from resources.staging import StagingDatabase
@@ -84,6 +85,7 @@ def posting_policy_resource(s: Settings | None = None) -> PostingPolicy:
     return PostingPolicy(
         posting_hours=s.posting_hours,
         closed_period_policy=s.closed_period_policy,
+        billing_hold_time_and_expenses=s.billing_hold_time_and_expenses,
         preview_dir=s.preview_dir,
         lock_stale_seconds=s.posting_lock_stale_seconds,
     )
@@ -108,6 +110,24 @@ def report_upload_resource(s: Settings | None = None) -> ReportUpload:
         key_path=pick(s.reports_sftp_key, s.sftp_key),
         key_passphrase=_secret(s, passphrase),
         known_hosts_path=pick(s.reports_sftp_known_hosts, s.sftp_known_hosts),
+    )
+
+
+def outbound_delivery_resource(s: Settings | None = None) -> OutboundDelivery:
+    """OutboundDelivery from STAGEPOST_FEEDBACK_*; over SFTP it logs in as the PSA source
+    does (STAGEPOST_SFTP_*), the PSA side usually reading its feedback there."""
+    s = s or current()
+    return OutboundDelivery(
+        folder=str(s.feedback_dir or ""),
+        sftp_folder=s.feedback_sftp_folder,
+        webhook_url=_secret(s, "feedback_webhook_url"),
+        webhook_attempts=s.feedback_webhook_attempts,
+        host=s.sftp_host or "",
+        port=s.sftp_port,
+        username=s.sftp_user or "",
+        key_path=s.sftp_key or "",
+        key_passphrase=_secret(s, "sftp_key_passphrase"),
+        known_hosts_path=s.sftp_known_hosts or "",
     )
 
 

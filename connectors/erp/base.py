@@ -26,6 +26,14 @@ INVOICE_COLUMNS: tuple[str, ...] = (*INVOICE.names, "status")
 #: Columns of an invoice line (`post_invoices`).
 INVOICE_LINE_COLUMNS: tuple[str, ...] = INVOICE_LINE.names
 
+#: Columns of an invoice's payment state (`read_invoice_payments`): the ERP's own invoice
+#: number, its status (`posted`, `partially_paid`, `paid`, `cancelled`, or the ERP's own state
+#: name such as Tryton's `validated`), and the amount still to pay (Decimal).
+INVOICE_PAYMENT_COLUMNS: tuple[str, ...] = ("external_id", "erp_number", "status", "amount_open")
+
+#: Statuses of `read_invoice_payments` under which an invoice no longer bills its entries.
+CANCELLED_INVOICE_STATUSES: tuple[str, ...] = ("cancelled",)
+
 
 class ErpError(Exception):
     """The ERP refused a whole request for a reason that will not pass by retrying."""
@@ -77,6 +85,12 @@ class ErpTarget(ABC):
     @abstractmethod
     def read_invoices(self, date_from: date, date_to: date) -> pd.DataFrame:
         """Invoices issued in the range (`INVOICE_COLUMNS`) with the ERP's status."""
+
+    @abstractmethod
+    def read_invoice_payments(self, external_ids: Sequence[str]) -> pd.DataFrame:
+        """Payment state of these invoices (`INVOICE_PAYMENT_COLUMNS`), one row per invoice the
+        ERP holds; an invoice cancelled in the ERP (credited in full, or cancelled there by
+        hand) has status `cancelled`."""
 
     @abstractmethod
     def open_periods(

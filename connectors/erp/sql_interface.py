@@ -102,6 +102,17 @@ erp_invoices = sa.Table(
     sa.Column("posted_at", _ts, nullable=False, server_default=_now),
 )
 erp_invoice_lines = sa.Table("erp_invoice_lines", metadata, *INVOICE_LINE.columns())
+#: Payments the ERP recorded against an invoice (written by the ERP's cash application, not
+#: by stagepost; `read_invoice_payments` reads them): amount open = total - payments.
+erp_invoice_payments = sa.Table(
+    "erp_invoice_payments",
+    metadata,
+    sa.Column("payment_id", sa.Text, primary_key=True),
+    sa.Column("invoice_external_id", sa.Text, nullable=False),
+    sa.Column("paid_on", sa.Date, nullable=False),
+    sa.Column("amount", sa.Numeric(18, 2), nullable=False),
+    sa.Column("created_at", _ts, server_default=_now),
+)
 erp_periods = sa.Table(
     "erp_periods",
     metadata,
@@ -440,6 +451,44 @@ class SqlInterfaceTarget(ErpTarget):
                 f"SELECT {', '.join(INVOICE_COLUMNS)} FROM erp_invoices "
                 "WHERE issue_date BETWEEN :f AND :t ORDER BY external_id",
                 {"f": date_from, "t": date_to},
+            )
+
+    def read_invoice_payments(self, external_ids: Sequence[str]) -> pd.DataFrame:
+        """The interface tables have no numbering of their own: the invoice number is its
+        external ID. Status: `cancelled` when a credit note reversed it (status `reversed`)
+        or the ERP cancelled it (status `cancelled`, set by the ERP's users), else `paid`, `partially_paid` or `posted` by its payments; credit notes are left
+        out (they bill nothing)."""
+        with self._tx() as conn:
+            load_ids(conn, "tmp_ids", external_ids)
+            return read_frame(
+                conn,
+                """SELECT i.external_id, i.external_id AS erp_number,
+                          CASE WHEN i.status IN ('reversed', 'cancelled') THEN 'cancelled'
+                               WHEN COALESCE(p.paid, 0) >= i.total_amount THEN 'paid'
+                               WHEN COALESCE(p.paid, 0) > 0 THEN 'partially_paid'
+                               ELSE 'posted' END AS status,
+                          CASE WHEN i.status IN ('reversed', 'cancelled')
+                               THEN CAST(0 AS DECIMAL(18, 2))
+                               ELSE CAST(i.total_amount - COALESCE(p.paid, 0) AS DECIMAL(18, 2))
+                          END AS amount_open
+                   FROM erp_invoices i JOIN tmp_ids t ON t.external_id = i.external_id
+                   LEFT JOIN (SELECT invoice_external_id, SUM(amount) AS paid
+                              FROM erp_invoice_payments GROUP BY invoice_external_id) p
+                          ON p.invoice_external_id = i.external_id
+                   WHERE i.kind = 'post' ORDER BY i.external_id""",
+            )
+
+    def record_payment(self, payment_id: str, external_id: str, paid_on: date, amount) -> None:
+        """A payment against an invoice, as the ERP's cash application records it (the demo
+        and tests; stagepost itself never pays)."""
+        with self._tx() as conn:
+            conn.execute(
+                erp_invoice_payments.insert().values(
+                    payment_id=payment_id,
+                    invoice_external_id=external_id,
+                    paid_on=paid_on,
+                    amount=amount,
+                )
             )
 
     def read_invoice_lines(self, invoice_external_ids: Sequence[str]) -> pd.DataFrame:

@@ -505,3 +505,7 @@ class TrytonTarget(ErpTarget):
     def read_invoices(self, date_from: dt.date, date_to: dt.date) -> pd.DataFrame:
         """Invoices stagepost posted, issue date in range, Tryton's state as status."""
         return tryton_invoices.read_invoices(self.session, date_from, date_to)
+
+    def read_invoice_payments(self, external_ids: Sequence[str]) -> pd.DataFrame:
+        """Tryton's number, state and amount to pay of these invoices."""
+        return tryton_invoices.read_invoice_payments(self.session, external_ids)

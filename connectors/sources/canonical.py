@@ -157,6 +157,11 @@ PROJECTS = Dataset(
         # exceptions there, `project_manager` in STAGEPOST_DESK_ROUTING) and where to mail them.
         ("project_manager", "text", False, None, True),
         ("manager_email", "text", False, None, True),
+        # A billing hold (optional): while set, posting windows hold the project's invoices
+        # (docs/posting.md, *Billing holds*); reason and since-date are shown with them.
+        ("billing_hold", "bool", False, None, True),
+        ("billing_hold_reason", "text", False, None, True),
+        ("billing_hold_since", "date", False, None, True),
     ),
     key=("project_code",),
     hash_exclude=frozenset({"updated_at"}),
