@@ -7,7 +7,7 @@ nothing existing changes.
 
 from alembic import op
 
-revision = "erp0003_payments"
+revision = "erp0002_payments"
 down_revision = "erp0001"
 branch_labels = None
 depends_on = None

@@ -5,12 +5,12 @@ Projects gain three optional columns (`billing_hold`, `billing_hold_reason`,
 project is held, posting windows hold its invoices. Three new tables record outbound
 deliveries (`outbound_deliveries`), what each record looked like when last delivered
 (`outbound_ledger`) and webhook pushes owed (`outbound_dead_letters`); see
-`staging_models/outbound_tables.py`. schema_meta version 9.
+`staging_models/outbound_tables.py`. schema_meta version 8.
 """
 
 from alembic import op
 
-revision = "0009_holds_feedback"
+revision = "0008_holds_feedback"
 down_revision = "0007_project_manager"
 branch_labels = None
 depends_on = None
@@ -72,7 +72,7 @@ def upgrade() -> None:
     PRIMARY KEY (feed, sequence)
 )"""
     )
-    op.execute("UPDATE schema_meta SET value = '9' WHERE key = 'schema_version'")
+    op.execute("UPDATE schema_meta SET value = '8' WHERE key = 'schema_version'")
 
 
 def downgrade() -> None:
