@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 
 import pandas as pd
 import sqlalchemy as sa
@@ -351,10 +351,11 @@ def _hours(df: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
 
 
 def share(numerator: Decimal, denominator: Decimal) -> str | None:
-    """`numerator / denominator` as a percentage with two decimals (`87.50%`); None over 0."""
+    """`numerator / denominator` as a percentage with two decimals, half up as
+    `staging_models.figures.rate` (`87.50%`); None over 0."""
     if not denominator:
         return None
-    pct = (Decimal(numerator) * 100 / Decimal(denominator)).quantize(Decimal("0.01"))
+    pct = (Decimal(numerator) * 100 / Decimal(denominator)).quantize(Decimal("0.01"), ROUND_HALF_UP)
     return f"{pct}%"
 
 
