@@ -209,3 +209,22 @@ def test_pandera_flags_exactly_what_the_sql_quarantines(duck_db: StagingDB, tmp_
     by_sql = {(k, c) for k, c in sql.itertuples(index=False) if c in row_level}
     assert by_sql
     assert by_pandera == by_sql
+
+
+def test_the_sample_plans_are_valid(duck_db: StagingDB, tmp_path: Path) -> None:
+    """The generated sample's assignments (`python -m connectors.sample_data`) pass the
+    contract: one range per employee and project over the time-entry window."""
+    from datetime import UTC, date, datetime
+
+    from connectors.sample_data import write_sample
+    from connectors.sources.base import dataset_of
+    from staging_models.landing import land_file
+    from staging_models.validation import validate_all
+
+    files = write_sample(tmp_path / "inbox", 300, seed=5, as_of=date(2026, 11, 20))
+    for name in ("employees", "projects", "project_tasks", "assignments"):
+        land_file(duck_db, files[name], dataset_of(files[name].name))
+    validate_all(duck_db, now=datetime(2026, 11, 20, 18, 0, tzinfo=UTC))
+    states = duck_db.query_df("SELECT state, COUNT(*) AS n FROM stg_assignments GROUP BY state")
+    assert dict(zip(states["state"], states["n"], strict=True)).keys() == {"valid"}
+    assert duck_db.scalar("SELECT COUNT(*) FROM stg_assignments") > 0
