@@ -25,6 +25,8 @@ file for the scheduling tool (docs/resource_plans.md).
 
 from __future__ import annotations
 
+import csv
+import io
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
@@ -483,3 +485,13 @@ def outbound_frame(db: StagingDB) -> pd.DataFrame:
                   billable_hours, variance_hours
            FROM plan_actuals ORDER BY employee_id, project_code, week_start"""
     )
+
+
+def outbound_csv(rows: list[tuple[str, ...]]) -> bytes:
+    """The whole actuals file: UTF-8, comma-separated, `OUTBOUND_COLUMNS` as the header, one
+    line per row of `outbound_rows`, LF line ends (the bytes a delivery hashes and sends)."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(OUTBOUND_COLUMNS)
+    writer.writerows(rows)
+    return out.getvalue().encode("utf-8")

@@ -2,7 +2,8 @@
 
 Per dataset, in one transaction:
 1. versions that are no longer current become `superseded` (their open quarantine closes);
-2. current time entries that are not approved, or are deletions, become `not_postable`;
+2. current time entries that are not approved, or are deletions, become `not_postable` (so do
+   deleted assignments);
 3. every current version still `pending` or `quarantined` (and not ignored by an operator) is
    joined with the master data it refers to (the *candidate* table) and checked against all
    rules of `staging_models.contracts` at once, set-based;
@@ -456,7 +457,8 @@ def _close_quarantine(conn: Connection, ds: Dataset, state: str, now: datetime, 
 
 
 def settle_states(conn: Connection, ds: Dataset, *, now: datetime, actor: str) -> tuple[int, int]:
-    """Steps 1 and 2: superseded versions, and current time entries that are not postable."""
+    """Steps 1 and 2: superseded versions, and current time entries that are not postable
+    (and deleted assignments: tombstones plan nothing)."""
     stg = ds.versions_table
     superseded = _exec(
         conn,

@@ -22,6 +22,7 @@ from staging_models.resource_plans import (
     by_project,
     by_week,
     compare_plans,
+    outbound_csv,
     outbound_frame,
     outbound_rows,
     plan_summary,
@@ -246,3 +247,8 @@ def test_outbound_rows(any_db: StagingDB, tmp_path: Path) -> None:
     ]
     # The same comparison renders the same rows, whatever order the frame comes in.
     assert outbound_rows(outbound_frame(any_db).iloc[::-1]) == rows
+
+    text = outbound_csv(rows).decode("utf-8")
+    assert text.splitlines()[0] == ",".join(OUTBOUND_COLUMNS)
+    assert text.splitlines()[2] == "E1,P1,2026-11-09,2026-W46,16.6667,4.0000,0.0000,-12.6667"
+    assert text.endswith("\n") and "\r" not in text and len(text.splitlines()) == 8
