@@ -265,3 +265,34 @@ def test_no_plans_no_sheets(tmp_path: Path) -> None:
         assert has_plans(db) is False
     finally:
         dispose_all()
+
+
+def test_a_detail_chart_is_drawn_only_on_a_sheet_that_is_not_split(tmp_path: Path) -> None:
+    """`write_workbook(charts=...)`: a clustered column chart over the sheet's own rows, one
+    series per value column; a sheet split into parts gets none (its rows are in pieces)."""
+    import pandas as pd
+
+    from reconciliation.workbook import SheetChart, write_workbook
+
+    frame = pd.DataFrame(
+        {"week": ["W1", "W2", "W3"], "planned_hours": [1, 2, 3], "actual_hours": [2, 2, 2]}
+    )
+    chart = SheetChart("Weeks", "week", ("planned_hours", "actual_hours"))
+    aging = pd.DataFrame({"bucket": ["0-1"], "hours": [0]})
+    for rows, charts in ((10, 1), (2, 0)):
+        path = tmp_path / f"w{rows}.xlsx"
+        info = write_workbook(
+            path,
+            title="t",
+            kpis=[],
+            totals=pd.DataFrame({"x": [1]}),
+            aging=aging,
+            sheets={"Weeks": frame},
+            charts={"Weeks": chart},
+            max_rows_per_sheet=rows,
+        )
+        wb = openpyxl.load_workbook(path)
+        assert sum(len(wb[name]._charts) for name in info.sheet_names[1:]) == charts
+    wb = openpyxl.load_workbook(tmp_path / "w10.xlsx")
+    (drawn,) = wb["Weeks"]._charts
+    assert drawn.grouping == "clustered" and len(drawn.series) == 2
