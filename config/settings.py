@@ -513,6 +513,16 @@ class Settings(BaseSettings):
         "a whole number, more than 0",
     )
 
+    # -- resource plans (docs/resource_plans.md) -----------------------------------------------
+    weekly_capacity_hours: Annotated[
+        Decimal, Field(gt=0, le=168, decimal_places=4, allow_inf_nan=False)
+    ] = setting(
+        Decimal("40"),
+        "plan vs actual: hours a week an employee can work, for utilization (billable actual "
+        "hours over capacity), unless the employee's `weekly_capacity_hours` says otherwise",
+        "hours, more than 0 and at most 168, at most 4 decimals",
+    )
+
     # -- the finance desk (docs/desk.md) -------------------------------------------------------
     desk_host: str = setting(
         "127.0.0.1",

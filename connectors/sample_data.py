@@ -65,6 +65,7 @@ DATASETS: tuple[str, ...] = (
     "project_tasks",
     "rate_cards",
     "invoices",
+    "assignments",
 )
 COLUMNS: dict[str, tuple[str, ...]] = {**_COLUMNS, "invoices": INVOICE_COLUMNS}
 _TAG = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -80,6 +81,7 @@ class SampleTables:
     project_tasks: pa.Table
     rate_cards: pa.Table
     invoices: pa.Table
+    assignments: pa.Table
     corrections: pa.Table
     bad_rows: pa.Table
     as_of: date
@@ -103,6 +105,7 @@ class SampleData:
     project_tasks: pd.DataFrame
     rate_cards: pd.DataFrame
     invoices: pd.DataFrame
+    assignments: pd.DataFrame
     corrections: pd.DataFrame
     bad_rows: pd.DataFrame
     as_of: date

@@ -10,6 +10,7 @@ from assets.full_export import full_export_checks
 from assets.ingestion import landing_assets
 from assets.posting import posting_window
 from assets.reconciliation import reconciliation_assets
+from assets.resource_plans import resource_plan_assets, resource_plan_checks
 from assets.validation import validation_assets, validation_checks
 from config.settings import current
 from io_managers.staging_table import StagingTableIOManager
@@ -54,8 +55,9 @@ defs = Definitions(
         posting_window,
         *reconciliation_assets,
         status_feedback,
+        *resource_plan_assets,
     ],
-    asset_checks=[*validation_checks, *full_export_checks],
+    asset_checks=[*validation_checks, *full_export_checks, *resource_plan_checks],
     jobs=[
         main_job,
         revalidate_job,

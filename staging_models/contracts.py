@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from decimal import Decimal
 
 import pandas as pd
 import pandera.pandas as pa
@@ -42,6 +43,7 @@ PREFIX = {
     "project_tasks": "TASK",
     "rate_cards": "RC",
     "invoices": "INV",
+    "assignments": "ASG",
 }
 
 TYPE_HINT = {
@@ -477,6 +479,133 @@ INVOICE_RULES: list[Rule] = [
     _dup_conflict("invoices", "invoice line"),
 ]
 
+# -- resource plans (assignments) -------------------------------------------------------------
+
+#: The most hours one assignment may plan for one person in one ISO week (an assignment over a
+#: date range: this over 5 per working day on average). More is a typo, not a plan.
+WEEK_MAX_PLANNED_HOURS = 80
+#: A date range longer than this many days is refused: split it (each row is spread day by day).
+MAX_RANGE_DAYS = 731
+
+
+def _decimals_over(col: str, places: int) -> Predicate:
+    """pandas: True where a decimal column has more than `places` decimals (exact, no floats)."""
+    step = Decimal(1).scaleb(-places)
+
+    def check(df: pd.DataFrame) -> pd.Series:
+        return (
+            df[col]
+            .map(
+                lambda d: (
+                    d is not None
+                    and not pd.isna(d)
+                    and Decimal(str(d)) != Decimal(str(d)).quantize(step)
+                )
+            )
+            .astype(bool)
+        )
+
+    return check
+
+
+ASSIGNMENT_RULES: list[Rule] = [
+    _key_missing("assignments", "assignment_id"),
+    *_generated_rules("assignments"),
+    *(_missing("assignments", c) for c in ("employee_id", "project_code", "planned_hours")),
+    Rule(
+        "ASG_PERIOD_MISSING",
+        "assignments",
+        "'no period: give week_start (a Monday), or start_date and end_date'",
+        "x.raw_week_start IS NULL AND (x.raw_start_date IS NULL OR x.raw_end_date IS NULL)",
+        lambda df: (
+            df["raw_week_start"].isna() & (df["raw_start_date"].isna() | df["raw_end_date"].isna())
+        ),
+    ),
+    Rule(
+        "ASG_PERIOD_TWICE",
+        "assignments",
+        "'both week_start and a date range: give one of them'",
+        "x.raw_week_start IS NOT NULL AND (x.raw_start_date IS NOT NULL OR x.raw_end_date IS NOT NULL)",
+        lambda df: (
+            df["raw_week_start"].notna()
+            & (df["raw_start_date"].notna() | df["raw_end_date"].notna())
+        ),
+    ),
+    Rule(
+        "ASG_WEEK_NOT_MONDAY",
+        "assignments",
+        "'week_start ' || CAST(x.week_start AS VARCHAR) || ' is not a Monday (ISO weeks start on Monday)'",
+        "extract(isodow FROM x.week_start) <> 1",
+        lambda df: _date(df, "week_start").dt.dayofweek.ne(0) & _date(df, "week_start").notna(),
+    ),
+    Rule(
+        "ASG_DATES_INVERTED",
+        "assignments",
+        "'end_date ' || CAST(x.end_date AS VARCHAR) || ' is before start_date ' "
+        "|| CAST(x.start_date AS VARCHAR)",
+        "x.end_date < x.start_date",
+        lambda df: (
+            df["start_date"].notna() & df["end_date"].notna() & (df["end_date"] < df["start_date"])
+        ),
+    ),
+    Rule(
+        "ASG_RANGE_TOO_LONG",
+        "assignments",
+        "'the range ' || CAST(x.start_date AS VARCHAR) || ' to ' || CAST(x.end_date AS VARCHAR) "
+        f"|| ' is longer than {MAX_RANGE_DAYS} days: split it'",
+        f"x.end_date - x.start_date >= {MAX_RANGE_DAYS}",
+        lambda df: (
+            (_date(df, "end_date") - _date(df, "start_date")).dt.days >= MAX_RANGE_DAYS
+        ).fillna(False),
+    ),
+    Rule(
+        "ASG_NO_WORKING_DAYS",
+        "assignments",
+        "'the range ' || CAST(x.start_date AS VARCHAR) || ' to ' || CAST(x.end_date AS VARCHAR) "
+        "|| ' has no working day (Monday to Friday) to plan hours on'",
+        "x.start_date <= x.end_date AND x.working_days = 0",
+    ),
+    Rule(
+        "ASG_HOURS_NEGATIVE",
+        "assignments",
+        "'planned hours ' || " + v("planned_hours") + " || ' are negative'",
+        "x.planned_hours < 0",
+        lambda df: _num(df, "planned_hours") < 0,
+    ),
+    Rule(
+        "ASG_HOURS_OVER_WEEK_MAX",
+        "assignments",
+        "'planned hours ' || " + v("planned_hours") + " || CASE WHEN x.week_start IS NOT NULL "
+        f"THEN ' exceed {WEEK_MAX_PLANNED_HOURS} hours in one week' "
+        "ELSE ' over ' || CAST(x.working_days AS VARCHAR) || ' working days exceed "
+        f"{WEEK_MAX_PLANNED_HOURS // 5} hours a working day' END",
+        f"(x.week_start IS NOT NULL AND x.planned_hours > {WEEK_MAX_PLANNED_HOURS}) "
+        f"OR (x.working_days > 0 AND x.planned_hours * 5 > {WEEK_MAX_PLANNED_HOURS} * x.working_days)",
+    ),
+    _rate_negative("assignments"),
+    Rule(
+        "ASG_RATE_NOT_CENTS",
+        "assignments",
+        "'bill rate ' || " + v("bill_rate") + " || ' is not to the cent (2 decimals at most)'",
+        "x.bill_rate <> ROUND(x.bill_rate, 2)",
+        _decimals_over("bill_rate", 2),
+    ),
+    Rule(
+        "ASG_UNKNOWN_EMPLOYEE",
+        "assignments",
+        "'employee ' || " + v("employee_id") + " || ' is not in the employee master data'",
+        "x.employee_id IS NOT NULL AND NOT x.emp_found",
+    ),
+    _unknown_project("assignments"),
+    Rule(
+        "ASG_UNKNOWN_TASK",
+        "assignments",
+        "'task ' || " + v("task_code") + " || ' does not belong to project ' || x.project_code",
+        "x.prj_found AND x.task_code IS NOT NULL AND NOT x.task_found",
+    ),
+    _dup_conflict("assignments", "assignment_id"),
+]
+
 RULES: dict[str, list[Rule]] = {
     "time_entries": TIME_ENTRY_RULES,
     "employees": EMPLOYEE_RULES,
@@ -484,6 +613,7 @@ RULES: dict[str, list[Rule]] = {
     "project_tasks": TASK_RULES,
     "rate_cards": RATE_CARD_RULES,
     "invoices": INVOICE_RULES,
+    "assignments": ASSIGNMENT_RULES,
 }
 
 

@@ -2,7 +2,8 @@
 
 Per dataset, in one transaction:
 1. versions that are no longer current become `superseded` (their open quarantine closes);
-2. current time entries that are not approved, or are deletions, become `not_postable`;
+2. current time entries that are not approved, or are deletions, become `not_postable` (so do
+   deleted assignments);
 3. every current version still `pending` or `quarantined` (and not ignored by an operator) is
    joined with the master data it refers to (the *candidate* table) and checked against all
    rules of `staging_models.contracts` at once, set-based;
@@ -30,7 +31,7 @@ from sqlalchemy.engine import Connection
 
 from connectors.sources.canonical import DATASETS, Dataset
 from connectors.sql import read_frame
-from staging_models.contracts import RULES
+from staging_models.contracts import MAX_RANGE_DAYS, RULES
 from staging_models.db import SCRATCH_STATISTICS_TARGET, StagingDB
 
 #: Candidates per transaction: 3M all-quarantined time entries ran out of a 1 GB DuckDB limit
@@ -44,7 +45,15 @@ BATCH_ROWS_POSTGRES = 2_000_000
 #: One part of the candidates: (index, count); rows whose row number modulo count is index.
 Part = tuple[int, int]
 
-ORDER = ("employees", "projects", "project_tasks", "rate_cards", "time_entries", "invoices")
+ORDER = (
+    "employees",
+    "projects",
+    "project_tasks",
+    "rate_cards",
+    "time_entries",
+    "invoices",
+    "assignments",
+)
 VALIDATED = {"time_entries": "validated_time_entries", "invoices": "validated_invoice_lines"}
 #: What validation analyzes of the tables it writes (PostgreSQL, see `StagingDB.analyze`): the
 #: columns later statements join and filter on.
@@ -275,6 +284,35 @@ CANDIDATES: dict[str, Candidate] = {
         ),
         joins=(_PROJECT, "LEFT JOIN refchk c ON c.row_key = s.row_key AND c.version = s.version"),
     ),
+    "assignments": Candidate(
+        ctes={
+            # Working days (Monday to Friday) of each date range, day by day: the weeks its
+            # hours are spread over (`staging_models.resource_plans`) and the weekly maximum.
+            # Ranges past MAX_RANGE_DAYS are refused by their own rule, never expanded.
+            "wd": f"""
+                SELECT s.row_key, s.version,
+                       SUM(CASE WHEN extract(isodow FROM g.d) < 6 THEN 1 ELSE 0 END) AS working_days
+                FROM scope s CROSS JOIN LATERAL generate_series(
+                    CAST(s.start_date AS TIMESTAMP), CAST(s.end_date AS TIMESTAMP),
+                    INTERVAL '1 day') AS g(d)
+                WHERE s.start_date <= s.end_date AND s.end_date - s.start_date < {MAX_RANGE_DAYS}
+                GROUP BY s.row_key, s.version
+            """,
+        },
+        columns=(
+            "e.row_key IS NOT NULL AS emp_found",
+            _PROJECT_FOUND,
+            "t.row_key IS NOT NULL AS task_found",
+            "w.working_days",
+        ),
+        joins=(
+            "LEFT JOIN stg_employees e ON e.is_current AND e.row_key = s.employee_id",
+            _PROJECT,
+            """LEFT JOIN stg_project_tasks t ON t.is_current AND t.state = 'valid'
+                     AND t.project_code = s.project_code AND t.task_code = s.task_code""",
+            "LEFT JOIN wd w ON w.row_key = s.row_key AND w.version = s.version",
+        ),
+    ),
 }
 
 
@@ -419,7 +457,8 @@ def _close_quarantine(conn: Connection, ds: Dataset, state: str, now: datetime, 
 
 
 def settle_states(conn: Connection, ds: Dataset, *, now: datetime, actor: str) -> tuple[int, int]:
-    """Steps 1 and 2: superseded versions, and current time entries that are not postable."""
+    """Steps 1 and 2: superseded versions, and current time entries that are not postable
+    (and deleted assignments: tombstones plan nothing)."""
     stg = ds.versions_table
     superseded = _exec(
         conn,
@@ -436,6 +475,19 @@ def settle_states(conn: Connection, ds: Dataset, *, now: datetime, actor: str) -
                   -- A file that contradicts itself about an entry is quarantined, whatever its status.
                   AND NOT EXISTS (
                       SELECT 1 FROM land_time_entries l
+                      WHERE l.load_id = {stg}.load_id AND l.row_key = {stg}.row_key
+                        AND l.content_hash <> {stg}.content_hash)""",
+        )
+        _close_quarantine(conn, ds, "not_postable", now, actor)
+    elif ds.name == "assignments":
+        # A deleted assignment plans nothing: a tombstone, kept as a version (not quarantined
+        # unless its file contradicts itself about it).
+        not_postable = _exec(
+            conn,
+            f"""UPDATE {stg} SET state = 'not_postable'
+                WHERE is_current AND state IN ('pending', 'quarantined') AND deleted
+                  AND NOT EXISTS (
+                      SELECT 1 FROM land_assignments l
                       WHERE l.load_id = {stg}.load_id AND l.row_key = {stg}.row_key
                         AND l.content_hash <> {stg}.content_hash)""",
         )

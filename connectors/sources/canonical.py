@@ -135,6 +135,9 @@ EMPLOYEES = Dataset(
         ("cost_rate", "rate"),
         "currency",
         ("active", "bool"),
+        # Hours a week the employee can work (optional; empty: STAGEPOST_WEEKLY_CAPACITY_HOURS).
+        # Utilization in plan vs actual is billable actual hours over this capacity.
+        ("weekly_capacity_hours", "hours", False, None, True),
     ),
     key=("employee_id",),
 )
@@ -211,8 +214,32 @@ INVOICES = Dataset(
     hash_exclude=frozenset({"updated_at"}),
 )
 
+#: Resource plans (issue 21): who is planned on which project (and task) for how many hours,
+#: one ISO week (`week_start`, a Monday) or a date range (`start_date` to `end_date`, the
+#: hours spread over its working days; see docs/resource_plans.md).
+ASSIGNMENTS = Dataset(
+    "assignments",
+    _cols(
+        "assignment_id",
+        "employee_id",
+        "project_code",
+        ("task_code", "text", False),  # blank: the project as a whole
+        ("role", "text", False),
+        ("week_start", "date", False),
+        ("start_date", "date", False),
+        ("end_date", "date", False),
+        ("planned_hours", "hours"),
+        ("bill_rate", "rate", False),  # the planned rate, in the project's currency (optional)
+        ("updated_at", "timestamptz", False),
+        ("deleted", "bool", False, "false"),
+    ),
+    key=("assignment_id",),
+    hash_exclude=frozenset({"updated_at"}),
+)
+
 DATASETS: dict[str, Dataset] = {
-    d.name: d for d in (TIME_ENTRIES, EMPLOYEES, PROJECTS, PROJECT_TASKS, RATE_CARDS, INVOICES)
+    d.name: d
+    for d in (TIME_ENTRIES, EMPLOYEES, PROJECTS, PROJECT_TASKS, RATE_CARDS, INVOICES, ASSIGNMENTS)
 }
 
 #: Allowed values, shared by the contracts and the documentation.
