@@ -5,6 +5,7 @@ from __future__ import annotations
 from dagster import Definitions, in_process_executor
 
 from assets.api_ingestion import api_assets
+from assets.deals import deal_setup, deals_accounted_for, validated_crm_deals
 from assets.full_export import full_export_checks
 from assets.ingestion import landing_assets
 from assets.posting import posting_window
@@ -13,6 +14,7 @@ from assets.validation import validation_assets, validation_checks
 from config.settings import current
 from io_managers.staging_table import StagingTableIOManager
 from pipelines.api_jobs import api_jobs, api_schedules
+from pipelines.deal_jobs import deal_setup_job
 from pipelines.desk_jobs import desk_digest_job, desk_schedules
 from pipelines.jobs import (
     ingest_nightly_job,
@@ -50,8 +52,10 @@ defs = Definitions(
         *validation_assets,
         posting_window,
         *reconciliation_assets,
+        validated_crm_deals,
+        deal_setup,
     ],
-    asset_checks=[*validation_checks, *full_export_checks],
+    asset_checks=[*validation_checks, *full_export_checks, deals_accounted_for],
     jobs=[
         main_job,
         revalidate_job,
@@ -64,6 +68,7 @@ defs = Definitions(
         staging_backup_job,
         retention_job,
         desk_digest_job,
+        deal_setup_job,
         *api_jobs,
     ],
     schedules=[

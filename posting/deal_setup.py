@@ -38,11 +38,12 @@ import pandas as pd
 import pyarrow as pa
 import sqlalchemy as sa
 
+from config.settings import current
 from connectors.erp.base import ErpError, ErpTarget
 from connectors.erp.documents import CUSTOMER, PROJECT, PROJECT_TASK
 from connectors.sources.canonical import DATASETS
 from connectors.sql import load_temp, read_frame
-from staging_models.db import StagingDB
+from staging_models.db import StagingDB, data_dir
 
 #: Prefix of a customer's external ID (Tryton's party; the SQL target's customer_id).
 CUSTOMER_PREFIX = "customer:"
@@ -79,6 +80,12 @@ class DealSetupResult:
     @property
     def sent(self) -> int:
         return len(self.set_up) + len(self.updated)
+
+
+def outbound_dir() -> Path:
+    """Where the PSA import files go (`STAGEPOST_DEAL_OUTBOUND_DIR`, else `<data>/outbound/psa`)."""
+    configured = current().deal_outbound_dir
+    return configured.resolve() if configured else data_dir() / "outbound" / "psa"
 
 
 def outbound_name(kind: str, now: datetime) -> str:
@@ -319,4 +326,4 @@ def _write_psa_files(
     return files
 
 
-__all__ = ["STEPS", "DealSetupResult", "run_deal_setup", "write_whole"]
+__all__ = ["STEPS", "DealSetupResult", "outbound_dir", "run_deal_setup", "write_whole"]
