@@ -6,9 +6,6 @@ posted. Tryton: test_deal_setup_tryton.py."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from datetime import date, timedelta
 from decimal import Decimal
@@ -23,11 +20,9 @@ from posting.window import WindowConfig, run_window
 from staging_models.db import StagingDB
 from staging_models.landing import land_file
 from staging_models.validation import conservation
-from tests.support.deal_world import DealWorld, deal
+from tests.support.deal_world import DealWorld, deal, run_child
 from tests.support.posting_helpers import pg_schema
 from tests.support.staging_helpers import entry
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
@@ -250,38 +245,13 @@ def test_legal_entity_may_change_until_time_is_posted(
 # -- SIGKILL during set-up ---------------------------------------------------------------------
 
 
-def _child(db: StagingDB, erp_url: str, outbound: Path, step: str, now) -> int:
-    """Run the set-up in a child process that SIGKILLs itself at `step`; its exit code."""
-    db.engine.dispose()  # DuckDB: one process holds the file at a time
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tests.support.deal_child",
-            db.url,
-            erp_url,
-            str(outbound),
-            step,
-            now.isoformat(),
-        ],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert proc.returncode in (0, -9), proc.stderr[-2000:]
-    return proc.returncode
-
-
 @pytest.mark.parametrize("step", STEPS)
 def test_sigkill_during_setup_then_rerun_creates_everything_once(
     world: DealWorld, erp_url: str, step: str
 ) -> None:
     world.deals(deal(), deal(deal_id="D101", template_code="AUDIT", customer_id="C8"))
     world.clock += timedelta(minutes=1)
-    assert _child(world.db, erp_url, world.outbound, step, world.clock) == -9
+    assert run_child(world.db, erp_url, world.outbound, step, world.clock) == -9
     # The ledger was committed before the ERP saw anything.
     assert set(world.setups()["status"]) <= {"sending", "set_up"}
 

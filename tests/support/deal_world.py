@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -9,6 +12,8 @@ from connectors.erp.base import ErpTarget
 from posting.deal_setup import DealSetupResult, run_deal_setup
 from staging_models.db import StagingDB
 from tests.support.staging_helpers import NOW, World
+
+ROOT = Path(__file__).resolve().parent.parent.parent
 
 TEMPLATES = [
     dict(template_code="CONSULT", task_code="DISC", task_name="Discovery", billable="true"),
@@ -66,5 +71,27 @@ class DealWorld(World):
     def setups(self):
         return self.db.query_df("SELECT * FROM deal_setups ORDER BY deal_id")
 
-    def later(self) -> datetime:
-        return self.clock
+
+def run_child(db: StagingDB, erp_url: str, outbound: Path, step: str, now: datetime) -> int:
+    """Run the set-up in a child process that SIGKILLs itself at `step`; its exit code."""
+    db.engine.dispose()  # DuckDB: one process holds the file at a time
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tests.support.deal_child",
+            db.url,
+            erp_url,
+            str(outbound),
+            step,
+            now.isoformat(),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode in (0, -9), proc.stderr[-2000:]
+    return proc.returncode

@@ -76,7 +76,7 @@ class Work(ExternalIdMixin, metaclass=PoolMeta):
     Tryton's own `effort_duration`)."""
 
     __name__ = "project.work"
-    deal_id = fields.Char("CRM Deal", strip=False, readonly=True)
+    deal_id = fields.Char("CRM Deal", strip=False)
     billing_method = fields.Char("Billing Method")
     start_date = fields.Date("Start Date")
     end_date = fields.Date("End Date")
