@@ -3,13 +3,17 @@ DuckDB and PostgreSQL staging (project set-up itself: test_deal_setup.py)."""
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 
 import pandera.pandas as pa
 import pytest
 
+from connectors.sources.formats import FileFormat
+from connectors.sources.mapping import parse_mapping
 from staging_models.contracts import RULES, pandera_schema
 from staging_models.db import StagingDB
+from staging_models.landing import land_file
 from staging_models.validation import conservation
 from tests.support.deal_world import TEMPLATES, DealWorld, deal
 
@@ -133,3 +137,54 @@ def test_pandera_contract_of_deals_flags_exactly_what_the_sql_quarantines(
         "DEAL_CUSTOMER_ID_MISSING",
     }
     assert by_pandera == by_sql
+
+
+#: A CRM's own deals export, mapped onto `crm_deals` (the example of docs/sources.md).
+CRM_MAPPING = """
+name = "CRM deals export"
+
+[crm_deals]
+files          = ["Deals_Export_*.csv"]
+deal_id        = "Deal ID"
+deal_name      = "Deal Name"
+stage          = { source = "Pipeline Stage", values = { "Closed Won" = "won", "Closed Lost" = "lost" }, unmapped = "keep" }
+won_at         = { source = "Close Date", transform = "timestamp", timezone = "Europe/Berlin", format = "%d.%m.%Y %H:%M" }
+customer_id    = "Company ID"
+customer_name  = "Company"
+legal_entity   = "Booking Entity"
+currency       = "Currency"
+billing_method = { source = "Contract Type", values = { "T&M" = "time_and_materials", "Fixed" = "fixed_fee" } }
+contract_value = { source = "Amount", transform = "number" }
+budget_hours   = "Budget Hours"
+start_date     = { source = "Kick-off", transform = "date", format = "%d.%m.%Y" }
+end_date       = { source = "End", transform = "date", format = "%d.%m.%Y" }
+project_manager = "Deal Owner"
+template_code  = "Project Template"
+updated_at     = { source = "Last Modified", transform = "timestamp", timezone = "Europe/Berlin", format = "%d.%m.%Y %H:%M" }
+"""
+
+
+def test_a_crm_export_is_mapped_onto_crm_deals(world: DealWorld) -> None:
+    mapping = parse_mapping(tomllib.loads(CRM_MAPPING), "crm.toml")
+    f = world.folder / "Deals_Export_2026-11-20.csv"
+    f.write_text(
+        "Deal ID,Deal Name,Pipeline Stage,Close Date,Company ID,Company,Booking Entity,"
+        "Currency,Contract Type,Amount,Budget Hours,Kick-off,End,Deal Owner,Project Template,"
+        "Last Modified\n"
+        'D200,Acme rollout,Closed Won,18.11.2026 10:00,C7,Acme Corp,US01,USD,T&M,"120,000.00",'
+        "800,01.12.2026,31.05.2027,Ann Lee,CONSULT,18.11.2026 10:05\n"
+        "D201,Beta audit,Proposal,,C8,Beta GmbH,DE01,EUR,Fixed,9500,60,01.01.2027,,,AUDIT,"
+        "18.11.2026 11:00\n",
+        encoding="utf-8",
+    )
+    land_file(world.db, f, "crm_deals", fmt=FileFormat(mapping=mapping))
+    world.validate()
+    assert world.state("D200", "crm_deals") == "valid"
+    assert world.state("D201", "crm_deals") == "not_postable"  # not won (yet)
+    row = world.db.query_df(
+        "SELECT stage, billing_method, contract_value, start_date, won_at FROM stg_crm_deals "
+        "WHERE row_key = 'D200'"
+    ).iloc[0]
+    assert (row["stage"], row["billing_method"]) == ("won", "time_and_materials")
+    assert str(row["contract_value"]) == "120000.00"
+    assert str(row["start_date"])[:10] == "2026-12-01"
