@@ -4,17 +4,19 @@ DuckDB and PostgreSQL staging (project set-up itself: test_deal_setup.py)."""
 from __future__ import annotations
 
 import tomllib
+from datetime import date
 from pathlib import Path
 
 import pandera.pandas as pa
 import pytest
 
+from connectors.sample_data import write_deals, write_sample
 from connectors.sources.formats import FileFormat
 from connectors.sources.mapping import parse_mapping
 from staging_models.contracts import RULES, pandera_schema
 from staging_models.db import StagingDB
 from staging_models.landing import land_file
-from staging_models.validation import conservation
+from staging_models.validation import conservation, validate_all
 from tests.support.deal_world import TEMPLATES, DealWorld, deal
 
 
@@ -188,3 +190,22 @@ def test_a_crm_export_is_mapped_onto_crm_deals(world: DealWorld) -> None:
     assert (row["stage"], row["billing_method"]) == ("won", "time_and_materials")
     assert str(row["contract_value"]) == "120000.00"
     assert str(row["start_date"])[:10] == "2026-12-01"
+
+
+def test_generated_deals_fit_the_generated_master_data(duck_db: StagingDB, tmp_path: Path) -> None:
+    """`python -m connectors.sample_data --deals N`: every won deal passes its contracts on the
+    sample's own master data; the others wait."""
+    as_of = date(2026, 11, 20)
+    files = write_sample(tmp_path / "in", 200, seed=3, as_of=as_of)
+    files |= write_deals(tmp_path / "in", 40, seed=3, as_of=as_of)
+    for dataset in ("employees", "projects", "project_tasks", "project_templates", "crm_deals"):
+        land_file(duck_db, files[dataset], dataset)
+    validate_all(duck_db)
+    states = duck_db.query_df(
+        "SELECT stage = 'won' AS won, state, COUNT(*) AS n FROM stg_crm_deals GROUP BY 1, 2"
+    )
+    assert set(zip(states["won"], states["state"], strict=True)) == {
+        (True, "valid"),
+        (False, "not_postable"),
+    }
+    assert states["n"].sum() == 40
