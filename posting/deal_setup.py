@@ -122,7 +122,6 @@ def run_deal_setup(
     now = now or datetime.now(UTC)
     hook = hooks or (lambda _step: None)
     out = DealSetupResult()
-    _record_quarantined(db, now, run_id)
 
     # 1. Ledger first: the deals to send, committed `sending` before the ERP sees them.
     with db.begin() as conn:
@@ -151,7 +150,7 @@ def run_deal_setup(
         customers, projects, tasks = _documents(conn)
     hook("planned")
     if projects.empty:
-        return _finish(db, out, outbound, now, hook)
+        return _finish(db, out, outbound, now, hook, run_id)
 
     # 2. The ERP: look up, create what is missing, update what may change.
     try:
@@ -167,7 +166,7 @@ def run_deal_setup(
                 {"m": message, "now": now},
             )
         out.failed = dict.fromkeys(projects["project_code"].astype(str), message)
-        return _finish(db, out, outbound, now, hook)
+        return _finish(db, out, outbound, now, hook, run_id)
     hook("erp_done")
 
     # 3. Confirm: the ERP's ids and the applied version.
@@ -197,7 +196,7 @@ def run_deal_setup(
     hook("recorded")
 
     # 4. The PSA import file.
-    return _finish(db, out, outbound, now, hook)
+    return _finish(db, out, outbound, now, hook, run_id)
 
 
 def _finish(
@@ -206,9 +205,12 @@ def _finish(
     outbound: Path,
     now: datetime,
     hook: Callable[[str], None],
+    run_id: str | None,
 ) -> DealSetupResult:
-    """Write the PSA import file of what the ERP holds; name the deals quarantined now."""
+    """Write the PSA import file of what the ERP holds; record and name the deals whose current
+    version is quarantined."""
     out.psa_files = _write_psa_files(db, outbound, now, hook)
+    _record_quarantined(db, now, run_id)
     out.quarantined = db.query_df(
         "SELECT deal_id FROM deal_setups WHERE status = 'quarantined' ORDER BY deal_id"
     )["deal_id"].tolist()
@@ -246,7 +248,8 @@ def _documents(conn: sa.Connection) -> tuple[pd.DataFrame, pd.DataFrame, pd.Data
 def _record_quarantined(db: StagingDB, now: datetime, run_id: str | None) -> None:
     """Deals whose current version is quarantined: status `quarantined` with the rules'
     messages as the reason. A deal set up before keeps its set-up values (the ERP keeps the
-    applied version); one never set up gets a row without them (nothing locked)."""
+    applied version); one never set up gets a row without them (nothing locked). A deal still
+    `sending` (a killed run's) is confirmed first: the ERP may hold it already."""
     reason = """(SELECT min(q.rule_codes || ': ' || q.messages) FROM quarantine q
                  WHERE q.dataset = 'crm_deals' AND q.row_key = d.row_key
                    AND q.version = d.version AND q.status = 'open')"""
@@ -259,8 +262,8 @@ def _record_quarantined(db: StagingDB, now: datetime, run_id: str | None) -> Non
                     FROM stg_crm_deals d
                     LEFT JOIN deal_setups s ON s.deal_id = d.row_key
                     WHERE d.is_current AND d.state = 'quarantined' AND NOT d.key_missing
-                      AND (s.deal_id IS NULL OR s.status <> 'quarantined'
-                           OR s.reason IS DISTINCT FROM {reason})
+                      AND (s.deal_id IS NULL OR s.status NOT IN ('quarantined', 'sending')
+                           OR (s.status = 'quarantined' AND s.reason IS DISTINCT FROM {reason}))
                     ON CONFLICT (deal_id) DO UPDATE SET status = 'quarantined',
                         reason = excluded.reason, run_id = excluded.run_id,
                         updated_at = excluded.updated_at"""

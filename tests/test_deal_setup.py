@@ -279,3 +279,30 @@ def test_sigkill_during_setup_then_rerun_creates_everything_once(
         assert world.set_up(erp).sent == 0  # and a third run has nothing to do
     finally:
         erp.close()
+
+
+def test_a_killed_setup_is_confirmed_before_a_later_quarantined_version_counts(
+    world: DealWorld, erp_url: str
+) -> None:
+    """Killed after the ERP created the project; the CRM then changes the currency. The re-run
+    confirms what the ERP holds (version 1) and then reports the new version quarantined."""
+    world.deals(deal())
+    world.clock += timedelta(minutes=1)
+    assert run_child(world.db, erp_url, world.outbound, "erp_done", world.clock) == -9
+    world.deals(deal(currency="EUR", updated_at="2026-11-19T00:00:00Z"))
+    assert world.codes("D100", "crm_deals") >= {"DEAL_IMMUTABLE_CHANGED"}
+    erp = SqlInterfaceTarget(erp_url)
+    try:
+        rerun = world.set_up(erp)
+        assert (rerun.set_up, rerun.quarantined) == (["D100"], ["D100"])
+        assert _erp_counts(erp) == {"erp_customers": 1, "erp_projects": 1, "erp_tasks": 3}
+        assert _erp(erp, "SELECT currency FROM erp_projects").iloc[0, 0] == "USD"
+        row = world.setups().iloc[0]
+        assert (row["status"], row["applied_version"], row["erp_project_id"]) == (
+            "quarantined",
+            1,
+            "D100",
+        )
+        assert "currency USD -> EUR" in row["reason"]
+    finally:
+        erp.close()
