@@ -454,6 +454,14 @@ class Settings(BaseSettings):
         "`900`",
     )
 
+    deal_outbound_dir: Path | None = setting(
+        None,
+        "project set-up from won CRM deals: the PSA import files (canonical `projects` and "
+        "`project_tasks` CSVs of the projects set up or changed) are written here",
+        FOLDER,
+        "`<data>/outbound/psa`",
+    )
+
     # -- workbooks ----------------------------------------------------------------------------
     reports_dir: Path | None = setting(
         None,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dagster import Definitions, in_process_executor
 
 from assets.api_ingestion import api_assets
+from assets.deals import deal_setup, deals_accounted_for, validated_crm_deals
 from assets.feedback import status_feedback
 from assets.full_export import full_export_checks
 from assets.ingestion import landing_assets
@@ -15,6 +16,7 @@ from assets.validation import validation_assets, validation_checks
 from config.settings import current
 from io_managers.staging_table import StagingTableIOManager
 from pipelines.api_jobs import api_jobs, api_schedules
+from pipelines.deal_jobs import deal_setup_job
 from pipelines.desk_jobs import desk_digest_job, desk_schedules
 from pipelines.feedback_jobs import feedback_jobs, feedback_sensors
 from pipelines.jobs import (
@@ -56,8 +58,15 @@ defs = Definitions(
         *reconciliation_assets,
         status_feedback,
         *resource_plan_assets,
+        validated_crm_deals,
+        deal_setup,
     ],
-    asset_checks=[*validation_checks, *full_export_checks, *resource_plan_checks],
+    asset_checks=[
+        *validation_checks,
+        *full_export_checks,
+        *resource_plan_checks,
+        deals_accounted_for,
+    ],
     jobs=[
         main_job,
         revalidate_job,
@@ -71,6 +80,7 @@ defs = Definitions(
         retention_job,
         desk_digest_job,
         *feedback_jobs,
+        deal_setup_job,
         *api_jobs,
     ],
     schedules=[

@@ -44,6 +44,8 @@ PREFIX = {
     "rate_cards": "RC",
     "invoices": "INV",
     "assignments": "ASG",
+    "project_templates": "TPL",
+    "crm_deals": "DEAL",
 }
 
 TYPE_HINT = {
@@ -606,6 +608,114 @@ ASSIGNMENT_RULES: list[Rule] = [
     _dup_conflict("assignments", "assignment_id"),
 ]
 
+# -- CRM deals and project templates (project set-up, `posting.deal_setup`) ----------------------
+
+TEMPLATE_RULES: list[Rule] = [
+    _key_missing("project_templates", "template_code and task_code"),
+    *_generated_rules("project_templates"),
+    _missing("project_templates", "task_name"),
+    _dup_conflict("project_templates", "template task"),
+]
+
+
+def _changed(col: str, label: str, when: str = "TRUE") -> str:
+    """Message part naming an immutable field that changed since set-up: `, currency EUR -> USD`."""
+    return (
+        f"CASE WHEN x.{col} <> x.set_{col} AND {when} THEN ', {label} ' "
+        f"|| x.set_{col} || ' -> ' || x.{col} ELSE '' END"
+    )
+
+
+#: Set up already (the deal's project is in the ERP, or being created): what may not change.
+#: Dates, budget, contract value, manager, name and billing method are updated instead.
+_IMMUTABLE = (
+    "x.set_currency IS NOT NULL AND (x.currency <> x.set_currency "
+    "OR x.customer_id <> x.set_customer_id OR x.template_code <> x.set_template_code "
+    "OR (x.legal_entity <> x.set_legal_entity AND x.time_posted))"
+)
+
+DEAL_RULES: list[Rule] = [
+    _key_missing("crm_deals", "deal_id"),
+    *_generated_rules("crm_deals"),
+    *(
+        _missing("crm_deals", c)
+        for c in (
+            "customer_id",
+            "customer_name",
+            "legal_entity",
+            "currency",
+            "billing_method",
+            "start_date",
+            "template_code",
+        )
+    ),
+    _currency("crm_deals"),
+    _allowed("crm_deals", "billing_method", BILLING_METHODS),
+    Rule(
+        "DEAL_END_BEFORE_START",
+        "crm_deals",
+        "'end date ' || CAST(x.end_date AS VARCHAR) || ' is before start date ' "
+        "|| CAST(x.start_date AS VARCHAR)",
+        "x.end_date < x.start_date",
+        lambda df: (
+            df["start_date"].notna() & df["end_date"].notna() & (df["end_date"] < df["start_date"])
+        ),
+    ),
+    Rule(
+        "DEAL_NEGATIVE_AMOUNT",
+        "crm_deals",
+        "'contract value ' || "
+        + v("contract_value")
+        + " || ' or budget hours ' || "
+        + v("budget_hours")
+        + " || ' is negative'",
+        "x.contract_value < 0 OR x.budget_hours < 0",
+        lambda df: (_num(df, "contract_value") < 0) | (_num(df, "budget_hours") < 0),
+    ),
+    Rule(
+        "DEAL_UNKNOWN_LEGAL_ENTITY",
+        "crm_deals",
+        "'legal entity ' || " + v("legal_entity") + " || ' has no employees or projects in "
+        "staging (unknown legal entity)'",
+        "x.legal_entity IS NOT NULL AND NOT x.le_found",
+    ),
+    Rule(
+        "DEAL_CURRENCY_NOT_OF_ENTITY",
+        "crm_deals",
+        "'currency ' || x.currency || ' is not a currency of legal entity ' || x.legal_entity "
+        "|| ' (its employees and projects use ' || x.le_currencies || ')'",
+        "x.le_found AND x.currency IS NOT NULL AND NOT x.le_currency_found",
+    ),
+    Rule(
+        "DEAL_UNKNOWN_TEMPLATE",
+        "crm_deals",
+        "'project template ' || " + v("template_code") + " || ' is not in the project templates'",
+        "x.template_code IS NOT NULL AND NOT x.tpl_found",
+    ),
+    Rule(
+        "DEAL_PROJECT_CODE_TAKEN",
+        "crm_deals",
+        "'project ' || x.row_key || ' exists already in the PSA and was not set up from this deal'",
+        "x.set_currency IS NULL AND x.prj_found",
+    ),
+    Rule(
+        "DEAL_IMMUTABLE_CHANGED",
+        "crm_deals",
+        "'project ' || x.row_key || ' is set up already; this may no longer change: ' || substr("
+        + " || ".join(
+            (
+                _changed("currency", "currency"),
+                _changed("customer_id", "customer"),
+                _changed("template_code", "template"),
+                _changed("legal_entity", "legal entity (time is posted)", "x.time_posted"),
+            )
+        )
+        + ", 3)",
+        _IMMUTABLE,
+    ),
+    _dup_conflict("crm_deals", "deal"),
+]
+
 RULES: dict[str, list[Rule]] = {
     "time_entries": TIME_ENTRY_RULES,
     "employees": EMPLOYEE_RULES,
@@ -614,6 +724,8 @@ RULES: dict[str, list[Rule]] = {
     "rate_cards": RATE_CARD_RULES,
     "invoices": INVOICE_RULES,
     "assignments": ASSIGNMENT_RULES,
+    "project_templates": TEMPLATE_RULES,
+    "crm_deals": DEAL_RULES,
 }
 
 

@@ -29,7 +29,7 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from connectors.sources.canonical import DATASETS, Dataset
+from connectors.sources.canonical import DATASETS, DEAL_WON, Dataset
 from connectors.sql import read_frame
 from staging_models.contracts import MAX_RANGE_DAYS, RULES
 from staging_models.db import SCRATCH_STATISTICS_TARGET, StagingDB
@@ -53,6 +53,8 @@ ORDER = (
     "time_entries",
     "invoices",
     "assignments",
+    "project_templates",
+    "crm_deals",
 )
 VALIDATED = {"time_entries": "validated_time_entries", "invoices": "validated_invoice_lines"}
 #: What validation analyzes of the tables it writes (PostgreSQL, see `StagingDB.analyze`): the
@@ -313,6 +315,54 @@ CANDIDATES: dict[str, Candidate] = {
             "LEFT JOIN wd w ON w.row_key = s.row_key AND w.version = s.version",
         ),
     ),
+    "project_templates": Candidate(),
+    "crm_deals": Candidate(
+        ctes={
+            # A legal entity's currencies: those its current, valid employees and projects use.
+            "le": """
+                SELECT legal_entity, currency FROM stg_employees
+                WHERE is_current AND state = 'valid' AND legal_entity IN (SELECT legal_entity FROM scope)
+                UNION
+                SELECT legal_entity, currency FROM stg_projects
+                WHERE is_current AND state = 'valid' AND legal_entity IN (SELECT legal_entity FROM scope)
+            """,
+            "le_sum": """
+                SELECT legal_entity, string_agg(currency, ', ' ORDER BY currency) AS currencies
+                FROM le GROUP BY legal_entity
+            """,
+            "tpl": """
+                SELECT DISTINCT template_code FROM stg_project_templates
+                WHERE is_current AND state = 'valid'
+            """,
+            # Projects with time in the posting ledger (sent or confirmed): their legal entity
+            # is fixed.
+            "posted": """
+                SELECT DISTINCT project_code FROM posting_ledger
+                WHERE state IN ('sent', 'confirmed')
+                  AND project_code IN (SELECT row_key FROM scope)
+            """,
+        },
+        columns=(
+            "les.legal_entity IS NOT NULL AS le_found",
+            "les.currencies AS le_currencies",
+            "lec.currency IS NOT NULL AS le_currency_found",
+            "tpl.template_code IS NOT NULL AS tpl_found",
+            _PROJECT_FOUND,
+            "ds.currency AS set_currency",
+            "ds.customer_id AS set_customer_id",
+            "ds.template_code AS set_template_code",
+            "ds.legal_entity AS set_legal_entity",
+            "pst.project_code IS NOT NULL AS time_posted",
+        ),
+        joins=(
+            "LEFT JOIN le_sum les ON les.legal_entity = s.legal_entity",
+            "LEFT JOIN le lec ON lec.legal_entity = s.legal_entity AND lec.currency = s.currency",
+            "LEFT JOIN tpl ON tpl.template_code = s.template_code",
+            "LEFT JOIN stg_projects p ON p.is_current AND p.row_key = s.row_key",
+            "LEFT JOIN deal_setups ds ON ds.deal_id = s.row_key",
+            "LEFT JOIN posted pst ON pst.project_code = s.row_key",
+        ),
+    ),
 }
 
 
@@ -466,6 +516,14 @@ def settle_states(conn: Connection, ds: Dataset, *, now: datetime, actor: str) -
     )
     _close_quarantine(conn, ds, "superseded", now, actor)
     not_postable = 0
+    if ds.name == "crm_deals":  # a deal not (or no longer) won waits; nothing is set up
+        not_postable = _exec(
+            conn,
+            f"""UPDATE {stg} SET state = 'not_postable'
+                WHERE is_current AND state IN ('pending', 'quarantined')
+                  AND coalesce(stage, '') <> '{DEAL_WON}'""",
+        )
+        _close_quarantine(conn, ds, "not_postable", now, actor)
     if ds.name == "time_entries":
         not_postable = _exec(
             conn,

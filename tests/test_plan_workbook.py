@@ -27,6 +27,7 @@ from reconciliation.plan_report import (
     PROJECT_SHEET,
     WEEK_SHEET,
 )
+from resources.feedback import OutboundDelivery
 from resources.psa_source import PsaSource
 from resources.reports import ReportUpload
 from resources.staging import StagingDatabase
@@ -72,6 +73,7 @@ def run(tmp_path_factory) -> Iterator[dict]:
             "erp": FixedErp(erp),
             "staging_table_io_manager": StagingTableIOManager(staging=staging),
             "report_upload": ReportUpload(),
+            "outbound": OutboundDelivery(folder=str(folder / "feedback")),
         },
         instance=DagsterInstance.ephemeral(),
         run_config=RunConfig(

@@ -66,6 +66,22 @@ class ErpTarget(ABC):
     ) -> None:
         """Create what the ERP lacks; never change what it has (idempotent)."""
 
+    def set_up_projects(
+        self,
+        customers: pd.DataFrame,  # the fields of documents.CUSTOMER
+        projects: pd.DataFrame,  # the fields of documents.PROJECT
+        tasks: pd.DataFrame,  # the fields of documents.PROJECT_TASK
+    ) -> pd.DataFrame:
+        """Project set-up from won deals (`posting.deal_setup`): create the customers, projects
+        and tasks the ERP lacks, each looked up by its external ID first, and write the
+        `documents.PROJECT_UPDATABLE` fields of the projects it holds already. Idempotent: a
+        second call (after a kill, a retry) creates nothing twice.
+
+        Returns project_code, erp_customer_id, erp_project_id (the ERP's own ids, as text) for
+        every project given.
+        """
+        raise NotImplementedError(f"the {self.name} ERP target cannot set up projects")
+
     @abstractmethod
     def existing_external_ids(self, external_ids: Sequence[str]) -> set[str]:
         """Which of these external IDs (time lines or invoices) the ERP already holds."""

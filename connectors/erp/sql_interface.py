@@ -32,7 +32,15 @@ from connectors.erp.base import (
     ErpUnavailable,
     PostResult,
 )
-from connectors.erp.documents import INVOICE, INVOICE_LINE, TIME_LINE
+from connectors.erp.documents import (
+    CUSTOMER,
+    INVOICE,
+    INVOICE_LINE,
+    PROJECT,
+    PROJECT_TASK,
+    PROJECT_UPDATABLE,
+    TIME_LINE,
+)
 from connectors.erp.periods import month_end
 from connectors.schema_tracks import Track, ensure_schema
 from connectors.sql import arrow_schema, load_ids, load_temp, read_frame
@@ -56,8 +64,7 @@ _now = sa.func.current_timestamp()
 erp_customers = sa.Table(
     "erp_customers",
     metadata,
-    sa.Column("customer_id", sa.Text, primary_key=True),
-    sa.Column("customer_name", sa.Text),
+    *CUSTOMER.columns(),
     sa.Column("created_at", _ts, server_default=_now),
 )
 erp_employees = sa.Table(
@@ -68,24 +75,20 @@ erp_employees = sa.Table(
     sa.Column("legal_entity", sa.Text),
     sa.Column("created_at", _ts, server_default=_now),
 )
+# Projects and tasks: posting's master data, or set up from won CRM deals (`deal_id`, the
+# set-up's fields; `updated_at`: when a later version of the deal last changed them).
 erp_projects = sa.Table(
     "erp_projects",
     metadata,
-    sa.Column("project_code", sa.Text, primary_key=True),
-    sa.Column("project_name", sa.Text),
-    sa.Column("customer_id", sa.Text),
-    sa.Column("legal_entity", sa.Text, nullable=False),
-    sa.Column("currency", sa.Text, nullable=False),
+    *PROJECT.columns(),
     sa.Column("created_at", _ts, server_default=_now),
+    sa.Column("updated_at", _ts),
 )
 erp_tasks = sa.Table(
     "erp_tasks",
     metadata,
-    sa.Column("project_code", sa.Text, nullable=False),
-    sa.Column("task_code", sa.Text, nullable=False),
-    sa.Column("task_name", sa.Text),
+    *PROJECT_TASK.columns(),
     sa.Column("created_at", _ts, server_default=_now),
-    sa.PrimaryKeyConstraint("project_code", "task_code"),
 )
 # The documents' tables: their fields (`connectors.erp.documents`) and what the ERP adds.
 erp_time_lines = sa.Table(
@@ -133,14 +136,21 @@ sa.Index("ix_erp_invoices_issue_date", erp_invoices.c.issue_date).ddl_if(dialect
 TIME_LINE_SCHEMA = TIME_LINE.arrow_schema()
 INVOICE_SCHEMA = INVOICE.arrow_schema()
 INVOICE_LINE_SCHEMA = INVOICE_LINE.arrow_schema()
-#: Master-data tables: the columns `ensure_master_data` takes (all but `created_at`) and the key.
+#: Master-data tables: the columns `ensure_master_data` takes and the key.
+_MASTER_COLUMNS = {
+    "erp_customers": CUSTOMER.names,
+    "erp_employees": ("employee_id", "employee_name", "legal_entity"),
+    "erp_projects": ("project_code", "project_name", "customer_id", "legal_entity", "currency"),
+    "erp_tasks": PROJECT_TASK.names,
+}
 _MASTER = {
     t.name: (
-        arrow_schema(t, [c.name for c in t.columns if c.name != "created_at"]),
+        arrow_schema(t, list(_MASTER_COLUMNS[t.name])),
         tuple(c.name for c in t.primary_key.columns),
     )
     for t in (erp_customers, erp_employees, erp_projects, erp_tasks)
 }
+PROJECT_SCHEMA = PROJECT.arrow_schema()
 
 # One CASE per line: the first failed check is the ERP's message. `b` is the batch. Lines the
 # ERP already holds are not checked again: their rejections are dropped afterwards (few rows)
@@ -213,6 +223,30 @@ _INVOICE_CHECKS = """
     LEFT JOIN erp_invoices o ON b.kind = 'reversal' AND o.external_id = b.reverses_external_id
     LEFT JOIN erp_invoices r ON b.kind = 'reversal' AND r.reverses_external_id = o.external_id
 """
+
+
+def _insert_missing(conn: Connection, frames: dict[str, pd.DataFrame | None]) -> None:
+    """Insert the master-data rows (customers, employees, projects, tasks) a table lacks.
+
+    ON CONFLICT: two posting windows (of different legal entities) may add the same master
+    data at once; the second finds it there, as it would have a moment later."""
+    for table, df in frames.items():
+        schema, key = _MASTER[table]
+        if df is None or df.empty:
+            continue
+        load_temp(conn, "tmp_master", df, schema)
+        cols = ", ".join(schema.names)
+        keys = ", ".join(key)
+        match = " AND ".join(f"x.{k} = m.{k}" for k in key)
+        conn.exec_driver_sql(
+            f"""INSERT INTO {table} ({cols})
+                SELECT {cols} FROM (
+                    SELECT m.*, ROW_NUMBER() OVER (PARTITION BY {keys} ORDER BY ord) AS rn
+                    FROM tmp_master m
+                    WHERE NOT EXISTS (SELECT 1 FROM {table} x WHERE {match})
+                ) d WHERE rn = 1
+                ON CONFLICT DO NOTHING"""
+        )
 
 
 def _months(date_from: date, date_to: date) -> list[str]:
@@ -288,26 +322,44 @@ class SqlInterfaceTarget(ErpTarget):
             "erp_projects": projects,
             "erp_tasks": tasks,
         }
-        # ON CONFLICT: two posting windows (of different legal entities) may add the same
-        # master data at once; the second finds it there, as it would have a moment later.
         with self._tx() as conn:
-            for table, df in frames.items():
-                schema, key = _MASTER[table]
-                if df is None or df.empty:
-                    continue
-                load_temp(conn, "tmp_master", df, schema)
-                cols = ", ".join(schema.names)
-                keys = ", ".join(key)
-                match = " AND ".join(f"x.{k} = m.{k}" for k in key)
-                conn.exec_driver_sql(
-                    f"""INSERT INTO {table} ({cols})
-                        SELECT {cols} FROM (
-                            SELECT m.*, ROW_NUMBER() OVER (PARTITION BY {keys} ORDER BY ord) AS rn
-                            FROM tmp_master m
-                            WHERE NOT EXISTS (SELECT 1 FROM {table} x WHERE {match})
-                        ) d WHERE rn = 1
-                        ON CONFLICT DO NOTHING"""
-                )
+            _insert_missing(conn, frames)
+
+    def set_up_projects(
+        self, customers: pd.DataFrame, projects: pd.DataFrame, tasks: pd.DataFrame
+    ) -> pd.DataFrame:
+        """Customers, projects and tasks in one ERP transaction: the missing ones inserted
+        (keys: customer_id, project_code, task), the updatable fields of the others set."""
+        with self._tx() as conn:
+            _insert_missing(conn, {"erp_customers": customers})
+            load_temp(conn, "tmp_prj", projects, PROJECT_SCHEMA)
+            cols = ", ".join(PROJECT.names)
+            conn.exec_driver_sql(
+                f"""INSERT INTO erp_projects ({cols})
+                    SELECT {cols} FROM tmp_prj m
+                    WHERE NOT EXISTS (SELECT 1 FROM erp_projects x
+                                      WHERE x.project_code = m.project_code)
+                    ON CONFLICT DO NOTHING"""
+            )
+            changed = " OR ".join(
+                f"erp_projects.{c} IS DISTINCT FROM m.{c}" for c in PROJECT_UPDATABLE
+            )
+            conn.exec_driver_sql(
+                f"""UPDATE erp_projects
+                    SET {", ".join(f"{c} = m.{c}" for c in PROJECT_UPDATABLE)},
+                        updated_at = current_timestamp
+                    FROM tmp_prj m
+                    WHERE erp_projects.project_code = m.project_code AND ({changed})"""
+            )
+            # Tasks after their projects: the ERP's tasks name an existing project.
+            _insert_missing(conn, {"erp_tasks": tasks})
+            return read_frame(
+                conn,
+                """SELECT p.project_code, p.customer_id AS erp_customer_id,
+                          p.project_code AS erp_project_id
+                   FROM erp_projects p JOIN tmp_prj m ON m.project_code = p.project_code
+                   ORDER BY p.project_code""",
+            )
 
     def set_period(self, legal_entity: str, period: str, is_open: bool) -> None:
         """Open or close an accounting period (finance does this in the ERP)."""

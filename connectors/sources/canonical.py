@@ -237,14 +237,59 @@ ASSIGNMENTS = Dataset(
     hash_exclude=frozenset({"updated_at"}),
 )
 
+#: Won CRM deals become projects (`posting.deal_setup`): one row per deal and its current
+#: stage. The deal's id is the project's code in the ERP and the PSA import file.
+CRM_DEALS = Dataset(
+    "crm_deals",
+    _cols(
+        "deal_id",
+        ("deal_name", "text", False),  # the project's name (empty: the deal id)
+        "stage",  # only `won` deals are set up; any other stage waits (not postable)
+        ("won_at", "timestamptz"),
+        "customer_id",
+        "customer_name",
+        "legal_entity",
+        "currency",
+        "billing_method",
+        ("contract_value", "money"),
+        ("budget_hours", "hours"),
+        ("start_date", "date"),
+        ("end_date", "date"),
+        "project_manager",
+        "template_code",
+        ("updated_at", "timestamptz"),
+    ),
+    key=("deal_id",),
+    hash_exclude=frozenset({"updated_at"}),
+)
+
+#: Project templates: the tasks a project set up from a deal starts with (template code ->
+#: task codes and names). Master data, landed like the PSA's.
+PROJECT_TEMPLATES = Dataset(
+    "project_templates",
+    _cols("template_code", "task_code", "task_name", ("billable", "bool")),
+    key=("template_code", "task_code"),
+)
+
 DATASETS: dict[str, Dataset] = {
     d.name: d
-    for d in (TIME_ENTRIES, EMPLOYEES, PROJECTS, PROJECT_TASKS, RATE_CARDS, INVOICES, ASSIGNMENTS)
+    for d in (
+        TIME_ENTRIES,
+        EMPLOYEES,
+        PROJECTS,
+        PROJECT_TASKS,
+        RATE_CARDS,
+        INVOICES,
+        ASSIGNMENTS,
+        PROJECT_TEMPLATES,
+        CRM_DEALS,
+    )
 }
 
 #: Allowed values, shared by the contracts and the documentation.
 APPROVAL_STATUSES = ("draft", "submitted", "approved", "rejected")
 BILLING_METHODS = ("time_and_materials", "fixed_fee", "milestone", "non_billable")
 PROJECT_STATUSES = ("open", "on_hold", "closed")
+DEAL_WON = "won"
 INVOICE_STATUSES = ("draft", "released", "cancelled")
 INVOICE_LINE_KINDS = ("time", "milestone", "expense", "fixed_fee", "adjustment")
