@@ -46,6 +46,8 @@ file and row (`source_file`, `row_no`); no other class does, as an entry id name
 
 from __future__ import annotations
 
+from staging_models.billing_holds import BILLING_HOLD_PREFIX
+
 ENTRY_CLASSES: tuple[str, ...] = (
     "erp_unknown_to_staging",
     "not_yet_staged",
@@ -69,6 +71,7 @@ INVOICE_CLASSES: tuple[str, ...] = (
     "changed_in_psa_since_posting",
     "value_mismatch",
     "quarantined",
+    "billing_hold",
     "ready_not_posted",
     "draft",
     "not_postable",
@@ -704,6 +707,11 @@ x AS (
            any_value(x_project_code) AS x_project_code, any_value(x_customer_id) AS x_customer_id,
            any_value(x_currency) AS x_currency, any_value(x_issue_date) AS x_issue_date,
            {_nets("erp_documents")},
+           bool_or(l_state = 'held' AND erp_message LIKE '{BILLING_HOLD_PREFIX}%')
+               AS billing_held,
+           arg_max(erp_message, l_version) FILTER (
+               WHERE l_state = 'held' AND erp_message LIKE '{BILLING_HOLD_PREFIX}%')
+               AS hold_message,
            arg_max(e_status, e_version) FILTER (WHERE e_live) AS erp_status,
            arg_max(e_project, e_version) FILTER (WHERE e_live) AS erp_project,
            arg_max(e_customer, e_version) FILTER (WHERE e_live) AS erp_customer,
@@ -734,6 +742,7 @@ k AS (
         WHEN posted_version IS NOT NULL THEN 'in_sync'
         WHEN quarantined_lines > 0 THEN 'quarantined'
         WHEN not_postable_lines > 0 OR cancelled_lines > 0 THEN 'not_postable'
+        WHEN COALESCE(billing_held, FALSE) THEN 'billing_hold'
         WHEN ready THEN 'ready_not_posted'
         WHEN draft_lines > 0 THEN 'draft'
         WHEN COALESCE(erp_amount, 0) = 0 THEN 'in_sync'
@@ -768,9 +777,12 @@ SELECT invoice_id, class,
            CASE WHEN cancelled_lines > 0 THEN cancelled_lines || ' lines cancelled in the PSA' END,
            q_messages,
            CASE WHEN ledger_state IN ('planned', 'sent', 'held', 'rejected', 'void')
-                THEN 'ledger ' || ledger_state || COALESCE(': ' || ledger_message, '') END
+                THEN 'ledger ' || ledger_state || COALESCE(': ' || ledger_message, '') END,
+           CASE WHEN billing_held AND hold_message IS DISTINCT FROM ledger_message
+                THEN 'ledger held: ' || hold_message END
        ), '') AS reasons,
        CASE class WHEN 'ready_not_posted' THEN {age_sql("CAST(issue_date AS TIMESTAMPTZ)")}
+                  WHEN 'billing_hold' THEN {age_sql("CAST(issue_date AS TIMESTAMPTZ)")}
                   WHEN 'posted_missing_in_erp' THEN {age_sql("settled_at")}
                   WHEN 'changed_in_psa_since_posting' THEN {age_sql("landed_at")} END AS age_days,
        ready AND (posted_version IS NULL OR posted_version <> psa_version) AS backlog

@@ -26,6 +26,7 @@ from reconciliation.compare import (
     INVOICE_CLASSES,
     kpi_amounts,
 )
+from reconciliation.plan_report import PlanSheets
 from reconciliation.sheet_columns import (
     CLASS_COLUMNS,
     CLASS_REASONS,
@@ -248,10 +249,12 @@ def write_reconciliation_workbook(
     generated_at: datetime | None = None,
     breaches: pd.DataFrame | None = None,
     expenses: pd.DataFrame | None = None,
+    plan: PlanSheets | None = None,
 ) -> WorkbookInfo:
     """Write one reconciliation workbook (for all legal entities in scope, or one of them);
     with `breaches`, its key figures count the desk's open and overdue exceptions; with
-    `expenses` (`Reconciliation.expenses`), the expense exceptions and totals."""
+    `expenses` (`Reconciliation.expenses`), the expense exceptions and totals; with
+    `plan` (`reconciliation.plan_report`), its plan-vs-actual figures and sheets follow."""
     totals = _filter_le(totals, legal_entity)
     invoices = _filter_le(invoices, legal_entity)
     if legal_entity != ALL:
@@ -272,13 +275,20 @@ def write_reconciliation_workbook(
     if expenses is not None:
         sheets.update(expense_sheets(expenses, kpis, legal_entity))
     sheets[TOTALS_SHEET] = totals
+    figures = key_figures(kpis, legal_entity, period_label, breaches)
+    headers = dict(HEADERS)
+    if plan is not None:
+        sheets.update(plan.sheets)
+        figures += plan.key_figures
+        headers = {**plan.headers, **HEADERS}
     scope = "all legal entities" if legal_entity == ALL else legal_entity
     return write_workbook(
         path,
         title=f"Reconciliation PSA / staging / ERP: {scope}",
         period=period_label,
-        headers=HEADERS,
-        kpis=key_figures(kpis, legal_entity, period_label, breaches),
+        headers=headers,
+        charts=plan.charts if plan is not None else None,
+        kpis=figures,
         totals=per_le,
         aging=aging_table(kpis, legal_entity),
         sheets=sheets,

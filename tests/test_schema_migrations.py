@@ -280,9 +280,8 @@ def test_pre_alembic_database_of_an_unknown_version_is_refused(empty_url: str) -
 
 
 def test_release1_erp_tables_are_adopted_without_changing_a_row(empty_url: str, capsys) -> None:
-    """A pre-Alembic ERP database holds release 1's tables: the command adopts it as erp0001,
-    upgrades it to head (the expense lines' table) and keeps every row; the target then works
-    on it."""
+    """A pre-Alembic ERP database (release 1's tables) is stamped erp0001 and upgraded to the
+    head by the command, keeping every row; the target then works on it."""
     _build(empty_url, ERP, "erp0001", pre_alembic=True)
     before = _fill(empty_url)
     assert len(before) == 8
@@ -293,7 +292,7 @@ def test_release1_erp_tables_are_adopted_without_changing_a_row(empty_url: str, 
     out = capsys.readouterr().out
     assert "none.duckdb: does not exist" in out
     assert "its tables are revision erp0001" in out
-    assert f"upgrade erp0001 -> {ERP.head()}" in out and f"at head {ERP.head()}" in out
+    assert "upgrade erp0001 -> erp0002_payments" in out and f"at head {ERP.head()}" in out
     assert _after(empty_url, before) == before
 
     target = SqlInterfaceTarget(empty_url)  # opens at head
@@ -308,13 +307,16 @@ def test_release1_erp_tables_are_adopted_without_changing_a_row(empty_url: str, 
     engine.dispose()
 
 
-def test_erp_target_refuses_pre_alembic_tables_behind_head_and_unknown(empty_url: str) -> None:
+def test_erp_target_refuses_older_tables_until_upgraded_and_unknown_ones(empty_url: str) -> None:
+    """Release 1's ERP tables lack the later revisions' tables and columns (payments, project
+    set-up, expense lines): the target refuses them, naming the upgrade command, and opens once they are
+    upgraded; an unknown revision is refused."""
     _build(empty_url, ERP, "erp0001", pre_alembic=True)
-    with pytest.raises(SchemaVersionError, match="revision erp0001.*run ./dev upgrade"):
-        SqlInterfaceTarget(empty_url)  # release 1's tables lack the expense lines: upgrade first
-    staging = f"duckdb:///{uuid.uuid4()}/none.duckdb"
-    assert main(["--staging-url", staging, "--erp-url", empty_url]) == 0
-    SqlInterfaceTarget(empty_url).close()  # upgraded: opens
+    with pytest.raises(SchemaVersionError, match=r"erp0001 \(made before Alembic\).*dev upgrade"):
+        SqlInterfaceTarget(empty_url)
+    none = f"duckdb:///{uuid.uuid4()}/none.duckdb"
+    assert main(["--staging-url", none, "--erp-url", empty_url]) == 0
+    SqlInterfaceTarget(empty_url).close()
     engine = _engine(empty_url)
     with engine.begin() as conn:
         conn.exec_driver_sql(f"UPDATE {ERP.version_table} SET version_num = 'erp0099'")
@@ -449,7 +451,7 @@ def test_base_revisions_are_what_release_1_made(
                 engine.dispose()
         assert main(["--staging-url", empty_url, "--erp-url", erp_url]) == 0
         out = capsys.readouterr().out
-        assert "upgrade 0001 -> 0002" in out and f"upgrade erp0001 -> {ERP.head()}" in out
+        assert "upgrade 0001 -> 0002" in out and f"at head {ERP.head()}" in out
         StagingDB(empty_url).init_schema()
         SqlInterfaceTarget(erp_url).close()
 

@@ -23,6 +23,7 @@ from connectors.sample_gen.invoices import build_invoices
 from connectors.sample_gen.master import Master, build_master, name_indices
 from connectors.sample_gen.strings import Calendar, day_number, fmt_ids, take
 from connectors.sample_gen.tables import (
+    assignments_table,
     customer_tables,
     employee_names,
     employees_table,
@@ -135,6 +136,7 @@ def build_plan(
         "project_tasks": project_tasks_table(m),
         "rate_cards": rate_cards_table(m, cal),
         "invoices": build_invoices(m, e, clean, r_inv, cal, cust_ids, project_codes(m.n_proj)),
+        "assignments": assignments_table(m, cal),
     }
     # Expenses: claimed on the employee, project, task and date of every n-th clean approved
     # entry (their master data holds), with their own bad rows.

@@ -6,8 +6,8 @@ each line; a reversal is a line of its own that names the line it cancels. New t
 
 from alembic import op
 
-revision = "erp0002_expense_lines"
-down_revision = "erp0001"
+revision = "erp0004_expense_lines"
+down_revision = "erp0003_customers_projects"
 branch_labels = None
 depends_on = None
 
