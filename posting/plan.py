@@ -628,8 +628,9 @@ def build_plan(
         temp_table(conn, "plan_groups", _PLAN_GROUPS)  # lines held or moved to other periods
     if _any_billing_hold(conn):
         _apply_billing_holds(conn, "plan_invoices", "invoice_id")
-        if billing_hold_time_and_expenses == "hold":  # expenses: their plan table here too
+        if billing_hold_time_and_expenses == "hold":
             _apply_billing_holds(conn, "plan_lines", "entry_id")
+            _apply_billing_holds(conn, "plan_expenses", "expense_id")
         temp_table(conn, "plan_groups", _PLAN_GROUPS)
     temp_table(conn, "plan_invoice_lines", _PLAN_INVOICE_LINES)
     if conn.dialect.name == "postgresql":

@@ -5,8 +5,6 @@ them as they do time lines; a second window posts nothing."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
@@ -14,49 +12,23 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from connectors.erp.sql_interface import SqlInterfaceTarget
-from posting.window import RetryPolicy, WindowConfig, WindowResult, run_window
-from staging_models.db import StagingDB
-from tests.support.expense_world import expense
-from tests.support.posting_helpers import ledger, pg_schema
-from tests.support.staging_helpers import World
+from tests.support.expense_world import ExpenseEnv, expense
+from tests.support.posting_helpers import ledger
+
+pytest_plugins = ["tests.support.expense_fixtures"]
 
 D = Decimal
-
-
-@dataclass
-class Env:
-    world: World
-    erp: SqlInterfaceTarget
-
-    def window(self, **config) -> WindowResult:
-        config.setdefault("dry_run", False)
-        config.setdefault("retry", RetryPolicy(attempts=2, base_delay=0))
-        return run_window(self.world.db, self.erp, WindowConfig(**config), sleep=lambda s: None)
-
-    def erp_lines(self) -> pd.DataFrame:
-        return self.erp.read_expense_lines(date(2000, 1, 1), date(2100, 1, 1)).set_index(
-            "external_id"
-        )
+#: The expense world and SQL-interface ERP (`tests.support.expense_fixtures`).
+Env = ExpenseEnv
 
 
 @pytest.fixture
-def env(any_db: StagingDB, tmp_path: Path, pg_available: bool) -> Iterator[Env]:
-    world = World(any_db, tmp_path).master()
-    if any_db.is_duckdb:
-        erp = SqlInterfaceTarget(f"duckdb:///{tmp_path / 'erp.duckdb'}")
-        yield Env(world, erp)
-        erp.close()
-        return
-    with pg_schema(pg_available) as url:
-        erp = SqlInterfaceTarget(url)
-        yield Env(world, erp)
-        erp.close()
+def env(expense_env: ExpenseEnv) -> ExpenseEnv:
+    return expense_env
 
 
 def _land(env: Env, *rows: dict[str, str]) -> None:
-    env.world.land("expenses", list(rows))
-    env.world.validate()
+    env.land(*rows)
 
 
 def test_valid_expenses_are_posted_once_with_their_own_external_ids(env: Env) -> None:

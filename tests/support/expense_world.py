@@ -2,6 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import date
+
+import pandas as pd
+
+from connectors.erp.sql_interface import SqlInterfaceTarget
+from posting.window import RetryPolicy, WindowConfig, WindowResult, run_window
+from tests.support.staging_helpers import World
+
 EXP_BASE: dict[str, str] = {
     "expense_id": "X1",
     "employee_id": "E1",
@@ -28,3 +37,24 @@ EXP_BASE: dict[str, str] = {
 def expense(**overrides: str) -> dict[str, str]:
     """An expense row: the base row with some values replaced."""
     return {**EXP_BASE, **overrides}
+
+
+@dataclass
+class ExpenseEnv:
+    world: World
+    erp: SqlInterfaceTarget
+
+    def land(self, *rows: dict[str, str]) -> None:
+        """Land expense rows and validate everything."""
+        self.world.land("expenses", list(rows))
+        self.world.validate()
+
+    def window(self, **config) -> WindowResult:
+        config.setdefault("dry_run", False)
+        config.setdefault("retry", RetryPolicy(attempts=2, base_delay=0))
+        return run_window(self.world.db, self.erp, WindowConfig(**config), sleep=lambda s: None)
+
+    def erp_lines(self) -> pd.DataFrame:
+        return self.erp.read_expense_lines(date(2000, 1, 1), date(2100, 1, 1)).set_index(
+            "external_id"
+        )
