@@ -11,7 +11,6 @@ from reconciliation.compare import Period, reconcile
 from tests.support.expense_world import ExpenseEnv, expense
 from tests.support.feedback_helpers import set_project
 from tests.support.posting_helpers import PostingEnv, ledger, stage_entries, stage_invoice
-from tests.support.staging_helpers import PROJECTS
 
 pytest_plugins = ["tests.support.posting_fixtures", "tests.support.expense_fixtures"]
 
@@ -110,17 +109,6 @@ def test_a_credit_note_of_a_held_project_waits_too(posting_env: PostingEnv) -> N
     assert _erp_invoice_ids(env) == {"inv:I1:v1:post", "inv:I1:v1:rev"}
 
 
-def _hold_p1(env: ExpenseEnv, hold: bool) -> None:
-    """A projects export with P1 on a billing hold (or lifted), landed and validated."""
-    flag = dict(billing_hold="true", billing_hold_reason="Disputed scope")
-    if not hold:
-        flag = dict(billing_hold="false", billing_hold_reason="")
-    env.world.land(
-        "projects", [{**p, **flag} if p["project_code"] == "P1" else p for p in PROJECTS]
-    )
-    env.world.validate()
-
-
 def test_expense_lines_post_through_a_hold_or_wait_with_the_time_lines(
     expense_env: ExpenseEnv,
 ) -> None:
@@ -129,7 +117,7 @@ def test_expense_lines_post_through_a_hold_or_wait_with_the_time_lines(
     and posted by the first window after the release."""
     env = expense_env
     env.land(expense(), expense(expense_id="X2", receipt_ref="R-2"))
-    _hold_p1(env, hold=True)
+    env.hold_p1(hold=True)
     posted = env.window()  # default `post`: the hold stops billing, not cost accounting
     assert posted.counts.get("expense_line_post_held", 0) == 0
     assert set(env.erp_lines().index) == {"exp:X1:v1:post", "exp:X2:v1:post"}
@@ -146,7 +134,7 @@ def test_expense_lines_post_through_a_hold_or_wait_with_the_time_lines(
     assert held.counts["expense_line_post_held"] == 1
     assert set(env.erp_lines().index) == {"exp:X1:v1:post", "exp:X2:v1:post"}
 
-    _hold_p1(env, hold=False)
+    env.hold_p1(hold=False)
     env.window(billing_hold_time_and_expenses="hold")
     assert set(env.erp_lines().index) == {
         "exp:X1:v1:post",

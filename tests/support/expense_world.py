@@ -9,7 +9,7 @@ import pandas as pd
 
 from connectors.erp.sql_interface import SqlInterfaceTarget
 from posting.window import RetryPolicy, WindowConfig, WindowResult, run_window
-from tests.support.staging_helpers import World
+from tests.support.staging_helpers import PROJECTS, World
 
 EXP_BASE: dict[str, str] = {
     "expense_id": "X1",
@@ -47,6 +47,15 @@ class ExpenseEnv:
     def land(self, *rows: dict[str, str]) -> None:
         """Land expense rows and validate everything."""
         self.world.land("expenses", list(rows))
+        self.world.validate()
+
+    def hold_p1(self, hold: bool) -> None:
+        """A projects export with P1 on a billing hold (or lifted), landed and validated."""
+        flag = dict(billing_hold="true", billing_hold_reason="Disputed scope")
+        if not hold:
+            flag = dict(billing_hold="false", billing_hold_reason="")
+        rows = [{**p, **flag} if p["project_code"] == "P1" else p for p in PROJECTS]
+        self.world.land("projects", rows)
         self.world.validate()
 
     def window(self, **config) -> WindowResult:
