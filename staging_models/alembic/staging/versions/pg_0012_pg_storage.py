@@ -1,4 +1,4 @@
-"""versions tables: half of each page left free on PostgreSQL, so validation's UPDATEs stay HOT
+"""PostgreSQL storage: half of each versions-table page left free (HOT state updates); ledgers by window
 
 Validation sets the `state` of every version it judges; PostgreSQL writes a new copy of each
 row, and with full pages (fill factor 100, the default) every copy went to a new page with a
@@ -6,12 +6,14 @@ new primary-key entry (26 s for 851,191 entries; 8.6 s with the copies on their 
 `staging_models.tables.VERSIONS_FILLFACTOR`). PostgreSQL only: DuckDB has no fill factor.
 The setting applies to pages written from now on (nothing is rewritten: that would lock and
 copy the tables). The posting ledgers get the fill factor of 70 a fresh database gave them
-(`staging_models.ledger_tables`) and no revision did. schema_meta version 12.
+(`staging_models.ledger_tables`) and no revision did, and an index by window (a window's
+closing counts and rejections scanned the whole ledger, every earlier window's lines
+included). schema_meta version 12.
 """
 
 from alembic import op
 
-revision = "0012_versions_fillfactor"
+revision = "0012_pg_storage"
 down_revision = "0007_project_manager"
 branch_labels = None
 depends_on = None
@@ -32,8 +34,11 @@ def upgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
         for table in _TABLES:
             op.execute(f"ALTER TABLE {table} SET (fillfactor = 50)")
-        for table in ("posting_ledger", "invoice_ledger"):
+        for table, short in (("posting_ledger", "posting"), ("invoice_ledger", "invoice")):
             op.execute(f"ALTER TABLE {table} SET (fillfactor = 70)")
+            op.execute(
+                f"CREATE INDEX IF NOT EXISTS ix_{short}_ledger_window ON {table} (window_id)"
+            )
     op.execute("UPDATE schema_meta SET value = '12' WHERE key = 'schema_version'")
 
 
