@@ -74,6 +74,11 @@ class PostingWindowConfig(Config):
         default="", description="Required to post outside the posting hours; recorded"
     )
     include_invoices: bool = Field(default=True, description="Post released invoices too")
+    preview: bool = Field(
+        default=False,
+        description="Also write the preview workbook on a real window (a dry run always "
+        "writes one)",
+    )
 
 
 def _date(text: str, name: str) -> date | None:
@@ -219,7 +224,9 @@ def window_config(
         batch_size=posting_policy.batch_size,
         invoice_batch_size=posting_policy.invoice_batch_size,
         include_invoices=config.include_invoices,
-        preview_dir=posting_policy.previews(),
+        # A real window's preview only when asked for: at 1M lines the workbook took 4.7 of
+        # the window's 19.9 CPU seconds, for a plan finance already saw in its dry run.
+        preview_dir=posting_policy.previews() if config.dry_run or config.preview else None,
         run_id=run_id,
         launched_by=operator,
         lock_stale_after=posting_policy.lock_stale_after(),
