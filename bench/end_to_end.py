@@ -93,13 +93,20 @@ def _period(work: Path):
 # -- the stages, as the assets run them ----------------------------------------------------------
 
 
+def _psa(work: Path):
+    """The local inbox, taking files of any size (STAGEPOST_MAX_FILE_ROWS: 1M by default,
+    and the sample's time entries are one file)."""
+    from resources.psa_source import PsaSource
+
+    return PsaSource(inbox=str(work / "inbox"), stable_seconds=0, max_file_rows=100_000_000)
+
+
 def land(work: Path) -> int:
     from connectors.sources.canonical import DATASETS
-    from resources.psa_source import PsaSource
     from staging_models.landing import ingest_dataset
 
     db = _db(work)
-    psa = PsaSource(inbox=str(work / "inbox"), stable_seconds=0)
+    psa = _psa(work)
     fmt, full_export = psa.file_format(), psa.full_export_policy()
     rows = 0
     for dataset in DATASETS:
@@ -107,7 +114,8 @@ def land(work: Path) -> int:
             report = ingest_dataset(
                 db, source, dataset, fmt=fmt, workdir=psa.workdir(), full_export=full_export
             )
-        assert not report.failures and not report.refused, report.totals()
+        problems = [r.message for r in (*report.failures, *report.refused)]
+        assert not problems, problems
         rows += int(report.totals().get("rows_read", 0))
     db.engine.dispose()
     return rows
@@ -156,11 +164,10 @@ def reconcile_stage(work: Path) -> int:
     from reconciliation.compare import reconcile
     from reconciliation.psa_files import unlanded_rows
     from reconciliation.store import store_lines
-    from resources.psa_source import PsaSource
 
     period = _period(work)
     db = _db(work)
-    psa = PsaSource(inbox=str(work / "inbox"), stable_seconds=0)
+    psa = _psa(work)
     with (
         psa.open() as source,
         tempfile.TemporaryDirectory(dir=psa.workdir(), prefix=".recon-") as tmp,
