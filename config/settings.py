@@ -212,11 +212,18 @@ class Settings(BaseSettings):
     staging_password: SecretStr | None = setting(
         None, "staging database password (secret; kept out of the URL)", TEXT, "—"
     )
-    duckdb_memory_limit: Annotated[str, BeforeValidator(_memory)] | None = setting(
-        None,
-        "cap DuckDB's memory (it spills to disk beyond), e.g. `1GB`",
+    duckdb_memory_limit: Annotated[str, BeforeValidator(_memory)] = setting(
+        "1GB",
+        "cap DuckDB's memory per process (it spills to the temp directory beyond): a run of "
+        "5M entries stays under 2.5 GB peak RSS; `80%` is DuckDB's own default",
         "an amount such as 512MB, 1GB, 2GiB or 50%",
-        "DuckDB's default (80% of RAM)",
+    )
+    duckdb_temp_directory: str = setting(
+        "",
+        "where DuckDB spills what exceeds its memory limit (give it the disk space of the "
+        "staging file)",
+        FOLDER,
+        "`<staging file>.tmp` beside the staging file",
     )
 
     # -- the PSA source -----------------------------------------------------------------------

@@ -130,6 +130,28 @@ def copy_arrow(conn: Connection, name: str, table: pa.Table) -> None:
     copy_csv(conn, name, table.column_names, [buf.getbuffer()])
 
 
+def insert_arrow(conn: Connection, name: str, table: pa.Table) -> None:
+    """INSERT an Arrow table into table `name` (its columns, by name) inside `conn`'s
+    transaction, in one statement: DuckDB scans the Arrow table in place, PostgreSQL takes it
+    through COPY (`copy_arrow`). No Python object per value, no statement per row."""
+    if not table.num_rows:
+        return
+    quoted = [quote_ident(c) for c in table.column_names]  # `at`, `day` & co. are words
+    if conn.dialect.name != "duckdb":
+        buf = io.BytesIO()
+        pacsv.write_csv(table, buf, write_options=pacsv.WriteOptions(include_header=False))
+        copy_csv(conn, name, quoted, [buf.getbuffer()])
+        return
+    duck = conn.connection.driver_connection
+    view = f"_arrow_{name}"
+    cols = ", ".join(quoted)
+    duck.register(view, table)
+    try:
+        duck.execute(f"INSERT INTO {name} ({cols}) SELECT {cols} FROM {view}")
+    finally:
+        duck.unregister(view)
+
+
 def load_ids(conn: Connection, name: str, ids: Sequence[str]) -> int:
     """A temporary one-column table `name(external_id)` holding `ids`."""
     frame = pd.DataFrame({"external_id": pd.Series(list(ids), dtype=object)})
@@ -199,10 +221,24 @@ def fetch_frame(
     building a Python object per value when the frame goes straight back to Arrow.
     """
     if conn.dialect.name == "duckdb":
-        duck = conn.connection.driver_connection
-        table = duck.sql(_NAMED.sub(r"$\1", sql), params=dict(params or {})).to_arrow_table()
+        table = fetch_arrow(conn, sql, params)
     elif schema is not None and arrow_dtypes:
-        table = copy_out_arrow(conn, sql, params, schema)
+        table = fetch_arrow(conn, sql, params, schema)
     else:
         return read_frame(conn, sql, params)
     return table.to_pandas(types_mapper=pd.ArrowDtype) if arrow_dtypes else table.to_pandas()
+
+
+def fetch_arrow(
+    conn: Connection, sql: str, params: dict | None = None, schema: pa.Schema | None = None
+) -> pa.Table:
+    """The rows of query `sql` (`:name` parameters) as an Arrow table, with no Python object
+    per value: DuckDB hands its result over as Arrow; PostgreSQL sends it through COPY TO
+    (`copy_out_arrow`, which needs the columns' `schema`)."""
+    if conn.dialect.name == "duckdb":
+        duck = conn.connection.driver_connection
+        table = duck.sql(_NAMED.sub(r"$\1", sql), params=dict(params or {})).to_arrow_table()
+        return table if schema is None else table.cast(schema)
+    if schema is None:
+        raise ValueError("fetch_arrow on PostgreSQL needs the columns' schema")
+    return copy_out_arrow(conn, sql, params, schema)

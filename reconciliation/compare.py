@@ -384,7 +384,7 @@ def reconcile(
     if erp_time_lines is None:
         if erp is None:
             raise ValueError("pass an ErpTarget or the ERP's time lines")
-        erp_time_lines = erp.read_time_lines(period.date_from, period.date_to)
+        erp_time_lines = erp.read_time_lines_arrow(period.date_from, period.date_to)
     if erp_invoices is None and erp is not None:
         erp_invoices = erp.read_invoices(period.date_from, period.date_to)
     if erp_expense_lines is None and erp is not None:

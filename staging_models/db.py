@@ -79,9 +79,9 @@ class StagingDB:
             if u.database and u.database != ":memory:":
                 Path(u.database).parent.mkdir(parents=True, exist_ok=True)
             # DuckDB takes 80% of RAM by default; a limit makes it spill to disk instead.
-            config: dict[str, object] = {}
-            if limit := current().duckdb_memory_limit:
-                config["memory_limit"] = limit
+            config: dict[str, object] = {"memory_limit": current().duckdb_memory_limit}
+            if temp := current().duckdb_temp_directory:
+                config["temp_directory"] = temp
             self.engine = sa.create_engine(url, connect_args={"config": config})
 
             @sa.event.listens_for(self.engine, "connect")

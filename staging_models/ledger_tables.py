@@ -162,6 +162,12 @@ sa.Index("ix_posting_ledger_batch", posting_ledger.c.batch_id).ddl_if(dialect="p
 sa.Index("ix_posting_ledger_entry", posting_ledger.c.entry_id).ddl_if(dialect="postgresql")
 sa.Index("ix_invoice_ledger_batch", invoice_ledger.c.batch_id).ddl_if(dialect="postgresql")
 sa.Index("ix_expense_ledger_batch", expense_ledger.c.batch_id).ddl_if(dialect="postgresql")
+# A window's own lines (its closing counts and rejections): without it each window scanned the
+# whole ledger, every window before it included. One value per window: PostgreSQL keeps its
+# entries deduplicated, so the index stays small and an insert lands on the same leaf page.
+sa.Index("ix_posting_ledger_window", posting_ledger.c.window_id).ddl_if(dialect="postgresql")
+sa.Index("ix_invoice_ledger_window", invoice_ledger.c.window_id).ddl_if(dialect="postgresql")
+sa.Index("ix_expense_ledger_window", expense_ledger.c.window_id).ddl_if(dialect="postgresql")
 
 # PostgreSQL: room on each page for the state updates (planned -> sent -> confirmed) to stay
 # HOT (they change no indexed column, so no index maintenance). An event, not

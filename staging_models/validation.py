@@ -520,7 +520,10 @@ def _exec(conn: Connection, sql: str, **params) -> int:
     return conn.execute(sa.text(sql), params).rowcount
 
 
-def _validated_insert(dataset: str, cand: str, viol: str) -> str | None:
+def _validated_insert(dataset: str, cand: str, viol: str, *, ordered: bool = False) -> str | None:
+    """INSERT of the valid candidates into `validated_*`. `ordered` (PostgreSQL): in the order of
+    its unique index, whose pages then fill one after the other instead of at random (851,191
+    entries: 2.6 s of CPU in the order of the candidates, 1.8 s sorted, and half the time)."""
     ok = (
         f"NOT EXISTS (SELECT 1 FROM {viol} w WHERE w.row_key = c.row_key AND w.version = c.version)"
     )
@@ -540,7 +543,7 @@ def _validated_insert(dataset: str, cand: str, viol: str) -> str | None:
                    -- Money is rounded once, in the candidate (calc_amount), to the cent.
                    c.calc_amount,
                    c.currency, c.description, c.approved_at, :now
-            FROM {cand} c WHERE {ok}"""
+            FROM {cand} c WHERE {ok}{" ORDER BY c.row_key, c.version" if ordered else ""}"""
     if dataset == "invoices":
         return f"""
             INSERT INTO validated_invoice_lines
@@ -550,7 +553,7 @@ def _validated_insert(dataset: str, cand: str, viol: str) -> str | None:
             SELECT c.invoice_id, c.line_no, c.version, c.content_hash, c.prj_legal_entity,
                    c.project_code, c.customer_id, c.currency, c.issue_date, c.due_date, c.status,
                    c.line_kind, c.description, c.quantity, c.unit_price, c.amount, c.entry_ids, :now
-            FROM {cand} c WHERE {ok}"""
+            FROM {cand} c WHERE {ok}{" ORDER BY c.invoice_id, c.line_no, c.version" if ordered else ""}"""
     if dataset == "expenses":
         return f"""
             INSERT INTO validated_expenses
@@ -563,7 +566,7 @@ def _validated_insert(dataset: str, cand: str, viol: str) -> str | None:
                    c.amount, coalesce(c.tax_amount, 0), c.currency, c.billable, c.reimbursable,
                    coalesce(c.markup_percent, 0), c.calc_rebill, c.receipt_ref, c.description,
                    c.approved_at, :now
-            FROM {cand} c WHERE {ok}"""
+            FROM {cand} c WHERE {ok}{" ORDER BY c.row_key, c.version" if ordered else ""}"""
     return None
 
 
@@ -834,7 +837,7 @@ def validate_dataset(
         sa.text(f"SELECT COUNT(*) FROM (SELECT DISTINCT row_key, version FROM {viol}) v")
     ).scalar_one()
     out.valid = out.checked - out.quarantined
-    insert = _validated_insert(dataset, cand, viol)
+    insert = _validated_insert(dataset, cand, viol, ordered=not db.is_duckdb)
     if insert:
         _exec(conn, insert, now=now)
     for t in (cand, viol, f"qsum_{dataset}"):

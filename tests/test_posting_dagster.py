@@ -116,6 +116,21 @@ def test_real_window_posts_and_reports(urls, tmp_path, instance) -> None:
     assert md["amount_confirmed_time_lines"].value == {"EUR": "1,500.00"}
     assert md["amount_confirmed_invoices"].value == {}
     assert _posted(erp) == 2
+    # A real window writes no preview workbook unless asked for (its dry run showed the plan).
+    assert "preview_path" not in md
+    assert not list((tmp_path / "previews").glob("*.xlsx"))
+
+
+def test_real_window_writes_a_preview_when_asked(urls, tmp_path, instance) -> None:
+    staging, erp = urls
+    job = _defs(staging, erp, tmp_path).resolve_job_def(posting_window_job.name)
+    result = job.execute_in_process(
+        instance=instance, run_config=_config(dry_run=False, operator="ana", preview=True)
+    )
+    assert result.success
+    md = result.asset_materializations_for_node(POSTING_ASSET)[0].metadata
+    assert md["confirmed"].value == 2
+    assert Path(md["preview_path"].value).exists()
 
 
 def test_refused_window_fails_the_run_with_the_reason(urls, tmp_path, instance) -> None:

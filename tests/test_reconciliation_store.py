@@ -52,6 +52,17 @@ def test_frames_round_trip_exactly(any_db: StagingDB) -> None:
     assert len(back) == 3 and back["hours"].iloc[0] == Decimal("1.234567")
 
 
+def test_empty_text_stays_empty_and_missing_values_are_null(any_db: StagingDB) -> None:
+    """The bulk insert (one Arrow insert; COPY on PostgreSQL) tells '' from NULL, and a
+    float NaN is NULL as before."""
+    frame = pd.DataFrame({"text": ["", None, "x"], "value": [float("nan"), 1.5, None]})
+    store_frame(any_db, "rec_nulls", frame)
+    nulls = any_db.scalar("SELECT COUNT(*) FROM rec_nulls WHERE text IS NULL")
+    empties = any_db.scalar("SELECT COUNT(*) FROM rec_nulls WHERE text = ''")
+    missing = any_db.scalar("SELECT COUNT(*) FROM rec_nulls WHERE value IS NULL")
+    assert (nulls, empties, missing) == (1, 1, 2)
+
+
 def test_empty_frame_and_bad_columns(duck_db: StagingDB) -> None:
     store_frame(duck_db, "rec_empty", pd.DataFrame({"a": pd.Series([], dtype=object)}))
     assert load_frame(duck_db, "rec_empty").empty

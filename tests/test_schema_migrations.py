@@ -102,12 +102,26 @@ def _keys(conn: sa.Connection) -> dict[str, list[str]]:
 
 
 def _shape(url: str) -> tuple:
-    """Columns, primary keys and indexes of the database at `url`."""
+    """Columns, primary keys, indexes and storage options of the database at `url`."""
     engine = _engine(url)
     with engine.connect() as conn:
-        shape = _columns(conn), _keys(conn), _indexes(conn)
+        shape = _columns(conn), _keys(conn), _indexes(conn), _storage(conn)
     engine.dispose()
     return shape
+
+
+def _storage(conn: sa.Connection) -> dict[str, list[str]]:
+    """table -> its storage options, e.g. `fillfactor=50` (PostgreSQL; DuckDB has none)."""
+    if conn.dialect.name != "postgresql":
+        return {}
+    rows = conn.execute(
+        sa.text(
+            "SELECT c.relname, c.reloptions FROM pg_class c "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = current_schema() AND c.relkind = 'r' AND c.reloptions IS NOT NULL"
+        )
+    ).fetchall()
+    return {t: sorted(o) for t, o in rows}
 
 
 def _indexes(conn: sa.Connection) -> set[str]:

@@ -394,3 +394,21 @@ def test_code_location_stops_at_load_naming_the_variable(tmp_path: Path) -> None
         "SettingsError: STAGEPOST_DONE_MARKERS='maybe': not a boolean; "
         "expected true or false (also 1/0, yes/no)"
     ) in result.stderr
+
+
+def test_duckdb_staging_is_capped_and_spills_where_told(tmp_path, monkeypatch) -> None:
+    """DuckDB staging takes 1GB by default (not 80% of RAM), spilling beyond it into the
+    temp directory the settings name."""
+    from staging_models.db import StagingDB
+
+    monkeypatch.delenv("STAGEPOST_DUCKDB_MEMORY_LIMIT", raising=False)
+    monkeypatch.setenv("STAGEPOST_DUCKDB_TEMP_DIRECTORY", str(tmp_path / "spill"))
+    db = StagingDB(f"duckdb:///{tmp_path / 'staging.duckdb'}")
+    try:
+        with db.engine.connect() as conn:
+            limit, temp = conn.exec_driver_sql(
+                "SELECT current_setting('memory_limit'), current_setting('temp_directory')"
+            ).one()
+    finally:
+        db.engine.dispose()
+    assert limit in ("953.6 MiB", "1.0 GB", "1000.0 MB") and temp == str(tmp_path / "spill")

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import date
 
 import pandas as pd
+import pyarrow as pa
 
 from connectors.erp.documents import EXPENSE_LINE, INVOICE, INVOICE_LINE, TIME_LINE
 
@@ -110,6 +111,12 @@ class ErpTarget(ABC):
     @abstractmethod
     def read_time_lines(self, date_from: date, date_to: date) -> pd.DataFrame:
         """Posted time lines with work_date in the range (`TIME_LINE_COLUMNS`), reversals included."""
+
+    def read_time_lines_arrow(self, date_from: date, date_to: date) -> pd.DataFrame | pa.Table:
+        """`read_time_lines` for the reconciliation, which reads a million lines: an Arrow
+        table (no Python object per value, in no particular order) where the target can read
+        one, else the frame."""
+        return self.read_time_lines(date_from, date_to)
 
     @abstractmethod
     def read_invoices(self, date_from: date, date_to: date) -> pd.DataFrame:

@@ -30,6 +30,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any, ClassVar
 
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from connectors.erp.base import (
@@ -313,6 +314,22 @@ class ErpContract:
         assert sum(back["hours"], D(0)) == 0 and sum(back["amount"], D(0)) == 0
         rev = back[back["kind"] == "reversal"].iloc[0]
         assert rev["reverses_external_id"] == original["external_id"]
+
+    def test_arrow_read_back_holds_what_the_frame_holds(self, erp: ErpTarget) -> None:
+        """`read_time_lines_arrow` (the reconciliation's read) returns the lines
+        `read_time_lines` does, value for value: decimals exact, NULLs as NULLs."""
+        original = self.line(1)
+        erp.post_time_lines(frame(original, self.line(2, hours=D("0.25"))))
+        erp.post_time_lines(frame(reversal_of(original)))
+        fast = erp.read_time_lines_arrow(*FAR)
+        fast = fast.to_pandas() if isinstance(fast, pa.Table) else fast
+
+        def rows(df: pd.DataFrame) -> list[dict]:
+            df = df[list(TIME_LINE_COLUMNS)].sort_values("external_id").astype(object)
+            return df.where(df.notna(), None).to_dict("records")
+
+        assert len(fast) == 3
+        assert rows(fast) == rows(erp.read_time_lines(*FAR))
 
     def test_reversal_of_an_unknown_line_is_rejected(self, erp: ErpTarget) -> None:
         ghost = reversal_of(self.line(9))
