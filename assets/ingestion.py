@@ -39,7 +39,14 @@ FILE_TAG = "stagepost/file"
 DATASET_TAG = "stagepost/dataset"
 
 HOURLY_DATASETS = ("time_entries",)
-NIGHTLY_DATASETS = ("employees", "projects", "project_tasks", "rate_cards", "invoices")
+NIGHTLY_DATASETS = (
+    "employees",
+    "projects",
+    "project_tasks",
+    "rate_cards",
+    "invoices",
+    "milestones",
+)
 
 
 def landed_asset_key(dataset: str) -> str:

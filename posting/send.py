@@ -44,7 +44,7 @@ def settle_sent(
     now = datetime.now(UTC)
     params: dict = {f"le{i}": e for i, e in enumerate(legal_entities)}
     mine = f" AND legal_entity IN ({', '.join(':' + k for k in params)})" if params else ""
-    for ledger in ("posting_ledger", "invoice_ledger"):
+    for ledger in ("posting_ledger", "invoice_ledger", "journal_ledger"):
         ids = db.query_df(
             f"SELECT external_id FROM {ledger_rows(ledger)} l WHERE state = 'sent'{mine}", params
         )["external_id"]

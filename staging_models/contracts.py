@@ -30,6 +30,7 @@ from connectors.sources.canonical import (
     INVOICE_LINE_KINDS,
     INVOICE_STATUSES,
     PROJECT_STATUSES,
+    RECOGNITION_METHODS,
 )
 from staging_models.currencies import ISO_4217, sql_list
 
@@ -42,6 +43,7 @@ PREFIX = {
     "project_tasks": "TASK",
     "rate_cards": "RC",
     "invoices": "INV",
+    "milestones": "MS",
 }
 
 TYPE_HINT = {
@@ -332,6 +334,50 @@ EMPLOYEE_RULES: list[Rule] = [
     _dup_conflict("employees", "employee_id"),
 ]
 
+#: A project's recognition method: its own, else its billing method (docs/revenue.md).
+METHOD = "coalesce(x.recognition_method, x.billing_method)"
+
+
+def _method(df: pd.DataFrame) -> pd.Series:
+    return df["recognition_method"].fillna(df["billing_method"])
+
+
+#: What revenue recognition needs from a project (issue 17).
+PROJECT_REVENUE_RULES: list[Rule] = [
+    _allowed("projects", "recognition_method", RECOGNITION_METHODS),
+    Rule(
+        "PRJ_FIXED_FEE_NO_CONTRACT_VALUE",
+        "projects",
+        "'a fixed-fee project needs its contract value (contract_value)'",
+        f"{METHOD} = 'fixed_fee' AND x.contract_value IS NULL",
+        lambda df: (_method(df) == "fixed_fee") & df["contract_value"].isna(),
+    ),
+    Rule(
+        "PRJ_FIXED_FEE_NO_BUDGET",
+        "projects",
+        "'a fixed-fee project needs a budget (budget_hours or budget_cost) to measure progress'",
+        f"{METHOD} = 'fixed_fee' AND x.budget_hours IS NULL AND x.budget_cost IS NULL",
+        lambda df: (
+            (_method(df) == "fixed_fee") & df["budget_hours"].isna() & df["budget_cost"].isna()
+        ),
+    ),
+    Rule(
+        "PRJ_BUDGET_NOT_POSITIVE",
+        "projects",
+        "'budget ' || coalesce(CAST(x.budget_hours AS VARCHAR) || ' h', "
+        "CAST(x.budget_cost AS VARCHAR)) || ' must be greater than 0'",
+        "x.budget_hours <= 0 OR x.budget_cost <= 0",
+        lambda df: (_num(df, "budget_hours") <= 0) | (_num(df, "budget_cost") <= 0),
+    ),
+    Rule(
+        "PRJ_CONTRACT_VALUE_NEGATIVE",
+        "projects",
+        "'contract value ' || " + v("contract_value") + " || ' is negative'",
+        "x.contract_value < 0",
+        lambda df: _num(df, "contract_value") < 0,
+    ),
+]
+
 #: The part of a project's manager e-mail after its first @.
 _DOMAIN = "substr(x.manager_email, position('@' IN x.manager_email) + 1)"
 
@@ -366,6 +412,7 @@ PROJECT_RULES: list[Rule] = [
             & ~df["manager_email"].fillna("").str.fullmatch(r"[^ @]+@[^ @]+\.[^ @]+")
         ),
     ),
+    *PROJECT_REVENUE_RULES,
     _dup_conflict("projects", "project_code"),
 ]
 
@@ -477,6 +524,35 @@ INVOICE_RULES: list[Rule] = [
     _dup_conflict("invoices", "invoice line"),
 ]
 
+MILESTONE_RULES: list[Rule] = [
+    _key_missing("milestones", "project_code and milestone_id"),
+    *_generated_rules("milestones"),
+    _missing("milestones", "amount"),
+    Rule(
+        "MS_AMOUNT_NOT_POSITIVE",
+        "milestones",
+        "'amount ' || " + v("amount") + " || ' must be greater than 0'",
+        "x.amount <= 0",
+        lambda df: _num(df, "amount") <= 0,
+    ),
+    _unknown_project("milestones"),
+    Rule(
+        "MS_PROJECT_NOT_MILESTONE",
+        "milestones",
+        "'project ' || x.project_code || ' recognizes revenue by ' || x.prj_method "
+        "|| ', not by milestone'",
+        "x.prj_found AND x.prj_method <> 'milestone'",
+    ),
+    Rule(
+        "MS_ACCEPTED_BEFORE_START",
+        "milestones",
+        "'accepted on ' || CAST(x.accepted_on AS VARCHAR) || ', before project ' "
+        "|| x.project_code || ' starts (' || CAST(x.prj_start AS VARCHAR) || ')'",
+        "x.accepted_on < x.prj_start",
+    ),
+    _dup_conflict("milestones", "milestone"),
+]
+
 RULES: dict[str, list[Rule]] = {
     "time_entries": TIME_ENTRY_RULES,
     "employees": EMPLOYEE_RULES,
@@ -484,6 +560,7 @@ RULES: dict[str, list[Rule]] = {
     "project_tasks": TASK_RULES,
     "rate_cards": RATE_CARD_RULES,
     "invoices": INVOICE_RULES,
+    "milestones": MILESTONE_RULES,
 }
 
 

@@ -6,6 +6,7 @@ from staging_models import (  # noqa: F401  (registers tables)
     desk_tables,  # noqa: F401  (the finance desk)
     full_export_tables,  # noqa: F401  (full-export deletion check)
     ledger_tables,  # noqa: F401  (posting ledger, windows, lock)
+    revenue_tables,  # noqa: F401  (recognized revenue)
     tables,
 )
 from staging_models.tables import SCHEMA_VERSION, metadata

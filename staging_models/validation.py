@@ -44,7 +44,15 @@ BATCH_ROWS_POSTGRES = 2_000_000
 #: One part of the candidates: (index, count); rows whose row number modulo count is index.
 Part = tuple[int, int]
 
-ORDER = ("employees", "projects", "project_tasks", "rate_cards", "time_entries", "invoices")
+ORDER = (
+    "employees",
+    "projects",
+    "project_tasks",
+    "rate_cards",
+    "milestones",
+    "time_entries",
+    "invoices",
+)
 VALIDATED = {"time_entries": "validated_time_entries", "invoices": "validated_invoice_lines"}
 #: What validation analyzes of the tables it writes (PostgreSQL, see `StagingDB.analyze`): the
 #: columns later statements join and filter on.
@@ -163,6 +171,14 @@ CANDIDATES: dict[str, Candidate] = {
             "o.row_key IS NOT NULL AS overlaps",
         ),
         joins=(_PROJECT, "LEFT JOIN overlap o ON o.row_key = s.row_key"),
+    ),
+    "milestones": Candidate(
+        columns=(
+            _PROJECT_FOUND,
+            "coalesce(p.recognition_method, p.billing_method) AS prj_method",
+            "p.start_date AS prj_start",
+        ),
+        joins=(_PROJECT,),
     ),
     "time_entries": Candidate(
         ctes={

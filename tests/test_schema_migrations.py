@@ -280,8 +280,9 @@ def test_pre_alembic_database_of_an_unknown_version_is_refused(empty_url: str) -
 
 
 def test_release1_erp_tables_are_adopted_without_changing_a_row(empty_url: str, capsys) -> None:
-    """The ERP tables have not changed since release 1: a pre-Alembic ERP database is stamped
-    (by the command, or on start) and keeps every row; the target then works on it."""
+    """A pre-Alembic ERP database (release 1's tables) is stamped erp0001 (by the command, or
+    on start), upgraded (erp0004_journals adds the journal tables) and keeps every row; the
+    target then works on it."""
     _build(empty_url, ERP, "erp0001", pre_alembic=True)
     before = _fill(empty_url)
     assert len(before) == 8
@@ -291,7 +292,8 @@ def test_release1_erp_tables_are_adopted_without_changing_a_row(empty_url: str, 
     )
     out = capsys.readouterr().out
     assert "none.duckdb: does not exist" in out
-    assert "its tables are revision erp0001" in out and "at head erp0001 (nothing to do)" in out
+    assert "its tables are revision erp0001" in out
+    assert "upgrade erp0001 -> erp0004_journals" in out and "at head erp0004_journals" in out
     assert _after(empty_url, before) == before
 
     target = SqlInterfaceTarget(empty_url)  # opens at head
@@ -301,14 +303,21 @@ def test_release1_erp_tables_are_adopted_without_changing_a_row(empty_url: str, 
     engine = _engine(empty_url)
     with engine.connect() as conn:
         assert conn.exec_driver_sql(f"SELECT version_num FROM {ERP.version_table}").scalar() == (
-            "erp0001"
+            "erp0004_journals"
         )
     engine.dispose()
 
 
 def test_erp_target_stamps_pre_alembic_tables_on_start_and_refuses_unknown(empty_url: str) -> None:
     _build(empty_url, ERP, "erp0001", pre_alembic=True)
-    SqlInterfaceTarget(empty_url).close()  # head already: stamped, no DDL
+    # Release 1's tables lack the journals: the target names the upgrade instead of adding them.
+    with pytest.raises(SchemaVersionError, match=r"erp0001 \(made before Alembic\).*dev upgrade"):
+        SqlInterfaceTarget(empty_url)
+    assert (
+        main(["--staging-url", f"duckdb:///{uuid.uuid4()}/none.duckdb", "--erp-url", empty_url])
+        == 0
+    )
+    SqlInterfaceTarget(empty_url).close()  # at head now
     engine = _engine(empty_url)
     with engine.begin() as conn:
         conn.exec_driver_sql(f"UPDATE {ERP.version_table} SET version_num = 'erp0099'")
@@ -443,7 +452,7 @@ def test_base_revisions_are_what_release_1_made(
                 engine.dispose()
         assert main(["--staging-url", empty_url, "--erp-url", erp_url]) == 0
         out = capsys.readouterr().out
-        assert "upgrade 0001 -> 0002" in out and "at head erp0001" in out
+        assert "upgrade 0001 -> 0002" in out and "at head erp0004_journals" in out
         StagingDB(empty_url).init_schema()
         SqlInterfaceTarget(erp_url).close()
 

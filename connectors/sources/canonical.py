@@ -157,6 +157,12 @@ PROJECTS = Dataset(
         # exceptions there, `project_manager` in STAGEPOST_DESK_ROUTING) and where to mail them.
         ("project_manager", "text", False, None, True),
         ("manager_email", "text", False, None, True),
+        # Revenue recognition (issue 17, docs/revenue.md): how revenue is recognized (empty:
+        # the billing method), the contract's value and its budget (hours, else cost).
+        ("recognition_method", "text", False, None, True),
+        ("contract_value", "money", False, None, True),
+        ("budget_hours", "hours", False, None, True),
+        ("budget_cost", "money", False, None, True),
     ),
     key=("project_code",),
     hash_exclude=frozenset({"updated_at"}),
@@ -206,13 +212,31 @@ INVOICES = Dataset(
     hash_exclude=frozenset({"updated_at"}),
 )
 
+#: A milestone project's milestones: revenue is recognized on acceptance (docs/revenue.md).
+MILESTONES = Dataset(
+    "milestones",
+    _cols(
+        "project_code",
+        "milestone_id",
+        ("description", "text", False),
+        ("amount", "money"),
+        ("accepted_on", "date", False),
+        ("updated_at", "timestamptz", False),
+    ),
+    key=("project_code", "milestone_id"),
+    hash_exclude=frozenset({"updated_at"}),
+)
+
 DATASETS: dict[str, Dataset] = {
-    d.name: d for d in (TIME_ENTRIES, EMPLOYEES, PROJECTS, PROJECT_TASKS, RATE_CARDS, INVOICES)
+    d.name: d
+    for d in (TIME_ENTRIES, EMPLOYEES, PROJECTS, PROJECT_TASKS, RATE_CARDS, INVOICES, MILESTONES)
 }
 
 #: Allowed values, shared by the contracts and the documentation.
 APPROVAL_STATUSES = ("draft", "submitted", "approved", "rejected")
 BILLING_METHODS = ("time_and_materials", "fixed_fee", "milestone", "non_billable")
+#: Revenue recognition methods (a project's `recognition_method`, else its billing method).
+RECOGNITION_METHODS = BILLING_METHODS
 PROJECT_STATUSES = ("open", "on_hold", "closed")
 INVOICE_STATUSES = ("draft", "released", "cancelled")
 INVOICE_LINE_KINDS = ("time", "milestone", "expense", "fixed_fee", "adjustment")
