@@ -211,6 +211,7 @@ JOURNAL_LINE = Document(
         integer("line_no", key=True),
         text("account_code"),
         text("project_code"),
+        text("line_role", note="wip | revenue | unbilled | deferred: the line's part, any chart"),
         decimal("debit", 18, 2),
         decimal("credit", 18, 2),
         text("description", nullable=True),

@@ -244,7 +244,10 @@ _JOURNAL_CHECKS = """
                       SUM(CASE WHEN debit < 0 OR credit < 0 THEN 1 ELSE 0 END) AS negative
                FROM tmp_jnl_lines GROUP BY journal_external_id) s
            ON s.journal_external_id = b.external_id
-    LEFT JOIN erp_journals o ON b.kind = 'reversal' AND o.external_id = b.reverses_external_id
+    LEFT JOIN (SELECT external_id, total_debit FROM erp_journals
+               UNION ALL  -- an accrual and its reversal come in one request
+               SELECT external_id, total_debit FROM tmp_jnl WHERE kind = 'post') o
+           ON b.kind = 'reversal' AND o.external_id = b.reverses_external_id
     LEFT JOIN erp_journals r ON b.kind = 'reversal' AND r.reverses_external_id = o.external_id
 """
 
@@ -463,16 +466,19 @@ class SqlInterfaceTarget(ErpTarget):
                     FROM tmp_jnl_lines l JOIN ({accepted}) a ON a.external_id = l.journal_external_id
                     ON CONFLICT DO NOTHING"""
             )
-            conn.exec_driver_sql(
-                f"""UPDATE erp_journals SET status = 'reversed'
-                    WHERE external_id IN (SELECT a.reverses_external_id FROM ({accepted}) a
-                                          WHERE a.kind = 'reversal')"""
-            )
             cols = ", ".join(JOURNAL.names)
+            conn.exec_driver_sql("DROP TABLE IF EXISTS tmp_jnl_new")
+            conn.exec_driver_sql(f"CREATE TEMP TABLE tmp_jnl_new AS {accepted}")
             conn.exec_driver_sql(
                 f"""INSERT INTO erp_journals ({cols}, status)
-                    SELECT {cols}, 'posted' FROM ({accepted}) a ON CONFLICT DO NOTHING"""
+                    SELECT {cols}, 'posted' FROM tmp_jnl_new ON CONFLICT DO NOTHING"""
             )
+            conn.exec_driver_sql(
+                """UPDATE erp_journals SET status = 'reversed'
+                   WHERE external_id IN (SELECT reverses_external_id FROM tmp_jnl_new
+                                         WHERE kind = 'reversal')"""
+            )
+            conn.exec_driver_sql("DROP TABLE tmp_jnl_new")
         return _result(journals["external_id"], rejected)
 
     def read_journal_lines(self, date_from: date, date_to: date) -> pd.DataFrame:

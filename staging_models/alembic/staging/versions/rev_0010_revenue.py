@@ -107,6 +107,7 @@ _TABLES = (
     line_no INTEGER NOT NULL,
     account_code TEXT NOT NULL,
     project_code TEXT NOT NULL,
+    line_role TEXT NOT NULL,
     debit NUMERIC(18, 2) NOT NULL,
     credit NUMERIC(18, 2) NOT NULL,
     description TEXT,
