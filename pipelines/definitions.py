@@ -9,6 +9,7 @@ from assets.full_export import full_export_checks
 from assets.ingestion import landing_assets
 from assets.posting import posting_window
 from assets.reconciliation import reconciliation_assets
+from assets.revenue import revenue_recognized, revenue_window
 from assets.validation import validation_assets, validation_checks
 from config.settings import current
 from io_managers.staging_table import StagingTableIOManager
@@ -22,7 +23,7 @@ from pipelines.jobs import (
 )
 from pipelines.operator_jobs import confirm_full_export_job, ignore_quarantined_job
 from pipelines.ops_jobs import ops_schedules, retention_job, staging_backup_job
-from pipelines.posting_jobs import posting_schedules, posting_window_job
+from pipelines.posting_jobs import posting_schedules, posting_window_job, revenue_window_job
 from pipelines.reconciliation_jobs import (
     reconciliation_job,
     reconciliation_schedules,
@@ -49,6 +50,8 @@ defs = Definitions(
         *api_assets,
         *validation_assets,
         posting_window,
+        revenue_recognized,
+        revenue_window,
         *reconciliation_assets,
     ],
     asset_checks=[*validation_checks, *full_export_checks],
@@ -60,6 +63,7 @@ defs = Definitions(
         ignore_quarantined_job,
         confirm_full_export_job,
         posting_window_job,
+        revenue_window_job,
         reconciliation_job,
         staging_backup_job,
         retention_job,

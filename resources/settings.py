@@ -86,6 +86,7 @@ def posting_policy_resource(s: Settings | None = None) -> PostingPolicy:
         closed_period_policy=s.closed_period_policy,
         preview_dir=s.preview_dir,
         lock_stale_seconds=s.posting_lock_stale_seconds,
+        revenue_accounts=s.revenue_accounts,
     )
 
 

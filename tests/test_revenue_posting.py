@@ -206,3 +206,68 @@ def test_dry_run_posts_nothing(posting_env: PostingEnv, world: RevenueWorld) -> 
     assert result.status == "dry_run" and len(result.plan) == 4
     assert journal_lines(posting_env.erp).empty
     assert posting_env.db.scalar("SELECT COUNT(*) FROM journal_ledger") == 0
+
+
+def test_revenue_window_job_in_dagster(duck_env: PostingEnv, tmp_path) -> None:
+    """The job computes revenue_recognized and posts with the accounts of the posting policy
+    (DE01 would take its own; US01 takes `*`); a dry run first posts nothing."""
+    from dagster import DagsterInstance, Definitions, RunConfig
+
+    from assets.revenue import (
+        REVENUE_ASSET,
+        REVENUE_WINDOW_ASSET,
+        RevenueConfigFields,
+        RevenueWindowConfig,
+        revenue_recognized,
+        revenue_window,
+    )
+    from pipelines.posting_jobs import revenue_window_job
+    from resources.erp import ErpResource, PostingPolicy
+    from resources.staging import StagingDatabase
+    from staging_models.db import dispose_all
+
+    RevenueWorld(duck_env.db, tmp_path / "files")
+    duck_env.db.engine.dispose()
+    duck_env.erp.close()
+    defs = Definitions(
+        assets=[revenue_recognized, revenue_window],
+        jobs=[revenue_window_job],
+        resources={
+            "staging": StagingDatabase(url=duck_env.db.url),
+            "erp": ErpResource(kind="sql", url=duck_env.erp_url),
+            "posting_policy": PostingPolicy(
+                revenue_accounts={"*": {"revenue": "4100"}, "DE01": {"revenue": "8400"}}
+            ),
+        },
+    )
+    job = defs.resolve_job_def("revenue_window_job")
+
+    def run(dry: bool):
+        config = RunConfig(
+            ops={
+                REVENUE_ASSET: RevenueConfigFields(as_of="2026-10-31"),
+                REVENUE_WINDOW_ASSET: RevenueWindowConfig(
+                    as_of="2026-10-31", dry_run=dry, operator="ana"
+                ),
+            }
+        )
+        return job.execute_in_process(instance=instance, run_config=config)
+
+    with DagsterInstance.ephemeral() as instance:
+        try:
+            dry = run(True)
+            assert dry.success
+            md = dry.asset_materializations_for_node(REVENUE_WINDOW_ASSET)[0].metadata
+            assert md["status"].value == "dry_run"
+            real = run(False)
+            assert real.success
+        finally:
+            dispose_all()
+    erp = SqlInterfaceTarget(duck_env.erp_url)
+    try:
+        lines = journal_lines(erp)
+    finally:
+        erp.close()
+    revenue = lines[lines["journal_type"] == "revenue"]
+    assert set(revenue["account_code"]) == {"1460", "4100"}
+    assert_balanced(lines)
