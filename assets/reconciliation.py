@@ -42,6 +42,7 @@ from reconciliation.compare import ALL, Period, Reconciliation, reconcile
 from reconciliation.psa_files import Unlanded, unlanded_rows
 from reconciliation.report import write_reconciliation_workbook
 from reconciliation.report_files import report_url, reports_dir
+from reconciliation.revenue import read_revenue_rollforward
 from reconciliation.store import load_lines, store_lines
 from resources.psa_source import PsaSource
 from resources.reports import ReportUpload
@@ -260,6 +261,7 @@ def reconciliation_workbook(
     context: AssetExecutionContext,
     config: WorkbookConfig,
     staging: StagingDatabase,
+    erp: ResourceParam[ErpProvider],
     report_upload: ReportUpload,
     rec_kpis: pd.DataFrame,
     rec_totals: pd.DataFrame,
@@ -276,6 +278,15 @@ def reconciliation_workbook(
     written: dict[str, dict] = {}
     lines = load_lines(db)
     overdue = breaches(db, datetime.now(UTC).date())
+    # Revenue against the ERP's journals: when revenue was computed (revenue_window_job).
+    target = erp.get_target()
+    try:
+        revenue, revenue_notes = read_revenue_rollforward(db, target)
+    finally:
+        close = getattr(target, "close", None)
+        if close:
+            close()
+    notes = [*notes, *revenue_notes]
     for scope in scopes:
         tag = "all" if scope == ALL else _UNSAFE.sub("_", scope)
         path = folder / f"reconciliation_{tag}_{stamp}.xlsx"
@@ -289,6 +300,7 @@ def reconciliation_workbook(
             notes=notes,
             legal_entity=scope,
             breaches=overdue,
+            revenue=revenue,
         )
         written[scope] = {"path": str(wb.path), "url": report_url(wb.path.name), "rows": wb.rows}
         context.log.info(f"workbook {scope}: {wb.path}")

@@ -25,6 +25,7 @@ from reconciliation.compare import (
     INVOICE_CLASSES,
     kpi_amounts,
 )
+from reconciliation.revenue import REVENUE_HEADERS
 from reconciliation.sheet_columns import (
     CLASS_COLUMNS,
     CLASS_REASONS,
@@ -55,6 +56,7 @@ CLASS_TITLES: dict[str, str] = {
 CLASS_UNITS: dict[str, str] = {"quarantined_without_key": "Rows"}
 INVOICE_SHEET = "Invoice exceptions"
 TOTALS_SHEET = "Totals by dimension"
+REVENUE_SHEET = "Revenue"
 
 
 def _figures(kpis: pd.DataFrame, legal_entity: str) -> pd.DataFrame:
@@ -237,9 +239,11 @@ def write_reconciliation_workbook(
     legal_entity: str = ALL,
     generated_at: datetime | None = None,
     breaches: pd.DataFrame | None = None,
+    revenue: pd.DataFrame | None = None,
 ) -> WorkbookInfo:
     """Write one reconciliation workbook (for all legal entities in scope, or one of them);
-    with `breaches`, its key figures count the desk's open and overdue exceptions."""
+    with `breaches`, its key figures count the desk's open and overdue exceptions; with
+    `revenue` (`reconciliation.revenue.revenue_rollforward`), a Revenue sheet."""
     totals = _filter_le(totals, legal_entity)
     invoices = _filter_le(invoices, legal_entity)
     if legal_entity != ALL:
@@ -258,12 +262,14 @@ def write_reconciliation_workbook(
     )
     sheets[INVOICE_SHEET] = exceptions[list(INVOICE_COLUMNS)]
     sheets[TOTALS_SHEET] = totals
+    if revenue is not None and not revenue.empty:
+        sheets[REVENUE_SHEET] = _filter_le(revenue, legal_entity)
     scope = "all legal entities" if legal_entity == ALL else legal_entity
     return write_workbook(
         path,
         title=f"Reconciliation PSA / staging / ERP: {scope}",
         period=period_label,
-        headers=HEADERS,
+        headers={**REVENUE_HEADERS, **HEADERS},  # the shared columns keep their headers
         kpis=key_figures(kpis, legal_entity, period_label, breaches),
         totals=per_le,
         aging=aging_table(kpis, legal_entity),

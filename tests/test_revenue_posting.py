@@ -271,3 +271,54 @@ def test_revenue_window_job_in_dagster(duck_env: PostingEnv, tmp_path) -> None:
     revenue = lines[lines["journal_type"] == "revenue"]
     assert set(revenue["account_code"]) == {"1460", "4100"}
     assert_balanced(lines)
+
+
+def test_revenue_reconciliation_and_wip_rollforward_tie_to_the_erp(
+    posting_env: PostingEnv, world: RevenueWorld, tmp_path
+) -> None:
+    import openpyxl
+
+    from reconciliation.revenue import (
+        CAUGHT_UP,
+        REVENUE_HEADERS,
+        TIES,
+        read_revenue_rollforward,
+    )
+    from reconciliation.workbook import write_workbook
+
+    window(posting_env, "2026-10-31")
+    posting_env.erp.set_period("US01", "2026-09", False)
+    world.add_entries(entry("TM-2", "TM", "2026-09-11", "4.25", "133.33"))
+    window(posting_env, "2026-10-31")
+    # The invoices reach the ERP through a posting window (TM's September time, FF ahead)
+    posted = posting_env.window(legal_entities=["US01"])
+    assert posted.status == "completed", posted.message
+    rf, notes = read_revenue_rollforward(posting_env.db, posting_env.erp)
+    assert notes == []
+    rows = {(r["project_code"], r["period"]): r for r in rf.to_dict("records")}
+    # September was closed before the correction: its own figure differs, October ties
+    sep, oct_ = rows[("TM", "2026-09")], rows[("TM", "2026-10")]
+    assert sep["status"] == CAUGHT_UP and sep["revenue_diff"] == D("266.66")
+    assert oct_["status"] == TIES and oct_["erp_recognized_to_date"] == D("2891.65")
+    # Roll-forward: opening + recognized - billed = closing, closing = staging's WIP
+    for r in rf.to_dict("records"):
+        assert r["opening_wip"] + r["erp_recognized"] - r["erp_billed"] == r["closing_wip"]
+    assert oct_["opening_wip"] == D("1499.99")
+    assert oct_["erp_billed"] == D("1499.99") and oct_["closing_wip"] == D("1391.66")
+    ff = rows[("FF", "2026-09")]
+    assert ff["closing_wip"] == D("-1714.29") == ff["staging_wip"]  # deferred revenue
+    assert {r["status"] for k, r in rows.items() if k[1] == "2026-10"} == {TIES}
+    # The controllers' sheet
+    info = write_workbook(
+        tmp_path / "rev.xlsx",
+        title="t",
+        kpis=[],
+        totals=pd.DataFrame(),
+        aging=pd.DataFrame({"bucket": [], "hours": [], "amount": []}),
+        sheets={"Revenue": rf},
+        headers=REVENUE_HEADERS,
+    )
+    ws = openpyxl.load_workbook(info.path)["Revenue"]
+    header = [c.value for c in ws[1]]
+    assert header[:4] == ["Status", "Legal entity", "Project", "Period"]
+    assert ws.max_row == len(rf) + 1

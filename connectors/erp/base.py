@@ -27,7 +27,7 @@ INVOICE_COLUMNS: tuple[str, ...] = (*INVOICE.names, "status")
 INVOICE_LINE_COLUMNS: tuple[str, ...] = INVOICE_LINE.names
 
 #: Columns of a journal's line read back (`read_journal_lines`): the journal's identity, then
-#: the line's account, project, debit and credit.
+#: the line's account, project, role (wip, revenue, unbilled, deferred), debit and credit.
 JOURNAL_READ_COLUMNS: tuple[str, ...] = (
     "external_id",
     "kind",
@@ -40,6 +40,7 @@ JOURNAL_READ_COLUMNS: tuple[str, ...] = (
     "line_no",
     "account_code",
     "project_code",
+    "line_role",
     "debit",
     "credit",
 )
