@@ -84,3 +84,27 @@ def test_revenue_journals_and_accruals_in_tryton(
         lines["external_id"]
     )
     target.close()
+
+
+def test_an_account_missing_in_trytons_chart_rejects_the_journal(
+    tryton_server: TrytonServer, duck_db: StagingDB, tmp_path: Path
+) -> None:
+    tryton_server.legal_entities = {"US01": tryton_server.legal_entities.popitem()[1]}
+    target = tryton_server.target()
+    RevenueWorld(duck_db, tmp_path / "files")
+    config = RevenueConfig(
+        as_of=dt.date(2026, 9, 30), operator="test", accounts={"US01": {"revenue": "9999"}}
+    )
+    result = run_revenue_window(duck_db, target, config, call=lambda fn: fn())
+    assert result.counts["rejected"] == 1 and result.counts["confirmed"] == 0
+    (msg,) = duck_db.query_df("SELECT erp_message FROM journal_ledger WHERE state = 'rejected'")[
+        "erp_message"
+    ]
+    assert msg.startswith("Account(s) 9999 do not exist in Tryton's chart")
+    assert target.rpc.model("account.move", "search_count", []) == 0
+    # Fixed in the configuration: the next window posts it (a new plan, same external id)
+    fixed = RevenueConfig(as_of=dt.date(2026, 9, 30), operator="test")
+    again = run_revenue_window(duck_db, target, fixed, call=lambda fn: fn())
+    assert again.counts["confirmed"] == 1, again.counts
+    assert target.rpc.model("account.move", "search_count", [("state", "=", "posted")]) == 1
+    target.close()

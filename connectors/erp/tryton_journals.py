@@ -86,6 +86,15 @@ def post_journals(
     by_journal = {k: g for k, g in lines.groupby("journal_external_id")}
     journal = _general_journal(session)
     refs = session.refs
+    # One look-up per company and code, and per company and day, whatever the journal count.
+    codes_of: dict[int, set[str]] = {}
+    for j in todo.to_dict("records"):
+        company = refs.company_of.get(j["legal_entity"])
+        jl = by_journal.get(j["external_id"])
+        if company is not None and jl is not None:
+            codes_of.setdefault(company, set()).update(jl["account_code"])
+    chart = {c: _accounts(session, c, codes) for c, codes in codes_of.items()}
+    periods: dict[tuple[int, dt.date], int | None] = {}
     for kind in ("post", "reversal"):
         part = todo[todo["kind"] == kind]
         if part.empty:
@@ -102,7 +111,9 @@ def post_journals(
                 result.rejected[ext] = "Tryton has no general journal"
                 continue
             day = _day(j["journal_date"])
-            period = _period(session, company, day)
+            if (company, day) not in periods:
+                periods[(company, day)] = _period(session, company, day)
+            period = periods[(company, day)]
             if period is None:
                 result.rejected[ext] = f"No period of company {company} holds {day}"
                 continue
@@ -110,7 +121,7 @@ def post_journals(
             if jl is None or jl.empty:
                 result.rejected[ext] = f"Journal {ext} has no lines"
                 continue
-            accounts = _accounts(session, company, set(jl["account_code"]))
+            accounts = chart.get(company, {})
             missing = sorted(set(jl["account_code"]) - set(accounts))
             if missing:
                 result.rejected[ext] = (
