@@ -292,14 +292,14 @@ def plan_journals(
         """,
         p,
     )
-    _plan_from_desired(conn, config, p, scope)
+    _plan_from_desired(conn, config, p)
     return read_frame(conn, "SELECT * FROM rev_plan ORDER BY batch_no, journal_id, kind DESC")
 
 
-def _plan_from_desired(conn: Connection, config: RevenueConfig, p: dict, scope: str) -> None:
+def _plan_from_desired(conn: Connection, config: RevenueConfig, p: dict) -> None:
     """Journals to send: a changed revenue journal's reversal and new version; new accruals
     with their reversals."""
-    jscope = scope.replace("r.", "j.")
+    jscope, _ = _scope_sql(config.legal_entities, "j")
     post_rev = external_id_sql("jnl", "c.journal_id", "c.new_version", "post")
     rev_rev = external_id_sql("jnl", "c.journal_id", "c.live_version", "rev")
     acr_post = external_id_sql("acr", "c.journal_id", "1", "post")

@@ -322,3 +322,54 @@ def test_revenue_reconciliation_and_wip_rollforward_tie_to_the_erp(
     header = [c.value for c in ws[1]]
     assert header[:4] == ["Status", "Legal entity", "Project", "Period"]
     assert ws.max_row == len(rf) + 1
+
+
+def test_one_journal_per_legal_entity_and_currency_and_scoped_windows(
+    posting_env: PostingEnv, world: RevenueWorld
+) -> None:
+    from tests.support.revenue_world import project
+
+    world.land(
+        "employees",
+        [
+            dict(
+                employee_id="E9",
+                employee_name="Uwe Roth",
+                legal_entity="DE01",
+                role="senior",
+                cost_rate="70.00",
+                currency="EUR",
+                active="true",
+            )
+        ],
+    )
+    world.land(
+        "projects",
+        [
+            project(
+                "DE",
+                "time_and_materials",
+                legal_entity="DE01",
+                currency="EUR",
+                customer_id="C2",
+                customer_name="Beta GmbH",
+            )
+        ],
+    )
+    world.land(
+        "project_tasks", [dict(project_code="DE", task_code="T1", task_name="W", billable="true")]
+    )
+    world.add_entries(
+        entry("DE-1", "DE", "2026-10-07", "4.00", "120.00", employee_id="E9", currency="EUR")
+    )
+    assert world.state("DE-1") == "valid"
+    only_de = window(posting_env, "2026-10-31", legal_entities=("DE01",))
+    assert only_de.status == "completed", only_de.message
+    lines = journal_lines(posting_env.erp)
+    assert sorted(lines["external_id"].unique()) == ["jnl:DE01:2026-10:EUR:v1:post"]
+    assert revenue_by_project(lines) == {"DE": D("480.00")}
+    window(posting_env, "2026-10-31")  # all entities: US01's journals, DE01's unchanged
+    lines = journal_lines(posting_env.erp)
+    assert set(lines["legal_entity"]) == {"DE01", "US01"}
+    assert lines[lines["legal_entity"] == "DE01"]["external_id"].nunique() == 1
+    assert_balanced(lines)
