@@ -334,12 +334,21 @@ EMPLOYEE_RULES: list[Rule] = [
     _dup_conflict("employees", "employee_id"),
 ]
 
-#: A project's recognition method: its own, else its billing method (docs/revenue.md).
-METHOD = "coalesce(x.recognition_method, x.billing_method)"
+#: A project's recognition method is its own, else its billing method (docs/revenue.md).
+#: A project recognized as a fixed fee: said so, or billed as one with any revenue figure set.
+#: A fixed-fee project without any (every export before issue 17) is left out of revenue
+#: recognition rather than quarantined: its time still posts.
+FIXED_FEE = (
+    "(x.recognition_method = 'fixed_fee' OR (x.recognition_method IS NULL "
+    "AND x.billing_method = 'fixed_fee' AND (x.contract_value IS NOT NULL "
+    "OR x.budget_hours IS NOT NULL OR x.budget_cost IS NOT NULL)))"
+)
 
 
-def _method(df: pd.DataFrame) -> pd.Series:
-    return df["recognition_method"].fillna(df["billing_method"])
+def _fixed_fee(df: pd.DataFrame) -> pd.Series:
+    figures = df["contract_value"].notna() | df["budget_hours"].notna() | df["budget_cost"].notna()
+    own = df["recognition_method"]
+    return (own == "fixed_fee") | (own.isna() & (df["billing_method"] == "fixed_fee") & figures)
 
 
 #: What revenue recognition needs from a project (issue 17).
@@ -349,17 +358,15 @@ PROJECT_REVENUE_RULES: list[Rule] = [
         "PRJ_FIXED_FEE_NO_CONTRACT_VALUE",
         "projects",
         "'a fixed-fee project needs its contract value (contract_value)'",
-        f"{METHOD} = 'fixed_fee' AND x.contract_value IS NULL",
-        lambda df: (_method(df) == "fixed_fee") & df["contract_value"].isna(),
+        f"{FIXED_FEE} AND x.contract_value IS NULL",
+        lambda df: _fixed_fee(df) & df["contract_value"].isna(),
     ),
     Rule(
         "PRJ_FIXED_FEE_NO_BUDGET",
         "projects",
         "'a fixed-fee project needs a budget (budget_hours or budget_cost) to measure progress'",
-        f"{METHOD} = 'fixed_fee' AND x.budget_hours IS NULL AND x.budget_cost IS NULL",
-        lambda df: (
-            (_method(df) == "fixed_fee") & df["budget_hours"].isna() & df["budget_cost"].isna()
-        ),
+        f"{FIXED_FEE} AND x.budget_hours IS NULL AND x.budget_cost IS NULL",
+        lambda df: _fixed_fee(df) & df["budget_hours"].isna() & df["budget_cost"].isna(),
     ),
     Rule(
         "PRJ_BUDGET_NOT_POSITIVE",

@@ -89,6 +89,10 @@ def _revenue_sql(db: StagingDB, calendar: str) -> str:
             WHERE p.is_current AND p.state = 'valid'
               AND coalesce(p.recognition_method, p.billing_method) IN
                   ('time_and_materials', 'fixed_fee', 'milestone')
+              -- a fixed fee billed without contract value or budget: not recognized here
+              AND (coalesce(p.recognition_method, p.billing_method) <> 'fixed_fee'
+                   OR (p.contract_value IS NOT NULL
+                       AND (p.budget_hours IS NOT NULL OR p.budget_cost IS NOT NULL)))
         ),
         te AS (  -- current valid versions of approved time, per project and month
             SELECT v.project_code, {te_period} AS period, SUM(v.hours) AS hours,

@@ -100,3 +100,30 @@ def test_the_table_is_rewritten_whole(world: RevenueWorld) -> None:
     world.revenue("2026-10-31")
     assert world.db.scalar("SELECT MAX(period) FROM revenue_recognized") == "2026-10"
     assert world.db.scalar("SELECT COUNT(*) FROM revenue_recognized") == 8
+
+
+def test_a_fixed_fee_billed_project_without_revenue_figures_still_posts_its_time(
+    world: RevenueWorld,
+) -> None:
+    """Exports from before revenue recognition: a project billed as a fixed fee with no
+    contract value or budget is valid (its time posts) and left out of revenue; one that
+    gives some revenue figures must give them all."""
+    from tests.support.revenue_world import project
+
+    world.land(
+        "projects",
+        [
+            project("OLD", "fixed_fee"),
+            project("HALF", "fixed_fee", contract_value="5000.00"),
+        ],
+    )
+    world.land(
+        "project_tasks",
+        [dict(project_code="OLD", task_code="T1", task_name="W", billable="true")],
+    )
+    world.add_entries(entry("OLD-1", "OLD", "2026-09-10", "3.00"))
+    assert world.state("OLD", "projects") == "valid"
+    assert world.state("OLD-1") == "valid"
+    assert world.codes("HALF", "projects") == {"PRJ_FIXED_FEE_NO_BUDGET"}
+    rows = world.revenue("2026-10-31")
+    assert not [k for k in rows if k[0] in ("OLD", "HALF")]
