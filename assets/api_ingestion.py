@@ -30,8 +30,10 @@ from staging_models.landing import LandingError
 
 #: The API assets' group (kept apart from file ingestion: `main_job` lands the inbox only).
 GROUP = "api_ingestion"
-#: Vendors whose API reports no deletions: their nightly run is a full pull.
-FULL_PULL_VENDORS = ("harvest", "clockify", "kimai")
+#: Vendors whose API reports no deletions: their nightly run is a full pull. Toggl's does in
+#: workspace mode (Reports API, `STAGEPOST_TOGGL_WORKSPACE_ID`); with `/me`, which reports
+#: deletions, its nightly run is an incremental pull (`_run`).
+FULL_PULL_VENDORS = ("harvest", "toggl", "clockify", "kimai")
 #: Master datasets pulled from a vendor's API (Harvest; the others' APIs are not pulled yet).
 MASTER_DATASETS = {"harvest": ("employees", "projects", "project_tasks", "invoices")}
 
@@ -93,6 +95,9 @@ def _run(
         vendor = source.open()
     except ApiAuthError as e:
         raise Failure(description=str(e), allow_retries=False) from None
+    if full and vendor.reports_deletions:  # Toggl's `/me`: deletions come with the changes
+        context.log.info(f"{source.vendor} reports deletions: no full pull needed, changes only")
+        full = False
     db = staging.get_db()
     try:
         for ds in datasets:
@@ -136,7 +141,13 @@ def _time_entries_asset(vendor: str) -> AssetsDefinition:
             + (
                 "; with config full: every entry of the recent range, a full export"
                 if vendor in FULL_PULL_VENDORS
-                else "; deleted entries become tombstone versions"
+                else ""
+            )
+            + (
+                " (Toggl: in workspace mode, the Reports API; with /me, deleted entries "
+                "become tombstone versions and no full pull is needed)"
+                if vendor == "toggl"
+                else ""
             )
             + "."
         ),

@@ -46,6 +46,7 @@ NIGHTLY_DATASETS = (
     "rate_cards",
     "invoices",
     "milestones",
+    "assignments",
 )
 
 

@@ -17,6 +17,7 @@ from assets.pools import STAGING_WRITE
 from config.settings import current, env_name
 from resources.erp import PostingPolicy
 from resources.staging import StagingDatabase
+from staging_models.api_pull import api_pulls_dir
 from staging_models.backup import BackupError, backup_staging, pg_dump
 from staging_models.db import StagingDB, data_dir
 from staging_models.retention import purge_files, purge_landing
@@ -70,6 +71,13 @@ def apply_retention(
             continue
         gone = purge_files(folder, days, dry_run=dry_run)
         lines.append(f"{label}: {verb} {len(gone)} files older than {days:g} days in {folder}")
+    days = _days("retention_api_pull_days")
+    vendors = sorted(p for p in api_pulls_dir().glob("*") if p.is_dir())
+    if days is None:
+        lines.append(f"API pulls: kept ({env_name('retention_api_pull_days')} not set)")
+    for folder in vendors if days is not None else ():
+        gone = purge_files(folder, days, "*.parquet", dry_run=dry_run)
+        lines.append(f"API pulls: {verb} {len(gone)} files older than {days:g} days in {folder}")
     days = _days("retention_landing_days")
     if days is None:
         lines.append(f"landed raw rows: kept ({env_name('retention_landing_days')} not set)")

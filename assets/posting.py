@@ -198,6 +198,8 @@ def _metadata(result: WindowResult, erp: ErpResource, who: dict) -> dict:
         md["preview_path"] = MetadataValue.path(str(result.preview_path))
     if not result.rejections.empty:
         md["rejections"] = md_table(result.rejections.head(50))
+    if not result.held_invoices.empty:  # billing holds: reason and age, oldest first
+        md["held_invoices"] = md_table(result.held_invoices.head(50))
     return md
 
 
@@ -254,6 +256,7 @@ def posting_window(
         note=config.note or None,
         override_reason=config.override_reason or None,
         closed_period_policy=posting_policy.closed_period_policy,  # type: ignore[arg-type]
+        billing_hold_time_and_expenses=posting_policy.billing_hold_time_and_expenses,  # type: ignore[arg-type]
         posting_hours=posting_policy.posting_hours or None,
         batch_size=posting_policy.batch_size,
         invoice_batch_size=posting_policy.invoice_batch_size,

@@ -33,12 +33,14 @@ from pydantic import Field
 
 from assets.metadata_tables import md_table
 from assets.pools import RECONCILIATION
+from assets.resource_plans import plan_vs_actual
 from assets.validation import validated_invoices, validated_time_entries
 from config.settings import current
 from connectors.erp.base import ErpTarget
 from connectors.report_upload import UploadError
 from connectors.sources.base import SourceError
 from reconciliation.compare import ALL, Period, Reconciliation, reconcile
+from reconciliation.plan_report import has_plans, plan_sheets
 from reconciliation.psa_files import Unlanded, unlanded_rows
 from reconciliation.report import write_reconciliation_workbook
 from reconciliation.report_files import report_url, reports_dir
@@ -252,10 +254,10 @@ def _info(kpis: pd.DataFrame) -> dict[str, str]:
         "rec_totals": AssetIn(input_manager_key=IO_MANAGER_KEY),
         "rec_invoices": AssetIn(input_manager_key=IO_MANAGER_KEY),
     },
-    deps=[AssetKey("rec_lines")],
+    deps=[AssetKey("rec_lines"), plan_vs_actual],
     description="The controllers' reconciliation workbook (and one per legal entity), "
     "downloadable from the link in the materialization, and uploaded to an SFTP folder "
-    "if one is configured.",
+    "if one is configured. With resource plans, its plan-vs-actual sheets too.",
 )
 def reconciliation_workbook(
     context: AssetExecutionContext,
@@ -287,6 +289,7 @@ def reconciliation_workbook(
         if close:
             close()
     notes = [*notes, *revenue_notes]
+    plans = has_plans(db)
     for scope in scopes:
         tag = "all" if scope == ALL else _UNSAFE.sub("_", scope)
         path = folder / f"reconciliation_{tag}_{stamp}.xlsx"
@@ -301,6 +304,7 @@ def reconciliation_workbook(
             legal_entity=scope,
             breaches=overdue,
             revenue=revenue,
+            plan=plan_sheets(db, None if scope == ALL else scope) if plans else None,
         )
         written[scope] = {"path": str(wb.path), "url": report_url(wb.path.name), "rows": wb.rows}
         context.log.info(f"workbook {scope}: {wb.path}")

@@ -336,6 +336,13 @@ def run(args: argparse.Namespace, root: Path, log_path: Path, say: Say) -> int:
                 f"  invoices in the period {_n(sum(invoices.values()))} = "
                 + " + ".join(f"{k.replace('_', ' ')} {_n(v)}" for k, v in sorted(invoices.items()))
             )
+    for mat in rec.asset_materializations_for_node("plan_vs_actual")[:1]:
+        md = {k: v.value for k, v in mat.metadata.items()}
+        say(
+            f"  resource plans vs approved time ({md['weeks']}): planned {md['planned_hours']} h, "
+            f"actual {md['actual_hours']} h, utilization {md['utilization']}; people over plan "
+            f"{md['people_over_plan']}, under plan {md['people_under_plan']}"
+        )
     for mat in rec.asset_materializations_for_node("reconciliation_workbook")[:1]:
         if "path" in mat.metadata:
             say(f"  workbook: {mat.metadata['path'].value}")

@@ -339,6 +339,14 @@ class Settings(BaseSettings):
     toggl_url: str = setting(
         "https://api.track.toggl.com/api/v9", "Toggl: the API's base URL", "an http(s):// URL"
     )
+    toggl_workspace_id: str = setting(
+        "",
+        "Toggl: a workspace id; set, the workspace's entries of every member are pulled through "
+        "the Reports API v3 with an admin's token (by work date; deletions found by the nightly "
+        "full pull); unset, the token owner's own entries through `/me/time_entries`",
+        TEXT,
+        "—",
+    )
     clockify_token: SecretStr | None = setting(
         None, "Clockify: the API key (secret); set, Clockify is pulled", TEXT, "—"
     )
@@ -441,6 +449,13 @@ class Settings(BaseSettings):
         '`{"*": {"wip": "1460", "revenue": "4000", "unbilled": "1450", "deferred": "2900"}}`',
         default_factory=dict,
     )
+    billing_hold_time_and_expenses: Literal["post", "hold"] = setting(
+        "post",
+        "time lines (and expense lines) of a project on a billing hold (its invoices are "
+        "always held): `post` posts them, `hold` holds them with the invoices until the hold "
+        "is lifted",
+        "post or hold",
+    )
     preview_dir: str = setting("", "posting preview workbooks", FOLDER, "`<data>/previews`")
     posting_lock_stale_seconds: Seconds = setting(
         900.0,
@@ -448,6 +463,14 @@ class Settings(BaseSettings):
         "heartbeat (same host: at once when the holder's process is gone or a zombie)",
         "seconds, more than 0",
         "`900`",
+    )
+
+    deal_outbound_dir: Path | None = setting(
+        None,
+        "project set-up from won CRM deals: the PSA import files (canonical `projects` and "
+        "`project_tasks` CSVs of the projects set up or changed) are written here",
+        FOLDER,
+        "`<data>/outbound/psa`",
     )
 
     # -- workbooks ----------------------------------------------------------------------------
@@ -480,6 +503,43 @@ class Settings(BaseSettings):
     )
     reports_sftp_known_hosts: str | None = setting(
         None, "workbook upload: the known_hosts file", FILE, "`STAGEPOST_SFTP_KNOWN_HOSTS`"
+    )
+
+    # -- status fed back to the PSA/CRM (docs/status_feedback.md) ------------------------------
+    feedback_dir: Path | None = setting(
+        None,
+        "where status feedback files (CSV, JSON Lines, manifest) are written",
+        FOLDER,
+        "`<data>/feedback`",
+    )
+    feedback_sftp_folder: str = setting(
+        "",
+        "write the status feedback files into this SFTP folder instead, with the PSA source's "
+        "`STAGEPOST_SFTP_*` server, key and known_hosts",
+        FOLDER,
+        "none (the local folder)",
+    )
+    feedback_webhook_url: SecretStr | None = setting(
+        None,
+        "push every status delivery to this HTTP endpoint too (secret: it may carry a token)",
+        "an http:// or https:// URL",
+        "none (no push)",
+    )
+    feedback_webhook_attempts: Positive = setting(
+        5,
+        "attempts per webhook push (backoff 0.5 s doubling, at most 30 s) before it goes to "
+        "the dead-letter table",
+        "a whole number, more than 0",
+    )
+
+    # -- resource plans (docs/resource_plans.md) -----------------------------------------------
+    weekly_capacity_hours: Annotated[
+        Decimal, Field(gt=0, le=168, decimal_places=4, allow_inf_nan=False)
+    ] = setting(
+        Decimal("40"),
+        "plan vs actual: hours a week an employee can work, for utilization (billable actual "
+        "hours over capacity), unless the employee's `weekly_capacity_hours` says otherwise",
+        "hours, more than 0 and at most 168, at most 4 decimals",
     )
 
     # -- the finance desk (docs/desk.md) -------------------------------------------------------
@@ -573,6 +633,13 @@ class Settings(BaseSettings):
         None,
         "retention: landed raw rows (`land_*`) of settled loads older than this many days are "
         "deleted",
+        DAYS,
+        KEEP,
+    )
+    retention_api_pull_days: Days | None = setting(
+        None,
+        "retention: the Parquet files of landed API pulls (`<data>/api_pulls/<vendor>/`) older "
+        "than this many days are deleted",
         DAYS,
         KEEP,
     )

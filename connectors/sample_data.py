@@ -21,7 +21,10 @@ entity's list rate on projects without a rate card (fixed fee, milestone).
 Command line:
     python -m connectors.sample_data --out DIR --entries N --seed S --format csv
         [--bad-share 0.01] [--bad-kinds k1,k2] [--as-of YYYY-MM-DD]
-        [--corrections-share 0.02] [--tag sample] [--truth FILE]
+        [--corrections-share 0.02] [--tag sample] [--truth FILE] [--deals N]
+
+`--deals N` (or `write_deals`) also writes N CRM deals and the project templates for the
+project set-up (`crm_deals_<tag>`, `project_templates_<tag>`); without it nothing changes.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ import pyarrow as pa
 
 from connectors.sample_gen.bad import BAD_KINDS
 from connectors.sample_gen.build import Plan, build_plan, check_options
+from connectors.sample_gen.deals import deals_table, templates_table
 from connectors.sample_gen.invoices import INVOICE_COLUMNS
 from connectors.sample_gen.tables import COLUMNS as _COLUMNS
 from connectors.sample_gen.writers import FORMATS, XLSX_MAX_ROWS, write_dataset
@@ -55,6 +59,7 @@ __all__ = [
     "WrittenFile",
     "generate_frames",
     "generate_tables",
+    "write_deals",
     "write_sample",
 ]
 
@@ -65,6 +70,7 @@ DATASETS: tuple[str, ...] = (
     "project_tasks",
     "rate_cards",
     "invoices",
+    "assignments",
 )
 COLUMNS: dict[str, tuple[str, ...]] = {**_COLUMNS, "invoices": INVOICE_COLUMNS}
 _TAG = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -80,6 +86,7 @@ class SampleTables:
     project_tasks: pa.Table
     rate_cards: pa.Table
     invoices: pa.Table
+    assignments: pa.Table
     corrections: pa.Table
     bad_rows: pa.Table
     as_of: date
@@ -103,6 +110,7 @@ class SampleData:
     project_tasks: pd.DataFrame
     rate_cards: pd.DataFrame
     invoices: pd.DataFrame
+    assignments: pd.DataFrame
     corrections: pd.DataFrame
     bad_rows: pd.DataFrame
     as_of: date
@@ -238,6 +246,30 @@ def write_sample(
     return {w.key: w.path for w in written}
 
 
+def write_deals(
+    out_dir: Path,
+    n_deals: int,
+    fmt: str = "csv",
+    tag: str = "sample",
+    *,
+    seed: int = 42,
+    as_of: date | None = None,
+) -> dict[str, Path]:
+    """Write `n_deals` CRM deals and the project templates (the project set-up's inputs),
+    consistent with `write_sample`'s legal entities and currencies."""
+    as_of = as_of or datetime.now(UTC).date()
+    out = {}
+    for name, table in (
+        ("project_templates", templates_table()),
+        ("crm_deals", deals_table(n_deals, seed, as_of)),
+    ):
+        path = Path(out_dir) / f"{name}_{tag}.{fmt}"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_dataset([table], path, fmt, name)
+        out[name] = path
+    return out
+
+
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python -m connectors.sample_data", description="Write a seeded sample PSA export."
@@ -254,6 +286,9 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--truth", type=Path, default=None, help="write the bad-row ground truth CSV here"
     )
+    p.add_argument(
+        "--deals", type=int, default=0, help="also write this many CRM deals and the templates"
+    )
     return p.parse_args(argv)
 
 
@@ -269,6 +304,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         written = _write_plan(plan, a.out, a.format, a.tag)
         if a.truth is not None:
             write_dataset([plan.bad_rows], a.truth, "csv", "bad_rows")
+        deals = (
+            write_deals(a.out, a.deals, a.format, a.tag, seed=a.seed, as_of=plan.as_of)
+            if a.deals
+            else {}
+        )
     except (ValueError, TypeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -277,6 +317,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"  {w.path}  {w.rows:>12,} rows  {w.seconds:7.2f} s")
     if a.truth is not None:
         print(f"  {a.truth}  {plan.bad_rows.num_rows:>12,} bad rows (ground truth)")
+    for path in deals.values():
+        print(f"  {path}  (project set-up)")
     print(f"total {time.perf_counter() - start:.2f} s")
     return 0
 

@@ -50,6 +50,12 @@ def _nightly_job(vendor: str):
             + ("master data and " if vendor in MASTER_DATASETS else "")
             + "time entries of the recent range in full (a full export: deletions become "
             "tombstones), then re-validate everything."
+            + (
+                " Toggl: in workspace mode (STAGEPOST_TOGGL_WORKSPACE_ID); with /me, which "
+                "reports deletions, the changes only."
+                if vendor == "toggl"
+                else ""
+            )
         ),
     )
 

@@ -21,6 +21,7 @@ from dagster import (
 
 from assets.posting import posting_window
 from assets.reconciliation import GROUP, ReconciliationConfig, WorkbookConfig
+from assets.resource_plans import PlanVsActualConfig
 from pipelines.launchpad import ops_only
 from pipelines.schedules import TIMEZONE
 
@@ -32,9 +33,16 @@ reconciliation_job = define_asset_job(
     "reconciliation_job",
     selection=AssetSelection.groups(GROUP),
     config=ops_only(
-        {"reconciliation": ReconciliationConfig, "reconciliation_workbook": WorkbookConfig}
+        {
+            "reconciliation": ReconciliationConfig,
+            "reconciliation_workbook": WorkbookConfig,
+            "plan_vs_actual": PlanVsActualConfig,
+        }
     ),
-    description="Reconcile PSA, staging and ERP; store the results; write the workbooks.",
+    description=(
+        "Reconcile PSA, staging and ERP; compare resource plans with actuals; store the "
+        "results; write the workbooks."
+    ),
 )
 
 reconciliation_nightly = ScheduleDefinition(

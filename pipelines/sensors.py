@@ -26,9 +26,11 @@ from dagster import (
     sensor,
 )
 
+from assets.deals import DATASETS as DEAL_DATASETS
 from assets.ingestion import DATASET_TAG, FILE_TAG, HOURLY_DATASETS
 from config.settings import current
 from connectors.sources.base import RemoteFile, RetryableSourceError
+from pipelines.deal_jobs import deal_setup_job
 from pipelines.jobs import ingest_nightly_job, ingest_time_entries_job
 from resources.psa_source import PsaSource
 
@@ -43,6 +45,8 @@ def file_key(f: RemoteFile) -> str:
 
 
 def job_name_for(dataset: str) -> str:
+    if dataset in DEAL_DATASETS:  # CRM deals and templates land in the set-up's own job
+        return deal_setup_job.name
     return ingest_time_entries_job.name if dataset in HOURLY_DATASETS else ingest_nightly_job.name
 
 
@@ -64,7 +68,7 @@ def _write_cursor(keys: set[str]) -> str:
 
 @sensor(
     name="psa_inbox_sensor",
-    jobs=[ingest_time_entries_job, ingest_nightly_job],
+    jobs=[ingest_time_entries_job, ingest_nightly_job, deal_setup_job],
     minimum_interval_seconds=SENSOR_INTERVAL_SECONDS,
     default_status=DefaultSensorStatus.STOPPED,
     description="Launches an ingestion run for each new complete file in the PSA inbox.",

@@ -48,10 +48,14 @@ from connectors.erp.documents import INVOICE, INVOICE_LINE, TIME_LINE
 from connectors.erp.periods import month_end
 from connectors.sql import fetch_frame, load_temp, read_frame
 from posting.batches import open_batch
+from staging_models.billing_holds import BILLING_HOLD_PREFIX, HELD_PROJECTS
 from staging_models.db import SCRATCH_STATISTICS_TARGET, analyze
 from staging_models.ledger_tables import ledger_order
 
 ClosedPeriodPolicy = Literal["next_open", "hold"]
+#: What a billing hold on a project does to its time and expense lines (its invoices are
+#: always held).
+BillingHoldWork = Literal["post", "hold"]
 #: How far past a closed period `next_open` looks for an open one.
 NEXT_OPEN_HORIZON_MONTHS = 12
 MAX_EXTERNAL_ID = 64
@@ -383,8 +387,12 @@ def _apply_policy(conn: Connection, table: str, policy: ClosedPeriodPolicy, grou
                   FROM plan_periods c WHERE NOT c.is_open) m
             WHERE {table}.legal_entity = m.legal_entity AND {table}.natural_period = m.period"""
     )
-    # The other half of a held correction (a document in scope goes whole, see `pair_scoped`),
-    # with the first held half's reason.
+    _hold_pairs(conn, table, group)
+
+
+def _hold_pairs(conn: Connection, table: str, group: str) -> None:
+    """The other half of a held correction (a document in scope goes whole, see
+    `pair_scoped`), with the first held half's reason."""
     conn.exec_driver_sql(
         f"""UPDATE {table} SET state = 'held', batch_no = NULL,
               erp_message = 'Held with the other half of its correction ('
@@ -395,6 +403,27 @@ def _apply_policy(conn: Connection, table: str, policy: ClosedPeriodPolicy, grou
                       WHERE y.{group} = x.{group} AND y.state = 'held')) h
             WHERE {table}.state = 'planned' AND {table}.{group} = h.grp"""
     )
+
+
+def _any_billing_hold(conn: Connection) -> bool:
+    return conn.exec_driver_sql(f"SELECT COUNT(*) FROM ({HELD_PROJECTS}) h").scalar_one() > 0
+
+
+def _apply_billing_holds(conn: Connection, table: str, group: str) -> None:
+    """Hold every planned line of a project on a billing hold (posts and reversals alike: a
+    credit note is an invoice too), and the other half of its correction; each carries the
+    hold's reason. Every window re-plans held lines, so the first window after the hold is
+    lifted posts them."""
+    since = "COALESCE(' since ' || CAST(h.billing_hold_since AS VARCHAR), '')"
+    reason = "COALESCE(NULLIF(h.billing_hold_reason, ''), 'no reason given')"
+    conn.exec_driver_sql(
+        f"""UPDATE {table} SET state = 'held', batch_no = NULL,
+              erp_message = '{BILLING_HOLD_PREFIX}' || h.project_code || {since} || ': '
+                            || {reason}
+            FROM ({HELD_PROJECTS}) h
+            WHERE {table}.project_code = h.project_code"""
+    )
+    _hold_pairs(conn, table, group)
 
 
 def _note_pulled_in(conn: Connection, table: str, scope: Scope, date_col: str) -> None:
@@ -464,8 +493,13 @@ def build_plan(
     invoice_batch_size: int,
     fetch,
     include_invoices: bool = True,
+    billing_hold_time_and_expenses: BillingHoldWork = "post",
 ) -> None:
-    """Fill plan_lines, plan_invoices and plan_invoice_lines for this window (temp tables)."""
+    """Fill plan_lines, plan_invoices and plan_invoice_lines for this window (temp tables).
+
+    `billing_hold_time_and_expenses`: whether the time lines (and, once they are planned,
+    expense lines) of a project on a billing hold are posted (`post`, the default: the hold
+    stops billing, not cost accounting) or held too."""
     if policy not in ("next_open", "hold"):
         raise ValueError(f"unknown closed-period policy {policy!r}: use 'next_open' or 'hold'")
     if conn.dialect.name == "postgresql":
@@ -499,10 +533,16 @@ def build_plan(
         _note_pulled_in(conn, "plan_invoices", scope, "issue_date")
     temp_table(conn, "plan_groups", _PLAN_GROUPS)
     _load_periods(conn, erp, fetch)
-    if conn.exec_driver_sql("SELECT COUNT(*) FROM plan_periods WHERE NOT is_open").scalar_one():
+    closed = conn.exec_driver_sql("SELECT COUNT(*) FROM plan_periods WHERE NOT is_open")
+    if closed.scalar_one():
         _apply_policy(conn, "plan_lines", policy, "entry_id")
         _apply_policy(conn, "plan_invoices", policy, "invoice_id")
         temp_table(conn, "plan_groups", _PLAN_GROUPS)  # lines held or moved to other periods
+    if _any_billing_hold(conn):
+        _apply_billing_holds(conn, "plan_invoices", "invoice_id")
+        if billing_hold_time_and_expenses == "hold":  # expenses: their plan table here too
+            _apply_billing_holds(conn, "plan_lines", "entry_id")
+        temp_table(conn, "plan_groups", _PLAN_GROUPS)
     temp_table(conn, "plan_invoice_lines", _PLAN_INVOICE_LINES)
     if conn.dialect.name == "postgresql":
         # The policy may have held invoices. (The index by batch is made when the batches

@@ -50,6 +50,7 @@ from posting.lock import (
     WindowLock,
 )
 from posting.plan import (
+    BillingHoldWork,
     ClosedPeriodPolicy,
     PendingLines,
     Scope,
@@ -66,6 +67,7 @@ from posting.preview import (
     write_preview_xlsx,
 )
 from posting.send import send_batches, settle_sent
+from staging_models.billing_holds import held_invoices
 from staging_models.db import StagingDB
 from staging_models.ledger_tables import ledger_rows, posting_windows
 
@@ -93,6 +95,7 @@ class WindowConfig:
     note: str | None = None
     override_reason: str | None = None  # post outside the posting hours, recorded
     closed_period_policy: ClosedPeriodPolicy = "next_open"
+    billing_hold_time_and_expenses: BillingHoldWork = "post"  # a held project's invoices: held
     posting_hours: str | Sequence[str] | None = None  # e.g. "mon-fri 17:00-20:00 Europe/Berlin"
     batch_size: int = 20_000
     invoice_batch_size: int = 500
@@ -123,6 +126,9 @@ class WindowResult:
     summary: pd.DataFrame
     preview_path: Path | None = None
     rejections: pd.DataFrame = field(default_factory=pd.DataFrame)
+    #: Invoices a billing hold keeps from the ERP after this window (all of them, not only
+    #: this window's), with reason, since when and age in days (`billing_holds.COLUMNS`).
+    held_invoices: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 def _check_staging_free(db: StagingDB) -> None:
@@ -287,6 +293,7 @@ def _plan_and_preview(
         invoice_batch_size=config.invoice_batch_size,
         fetch=w.call,
         include_invoices=config.include_invoices,
+        billing_hold_time_and_expenses=config.billing_hold_time_and_expenses,
     )
     counts = plan_counts(conn)
     summary = plan_summary(conn)
@@ -459,6 +466,11 @@ def _completed(out: _Outcome) -> None:
         f"Posted {c['confirmed']:,} documents ({c['already_in_erp']:,} already in the ERP),"
         f" {c['rejected']:,} rejected by the ERP."
     )
+    if c.get("invoice_post_held") or c.get("invoice_reversal_held"):
+        out.message += (
+            f" {c.get('invoice_post_held', 0) + c.get('invoice_reversal_held', 0):,} invoice"
+            " documents held (billing hold or closed period)."
+        )
 
 
 def _stopped(out: _Outcome, attempts: int, error: ErpUnavailable) -> None:
@@ -516,6 +528,7 @@ def _run_locked(w: _Window, lock: WindowLock) -> WindowResult:
         out.summary,
         out.path,
         _rejections(w.db, w.window_id),
+        held_invoices(w.db, w.now.date()),
     )
 
 

@@ -46,6 +46,8 @@ file and row (`source_file`, `row_no`); no other class does, as an entry id name
 
 from __future__ import annotations
 
+from staging_models.billing_holds import BILLING_HOLD_PREFIX
+
 ENTRY_CLASSES: tuple[str, ...] = (
     "erp_unknown_to_staging",
     "not_yet_staged",
@@ -69,6 +71,7 @@ INVOICE_CLASSES: tuple[str, ...] = (
     "changed_in_psa_since_posting",
     "value_mismatch",
     "quarantined",
+    "billing_hold",
     "ready_not_posted",
     "draft",
     "not_postable",
@@ -660,6 +663,11 @@ x AS (
            MAX(l_version) FILTER (WHERE l_live) AS posted_version,
            arg_max(l_state, l_version) FILTER (WHERE l_kind = 'post') AS ledger_state,
            arg_max(erp_message, l_version) FILTER (WHERE l_kind = 'post') AS ledger_message,
+           bool_or(l_state = 'held' AND erp_message LIKE '{BILLING_HOLD_PREFIX}%')
+               AS billing_held,
+           arg_max(erp_message, l_version) FILTER (
+               WHERE l_state = 'held' AND erp_message LIKE '{BILLING_HOLD_PREFIX}%')
+               AS hold_message,
            MAX(settled_at) FILTER (WHERE l_state = 'confirmed') AS settled_at,
            COUNT(*) FILTER (WHERE l_missing) AS led_missing,
            string_agg(l_id, ', ') FILTER (WHERE l_missing) AS missing_ids,
@@ -696,6 +704,7 @@ k AS (
         WHEN posted_version IS NOT NULL THEN 'in_sync'
         WHEN quarantined_lines > 0 THEN 'quarantined'
         WHEN not_postable_lines > 0 OR cancelled_lines > 0 THEN 'not_postable'
+        WHEN COALESCE(billing_held, FALSE) THEN 'billing_hold'
         WHEN ready THEN 'ready_not_posted'
         WHEN draft_lines > 0 THEN 'draft'
         WHEN COALESCE(erp_amount, 0) = 0 THEN 'in_sync'
@@ -730,9 +739,12 @@ SELECT invoice_id, class,
            CASE WHEN cancelled_lines > 0 THEN cancelled_lines || ' lines cancelled in the PSA' END,
            q_messages,
            CASE WHEN ledger_state IN ('planned', 'sent', 'held', 'rejected', 'void')
-                THEN 'ledger ' || ledger_state || COALESCE(': ' || ledger_message, '') END
+                THEN 'ledger ' || ledger_state || COALESCE(': ' || ledger_message, '') END,
+           CASE WHEN billing_held AND hold_message IS DISTINCT FROM ledger_message
+                THEN 'ledger held: ' || hold_message END
        ), '') AS reasons,
        CASE class WHEN 'ready_not_posted' THEN {age_sql("CAST(issue_date AS TIMESTAMPTZ)")}
+                  WHEN 'billing_hold' THEN {age_sql("CAST(issue_date AS TIMESTAMPTZ)")}
                   WHEN 'posted_missing_in_erp' THEN {age_sql("settled_at")}
                   WHEN 'changed_in_psa_since_posting' THEN {age_sql("landed_at")} END AS age_days,
        ready AND (posted_version IS NULL OR posted_version <> psa_version) AS backlog

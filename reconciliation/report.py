@@ -25,6 +25,7 @@ from reconciliation.compare import (
     INVOICE_CLASSES,
     kpi_amounts,
 )
+from reconciliation.plan_report import PlanSheets
 from reconciliation.revenue import REVENUE_HEADERS
 from reconciliation.sheet_columns import (
     CLASS_COLUMNS,
@@ -240,10 +241,12 @@ def write_reconciliation_workbook(
     generated_at: datetime | None = None,
     breaches: pd.DataFrame | None = None,
     revenue: pd.DataFrame | None = None,
+    plan: PlanSheets | None = None,
 ) -> WorkbookInfo:
     """Write one reconciliation workbook (for all legal entities in scope, or one of them);
     with `breaches`, its key figures count the desk's open and overdue exceptions; with
-    `revenue` (`reconciliation.revenue.revenue_rollforward`), a Revenue sheet."""
+    `revenue` (`reconciliation.revenue.revenue_rollforward`), a Revenue sheet; with `plan`
+    (`reconciliation.plan_report`), its plan-vs-actual figures and sheets follow."""
     totals = _filter_le(totals, legal_entity)
     invoices = _filter_le(invoices, legal_entity)
     if legal_entity != ALL:
@@ -264,13 +267,20 @@ def write_reconciliation_workbook(
     sheets[TOTALS_SHEET] = totals
     if revenue is not None and not revenue.empty:
         sheets[REVENUE_SHEET] = _filter_le(revenue, legal_entity)
+    figures = key_figures(kpis, legal_entity, period_label, breaches)
+    headers = {**REVENUE_HEADERS, **HEADERS}  # the shared columns keep their headers
+    if plan is not None:
+        sheets.update(plan.sheets)
+        figures += plan.key_figures
+        headers = {**plan.headers, **headers}
     scope = "all legal entities" if legal_entity == ALL else legal_entity
     return write_workbook(
         path,
         title=f"Reconciliation PSA / staging / ERP: {scope}",
         period=period_label,
-        headers={**REVENUE_HEADERS, **HEADERS},  # the shared columns keep their headers
-        kpis=key_figures(kpis, legal_entity, period_label, breaches),
+        headers=headers,
+        charts=plan.charts if plan is not None else None,
+        kpis=figures,
         totals=per_le,
         aging=aging_table(kpis, legal_entity),
         sheets=sheets,

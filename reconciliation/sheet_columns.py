@@ -85,6 +85,7 @@ INVOICE_CLASS_TITLES: dict[str, str] = {
     "changed_in_psa_since_posting": "Changed in PSA since posting",
     "value_mismatch": "Value mismatch",
     "quarantined": "Quarantined",
+    "billing_hold": "Billing hold",
     "ready_not_posted": "Ready, not posted",
     "draft": "Draft",
     "not_postable": "Not postable",

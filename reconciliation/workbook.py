@@ -81,6 +81,17 @@ FAST_ROWS: bool = _supports_fast_rows()
 
 
 @dataclass(frozen=True)
+class SheetChart:
+    """A column chart beside a detail sheet's table: one series per value column (clustered,
+    never stacked), the categories from another column, all rows of the sheet."""
+
+    title: str
+    categories: str  # column name
+    values: tuple[str, ...]  # column names, one series each
+    y_format: str = "#,##0"
+
+
+@dataclass(frozen=True)
 class WorkbookInfo:
     """What was written: sheet names in order, data rows per detail sheet, splits and notes."""
 
@@ -287,6 +298,29 @@ class _Written:
     notes: list[str] = field(default_factory=list)
 
 
+def _detail_chart(
+    ws: WriteOnlyWorksheet, chart_spec: SheetChart, col_names: list[str], rows: int
+) -> None:
+    """`chart_spec` over the sheet's rows, anchored two columns right of the table."""
+    cats = col_names.index(chart_spec.categories) + 1
+    chart = BarChart()
+    chart.type = "col"
+    chart.grouping = "clustered"
+    chart.title = chart_spec.title
+    for name in chart_spec.values:
+        col = col_names.index(name) + 1
+        chart.add_data(
+            Reference(ws, min_col=col, max_col=col, min_row=1, max_row=rows + 1),
+            titles_from_data=True,
+        )
+    chart.set_categories(Reference(ws, min_col=cats, min_row=2, max_row=rows + 1))
+    chart.y_axis.number_format = chart_spec.y_format
+    chart.x_axis.delete = False  # openpyxl 3.1 otherwise hides both axes in Excel
+    chart.y_axis.delete = False
+    chart.width, chart.height = 24, 10
+    ws.add_chart(chart, f"{get_column_letter(len(col_names) + 2)}2")
+
+
 def _write_detail(
     wb: openpyxl.Workbook,
     key: str,
@@ -295,6 +329,7 @@ def _write_detail(
     max_rows: int,
     fast: bool,
     out: _Written,
+    chart: SheetChart | None = None,
 ) -> None:
     col_names, cols, n = frame
     plans = _plans(col_names, cols)
@@ -308,6 +343,8 @@ def _write_detail(
         parts.append(title)
         ws = wb.create_sheet(title)
         _setup_detail(ws, widths, stop - start)
+        if chart is not None and len(ranges) == 1 and n:
+            _detail_chart(ws, chart, col_names, n)
         ws.append(_header_cells(ws, titles) or ["(no columns)"])
         if plans:
             writer = _RowWriter(ws, plans, fast)
@@ -509,6 +546,7 @@ def write_workbook(
     generated_at: datetime | None = None,
     headers: Mapping[str, str] | None = None,
     period: str | None = None,
+    charts: Mapping[str, SheetChart] | None = None,
 ) -> WorkbookInfo:
     """Write the reconciliation workbook to `path` (replaced atomically) and say what it holds.
 
@@ -518,7 +556,8 @@ def write_workbook(
     whose name contains "hour" `0.00`, integers `0`, dates `yyyy-mm-dd`, timestamps
     `yyyy-mm-dd hh:mm` (tz-aware ones in their own wall-clock time). `headers` maps column
     names to the headers shown (detail sheets and summary tables); `period` is shown under
-    the title.
+    the title. `charts` puts a column chart beside the table of a detail sheet (by its key in
+    `sheets`; not on a sheet that is split).
     """
     if not 1 <= max_rows_per_sheet <= EXCEL_MAX_ROWS - 1:
         raise ValueError(f"max_rows_per_sheet must be in 1..{EXCEL_MAX_ROWS - 1:,}")
@@ -543,7 +582,16 @@ def write_workbook(
     sources: dict[str, str] = {}
     for key, frame in frames.items():
         before = len(written.sheet_names)
-        _write_detail(wb, key, frame, names, max_rows_per_sheet, FAST_ROWS, written)
+        _write_detail(
+            wb,
+            key,
+            frame,
+            names,
+            max_rows_per_sheet,
+            FAST_ROWS,
+            written,
+            (charts or {}).get(key),
+        )
         sources.update({s: str(key) for s in written.sheet_names[before:]})
 
     all_notes = [*(notes or []), *written.notes]

@@ -11,11 +11,10 @@ from zoneinfo import ZoneInfo
 from dagster import ConfigurableResource
 from pydantic import Field, SecretStr
 
-from connectors.sources.api import clockify, harvest, kimai, toggl
+from connectors.sources.api import clockify, harvest, kimai, toggl, toggl_reports
 from connectors.sources.api.errors import ApiAuthError
 from connectors.sources.api.vendor import ApiVendor, Defaults
-from staging_models.api_pull import PullSettings
-from staging_models.db import data_dir
+from staging_models.api_pull import PullSettings, api_pulls_dir
 
 #: Which settings a vendor needs before it can be pulled (the error names them).
 REQUIRED = {
@@ -33,7 +32,11 @@ class ApiSource(ConfigurableResource):
     token: str | None = Field(default=None, description="The API token (an EnvVar: secret)")
     url: str = Field(default="", description="The API's base URL")
     account_id: str = Field(default="", description="Harvest: the account id")
-    workspace_id: str = Field(default="", description="Clockify: the workspace id")
+    workspace_id: str = Field(
+        default="",
+        description="Clockify: the workspace id; Toggl: set, the whole workspace through the "
+        "Reports API v3 (else the token owner's entries)",
+    )
     user_agent: str = Field(default="stagepost", description="Harvest: the User-Agent it requires")
     lookback_days: float = Field(default=3.0, description="Days asked again before the cursor")
     initial_days: float = Field(default=30.0, description="How far the first pull reaches back")
@@ -76,7 +79,11 @@ class ApiSource(ConfigurableResource):
             )
             return harvest.Harvest(c, d)
         if self.vendor == "toggl":
-            return toggl.Toggl(toggl.client(token, base_url=self.url or toggl.BASE_URL), d)
+            c = toggl.client(token, base_url=self.url or toggl.BASE_URL)
+            if not self.workspace_id:
+                return toggl.Toggl(c, d)
+            reports = toggl_reports.reports_client(token, c)
+            return toggl_reports.TogglWorkspace(c, d, self.workspace_id, reports)
         if self.vendor == "clockify":
             c = clockify.client(token, base_url=self.url or clockify.BASE_URL)
             return clockify.Clockify(c, d, self.workspace_id)
@@ -94,7 +101,10 @@ class ApiSource(ConfigurableResource):
 
     def folder(self) -> Path:
         """Where the Parquet file of every landed window is kept."""
-        return data_dir() / "api_pulls" / self.vendor
+        return api_pulls_dir() / self.vendor
 
     def describe(self) -> str:
-        return f"{self.vendor} API at {self.url or 'its default URL'}"
+        out = f"{self.vendor} API at {self.url or 'its default URL'}"
+        if self.vendor == "toggl" and self.workspace_id:
+            out += f", workspace {self.workspace_id} through the Reports API v3"
+        return out

@@ -77,6 +77,10 @@ class PostingPolicy(ConfigurableResource):
     closed_period_policy: str = Field(
         default="next_open", description="next_open (book into the next open period) | hold"
     )
+    billing_hold_time_and_expenses: str = Field(
+        default="post",
+        description="post | hold: time lines of a project on a billing hold (invoices are held)",
+    )
     batch_size: int = Field(
         default=WindowConfig.batch_size, description="Time lines per ERP request"
     )

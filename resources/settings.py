@@ -14,6 +14,7 @@ from dagster import EnvVar
 from config.settings import Settings, current, env_name
 from resources.api_source import ApiSource
 from resources.erp import ErpResource, PostingPolicy
+from resources.feedback import OutboundDelivery
 from resources.psa_source import PsaSource
 from resources.reports import ReportUpload
 from resources.staging import StagingDatabase
@@ -84,6 +85,7 @@ def posting_policy_resource(s: Settings | None = None) -> PostingPolicy:
     return PostingPolicy(
         posting_hours=s.posting_hours,
         closed_period_policy=s.closed_period_policy,
+        billing_hold_time_and_expenses=s.billing_hold_time_and_expenses,
         preview_dir=s.preview_dir,
         lock_stale_seconds=s.posting_lock_stale_seconds,
         revenue_accounts=s.revenue_accounts,
@@ -112,6 +114,24 @@ def report_upload_resource(s: Settings | None = None) -> ReportUpload:
     )
 
 
+def outbound_delivery_resource(s: Settings | None = None) -> OutboundDelivery:
+    """OutboundDelivery from STAGEPOST_FEEDBACK_*; over SFTP it logs in as the PSA source
+    does (STAGEPOST_SFTP_*), the PSA side usually reading its feedback there."""
+    s = s or current()
+    return OutboundDelivery(
+        folder=str(s.feedback_dir or ""),
+        sftp_folder=s.feedback_sftp_folder,
+        webhook_url=_secret(s, "feedback_webhook_url"),
+        webhook_attempts=s.feedback_webhook_attempts,
+        host=s.sftp_host or "",
+        port=s.sftp_port,
+        username=s.sftp_user or "",
+        key_path=s.sftp_key or "",
+        key_passphrase=_secret(s, "sftp_key_passphrase"),
+        known_hosts_path=s.sftp_known_hosts or "",
+    )
+
+
 #: The API vendors, each a resource `<vendor>_api` (assets `api_<vendor>_*`).
 API_VENDORS = ("harvest", "toggl", "clockify", "kimai")
 
@@ -124,7 +144,9 @@ def api_source_resource(vendor: str, s: Settings | None = None) -> ApiSource:
         token=_secret(s, f"{vendor}_token"),
         url=getattr(s, f"{vendor}_url"),
         account_id=s.harvest_account_id if vendor == "harvest" else "",
-        workspace_id=s.clockify_workspace_id if vendor == "clockify" else "",
+        workspace_id={"clockify": s.clockify_workspace_id, "toggl": s.toggl_workspace_id}.get(
+            vendor, ""
+        ),
         user_agent=s.harvest_user_agent,
         lookback_days=s.api_lookback_days,
         initial_days=s.api_initial_days,

@@ -43,11 +43,17 @@ from connectors.sources.api.derive import derive_format
 from connectors.sources.api.vendor import ApiVendor
 from connectors.sources.api.window import remove_partial, write_rows
 from staging_models.api_cursor_tables import api_cursors
-from staging_models.db import StagingDB
+from staging_models.db import StagingDB, data_dir
 from staging_models.full_export import DEFAULT_MAX_SHARE, FullExportPolicy
 from staging_models.landing import LoadResult, land_file
 
 log = logging.getLogger("stagepost.api")
+
+
+def api_pulls_dir() -> Path:
+    """Where each API source keeps the Parquet file of every window it landed (a folder per
+    vendor): the pull's evidence, pruned by `STAGEPOST_RETENTION_API_PULL_DAYS`."""
+    return data_dir() / "api_pulls"
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from decimal import Decimal
 
 import pandas as pd
 import pandera.pandas as pa
@@ -44,6 +45,9 @@ PREFIX = {
     "rate_cards": "RC",
     "invoices": "INV",
     "milestones": "MS",
+    "assignments": "ASG",
+    "project_templates": "TPL",
+    "crm_deals": "DEAL",
 }
 
 TYPE_HINT = {
@@ -560,6 +564,241 @@ MILESTONE_RULES: list[Rule] = [
     _dup_conflict("milestones", "milestone"),
 ]
 
+# -- resource plans (assignments) -------------------------------------------------------------
+
+#: The most hours one assignment may plan for one person in one ISO week (an assignment over a
+#: date range: this over 5 per working day on average). More is a typo, not a plan.
+WEEK_MAX_PLANNED_HOURS = 80
+#: A date range longer than this many days is refused: split it (each row is spread day by day).
+MAX_RANGE_DAYS = 731
+
+
+def _decimals_over(col: str, places: int) -> Predicate:
+    """pandas: True where a decimal column has more than `places` decimals (exact, no floats)."""
+    step = Decimal(1).scaleb(-places)
+
+    def check(df: pd.DataFrame) -> pd.Series:
+        return (
+            df[col]
+            .map(
+                lambda d: (
+                    d is not None
+                    and not pd.isna(d)
+                    and Decimal(str(d)) != Decimal(str(d)).quantize(step)
+                )
+            )
+            .astype(bool)
+        )
+
+    return check
+
+
+ASSIGNMENT_RULES: list[Rule] = [
+    _key_missing("assignments", "assignment_id"),
+    *_generated_rules("assignments"),
+    *(_missing("assignments", c) for c in ("employee_id", "project_code", "planned_hours")),
+    Rule(
+        "ASG_PERIOD_MISSING",
+        "assignments",
+        "'no period: give week_start (a Monday), or start_date and end_date'",
+        "x.raw_week_start IS NULL AND (x.raw_start_date IS NULL OR x.raw_end_date IS NULL)",
+        lambda df: (
+            df["raw_week_start"].isna() & (df["raw_start_date"].isna() | df["raw_end_date"].isna())
+        ),
+    ),
+    Rule(
+        "ASG_PERIOD_TWICE",
+        "assignments",
+        "'both week_start and a date range: give one of them'",
+        "x.raw_week_start IS NOT NULL AND (x.raw_start_date IS NOT NULL OR x.raw_end_date IS NOT NULL)",
+        lambda df: (
+            df["raw_week_start"].notna()
+            & (df["raw_start_date"].notna() | df["raw_end_date"].notna())
+        ),
+    ),
+    Rule(
+        "ASG_WEEK_NOT_MONDAY",
+        "assignments",
+        "'week_start ' || CAST(x.week_start AS VARCHAR) || ' is not a Monday (ISO weeks start on Monday)'",
+        "extract(isodow FROM x.week_start) <> 1",
+        lambda df: _date(df, "week_start").dt.dayofweek.ne(0) & _date(df, "week_start").notna(),
+    ),
+    Rule(
+        "ASG_DATES_INVERTED",
+        "assignments",
+        "'end_date ' || CAST(x.end_date AS VARCHAR) || ' is before start_date ' "
+        "|| CAST(x.start_date AS VARCHAR)",
+        "x.end_date < x.start_date",
+        lambda df: (
+            df["start_date"].notna() & df["end_date"].notna() & (df["end_date"] < df["start_date"])
+        ),
+    ),
+    Rule(
+        "ASG_RANGE_TOO_LONG",
+        "assignments",
+        "'the range ' || CAST(x.start_date AS VARCHAR) || ' to ' || CAST(x.end_date AS VARCHAR) "
+        f"|| ' is longer than {MAX_RANGE_DAYS} days: split it'",
+        f"x.end_date - x.start_date >= {MAX_RANGE_DAYS}",
+        lambda df: (
+            (_date(df, "end_date") - _date(df, "start_date")).dt.days >= MAX_RANGE_DAYS
+        ).fillna(False),
+    ),
+    Rule(
+        "ASG_NO_WORKING_DAYS",
+        "assignments",
+        "'the range ' || CAST(x.start_date AS VARCHAR) || ' to ' || CAST(x.end_date AS VARCHAR) "
+        "|| ' has no working day (Monday to Friday) to plan hours on'",
+        "x.start_date <= x.end_date AND x.working_days = 0",
+    ),
+    Rule(
+        "ASG_HOURS_NEGATIVE",
+        "assignments",
+        "'planned hours ' || " + v("planned_hours") + " || ' are negative'",
+        "x.planned_hours < 0",
+        lambda df: _num(df, "planned_hours") < 0,
+    ),
+    Rule(
+        "ASG_HOURS_OVER_WEEK_MAX",
+        "assignments",
+        "'planned hours ' || " + v("planned_hours") + " || CASE WHEN x.week_start IS NOT NULL "
+        f"THEN ' exceed {WEEK_MAX_PLANNED_HOURS} hours in one week' "
+        "ELSE ' over ' || CAST(x.working_days AS VARCHAR) || ' working days exceed "
+        f"{WEEK_MAX_PLANNED_HOURS // 5} hours a working day' END",
+        f"(x.week_start IS NOT NULL AND x.planned_hours > {WEEK_MAX_PLANNED_HOURS}) "
+        f"OR (x.working_days > 0 AND x.planned_hours * 5 > {WEEK_MAX_PLANNED_HOURS} * x.working_days)",
+    ),
+    _rate_negative("assignments"),
+    Rule(
+        "ASG_RATE_NOT_CENTS",
+        "assignments",
+        "'bill rate ' || " + v("bill_rate") + " || ' is not to the cent (2 decimals at most)'",
+        "x.bill_rate <> ROUND(x.bill_rate, 2)",
+        _decimals_over("bill_rate", 2),
+    ),
+    Rule(
+        "ASG_UNKNOWN_EMPLOYEE",
+        "assignments",
+        "'employee ' || " + v("employee_id") + " || ' is not in the employee master data'",
+        "x.employee_id IS NOT NULL AND NOT x.emp_found",
+    ),
+    _unknown_project("assignments"),
+    Rule(
+        "ASG_UNKNOWN_TASK",
+        "assignments",
+        "'task ' || " + v("task_code") + " || ' does not belong to project ' || x.project_code",
+        "x.prj_found AND x.task_code IS NOT NULL AND NOT x.task_found",
+    ),
+    _dup_conflict("assignments", "assignment_id"),
+]
+
+# -- CRM deals and project templates (project set-up, `posting.deal_setup`) ----------------------
+
+TEMPLATE_RULES: list[Rule] = [
+    _key_missing("project_templates", "template_code and task_code"),
+    *_generated_rules("project_templates"),
+    _missing("project_templates", "task_name"),
+    _dup_conflict("project_templates", "template task"),
+]
+
+
+def _changed(col: str, label: str, when: str = "TRUE") -> str:
+    """Message part naming an immutable field that changed since set-up: `, currency EUR -> USD`."""
+    return (
+        f"CASE WHEN x.{col} <> x.set_{col} AND {when} THEN ', {label} ' "
+        f"|| x.set_{col} || ' -> ' || x.{col} ELSE '' END"
+    )
+
+
+#: Set up already (the deal's project is in the ERP, or being created): what may not change.
+#: Dates, budget, contract value, manager, name and billing method are updated instead.
+_IMMUTABLE = (
+    "x.set_currency IS NOT NULL AND (x.currency <> x.set_currency "
+    "OR x.customer_id <> x.set_customer_id OR x.template_code <> x.set_template_code "
+    "OR (x.legal_entity <> x.set_legal_entity AND x.time_posted))"
+)
+
+DEAL_RULES: list[Rule] = [
+    _key_missing("crm_deals", "deal_id"),
+    *_generated_rules("crm_deals"),
+    *(
+        _missing("crm_deals", c)
+        for c in (
+            "customer_id",
+            "customer_name",
+            "legal_entity",
+            "currency",
+            "billing_method",
+            "start_date",
+            "template_code",
+        )
+    ),
+    _currency("crm_deals"),
+    _allowed("crm_deals", "billing_method", BILLING_METHODS),
+    Rule(
+        "DEAL_END_BEFORE_START",
+        "crm_deals",
+        "'end date ' || CAST(x.end_date AS VARCHAR) || ' is before start date ' "
+        "|| CAST(x.start_date AS VARCHAR)",
+        "x.end_date < x.start_date",
+        lambda df: (
+            df["start_date"].notna() & df["end_date"].notna() & (df["end_date"] < df["start_date"])
+        ),
+    ),
+    Rule(
+        "DEAL_NEGATIVE_AMOUNT",
+        "crm_deals",
+        "'contract value ' || "
+        + v("contract_value")
+        + " || ' or budget hours ' || "
+        + v("budget_hours")
+        + " || ' is negative'",
+        "x.contract_value < 0 OR x.budget_hours < 0",
+        lambda df: (_num(df, "contract_value") < 0) | (_num(df, "budget_hours") < 0),
+    ),
+    Rule(
+        "DEAL_UNKNOWN_LEGAL_ENTITY",
+        "crm_deals",
+        "'legal entity ' || " + v("legal_entity") + " || ' has no employees or projects in "
+        "staging (unknown legal entity)'",
+        "x.legal_entity IS NOT NULL AND NOT x.le_found",
+    ),
+    Rule(
+        "DEAL_CURRENCY_NOT_OF_ENTITY",
+        "crm_deals",
+        "'currency ' || x.currency || ' is not a currency of legal entity ' || x.legal_entity "
+        "|| ' (its employees and projects use ' || x.le_currencies || ')'",
+        "x.le_found AND x.currency IS NOT NULL AND NOT x.le_currency_found",
+    ),
+    Rule(
+        "DEAL_UNKNOWN_TEMPLATE",
+        "crm_deals",
+        "'project template ' || " + v("template_code") + " || ' is not in the project templates'",
+        "x.template_code IS NOT NULL AND NOT x.tpl_found",
+    ),
+    Rule(
+        "DEAL_PROJECT_CODE_TAKEN",
+        "crm_deals",
+        "'project ' || x.row_key || ' exists already in the PSA and was not set up from this deal'",
+        "x.set_currency IS NULL AND x.prj_found",
+    ),
+    Rule(
+        "DEAL_IMMUTABLE_CHANGED",
+        "crm_deals",
+        "'project ' || x.row_key || ' is set up already; this may no longer change: ' || substr("
+        + " || ".join(
+            (
+                _changed("currency", "currency"),
+                _changed("customer_id", "customer"),
+                _changed("template_code", "template"),
+                _changed("legal_entity", "legal entity (time is posted)", "x.time_posted"),
+            )
+        )
+        + ", 3)",
+        _IMMUTABLE,
+    ),
+    _dup_conflict("crm_deals", "deal"),
+]
+
 RULES: dict[str, list[Rule]] = {
     "time_entries": TIME_ENTRY_RULES,
     "employees": EMPLOYEE_RULES,
@@ -568,6 +807,9 @@ RULES: dict[str, list[Rule]] = {
     "rate_cards": RATE_CARD_RULES,
     "invoices": INVOICE_RULES,
     "milestones": MILESTONE_RULES,
+    "assignments": ASSIGNMENT_RULES,
+    "project_templates": TEMPLATE_RULES,
+    "crm_deals": DEAL_RULES,
 }
 
 

@@ -1,7 +1,8 @@
 """The desk's derived worklist table: `desk_items`, rebuilt from the quarantine when it changed
 (a cheap fingerprint: row count and the latest first-seen, last-seen and status times), one line
 per group: the versions of one key, or keyless rows (`~load:row` keys) with the same raw values;
-then new groups get their routed owner and due date (`staging_models/desk_routing.py`).
+then new groups get their routed owner and due date (`staging_models/desk_routing.py`), and
+groups the routing placed follow it when the routing rules or the projects' managers change.
 
 It lives below the desk so a Dagster op (the scheduled digest) can rebuild it too; the desk's
 pages (`desk/worklist.py`) read it.
@@ -88,48 +89,69 @@ def refresh(db: StagingDB, *, force: bool = False) -> bool:
     with _REFRESH, db.begin() as conn:
         if not db.is_duckdb:  # one rebuild at a time across desk processes
             conn.exec_driver_sql("SELECT pg_advisory_xact_lock(715005)")
-        mark = _fingerprint(conn)
-        built = conn.execute(
-            sa.text("SELECT value FROM desk_state WHERE key = 'items_built_from'")
-        ).scalar()
-        if built == mark and not force:
-            return False
-        conn.exec_driver_sql("DELETE FROM desk_items")
-        conn.execute(sa.text(_rebuild_sql(db)))
-        _route_new(db, conn)
-        cache_owners(conn)
-        conn.execute(sa.text("DELETE FROM desk_state WHERE key = 'items_built_from'"))
-        conn.execute(
-            sa.text("INSERT INTO desk_state (key, value) VALUES ('items_built_from', :v)"),
-            {"v": mark},
+        mark, routes = _fingerprint(conn), _routing_mark(conn)
+        built, routed = (
+            _state(conn, "items_built_from"),
+            _state(conn, "items_routed_from"),
         )
+        if built == mark and routed == routes and not force:
+            return False
+        if built != mark or force:
+            conn.exec_driver_sql("DELETE FROM desk_items")
+            conn.execute(sa.text(_rebuild_sql(db)))
+        _route_new(db, conn)
+        _reroute(db, conn)
+        cache_owners(conn)
+        _set_state(conn, "items_built_from", mark)
+        _set_state(conn, "items_routed_from", routes)
         db.analyze(conn, "desk_items", "desk_assignments")
     return True
 
 
-def _route_new(db: StagingDB, conn: Connection) -> int:
-    """Owner and due date for groups that have none yet (routed once; people change them)."""
-    new = pd.DataFrame(
-        conn.execute(
-            sa.text(
-                """SELECT i.dataset, i.group_key, i.rule_codes, i.legal_entity, i.first_seen,
-                          p.project_manager
+def _state(conn: Connection, key: str) -> str | None:
+    return conn.execute(sa.text("SELECT value FROM desk_state WHERE key = :k"), {"k": key}).scalar()
+
+
+def _set_state(conn: Connection, key: str, value: str) -> None:
+    conn.execute(sa.text("DELETE FROM desk_state WHERE key = :k"), {"k": key})
+    conn.execute(
+        sa.text("INSERT INTO desk_state (key, value) VALUES (:k, :v)"), {"k": key, "v": value}
+    )
+
+
+def _routing_mark(conn: Connection) -> str:
+    """What routed owners depend on besides the quarantine: the routing rules and the projects'
+    master data (a project that gains a manager adds a version, so the count moves)."""
+    versions = conn.execute(sa.text("SELECT count(*) FROM stg_projects")).scalar()
+    return f"{json.dumps(routing.routing(), sort_keys=True)}|{versions}"
+
+
+_ROUTING_INPUTS = """SELECT i.dataset, i.group_key, i.rule_codes, i.legal_entity, i.first_seen,
+                          p.project_manager, a.owner
                    FROM desk_items i
                    LEFT JOIN stg_projects p ON p.row_key = i.project_code AND p.is_current
-                   WHERE NOT EXISTS (
-                       SELECT 1 FROM desk_assignments a
-                       WHERE a.dataset = i.dataset AND a.group_key = i.group_key)"""
-            )
-        ).fetchall(),
-        columns=[
-            "dataset",
-            "group_key",
-            "rule_codes",
-            "legal_entity",
-            "first_seen",
-            "project_manager",
-        ],
-    )
+                   LEFT JOIN desk_assignments a
+                     ON a.dataset = i.dataset AND a.group_key = i.group_key
+                   WHERE {where}"""
+_ROUTING_COLUMNS = [
+    "dataset",
+    "group_key",
+    "rule_codes",
+    "legal_entity",
+    "first_seen",
+    "project_manager",
+    "owner",
+]
+
+
+def _routing_inputs(conn: Connection, where: str) -> pd.DataFrame:
+    rows = conn.execute(sa.text(_ROUTING_INPUTS.format(where=where))).fetchall()
+    return pd.DataFrame(rows, columns=_ROUTING_COLUMNS)
+
+
+def _route_new(db: StagingDB, conn: Connection) -> int:
+    """Owner and due date for groups that have none yet."""
+    new = _routing_inputs(conn, "a.group_key IS NULL")
     if new.empty:
         return 0
     frame = pd.DataFrame(
@@ -157,6 +179,43 @@ def _route_new(db: StagingDB, conn: Connection) -> int:
         finally:
             duck.unregister("desk_new_assignments")
     return len(frame)
+
+
+def _reroute(db: StagingDB, conn: Connection) -> int:
+    """Groups the routing placed and nobody re-assigned follow the routing as it is now: a
+    project that gains a manager (or a changed rule) moves them; an owner a person chose stays,
+    and due dates stay as first set. Returns how many moved."""
+    routed = _routing_inputs(conn, "a.routed")
+    if routed.empty:
+        return 0
+    now_owner = routing.owners(routed)
+    moved = routed.loc[now_owner != routed["owner"], ["dataset", "group_key"]]
+    if moved.empty:
+        return 0
+    moved = moved.assign(owner=now_owner[moved.index])
+    conn.exec_driver_sql(
+        "CREATE TEMP TABLE desk_reroute (dataset TEXT, group_key TEXT, owner TEXT)"
+    )
+    with db.duck(conn) as duck:
+        duck.register("desk_moved", moved)
+        try:
+            db.insert_select(
+                conn, duck, "desk_reroute", list(moved.columns), "SELECT * FROM desk_moved"
+            )
+        finally:
+            duck.unregister("desk_moved")
+    conn.execute(
+        sa.text(
+            """UPDATE desk_assignments SET owner = r.owner, updated_by = 'routing',
+                      updated_at = :now
+               FROM desk_reroute r
+               WHERE desk_assignments.dataset = r.dataset
+                 AND desk_assignments.group_key = r.group_key AND desk_assignments.routed"""
+        ),
+        {"now": datetime.now(UTC)},
+    )
+    conn.exec_driver_sql("DROP TABLE desk_reroute")
+    return len(moved)
 
 
 def cache_owners(conn: Connection) -> None:

@@ -2,7 +2,8 @@
 
 Per dataset, in one transaction:
 1. versions that are no longer current become `superseded` (their open quarantine closes);
-2. current time entries that are not approved, or are deletions, become `not_postable`;
+2. current time entries that are not approved, or are deletions, become `not_postable` (so do
+   deleted assignments);
 3. every current version still `pending` or `quarantined` (and not ignored by an operator) is
    joined with the master data it refers to (the *candidate* table) and checked against all
    rules of `staging_models.contracts` at once, set-based;
@@ -28,9 +29,9 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from connectors.sources.canonical import DATASETS, Dataset
+from connectors.sources.canonical import DATASETS, DEAL_WON, Dataset
 from connectors.sql import read_frame
-from staging_models.contracts import RULES
+from staging_models.contracts import MAX_RANGE_DAYS, RULES
 from staging_models.db import SCRATCH_STATISTICS_TARGET, StagingDB
 
 #: Candidates per transaction: 3M all-quarantined time entries ran out of a 1 GB DuckDB limit
@@ -52,6 +53,9 @@ ORDER = (
     "milestones",
     "time_entries",
     "invoices",
+    "assignments",
+    "project_templates",
+    "crm_deals",
 )
 VALIDATED = {"time_entries": "validated_time_entries", "invoices": "validated_invoice_lines"}
 #: What validation analyzes of the tables it writes (PostgreSQL, see `StagingDB.analyze`): the
@@ -291,6 +295,83 @@ CANDIDATES: dict[str, Candidate] = {
         ),
         joins=(_PROJECT, "LEFT JOIN refchk c ON c.row_key = s.row_key AND c.version = s.version"),
     ),
+    "assignments": Candidate(
+        ctes={
+            # Working days (Monday to Friday) of each date range, day by day: the weeks its
+            # hours are spread over (`staging_models.resource_plans`) and the weekly maximum.
+            # Ranges past MAX_RANGE_DAYS are refused by their own rule, never expanded.
+            "wd": f"""
+                SELECT s.row_key, s.version,
+                       SUM(CASE WHEN extract(isodow FROM g.d) < 6 THEN 1 ELSE 0 END) AS working_days
+                FROM scope s CROSS JOIN LATERAL generate_series(
+                    CAST(s.start_date AS TIMESTAMP), CAST(s.end_date AS TIMESTAMP),
+                    INTERVAL '1 day') AS g(d)
+                WHERE s.start_date <= s.end_date AND s.end_date - s.start_date < {MAX_RANGE_DAYS}
+                GROUP BY s.row_key, s.version
+            """,
+        },
+        columns=(
+            "e.row_key IS NOT NULL AS emp_found",
+            _PROJECT_FOUND,
+            "t.row_key IS NOT NULL AS task_found",
+            "w.working_days",
+        ),
+        joins=(
+            "LEFT JOIN stg_employees e ON e.is_current AND e.row_key = s.employee_id",
+            _PROJECT,
+            """LEFT JOIN stg_project_tasks t ON t.is_current AND t.state = 'valid'
+                     AND t.project_code = s.project_code AND t.task_code = s.task_code""",
+            "LEFT JOIN wd w ON w.row_key = s.row_key AND w.version = s.version",
+        ),
+    ),
+    "project_templates": Candidate(),
+    "crm_deals": Candidate(
+        ctes={
+            # A legal entity's currencies: those its current, valid employees and projects use.
+            "le": """
+                SELECT legal_entity, currency FROM stg_employees
+                WHERE is_current AND state = 'valid' AND legal_entity IN (SELECT legal_entity FROM scope)
+                UNION
+                SELECT legal_entity, currency FROM stg_projects
+                WHERE is_current AND state = 'valid' AND legal_entity IN (SELECT legal_entity FROM scope)
+            """,
+            "le_sum": """
+                SELECT legal_entity, string_agg(currency, ', ' ORDER BY currency) AS currencies
+                FROM le GROUP BY legal_entity
+            """,
+            "tpl": """
+                SELECT DISTINCT template_code FROM stg_project_templates
+                WHERE is_current AND state = 'valid'
+            """,
+            # Projects with time in the posting ledger (sent or confirmed): their legal entity
+            # is fixed.
+            "posted": """
+                SELECT DISTINCT project_code FROM posting_ledger
+                WHERE state IN ('sent', 'confirmed')
+                  AND project_code IN (SELECT row_key FROM scope)
+            """,
+        },
+        columns=(
+            "les.legal_entity IS NOT NULL AS le_found",
+            "les.currencies AS le_currencies",
+            "lec.currency IS NOT NULL AS le_currency_found",
+            "tpl.template_code IS NOT NULL AS tpl_found",
+            _PROJECT_FOUND,
+            "ds.currency AS set_currency",
+            "ds.customer_id AS set_customer_id",
+            "ds.template_code AS set_template_code",
+            "ds.legal_entity AS set_legal_entity",
+            "pst.project_code IS NOT NULL AS time_posted",
+        ),
+        joins=(
+            "LEFT JOIN le_sum les ON les.legal_entity = s.legal_entity",
+            "LEFT JOIN le lec ON lec.legal_entity = s.legal_entity AND lec.currency = s.currency",
+            "LEFT JOIN tpl ON tpl.template_code = s.template_code",
+            "LEFT JOIN stg_projects p ON p.is_current AND p.row_key = s.row_key",
+            "LEFT JOIN deal_setups ds ON ds.deal_id = s.row_key",
+            "LEFT JOIN posted pst ON pst.project_code = s.row_key",
+        ),
+    ),
 }
 
 
@@ -435,7 +516,8 @@ def _close_quarantine(conn: Connection, ds: Dataset, state: str, now: datetime, 
 
 
 def settle_states(conn: Connection, ds: Dataset, *, now: datetime, actor: str) -> tuple[int, int]:
-    """Steps 1 and 2: superseded versions, and current time entries that are not postable."""
+    """Steps 1 and 2: superseded versions, and current time entries that are not postable
+    (and deleted assignments: tombstones plan nothing)."""
     stg = ds.versions_table
     superseded = _exec(
         conn,
@@ -443,6 +525,14 @@ def settle_states(conn: Connection, ds: Dataset, *, now: datetime, actor: str) -
     )
     _close_quarantine(conn, ds, "superseded", now, actor)
     not_postable = 0
+    if ds.name == "crm_deals":  # a deal not (or no longer) won waits; nothing is set up
+        not_postable = _exec(
+            conn,
+            f"""UPDATE {stg} SET state = 'not_postable'
+                WHERE is_current AND state IN ('pending', 'quarantined')
+                  AND coalesce(stage, '') <> '{DEAL_WON}'""",
+        )
+        _close_quarantine(conn, ds, "not_postable", now, actor)
     if ds.name == "time_entries":
         not_postable = _exec(
             conn,
@@ -452,6 +542,19 @@ def settle_states(conn: Connection, ds: Dataset, *, now: datetime, actor: str) -
                   -- A file that contradicts itself about an entry is quarantined, whatever its status.
                   AND NOT EXISTS (
                       SELECT 1 FROM land_time_entries l
+                      WHERE l.load_id = {stg}.load_id AND l.row_key = {stg}.row_key
+                        AND l.content_hash <> {stg}.content_hash)""",
+        )
+        _close_quarantine(conn, ds, "not_postable", now, actor)
+    elif ds.name == "assignments":
+        # A deleted assignment plans nothing: a tombstone, kept as a version (not quarantined
+        # unless its file contradicts itself about it).
+        not_postable = _exec(
+            conn,
+            f"""UPDATE {stg} SET state = 'not_postable'
+                WHERE is_current AND state IN ('pending', 'quarantined') AND deleted
+                  AND NOT EXISTS (
+                      SELECT 1 FROM land_assignments l
                       WHERE l.load_id = {stg}.load_id AND l.row_key = {stg}.row_key
                         AND l.content_hash <> {stg}.content_hash)""",
         )

@@ -3,12 +3,7 @@ schedules, and a run launched through its GraphQL API (the Launchpad's path) lan
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -20,12 +15,11 @@ from pipelines.operator_jobs import ignore_quarantined_job
 from pipelines.posting_jobs import posting_window_job
 from pipelines.schedules import master_data_nightly, time_entries_hourly
 from tests.support.csvtools import te, write_csv
-from tests.support.dagster_ui import LAUNCH, REPO_QUERY, free_port, gql
+from tests.support.dagster_ui import dagster_ui, gql
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-STATUS = """query($id: ID!) { runOrError(runId: $id) { ... on Run { status } } }"""
 # What the Launchpad's editor is built from: the root config type and its validation.
 LAUNCHPAD_SCHEMA = """
 query($selector: PipelineSelector!, $config: RunConfigData) {
@@ -50,31 +44,9 @@ def test_dagster_dev_shows_assets_schedules_and_runs_ingestion(tmp_path: Path) -
     shutil.copy(ROOT / "dagster_home" / "dagster.yaml", home / "dagster.yaml")
     data = tmp_path / "data"
     write_csv(data / "inbox" / "time_entries_ui.csv", "time_entries", [te(), te(entry_id="TE2")])
-    port = free_port()
-    env = {**os.environ, "DAGSTER_HOME": str(home), "STAGEPOST_DATA_DIR": str(data)}
-    dagster = Path(sys.executable).parent / "dagster"
-    log = open(tmp_path / "dagster_dev.log", "w")
-    proc = subprocess.Popen(
-        [str(dagster), "dev", "-m", "pipelines.definitions", "-h", "127.0.0.1", "-p", str(port)],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,  # dagster dev ignores SIGTERM for a while: end its whole group
-    )
-    try:
-        deadline = time.monotonic() + 120
-        repo = None
-        while time.monotonic() < deadline:
-            try:
-                nodes = gql(port, REPO_QUERY)["repositoriesOrError"]["nodes"]
-                if nodes:
-                    repo = nodes[0]
-                    break
-            except (OSError, AssertionError, KeyError):
-                pass
-            time.sleep(1)
-        assert repo, (tmp_path / "dagster_dev.log").read_text()[-3000:]
+    env = {"STAGEPOST_DATA_DIR": str(data)}
+    with dagster_ui(home, env, tmp_path / "dagster_dev.log", timeout=120, cli="dagster") as ui:
+        repo = ui.repo
         crons = {s["name"]: s["cronSchedule"] for s in repo["schedules"]}
         assert crons[time_entries_hourly.name] == "15 * * * *"
         assert crons[master_data_nightly.name] == "0 2 * * *"
@@ -100,40 +72,17 @@ def test_dagster_dev_shows_assets_schedules_and_runs_ingestion(tmp_path: Path) -
                 "pipelineName": job,
             }
             schema = gql(
-                port, LAUNCHPAD_SCHEMA, {"selector": selector, "config": {"resources": resource}}
+                ui.port, LAUNCHPAD_SCHEMA, {"selector": selector, "config": {"resources": resource}}
             )["runConfigSchemaOrError"]
             sections = {f["name"]: f["configType"] for f in schema["rootConfigType"]["fields"]}
             assert sections["resources"]["fields"] == [], job
             assert schema["isRunConfigValid"]["__typename"] == "RunConfigValidationInvalid", job
-        window = {f["name"] for f in sections_of(port, repo, posting_window_job.name)}
+        window = {f["name"] for f in sections_of(ui.port, repo, posting_window_job.name)}
         assert {"posting_window"} == window
 
-        params = {
-            "selector": {
-                "repositoryLocationName": repo["location"]["name"],
-                "repositoryName": repo["name"],
-                "jobName": ingest_time_entries_job.name,
-            },
-            "runConfigData": {},
-        }
-        launched = gql(port, LAUNCH, {"params": params})["launchRun"]
-        assert launched["__typename"] == "LaunchRunSuccess", launched
-        run_id = launched["run"]["runId"]
-        status = None
-        while time.monotonic() < deadline + 60:
-            status = gql(port, STATUS, {"id": run_id})["runOrError"]["status"]
-            if status in ("SUCCESS", "FAILURE", "CANCELED"):
-                break
-            time.sleep(1)
-        assert status == "SUCCESS", (tmp_path / "dagster_dev.log").read_text()[-3000:]
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=15)
-        log.close()
+        run_id = ui.launch(ingest_time_entries_job.name)
+        status = ui.wait([run_id], timeout=180)[run_id]["status"]
+        assert status == "SUCCESS", ui.log.read_text()[-3000:]
     assert (data / "inbox" / "archive" / "time_entries_ui.csv").exists()
     import duckdb
 

@@ -101,6 +101,9 @@ def test_demo_summary_adds_up_and_logs_go_to_a_file(two_runs) -> None:
     assert first.stderr == ""
     assert len(out.splitlines()) < 60
     _check_summary(out)
+    # The sample's resource plans are held against its approved time (the demo's period).
+    plans = next(line for line in out.splitlines() if "resource plans vs approved time" in line)
+    assert re.search(r"planned [\d,.]+ h, actual [\d,.]+ h, utilization [\d.]+%", plans), plans
     line = next(line for line in out.splitlines() if "documents confirmed" in line)
     m = re.search(
         r"documents confirmed ([\d,]+) = time lines ([\d,]+) \(posts ([\d,]+) \+ reversals "

@@ -155,3 +155,57 @@ def test_manager_email_must_be_an_address(duck_db: StagingDB, tmp_path: Path) ->
         "SELECT messages FROM quarantine WHERE dataset = 'projects' AND status = 'open'"
     )
     assert "manager e-mail 'maria at example' is not an e-mail address" in message
+
+
+def test_routed_exceptions_follow_a_project_that_gains_a_manager(
+    any_db: StagingDB, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """P1 has no manager: its exceptions go to the default owner. When master data names one,
+    the next refresh moves the exceptions the routing placed to the manager; one a person
+    assigned stays with that person, and due dates stay as first set."""
+    from desk.actions import assign
+    from desk.sessions import Session
+
+    monkeypatch.setenv("STAGEPOST_DESK_ROUTING", '{"project_manager": true}')
+    w = World(any_db, tmp_path / "in").master()
+    ok = "2026-11-12T09:00:00+01:00"
+    w.land(
+        "time_entries",
+        [entry(entry_id=k, approved_at=ok, hours="25.00") for k in ("TE1", "TE2", "TE3")],
+    )
+    w.validate()
+    assert w.codes("TE1") == {"TE_HOURS_OVER_24"}
+    desk_items.refresh(any_db)
+
+    def assignments() -> dict[str, tuple]:
+        with any_db.engine.connect() as conn:
+            rows = conn.execute(
+                sa.text("SELECT group_key, owner, due_date, routed FROM desk_assignments")
+            ).all()
+        return {r[0]: tuple(r[1:]) for r in rows}
+
+    first = assignments()
+    assert {k: v[0] for k, v in first.items()} == dict.fromkeys(
+        ("TE1", "TE2", "TE3"), "finance-ops"
+    )
+    who = Session(username="fin", role="finance", csrf="x", expires=0)
+    assign(any_db, who, [("time_entries", "TE3")], "li", None)
+    assert desk_items.refresh(any_db) is False  # nothing changed since
+
+    projects = [
+        {**p, "project_manager": "maria", "updated_at": "2026-11-20T00:00:00Z"}
+        if p["project_code"] == "P1"
+        else p
+        for p in PROJECTS
+    ]
+    w.land("projects", projects)
+    assert desk_items.refresh(any_db) is True
+    after = assignments()
+    assert {k: v[0] for k, v in after.items()} == {"TE1": "maria", "TE2": "maria", "TE3": "li"}
+    assert after["TE1"][1] == first["TE1"][1] and after["TE1"][2] is True
+    assert after["TE3"][2] is False
+    with any_db.engine.connect() as conn:
+        owners_cached = conn.execute(
+            sa.text("SELECT value FROM desk_state WHERE key = 'owners'")
+        ).scalar()
+    assert owners_cached == '["li", "maria"]'

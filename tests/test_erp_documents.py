@@ -12,11 +12,15 @@ import sqlalchemy as sa
 
 from connectors.erp import base, sql_interface
 from connectors.erp.documents import (
+    CUSTOMER,
     DOCUMENTS,
     INVOICE,
     INVOICE_LINE,
     JOURNAL,
     JOURNAL_LINE,
+    PROJECT,
+    PROJECT_TASK,
+    PROJECT_UPDATABLE,
     TIME_LINE,
     Document,
     Field,
@@ -33,6 +37,10 @@ HOLDERS = {
     INVOICE_LINE: (sql_interface.erp_invoice_lines, ledger_tables.invoice_ledger_lines),
     JOURNAL: (sql_interface.erp_journals, ledger_tables.journal_ledger),
     JOURNAL_LINE: (sql_interface.erp_journal_lines, ledger_tables.journal_ledger_lines),
+    # Set up from won CRM deals (posting.deal_setup, whose ledger is deal_setups by deal).
+    CUSTOMER: (sql_interface.erp_customers,),
+    PROJECT: (sql_interface.erp_projects,),
+    PROJECT_TASK: (sql_interface.erp_tasks,),
 }
 
 
@@ -117,3 +125,10 @@ def test_a_bad_declaration_is_refused_naming_the_field() -> None:
         TIME_LINE.columns(("external_id",))
     with pytest.raises(KeyError, match="no field 'nope'"):
         INVOICE.field("nope")
+
+
+def test_what_a_deal_may_change_on_its_project_are_declared_fields() -> None:
+    """The updatable fields are the project's, and never its key, customer or currency."""
+    assert set(PROJECT_UPDATABLE) <= set(PROJECT.names)
+    assert not {"project_code", "customer_id", "currency", "deal_id"} & set(PROJECT_UPDATABLE)
+    assert CUSTOMER.key == ("customer_id",) and PROJECT_TASK.key == ("project_code", "task_code")

@@ -30,6 +30,7 @@ from tests.support.harvest import (
     write_harvest_csv,
     write_harvest_xlsx,
 )
+from tests.support.mapping_examples import MAPPING_EXAMPLES
 from tests.support.staging_helpers import World
 
 HARVEST = load_mapping("harvest")
@@ -141,24 +142,7 @@ def _col(rows: list[tuple], name: str) -> list:
 
 
 def test_transforms(tmp_path: Path) -> None:
-    m = _mapping(
-        """
-        [time_entries]
-        entry_id = "ID"
-        employee_id = { source = "Person", transform = "upper" }
-        employee_name = { concat = ["Last", "First"], separator = ", " }
-        work_date = { source = "Day", transform = "date", format = ["%d.%m.%Y", "%d %b %Y"] }
-        hours = { source = "Duration", transform = "hours" }
-        approved_at = { source = "Approved", transform = "timestamp", timezone = "Europe/Berlin", format = "%d.%m.%Y %H:%M" }
-        updated_at = { source = "Changed", transform = "timestamp", timezone = "America/New_York" }
-        approval_status = { source = "State", values = { "Freigegeben" = "approved", "Offen" = "submitted", "Abgelehnt" = "rejected" }, unmapped = "null" }
-        billable = { source = "Billable", values = { ja = true, nein = false } }
-        currency = { source = "Cur", transform = "extract", pattern = '\\(([A-Z]{3})\\)', default = "EUR" }
-        task_code = { coalesce = ["Task", "Activity"] }
-        project_code = { constant = "P-1" }
-        deleted = { constant = false }
-        """
-    )
+    m = _mapping(MAPPING_EXAMPLES["transforms"])
     csv_text = (
         "ID,Person,First,Last,Day,Duration,Approved,Changed,State,Billable,Cur,Task,Activity\n"
         "1,ann,Ann,Lee,02.11.2026,2:30,29.03.2026 02:30,2026-11-03 09:00,Freigegeben,JA,Euro (EUR),T1,\n"
@@ -201,10 +185,7 @@ def test_date_only_timestamp_is_midnight_in_the_mappings_zone(
 ) -> None:
     """`2023-01-23` is a date, not a time with the offset `-23`: it is midnight where the
     mapping says the export was written (it used to pass through and type in DuckDB's zone)."""
-    m = _mapping(
-        '[time_entries]\nentry_id = "ID"\n'
-        'approved_at = { source = "A", transform = "timestamp", timezone = "America/New_York" }\n'
-    )
+    m = _mapping(MAPPING_EXAMPLES["date_only_timestamp"])
     rows = _mapped(m, "ID,A\n1,2023-01-23\n2,2023-07-04\n", tmp_path)
     assert _col(rows, "approved_at") == ["2023-01-23T00:00:00-05:00", "2023-07-04T00:00:00-04:00"]
     f = tmp_path / "time_entries_2.csv"
@@ -223,22 +204,7 @@ def test_local_approval_keeps_the_approvers_offset_to_validation(
     compares the approver's local date, so the mapping must hand over the local time with
     its offset, not UTC text (which quarantined it as TE_APPROVED_BEFORE_WORK)."""
     world = World(any_db, tmp_path).master()
-    m = _mapping(
-        """
-        [time_entries]
-        entry_id = "ID"
-        employee_id = { constant = "E1" }
-        project_code = { constant = "P1" }
-        task_code = { constant = "T1" }
-        work_date = { source = "Day", transform = "date", format = "%d/%m/%Y" }
-        hours = "Hours"
-        billable = { constant = true }
-        bill_rate = { constant = "150.00" }
-        currency = { constant = "USD" }
-        approval_status = { constant = "approved" }
-        approved_at = { source = "Approved", transform = "timestamp", timezone = "Asia/Tokyo", format = "%d/%m/%Y %H:%M" }
-        """
-    )
+    m = _mapping(MAPPING_EXAMPLES["tokyo"])
     f = tmp_path / "time_entries_tokyo.csv"
     f.write_text(
         "ID,Day,Hours,Approved\n"
@@ -272,10 +238,7 @@ def test_day_first_mapping_refuses_a_month_first_file_naming_the_column(
 ) -> None:
     """`03/04/2024` reads as 3 April in a DD/MM mapping; `12/25/2024` in the same column
     shows the file is MM/DD, so the whole file is refused rather than misread."""
-    m = _mapping(
-        '[time_entries]\nentry_id = "ID"\n'
-        'work_date = { source = "Date", transform = "date", format = "%d/%m/%Y" }\n'
-    )
+    m = _mapping(MAPPING_EXAMPLES["day_first"])
     ok = tmp_path / "time_entries_1.csv"
     ok.write_text("ID,Date\n1,03/04/2024\n2,25/12/2024\n", encoding="utf-8")
     land_file(any_db, ok, "time_entries", fmt=FileFormat(mapping=m))
@@ -295,10 +258,7 @@ def test_day_first_mapping_refuses_a_month_first_file_naming_the_column(
 
 
 def test_day_month_order_is_checked_for_timestamps_and_the_harvest_mapping(tmp_path: Path):
-    m = _mapping(
-        '[time_entries]\nentry_id = "ID"\napproved_at = { source = "At", transform = '
-        '"timestamp", timezone = "UTC", format = "%m/%d/%Y %H:%M" }\n'
-    )
+    m = _mapping(MAPPING_EXAMPLES["month_first_timestamp"])
     with pytest.raises(duckdb.Error, match=r"column 'At' \(for approved_at\) has the value "):
         _mapped(m, "ID,At\n1,01/02/2026 09:00\n2,25/01/2026 09:00\n", tmp_path)
     # A day-first account's Harvest export fed to the shipped (month-first) mapping.
@@ -311,10 +271,7 @@ def test_day_month_order_is_checked_for_timestamps_and_the_harvest_mapping(tmp_p
 
 
 def test_decimal_comma_applies_after_mapping(tmp_path: Path) -> None:
-    m = _mapping(
-        '[time_entries]\nentry_id = "ID"\nhours = { source = "h", transform = "hours" }\n'
-        'bill_rate = "Rate"\n'
-    )
+    m = _mapping(MAPPING_EXAMPLES["decimal_comma"])
     rows = _mapped(
         m, "ID;h;Rate\n1;7,5;1.234,50\n2;1:15;99\n", tmp_path, delimiter=";", decimal_comma=True
     )
@@ -439,7 +396,7 @@ def test_psa_source_builds_the_mapping(tmp_path: Path, monkeypatch: pytest.Monke
 
 
 def test_ambiguous_header_is_refused(tmp_path: Path) -> None:
-    m = _mapping('[time_entries]\nentry_id = "ID"\ndescription = "Notes"\n')
+    m = _mapping(MAPPING_EXAMPLES["ambiguous_header"])
     with pytest.raises(
         FileFormatError, match=r"column 'Notes' \(for description\) appears 2 times"
     ):
@@ -480,15 +437,7 @@ def test_file_missing_a_mapped_column_is_refused_and_nothing_lands(
 def test_value_refused_mid_file_lands_nothing_from_that_file(any_db: StagingDB, tmp_path: Path):
     """land_file is one transaction: a row the mapping refuses halfway through the file (an
     `unmapped = "error"` value map) leaves no land_ or stg_ rows, only the failed load."""
-    strict = _mapping(
-        (MAPPINGS_DIR / "harvest.toml")
-        .read_text()
-        .replace(
-            "values = { Yes = true, No = false }",
-            'values = { Yes = true, No = false }, unmapped = "error"',
-        ),
-        "harvest_strict.toml",
-    )
+    strict = _mapping(MAPPING_EXAMPLES["harvest_strict"], "harvest_strict.toml")
     good = write_harvest_csv(tmp_path / "time_entries_1.csv", HARVEST_ROWS[:2])
     land_file(any_db, good, "time_entries", fmt=FileFormat(mapping=strict))
     before = counts(any_db)

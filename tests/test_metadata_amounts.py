@@ -32,6 +32,7 @@ from connectors.erp.sql_interface import SqlInterfaceTarget
 from io_managers.staging_table import StagingTableIOManager
 from pipelines.posting_jobs import posting_window_job
 from resources.erp import ErpResource, PostingPolicy
+from resources.feedback import OutboundDelivery
 from resources.psa_source import PsaSource
 from resources.reports import ReportUpload
 from resources.staging import StagingDatabase
@@ -245,6 +246,7 @@ def test_reconciliation_metadata_amounts_are_exact_and_per_currency(world: dict)
             "erp": erp,
             "staging_table_io_manager": StagingTableIOManager(staging=staging),
             "report_upload": ReportUpload(),
+            "outbound": OutboundDelivery(folder=str(world["tmp"] / "feedback")),
         },
         instance=DagsterInstance.ephemeral(),
         run_config=RunConfig(

@@ -22,6 +22,7 @@ from pipelines.posting_jobs import posting_window_job
 from pipelines.reconciliation_jobs import reconciliation_job
 from resources.api_source import ApiSource
 from resources.erp import ErpResource, PostingPolicy
+from resources.feedback import OutboundDelivery
 from resources.psa_source import PsaSource
 from resources.reports import ReportUpload
 from resources.settings import API_VENDORS
@@ -60,6 +61,7 @@ def world(tmp_path: Path) -> Iterator[dict]:
             "posting_policy": PostingPolicy(preview_dir=str(tmp_path / "previews")),
             "staging_table_io_manager": StagingTableIOManager(staging=StagingDatabase(url=staging)),
             "report_upload": ReportUpload(),
+            "outbound": OutboundDelivery(folder=str(tmp_path / "feedback")),
             **{f"{v}_api": ApiSource(vendor=v) for v in API_VENDORS},  # unconfigured: not pulled
         },
         executor=real.defs.executor,

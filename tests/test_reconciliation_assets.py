@@ -34,6 +34,7 @@ from reconciliation.report import (
 )
 from reconciliation.sheet_columns import CLASS_COLUMNS, CLASS_REASONS, HEADERS
 from reconciliation.store import load_lines
+from resources.feedback import OutboundDelivery
 from resources.psa_source import PsaSource
 from resources.reports import ReportUpload
 from resources.staging import StagingDatabase
@@ -102,6 +103,7 @@ def _materialize(
             "erp": FixedErp(world.erp),
             "staging_table_io_manager": StagingTableIOManager(staging=staging),
             "report_upload": ReportUpload(),
+            "outbound": OutboundDelivery(folder=str(world.folder / "feedback")),
         },
         instance=DagsterInstance.ephemeral(),
         run_config=RunConfig(
@@ -506,6 +508,7 @@ def _workbooks_again(run, upload: ReportUpload):
             "erp": FixedErp(run["world"].erp),
             "staging_table_io_manager": StagingTableIOManager(staging=staging),
             "report_upload": upload,
+            "outbound": OutboundDelivery(folder=str(run["folder"] / "feedback")),
         },
         instance=DagsterInstance.ephemeral(),
         raise_on_error=False,

@@ -23,6 +23,7 @@ from pipelines.reconciliation_jobs import (
     reconciliation_schedules,
     reconciliation_sensors,
 )
+from resources.feedback import OutboundDelivery
 from resources.settings import psa_source_resource, report_upload_resource, staging_resource
 
 
@@ -46,6 +47,7 @@ def test_definitions_with_reconciliation_load() -> None:
             "erp": NoErp(),
             "staging_table_io_manager": StagingTableIOManager(staging=staging_resource()),
             "report_upload": report_upload_resource(),
+            "outbound": OutboundDelivery(),
         },
     )
     Definitions.validate_loadable(defs)

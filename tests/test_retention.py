@@ -116,7 +116,26 @@ def test_retention_and_backup_commands(
     out = capsys.readouterr().out
     assert "workbooks: kept (STAGEPOST_RETENTION_REPORT_DAYS not set)" in out
     assert "time_entries: would delete 1 rows of 1 loads" in out and "conservation: ok" in out
+    assert "API pulls: kept (STAGEPOST_RETENTION_API_PULL_DAYS not set)" in out
     assert duck_db.scalar("SELECT COUNT(*) FROM land_time_entries") == 1
+    # API pull files: the landed windows' Parquet files, by age, per vendor folder.
+    pulls = tmp_path / "data" / "api_pulls" / "harvest"
+    pulls.mkdir(parents=True)
+    old, new, partial = (pulls / n for n in ("a.parquet", "b.parquet", "c.parquet.part"))
+    for f in (old, new, partial):
+        f.write_bytes(b"x")
+    ten_days_ago = time.time() - 10 * 86400
+    os.utime(old, (ten_days_ago, ten_days_ago))
+    os.utime(partial, (ten_days_ago, ten_days_ago))
+    monkeypatch.setenv("STAGEPOST_RETENTION_API_PULL_DAYS", "7")
+    assert retention_main(["--dry-run"]) == 0
+    assert (
+        f"API pulls: would delete 1 files older than 7 days in {pulls}" in capsys.readouterr().out
+    )
+    assert old.exists()
+    assert retention_main([]) == 0
+    assert f"API pulls: deleted 1 files older than 7 days in {pulls}" in capsys.readouterr().out
+    assert not old.exists() and new.exists() and partial.exists()
     duck_db.engine.dispose()
     assert backup_main([str(tmp_path / "b")]) == 0
     assert capsys.readouterr().out.startswith(f"staging: {tmp_path / 'b'}/staging-")

@@ -15,6 +15,7 @@ import pytest
 from staging_models.contracts import RULES
 from staging_models.db import StagingDB
 from staging_models.validation import conservation
+from tests.support.deal_world import TEMPLATES, deal
 from tests.support.staging_helpers import EMPLOYEES, PROJECTS, TASKS, World, entry
 
 TESTS = Path(__file__).resolve().parent
@@ -80,7 +81,14 @@ def _milestone(**kw: str) -> dict[str, str]:
 
 _FIXED = dict(recognition_method="fixed_fee", contract_value="10000.00", budget_hours="100")
 
+
+def _template(**kw: str) -> dict[str, str]:
+    return {**TEMPLATES[0], "task_code": "TX", **kw}
+
+
 BUILDERS = {
+    "crm_deals": lambda **kw: deal(**{"deal_id": "DX", **kw}),
+    "project_templates": _template,
     "time_entries": lambda **kw: entry(**{"entry_id": "BAD", **kw}),
     "employees": _employee,
     "projects": _project,
@@ -113,6 +121,12 @@ CASES: list[tuple[str, str, dict[str, str]]] = [
     ("PRJ_START_DATE_FORMAT", "projects", dict(start_date="01.01.2026")),
     ("PRJ_END_DATE_FORMAT", "projects", dict(end_date="2026-13-01")),
     ("PRJ_UPDATED_AT_FORMAT", "projects", dict(updated_at="2026-01-01 00:00")),
+    ("PRJ_BILLING_HOLD_FORMAT", "projects", dict(billing_hold="maybe")),
+    (
+        "PRJ_BILLING_HOLD_SINCE_FORMAT",
+        "projects",
+        dict(billing_hold="true", billing_hold_since="01.12.2026"),
+    ),
     ("PRJ_CUSTOMER_ID_MISSING", "projects", dict(customer_id="")),
     ("PRJ_LEGAL_ENTITY_MISSING", "projects", dict(legal_entity="")),
     ("PRJ_CURRENCY_MISSING", "projects", dict(currency="")),
@@ -175,6 +189,28 @@ CASES: list[tuple[str, str, dict[str, str]]] = [
     ("MS_PROJECT_NOT_MILESTONE", "milestones", dict()),
     ("MS_ACCEPTED_BEFORE_START", "milestones", dict(accepted_on="2025-12-01")),
     ("MS_DUPLICATE_CONFLICT", "milestones", dict(_twice="1", amount="6000.00")),
+    # Project templates and CRM deals (project set-up; the master-data rules of deals are
+    # in test_crm_deals.py).
+    ("TPL_KEY_MISSING", "project_templates", dict(template_code="")),
+    ("TPL_BILLABLE_FORMAT", "project_templates", dict(billable="maybe")),
+    ("TPL_TASK_NAME_MISSING", "project_templates", dict(task_name="")),
+    ("TPL_DUPLICATE_CONFLICT", "project_templates", dict(_twice="1", task_name="Other")),
+    ("DEAL_KEY_MISSING", "crm_deals", dict(deal_id="")),
+    ("DEAL_WON_AT_FORMAT", "crm_deals", dict(won_at="last week")),
+    ("DEAL_CONTRACT_VALUE_FORMAT", "crm_deals", dict(contract_value="12.345")),
+    ("DEAL_BUDGET_HOURS_FORMAT", "crm_deals", dict(budget_hours="lots")),
+    ("DEAL_START_DATE_FORMAT", "crm_deals", dict(start_date="01/12/2026")),
+    ("DEAL_END_DATE_FORMAT", "crm_deals", dict(end_date="soon")),
+    ("DEAL_UPDATED_AT_FORMAT", "crm_deals", dict(updated_at="now")),
+    ("DEAL_CUSTOMER_ID_MISSING", "crm_deals", dict(customer_id="")),
+    ("DEAL_CUSTOMER_NAME_MISSING", "crm_deals", dict(customer_name="")),
+    ("DEAL_LEGAL_ENTITY_MISSING", "crm_deals", dict(legal_entity="")),
+    ("DEAL_CURRENCY_MISSING", "crm_deals", dict(currency="")),
+    ("DEAL_BILLING_METHOD_MISSING", "crm_deals", dict(billing_method="")),
+    ("DEAL_START_DATE_MISSING", "crm_deals", dict(start_date="")),
+    ("DEAL_TEMPLATE_CODE_MISSING", "crm_deals", dict(template_code="")),
+    ("DEAL_CURRENCY_INVALID", "crm_deals", dict(currency="XXY")),
+    ("DEAL_DUPLICATE_CONFLICT", "crm_deals", dict(_twice="1", budget_hours="10")),
 ]
 
 

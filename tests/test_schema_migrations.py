@@ -280,9 +280,8 @@ def test_pre_alembic_database_of_an_unknown_version_is_refused(empty_url: str) -
 
 
 def test_release1_erp_tables_are_adopted_without_changing_a_row(empty_url: str, capsys) -> None:
-    """A pre-Alembic ERP database (release 1's tables) is stamped erp0001 (by the command, or
-    on start), upgraded (erp0004_journals adds the journal tables) and keeps every row; the
-    target then works on it."""
+    """A pre-Alembic ERP database (release 1's tables) is stamped erp0001 and upgraded to the
+    head by the command, keeping every row; the target then works on it."""
     _build(empty_url, ERP, "erp0001", pre_alembic=True)
     before = _fill(empty_url)
     assert len(before) == 8
@@ -293,7 +292,7 @@ def test_release1_erp_tables_are_adopted_without_changing_a_row(empty_url: str, 
     out = capsys.readouterr().out
     assert "none.duckdb: does not exist" in out
     assert "its tables are revision erp0001" in out
-    assert "upgrade erp0001 -> erp0004_journals" in out and "at head erp0004_journals" in out
+    assert "upgrade erp0001 -> erp0002_payments" in out and f"at head {ERP.head()}" in out
     assert _after(empty_url, before) == before
 
     target = SqlInterfaceTarget(empty_url)  # opens at head
@@ -303,21 +302,21 @@ def test_release1_erp_tables_are_adopted_without_changing_a_row(empty_url: str, 
     engine = _engine(empty_url)
     with engine.connect() as conn:
         assert conn.exec_driver_sql(f"SELECT version_num FROM {ERP.version_table}").scalar() == (
-            "erp0004_journals"
+            ERP.head()
         )
     engine.dispose()
 
 
-def test_erp_target_stamps_pre_alembic_tables_on_start_and_refuses_unknown(empty_url: str) -> None:
+def test_erp_target_refuses_older_tables_until_upgraded_and_unknown_ones(empty_url: str) -> None:
+    """Release 1's ERP tables lack the later revisions' tables and columns (payments, project
+    set-up): the target refuses them, naming the upgrade command, and opens once they are
+    upgraded; an unknown revision is refused."""
     _build(empty_url, ERP, "erp0001", pre_alembic=True)
-    # Release 1's tables lack the journals: the target names the upgrade instead of adding them.
     with pytest.raises(SchemaVersionError, match=r"erp0001 \(made before Alembic\).*dev upgrade"):
         SqlInterfaceTarget(empty_url)
-    assert (
-        main(["--staging-url", f"duckdb:///{uuid.uuid4()}/none.duckdb", "--erp-url", empty_url])
-        == 0
-    )
-    SqlInterfaceTarget(empty_url).close()  # at head now
+    none = f"duckdb:///{uuid.uuid4()}/none.duckdb"
+    assert main(["--staging-url", none, "--erp-url", empty_url]) == 0
+    SqlInterfaceTarget(empty_url).close()
     engine = _engine(empty_url)
     with engine.begin() as conn:
         conn.exec_driver_sql(f"UPDATE {ERP.version_table} SET version_num = 'erp0099'")
@@ -452,7 +451,7 @@ def test_base_revisions_are_what_release_1_made(
                 engine.dispose()
         assert main(["--staging-url", empty_url, "--erp-url", erp_url]) == 0
         out = capsys.readouterr().out
-        assert "upgrade 0001 -> 0002" in out and "at head erp0004_journals" in out
+        assert "upgrade 0001 -> 0002" in out and f"at head {ERP.head()}" in out
         StagingDB(empty_url).init_schema()
         SqlInterfaceTarget(erp_url).close()
 

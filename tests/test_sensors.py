@@ -74,6 +74,7 @@ def test_sensor_is_stopped_by_default_and_loads_with_the_jobs() -> None:
     assert {j.name for j in sensor_def.jobs} == {
         ingest_time_entries_job.name,
         ingest_nightly_job.name,
+        "deal_setup_job",  # CRM deals and project templates land in the set-up's job
     }
 
 

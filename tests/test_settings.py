@@ -22,6 +22,7 @@ from config.settings import (
 )
 from resources.settings import (
     erp_resource,
+    outbound_delivery_resource,
     posting_policy_resource,
     psa_source_resource,
     report_upload_resource,
@@ -255,6 +256,7 @@ def test_secrets_reach_resources_as_env_vars_and_are_never_printed(
         "STAGEPOST_CLOCKIFY_TOKEN",
         "STAGEPOST_KIMAI_TOKEN",
         "STAGEPOST_DESK_SESSION_SECRET",
+        "STAGEPOST_FEEDBACK_WEBHOOK_URL",
     }
     assert staging_resource().password is None  # unset: no EnvVar that would fail to resolve
     for name in map(env_name, SECRETS):
@@ -267,6 +269,7 @@ def test_secrets_reach_resources_as_env_vars_and_are_never_printed(
     assert report_upload_resource().key_passphrase == EnvVar(
         "STAGEPOST_REPORTS_SFTP_KEY_PASSPHRASE"
     )
+    assert outbound_delivery_resource().webhook_url == EnvVar("STAGEPOST_FEEDBACK_WEBHOOK_URL")
     # A password written into a URL is masked in the error that names the URL.
     monkeypatch.setenv("STAGEPOST_ERP_KIND", "tryton")
     monkeypatch.setenv("STAGEPOST_ERP_URL", "ftp://admin:hunter2@erp")

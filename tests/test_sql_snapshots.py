@@ -26,57 +26,14 @@ from connectors.sources.canonical import DATASETS
 from connectors.sources.mapping import MAPPINGS_DIR, load_mapping, parse_mapping
 from staging_models.db import StagingDB
 from staging_models.validation import ORDER, _candidate_sql
+from tests.support.mapping_examples import MAPPING_EXAMPLES
 
 SNAPSHOTS = Path(__file__).parent / "snapshots"
 UPDATE = os.environ.get("STAGEPOST_UPDATE_SNAPSHOTS") == "1"
 
 #: The mappings the tests use (tests/test_mapping.py), plus one that uses every key.
 TEST_MAPPINGS = {
-    "transforms": """
-        [time_entries]
-        entry_id = "ID"
-        employee_id = { source = "Person", transform = "upper" }
-        employee_name = { concat = ["Last", "First"], separator = ", " }
-        work_date = { source = "Day", transform = "date", format = ["%d.%m.%Y", "%d %b %Y"] }
-        hours = { source = "Duration", transform = "hours" }
-        approved_at = { source = "Approved", transform = "timestamp", timezone = "Europe/Berlin", format = "%d.%m.%Y %H:%M" }
-        updated_at = { source = "Changed", transform = "timestamp", timezone = "America/New_York" }
-        approval_status = { source = "State", values = { "Freigegeben" = "approved", "Offen" = "submitted", "Abgelehnt" = "rejected" }, unmapped = "null" }
-        billable = { source = "Billable", values = { ja = true, nein = false } }
-        currency = { source = "Cur", transform = "extract", pattern = '\\(([A-Z]{3})\\)', default = "EUR" }
-        task_code = { coalesce = ["Task", "Activity"] }
-        project_code = { constant = "P-1" }
-        deleted = { constant = false }
-    """,
-    "date_only_timestamp": '[time_entries]\nentry_id = "ID"\n'
-    'approved_at = { source = "A", transform = "timestamp", timezone = "America/New_York" }\n',
-    "tokyo": """
-        [time_entries]
-        entry_id = "ID"
-        employee_id = { constant = "E1" }
-        project_code = { constant = "P1" }
-        task_code = { constant = "T1" }
-        work_date = { source = "Day", transform = "date", format = "%d/%m/%Y" }
-        hours = "Hours"
-        billable = { constant = true }
-        bill_rate = { constant = "150.00" }
-        currency = { constant = "USD" }
-        approval_status = { constant = "approved" }
-        approved_at = { source = "Approved", transform = "timestamp", timezone = "Asia/Tokyo", format = "%d/%m/%Y %H:%M" }
-    """,
-    "day_first": '[time_entries]\nentry_id = "ID"\n'
-    'work_date = { source = "Date", transform = "date", format = "%d/%m/%Y" }\n',
-    "month_first_timestamp": '[time_entries]\nentry_id = "ID"\napproved_at = { source = "At", '
-    'transform = "timestamp", timezone = "UTC", format = "%m/%d/%Y %H:%M" }\n',
-    "decimal_comma": '[time_entries]\nentry_id = "ID"\nhours = { source = "h", transform = '
-    '"hours" }\nbill_rate = "Rate"\n',
-    "ambiguous_header": '[time_entries]\nentry_id = "ID"\ndescription = "Notes"\n',
-    "harvest_strict": (MAPPINGS_DIR / "harvest.toml")
-    .read_text()
-    .replace(
-        "values = { Yes = true, No = false }",
-        'values = { Yes = true, No = false }, unmapped = "error"',
-    ),
+    **MAPPING_EXAMPLES,
     "every_key": """
         name = "every key"
         description = "one rule per feature of the mapping language"

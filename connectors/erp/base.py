@@ -45,6 +45,14 @@ JOURNAL_READ_COLUMNS: tuple[str, ...] = (
     "credit",
 )
 
+#: Columns of an invoice's payment state (`read_invoice_payments`): the ERP's own invoice
+#: number, its status (`posted`, `partially_paid`, `paid`, `cancelled`, or the ERP's own state
+#: name such as Tryton's `validated`), and the amount still to pay (Decimal).
+INVOICE_PAYMENT_COLUMNS: tuple[str, ...] = ("external_id", "erp_number", "status", "amount_open")
+
+#: Statuses of `read_invoice_payments` under which an invoice no longer bills its entries.
+CANCELLED_INVOICE_STATUSES: tuple[str, ...] = ("cancelled",)
+
 
 class ErpError(Exception):
     """The ERP refused a whole request for a reason that will not pass by retrying."""
@@ -77,6 +85,22 @@ class ErpTarget(ABC):
     ) -> None:
         """Create what the ERP lacks; never change what it has (idempotent)."""
 
+    def set_up_projects(
+        self,
+        customers: pd.DataFrame,  # the fields of documents.CUSTOMER
+        projects: pd.DataFrame,  # the fields of documents.PROJECT
+        tasks: pd.DataFrame,  # the fields of documents.PROJECT_TASK
+    ) -> pd.DataFrame:
+        """Project set-up from won deals (`posting.deal_setup`): create the customers, projects
+        and tasks the ERP lacks, each looked up by its external ID first, and write the
+        `documents.PROJECT_UPDATABLE` fields of the projects it holds already. Idempotent: a
+        second call (after a kill, a retry) creates nothing twice.
+
+        Returns project_code, erp_customer_id, erp_project_id (the ERP's own ids, as text) for
+        every project given.
+        """
+        raise NotImplementedError(f"the {self.name} ERP target cannot set up projects")
+
     @abstractmethod
     def existing_external_ids(self, external_ids: Sequence[str]) -> set[str]:
         """Which of these external IDs (time lines or invoices) the ERP already holds."""
@@ -105,6 +129,12 @@ class ErpTarget(ABC):
     def read_journal_lines(self, date_from: date, date_to: date) -> pd.DataFrame:
         """Posted journal lines with journal_date in the range (`JOURNAL_READ_COLUMNS`)."""
         raise ErpError(f"ERP target {self.name} takes no journals")
+
+    @abstractmethod
+    def read_invoice_payments(self, external_ids: Sequence[str]) -> pd.DataFrame:
+        """Payment state of these invoices (`INVOICE_PAYMENT_COLUMNS`), one row per invoice the
+        ERP holds; an invoice cancelled in the ERP (credited in full, or cancelled there by
+        hand) has status `cancelled`."""
 
     @abstractmethod
     def open_periods(

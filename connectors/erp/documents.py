@@ -185,6 +185,61 @@ INVOICE_LINE = Document(
     ),
 )
 
+#: A customer, created once (a won deal's, `posting.deal_setup`; or master data of posted
+#: work). Its external ID is `customer:<customer_id>` in every target.
+CUSTOMER = Document(
+    "customer",
+    (
+        text("customer_id", key=True),
+        text("customer_name", nullable=True),
+    ),
+)
+
+#: A project: master data of posted work, or set up from a won CRM deal. The fields after
+#: `currency` are the set-up's (empty on projects made only as posting master data); its
+#: external ID is the project code.
+PROJECT = Document(
+    "project",
+    (
+        text("project_code", key=True),
+        text("project_name", nullable=True),
+        text("customer_id", nullable=True),
+        text("legal_entity"),
+        text("currency"),
+        text("billing_method", nullable=True),
+        day("start_date", nullable=True),
+        day("end_date", nullable=True),
+        decimal("budget_hours", 10, 4, nullable=True),
+        decimal("contract_value", 18, 2, nullable=True, note="in the project's currency"),
+        text("project_manager", nullable=True),
+        text("deal_id", nullable=True, note="the CRM deal it was set up from"),
+    ),
+)
+
+#: What a later version of a deal may change on its project in the ERP (the rest is fixed
+#: at set-up: customer, currency, template; the legal entity once time is posted).
+PROJECT_UPDATABLE: tuple[str, ...] = (
+    "project_name",
+    "legal_entity",
+    "billing_method",
+    "start_date",
+    "end_date",
+    "budget_hours",
+    "contract_value",
+    "project_manager",
+)
+
+#: A project's task (a set-up project's come from its template). External ID in Tryton:
+#: `<project_code>::<task_code>`.
+PROJECT_TASK = Document(
+    "project_task",
+    (
+        text("project_code", key=True),
+        text("task_code", key=True),
+        text("task_name", nullable=True),
+    ),
+)
+
 #: A journal entry (issue 17, docs/revenue.md): recognized revenue, or a month-end WIP accrual
 #: and its reversal. One per legal entity, period and currency (`journal_id`
 #: `LE:YYYY-MM:CUR`); a change is a reversal of the posted version and a new version.
@@ -218,4 +273,13 @@ JOURNAL_LINE = Document(
     ),
 )
 
-DOCUMENTS: tuple[Document, ...] = (TIME_LINE, INVOICE, INVOICE_LINE, JOURNAL, JOURNAL_LINE)
+DOCUMENTS: tuple[Document, ...] = (
+    TIME_LINE,
+    INVOICE,
+    INVOICE_LINE,
+    CUSTOMER,
+    PROJECT,
+    PROJECT_TASK,
+    JOURNAL,
+    JOURNAL_LINE,
+)

@@ -33,7 +33,17 @@ from connectors.erp.base import (
     ErpUnavailable,
     PostResult,
 )
-from connectors.erp.documents import INVOICE, INVOICE_LINE, JOURNAL, JOURNAL_LINE, TIME_LINE
+from connectors.erp.documents import (
+    CUSTOMER,
+    INVOICE,
+    INVOICE_LINE,
+    JOURNAL,
+    JOURNAL_LINE,
+    PROJECT,
+    PROJECT_TASK,
+    PROJECT_UPDATABLE,
+    TIME_LINE,
+)
 from connectors.erp.periods import month_end
 from connectors.schema_tracks import Track, ensure_schema
 from connectors.sql import arrow_schema, load_ids, load_temp, read_frame
@@ -57,8 +67,7 @@ _now = sa.func.current_timestamp()
 erp_customers = sa.Table(
     "erp_customers",
     metadata,
-    sa.Column("customer_id", sa.Text, primary_key=True),
-    sa.Column("customer_name", sa.Text),
+    *CUSTOMER.columns(),
     sa.Column("created_at", _ts, server_default=_now),
 )
 erp_employees = sa.Table(
@@ -69,24 +78,20 @@ erp_employees = sa.Table(
     sa.Column("legal_entity", sa.Text),
     sa.Column("created_at", _ts, server_default=_now),
 )
+# Projects and tasks: posting's master data, or set up from won CRM deals (`deal_id`, the
+# set-up's fields; `updated_at`: when a later version of the deal last changed them).
 erp_projects = sa.Table(
     "erp_projects",
     metadata,
-    sa.Column("project_code", sa.Text, primary_key=True),
-    sa.Column("project_name", sa.Text),
-    sa.Column("customer_id", sa.Text),
-    sa.Column("legal_entity", sa.Text, nullable=False),
-    sa.Column("currency", sa.Text, nullable=False),
+    *PROJECT.columns(),
     sa.Column("created_at", _ts, server_default=_now),
+    sa.Column("updated_at", _ts),
 )
 erp_tasks = sa.Table(
     "erp_tasks",
     metadata,
-    sa.Column("project_code", sa.Text, nullable=False),
-    sa.Column("task_code", sa.Text, nullable=False),
-    sa.Column("task_name", sa.Text),
+    *PROJECT_TASK.columns(),
     sa.Column("created_at", _ts, server_default=_now),
-    sa.PrimaryKeyConstraint("project_code", "task_code"),
 )
 # The documents' tables: their fields (`connectors.erp.documents`) and what the ERP adds.
 erp_time_lines = sa.Table(
@@ -112,6 +117,17 @@ erp_journals = sa.Table(
     sa.Column("posted_at", _ts, nullable=False, server_default=_now),
 )
 erp_journal_lines = sa.Table("erp_journal_lines", metadata, *JOURNAL_LINE.columns())
+#: Payments the ERP recorded against an invoice (written by the ERP's cash application, not
+#: by stagepost; `read_invoice_payments` reads them): amount open = total - payments.
+erp_invoice_payments = sa.Table(
+    "erp_invoice_payments",
+    metadata,
+    sa.Column("payment_id", sa.Text, primary_key=True),
+    sa.Column("invoice_external_id", sa.Text, nullable=False),
+    sa.Column("paid_on", sa.Date, nullable=False),
+    sa.Column("amount", sa.Numeric(18, 2), nullable=False),
+    sa.Column("created_at", _ts, server_default=_now),
+)
 erp_periods = sa.Table(
     "erp_periods",
     metadata,
@@ -134,14 +150,21 @@ INVOICE_SCHEMA = INVOICE.arrow_schema()
 INVOICE_LINE_SCHEMA = INVOICE_LINE.arrow_schema()
 JOURNAL_SCHEMA = JOURNAL.arrow_schema()
 JOURNAL_LINE_SCHEMA = JOURNAL_LINE.arrow_schema()
-#: Master-data tables: the columns `ensure_master_data` takes (all but `created_at`) and the key.
+#: Master-data tables: the columns `ensure_master_data` takes and the key.
+_MASTER_COLUMNS = {
+    "erp_customers": CUSTOMER.names,
+    "erp_employees": ("employee_id", "employee_name", "legal_entity"),
+    "erp_projects": ("project_code", "project_name", "customer_id", "legal_entity", "currency"),
+    "erp_tasks": PROJECT_TASK.names,
+}
 _MASTER = {
     t.name: (
-        arrow_schema(t, [c.name for c in t.columns if c.name != "created_at"]),
+        arrow_schema(t, list(_MASTER_COLUMNS[t.name])),
         tuple(c.name for c in t.primary_key.columns),
     )
     for t in (erp_customers, erp_employees, erp_projects, erp_tasks)
 }
+PROJECT_SCHEMA = PROJECT.arrow_schema()
 
 # One CASE per line: the first failed check is the ERP's message. `b` is the batch. Lines the
 # ERP already holds are not checked again: their rejections are dropped afterwards (few rows)
@@ -252,6 +275,30 @@ _JOURNAL_CHECKS = """
 """
 
 
+def _insert_missing(conn: Connection, frames: dict[str, pd.DataFrame | None]) -> None:
+    """Insert the master-data rows (customers, employees, projects, tasks) a table lacks.
+
+    ON CONFLICT: two posting windows (of different legal entities) may add the same master
+    data at once; the second finds it there, as it would have a moment later."""
+    for table, df in frames.items():
+        schema, key = _MASTER[table]
+        if df is None or df.empty:
+            continue
+        load_temp(conn, "tmp_master", df, schema)
+        cols = ", ".join(schema.names)
+        keys = ", ".join(key)
+        match = " AND ".join(f"x.{k} = m.{k}" for k in key)
+        conn.exec_driver_sql(
+            f"""INSERT INTO {table} ({cols})
+                SELECT {cols} FROM (
+                    SELECT m.*, ROW_NUMBER() OVER (PARTITION BY {keys} ORDER BY ord) AS rn
+                    FROM tmp_master m
+                    WHERE NOT EXISTS (SELECT 1 FROM {table} x WHERE {match})
+                ) d WHERE rn = 1
+                ON CONFLICT DO NOTHING"""
+        )
+
+
 def _months(date_from: date, date_to: date) -> list[str]:
     out, y, m = [], date_from.year, date_from.month
     while (y, m) <= (date_to.year, date_to.month):
@@ -325,26 +372,44 @@ class SqlInterfaceTarget(ErpTarget):
             "erp_projects": projects,
             "erp_tasks": tasks,
         }
-        # ON CONFLICT: two posting windows (of different legal entities) may add the same
-        # master data at once; the second finds it there, as it would have a moment later.
         with self._tx() as conn:
-            for table, df in frames.items():
-                schema, key = _MASTER[table]
-                if df is None or df.empty:
-                    continue
-                load_temp(conn, "tmp_master", df, schema)
-                cols = ", ".join(schema.names)
-                keys = ", ".join(key)
-                match = " AND ".join(f"x.{k} = m.{k}" for k in key)
-                conn.exec_driver_sql(
-                    f"""INSERT INTO {table} ({cols})
-                        SELECT {cols} FROM (
-                            SELECT m.*, ROW_NUMBER() OVER (PARTITION BY {keys} ORDER BY ord) AS rn
-                            FROM tmp_master m
-                            WHERE NOT EXISTS (SELECT 1 FROM {table} x WHERE {match})
-                        ) d WHERE rn = 1
-                        ON CONFLICT DO NOTHING"""
-                )
+            _insert_missing(conn, frames)
+
+    def set_up_projects(
+        self, customers: pd.DataFrame, projects: pd.DataFrame, tasks: pd.DataFrame
+    ) -> pd.DataFrame:
+        """Customers, projects and tasks in one ERP transaction: the missing ones inserted
+        (keys: customer_id, project_code, task), the updatable fields of the others set."""
+        with self._tx() as conn:
+            _insert_missing(conn, {"erp_customers": customers})
+            load_temp(conn, "tmp_prj", projects, PROJECT_SCHEMA)
+            cols = ", ".join(PROJECT.names)
+            conn.exec_driver_sql(
+                f"""INSERT INTO erp_projects ({cols})
+                    SELECT {cols} FROM tmp_prj m
+                    WHERE NOT EXISTS (SELECT 1 FROM erp_projects x
+                                      WHERE x.project_code = m.project_code)
+                    ON CONFLICT DO NOTHING"""
+            )
+            changed = " OR ".join(
+                f"erp_projects.{c} IS DISTINCT FROM m.{c}" for c in PROJECT_UPDATABLE
+            )
+            conn.exec_driver_sql(
+                f"""UPDATE erp_projects
+                    SET {", ".join(f"{c} = m.{c}" for c in PROJECT_UPDATABLE)},
+                        updated_at = current_timestamp
+                    FROM tmp_prj m
+                    WHERE erp_projects.project_code = m.project_code AND ({changed})"""
+            )
+            # Tasks after their projects: the ERP's tasks name an existing project.
+            _insert_missing(conn, {"erp_tasks": tasks})
+            return read_frame(
+                conn,
+                """SELECT p.project_code, p.customer_id AS erp_customer_id,
+                          p.project_code AS erp_project_id
+                   FROM erp_projects p JOIN tmp_prj m ON m.project_code = p.project_code
+                   ORDER BY p.project_code""",
+            )
 
     def set_period(self, legal_entity: str, period: str, is_open: bool) -> None:
         """Open or close an accounting period (finance does this in the ERP)."""
@@ -534,6 +599,44 @@ class SqlInterfaceTarget(ErpTarget):
                 f"SELECT {', '.join(INVOICE_COLUMNS)} FROM erp_invoices "
                 "WHERE issue_date BETWEEN :f AND :t ORDER BY external_id",
                 {"f": date_from, "t": date_to},
+            )
+
+    def read_invoice_payments(self, external_ids: Sequence[str]) -> pd.DataFrame:
+        """The interface tables have no numbering of their own: the invoice number is its
+        external ID. Status: `cancelled` when a credit note reversed it (status `reversed`)
+        or the ERP cancelled it (status `cancelled`, set by the ERP's users), else `paid`, `partially_paid` or `posted` by its payments; credit notes are left
+        out (they bill nothing)."""
+        with self._tx() as conn:
+            load_ids(conn, "tmp_ids", external_ids)
+            return read_frame(
+                conn,
+                """SELECT i.external_id, i.external_id AS erp_number,
+                          CASE WHEN i.status IN ('reversed', 'cancelled') THEN 'cancelled'
+                               WHEN COALESCE(p.paid, 0) >= i.total_amount THEN 'paid'
+                               WHEN COALESCE(p.paid, 0) > 0 THEN 'partially_paid'
+                               ELSE 'posted' END AS status,
+                          CASE WHEN i.status IN ('reversed', 'cancelled')
+                               THEN CAST(0 AS DECIMAL(18, 2))
+                               ELSE CAST(i.total_amount - COALESCE(p.paid, 0) AS DECIMAL(18, 2))
+                          END AS amount_open
+                   FROM erp_invoices i JOIN tmp_ids t ON t.external_id = i.external_id
+                   LEFT JOIN (SELECT invoice_external_id, SUM(amount) AS paid
+                              FROM erp_invoice_payments GROUP BY invoice_external_id) p
+                          ON p.invoice_external_id = i.external_id
+                   WHERE i.kind = 'post' ORDER BY i.external_id""",
+            )
+
+    def record_payment(self, payment_id: str, external_id: str, paid_on: date, amount) -> None:
+        """A payment against an invoice, as the ERP's cash application records it (the demo
+        and tests; stagepost itself never pays)."""
+        with self._tx() as conn:
+            conn.execute(
+                erp_invoice_payments.insert().values(
+                    payment_id=payment_id,
+                    invoice_external_id=external_id,
+                    paid_on=paid_on,
+                    amount=amount,
+                )
             )
 
     def read_invoice_lines(self, invoice_external_ids: Sequence[str]) -> pd.DataFrame:

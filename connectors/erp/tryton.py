@@ -213,6 +213,63 @@ class TrytonTarget(ErpTarget):
         )
         logger.info("tryton master data ensured (%d projects, %d tasks)", len(projects), len(tasks))
 
+    def set_up_projects(
+        self, customers: pd.DataFrame, projects: pd.DataFrame, tasks: pd.DataFrame
+    ) -> pd.DataFrame:
+        """Party, project work and task works created when missing (`ensure_master_data`:
+        looked up by external ID first), then the deal's terms written on the project works
+        in one `write` (budget hours as `effort_duration`)."""
+        no_employees = pd.DataFrame(columns=["employee_id", "employee_name", "legal_entity"])
+        self.ensure_master_data(customers, no_employees, projects, tasks)
+        session, refs = self.session, self.session.refs
+        codes = projects["project_code"].astype(str)
+        works = session.lookup("project.work", codes, ["company"])
+        moved = codes[
+            codes.map(lambda c: works[c]["company"]).ne(
+                projects["legal_entity"].map(refs.company_of)
+            )
+        ]
+        if len(moved):
+            raise ErpError(
+                "Tryton keeps a project in the company it was set up in; these moved to "
+                f"another legal entity: {sorted(moved)}"
+            )
+        budget = optional_decimals(projects, "budget_hours")
+        values = pd.DataFrame(
+            {
+                "name": projects["project_name"],
+                "billing_method": projects["billing_method"],
+                "start_date": dates(projects["start_date"]),
+                "end_date": dates(projects["end_date"]),
+                # Exact: hours keep 4 decimals, a microsecond is far below that.
+                "effort_duration": budget.map(
+                    lambda h: (
+                        None if h is None else dt.timedelta(microseconds=int(h * 3_600_000_000))
+                    )
+                ),
+                "contract_value": optional_decimals(projects, "contract_value"),
+                "project_manager": projects["project_manager"],
+                "deal_id": projects["deal_id"],
+            }
+        )
+        args: list[Any] = []
+        for code, row in zip(codes, records(values), strict=True):
+            args += [[works[code]["id"]], row]
+        if args:
+            self.rpc.model("project.work", "write", *args)
+        customer_ids = session.ids(
+            "party.party", CUSTOMER_PREFIX + projects["customer_id"].astype(str)
+        )
+        return pd.DataFrame(
+            {
+                "project_code": codes,
+                "erp_customer_id": (CUSTOMER_PREFIX + projects["customer_id"].astype(str))
+                .map(customer_ids)
+                .astype(str),
+                "erp_project_id": codes.map(lambda c: str(works[c]["id"])),
+            }
+        )
+
     def _check_master_data(
         self,
         customers: pd.DataFrame,
@@ -516,3 +573,7 @@ class TrytonTarget(ErpTarget):
     def read_invoices(self, date_from: dt.date, date_to: dt.date) -> pd.DataFrame:
         """Invoices stagepost posted, issue date in range, Tryton's state as status."""
         return tryton_invoices.read_invoices(self.session, date_from, date_to)
+
+    def read_invoice_payments(self, external_ids: Sequence[str]) -> pd.DataFrame:
+        """Tryton's number, state and amount to pay of these invoices."""
+        return tryton_invoices.read_invoice_payments(self.session, external_ids)

@@ -13,14 +13,14 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from .base import INVOICE_COLUMNS, ErpError, PostResult
+from .base import INVOICE_COLUMNS, INVOICE_PAYMENT_COLUMNS, ErpError, PostResult
 from .tryton_rpc import TrytonUserError, TrytonUserWarning
 from .tryton_session import (
     CUSTOMER_PREFIX,
@@ -392,3 +392,48 @@ def read_invoices(session: TrytonSession, date_from: dt.date, date_to: dt.date) 
         }
     )
     return out[list(INVOICE_COLUMNS)]
+
+
+def read_invoice_payments(session: TrytonSession, external_ids: Sequence[str]) -> pd.DataFrame:
+    """Tryton's number, state and `amount_to_pay` of these invoices (`INVOICE_PAYMENT_COLUMNS`).
+
+    An invoice Tryton cancelled, or one a posted credit note of stagepost's reverses (the
+    credit wizard leaves the original posted), is `cancelled` with nothing open; a posted one
+    with less to pay than its total is `partially_paid`; other states keep Tryton's name
+    (draft, validated, posted, paid)."""
+    found = session.lookup(
+        "account.invoice",
+        external_ids,
+        ["number", "state", "amount_to_pay", "total_amount", "reverses"],
+    )
+    if not found:
+        return pd.DataFrame(columns=list(INVOICE_PAYMENT_COLUMNS))
+    raw = pd.DataFrame(list(found.values()))
+    raw = raw[raw["reverses"].isna()]  # credit notes bill nothing
+    credited = session.rpc.model(
+        "account.invoice",
+        "search_read",
+        [("reverses", "in", [int(i) for i in raw["id"]]), ("state", "in", ["posted", "paid"])],
+        0,
+        None,
+        None,
+        ["reverses"],
+    )
+    credited_ids = {row["reverses"] for row in credited}
+    to_pay = decimals(raw["amount_to_pay"].fillna(0))
+    total = decimals(raw["total_amount"].fillna(0))
+    cancelled = raw["state"].eq("cancelled") | raw["id"].isin(credited_ids)
+    status = np.select(
+        [cancelled, raw["state"].eq("posted") & (to_pay < total)],
+        ["cancelled", "partially_paid"],
+        default=raw["state"],
+    )
+    out = pd.DataFrame(
+        {
+            "external_id": raw["external_id"],
+            "erp_number": raw["number"],
+            "status": status,
+            "amount_open": to_pay.where(~cancelled, Decimal("0.00")),
+        }
+    )
+    return out[list(INVOICE_PAYMENT_COLUMNS)].reset_index(drop=True)

@@ -22,6 +22,7 @@ from connectors.sample_gen.invoices import build_invoices
 from connectors.sample_gen.master import Master, build_master, name_indices
 from connectors.sample_gen.strings import Calendar, day_number, fmt_ids, take
 from connectors.sample_gen.tables import (
+    assignments_table,
     customer_tables,
     employee_names,
     employees_table,
@@ -132,6 +133,7 @@ def build_plan(
         "project_tasks": project_tasks_table(m),
         "rate_cards": rate_cards_table(m, cal),
         "invoices": build_invoices(m, e, clean, r_inv, cal, cust_ids, project_codes(m.n_proj)),
+        "assignments": assignments_table(m, cal),
     }
     return Plan(
         as_of=as_of,

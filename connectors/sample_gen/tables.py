@@ -39,6 +39,10 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "rate_cards": (
         "project_code", "employee_id", "role", "bill_rate", "currency", "valid_from", "valid_to",
     ),
+    "assignments": (
+        "assignment_id", "employee_id", "project_code", "task_code", "role", "week_start",
+        "start_date", "end_date", "planned_hours", "bill_rate", "updated_at", "deleted",
+    ),
 }  # fmt: skip
 
 
@@ -248,3 +252,35 @@ def time_entries_table(
 ) -> pa.Table:
     """All time entries as one (chunked) table."""
     return pa.concat_tables(time_entries_batches(m, e, cal, extra_emp_names, text))
+
+
+def assignments_table(m: Master, cal: Calendar) -> pa.Table:
+    """Resource plans: each employee planned on each of their projects over the time-entry
+    window, one date range each, 8 hours a working day shared equally between the projects
+    (to the cent of an hour, rounded down); no task, no rate. Drawn from the master data
+    only, so the rest of the sample is unchanged."""
+    emp = np.repeat(np.arange(m.n_emp), m.emp_nproj)
+    slot = np.arange(len(emp)) - np.repeat(np.cumsum(m.emp_nproj) - m.emp_nproj, m.emp_nproj)
+    pairs = np.unique(emp * m.n_proj + m.emp_proj[emp, slot])  # a project listed twice: once
+    emp, proj = pairs // m.n_proj, pairs % m.n_proj
+    epoch = np.datetime64("1970-01-01", "D")
+    working_days = int(np.busday_count(epoch + m.win_lo, epoch + m.win_hi + 1))
+    cents = working_days * 800 // np.bincount(emp, minlength=m.n_emp)[emp]
+    n = len(emp)
+    none = pa.nulls(n, pa.string())
+    return pa.table(
+        {
+            "assignment_id": fmt_ids("AS", np.arange(1, n + 1), 9),
+            "employee_id": take(employee_ids(m.n_emp), emp),
+            "project_code": take(project_codes(m.n_proj), proj),
+            "task_code": none,
+            "role": take(cat.ROLES, m.emp_role[emp]),
+            "week_start": none,
+            "start_date": cal.fmt_dates(np.full(n, m.win_lo)),
+            "end_date": cal.fmt_dates(np.full(n, m.win_hi)),
+            "planned_hours": fmt_cents(cents),
+            "bill_rate": none,
+            "updated_at": none,
+            "deleted": take(["false"], np.zeros(n, np.int64)),
+        }
+    )

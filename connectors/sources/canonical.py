@@ -135,6 +135,9 @@ EMPLOYEES = Dataset(
         ("cost_rate", "rate"),
         "currency",
         ("active", "bool"),
+        # Hours a week the employee can work (optional; empty: STAGEPOST_WEEKLY_CAPACITY_HOURS).
+        # Utilization in plan vs actual is billable actual hours over this capacity.
+        ("weekly_capacity_hours", "hours", False, None, True),
     ),
     key=("employee_id",),
 )
@@ -157,6 +160,11 @@ PROJECTS = Dataset(
         # exceptions there, `project_manager` in STAGEPOST_DESK_ROUTING) and where to mail them.
         ("project_manager", "text", False, None, True),
         ("manager_email", "text", False, None, True),
+        # A billing hold (optional): while set, posting windows hold the project's invoices
+        # (docs/posting.md, *Billing holds*); reason and since-date are shown with them.
+        ("billing_hold", "bool", False, None, True),
+        ("billing_hold_reason", "text", False, None, True),
+        ("billing_hold_since", "date", False, None, True),
         # Revenue recognition (issue 17, docs/revenue.md): how revenue is recognized (empty:
         # the billing method), the contract's value and its budget (hours, else cost).
         ("recognition_method", "text", False, None, True),
@@ -227,9 +235,77 @@ MILESTONES = Dataset(
     hash_exclude=frozenset({"updated_at"}),
 )
 
+#: Resource plans (issue 21): who is planned on which project (and task) for how many hours,
+#: one ISO week (`week_start`, a Monday) or a date range (`start_date` to `end_date`, the
+#: hours spread over its working days; see docs/resource_plans.md).
+ASSIGNMENTS = Dataset(
+    "assignments",
+    _cols(
+        "assignment_id",
+        "employee_id",
+        "project_code",
+        ("task_code", "text", False),  # blank: the project as a whole
+        ("role", "text", False),
+        ("week_start", "date", False),
+        ("start_date", "date", False),
+        ("end_date", "date", False),
+        ("planned_hours", "hours"),
+        ("bill_rate", "rate", False),  # the planned rate, in the project's currency (optional)
+        ("updated_at", "timestamptz", False),
+        ("deleted", "bool", False, "false"),
+    ),
+    key=("assignment_id",),
+    hash_exclude=frozenset({"updated_at"}),
+)
+
+#: Won CRM deals become projects (`posting.deal_setup`): one row per deal and its current
+#: stage. The deal's id is the project's code in the ERP and the PSA import file.
+CRM_DEALS = Dataset(
+    "crm_deals",
+    _cols(
+        "deal_id",
+        ("deal_name", "text", False),  # the project's name (empty: the deal id)
+        "stage",  # only `won` deals are set up; any other stage waits (not postable)
+        ("won_at", "timestamptz"),
+        "customer_id",
+        "customer_name",
+        "legal_entity",
+        "currency",
+        "billing_method",
+        ("contract_value", "money"),
+        ("budget_hours", "hours"),
+        ("start_date", "date"),
+        ("end_date", "date"),
+        "project_manager",
+        "template_code",
+        ("updated_at", "timestamptz"),
+    ),
+    key=("deal_id",),
+    hash_exclude=frozenset({"updated_at"}),
+)
+
+#: Project templates: the tasks a project set up from a deal starts with (template code ->
+#: task codes and names). Master data, landed like the PSA's.
+PROJECT_TEMPLATES = Dataset(
+    "project_templates",
+    _cols("template_code", "task_code", "task_name", ("billable", "bool")),
+    key=("template_code", "task_code"),
+)
+
 DATASETS: dict[str, Dataset] = {
     d.name: d
-    for d in (TIME_ENTRIES, EMPLOYEES, PROJECTS, PROJECT_TASKS, RATE_CARDS, INVOICES, MILESTONES)
+    for d in (
+        TIME_ENTRIES,
+        EMPLOYEES,
+        PROJECTS,
+        PROJECT_TASKS,
+        RATE_CARDS,
+        INVOICES,
+        MILESTONES,
+        ASSIGNMENTS,
+        PROJECT_TEMPLATES,
+        CRM_DEALS,
+    )
 }
 
 #: Allowed values, shared by the contracts and the documentation.
@@ -238,5 +314,6 @@ BILLING_METHODS = ("time_and_materials", "fixed_fee", "milestone", "non_billable
 #: Revenue recognition methods (a project's `recognition_method`, else its billing method).
 RECOGNITION_METHODS = BILLING_METHODS
 PROJECT_STATUSES = ("open", "on_hold", "closed")
+DEAL_WON = "won"
 INVOICE_STATUSES = ("draft", "released", "cancelled")
 INVOICE_LINE_KINDS = ("time", "milestone", "expense", "fixed_fee", "adjustment")

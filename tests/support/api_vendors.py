@@ -6,7 +6,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import SecretStr
 
-from connectors.sources.api import clockify, harvest, kimai, toggl
+from connectors.sources.api import clockify, harvest, kimai, toggl, toggl_reports
 from connectors.sources.api.http import RetryPolicy
 from connectors.sources.api.rate_limit import RateLimit
 from connectors.sources.api.vendor import Defaults
@@ -41,6 +41,16 @@ def toggl_vendor(
         retry=QUICK,
     )
     return toggl.Toggl(c, defaults)
+
+
+def toggl_workspace_vendor(
+    fake: FakeToggl, token: str | None = None, defaults: Defaults = DEFAULTS
+) -> toggl_reports.TogglWorkspace:
+    """Toggl workspace-wide (Reports API v3), asking pages of 50 (the fake answers 2)."""
+    secret = SecretStr(token or fake.token)
+    c = toggl.client(secret, base_url=f"{fake.url}/api/v9", rate_limit=NO_LIMIT, retry=QUICK)
+    reports = toggl_reports.reports_client(secret, c, rate_limit=NO_LIMIT, retry=QUICK)
+    return toggl_reports.TogglWorkspace(c, defaults, str(fake.workspace["id"]), reports)
 
 
 def kimai_vendor(

@@ -96,14 +96,24 @@ class DagsterUi:
 
 @contextmanager
 def dagster_ui(
-    home: Path, env: dict[str, str], log: Path, timeout: float = 180
+    home: Path, env: dict[str, str], log: Path, timeout: float = 180, cli: str = "dg"
 ) -> Iterator[DagsterUi]:
-    """`dg dev` (webserver, daemon, code server) on the instance in `home`, as `./dev ui` runs it."""
+    """`dg dev` (webserver, daemon, code server) on the instance in `home`, as `./dev ui` runs it;
+    `cli="dagster"` starts the older `dagster dev` the same way."""
     port = free_port()
-    dg = Path(sys.executable).parent / "dg"
+    exe = Path(sys.executable).parent / cli
     out = open(log, "w")
     proc = subprocess.Popen(
-        [str(dg), "dev", "-m", "pipelines.definitions", "--host", "127.0.0.1", "--port", str(port)],
+        [
+            str(exe),
+            "dev",
+            "-m",
+            "pipelines.definitions",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
         cwd=ROOT,
         env={**os.environ, **env, "DAGSTER_HOME": str(home)},
         stdout=out,

@@ -35,6 +35,7 @@ import pytest
 from connectors.erp.base import (
     INVOICE_COLUMNS,
     INVOICE_LINE_COLUMNS,
+    INVOICE_PAYMENT_COLUMNS,
     TIME_LINE_COLUMNS,
     ErpTarget,
 )
@@ -358,6 +359,37 @@ class ErpContract:
             inv["external_id"],
             credit["external_id"],
         }
+
+    def test_invoice_payment_state(self, erp: ErpTarget) -> None:
+        """`read_invoice_payments`: a posted invoice has its ERP number, status `posted` and its
+        total open; credited in full it is `cancelled` with nothing open; credit notes and
+        unknown ids are left out (the status feedback reads this)."""
+        inv = self.invoice(1, D("150.00"))
+        erp.post_invoices(
+            pd.DataFrame([inv], columns=list(INVOICE_COLUMNS)),
+            invoice_lines(inv["external_id"], D("100.00"), D("50.00")),
+        )
+        state = erp.read_invoice_payments([inv["external_id"], "inv:I404:v1:post"])
+        assert list(state.columns) == list(INVOICE_PAYMENT_COLUMNS)
+        (row,) = state.to_dict("records")
+        assert row["external_id"] == inv["external_id"] and row["erp_number"]
+        assert row["status"] == "posted" and row["amount_open"] == D("150.00")
+        credit = {
+            **inv,
+            "external_id": "inv:I1:v1:rev",
+            "kind": "reversal",
+            "reverses_external_id": inv["external_id"],
+            "total_amount": D("-150.00"),
+        }
+        erp.post_invoices(
+            pd.DataFrame([credit], columns=list(INVOICE_COLUMNS)),
+            invoice_lines(credit["external_id"], D("100.00"), D("50.00"), sign=-1),
+        )
+        (row,) = erp.read_invoice_payments([inv["external_id"], credit["external_id"]]).to_dict(
+            "records"
+        )
+        assert row["external_id"] == inv["external_id"]
+        assert row["status"] == "cancelled" and row["amount_open"] == D("0")
 
     def test_invoice_for_unknown_customer_is_rejected(self, erp: ErpTarget) -> None:
         good, bad = self.invoice(1, D("10.00")), self.invoice(2, D("10.00"), customer_id="C404")

@@ -50,6 +50,8 @@ class Request:
     path: str
     query: dict[str, str]
     headers: dict[str, str]
+    #: The JSON body of a POST (Toggl's Reports API), else None.
+    body: Any = None
 
 
 @dataclass
@@ -126,7 +128,11 @@ class _Handler(BaseHTTPRequestHandler):
     def _serve(self) -> None:
         parts = urlsplit(self.path)
         query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-        req = Request(self.command, parts.path, query, {k: v for k, v in self.headers.items()})
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        body = json.loads(raw, parse_float=Decimal) if raw else None
+        headers = {k: v for k, v in self.headers.items()}
+        req = Request(self.command, parts.path, query, headers, body)
         reply = self.server.vendor.answer(req)  # type: ignore[attr-defined]
         body = _dumps(reply.body) if reply.body is not None else b""
         try:
@@ -160,6 +166,11 @@ def serve(vendor: FakeVendor) -> Iterator[FakeVendor]:
         vendor.release()
         server.shutdown()
         server.server_close()
+
+
+def _method(req: Request, method: str) -> Reply | None:
+    """405 unless `req` uses `method`."""
+    return None if req.method == method else Reply(405, "Method Not Allowed")
 
 
 def _pages(records: list[dict], page: int, size: int) -> tuple[list[dict], int]:
@@ -251,9 +262,12 @@ class FakeHarvest(FakeVendor):
 
 
 class FakeToggl(FakeVendor):
-    """`/api/v9/me/time_entries?since=` (deleted entries included, `server_deleted_at`), and
-    the workspace's rates: `/workspaces/{wid}`, `workspace_users`, `projects` (page and
-    per_page), `project_users`."""
+    """`/api/v9/me/time_entries?since=` (deleted entries included, `server_deleted_at`), the
+    workspace's rates: `/workspaces/{wid}`, `workspace_users`, `projects` (page and
+    per_page), `project_users`, and its `clients`; and the Reports API v3 detailed report,
+    `POST /reports/api/v3/workspace/{wid}/search/time_entries` (rows of every member dated
+    `start_date`..`end_date`, one entry per row, `page_size` capped at 2 and paged by the
+    `X-Next-ID` / `X-Next-Row-Number` / `X-Next-Timestamp` headers fed back as `first_*`)."""
 
     def __init__(self, token: str) -> None:
         super().__init__(token)
@@ -261,8 +275,10 @@ class FakeToggl(FakeVendor):
         self.workspace: dict = fixture("toggl", "workspace.json")
         self.workspace_data = {
             name: fixture("toggl", f"{name}.json")
-            for name in ("workspace_users", "projects", "project_users")
+            for name in ("workspace_users", "projects", "project_users", "clients")
         }
+        #: The detailed report's rows (Reports API v3), one entry each.
+        self.report: list[dict] = fixture("toggl", "report_time_entries.json")
         #: Whether the token's owner may see rates (Toggl: admins, by workspace setting).
         self.sees_rates = True
 
@@ -278,7 +294,48 @@ class FakeToggl(FakeVendor):
                 if e["id"] == entry_id:
                     e.update(changes)
 
+    def edit_report(self, entry_id: int, **changes: Any) -> None:
+        """Change a report row's entry (`seconds`, `start`, `at`...) or, for row fields
+        (`hourly_rate_in_cents`, `project_id`...), the row."""
+        with self.lock:
+            for row in self.report:
+                for e in row["time_entries"]:
+                    if e["id"] == entry_id:
+                        for k, v in changes.items():
+                            (e if k in e else row)[k] = v
+
+    def delete_report(self, entry_id: int) -> None:
+        with self.lock:
+            self.report = [r for r in self.report if r["time_entries"][0]["id"] != entry_id]
+
+    def _search(self, req: Request) -> Reply:
+        body = req.body or {}
+        lo, hi = body.get("start_date"), body.get("end_date")
+        if not lo or not hi or hi <= lo:
+            return Reply(400, "end_date should be greater than start_date")
+        rows = [
+            r for r in copy.deepcopy(self.report) if lo <= r["time_entries"][0]["start"][:10] <= hi
+        ]
+        rows.sort(key=lambda r: (r["time_entries"][0]["start"], r["time_entries"][0]["id"]))
+        for n, r in enumerate(rows, 1):
+            r["row_number"] = n
+        start = int(body.get("first_row_number") or 1)
+        size = min(int(body.get("page_size") or 50), self.page_size)
+        chunk = rows[start - 1 : start - 1 + size]
+        headers: dict[str, str] = {}
+        if start - 1 + size < len(rows):
+            nxt = rows[start - 1 + size]
+            headers = {
+                "X-Next-ID": str(nxt["time_entries"][0]["id"]),
+                "X-Next-Row-Number": str(nxt["row_number"]),
+                "X-Next-Timestamp": str(int(_instant(nxt["time_entries"][0]["start"]).timestamp())),
+            }
+        return Reply(200, chunk, headers)
+
     def route(self, req: Request) -> Reply:
+        search = f"/reports/api/v3/workspace/{self.workspace['id']}/search/time_entries"
+        if req.path == search:
+            return _method(req, "POST") or self._search(req)
         ws = f"/api/v9/workspaces/{self.workspace['id']}"
         if req.path == ws:
             return Reply(200, copy.deepcopy(self.workspace))

@@ -11,6 +11,8 @@
   and version, its type and, on a reversal, the move it reverses; their lines carry the
   project and the line's role (wip, revenue, unbilled, deferred) whatever the chart calls
   the account, so reconciliation reads them back per project.
+- Projects set up from a won CRM deal carry the deal's id and terms (billing method, dates,
+  contract value, manager); the budget hours are the work's `effort_duration`.
 - `accounting_date` books a line into a period other than its work date's month (a
   reversal of a line from a closed month goes into the open one), and a line from
   stagepost is refused with Tryton's own message when that period is not open.
@@ -74,7 +76,22 @@ class Employee(ExternalIdMixin, metaclass=PoolMeta):
 
 
 class Work(ExternalIdMixin, metaclass=PoolMeta):
+    """A project set up from a won CRM deal keeps the deal's terms (the budget hours are
+    Tryton's own `effort_duration`)."""
+
     __name__ = "project.work"
+    deal_id = fields.Char("CRM Deal", strip=False)
+    billing_method = fields.Char("Billing Method")
+    start_date = fields.Date("Start Date")
+    end_date = fields.Date("End Date")
+    contract_value = fields.Numeric("Contract Value", digits=(18, 2))
+    project_manager = fields.Char("Project Manager")
+
+    @classmethod
+    def copy(cls, works, default=None):
+        default = dict(default) if default is not None else {}
+        default.setdefault("deal_id", None)
+        return super().copy(works, default=default)
 
 
 class TimesheetLine(SourceMixin, metaclass=PoolMeta):

@@ -26,8 +26,9 @@ second. Toggl stores UTC: the work date is the local date of `start` in `STAGEPO
 
 Running entries (negative `duration`) are left for a later pull: stopping one changes `at`.
 `since` reaches at most about three months back (older fails: toggl/mobileapp#405), and
-`/me` holds only the token owner's entries: one token per person to pull, or Toggl's Reports
-API (workspace-wide, but without deletions) for a team (not built yet).
+`/me` holds only the token owner's entries: one token per person to pull, or, for a team,
+`STAGEPOST_TOGGL_WORKSPACE_ID` with an admin's token: the Reports API, workspace-wide but
+without deletions (`toggl_reports.py`).
 """
 
 from __future__ import annotations

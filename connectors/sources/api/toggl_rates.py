@@ -10,6 +10,10 @@ projects); an entry that no level prices, or whose project the list lacks (so it
 unknown), lands without a rate (quarantined TE_RATE_MISSING unless a rate card covers it),
 never at a less specific, guessed one. Toggl applies a changed rate to past entries unless told otherwise: the
 rate read is today's, which is what Toggl's own reports show.
+
+The projects' names and clients come with the same list: the Reports API's entries carry
+ids only (`toggl_reports.py`), and their derived master data needs the names
+(`client_names` reads the workspace's clients, `/workspaces/{wid}/clients`).
 """
 
 from __future__ import annotations
@@ -49,6 +53,9 @@ class WorkspaceRates:
     project_member: dict[tuple[str, str], Decimal] = field(default_factory=dict)
     #: Every project the workspace listed (a project not among them has an unknown rate).
     projects: set[str] = field(default_factory=set)
+    #: Each listed project's name and client id (for the Reports API's derived master data).
+    project_name: dict[str, str] = field(default_factory=dict)
+    project_client: dict[str, str] = field(default_factory=dict)
 
     def rate(self, project: str | None, user: str | None) -> Decimal | None:
         """The rate Toggl bills `user`'s time on `project` at (None: no level sets one, or
@@ -98,6 +105,10 @@ def read(client: ApiClient, workspace_id: str) -> WorkspaceRates:
         if not pid:
             continue
         out.projects.add(pid)
+        if text(p.get("name")):
+            out.project_name[pid] = str(p["name"])
+        if cid := text(p.get("client_id")) or text(p.get("cid")):
+            out.project_client[pid] = cid
         r = _rate(p.get("rate"))
         if r is not None:
             out.project[pid] = r
@@ -108,3 +119,10 @@ def read(client: ApiClient, workspace_id: str) -> WorkspaceRates:
         if r is not None and user and pid:
             out.project_member[(pid, user)] = r
     return out
+
+
+def client_names(client: ApiClient, workspace_id: str) -> dict[str, str]:
+    """Every client's name by id (`GET /workspaces/{wid}/clients`, one answer; `status=both`
+    asks for archived clients too, as the v9 clients page describes the parameter)."""
+    rows = paging.single(client, f"workspaces/{workspace_id}/clients", {"status": "both"})
+    return {cid: str(c["name"]) for c in rows if (cid := text(c.get("id"))) and c.get("name")}

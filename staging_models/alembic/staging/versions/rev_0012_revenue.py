@@ -5,13 +5,13 @@ Projects gain `recognition_method`, `contract_value`, `budget_hours` and `budget
 rows keep their content hash, the columns enter it only when set). New tables: the
 `milestones` dataset's landing and versions tables, `revenue_recognized` (per project and
 period, `staging_models/revenue_tables.py`) and the journal ledger (`journal_ledger`,
-`journal_ledger_lines`, `staging_models/ledger_tables.py`). schema_meta version 10.
+`journal_ledger_lines`, `staging_models/ledger_tables.py`). schema_meta version 12.
 """
 
 from alembic import op
 
-revision = "0010_revenue"
-down_revision = "0007_project_manager"
+revision = "0012_revenue"
+down_revision = "0010_crm_deals"
 branch_labels = None
 depends_on = None
 
@@ -124,7 +124,7 @@ def upgrade() -> None:
         op.execute(f"ALTER TABLE land_projects ADD COLUMN IF NOT EXISTS raw_{name} TEXT")
     for ddl in _TABLES:
         op.execute(ddl)
-    op.execute("UPDATE schema_meta SET value = '10' WHERE key = 'schema_version'")
+    op.execute("UPDATE schema_meta SET value = '12' WHERE key = 'schema_version'")
 
 
 def downgrade() -> None:

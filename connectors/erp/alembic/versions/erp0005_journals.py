@@ -7,8 +7,8 @@ docs/revenue.md. Tables only: nothing existing changes.
 
 from alembic import op
 
-revision = "erp0004_journals"
-down_revision = "erp0001"
+revision = "erp0005_journals"
+down_revision = "erp0003_customers_projects"
 branch_labels = None
 depends_on = None
 
