@@ -18,7 +18,11 @@ from sqlalchemy.engine import Connection
 
 from staging_models.ledger_tables import posting_batches
 
-_DOCUMENT = {"posting_ledger": "time_line", "invoice_ledger": "invoice"}
+_DOCUMENT = {
+    "posting_ledger": "time_line",
+    "invoice_ledger": "invoice",
+    "journal_ledger": "journal",
+}
 
 
 def open_batch(
@@ -68,7 +72,7 @@ def fail_batches(conn: Connection, now: datetime, batch_id: str | None = None) -
     if batch_id is not None:
         upd = upd.where(posting_batches.c.batch_id == batch_id)
     else:
-        for ledger in ("posting_ledger", "invoice_ledger"):
+        for ledger in _DOCUMENT:
             upd = upd.where(
                 sa.text(
                     f"NOT EXISTS (SELECT 1 FROM {ledger} l "

@@ -26,7 +26,14 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from connectors.erp.documents import INVOICE, INVOICE_LINE, TIME_LINE, Document
+from connectors.erp.documents import (
+    INVOICE,
+    INVOICE_LINE,
+    JOURNAL,
+    JOURNAL_LINE,
+    TIME_LINE,
+    Document,
+)
 from staging_models.tables import metadata
 
 _ts = sa.DateTime(timezone=True)
@@ -73,6 +80,20 @@ invoice_ledger = sa.Table(
 #: The lines of each ledger invoice, as sent (a credit note's lines are the negated originals).
 invoice_ledger_lines = sa.Table("invoice_ledger_lines", metadata, *INVOICE_LINE.columns())
 
+#: Journals (revenue and WIP accruals, docs/revenue.md): the fields of `documents.JOURNAL`
+#: (`journal_version`: 1, 2, ... per journal id; a new one reverses the version before) and
+#: how many lines it has.
+journal_ledger = sa.Table(
+    "journal_ledger",
+    metadata,
+    *JOURNAL.columns(ledger_order(JOURNAL)),
+    sa.Column("line_count", sa.Integer, nullable=False),
+    *_tracking(),
+)
+
+#: The lines of each ledger journal, as sent (a reversal's: debit and credit swapped).
+journal_ledger_lines = sa.Table("journal_ledger_lines", metadata, *JOURNAL_LINE.columns())
+
 posting_windows = sa.Table(
     "posting_windows",
     metadata,
@@ -99,7 +120,7 @@ posting_batches = sa.Table(
     "posting_batches",
     metadata,
     sa.Column("batch_id", sa.Text, primary_key=True),
-    sa.Column("document", sa.Text, nullable=False),  # time_line | invoice
+    sa.Column("document", sa.Text, nullable=False),  # time_line | invoice | journal
     sa.Column("window_id", sa.Text, nullable=False),
     sa.Column("state", sa.Text, nullable=False),  # sent | confirmed | failed
     sa.Column("lines", sa.Integer, nullable=False),

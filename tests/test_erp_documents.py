@@ -16,6 +16,8 @@ from connectors.erp.documents import (
     DOCUMENTS,
     INVOICE,
     INVOICE_LINE,
+    JOURNAL,
+    JOURNAL_LINE,
     PROJECT,
     PROJECT_TASK,
     PROJECT_UPDATABLE,
@@ -33,6 +35,8 @@ HOLDERS = {
     TIME_LINE: (sql_interface.erp_time_lines, ledger_tables.posting_ledger),
     INVOICE: (sql_interface.erp_invoices, ledger_tables.invoice_ledger),
     INVOICE_LINE: (sql_interface.erp_invoice_lines, ledger_tables.invoice_ledger_lines),
+    JOURNAL: (sql_interface.erp_journals, ledger_tables.journal_ledger),
+    JOURNAL_LINE: (sql_interface.erp_journal_lines, ledger_tables.journal_ledger_lines),
     # Set up from won CRM deals (posting.deal_setup, whose ledger is deal_setups by deal).
     CUSTOMER: (sql_interface.erp_customers,),
     PROJECT: (sql_interface.erp_projects,),
