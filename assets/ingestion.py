@@ -45,6 +45,7 @@ NIGHTLY_DATASETS = (
     "project_tasks",
     "rate_cards",
     "invoices",
+    "milestones",
     "assignments",
 )
 

@@ -44,6 +44,7 @@ from reconciliation.plan_report import has_plans, plan_sheets
 from reconciliation.psa_files import Unlanded, unlanded_rows
 from reconciliation.report import write_reconciliation_workbook
 from reconciliation.report_files import report_url, reports_dir
+from reconciliation.revenue import read_revenue_rollforward
 from reconciliation.store import load_lines, store_lines
 from resources.psa_source import PsaSource
 from resources.reports import ReportUpload
@@ -273,6 +274,7 @@ def reconciliation_workbook(
     context: AssetExecutionContext,
     config: WorkbookConfig,
     staging: StagingDatabase,
+    erp: ResourceParam[ErpProvider],
     report_upload: ReportUpload,
     rec_kpis: pd.DataFrame,
     rec_totals: pd.DataFrame,
@@ -290,6 +292,15 @@ def reconciliation_workbook(
     written: dict[str, dict] = {}
     lines = load_lines(db)
     overdue = breaches(db, datetime.now(UTC).date())
+    # Revenue against the ERP's journals: when revenue was computed (revenue_window_job).
+    target = erp.get_target()
+    try:
+        revenue, revenue_notes = read_revenue_rollforward(db, target)
+    finally:
+        close = getattr(target, "close", None)
+        if close:
+            close()
+    notes = [*notes, *revenue_notes]
     plans = has_plans(db)
     for scope in scopes:
         tag = "all" if scope == ALL else _UNSAFE.sub("_", scope)
@@ -305,6 +316,7 @@ def reconciliation_workbook(
             legal_entity=scope,
             breaches=overdue,
             expenses=rec_expenses,
+            revenue=revenue,
             plan=plan_sheets(db, None if scope == ALL else scope) if plans else None,
         )
         written[scope] = {"path": str(wb.path), "url": report_url(wb.path.name), "rows": wb.rows}

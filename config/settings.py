@@ -501,6 +501,17 @@ class Settings(BaseSettings):
         "`hold` keeps it until the period reopens",
         "next_open or hold",
     )
+    revenue_accounts: Annotated[
+        dict[str, dict[str, str]], NoDecode, BeforeValidator(_json_object)
+    ] = setting(
+        None,
+        "revenue journals' accounts per legal entity (`*`: every entity) and role (`wip`, "
+        '`revenue`, `unbilled`, `deferred`), JSON, e.g. `{"DE01": {"revenue": "8400"}}`; '
+        "see docs/revenue.md",
+        "a JSON object of legal entity to an object of role to account code",
+        '`{"*": {"wip": "1460", "revenue": "4000", "unbilled": "1450", "deferred": "2900"}}`',
+        default_factory=dict,
+    )
     billing_hold_time_and_expenses: Literal["post", "hold"] = setting(
         "post",
         "time lines (and expense lines) of a project on a billing hold (its invoices are "

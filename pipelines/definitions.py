@@ -12,6 +12,7 @@ from assets.ingestion import landing_assets
 from assets.posting import posting_window
 from assets.reconciliation import reconciliation_assets
 from assets.resource_plans import resource_plan_assets, resource_plan_checks
+from assets.revenue import revenue_recognized, revenue_window
 from assets.validation import validation_assets, validation_checks
 from config.settings import current
 from io_managers.staging_table import StagingTableIOManager
@@ -27,7 +28,7 @@ from pipelines.jobs import (
 )
 from pipelines.operator_jobs import confirm_full_export_job, ignore_quarantined_job
 from pipelines.ops_jobs import ops_schedules, retention_job, staging_backup_job
-from pipelines.posting_jobs import posting_schedules, posting_window_job
+from pipelines.posting_jobs import posting_schedules, posting_window_job, revenue_window_job
 from pipelines.reconciliation_jobs import (
     reconciliation_job,
     reconciliation_schedules,
@@ -55,6 +56,8 @@ defs = Definitions(
         *api_assets,
         *validation_assets,
         posting_window,
+        revenue_recognized,
+        revenue_window,
         *reconciliation_assets,
         status_feedback,
         *resource_plan_assets,
@@ -75,6 +78,7 @@ defs = Definitions(
         ignore_quarantined_job,
         confirm_full_export_job,
         posting_window_job,
+        revenue_window_job,
         reconciliation_job,
         staging_backup_job,
         retention_job,

@@ -24,6 +24,15 @@ from assets.posting import (
     PostingWindowConfig,
     posting_window,
 )
+from assets.revenue import (
+    REVENUE_ASSET,
+    REVENUE_JOB,
+    REVENUE_WINDOW_ASSET,
+    RevenueConfigFields,
+    RevenueWindowConfig,
+    revenue_recognized,
+    revenue_window,
+)
 from pipelines.launchpad import ops_only
 from pipelines.schedules import TIMEZONE
 
@@ -64,5 +73,18 @@ def posting_window_weekdays(context: ScheduleEvaluationContext) -> RunRequest:
         tags={**POSTING_TAGS, WINDOW_TAG: "post"},  # the step sets it too; here from the queue
     )
 
+
+#: Revenue journals and WIP accruals: a job of its own (docs/revenue.md says why), under the
+#: same per-entity run limit as posting windows (they share the staging lock too).
+revenue_window_job = define_asset_job(
+    REVENUE_JOB,
+    selection=AssetSelection.assets(revenue_recognized, revenue_window),
+    tags=POSTING_TAGS,
+    config=ops_only(
+        {REVENUE_ASSET: RevenueConfigFields, REVENUE_WINDOW_ASSET: RevenueWindowConfig}
+    ),
+    description="Compute recognized revenue and post its journals and WIP accruals (dry run "
+    "by default).",
+)
 
 posting_schedules = [posting_window_weekdays]

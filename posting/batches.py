@@ -22,6 +22,7 @@ _DOCUMENT = {
     "posting_ledger": "time_line",
     "invoice_ledger": "invoice",
     "expense_ledger": "expense_line",
+    "journal_ledger": "journal",
 }
 
 

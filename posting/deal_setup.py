@@ -283,7 +283,8 @@ def _psa_frames(conn: sa.Connection, now: datetime) -> tuple[pd.DataFrame, pd.Da
         conn,
         f"""SELECT d.row_key AS project_code, coalesce(d.deal_name, d.row_key) AS project_name,
                    d.customer_id, d.customer_name, d.legal_entity, d.currency, d.billing_method,
-                   'open' AS status, d.start_date, d.end_date, d.project_manager
+                   'open' AS status, d.start_date, d.end_date, d.project_manager,
+                   d.contract_value, nullif(d.budget_hours, 0) AS budget_hours
             {pending} ORDER BY d.row_key""",
     )
     tasks = read_frame(
@@ -297,7 +298,9 @@ def _psa_frames(conn: sa.Connection, now: datetime) -> tuple[pd.DataFrame, pd.Da
     projects["updated_at"] = now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     tasks["billable"] = tasks["billable"].map({True: "true", False: "false"})
     # Every column of the canonical layouts; what a deal does not carry (the manager's e-mail,
-    # a billing hold, ...) stays empty.
+    # a billing hold, the recognition method, a cost budget) stays empty. Its contract value
+    # and budget hours are the revenue recognition's (docs/revenue.md; a budget of 0 h is
+    # left empty: the projects' contract refuses it).
     return (
         projects.reindex(columns=list(DATASETS["projects"].layout)),
         tasks.reindex(columns=list(DATASETS["project_tasks"].layout)),

@@ -20,7 +20,14 @@ import pyarrow as pa
 import sqlalchemy as sa
 
 from connectors.erp.base import ErpTarget, PostResult
-from connectors.erp.documents import EXPENSE_LINE, INVOICE, INVOICE_LINE, TIME_LINE
+from connectors.erp.documents import (
+    EXPENSE_LINE,
+    INVOICE,
+    INVOICE_LINE,
+    JOURNAL,
+    JOURNAL_LINE,
+    TIME_LINE,
+)
 from connectors.sql import fetch_frame, load_ids, load_temp
 from posting.batches import confirm_batch, confirm_lines, fail_batches, open_batch
 from posting.lock import WindowLock
@@ -44,7 +51,7 @@ def settle_sent(
     now = datetime.now(UTC)
     params: dict = {f"le{i}": e for i, e in enumerate(legal_entities)}
     mine = f" AND legal_entity IN ({', '.join(':' + k for k in params)})" if params else ""
-    for ledger in ("posting_ledger", "invoice_ledger", "expense_ledger"):
+    for ledger in ("posting_ledger", "invoice_ledger", "expense_ledger", "journal_ledger"):
         ids = db.query_df(
             f"SELECT external_id FROM {ledger_rows(ledger)} l WHERE state = 'sent'{mine}", params
         )["external_id"]
@@ -249,7 +256,45 @@ def _read_invoice_batch(db: StagingDB, batch_id: str) -> _InvoiceBatch:
     return _InvoiceBatch(batch_id, heads, lines)
 
 
-_Batch = _TimeLineBatch | _InvoiceBatch
+@dataclass
+class _JournalBatch:
+    """A batch of journals (headers and lines) marked sent, read back from their ledger."""
+
+    ledger: ClassVar[str] = "journal_ledger"
+    batch_id: str
+    heads: pd.DataFrame
+    lines: pd.DataFrame
+
+    @property
+    def ids(self) -> pd.Series:
+        return self.heads["external_id"]
+
+    def post_missing(self, erp: ErpTarget, existing: set[str]) -> PostResult:
+        todo = self.heads[~self.heads["external_id"].isin(existing)]
+        todo_lines = self.lines[self.lines["journal_external_id"].isin(todo["external_id"])]
+        return erp.post_journals(todo, todo_lines) if len(todo) else PostResult()
+
+
+def _read_journal_batch(db: StagingDB, batch_id: str) -> _JournalBatch:
+    with db.engine.connect() as conn:
+        heads = fetch_frame(
+            conn,
+            f"SELECT {', '.join(JOURNAL.names)} FROM journal_ledger "
+            "WHERE batch_id = :b AND state = 'sent' ORDER BY kind DESC, external_id",
+            {"b": batch_id},
+        )
+        lines = fetch_frame(
+            conn,
+            f"SELECT l.{', l.'.join(JOURNAL_LINE.names)} FROM journal_ledger_lines l "
+            "JOIN journal_ledger h ON h.external_id = l.journal_external_id "
+            "WHERE h.batch_id = :b AND h.state = 'sent' "
+            "ORDER BY l.journal_external_id, l.line_no",
+            {"b": batch_id},
+        )
+    return _JournalBatch(batch_id, heads, lines)
+
+
+_Batch = _TimeLineBatch | _InvoiceBatch | _JournalBatch
 
 
 @dataclass
@@ -327,6 +372,15 @@ class _Sender:
         """Mark the batch `sent` in the expense ledger and read it back."""
         self._mark_sent("expense_ledger", batch_id)
         return _read_expense_batch(self.db, batch_id)
+
+    def prepare_journals(self, batch_id: str) -> _JournalBatch:
+        """Mark the batch `sent` in the journal ledger and read it back."""
+        now = datetime.now(UTC)
+        with self.db.begin() as conn:
+            lines = mark_sent(conn, "journal_ledger", batch_id, now)
+            open_batch(conn, "journal_ledger", batch_id, self.pending.track["w"], lines, now)
+        self._step("batch_marked_sent", batch_id)
+        return _read_journal_batch(self.db, batch_id)
 
     def record(self, batch: _Batch, existing: set[str], result: PostResult) -> None:
         counts = _record_batch(
@@ -413,6 +467,28 @@ def send_batches(
             _planned_batches(db, window_id, "expense_ledger"),
             recorded,
         )
+        for done in recorded:
+            done.result()
+    return sender.totals
+
+
+def send_journal_batches(
+    db: StagingDB,
+    erp: ErpTarget,
+    window_id: str,
+    lock: WindowLock,
+    call: Callable,
+    hooks: Callable[[str, str], None] | None,
+    batch_ids: Sequence[str],
+) -> dict[str, int]:
+    """Send a revenue window's journal batches (written into their ledger with the plan), as
+    `send_batches` sends invoices: each marked `sent` before the ERP sees it, one ahead."""
+    # No time lines: the sender reads only the window id from `pending`.
+    no_lines = PendingLines(None, {"w": window_id})  # type: ignore[arg-type]
+    sender = _Sender(db, erp, lock, call, hooks, no_lines)
+    recorded: list[Future] = []
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="posting-staging") as pool:
+        sender.send(pool, sender.prepare_journals, list(batch_ids), recorded)
         for done in recorded:
             done.result()
     return sender.totals

@@ -409,11 +409,11 @@ def _take_lock(w: _Window) -> WindowLock:
     return lock
 
 
-def _start(w: _Window) -> None:
-    """Record the window as running; windows a killed process left `running` are abandoned (those
-    holding no lock row: a live window of another legal entity holds its own)."""
-    w.record("running")
-    with w.db.begin() as conn:
+def abandon_dead_windows(db: StagingDB, window_id: str, now: datetime) -> None:
+    """Windows (posting or revenue) a killed process left `running` become `abandoned`: those
+    holding no lock row (a live window of another legal entity holds its own). Called by a
+    window that holds its lock."""
+    with db.begin() as conn:
         conn.execute(
             sa.text(
                 """UPDATE posting_windows SET status = 'abandoned', finished_at = :now,
@@ -422,8 +422,15 @@ def _start(w: _Window) -> None:
                      AND window_id NOT IN (SELECT window_id FROM posting_lock
                                            WHERE holder IS NOT NULL AND window_id IS NOT NULL)"""
             ),
-            {"now": w.now, "w": w.window_id},
+            {"now": now, "w": window_id},
         )
+
+
+def _start(w: _Window) -> None:
+    """Record the window as running; windows a killed process left `running` are abandoned (those
+    holding no lock row: a live window of another legal entity holds its own)."""
+    w.record("running")
+    abandon_dead_windows(w.db, w.window_id, w.now)
     # Before the plan: the ledger may have grown by thousands of lines since the last
     # statistics (the previous window, or one killed half-way).
     _analyze_ledgers(w.db)

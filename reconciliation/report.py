@@ -27,6 +27,7 @@ from reconciliation.compare import (
     kpi_amounts,
 )
 from reconciliation.plan_report import PlanSheets
+from reconciliation.revenue import REVENUE_HEADERS
 from reconciliation.sheet_columns import (
     CLASS_COLUMNS,
     CLASS_REASONS,
@@ -62,6 +63,7 @@ INVOICE_SHEET = "Invoice exceptions"
 EXPENSE_SHEET = "Expense exceptions"
 EXPENSE_TOTALS_SHEET = "Expense totals"
 TOTALS_SHEET = "Totals by dimension"
+REVENUE_SHEET = "Revenue"
 
 
 def _figures(kpis: pd.DataFrame, legal_entity: str) -> pd.DataFrame:
@@ -249,12 +251,14 @@ def write_reconciliation_workbook(
     generated_at: datetime | None = None,
     breaches: pd.DataFrame | None = None,
     expenses: pd.DataFrame | None = None,
+    revenue: pd.DataFrame | None = None,
     plan: PlanSheets | None = None,
 ) -> WorkbookInfo:
     """Write one reconciliation workbook (for all legal entities in scope, or one of them);
     with `breaches`, its key figures count the desk's open and overdue exceptions; with
     `expenses` (`Reconciliation.expenses`), the expense exceptions and totals; with
-    `plan` (`reconciliation.plan_report`), its plan-vs-actual figures and sheets follow."""
+    `revenue` (`reconciliation.revenue.revenue_rollforward`), a Revenue sheet; with `plan`
+    (`reconciliation.plan_report`), its plan-vs-actual figures and sheets follow."""
     totals = _filter_le(totals, legal_entity)
     invoices = _filter_le(invoices, legal_entity)
     if legal_entity != ALL:
@@ -275,12 +279,14 @@ def write_reconciliation_workbook(
     if expenses is not None:
         sheets.update(expense_sheets(expenses, kpis, legal_entity))
     sheets[TOTALS_SHEET] = totals
+    if revenue is not None and not revenue.empty:
+        sheets[REVENUE_SHEET] = _filter_le(revenue, legal_entity)
     figures = key_figures(kpis, legal_entity, period_label, breaches)
-    headers = dict(HEADERS)
+    headers = {**REVENUE_HEADERS, **HEADERS}  # the shared columns keep their headers
     if plan is not None:
         sheets.update(plan.sheets)
         figures += plan.key_figures
-        headers = {**plan.headers, **HEADERS}
+        headers = {**plan.headers, **headers}
     scope = "all legal entities" if legal_entity == ALL else legal_entity
     return write_workbook(
         path,

@@ -92,6 +92,11 @@ class PostingPolicy(ConfigurableResource):
         default=WindowConfig.invoice_batch_size, description="Invoices per ERP request"
     )
     preview_dir: str = Field(default="", description="Preview workbooks; empty = <data>/previews")
+    revenue_accounts: dict[str, dict[str, str]] = Field(
+        default_factory=dict,
+        description="Revenue journals' accounts per legal entity ('*': all) and role "
+        "(wip, revenue, unbilled, deferred); missing ones take the defaults (docs/revenue.md)",
+    )
     lock_stale_seconds: float = Field(
         default=900.0,
         description="A window without heartbeat this long (seconds) is considered dead; a "

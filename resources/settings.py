@@ -89,6 +89,7 @@ def posting_policy_resource(s: Settings | None = None) -> PostingPolicy:
         billing_hold_time_and_expenses=s.billing_hold_time_and_expenses,
         preview_dir=s.preview_dir,
         lock_stale_seconds=s.posting_lock_stale_seconds,
+        revenue_accounts=s.revenue_accounts,
     )
 
 

@@ -31,6 +31,7 @@ from connectors.sources.canonical import (
     INVOICE_LINE_KINDS,
     INVOICE_STATUSES,
     PROJECT_STATUSES,
+    RECOGNITION_METHODS,
 )
 from staging_models.currencies import ISO_4217, sql_list
 
@@ -44,6 +45,7 @@ PREFIX = {
     "rate_cards": "RC",
     "invoices": "INV",
     "expenses": "EXP",
+    "milestones": "MS",
     "assignments": "ASG",
     "project_templates": "TPL",
     "crm_deals": "DEAL",
@@ -337,6 +339,57 @@ EMPLOYEE_RULES: list[Rule] = [
     _dup_conflict("employees", "employee_id"),
 ]
 
+#: A project's recognition method is its own, else its billing method (docs/revenue.md).
+#: A project recognized as a fixed fee: said so, or billed as one with any revenue figure set.
+#: A fixed-fee project without any (every export before issue 17) is left out of revenue
+#: recognition rather than quarantined: its time still posts.
+FIXED_FEE = (
+    "(x.recognition_method = 'fixed_fee' OR (x.recognition_method IS NULL "
+    "AND x.billing_method = 'fixed_fee' AND (x.contract_value IS NOT NULL "
+    "OR x.budget_hours IS NOT NULL OR x.budget_cost IS NOT NULL)))"
+)
+
+
+def _fixed_fee(df: pd.DataFrame) -> pd.Series:
+    figures = df["contract_value"].notna() | df["budget_hours"].notna() | df["budget_cost"].notna()
+    own = df["recognition_method"]
+    return (own == "fixed_fee") | (own.isna() & (df["billing_method"] == "fixed_fee") & figures)
+
+
+#: What revenue recognition needs from a project (issue 17).
+PROJECT_REVENUE_RULES: list[Rule] = [
+    _allowed("projects", "recognition_method", RECOGNITION_METHODS),
+    Rule(
+        "PRJ_FIXED_FEE_NO_CONTRACT_VALUE",
+        "projects",
+        "'a fixed-fee project needs its contract value (contract_value)'",
+        f"{FIXED_FEE} AND x.contract_value IS NULL",
+        lambda df: _fixed_fee(df) & df["contract_value"].isna(),
+    ),
+    Rule(
+        "PRJ_FIXED_FEE_NO_BUDGET",
+        "projects",
+        "'a fixed-fee project needs a budget (budget_hours or budget_cost) to measure progress'",
+        f"{FIXED_FEE} AND x.budget_hours IS NULL AND x.budget_cost IS NULL",
+        lambda df: _fixed_fee(df) & df["budget_hours"].isna() & df["budget_cost"].isna(),
+    ),
+    Rule(
+        "PRJ_BUDGET_NOT_POSITIVE",
+        "projects",
+        "'budget ' || coalesce(CAST(x.budget_hours AS VARCHAR) || ' h', "
+        "CAST(x.budget_cost AS VARCHAR)) || ' must be greater than 0'",
+        "x.budget_hours <= 0 OR x.budget_cost <= 0",
+        lambda df: (_num(df, "budget_hours") <= 0) | (_num(df, "budget_cost") <= 0),
+    ),
+    Rule(
+        "PRJ_CONTRACT_VALUE_NEGATIVE",
+        "projects",
+        "'contract value ' || " + v("contract_value") + " || ' is negative'",
+        "x.contract_value < 0",
+        lambda df: _num(df, "contract_value") < 0,
+    ),
+]
+
 #: The part of a project's manager e-mail after its first @.
 _DOMAIN = "substr(x.manager_email, position('@' IN x.manager_email) + 1)"
 
@@ -371,6 +424,7 @@ PROJECT_RULES: list[Rule] = [
             & ~df["manager_email"].fillna("").str.fullmatch(r"[^ @]+@[^ @]+\.[^ @]+")
         ),
     ),
+    *PROJECT_REVENUE_RULES,
     _dup_conflict("projects", "project_code"),
 ]
 
@@ -602,6 +656,35 @@ EXPENSE_RULES: list[Rule] = [
         "x.billable AND x.prj_billing = 'non_billable'",
     ),
     _dup_conflict("expenses", "expense_id"),
+]
+
+MILESTONE_RULES: list[Rule] = [
+    _key_missing("milestones", "project_code and milestone_id"),
+    *_generated_rules("milestones"),
+    _missing("milestones", "amount"),
+    Rule(
+        "MS_AMOUNT_NOT_POSITIVE",
+        "milestones",
+        "'amount ' || " + v("amount") + " || ' must be greater than 0'",
+        "x.amount <= 0",
+        lambda df: _num(df, "amount") <= 0,
+    ),
+    _unknown_project("milestones"),
+    Rule(
+        "MS_PROJECT_NOT_MILESTONE",
+        "milestones",
+        "'project ' || x.project_code || ' recognizes revenue by ' || x.prj_method "
+        "|| ', not by milestone'",
+        "x.prj_found AND x.prj_method <> 'milestone'",
+    ),
+    Rule(
+        "MS_ACCEPTED_BEFORE_START",
+        "milestones",
+        "'accepted on ' || CAST(x.accepted_on AS VARCHAR) || ', before project ' "
+        "|| x.project_code || ' starts (' || CAST(x.prj_start AS VARCHAR) || ')'",
+        "x.accepted_on < x.prj_start",
+    ),
+    _dup_conflict("milestones", "milestone"),
 ]
 
 # -- resource plans (assignments) -------------------------------------------------------------
@@ -847,6 +930,7 @@ RULES: dict[str, list[Rule]] = {
     "rate_cards": RATE_CARD_RULES,
     "invoices": INVOICE_RULES,
     "expenses": EXPENSE_RULES,
+    "milestones": MILESTONE_RULES,
     "assignments": ASSIGNMENT_RULES,
     "project_templates": TEMPLATE_RULES,
     "crm_deals": DEAL_RULES,

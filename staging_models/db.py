@@ -78,15 +78,19 @@ class StagingDB:
         if self.dialect == "duckdb":
             if u.database and u.database != ":memory:":
                 Path(u.database).parent.mkdir(parents=True, exist_ok=True)
-            # DuckDB takes 80% of RAM by default; a limit makes it spill to disk instead.
-            config: dict[str, object] = {"memory_limit": current().duckdb_memory_limit}
+            # DuckDB takes 80% of RAM by default; a limit makes it spill to disk instead. Set
+            # on each connection, not as open-time config: DuckDB refuses a second connection
+            # to a file opened with another config (the migrations' engine has none).
+            settings = [f"SET memory_limit = {sql_literal(current().duckdb_memory_limit)}"]
             if temp := current().duckdb_temp_directory:
-                config["temp_directory"] = temp
-            self.engine = sa.create_engine(url, connect_args={"config": config})
+                settings.append(f"SET temp_directory = {sql_literal(str(temp))}")
+            self.engine = sa.create_engine(url)
 
             @sa.event.listens_for(self.engine, "connect")
-            def _quiet(dbapi_conn, _record) -> None:  # no progress bars in logs and tests
-                dbapi_conn.execute("SET enable_progress_bar = false")
+            def _session(dbapi_conn, _record) -> None:
+                dbapi_conn.execute("SET enable_progress_bar = false")  # none in logs and tests
+                for statement in settings:
+                    dbapi_conn.execute(statement)
 
         elif self.dialect == "postgresql":
             if u.drivername == "postgresql":

@@ -26,7 +26,15 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from connectors.erp.documents import EXPENSE_LINE, INVOICE, INVOICE_LINE, TIME_LINE, Document
+from connectors.erp.documents import (
+    EXPENSE_LINE,
+    INVOICE,
+    INVOICE_LINE,
+    JOURNAL,
+    JOURNAL_LINE,
+    TIME_LINE,
+    Document,
+)
 from staging_models.tables import metadata
 
 _ts = sa.DateTime(timezone=True)
@@ -78,6 +86,20 @@ expense_ledger = sa.Table(
     "expense_ledger", metadata, *EXPENSE_LINE.columns(ledger_order(EXPENSE_LINE)), *_tracking()
 )
 
+#: Journals (revenue and WIP accruals, docs/revenue.md): the fields of `documents.JOURNAL`
+#: (`journal_version`: 1, 2, ... per journal id; a new one reverses the version before) and
+#: how many lines it has.
+journal_ledger = sa.Table(
+    "journal_ledger",
+    metadata,
+    *JOURNAL.columns(ledger_order(JOURNAL)),
+    sa.Column("line_count", sa.Integer, nullable=False),
+    *_tracking(),
+)
+
+#: The lines of each ledger journal, as sent (a reversal's: debit and credit swapped).
+journal_ledger_lines = sa.Table("journal_ledger_lines", metadata, *JOURNAL_LINE.columns())
+
 posting_windows = sa.Table(
     "posting_windows",
     metadata,
@@ -104,7 +126,7 @@ posting_batches = sa.Table(
     "posting_batches",
     metadata,
     sa.Column("batch_id", sa.Text, primary_key=True),
-    sa.Column("document", sa.Text, nullable=False),  # time_line | invoice | expense_line
+    sa.Column("document", sa.Text, nullable=False),  # time_line | invoice | expense_line | journal
     sa.Column("window_id", sa.Text, nullable=False),
     sa.Column("state", sa.Text, nullable=False),  # sent | confirmed | failed
     sa.Column("lines", sa.Integer, nullable=False),

@@ -9,6 +9,7 @@ from staging_models import (  # noqa: F401  (registers tables)
     ledger_tables,  # noqa: F401  (posting ledger, windows, lock)
     outbound_tables,  # noqa: F401  (status feedback and other outbound feeds)
     resource_plan_tables,  # noqa: F401  (plan vs actual)
+    revenue_tables,  # noqa: F401  (recognized revenue)
     tables,
 )
 from staging_models.tables import SCHEMA_VERSION, metadata

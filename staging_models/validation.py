@@ -50,6 +50,7 @@ ORDER = (
     "projects",
     "project_tasks",
     "rate_cards",
+    "milestones",
     "time_entries",
     "invoices",
     "expenses",
@@ -185,6 +186,14 @@ CANDIDATES: dict[str, Candidate] = {
             "o.row_key IS NOT NULL AS overlaps",
         ),
         joins=(_PROJECT, "LEFT JOIN overlap o ON o.row_key = s.row_key"),
+    ),
+    "milestones": Candidate(
+        columns=(
+            _PROJECT_FOUND,
+            "coalesce(p.recognition_method, p.billing_method) AS prj_method",
+            "p.start_date AS prj_start",
+        ),
+        joins=(_PROJECT,),
     ),
     "time_entries": Candidate(
         ctes={

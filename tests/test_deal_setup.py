@@ -113,9 +113,10 @@ def test_psa_import_file_is_canonical_whole_and_lands_back(
     assert projects.read_text().splitlines() == [
         "project_code,project_name,customer_id,customer_name,legal_entity,currency,"
         "billing_method,status,start_date,end_date,updated_at,project_manager,manager_email,"
-        "billing_hold,billing_hold_reason,billing_hold_since",
+        "billing_hold,billing_hold_reason,billing_hold_since,recognition_method,contract_value,"
+        "budget_hours,budget_cost",
         "D100,Acme ERP rollout,C7,Acme Corp,US01,USD,time_and_materials,open,2026-12-01,"
-        "2027-05-31,2026-11-20T12:01:00Z,Ann Lee,,,,",
+        "2027-05-31,2026-11-20T12:01:00Z,Ann Lee,,,,,,120000.00,800.0000,",
     ]
     assert tasks.read_text().splitlines() == [
         "project_code,task_code,task_name,billable",
@@ -131,6 +132,39 @@ def test_psa_import_file_is_canonical_whole_and_lands_back(
     world.validate()
     assert world.state("D100", "projects") == "valid"
     assert world.state("D100", "crm_deals") == "valid"
+    assert conservation(world.db)["ok"].all()
+
+
+def test_fixed_fee_deal_lands_back_with_its_revenue_figures(
+    world: DealWorld, erp: SqlInterfaceTarget
+) -> None:
+    """A deal's contract value and budget hours reach the PSA import file's canonical revenue
+    columns: a fixed-fee deal comes back as a fixed-fee project revenue recognition can measure
+    (docs/revenue.md); a budget of 0 h is left empty, so that project is quarantined by the
+    projects' contract (a fixed-fee project needs a budget), not by a 0 h budget."""
+    world.deals(
+        deal(billing_method="fixed_fee", contract_value="50000.00", budget_hours="400.5"),
+        deal(deal_id="D101", billing_method="fixed_fee", budget_hours="0"),
+    )
+    result = world.set_up(erp)
+    assert result.set_up == ["D100", "D101"]
+    land_file(world.db, result.psa_files[0], "projects")
+    land_file(world.db, result.psa_files[1], "project_tasks")
+    world.validate()
+    assert world.state("D100", "projects") == "valid"
+    assert world.state("D101", "projects") == "quarantined"
+    staged = world.db.query_df(
+        """SELECT row_key, billing_method, recognition_method, contract_value, budget_hours
+           FROM stg_projects WHERE is_current ORDER BY row_key"""
+    ).set_index("row_key")
+    assert staged.loc["D100", "billing_method"] == "fixed_fee"
+    assert pd.isna(staged.loc["D100", "recognition_method"])  # the billing method's
+    assert Decimal(str(staged.loc["D100", "contract_value"])) == Decimal("50000.00")
+    assert Decimal(str(staged.loc["D100", "budget_hours"])) == Decimal("400.5")
+    rules = world.db.query_df(
+        "SELECT rule_code FROM quarantine_violations WHERE dataset = 'projects' AND row_key = 'D101'"
+    )["rule_code"].tolist()
+    assert rules == ["PRJ_FIXED_FEE_NO_BUDGET"]
     assert conservation(world.db)["ok"].all()
 
 

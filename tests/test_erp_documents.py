@@ -17,6 +17,8 @@ from connectors.erp.documents import (
     EXPENSE_LINE,
     INVOICE,
     INVOICE_LINE,
+    JOURNAL,
+    JOURNAL_LINE,
     PROJECT,
     PROJECT_TASK,
     PROJECT_UPDATABLE,
@@ -35,6 +37,8 @@ HOLDERS = {
     INVOICE: (sql_interface.erp_invoices, ledger_tables.invoice_ledger),
     INVOICE_LINE: (sql_interface.erp_invoice_lines, ledger_tables.invoice_ledger_lines),
     EXPENSE_LINE: (sql_interface.erp_expense_lines, ledger_tables.expense_ledger),
+    JOURNAL: (sql_interface.erp_journals, ledger_tables.journal_ledger),
+    JOURNAL_LINE: (sql_interface.erp_journal_lines, ledger_tables.journal_ledger_lines),
     # Set up from won CRM deals (posting.deal_setup, whose ledger is deal_setups by deal).
     CUSTOMER: (sql_interface.erp_customers,),
     PROJECT: (sql_interface.erp_projects,),

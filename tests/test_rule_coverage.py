@@ -68,6 +68,21 @@ def _invoice(**kw: str) -> dict[str, str]:
     return {**base, **kw}
 
 
+def _milestone(**kw: str) -> dict[str, str]:
+    base = dict(
+        project_code="P1",
+        milestone_id="M1",
+        description="Design accepted",
+        amount="5000.00",
+        accepted_on="2026-11-10",
+        updated_at="2026-11-10T00:00:00Z",
+    )
+    return {**base, **kw}
+
+
+_FIXED = dict(recognition_method="fixed_fee", contract_value="10000.00", budget_hours="100")
+
+
 def _template(**kw: str) -> dict[str, str]:
     return {**TEMPLATES[0], "task_code": "TX", **kw}
 
@@ -82,6 +97,7 @@ BUILDERS = {
     "rate_cards": _rate_card,
     "invoices": _invoice,
     "expenses": lambda **kw: expense(**{"expense_id": "XB", **kw}),
+    "milestones": _milestone,
 }
 
 # (rule code, dataset, the bad row's values); a row with `_twice` lands twice, the second time
@@ -179,6 +195,26 @@ CASES: list[tuple[str, str, dict[str, str]]] = [
     ("EXP_UNKNOWN_PROJECT", "expenses", dict(project_code="P404")),
     ("EXP_LEGAL_ENTITY_MISMATCH", "expenses", dict(employee_id="E2")),
     ("EXP_DUPLICATE_CONFLICT", "expenses", dict(_twice="1", description="Other text")),
+    # Revenue recognition (issue 17)
+    ("PRJ_CONTRACT_VALUE_FORMAT", "projects", dict(contract_value="10k")),
+    ("PRJ_BUDGET_HOURS_FORMAT", "projects", dict(budget_hours="many")),
+    ("PRJ_BUDGET_COST_FORMAT", "projects", dict(budget_cost="1.234")),
+    ("PRJ_RECOGNITION_METHOD_UNKNOWN", "projects", dict(recognition_method="on_delivery")),
+    ("PRJ_FIXED_FEE_NO_CONTRACT_VALUE", "projects", {**_FIXED, "contract_value": ""}),
+    ("PRJ_FIXED_FEE_NO_BUDGET", "projects", {**_FIXED, "budget_hours": ""}),
+    ("PRJ_BUDGET_NOT_POSITIVE", "projects", {**_FIXED, "budget_hours": "0"}),
+    ("PRJ_CONTRACT_VALUE_NEGATIVE", "projects", {**_FIXED, "contract_value": "-1.00"}),
+    ("MS_KEY_MISSING", "milestones", dict(milestone_id="")),
+    ("MS_AMOUNT_FORMAT", "milestones", dict(amount="5.000,00")),
+    ("MS_ACCEPTED_ON_FORMAT", "milestones", dict(accepted_on="10/11/2026")),
+    ("MS_UPDATED_AT_FORMAT", "milestones", dict(updated_at="today")),
+    ("MS_AMOUNT_MISSING", "milestones", dict(amount="")),
+    ("MS_AMOUNT_NOT_POSITIVE", "milestones", dict(amount="0.00")),
+    ("MS_UNKNOWN_PROJECT", "milestones", dict(project_code="P404")),
+    # P1 recognizes time and materials
+    ("MS_PROJECT_NOT_MILESTONE", "milestones", dict()),
+    ("MS_ACCEPTED_BEFORE_START", "milestones", dict(accepted_on="2025-12-01")),
+    ("MS_DUPLICATE_CONFLICT", "milestones", dict(_twice="1", amount="6000.00")),
     # Project templates and CRM deals (project set-up; the master-data rules of deals are
     # in test_crm_deals.py).
     ("TPL_KEY_MISSING", "project_templates", dict(template_code="")),

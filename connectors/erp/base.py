@@ -27,6 +27,25 @@ INVOICE_COLUMNS: tuple[str, ...] = (*INVOICE.names, "status")
 #: Columns of an invoice line (`post_invoices`).
 INVOICE_LINE_COLUMNS: tuple[str, ...] = INVOICE_LINE.names
 
+#: Columns of a journal's line read back (`read_journal_lines`): the journal's identity, then
+#: the line's account, project, role (wip, revenue, unbilled, deferred), debit and credit.
+JOURNAL_READ_COLUMNS: tuple[str, ...] = (
+    "external_id",
+    "kind",
+    "journal_id",
+    "journal_type",
+    "legal_entity",
+    "currency",
+    "journal_date",
+    "period",
+    "line_no",
+    "account_code",
+    "project_code",
+    "line_role",
+    "debit",
+    "credit",
+)
+
 #: Columns of an invoice's payment state (`read_invoice_payments`): the ERP's own invoice
 #: number, its status (`posted`, `partially_paid`, `paid`, `cancelled`, or the ERP's own state
 #: name such as Tryton's `validated`), and the amount still to pay (Decimal).
@@ -121,6 +140,15 @@ class ErpTarget(ABC):
     @abstractmethod
     def read_invoices(self, date_from: date, date_to: date) -> pd.DataFrame:
         """Invoices issued in the range (`INVOICE_COLUMNS`) with the ERP's status."""
+
+    def post_journals(self, journals: pd.DataFrame, lines: pd.DataFrame) -> PostResult:
+        """Create balanced journals (`documents.JOURNAL`) with their lines (`JOURNAL_LINE`).
+        Targets that take no journals (test fakes of older documents) refuse by default."""
+        raise ErpError(f"ERP target {self.name} takes no journals")
+
+    def read_journal_lines(self, date_from: date, date_to: date) -> pd.DataFrame:
+        """Posted journal lines with journal_date in the range (`JOURNAL_READ_COLUMNS`)."""
+        raise ErpError(f"ERP target {self.name} takes no journals")
 
     @abstractmethod
     def read_invoice_payments(self, external_ids: Sequence[str]) -> pd.DataFrame:

@@ -282,6 +282,39 @@ PROJECT_TASK = Document(
     ),
 )
 
+#: A journal entry (issue 17, docs/revenue.md): recognized revenue, or a month-end WIP accrual
+#: and its reversal. One per legal entity, period and currency (`journal_id`
+#: `LE:YYYY-MM:CUR`); a change is a reversal of the posted version and a new version.
+JOURNAL = Document(
+    "journal",
+    (
+        *_posted_identity("post | reversal"),
+        text("journal_id", note="LE:YYYY-MM:CUR, with the journal type: the journal's identity"),
+        integer("journal_version", note="1, 2, ...: a new version reverses the one before"),
+        text("journal_type", note="revenue | wip_accrual"),
+        text("legal_entity"),
+        text("currency"),
+        day("journal_date", note="the period's last day; an accrual's reversal: the next first"),
+        text("period", note="YYYY-MM accounting period booked into"),
+        decimal("total_debit", 18, 2, note="= the sum of credits: a journal balances"),
+    ),
+)
+
+#: The lines of a journal (a reversal's: debit and credit swapped).
+JOURNAL_LINE = Document(
+    "journal_line",
+    (
+        text("journal_external_id", key=True),
+        integer("line_no", key=True),
+        text("account_code"),
+        text("project_code"),
+        text("line_role", note="wip | revenue | unbilled | deferred: the line's part, any chart"),
+        decimal("debit", 18, 2),
+        decimal("credit", 18, 2),
+        text("description", nullable=True),
+    ),
+)
+
 DOCUMENTS: tuple[Document, ...] = (
     TIME_LINE,
     INVOICE,
@@ -290,4 +323,6 @@ DOCUMENTS: tuple[Document, ...] = (
     CUSTOMER,
     PROJECT,
     PROJECT_TASK,
+    JOURNAL,
+    JOURNAL_LINE,
 )

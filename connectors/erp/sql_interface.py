@@ -28,6 +28,7 @@ from sqlalchemy.engine import Connection, make_url
 
 from connectors.erp.base import (
     INVOICE_COLUMNS,
+    JOURNAL_READ_COLUMNS,
     ErpError,
     ErpTarget,
     ErpUnavailable,
@@ -38,6 +39,8 @@ from connectors.erp.documents import (
     EXPENSE_LINE,
     INVOICE,
     INVOICE_LINE,
+    JOURNAL,
+    JOURNAL_LINE,
     PROJECT,
     PROJECT_TASK,
     PROJECT_UPDATABLE,
@@ -116,6 +119,15 @@ erp_expense_lines = sa.Table(
 )
 
 
+#: Journal entries (revenue, WIP accruals; docs/revenue.md) and their lines: balanced per journal.
+erp_journals = sa.Table(
+    "erp_journals",
+    metadata,
+    *JOURNAL.columns(),
+    sa.Column("status", sa.Text, nullable=False),  # posted | reversed
+    sa.Column("posted_at", _ts, nullable=False, server_default=_now),
+)
+erp_journal_lines = sa.Table("erp_journal_lines", metadata, *JOURNAL_LINE.columns())
 #: Payments the ERP recorded against an invoice (written by the ERP's cash application, not
 #: by stagepost; `read_invoice_payments` reads them): amount open = total - payments.
 erp_invoice_payments = sa.Table(
@@ -151,6 +163,8 @@ TIME_LINE_SCHEMA = TIME_LINE.arrow_schema()
 INVOICE_SCHEMA = INVOICE.arrow_schema()
 INVOICE_LINE_SCHEMA = INVOICE_LINE.arrow_schema()
 EXPENSE_LINE_SCHEMA = EXPENSE_LINE.arrow_schema()
+JOURNAL_SCHEMA = JOURNAL.arrow_schema()
+JOURNAL_LINE_SCHEMA = JOURNAL_LINE.arrow_schema()
 #: Master-data tables: the columns `ensure_master_data` takes and the key.
 _MASTER_COLUMNS = {
     "erp_customers": CUSTOMER.names,
@@ -257,6 +271,42 @@ _INVOICE_CHECKS = """
            ON s.invoice_external_id = b.external_id
     LEFT JOIN erp_invoices o ON b.kind = 'reversal' AND o.external_id = b.reverses_external_id
     LEFT JOIN erp_invoices r ON b.kind = 'reversal' AND r.reverses_external_id = o.external_id
+"""
+
+
+# A journal balances (debits = credits = its total), has lines, lies in an open period; a
+# reversal mirrors a posted journal not reversed yet.
+_JOURNAL_CHECKS = """
+    SELECT b.external_id, CASE
+        WHEN b.kind NOT IN ('post', 'reversal') THEN 'Unknown journal kind ' || b.kind
+        WHEN per.is_open = FALSE THEN 'Posting period ' || b.period || ' is closed for '
+            || b.legal_entity
+        WHEN s.n IS NULL THEN 'Journal ' || b.external_id || ' has no lines'
+        WHEN s.debit <> s.credit THEN 'Journal ' || b.external_id || ' does not balance: debits '
+            || CAST(s.debit AS VARCHAR) || ', credits ' || CAST(s.credit AS VARCHAR)
+        WHEN s.debit <> b.total_debit THEN 'Journal ' || b.external_id || ' total '
+            || CAST(b.total_debit AS VARCHAR) || ' differs from its debits '
+            || CAST(s.debit AS VARCHAR)
+        WHEN s.negative > 0 THEN 'Journal ' || b.external_id || ' has a negative debit or credit'
+        WHEN b.kind = 'reversal' AND o.external_id IS NULL THEN 'Journal to reverse '
+            || COALESCE(b.reverses_external_id, '(none)') || ' does not exist'
+        WHEN b.kind = 'reversal' AND o.total_debit <> b.total_debit THEN 'Reversal total '
+            || CAST(b.total_debit AS VARCHAR) || ' does not mirror journal ' || o.external_id
+        WHEN b.kind = 'reversal' AND r.external_id IS NOT NULL THEN 'Journal '
+            || o.external_id || ' is already reversed by ' || r.external_id
+    END AS message
+    FROM tmp_jnl b
+    LEFT JOIN erp_periods per ON per.legal_entity = b.legal_entity AND per.period = b.period
+    LEFT JOIN (SELECT journal_external_id, COUNT(*) AS n, SUM(debit) AS debit,
+                      SUM(credit) AS credit,
+                      SUM(CASE WHEN debit < 0 OR credit < 0 THEN 1 ELSE 0 END) AS negative
+               FROM tmp_jnl_lines GROUP BY journal_external_id) s
+           ON s.journal_external_id = b.external_id
+    LEFT JOIN (SELECT external_id, total_debit FROM erp_journals
+               UNION ALL  -- an accrual and its reversal come in one request
+               SELECT external_id, total_debit FROM tmp_jnl WHERE kind = 'post') o
+           ON b.kind = 'reversal' AND o.external_id = b.reverses_external_id
+    LEFT JOIN erp_journals r ON b.kind = 'reversal' AND r.reverses_external_id = o.external_id
 """
 
 
@@ -423,7 +473,9 @@ class SqlInterfaceTarget(ErpTarget):
                        UNION ALL
                        SELECT external_id FROM erp_invoices WHERE external_id = ANY(:ids)
                        UNION ALL
-                       SELECT external_id FROM erp_expense_lines WHERE external_id = ANY(:ids)"""
+                       SELECT external_id FROM erp_expense_lines WHERE external_id = ANY(:ids)
+                       UNION ALL
+                       SELECT external_id FROM erp_journals WHERE external_id = ANY(:ids)"""
                 ),
                 {"ids": ids},
             ).fetchall()
@@ -513,6 +565,50 @@ class SqlInterfaceTarget(ErpTarget):
                     ON CONFLICT DO NOTHING"""
             )
         return _result(invoices["external_id"], rejected)
+
+    def post_journals(self, journals: pd.DataFrame, lines: pd.DataFrame) -> PostResult:
+        if journals.empty:
+            return PostResult()
+        with self._tx() as conn:
+            load_temp(conn, "tmp_jnl", journals, JOURNAL_SCHEMA)
+            load_temp(conn, "tmp_jnl_lines", lines, JOURNAL_LINE_SCHEMA)
+            rejected = self._rejections(conn, [_JOURNAL_CHECKS], "erp_journals")
+            accepted = """SELECT b.* FROM tmp_jnl b
+                WHERE NOT EXISTS (SELECT 1 FROM tmp_rejected j WHERE j.external_id = b.external_id)
+                  AND NOT EXISTS (SELECT 1 FROM erp_journals x WHERE x.external_id = b.external_id)"""
+            conn.exec_driver_sql(
+                f"""INSERT INTO erp_journal_lines ({", ".join(JOURNAL_LINE.names)})
+                    SELECT DISTINCT l.{", l.".join(JOURNAL_LINE.names)}
+                    FROM tmp_jnl_lines l JOIN ({accepted}) a ON a.external_id = l.journal_external_id
+                    ON CONFLICT DO NOTHING"""
+            )
+            cols = ", ".join(JOURNAL.names)
+            conn.exec_driver_sql("DROP TABLE IF EXISTS tmp_jnl_new")
+            conn.exec_driver_sql(f"CREATE TEMP TABLE tmp_jnl_new AS {accepted}")
+            conn.exec_driver_sql(
+                f"""INSERT INTO erp_journals ({cols}, status)
+                    SELECT {cols}, 'posted' FROM tmp_jnl_new ON CONFLICT DO NOTHING"""
+            )
+            conn.exec_driver_sql(
+                """UPDATE erp_journals SET status = 'reversed'
+                   WHERE external_id IN (SELECT reverses_external_id FROM tmp_jnl_new
+                                         WHERE kind = 'reversal')"""
+            )
+            conn.exec_driver_sql("DROP TABLE tmp_jnl_new")
+        return _result(journals["external_id"], rejected)
+
+    def read_journal_lines(self, date_from: date, date_to: date) -> pd.DataFrame:
+        with self._tx() as conn:
+            return read_frame(
+                conn,
+                f"""SELECT {", ".join(f"j.{c}" for c in JOURNAL_READ_COLUMNS[:8])},
+                           {", ".join(f"l.{c}" for c in JOURNAL_READ_COLUMNS[8:])}
+                    FROM erp_journals j
+                    JOIN erp_journal_lines l ON l.journal_external_id = j.external_id
+                    WHERE j.journal_date BETWEEN :f AND :t
+                    ORDER BY j.external_id, l.line_no""",
+                {"f": date_from, "t": date_to},
+            )
 
     @staticmethod
     def _rejections(conn: Connection, checks: list[str], table: str) -> dict[str, str]:

@@ -13,7 +13,8 @@ Mapping (see `trytond_stagepost` for the fields it adds):
   line with the opposite (negative) duration and `reverses` set, which only the
   stagepost module allows: stock Tryton refuses negative durations;
 - invoice -> `account.invoice`, see `tryton_invoices`;
-- expense line -> a posted `account.move` of the expense journal, see `tryton_expenses`.
+- expense line -> a posted `account.move` of the expense journal, see `tryton_expenses`;
+- journal (revenue, WIP accrual) -> `account.move` with its lines, posted, see `tryton_journals`.
 
 Idempotency: every create is preceded by a `search_read` of the external IDs already
 present; the `Unique` on `external_id` turns a concurrent duplicate into a refused
@@ -33,7 +34,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import tryton_expenses, tryton_invoices
+from . import tryton_expenses, tryton_invoices, tryton_journals
 from .base import TIME_LINE_COLUMNS, ErpError, ErpTarget, PostResult
 from .tryton_rpc import TrytonRpc, TrytonUserError
 from .tryton_session import (
@@ -120,9 +121,7 @@ class TrytonTarget(ErpTarget):
         invoices = self.session.lookup(
             "account.invoice", external_ids, domain=[("state", "in", sorted(HELD_INVOICE_STATES))]
         )
-        moves = self.session.lookup(
-            tryton_expenses.MODEL, external_ids, domain=[("state", "=", "posted")]
-        )
+        moves = self.session.lookup("account.move", external_ids, domain=[("state", "=", "posted")])
         return set(lines) | set(invoices) | set(moves)
 
     # ------------------------------------------------------------------ master data
@@ -568,6 +567,15 @@ class TrytonTarget(ErpTarget):
         """Create and post invoices; a reversal is a posted full credit note (see
         `tryton_invoices`). An invoice Tryton refuses to post is deleted and rejected."""
         return tryton_invoices.post_invoices(self.session, invoices, lines)
+
+    # ------------------------------------------------------------------ journals
+
+    def post_journals(self, journals: pd.DataFrame, lines: pd.DataFrame) -> PostResult:
+        """Revenue journals and accruals as posted `account.move`s (see `tryton_journals`)."""
+        return tryton_journals.post_journals(self.session, journals, lines)
+
+    def read_journal_lines(self, date_from: dt.date, date_to: dt.date) -> pd.DataFrame:
+        return tryton_journals.read_journal_lines(self.session, date_from, date_to)
 
     def read_invoices(self, date_from: dt.date, date_to: dt.date) -> pd.DataFrame:
         """Invoices stagepost posted, issue date in range, Tryton's state as status."""

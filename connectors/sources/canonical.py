@@ -165,6 +165,12 @@ PROJECTS = Dataset(
         ("billing_hold", "bool", False, None, True),
         ("billing_hold_reason", "text", False, None, True),
         ("billing_hold_since", "date", False, None, True),
+        # Revenue recognition (issue 17, docs/revenue.md): how revenue is recognized (empty:
+        # the billing method), the contract's value and its budget (hours, else cost).
+        ("recognition_method", "text", False, None, True),
+        ("contract_value", "money", False, None, True),
+        ("budget_hours", "hours", False, None, True),
+        ("budget_cost", "money", False, None, True),
     ),
     key=("project_code",),
     hash_exclude=frozenset({"updated_at"}),
@@ -244,6 +250,21 @@ EXPENSES = Dataset(
     hash_exclude=frozenset({"updated_at"}),
 )
 
+#: A milestone project's milestones: revenue is recognized on acceptance (docs/revenue.md).
+MILESTONES = Dataset(
+    "milestones",
+    _cols(
+        "project_code",
+        "milestone_id",
+        ("description", "text", False),
+        ("amount", "money"),
+        ("accepted_on", "date", False),
+        ("updated_at", "timestamptz", False),
+    ),
+    key=("project_code", "milestone_id"),
+    hash_exclude=frozenset({"updated_at"}),
+)
+
 #: Resource plans (issue 21): who is planned on which project (and task) for how many hours,
 #: one ISO week (`week_start`, a Monday) or a date range (`start_date` to `end_date`, the
 #: hours spread over its working days; see docs/resource_plans.md).
@@ -311,6 +332,7 @@ DATASETS: dict[str, Dataset] = {
         RATE_CARDS,
         INVOICES,
         EXPENSES,
+        MILESTONES,
         ASSIGNMENTS,
         PROJECT_TEMPLATES,
         CRM_DEALS,
@@ -320,6 +342,8 @@ DATASETS: dict[str, Dataset] = {
 #: Allowed values, shared by the contracts and the documentation.
 APPROVAL_STATUSES = ("draft", "submitted", "approved", "rejected")
 BILLING_METHODS = ("time_and_materials", "fixed_fee", "milestone", "non_billable")
+#: Revenue recognition methods (a project's `recognition_method`, else its billing method).
+RECOGNITION_METHODS = BILLING_METHODS
 PROJECT_STATUSES = ("open", "on_hold", "closed")
 DEAL_WON = "won"
 INVOICE_STATUSES = ("draft", "released", "cancelled")

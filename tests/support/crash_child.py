@@ -49,3 +49,26 @@ def run_child(
         ),
         hooks=lambda step, batch: maybe_die(step),
     )
+
+
+def run_revenue_child(
+    staging_url: str, erp_url: str, as_of: str, kill_at: str | None, kill_on: int
+) -> None:
+    """Run one revenue window (one journal per batch); SIGKILL as `run_child` does."""
+    from datetime import date
+
+    from posting.revenue import RevenueConfig, run_revenue_window
+
+    seen = {"n": 0}
+
+    def maybe_die(point: str) -> None:
+        if point == kill_at:
+            seen["n"] += 1
+            if seen["n"] >= kill_on:
+                _die()
+
+    faults = FaultInjection(after_commit=lambda call: maybe_die("erp_commit"))
+    db = StagingDB(staging_url)
+    erp = FaultySqlInterfaceTarget(erp_url, faults=faults)
+    config = RevenueConfig(as_of=date.fromisoformat(as_of), journals_per_batch=1, operator="kill")
+    run_revenue_window(db, erp, config, hooks=lambda step, batch: maybe_die(step))

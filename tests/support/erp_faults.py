@@ -83,3 +83,10 @@ class FaultySqlInterfaceTarget(SqlInterfaceTarget):
         if not invoices.empty:
             self.faults.after_post(post_no)
         return result
+
+    def post_journals(self, journals: pd.DataFrame, lines: pd.DataFrame) -> PostResult:
+        post_no = self.faults.before(posting=True)
+        result = super().post_journals(journals, lines)
+        if not journals.empty:
+            self.faults.after_post(post_no)
+        return result

@@ -21,6 +21,14 @@ COMPANY_NAME = "Stagepost Consulting"
 CURRENCY_CODE = "USD"
 PRODUCT_NAME = "Consulting hour"
 PRODUCT_LIST_PRICE = Decimal("100.00")
+#: Accounts revenue journals post to (docs/revenue.md's defaults), by code: name and the kind
+#: of account of the minimal chart whose type they take.
+REVENUE_ACCOUNTS = {
+    "1460": ("Work in progress", "receivable"),
+    "1450": ("Unbilled receivable", "receivable"),
+    "2900": ("Deferred revenue", "payable"),
+    "4000": ("Revenue (recognized)", "revenue"),
+}
 
 
 def build(config_file: str, database: str, year: int) -> None:
@@ -46,6 +54,10 @@ def build(config_file: str, database: str, year: int) -> None:
     create_company(party=party, currency=get_currency(CURRENCY_CODE))
     create_chart()
     accounts = get_accounts()
+
+    Account = Model.get("account.account")
+    for code, (name, kind) in REVENUE_ACCOUNTS.items():
+        Account(name=name, code=code, type=accounts[kind].type, parent=accounts[kind].parent).save()
 
     fiscalyear = set_fiscalyear_invoice_sequences(
         create_fiscalyear(today=(dt.date(year, 1, 1), dt.date(year, 12, 31)))

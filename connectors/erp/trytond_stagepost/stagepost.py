@@ -7,6 +7,10 @@
   correction must never overwrite a posted line; a reversal is therefore a separate
   line with the exact opposite duration of the line it cancels (checked here), so
   every Tryton total (work duration, effort, invoicing) nets to zero.
+- Moves (`account.move`: revenue journals and WIP accruals) carry their journal's identity
+  and version, its type and, on a reversal, the move it reverses; their lines carry the
+  project and the line's role (wip, revenue, unbilled, deferred) whatever the chart calls
+  the account, so reconciliation reads them back per project.
 - Projects set up from a won CRM deal carry the deal's id and terms (billing method, dates,
   contract value, manager); the budget hours are the work's `effort_duration`.
 - `accounting_date` books a line into a period other than its work date's month (a
@@ -203,8 +207,9 @@ class Move(SourceMixin, metaclass=PoolMeta):
         "account.move",
         "Reverses",
         ondelete="RESTRICT",
-        help="The expense move this one cancels, with the opposite amounts.",
+        help="The move this one cancels (an expense's, a journal's), with the opposite amounts.",
     )
+    stagepost_type = fields.Char("Stagepost Journal Type", help="revenue | wip_accrual")
     expense_date = fields.Date("Expense Date")
     expense_project = fields.Many2One("project.work", "Expense Project", ondelete="RESTRICT")
     expense_employee = fields.Many2One("company.employee", "Expense Employee", ondelete="RESTRICT")
@@ -228,4 +233,11 @@ class Move(SourceMixin, metaclass=PoolMeta):
     def copy(cls, moves, default=None):
         default = dict(default) if default is not None else {}
         default.setdefault("reverses", None)
+        default.setdefault("stagepost_type", None)
         return super().copy(moves, default=default)
+
+
+class MoveLine(metaclass=PoolMeta):
+    __name__ = "account.move.line"
+    stagepost_project = fields.Char("Stagepost Project")
+    stagepost_role = fields.Char("Stagepost Role", help="wip | revenue | unbilled | deferred")

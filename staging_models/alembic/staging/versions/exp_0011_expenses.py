@@ -3,13 +3,13 @@
 Landing and versions of `expenses` (`land_expenses`, `stg_expenses`, as every dataset's),
 the valid versions as posted (`validated_expenses`, with the rebilled amount) and the
 expense lines' posting ledger (`expense_ledger`, the fields of `documents.EXPENSE_LINE`).
-New tables only: nothing existing changes. schema_meta version 12.
+New tables only: nothing existing changes. schema_meta version 11.
 """
 
 from alembic import op
 
-revision = "0012_expenses"
-down_revision = "0011_pg_storage"
+revision = "0011_expenses"
+down_revision = "0010_crm_deals"
 branch_labels = None
 depends_on = None
 
@@ -139,12 +139,12 @@ def upgrade() -> None:
             "CREATE INDEX IF NOT EXISTS ix_expense_ledger_batch ON expense_ledger (batch_id)"
         )
         op.execute("ALTER TABLE expense_ledger SET (fillfactor = 70)")
-        # As 0011_pg_storage does for the ledgers and versions tables before expenses.
+        # As 0013_pg_storage does for the ledgers and versions tables before expenses.
         op.execute(
             "CREATE INDEX IF NOT EXISTS ix_expense_ledger_window ON expense_ledger (window_id)"
         )
         op.execute("ALTER TABLE stg_expenses SET (fillfactor = 50)")
-    op.execute("UPDATE schema_meta SET value = '12' WHERE key = 'schema_version'")
+    op.execute("UPDATE schema_meta SET value = '11' WHERE key = 'schema_version'")
 
 
 def downgrade() -> None:

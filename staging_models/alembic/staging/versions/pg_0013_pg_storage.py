@@ -8,13 +8,13 @@ The setting applies to pages written from now on (nothing is rewritten: that wou
 copy the tables). The posting ledgers get the fill factor of 70 a fresh database gave them
 (`staging_models.ledger_tables`) and no revision did, and an index by window (a window's
 closing counts and rejections scanned the whole ledger, every earlier window's lines
-included). schema_meta version 11.
+included). schema_meta version 13.
 """
 
 from alembic import op
 
-revision = "0011_pg_storage"
-down_revision = "0010_crm_deals"
+revision = "0013_pg_storage"
+down_revision = "0012_revenue"
 branch_labels = None
 depends_on = None
 
@@ -30,6 +30,7 @@ _TABLES = (
     "stg_assignments",
     "stg_project_templates",
     "stg_crm_deals",
+    "stg_milestones",
 )
 
 
@@ -42,7 +43,7 @@ def upgrade() -> None:
             op.execute(
                 f"CREATE INDEX IF NOT EXISTS ix_{short}_ledger_window ON {table} (window_id)"
             )
-    op.execute("UPDATE schema_meta SET value = '11' WHERE key = 'schema_version'")
+    op.execute("UPDATE schema_meta SET value = '13' WHERE key = 'schema_version'")
 
 
 def downgrade() -> None:
