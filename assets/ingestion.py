@@ -38,7 +38,7 @@ GROUP = "ingestion"
 FILE_TAG = "stagepost/file"
 DATASET_TAG = "stagepost/dataset"
 
-HOURLY_DATASETS = ("time_entries",)
+HOURLY_DATASETS = ("time_entries", "expenses")
 NIGHTLY_DATASETS = (
     "employees",
     "projects",

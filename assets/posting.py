@@ -20,7 +20,7 @@ from pydantic import Field
 from assets.metadata_tables import md_table
 from assets.pools import ERP_POSTING
 from assets.refusals import Refusal
-from assets.validation import validated_invoices, validated_time_entries
+from assets.validation import validated_expenses, validated_invoices, validated_time_entries
 from posting.window import PostingRefused, WindowConfig, WindowResult, run_window
 from resources.erp import ErpResource, PostingPolicy
 from resources.staging import StagingDatabase
@@ -241,7 +241,7 @@ def window_config(
     group_name="posting",
     pool=ERP_POSTING,
     kinds={"erp"},
-    deps=[validated_time_entries, validated_invoices],
+    deps=[validated_time_entries, validated_invoices, validated_expenses],
     description=(
         "A posting window: validated time entries and released invoices posted to the ERP, "
         "once, with reversals for corrections (ledger: posting_ledger, invoice_ledger, "
@@ -272,7 +272,7 @@ def posting_window(
     db = staging.get_db()
     # Never post from staging that does not add up (the blocking checks run only when the
     # validation assets are in the same run; a posting window launched alone checks here).
-    cons = conservation(db, ("time_entries", "invoices"))
+    cons = conservation(db, ("time_entries", "invoices", "expenses"))
     if not cons["states_ok"].all():
         raise Refusal(
             unsettled_message(db, cons.loc[~cons["states_ok"], "dataset"].tolist())

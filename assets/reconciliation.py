@@ -2,9 +2,9 @@
 
 `reconciliation` compares (see `reconciliation.compare`) and stores its results in
 staging tables: `rec_lines` (exception lines, written set-based), and `rec_totals`,
-`rec_invoices`, `rec_kpis` through the staging-table IO manager. `reconciliation_workbook`
-reads them back and writes one workbook per run (and one per legal entity) into the
-reports folder, with a download link served by the finance desk (`desk/downloads.py`).
+`rec_invoices`, `rec_expenses`, `rec_kpis` through the staging-table IO manager.
+`reconciliation_workbook` reads them back and writes one workbook per run (and one per legal
+entity) into the reports folder, with a download link served by the finance desk (`desk/downloads.py`).
 """
 
 import re
@@ -34,7 +34,7 @@ from pydantic import Field
 from assets.metadata_tables import md_table
 from assets.pools import RECONCILIATION
 from assets.resource_plans import plan_vs_actual
-from assets.validation import validated_invoices, validated_time_entries
+from assets.validation import validated_expenses, validated_invoices, validated_time_entries
 from config.settings import current
 from connectors.erp.base import ErpTarget
 from connectors.report_upload import UploadError
@@ -141,6 +141,7 @@ def _kpi_metadata(rec: Reconciliation) -> dict:
         "quarantined_rows_without_key": classes.get("quarantined_without_key", 0),
         "entries_by_class": MetadataValue.json(classes),
         "invoices_by_class": MetadataValue.json(_by_name(k, "invoice_class")),
+        "expenses_by_class": MetadataValue.json(_by_name(k, "expense_class")),
         "quarantined_rows_by_rule": MetadataValue.json(_by_name(k, "reason")),
         "approved_not_posted_entries_by_age": MetadataValue.json(_by_name(k, "aging")),
         "key_figures": md_table(_key_figure_table(k)),
@@ -167,13 +168,17 @@ def _kpi_metadata(rec: Reconciliation) -> dict:
             io_manager_key=IO_MANAGER_KEY,
             description="Invoice proposals vs ERP invoices, with their class (table rec_invoices).",
         ),
+        "rec_expenses": AssetOut(
+            io_manager_key=IO_MANAGER_KEY,
+            description="Expenses vs ERP expense lines, with their class (table rec_expenses).",
+        ),
         "rec_kpis": AssetOut(
             io_manager_key=IO_MANAGER_KEY,
             description="Key figures: straight-through rate, classes, quarantine reasons, aging "
             "of approved-but-unposted time, invoice-ready backlog (table rec_kpis).",
         ),
     },
-    deps=[validated_time_entries, validated_invoices],
+    deps=[validated_time_entries, validated_invoices, validated_expenses],
     can_subset=False,
 )
 def reconciliation(
@@ -228,6 +233,11 @@ def reconciliation(
         output_name="rec_invoices",
         metadata={"rows": len(rec.invoices)},
     )
+    yield Output(
+        rec.expenses.astype({"reimbursable": "boolean"}),
+        output_name="rec_expenses",
+        metadata={"rows": len(rec.expenses)},
+    )
     yield Output(rec.kpi_frame(), output_name="rec_kpis", metadata=_kpi_metadata(rec))
 
 
@@ -253,6 +263,7 @@ def _info(kpis: pd.DataFrame) -> dict[str, str]:
         "rec_kpis": AssetIn(input_manager_key=IO_MANAGER_KEY),
         "rec_totals": AssetIn(input_manager_key=IO_MANAGER_KEY),
         "rec_invoices": AssetIn(input_manager_key=IO_MANAGER_KEY),
+        "rec_expenses": AssetIn(input_manager_key=IO_MANAGER_KEY),
     },
     deps=[AssetKey("rec_lines"), plan_vs_actual],
     description="The controllers' reconciliation workbook (and one per legal entity), "
@@ -268,6 +279,7 @@ def reconciliation_workbook(
     rec_kpis: pd.DataFrame,
     rec_totals: pd.DataFrame,
     rec_invoices: pd.DataFrame,
+    rec_expenses: pd.DataFrame,
 ) -> MaterializeResult:
     db = staging.get_db()
     info = _info(rec_kpis)
@@ -303,6 +315,7 @@ def reconciliation_workbook(
             notes=notes,
             legal_entity=scope,
             breaches=overdue,
+            expenses=rec_expenses,
             revenue=revenue,
             plan=plan_sheets(db, None if scope == ALL else scope) if plans else None,
         )

@@ -121,6 +121,23 @@ def validated_invoices(
     return MaterializeResult(metadata=_metadata(results))
 
 
+@asset(
+    group_name=GROUP,
+    pool=STAGING_WRITE,
+    kinds={"pandera", "sql"},
+    deps=[AssetKey(landed_asset_key("expenses")), validated_time_entries],
+    description=(
+        "Approved, current expenses that pass every rule, with the rebilled amount (table "
+        "validated_expenses). Rows that fail are in the quarantine."
+    ),
+)
+def validated_expenses(
+    context: AssetExecutionContext, staging: StagingDatabase
+) -> MaterializeResult:
+    results = validate_all(staging.get_db(), actor=_actor(context), datasets=("expenses",))
+    return MaterializeResult(metadata=_metadata(results))
+
+
 #: Conservation columns renamed for the UI by what they count.
 _CONSERVATION_NAMES = {
     "versions": "row_versions",
@@ -180,6 +197,15 @@ def invoices_accounted_for(staging: StagingDatabase) -> AssetCheckResult:
 
 
 @asset_check(
+    asset=validated_expenses,
+    blocking=True,
+    description="Conservation after expense validation (blocks posting of expenses if broken).",
+)
+def expenses_accounted_for(staging: StagingDatabase) -> AssetCheckResult:
+    return _conservation_result(staging, (*MASTER, "time_entries", "expenses"))
+
+
+@asset_check(
     asset=validated_time_entries,
     description="Open quarantine by rule code; warns while rows wait for a fix.",
 )
@@ -215,5 +241,15 @@ def open_quarantine_by_rule(
     )
 
 
-validation_assets = [validated_master_data, validated_time_entries, validated_invoices]
-validation_checks = [every_row_accounted_for, invoices_accounted_for, open_quarantine_by_rule]
+validation_assets = [
+    validated_master_data,
+    validated_time_entries,
+    validated_invoices,
+    validated_expenses,
+]
+validation_checks = [
+    every_row_accounted_for,
+    invoices_accounted_for,
+    expenses_accounted_for,
+    open_quarantine_by_rule,
+]

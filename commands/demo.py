@@ -182,14 +182,15 @@ def _window(db, run_id: str) -> dict[str, Any]:
     w["hours"] = sum((h for h in confirmed["hours"] if h is not None), Decimal(0))
     w["time_rejected"] = int(lines.loc[lines["state"] == "rejected", "n"].sum())
     w["time_held"] = int(lines.loc[lines["state"] == "held", "n"].sum())
-    w["invoices"] = int(
-        db.scalar(
-            f"SELECT COUNT(*) FROM {ledger_rows('invoice_ledger')} l "
-            "WHERE window_id = :w AND state = 'confirmed'",
-            {"w": w["window_id"]},
+    for key, ledger in (("invoices", "invoice_ledger"), ("expense_lines", "expense_ledger")):
+        w[key] = int(
+            db.scalar(
+                f"SELECT COUNT(*) FROM {ledger_rows(ledger)} l "
+                "WHERE window_id = :w AND state = 'confirmed'",
+                {"w": w["window_id"]},
+            )
+            or 0
         )
-        or 0
-    )
     return w
 
 
@@ -287,12 +288,14 @@ def run(args: argparse.Namespace, root: Path, log_path: Path, say: Say) -> int:
     if w:
         say(f"  window {w['window_id']}: {w['message']}")
         time_lines = w["posts"] + w["reversals"]
-        if time_lines + w["invoices"] == 0:
+        documents = time_lines + w["invoices"] + w["expense_lines"]
+        if documents == 0:
             say("  nothing new to post")
         say(
-            f"  documents confirmed {_n(time_lines + w['invoices'])} = time lines "
+            f"  documents confirmed {_n(documents)} = time lines "
             f"{_n(time_lines)} (posts {_n(w['posts'])} + reversals {_n(w['reversals'])}, "
-            f"{w['hours']:,} h net) + invoices {_n(w['invoices'])}"
+            f"{w['hours']:,} h net) + invoices {_n(w['invoices'])} "
+            f"+ expense lines {_n(w['expense_lines'])}"
         )
         if w["time_rejected"] or w["time_held"]:
             say(f"  time lines rejected {_n(w['time_rejected'])}, held {_n(w['time_held'])}")
@@ -346,7 +349,12 @@ def run(args: argparse.Namespace, root: Path, log_path: Path, say: Say) -> int:
     for mat in rec.asset_materializations_for_node("reconciliation_workbook")[:1]:
         if "path" in mat.metadata:
             say(f"  workbook: {mat.metadata['path'].value}")
-    if generated == 0 and landed == 0 and w and w["posts"] + w["reversals"] + w["invoices"] == 0:
+    if (
+        generated == 0
+        and landed == 0
+        and w
+        and w["posts"] + w["reversals"] + w["invoices"] + w["expense_lines"] == 0
+    ):
         say("\nNothing new happened in this run: no new files, nothing posted.")
     return _close(main.success and window_run.success and rec.success, root, log_path, say)
 

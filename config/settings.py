@@ -118,6 +118,40 @@ def _share(value: Any) -> Any:
     return str(value).strip()
 
 
+def _amount(value: Any) -> Any:
+    """Kept as text (an exact decimal, never a float): a non-negative amount to the cent."""
+    try:
+        amount = Decimal(str(value).strip())
+    except InvalidOperation:
+        raise ValueError("not a number") from None
+    if not (amount.is_finite() and amount >= 0 and amount == amount.quantize(Decimal("0.01"))):
+        raise ValueError("not an amount of 0 or more with at most 2 decimals")
+    return str(value).strip()
+
+
+def _names(value: Any) -> Any:
+    """A comma-separated list of names, trimmed and lower-cased; none empty."""
+    if isinstance(value, str):
+        value = value.split(",")
+    names = tuple(str(v).strip().lower() for v in value)
+    if not names or any(not n for n in names):
+        raise ValueError("an empty name")
+    return names
+
+
+#: Expense categories known unless `STAGEPOST_EXPENSE_CATEGORIES` says otherwise.
+EXPENSE_CATEGORIES = (
+    "travel",
+    "lodging",
+    "meals",
+    "mileage",
+    "transport",
+    "software",
+    "supplies",
+    "other",
+)
+
+
 def _date_range(value: Any) -> Any:
     if str(value).strip():
         try:
@@ -325,6 +359,21 @@ class Settings(BaseSettings):
         "a share from 0 to 1, e.g. 0.05",
     )
 
+    # -- expenses (docs/expenses.md) -----------------------------------------------------------
+    expense_receipt_required_above: Annotated[str, BeforeValidator(_amount)] = setting(
+        "75.00",
+        "an expense of more than this amount (in its own currency) needs a receipt reference, "
+        "else it is quarantined (`EXP_RECEIPT_MISSING`)",
+        "an amount with at most 2 decimals, 0 or more",
+    )
+    expense_categories: Annotated[tuple[str, ...], NoDecode, BeforeValidator(_names)] = setting(
+        EXPENSE_CATEGORIES,
+        "the expense categories finance books (`EXP_CATEGORY_UNKNOWN` for any other; "
+        "compared case-insensitively)",
+        "names separated by commas",
+        f"`{','.join(EXPENSE_CATEGORIES)}`",
+    )
+
     # -- API sources (docs/sources_api.md) -------------------------------------------------------
     harvest_token: SecretStr | None = setting(
         None, "Harvest API v2: a personal access token (secret); set, Harvest is pulled", TEXT, "—"
@@ -431,6 +480,13 @@ class Settings(BaseSettings):
             "by company name",
             default_factory=dict,
         )
+    )
+    erp_expense_clearing_account: Annotated[int, Field(gt=0)] | None = setting(
+        None,
+        "tryton: the account id company-paid (not reimbursable) expenses are credited to, e.g. "
+        "the company card's clearing account",
+        "a Tryton account id",
+        "none (such expenses are rejected, naming this setting)",
     )
     posting_hours: Annotated[str, BeforeValidator(_posting_hours)] = setting(
         "",

@@ -44,13 +44,17 @@ import pyarrow as pa
 from connectors.sample_gen.bad import BAD_KINDS
 from connectors.sample_gen.build import Plan, build_plan, check_options
 from connectors.sample_gen.deals import deals_table, templates_table
+from connectors.sample_gen.expenses import EXPENSE_BAD_KINDS, EXPENSE_BAD_RULES
 from connectors.sample_gen.invoices import INVOICE_COLUMNS
 from connectors.sample_gen.tables import COLUMNS as _COLUMNS
 from connectors.sample_gen.writers import FORMATS, XLSX_MAX_ROWS, write_dataset
+from connectors.sources.canonical import DATASETS as CANONICAL
 
 __all__ = [
     "BAD_KINDS",
     "COLUMNS",
+    "EXPENSE_BAD_KINDS",
+    "EXPENSE_BAD_RULES",
     "DATASETS",
     "FORMATS",
     "XLSX_MAX_ROWS",
@@ -70,9 +74,14 @@ DATASETS: tuple[str, ...] = (
     "project_tasks",
     "rate_cards",
     "invoices",
+    "expenses",
     "assignments",
 )
-COLUMNS: dict[str, tuple[str, ...]] = {**_COLUMNS, "invoices": INVOICE_COLUMNS}
+COLUMNS: dict[str, tuple[str, ...]] = {
+    **_COLUMNS,
+    "invoices": INVOICE_COLUMNS,
+    "expenses": CANONICAL["expenses"].layout,
+}
 _TAG = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
@@ -86,9 +95,11 @@ class SampleTables:
     project_tasks: pa.Table
     rate_cards: pa.Table
     invoices: pa.Table
+    expenses: pa.Table
     assignments: pa.Table
     corrections: pa.Table
     bad_rows: pa.Table
+    expense_bad_rows: pa.Table
     as_of: date
 
     def datasets(self) -> dict[str, pa.Table]:
@@ -101,7 +112,9 @@ class SampleData:
 
     `corrections` has the time_entries columns. `bad_rows` is the ground truth:
     `row_index` (0-based position in `time_entries` = data row of the file),
-    `entry_id` (None where the row has none) and `kind` (one of BAD_KINDS).
+    `entry_id` (None where the row has none) and `kind` (one of BAD_KINDS);
+    `expense_bad_rows` the same for `expenses` (`expense_id`, `kind` of EXPENSE_BAD_KINDS,
+    each breaking the rule EXPENSE_BAD_RULES names).
     """
 
     time_entries: pd.DataFrame
@@ -110,9 +123,11 @@ class SampleData:
     project_tasks: pd.DataFrame
     rate_cards: pd.DataFrame
     invoices: pd.DataFrame
+    expenses: pd.DataFrame
     assignments: pd.DataFrame
     corrections: pd.DataFrame
     bad_rows: pd.DataFrame
+    expense_bad_rows: pd.DataFrame
     as_of: date
 
     def datasets(self) -> dict[str, pd.DataFrame]:
@@ -157,6 +172,7 @@ def generate_tables(
         **plan.small,
         corrections=plan.corrections,
         bad_rows=plan.bad_rows,
+        expense_bad_rows=plan.expense_bad_rows,
         as_of=plan.as_of,
     )
 
@@ -243,6 +259,8 @@ def write_sample(
     written = _write_plan(plan, Path(out_dir), fmt, tag)
     if truth_path is not None:
         write_dataset([plan.bad_rows], Path(truth_path), "csv", "bad_rows")
+        expense_truth = Path(truth_path).with_name(f"{Path(truth_path).stem}_expenses.csv")
+        write_dataset([plan.expense_bad_rows], expense_truth, "csv", "expense_bad_rows")
     return {w.key: w.path for w in written}
 
 

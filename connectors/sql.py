@@ -40,13 +40,15 @@ def _sql_type(t: pa.DataType) -> str:
 
 
 def arrow_type(t: sa.types.TypeEngine) -> pa.DataType:
-    """The Arrow type of a SQL column type (text, integer, date, exact numeric)."""
+    """The Arrow type of a SQL column type (text, integer, date, boolean, exact numeric)."""
     if isinstance(t, sa.Numeric) and not isinstance(t, sa.Float):
         return pa.decimal128(t.precision, t.scale)
     if isinstance(t, sa.Integer):
         return pa.int64()
     if isinstance(t, sa.Date):
         return pa.date32()
+    if isinstance(t, sa.Boolean):
+        return pa.bool_()
     if isinstance(t, sa.String):
         return pa.string()
     raise TypeError(f"no Arrow type for {t!r}")

@@ -7,15 +7,15 @@ from dagster import AssetSelection, define_asset_job
 from assets.ingestion import GROUP as INGESTION
 from assets.ingestion import HOURLY_DATASETS, NIGHTLY_DATASETS, landed_asset_key
 from assets.validation import GROUP as VALIDATION
-from assets.validation import validated_time_entries
+from assets.validation import validated_expenses, validated_time_entries
 from pipelines.launchpad import ops_only
 
 ingest_time_entries_job = define_asset_job(
     "ingest_time_entries_job",
     selection=AssetSelection.assets(*(landed_asset_key(d) for d in HOURLY_DATASETS))
-    | AssetSelection.assets(validated_time_entries),
+    | AssetSelection.assets(validated_time_entries, validated_expenses),
     config=ops_only(),  # nothing to decide: the resources are not the Launchpad's
-    description="Land and validate new approved-time exports (hourly).",
+    description="Land and validate new approved-time and expense exports (hourly).",
 )
 
 ingest_nightly_job = define_asset_job(

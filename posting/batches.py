@@ -21,6 +21,7 @@ from staging_models.ledger_tables import posting_batches
 _DOCUMENT = {
     "posting_ledger": "time_line",
     "invoice_ledger": "invoice",
+    "expense_ledger": "expense_line",
     "journal_ledger": "journal",
 }
 

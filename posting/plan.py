@@ -44,7 +44,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from connectors.erp.base import ErpTarget
-from connectors.erp.documents import INVOICE, INVOICE_LINE, TIME_LINE
+from connectors.erp.documents import EXPENSE_LINE, INVOICE, INVOICE_LINE, TIME_LINE, Document
 from connectors.erp.periods import month_end
 from connectors.sql import fetch_frame, load_temp, read_frame
 from posting.batches import open_batch
@@ -64,7 +64,8 @@ MAX_EXTERNAL_ID = 64
 def external_id(doc: str, ident: str, version: int, kind: str) -> str:
     """Deterministic ERP external ID, e.g. `te:TE1:v2:post`; ids over 64 chars use md5(ident).
 
-    `doc` is `te` (time line) or `inv` (invoice); `kind` is `post` or `rev`. Mirrors
+    `doc` is `te` (time line), `inv` (invoice) or `exp` (expense line); `kind` is `post` or
+    `rev`. Mirrors
     `external_id_sql`, which the plan uses.
     """
     import hashlib
@@ -101,7 +102,14 @@ def temp_table(conn: Connection, name: str, select_sql: str, params: dict | None
     conn.execute(sa.text(f"CREATE TEMP TABLE {name} AS {select_sql}"), params or {})
 
 
-PLAN_TABLES = ("plan_lines", "plan_invoices", "plan_invoice_lines", "plan_periods", "plan_groups")
+PLAN_TABLES = (
+    "plan_lines",
+    "plan_invoices",
+    "plan_invoice_lines",
+    "plan_periods",
+    "plan_groups",
+    "plan_expenses",
+)
 
 #: The plan's lines counted and summed per document, legal entity, project, currency, natural
 #: period, kind and state: what the periods, the counts and the summary of a window read
@@ -117,6 +125,11 @@ _PLAN_GROUPS = """
            COUNT(*), NULL, SUM(total_amount)
     FROM plan_invoices
     GROUP BY legal_entity, project_code, currency, natural_period, kind, state
+    UNION ALL
+    SELECT 'expense_line', legal_entity, project_code, currency, natural_period, kind, state,
+           COUNT(*), NULL, SUM(amount)
+    FROM plan_expenses
+    GROUP BY legal_entity, project_code, currency, natural_period, kind, state
 """
 
 
@@ -128,6 +141,7 @@ _PLAN_ANALYZED = (
     "plan_invoices (batch_no, external_id, invoice_id, kind, state)",
     "plan_invoice_lines (invoice_external_id, line_no)",
     "plan_periods",
+    "plan_expenses (batch_no, external_id, expense_id, state)",
 )
 
 
@@ -174,7 +188,56 @@ class Scope:
         return " AND ".join(parts), params
 
 
-# -- time lines ---------------------------------------------------------------------------------
+# -- time lines and expense lines -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PostedLines:
+    """A document posted one line per version of a validated row (time entries, expenses): where
+    its versions, valid rows, ledger and plan are, and which fields a reversal negates. Its
+    plan and ledger columns are the document's fields in ledger order (`ledger_order`)."""
+
+    doc: str  # the external ID's prefix (`external_id`)
+    document: Document
+    versions: str  # stg_* table
+    validated: str  # validated_* table: `ident`, `version` and the document's fields
+    ident: str  # entry_id, expense_id
+    version: str  # the document's version field: entry_version, expense_version
+    date_col: str  # the date its natural period and the window's scope go by
+    ledger: str
+    plan: str
+    negated: tuple[str, ...]  # opposite on a reversal
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        """The fields after the identity (external id, kind, ident, version, reversal link)."""
+        return ledger_order(self.document)[5:]
+
+
+TIME_LINES = PostedLines(
+    "te",
+    TIME_LINE,
+    "stg_time_entries",
+    "validated_time_entries",
+    "entry_id",
+    "entry_version",
+    "work_date",
+    "posting_ledger",
+    "plan_lines",
+    ("hours", "amount"),
+)
+EXPENSE_LINES = PostedLines(
+    "exp",
+    EXPENSE_LINE,
+    "stg_expenses",
+    "validated_expenses",
+    "expense_id",
+    "expense_version",
+    "expense_date",
+    "expense_ledger",
+    "plan_expenses",
+    ("amount", "tax_amount", "rebill_amount"),
+)
 
 _LIVE_POSTS = """
     SELECT l.* FROM {ledger} l
@@ -208,41 +271,54 @@ def pair_scoped(ctes: str, plan: str, scope: Scope, group: str, date_col: str) -
               AND l.{group} IN (SELECT r.{group} FROM plan r WHERE r.kind = 'reversal'))"""
 
 
-def _plan_time_lines_sql(conn: Connection, scope: Scope) -> tuple[str, dict]:
-    _, params = scope.sql("s", "work_date")
-    post_id = external_id_sql("te", "v.entry_id", "v.version", "post")
-    rev_id = external_id_sql("te", "l.entry_id", "l.entry_version", "rev")
+def _plan_lines_sql(
+    conn: Connection, scope: Scope, lines: PostedLines = TIME_LINES
+) -> tuple[str, dict]:
+    _, params = scope.sql("s", lines.date_col)
+    ident, ver = lines.ident, lines.version
+    post_id = external_id_sql(lines.doc, f"v.{ident}", "v.version", "post")
+    rev_id = external_id_sql(lines.doc, f"l.{ident}", f"l.{ver}", "rev")
+    posted = ", ".join(
+        f"{period_sql(conn, f'v.{lines.date_col}')} AS natural_period"
+        if f == "period"
+        else f"v.{f}"
+        for f in lines.fields
+    )
+    reversed_ = ", ".join(
+        "'Reversal of ' || l.external_id"
+        if f == "description"
+        else f"-l.{f}"
+        if f in lines.negated
+        else f"l.{f}"
+        for f in lines.fields
+    )
     ctes = f"""
         cur AS NOT MATERIALIZED (  -- inlined: PostgreSQL cannot estimate a CTE scan
-            SELECT row_key AS entry_id, version, state FROM stg_time_entries WHERE is_current
+            SELECT row_key AS {ident}, version, state FROM {lines.versions} WHERE is_current
         ),
-        live AS NOT MATERIALIZED ({_LIVE_POSTS.format(ledger="posting_ledger")}),
+        live AS NOT MATERIALIZED ({_LIVE_POSTS.format(ledger=lines.ledger)}),
         posts AS (
-            SELECT {post_id} AS external_id, 'post' AS kind, v.entry_id,
-                   v.version AS entry_version, CAST(NULL AS VARCHAR) AS reverses_external_id,
-                   v.legal_entity, v.employee_id, v.project_code, v.task_code, v.work_date,
-                   {period_sql(conn, "v.work_date")} AS natural_period,
-                   v.hours, v.bill_rate, v.amount, v.currency, v.description
-            FROM validated_time_entries v
-            JOIN cur c ON c.entry_id = v.entry_id AND c.version = v.version AND c.state = 'valid'
+            SELECT {post_id} AS external_id, 'post' AS kind, v.{ident},
+                   v.version AS {ver}, CAST(NULL AS VARCHAR) AS reverses_external_id,
+                   {posted}
+            FROM {lines.validated} v
+            JOIN cur c ON c.{ident} = v.{ident} AND c.version = v.version AND c.state = 'valid'
         )"""
     # Not live yet: looked up by entry and version, not by the computed external id (a
     # function of the two), so PostgreSQL builds each id once, for the output only.
     plan = f"""
         SELECT p.* FROM posts p
-        WHERE NOT EXISTS (SELECT 1 FROM posting_ledger x
-                          WHERE x.entry_id = p.entry_id AND x.entry_version = p.entry_version
+        WHERE NOT EXISTS (SELECT 1 FROM {lines.ledger} x
+                          WHERE x.{ident} = p.{ident} AND x.{ver} = p.{ver}
                             AND x.kind = 'post' AND x.state IN ('sent', 'confirmed'))
         UNION ALL
-        SELECT {rev_id}, 'reversal', l.entry_id, l.entry_version, l.external_id,
-               l.legal_entity, l.employee_id, l.project_code, l.task_code, l.work_date,
-               l.period, -l.hours, l.bill_rate, -l.amount, l.currency,
-               'Reversal of ' || l.external_id
-        FROM live l JOIN cur c ON c.entry_id = l.entry_id
-        WHERE (c.version > l.entry_version AND c.state IN ('valid', 'not_postable'))
-               OR (c.version = l.entry_version AND c.state = 'not_postable')
+        SELECT {rev_id}, 'reversal', l.{ident}, l.{ver}, l.external_id,
+               {reversed_}
+        FROM live l JOIN cur c ON c.{ident} = l.{ident}
+        WHERE (c.version > l.{ver} AND c.state IN ('valid', 'not_postable'))
+               OR (c.version = l.{ver} AND c.state = 'not_postable')
         """
-    return pair_scoped(ctes, plan, scope, "entry_id", "work_date"), params
+    return pair_scoped(ctes, plan, scope, ident, lines.date_col), params
 
 
 # -- invoices -------------------------------------------------------------------------------------
@@ -467,13 +543,14 @@ def _numbered(sql: str, group: str, extra: str) -> str:
 
 def ledger_batch_id(window_id: str, doc: str, batch_no: int) -> str:
     """The ledger's id of batch `batch_no` of a window, e.g. `<window>-b00003` (time lines) or
-    `<window>-inv-b00003` (invoices). Invoice batches go out in the order of these ids,
-    which is their number order up to batch 99,999. Mirrors `_BATCH_ID_SQL`."""
+    `<window>-inv-b00003` (invoices), `<window>-exp-b00003` (expense lines). Invoice and
+    expense batches go out in the order of these ids, which is their number order up to batch
+    99,999. Mirrors `_BATCH_ID_SQL`."""
     return f"{_batch_prefix(window_id, doc)}{batch_no:05d}"
 
 
 def _batch_prefix(window_id: str, doc: str) -> str:
-    return f"{window_id}-b" if doc == "te" else f"{window_id}-inv-b"
+    return f"{window_id}-b" if doc == "te" else f"{window_id}-{doc}-b"
 
 
 #: `batch_id` of a plan row `p` (parameter `:bp`: `_batch_prefix`); NULL for a held line.
@@ -493,13 +570,15 @@ def build_plan(
     invoice_batch_size: int,
     fetch,
     include_invoices: bool = True,
+    expense_batch_size: int = 2_000,
     billing_hold_time_and_expenses: BillingHoldWork = "post",
 ) -> None:
-    """Fill plan_lines, plan_invoices and plan_invoice_lines for this window (temp tables).
+    """Fill plan_lines, plan_invoices, plan_invoice_lines and plan_expenses for this window
+    (temp tables).
 
-    `billing_hold_time_and_expenses`: whether the time lines (and, once they are planned,
-    expense lines) of a project on a billing hold are posted (`post`, the default: the hold
-    stops billing, not cost accounting) or held too."""
+    `billing_hold_time_and_expenses`: whether the time lines and expense lines of a project on
+    a billing hold are posted (`post`, the default: the hold stops billing, not cost
+    accounting) or held too."""
     if policy not in ("next_open", "hold"):
         raise ValueError(f"unknown closed-period policy {policy!r}: use 'next_open' or 'hold'")
     if conn.dialect.name == "postgresql":
@@ -509,7 +588,7 @@ def build_plan(
     extra = (
         "CAST('planned' AS VARCHAR) AS state, CAST(NULL AS VARCHAR) AS erp_message, TRUE AS is_new"
     )
-    sql, params = _plan_time_lines_sql(conn, scope)
+    sql, params = _plan_lines_sql(conn, scope, TIME_LINES)
     temp_table(
         conn, "plan_lines", _numbered(sql, "entry_id", extra), {**params, "size": float(batch_size)}
     )
@@ -522,6 +601,13 @@ def build_plan(
         _numbered(sql, "invoice_id", extra),
         {**params, "size": float(invoice_batch_size)},
     )
+    sql, params = _plan_lines_sql(conn, scope, EXPENSE_LINES)
+    temp_table(
+        conn,
+        "plan_expenses",
+        _numbered(sql, "expense_id", extra),
+        {**params, "size": float(expense_batch_size)},
+    )
     if conn.dialect.name == "postgresql":
         # Autovacuum never analyzes temporary tables: plan_invoices (with `kind`, which the
         # invoice lines filter on) before the invoice lines are joined to it. Planned as two
@@ -531,17 +617,20 @@ def build_plan(
     if not scope.is_all:
         _note_pulled_in(conn, "plan_lines", scope, "work_date")
         _note_pulled_in(conn, "plan_invoices", scope, "issue_date")
+        _note_pulled_in(conn, "plan_expenses", scope, "expense_date")
     temp_table(conn, "plan_groups", _PLAN_GROUPS)
     _load_periods(conn, erp, fetch)
     closed = conn.exec_driver_sql("SELECT COUNT(*) FROM plan_periods WHERE NOT is_open")
     if closed.scalar_one():
         _apply_policy(conn, "plan_lines", policy, "entry_id")
         _apply_policy(conn, "plan_invoices", policy, "invoice_id")
+        _apply_policy(conn, "plan_expenses", policy, "expense_id")
         temp_table(conn, "plan_groups", _PLAN_GROUPS)  # lines held or moved to other periods
     if _any_billing_hold(conn):
         _apply_billing_holds(conn, "plan_invoices", "invoice_id")
-        if billing_hold_time_and_expenses == "hold":  # expenses: their plan table here too
+        if billing_hold_time_and_expenses == "hold":
             _apply_billing_holds(conn, "plan_lines", "entry_id")
+            _apply_billing_holds(conn, "plan_expenses", "expense_id")
         temp_table(conn, "plan_groups", _PLAN_GROUPS)
     temp_table(conn, "plan_invoice_lines", _PLAN_INVOICE_LINES)
     if conn.dialect.name == "postgresql":
@@ -567,6 +656,7 @@ def plan_counts(conn: Connection) -> dict[str, int]:
 _TIME_COLS = ", ".join(ledger_order(TIME_LINE))
 _INVOICE_COLS = ", ".join((*ledger_order(INVOICE), "line_count"))
 _INVOICE_LINE_COLS = ", ".join(INVOICE_LINE.names)
+_EXPENSE_COLS = ", ".join(ledger_order(EXPENSE_LINE))
 
 
 #: Plan rows a window sends: a batch each (held lines have none).
@@ -615,6 +705,7 @@ def merge_plan(conn: Connection, scope: Scope, track: dict, *, defer_lines: bool
     for doc, ledger, plan, cols, date_col, group in (
         ("te", "posting_ledger", "plan_lines", _TIME_COLS, "work_date", "entry_id"),
         ("inv", "invoice_ledger", "plan_invoices", _INVOICE_COLS, "issue_date", "invoice_id"),
+        ("exp", "expense_ledger", "plan_expenses", _EXPENSE_COLS, "expense_date", "expense_id"),
     ):
         params = {**track, "bp": _batch_prefix(track["w"], doc)}
         unsent = conn.exec_driver_sql(

@@ -79,6 +79,11 @@ _DETAIL_SQL = """
                project_code, customer_id, NULL, issue_date, period, NULL, total_amount, currency,
                NULL, state, erp_message
         FROM plan_invoices
+        UNION ALL
+        SELECT 'expense_line', external_id, kind, expense_id, expense_version, legal_entity,
+               project_code, employee_id, task_code, expense_date, period, NULL, amount, currency,
+               description, state, erp_message
+        FROM plan_expenses
     ) d ORDER BY document DESC, legal_entity, project_code, document_id, kind, external_id
     LIMIT :n
 """

@@ -20,7 +20,14 @@ import pyarrow as pa
 import sqlalchemy as sa
 
 from connectors.erp.base import ErpTarget, PostResult
-from connectors.erp.documents import INVOICE, INVOICE_LINE, JOURNAL, JOURNAL_LINE, TIME_LINE
+from connectors.erp.documents import (
+    EXPENSE_LINE,
+    INVOICE,
+    INVOICE_LINE,
+    JOURNAL,
+    JOURNAL_LINE,
+    TIME_LINE,
+)
 from connectors.sql import fetch_frame, load_ids, load_temp
 from posting.batches import confirm_batch, confirm_lines, fail_batches, open_batch
 from posting.lock import WindowLock
@@ -44,7 +51,7 @@ def settle_sent(
     now = datetime.now(UTC)
     params: dict = {f"le{i}": e for i, e in enumerate(legal_entities)}
     mine = f" AND legal_entity IN ({', '.join(':' + k for k in params)})" if params else ""
-    for ledger in ("posting_ledger", "invoice_ledger", "journal_ledger"):
+    for ledger in ("posting_ledger", "invoice_ledger", "expense_ledger", "journal_ledger"):
         ids = db.query_df(
             f"SELECT external_id FROM {ledger_rows(ledger)} l WHERE state = 'sent'{mine}", params
         )["external_id"]
@@ -163,9 +170,10 @@ def _record_batch(
     }
 
 
-def _invoice_batches(db: StagingDB, window_id: str) -> list[str]:
+def _planned_batches(db: StagingDB, window_id: str, ledger: str) -> list[str]:
+    """The batches of a ledger the plan wrote in whole (invoices, expense lines), in order."""
     return db.query_df(
-        "SELECT DISTINCT batch_id FROM invoice_ledger WHERE window_id = :w AND state = 'planned' "
+        f"SELECT DISTINCT batch_id FROM {ledger} WHERE window_id = :w AND state = 'planned' "
         "AND batch_id IS NOT NULL ORDER BY batch_id",
         {"w": window_id},
     )["batch_id"].tolist()
@@ -176,6 +184,8 @@ class _TimeLineBatch:
     """A batch of time lines marked sent, read back from the plan."""
 
     ledger: ClassVar[str] = "posting_ledger"
+    #: The `ErpTarget` method that creates the lines.
+    post: ClassVar[str] = "post_time_lines"
     batch_id: str
     lines: pd.DataFrame
 
@@ -186,7 +196,7 @@ class _TimeLineBatch:
     def post_missing(self, erp: ErpTarget, existing: set[str]) -> PostResult:
         """Post the lines the ERP does not hold (`existing`: those it does)."""
         todo = self.lines[~self.lines["external_id"].isin(existing)] if existing else self.lines
-        return erp.post_time_lines(todo) if len(todo) else PostResult()
+        return getattr(erp, self.post)(todo) if len(todo) else PostResult()
 
 
 @dataclass
@@ -206,6 +216,25 @@ class _InvoiceBatch:
         todo = self.heads[~self.heads["external_id"].isin(existing)]
         todo_lines = self.lines[self.lines["invoice_external_id"].isin(todo["external_id"])]
         return erp.post_invoices(todo, todo_lines) if len(todo) else PostResult()
+
+
+@dataclass
+class _ExpenseLineBatch(_TimeLineBatch):
+    """A batch of expense lines marked sent, read back from their ledger."""
+
+    ledger: ClassVar[str] = "expense_ledger"
+    post: ClassVar[str] = "post_expense_lines"
+
+
+def _read_expense_batch(db: StagingDB, batch_id: str) -> _ExpenseLineBatch:
+    with db.engine.connect() as conn:
+        lines = fetch_frame(
+            conn,
+            f"SELECT {', '.join(EXPENSE_LINE.names)} FROM expense_ledger "
+            "WHERE batch_id = :b AND state = 'sent' ORDER BY external_id",
+            {"b": batch_id},
+        )
+    return _ExpenseLineBatch(batch_id, lines)
 
 
 def _read_invoice_batch(db: StagingDB, batch_id: str) -> _InvoiceBatch:
@@ -326,14 +355,23 @@ class _Sender:
         )
         return _TimeLineBatch(batch_id, lines)
 
-    def prepare_invoices(self, batch_id: str) -> _InvoiceBatch:
-        """Mark the batch `sent` in the invoice ledger and read it back."""
+    def _mark_sent(self, ledger: str, batch_id: str) -> None:
+        """Mark a batch the plan wrote into `ledger` `sent`, with its batch row (one commit)."""
         now = datetime.now(UTC)
         with self.db.begin() as conn:
-            lines = mark_sent(conn, "invoice_ledger", batch_id, now)
-            open_batch(conn, "invoice_ledger", batch_id, self.pending.track["w"], lines, now)
+            lines = mark_sent(conn, ledger, batch_id, now)
+            open_batch(conn, ledger, batch_id, self.pending.track["w"], lines, now)
         self._step("batch_marked_sent", batch_id)
+
+    def prepare_invoices(self, batch_id: str) -> _InvoiceBatch:
+        """Mark the batch `sent` in the invoice ledger and read it back."""
+        self._mark_sent("invoice_ledger", batch_id)
         return _read_invoice_batch(self.db, batch_id)
+
+    def prepare_expense_lines(self, batch_id: str) -> _ExpenseLineBatch:
+        """Mark the batch `sent` in the expense ledger and read it back."""
+        self._mark_sent("expense_ledger", batch_id)
+        return _read_expense_batch(self.db, batch_id)
 
     def prepare_journals(self, batch_id: str) -> _JournalBatch:
         """Mark the batch `sent` in the journal ledger and read it back."""
@@ -387,7 +425,8 @@ def send_batches(
     hooks: Callable[[str, str], None] | None,
     pending: PendingLines,
 ) -> dict[str, int]:
-    """Send the window's planned batches, time lines then invoices, one batch ahead.
+    """Send the window's planned batches, time lines, invoices, then expense lines, one batch
+    ahead.
 
     The ERP requests run in this thread; every staging write runs, in order, in one
     worker thread (so DuckDB never sees two concurrent writers). While the ERP books
@@ -415,8 +454,19 @@ def send_batches(
     # half-written behind the window's back.
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="posting-staging") as pool:
         sender.send(pool, sender.prepare_time_lines, pending.batches(), recorded)
-        # Invoices were written into their ledger with the plan.
-        sender.send(pool, sender.prepare_invoices, _invoice_batches(db, window_id), recorded)
+        # Invoices and expense lines were written into their ledgers with the plan.
+        sender.send(
+            pool,
+            sender.prepare_invoices,
+            _planned_batches(db, window_id, "invoice_ledger"),
+            recorded,
+        )
+        sender.send(
+            pool,
+            sender.prepare_expense_lines,
+            _planned_batches(db, window_id, "expense_ledger"),
+            recorded,
+        )
         for done in recorded:
             done.result()
     return sender.totals

@@ -99,6 +99,7 @@ class WindowConfig:
     posting_hours: str | Sequence[str] | None = None  # e.g. "mon-fri 17:00-20:00 Europe/Berlin"
     batch_size: int = 20_000
     invoice_batch_size: int = 500
+    expense_batch_size: int = 2_000
     include_invoices: bool = True
     preview_dir: Path | None = None
     preview_detail_limit: int = DEFAULT_DETAIL_LIMIT
@@ -243,7 +244,10 @@ def _ledger_state(db: StagingDB, window_id: str) -> dict[str, Any]:
            FROM {ledger_rows("posting_ledger")} l WHERE window_id = :w GROUP BY state, currency
            UNION ALL
            SELECT 'invoice', state, currency, COUNT(*), NULL, SUM(total_amount)
-           FROM {ledger_rows("invoice_ledger")} l WHERE window_id = :w GROUP BY state, currency""",
+           FROM {ledger_rows("invoice_ledger")} l WHERE window_id = :w GROUP BY state, currency
+           UNION ALL
+           SELECT 'expense_line', state, currency, COUNT(*), NULL, SUM(amount)
+           FROM {ledger_rows("expense_ledger")} l WHERE window_id = :w GROUP BY state, currency""",
         {"w": window_id},
     )
     out: dict[str, Any] = {}
@@ -255,7 +259,7 @@ def _ledger_state(db: StagingDB, window_id: str) -> dict[str, Any]:
         cur: str(sum(g["amount"], Decimal(0))) for cur, g in confirmed.groupby("currency")
     }
     # Per document kind too: an invoice bills time already counted as time lines.
-    for doc in ("time_line", "invoice"):
+    for doc in ("time_line", "invoice", "expense_line"):
         mine = confirmed[confirmed["doc"] == doc]
         out[f"amount_confirmed_{doc}s"] = {
             cur: str(sum(g["amount"], Decimal(0))) for cur, g in mine.groupby("currency")
@@ -270,7 +274,10 @@ def _rejections(db: StagingDB, window_id: str, limit: int = 1000) -> pd.DataFram
                       erp_message FROM posting_ledger WHERE window_id = :w AND state = 'rejected'
                UNION ALL
                SELECT 'invoice', external_id, legal_entity, project_code, period, erp_message
-               FROM invoice_ledger WHERE window_id = :w AND state = 'rejected') r
+               FROM invoice_ledger WHERE window_id = :w AND state = 'rejected'
+               UNION ALL
+               SELECT 'expense_line', external_id, legal_entity, project_code, period, erp_message
+               FROM expense_ledger WHERE window_id = :w AND state = 'rejected') r
            ORDER BY external_id LIMIT :n""",
         {"w": window_id, "n": limit},
     )
@@ -293,6 +300,7 @@ def _plan_and_preview(
         invoice_batch_size=config.invoice_batch_size,
         fetch=w.call,
         include_invoices=config.include_invoices,
+        expense_batch_size=config.expense_batch_size,
         billing_hold_time_and_expenses=config.billing_hold_time_and_expenses,
     )
     counts = plan_counts(conn)
@@ -356,6 +364,7 @@ def _analyze_ledgers(db: StagingDB, *, sample: bool = False) -> None:
                 conn,
                 "posting_ledger",
                 "invoice_ledger",
+                "expense_ledger",
                 target=SCRATCH_STATISTICS_TARGET if sample else None,
             )
 

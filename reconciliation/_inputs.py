@@ -31,8 +31,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from connectors.erp.base import INVOICE_COLUMNS, TIME_LINE_COLUMNS
-from connectors.erp.documents import INVOICE, TIME_LINE
+from connectors.erp.base import EXPENSE_LINE_COLUMNS, INVOICE_COLUMNS, TIME_LINE_COLUMNS
+from connectors.erp.documents import EXPENSE_LINE, INVOICE, TIME_LINE
 from connectors.sql import sql_literal
 from staging_models.db import StagingDB
 from staging_models.full_export import REASON as VANISHED_REASON
@@ -50,6 +50,9 @@ ERP_TIME_LINE_SCHEMA = TIME_LINE.arrow_schema(decimal_precision=18)
 ERP_INVOICE_SCHEMA = pa.schema(
     [*INVOICE.arrow_schema(decimal_precision=18), pa.field("status", pa.string())]
 )
+#: ERP expense lines (`EXPENSE_LINE_COLUMNS`), decimals 18 digits wide.
+ERP_EXPENSE_LINE_SCHEMA = EXPENSE_LINE.arrow_schema(decimal_precision=18)
+assert tuple(ERP_EXPENSE_LINE_SCHEMA.names) == EXPENSE_LINE_COLUMNS
 assert tuple(ERP_TIME_LINE_SCHEMA.names) == TIME_LINE_COLUMNS
 assert tuple(ERP_INVOICE_SCHEMA.names) == INVOICE_COLUMNS
 
@@ -476,6 +479,85 @@ def staging_inputs(
                    line_count, state, erp_message, settled_at
             FROM {ledger_rows("invoice_ledger")} l
             WHERE issue_date {in_range} OR invoice_id IN ({inv_psa_in})""",
+        ),
+        *expense_inputs(in_range),
+    ]
+
+
+def expense_inputs(in_range: str) -> list[Input]:
+    """The expenses of the period (current version dated in it, or a ledger line dated in it)
+    and their ledger lines: `r_exp_psa`, `r_exp_ledger`."""
+    exp_led_in = f"SELECT expense_id FROM expense_ledger WHERE expense_date {in_range}"
+    exp_psa_in = (
+        "SELECT row_key FROM stg_expenses "
+        f"WHERE is_current AND NOT key_missing AND expense_date {in_range}"
+    )
+    return [
+        Input(
+            "r_exp_psa",
+            pa.schema(
+                [
+                    ("expense_id", _S),
+                    ("psa_version", _I),
+                    ("psa_state", _S),
+                    ("approval_status", _S),
+                    ("legal_entity", _S),
+                    ("employee_id", _S),
+                    ("project_code", _S),
+                    ("category", _S),
+                    ("currency", _S),
+                    ("expense_date", _D),
+                    ("psa_amount", _MONEY),
+                    ("psa_rebill_amount", _MONEY),
+                    ("reimbursable", _B),
+                    ("receipt_ref", _S),
+                    ("approved_at", _TS),
+                    ("landed_at", _TS),
+                    ("rule_codes", _S),
+                    ("q_messages", _S),
+                ]
+            ),
+            f"""SELECT s.row_key AS expense_id, s.version AS psa_version, s.state AS psa_state,
+                   s.approval_status, COALESCE(v.legal_entity, p.legal_entity) AS legal_entity,
+                   s.employee_id, s.project_code,
+                   COALESCE(v.category, lower(s.category)) AS category, s.currency,
+                   s.expense_date, COALESCE(v.amount, s.amount) AS psa_amount,
+                   v.rebill_amount AS psa_rebill_amount, s.reimbursable, s.receipt_ref, s.approved_at, s.landed_at,
+                   q.rule_codes, q.messages AS q_messages
+            FROM stg_expenses s
+            LEFT JOIN validated_expenses v ON v.expense_id = s.row_key AND v.version = s.version
+            LEFT JOIN stg_projects p ON p.is_current AND p.row_key = s.project_code
+            LEFT JOIN quarantine q ON q.dataset = 'expenses' AND q.row_key = s.row_key
+                 AND q.version = s.version AND q.status IN ('open', 'ignored')
+            WHERE s.is_current AND NOT s.key_missing
+              AND (s.expense_date {in_range} OR s.row_key IN ({exp_led_in}))""",
+        ),
+        Input(
+            "r_exp_ledger",
+            pa.schema(
+                [
+                    ("external_id", _S),
+                    ("kind", _S),
+                    ("expense_id", _S),
+                    ("expense_version", _I),
+                    ("reverses_external_id", _S),
+                    ("legal_entity", _S),
+                    ("employee_id", _S),
+                    ("project_code", _S),
+                    ("category", _S),
+                    ("currency", _S),
+                    ("expense_date", _D),
+                    ("amount", _MONEY),
+                    ("state", _S),
+                    ("erp_message", _S),
+                    ("settled_at", _TS),
+                ]
+            ),
+            f"""SELECT external_id, kind, expense_id, expense_version, reverses_external_id,
+                   legal_entity, employee_id, project_code, category, currency, expense_date,
+                   amount, state, erp_message, settled_at
+            FROM {ledger_rows("expense_ledger")} l
+            WHERE expense_date {in_range} OR expense_id IN ({exp_psa_in})""",
         ),
     ]
 

@@ -78,6 +78,19 @@ INVOICE_CLASSES: tuple[str, ...] = (
     "in_sync",
 )
 
+#: Expense classes (`EXPENSES`), per expense as invoices are per invoice.
+EXPENSE_CLASSES: tuple[str, ...] = (
+    "erp_unknown_to_staging",
+    "not_yet_staged",
+    "posted_missing_in_erp",
+    "changed_in_psa_since_posting",
+    "value_mismatch",
+    "quarantined",
+    "approved_not_posted",
+    "not_postable",
+    "in_sync",
+)
+
 _AGE = "GREATEST(0, CAST(floor((epoch($now) - epoch({ts})) / 86400) AS INTEGER))"
 
 
@@ -610,6 +623,22 @@ SELECT {_LE}, {_CUR}, 'invoice_class', class, COUNT(*), NULL,
        {_per_currency("SUM(COALESCE(psa_amount, erp_amount, 0))")}, NULL
 FROM rc_invoices GROUP BY {_sets("class")}
 UNION ALL
+SELECT {_LE}, {_CUR}, 'expense_class', class, COUNT(*), NULL,
+       {_per_currency("SUM(COALESCE(psa_amount, erp_amount, 0))")}, NULL
+FROM rc_expenses GROUP BY {_sets("class")}
+UNION ALL  -- expense totals per currency: valid in staging, confirmed in the ledger, in the ERP
+SELECT {_LE}, {_CUR}, 'expense_total', t.name, COUNT(*), NULL,
+       {_per_currency("COALESCE(SUM(t.amount), 0)")}, NULL
+FROM rc_expenses r, LATERAL (VALUES
+    ('staging_valid', CASE WHEN r.psa_state = 'valid' THEN r.psa_amount END),
+    ('ledger_confirmed', r.ledger_amount),
+    ('erp', r.erp_amount),
+    ('variance', COALESCE(CASE WHEN r.psa_state = 'valid' THEN r.psa_amount END, 0)
+                 - COALESCE(r.erp_amount, 0)),
+    ('rebill_staging_valid', CASE WHEN r.psa_state = 'valid' THEN r.psa_rebill_amount END),
+    ('rebill_erp', r.erp_rebill_amount)) t(name, amount)
+GROUP BY {_sets("t.name")}
+UNION ALL
 SELECT {_LE}, {_CUR}, 'kpi', 'invoice_ready_backlog_lines', COALESCE(SUM(lines), 0), NULL,
        {_per_currency("COALESCE(SUM(psa_amount), 0)")}, NULL
 FROM rc_invoices WHERE backlog GROUP BY {_sets()}
@@ -618,6 +647,24 @@ SELECT {_LE}, {_CUR}, 'kpi', 'invoice_ready_backlog_invoices', COUNT(*), NULL,
        {_per_currency("COALESCE(SUM(psa_amount), 0)")}, NULL
 FROM rc_invoices WHERE backlog GROUP BY {_sets()}
 """
+
+
+def _nets(erp_count: str) -> str:
+    """Per document (invoice, expense), from its matched ledger and ERP lines `j`
+    (`_matched`): the ledger's confirmed amount, the live posted version, its post's state and
+    message, what the ledger confirmed but the ERP lacks, and the ERP's lines (`erp_count`),
+    net amount and lines the ledger never sent."""
+    return f"""SUM(l_amount) FILTER (WHERE l_state = 'confirmed') AS ledger_amount,
+           MAX(l_version) FILTER (WHERE l_live) AS posted_version,
+           arg_max(l_state, l_version) FILTER (WHERE l_kind = 'post') AS ledger_state,
+           arg_max(erp_message, l_version) FILTER (WHERE l_kind = 'post') AS ledger_message,
+           MAX(settled_at) FILTER (WHERE l_state = 'confirmed') AS settled_at,
+           COUNT(*) FILTER (WHERE l_missing) AS led_missing,
+           string_agg(l_id, ', ') FILTER (WHERE l_missing) AS missing_ids,
+           COUNT(e_id) AS {erp_count}, SUM(e_amount) AS erp_amount,
+           COUNT(*) FILTER (WHERE e_unknown) AS erp_unknown,
+           string_agg(e_id, ', ') FILTER (WHERE e_unknown) AS unknown_ids"""
+
 
 _INVOICES_MATCHED = _matched(
     "invoice_id",
@@ -659,21 +706,12 @@ x AS (
     SELECT invoice_id, any_value(x_legal_entity) AS x_legal_entity,
            any_value(x_project_code) AS x_project_code, any_value(x_customer_id) AS x_customer_id,
            any_value(x_currency) AS x_currency, any_value(x_issue_date) AS x_issue_date,
-           SUM(l_amount) FILTER (WHERE l_state = 'confirmed') AS ledger_amount,
-           MAX(l_version) FILTER (WHERE l_live) AS posted_version,
-           arg_max(l_state, l_version) FILTER (WHERE l_kind = 'post') AS ledger_state,
-           arg_max(erp_message, l_version) FILTER (WHERE l_kind = 'post') AS ledger_message,
+           {_nets("erp_documents")},
            bool_or(l_state = 'held' AND erp_message LIKE '{BILLING_HOLD_PREFIX}%')
                AS billing_held,
            arg_max(erp_message, l_version) FILTER (
                WHERE l_state = 'held' AND erp_message LIKE '{BILLING_HOLD_PREFIX}%')
                AS hold_message,
-           MAX(settled_at) FILTER (WHERE l_state = 'confirmed') AS settled_at,
-           COUNT(*) FILTER (WHERE l_missing) AS led_missing,
-           string_agg(l_id, ', ') FILTER (WHERE l_missing) AS missing_ids,
-           COUNT(e_id) AS erp_documents, SUM(e_amount) AS erp_amount,
-           COUNT(*) FILTER (WHERE e_unknown) AS erp_unknown,
-           string_agg(e_id, ', ') FILTER (WHERE e_unknown) AS unknown_ids,
            arg_max(e_status, e_version) FILTER (WHERE e_live) AS erp_status,
            arg_max(e_project, e_version) FILTER (WHERE e_live) AS erp_project,
            arg_max(e_customer, e_version) FILTER (WHERE e_live) AS erp_customer,
@@ -748,5 +786,108 @@ SELECT invoice_id, class,
                   WHEN 'posted_missing_in_erp' THEN {age_sql("settled_at")}
                   WHEN 'changed_in_psa_since_posting' THEN {age_sql("landed_at")} END AS age_days,
        ready AND (posted_version IS NULL OR posted_version <> psa_version) AS backlog
+FROM k
+"""
+
+
+_EXPENSES_MATCHED = _matched(
+    "expense_id",
+    """l.external_id AS l_id, l.kind AS l_kind, l.expense_version AS l_version,
+           l.state AS l_state, l.erp_message, l.amount AS l_amount, l.settled_at,
+           e.external_id AS e_id, e.expense_version AS e_version, e.amount AS e_amount,
+           e.rebill_amount AS e_rebill, e.project_code AS e_project,
+           e.employee_id AS e_employee, e.currency AS e_currency,
+           e.expense_date AS e_date,
+           COALESCE(l.legal_entity, e.legal_entity) AS x_legal_entity,
+           COALESCE(l.employee_id, e.employee_id) AS x_employee_id,
+           COALESCE(l.project_code, e.project_code) AS x_project_code,
+           COALESCE(l.category, e.category) AS x_category,
+           COALESCE(l.currency, e.currency) AS x_currency,
+           COALESCE(l.expense_date, e.expense_date) AS x_expense_date""",
+)
+
+#: One row per expense of the period (its current version dated in it, or a ledger line), its
+#: ledger lines and its lines in the ERP netted (a reversal cancels its line), with its class.
+EXPENSES = f"""
+CREATE OR REPLACE TEMP TABLE rc_expenses AS
+WITH p AS (SELECT * FROM r_exp_psa WHERE {{le}}),
+l AS (SELECT * FROM r_exp_ledger WHERE {{le}}),
+e AS (SELECT * FROM r_exp_erp WHERE {{le}}),
+{_EXPENSES_MATCHED},
+x AS (
+    SELECT expense_id, any_value(x_legal_entity) AS x_legal_entity,
+           any_value(x_employee_id) AS x_employee_id,
+           any_value(x_project_code) AS x_project_code, any_value(x_category) AS x_category,
+           any_value(x_currency) AS x_currency, any_value(x_expense_date) AS x_expense_date,
+           {_nets("erp_lines")}, SUM(e_rebill) AS erp_rebill_amount,
+           arg_max(e_project, e_version) FILTER (WHERE e_live) AS erp_project,
+           arg_max(e_employee, e_version) FILTER (WHERE e_live) AS erp_employee,
+           arg_max(e_currency, e_version) FILTER (WHERE e_live) AS erp_currency,
+           arg_max(e_date, e_version) FILTER (WHERE e_live) AS erp_date
+    FROM j GROUP BY expense_id
+),
+b AS (
+    SELECT COALESCE(p.expense_id, x.expense_id) AS expense_id, p.expense_id IS NOT NULL AS in_psa,
+           p.* EXCLUDE (expense_id), x.* EXCLUDE (expense_id),
+           CASE WHEN COALESCE(x.erp_lines, 0) > 0 AND p.expense_id IS NOT NULL THEN concat_ws(',',
+               CASE WHEN x.erp_amount IS DISTINCT FROM p.psa_amount THEN 'amount' END,
+               CASE WHEN x.erp_rebill_amount IS DISTINCT FROM p.psa_rebill_amount
+                    THEN 'rebill_amount' END,
+               CASE WHEN x.erp_project IS DISTINCT FROM p.project_code THEN 'project' END,
+               CASE WHEN x.erp_employee IS DISTINCT FROM p.employee_id THEN 'employee' END,
+               CASE WHEN x.erp_currency IS DISTINCT FROM p.currency THEN 'currency' END,
+               CASE WHEN x.erp_date IS DISTINCT FROM p.expense_date THEN 'expense_date' END)
+           ELSE '' END AS diff
+    FROM p FULL JOIN x ON x.expense_id = p.expense_id
+),
+k AS (
+    SELECT b.*, CASE
+        WHEN COALESCE(erp_unknown, 0) > 0 THEN 'erp_unknown_to_staging'
+        WHEN psa_state = 'pending' THEN 'not_yet_staged'
+        WHEN COALESCE(led_missing, 0) > 0 THEN 'posted_missing_in_erp'
+        WHEN posted_version IS NOT NULL AND (NOT in_psa OR psa_version <> posted_version
+             OR psa_state = 'not_postable') THEN 'changed_in_psa_since_posting'
+        WHEN posted_version IS NOT NULL AND diff <> '' THEN 'value_mismatch'
+        WHEN posted_version IS NOT NULL THEN 'in_sync'
+        WHEN psa_state = 'quarantined' THEN 'quarantined'
+        WHEN psa_state = 'not_postable' THEN 'not_postable'
+        WHEN psa_state = 'valid' THEN 'approved_not_posted'
+        WHEN COALESCE(erp_amount, 0) = 0 THEN 'in_sync'
+        ELSE 'value_mismatch' END AS class
+    FROM b
+)
+SELECT expense_id, class,
+       COALESCE(legal_entity, x_legal_entity) AS legal_entity,
+       COALESCE(employee_id, x_employee_id) AS employee_id,
+       COALESCE(project_code, x_project_code) AS project_code,
+       COALESCE(category, x_category) AS category,
+       COALESCE(currency, x_currency) AS currency,
+       COALESCE(expense_date, x_expense_date) AS expense_date,
+       psa_version, psa_state, approval_status, psa_amount, psa_rebill_amount, reimbursable,
+       receipt_ref, posted_version, ledger_state, ledger_amount,
+       COALESCE(erp_lines, 0) AS erp_lines, erp_amount, erp_rebill_amount,
+       COALESCE(CASE WHEN psa_state = 'valid' THEN psa_amount END, 0)
+           - COALESCE(erp_amount, 0) AS amount_variance,
+       NULLIF(diff, '') AS differing_fields, rule_codes,
+       NULLIF(concat_ws('; ',
+           CASE WHEN erp_unknown > 0 THEN 'ERP lines the ledger does not know: '
+                || unknown_ids END,
+           CASE WHEN psa_state = 'pending' THEN 'landed, not validated yet' END,
+           CASE WHEN led_missing > 0 THEN 'confirmed in the ledger, missing in the ERP: '
+                || missing_ids END,
+           CASE WHEN NOT in_psa AND posted_version IS NOT NULL
+                THEN 'no longer in the PSA data for this period' END,
+           CASE WHEN posted_version IS NOT NULL AND psa_version <> posted_version
+                THEN 'posted version ' || posted_version || ', PSA now at version ' || psa_version
+                END,
+           CASE WHEN psa_state = 'not_postable' AND posted_version IS NOT NULL
+                THEN 'deleted or no longer approved in the PSA: the next window reverses it' END,
+           q_messages,
+           CASE WHEN ledger_state IN ('planned', 'sent', 'held', 'rejected', 'void')
+                THEN 'ledger ' || ledger_state || COALESCE(': ' || ledger_message, '') END
+       ), '') AS reasons,
+       CASE class WHEN 'approved_not_posted' THEN {age_sql("approved_at")}
+                  WHEN 'posted_missing_in_erp' THEN {age_sql("settled_at")}
+                  WHEN 'changed_in_psa_since_posting' THEN {age_sql("landed_at")} END AS age_days
 FROM k
 """

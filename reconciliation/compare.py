@@ -58,6 +58,7 @@ from connectors.erp.base import ErpTarget
 from connectors.sql import sql_literal
 from reconciliation import _sql
 from reconciliation._inputs import (
+    ERP_EXPENSE_LINE_SCHEMA,
     ERP_INVOICE_SCHEMA,
     ERP_TIME_LINE_SCHEMA,
     UNLANDED_SCHEMA,
@@ -75,6 +76,7 @@ from staging_models.full_export import REASON as VANISHED_REASON
 ENTRY_CLASSES = _sql.ENTRY_CLASSES
 EXCEPTION_CLASSES = _sql.EXCEPTION_CLASSES
 INVOICE_CLASSES = _sql.INVOICE_CLASSES
+EXPENSE_CLASSES = _sql.EXPENSE_CLASSES
 ALL = "(all)"  # `kpis.legal_entity` of figures over the whole scope
 
 _S, _I = pa.string(), pa.int64()
@@ -152,6 +154,39 @@ INVOICE_SCHEMA = pa.schema(
 )
 
 
+#: `Reconciliation.expenses`: one row per expense of the period, with its class.
+EXPENSE_SCHEMA = pa.schema(
+    [
+        ("expense_id", _S),
+        ("class", _S),
+        ("legal_entity", _S),
+        ("employee_id", _S),
+        ("project_code", _S),
+        ("category", _S),
+        ("currency", _S),
+        ("expense_date", pa.date32()),
+        ("psa_version", _I),
+        ("psa_state", _S),
+        ("approval_status", _S),
+        ("psa_amount", _MONEY),
+        ("psa_rebill_amount", _MONEY),
+        ("reimbursable", pa.bool_()),
+        ("receipt_ref", _S),
+        ("posted_version", _I),
+        ("ledger_state", _S),
+        ("ledger_amount", _MONEY),
+        ("erp_lines", _I),
+        ("erp_amount", _MONEY),
+        ("erp_rebill_amount", _MONEY),
+        ("amount_variance", _MONEY),
+        ("differing_fields", _S),
+        ("rule_codes", _S),
+        ("reasons", _S),
+        ("age_days", _I),
+    ]
+)
+
+
 @dataclass(frozen=True)
 class Period:
     """What to reconcile: work / issue dates from..to (inclusive), legal entities (empty = all)."""
@@ -186,11 +221,17 @@ class Reconciliation:
     notes: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     exact_path_entries: int = 0  # entries the line-by-line path classified (see `_sql`)
+    #: One row per expense of the period (EXPENSE_SCHEMA), its class and amounts.
+    expenses_table: pa.Table = field(default_factory=EXPENSE_SCHEMA.empty_table)
 
     @cached_property
     def totals(self) -> pd.DataFrame:
         """`totals_table` as pandas (Decimal values): converted on first use only."""
         return self.totals_table.to_pandas()
+
+    @cached_property
+    def expenses(self) -> pd.DataFrame:
+        return self.expenses_table.to_pandas(integer_object_nulls=True)
 
     @cached_property
     def invoices(self) -> pd.DataFrame:
@@ -322,6 +363,7 @@ def reconcile(
     now: datetime | None = None,
     erp_time_lines: pd.DataFrame | pa.Table | None = None,
     erp_invoices: pd.DataFrame | pa.Table | None = None,
+    erp_expense_lines: pd.DataFrame | pa.Table | None = None,
     unlanded: pa.Table | None = None,
     full_export_pattern: str | None = None,
     notes: Sequence[str] = (),
@@ -345,10 +387,13 @@ def reconcile(
         erp_time_lines = erp.read_time_lines_arrow(period.date_from, period.date_to)
     if erp_invoices is None and erp is not None:
         erp_invoices = erp.read_invoices(period.date_from, period.date_to)
+    if erp_expense_lines is None and erp is not None:
+        erp_expense_lines = erp.read_expense_lines(period.date_from, period.date_to)
     timings["erp_read"] = time.perf_counter() - t0
     arrow = {
         "r_erp": frame_to_arrow(erp_time_lines, ERP_TIME_LINE_SCHEMA),
         "r_inv_erp": frame_to_arrow(erp_invoices, ERP_INVOICE_SCHEMA),
+        "r_exp_erp": frame_to_arrow(erp_expense_lines, ERP_EXPENSE_LINE_SCHEMA),
         "r_unlanded": (unlanded if unlanded is not None else UNLANDED_SCHEMA.empty_table()).cast(
             UNLANDED_SCHEMA
         ),
@@ -379,6 +424,14 @@ def reconcile(
             _classify(duck, arrow["r_erp"], les, fmt, params, timings, keyed)
             t = time.perf_counter()
             lines, totals, invoices, kpis, exact = _fetch(duck)
+            expenses = (
+                duck.sql(
+                    f"SELECT {', '.join(EXPENSE_SCHEMA.names)} FROM rc_expenses "
+                    "ORDER BY class, expense_id"
+                )
+                .to_arrow_table()
+                .cast(EXPENSE_SCHEMA)
+            )
             timings["fetch"] = time.perf_counter() - t
         finally:
             for name in _TEMPS:
@@ -397,6 +450,7 @@ def reconcile(
         notes=notes,
         timings=timings,
         exact_path_entries=int(exact),
+        expenses_table=expenses,
     )
 
 
@@ -413,6 +467,7 @@ _TEMPS = (
     "rc_lines",
     "rc_totals",
     "rc_invoices",
+    "rc_expenses",
     "rc_kpis",
 )
 
@@ -474,6 +529,7 @@ def _classify(
             duck.register("rc_invoices_empty", INVOICE_SCHEMA.empty_table())
             duck.execute("CREATE OR REPLACE TEMP TABLE rc_invoices AS FROM rc_invoices_empty")
             duck.unregister("rc_invoices_empty")
+        step("expenses", _sql.EXPENSES)
         step("kpis", "CREATE OR REPLACE TEMP TABLE rc_kpis AS " + _sql.KPIS)
 
 

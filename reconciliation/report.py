@@ -22,6 +22,7 @@ from reconciliation.compare import (
     ALL,
     ENTRY_CLASSES,
     EXCEPTION_CLASSES,
+    EXPENSE_CLASSES,
     INVOICE_CLASSES,
     kpi_amounts,
 )
@@ -30,9 +31,12 @@ from reconciliation.revenue import REVENUE_HEADERS
 from reconciliation.sheet_columns import (
     CLASS_COLUMNS,
     CLASS_REASONS,
+    EXPENSE_COLUMNS,
+    EXPENSE_TOTAL_COLUMNS,
     HEADERS,
     INVOICE_CLASS_TITLES,
     INVOICE_COLUMNS,
+    NOT_EXPENSE_EXCEPTIONS,
     NOT_INVOICE_EXCEPTIONS,
 )
 from reconciliation.workbook import AGING_BUCKETS, WorkbookInfo, write_workbook
@@ -56,6 +60,8 @@ CLASS_TITLES: dict[str, str] = {
 #: What a class counts, when not entries: rows without a key are no entries.
 CLASS_UNITS: dict[str, str] = {"quarantined_without_key": "Rows"}
 INVOICE_SHEET = "Invoice exceptions"
+EXPENSE_SHEET = "Expense exceptions"
+EXPENSE_TOTALS_SHEET = "Expense totals"
 TOTALS_SHEET = "Totals by dimension"
 REVENUE_SHEET = "Revenue"
 
@@ -121,6 +127,10 @@ def key_figures(
     out += [
         (f"Invoices: {INVOICE_CLASS_TITLES[c]}", _get(k, "invoice_class", c, "entries"))
         for c in INVOICE_CLASSES
+    ]
+    out += [
+        (f"Expenses: {CLASS_TITLES[c]}", _get(k, "expense_class", c, "entries"))
+        for c in EXPENSE_CLASSES
     ]
     reasons = k[(k["kind"] == "reason") & k["currency"].isna()].sort_values("name")
     out += [
@@ -240,11 +250,13 @@ def write_reconciliation_workbook(
     legal_entity: str = ALL,
     generated_at: datetime | None = None,
     breaches: pd.DataFrame | None = None,
+    expenses: pd.DataFrame | None = None,
     revenue: pd.DataFrame | None = None,
     plan: PlanSheets | None = None,
 ) -> WorkbookInfo:
     """Write one reconciliation workbook (for all legal entities in scope, or one of them);
     with `breaches`, its key figures count the desk's open and overdue exceptions; with
+    `expenses` (`Reconciliation.expenses`), the expense exceptions and totals; with
     `revenue` (`reconciliation.revenue.revenue_rollforward`), a Revenue sheet; with `plan`
     (`reconciliation.plan_report`), its plan-vs-actual figures and sheets follow."""
     totals = _filter_le(totals, legal_entity)
@@ -264,6 +276,8 @@ def write_reconciliation_workbook(
         **{"class": exceptions["class"].map(INVOICE_CLASS_TITLES).fillna(exceptions["class"])}
     )
     sheets[INVOICE_SHEET] = exceptions[list(INVOICE_COLUMNS)]
+    if expenses is not None:
+        sheets.update(expense_sheets(expenses, kpis, legal_entity))
     sheets[TOTALS_SHEET] = totals
     if revenue is not None and not revenue.empty:
         sheets[REVENUE_SHEET] = _filter_le(revenue, legal_entity)
@@ -287,3 +301,36 @@ def write_reconciliation_workbook(
         notes=notes,
         generated_at=generated_at,
     )
+
+
+def expense_totals(kpis: pd.DataFrame, legal_entity: str = ALL) -> pd.DataFrame:
+    """Expense amounts per legal entity and currency in staging (valid), the ledger
+    (confirmed), the ERP, their variance and the rebilled amounts (`EXPENSE_TOTAL_COLUMNS`),
+    from the key figures (`expense_total`); `legal_entity`: one, or every one ('(all)')."""
+    k = kpis[(kpis["kind"] == "expense_total") & kpis["currency"].notna()]
+    k = k[k["legal_entity"] != ALL] if legal_entity == ALL else k[k["legal_entity"] == legal_entity]
+    if k.empty:
+        return pd.DataFrame(columns=list(EXPENSE_TOTAL_COLUMNS))
+    wide = k.pivot_table(
+        index=["legal_entity", "currency"], columns="name", values="amount", aggfunc="first"
+    ).reset_index()
+    for col in EXPENSE_TOTAL_COLUMNS:
+        if col not in wide:
+            wide[col] = Decimal("0.00")
+    return wide[list(EXPENSE_TOTAL_COLUMNS)].sort_values(["legal_entity", "currency"])
+
+
+def expense_sheets(
+    expenses: pd.DataFrame, kpis: pd.DataFrame, legal_entity: str = ALL
+) -> dict[str, pd.DataFrame]:
+    """The expense exceptions (in-sync and not-postable expenses are none) and the expense
+    totals."""
+    expenses = _filter_le(expenses, legal_entity)
+    exceptions = expenses[~expenses["class"].isin(NOT_EXPENSE_EXCEPTIONS)]
+    exceptions = exceptions.assign(
+        **{"class": exceptions["class"].map(CLASS_TITLES).fillna(exceptions["class"])}
+    )
+    return {
+        EXPENSE_SHEET: exceptions[list(EXPENSE_COLUMNS)],
+        EXPENSE_TOTALS_SHEET: expense_totals(kpis, legal_entity),
+    }

@@ -20,6 +20,20 @@ HEADERS: dict[str, str] = {
     # who and what
     "entry_id": "Entry",
     "invoice_id": "Invoice",
+    "expense_id": "Expense",
+    "category": "Category",
+    "expense_date": "Expense date",
+    "psa_rebill_amount": "PSA rebilled amount",
+    "erp_rebill_amount": "ERP rebilled amount",
+    "reimbursable": "Reimbursable",
+    "receipt_ref": "Receipt",
+    "total": "Total",
+    "staging_valid": "Staging, valid",
+    "ledger_confirmed": "Ledger, confirmed",
+    "erp": "ERP",
+    "variance": "Variance (staging - ERP)",
+    "rebill_staging_valid": "Rebilled, staging",
+    "rebill_erp": "Rebilled, ERP",
     "legal_entity": "Legal entity",
     "employee_id": "Employee",
     "employee_name": "Employee name",
@@ -245,6 +259,49 @@ INVOICE_COLUMNS: tuple[str, ...] = (
     "amount_variance",
     "age_days",
 )
+#: The expense exceptions sheet, reason first.
+EXPENSE_COLUMNS: tuple[str, ...] = (
+    "reasons",
+    "class",
+    "differing_fields",
+    "rule_codes",
+    "expense_id",
+    "legal_entity",
+    "employee_id",
+    "project_code",
+    "category",
+    "expense_date",
+    "currency",
+    "approval_status",
+    "psa_state",
+    "psa_version",
+    "psa_amount",
+    "psa_rebill_amount",
+    "reimbursable",
+    "receipt_ref",
+    "posted_version",
+    "ledger_state",
+    "ledger_amount",
+    "erp_lines",
+    "erp_amount",
+    "erp_rebill_amount",
+    "amount_variance",
+    "age_days",
+)
+#: Expense classes that are no exception (counted in the key figures).
+NOT_EXPENSE_EXCEPTIONS = frozenset({"in_sync", "not_postable"})
+#: The expense totals sheet: per legal entity and currency, one column per state.
+EXPENSE_TOTAL_COLUMNS: tuple[str, ...] = (
+    "legal_entity",
+    "currency",
+    "staging_valid",
+    "ledger_confirmed",
+    "erp",
+    "variance",
+    "rebill_staging_valid",
+    "rebill_erp",
+)
+
 #: Invoice classes that are no exception: in sync, or drafts the PSA has not issued yet
 #: (their "variance" would be their whole amount). Counted in the key figures.
 NOT_INVOICE_EXCEPTIONS = frozenset({"in_sync", "draft"})

@@ -40,6 +40,9 @@ class ErpResource(ConfigurableResource):
     legal_entities: dict[str, int] = Field(
         default_factory=dict, description="tryton: company id per legal entity code"
     )
+    expense_clearing_account: int = Field(
+        default=0, description="tryton: account id company-paid expenses are credited to (0: none)"
+    )
 
     def get_target(self) -> ErpTarget:
         if self.kind == "sql":
@@ -57,6 +60,7 @@ class ErpResource(ConfigurableResource):
                 user=self.user,
                 password=self.password or "",
                 legal_entities=self.legal_entities or None,
+                expense_clearing_account=self.expense_clearing_account or None,
             )
         raise ValueError(f"unknown ERP kind {self.kind!r}: use 'sql' or 'tryton'")
 

@@ -77,6 +77,7 @@ def erp_resource(s: Settings | None = None) -> ErpResource:
         user=s.erp_user,
         # Tryton: legal entity -> company id, e.g. {"US01": 1, "DE01": 2}; default: company name.
         legal_entities=s.erp_legal_entities,
+        expense_clearing_account=s.erp_expense_clearing_account or 0,
     )
 
 

@@ -65,6 +65,34 @@ validated_invoice_lines = sa.Table(
     sa.Column("validated_at", _ts, nullable=False),
 )
 
+#: Valid expenses as posted: `rebill_amount` = amount x (1 + markup_percent / 100), rounded
+#: half up to the cent once, here (0 when not billable).
+validated_expenses = sa.Table(
+    "validated_expenses",
+    metadata,
+    sa.Column("expense_id", sa.Text, nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("content_hash", sa.Text, nullable=False),
+    sa.Column("legal_entity", sa.Text, nullable=False),
+    sa.Column("customer_id", sa.Text, nullable=False),
+    sa.Column("employee_id", sa.Text, nullable=False),
+    sa.Column("project_code", sa.Text, nullable=False),
+    sa.Column("task_code", sa.Text),
+    sa.Column("expense_date", sa.Date, nullable=False),
+    sa.Column("category", sa.Text, nullable=False),  # lower case, as configured
+    sa.Column("amount", _money, nullable=False),
+    sa.Column("tax_amount", _money, nullable=False),
+    sa.Column("currency", sa.Text, nullable=False),
+    sa.Column("billable", sa.Boolean, nullable=False),
+    sa.Column("reimbursable", sa.Boolean, nullable=False),
+    sa.Column("markup_percent", _rate, nullable=False),
+    sa.Column("rebill_amount", _money, nullable=False),
+    sa.Column("receipt_ref", sa.Text),
+    sa.Column("description", sa.Text),
+    sa.Column("approved_at", _ts),
+    sa.Column("validated_at", _ts, nullable=False),
+)
+
 
 def _unique_on_postgresql(table: sa.Table, *cols: str) -> None:
     """Validated tables are derived copies, unique by construction (one row per valid version).
@@ -80,6 +108,7 @@ def _unique_on_postgresql(table: sa.Table, *cols: str) -> None:
 
 _unique_on_postgresql(validated_time_entries, "entry_id", "version")
 _unique_on_postgresql(validated_invoice_lines, "invoice_id", "line_no", "version")
+_unique_on_postgresql(validated_expenses, "expense_id", "version")
 
 quarantine = sa.Table(
     "quarantine",

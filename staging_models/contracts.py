@@ -44,6 +44,7 @@ PREFIX = {
     "project_tasks": "TASK",
     "rate_cards": "RC",
     "invoices": "INV",
+    "expenses": "EXP",
     "milestones": "MS",
     "assignments": "ASG",
     "project_templates": "TPL",
@@ -535,6 +536,128 @@ INVOICE_RULES: list[Rule] = [
     _dup_conflict("invoices", "invoice line"),
 ]
 
+# -- expenses -----------------------------------------------------------------------------------
+
+EXPENSE_RULES: list[Rule] = [
+    _key_missing("expenses", "expense_id"),
+    *_generated_rules("expenses"),
+    *(
+        _missing("expenses", c)
+        for c in (
+            "employee_id",
+            "project_code",
+            "expense_date",
+            "category",
+            "amount",
+            "currency",
+            "billable",
+            "reimbursable",
+        )
+    ),
+    _missing("expenses", "approved_at", "approved_at (approval timestamp)"),
+    _allowed("expenses", "approval_status", APPROVAL_STATUSES),
+    _currency("expenses"),
+    Rule(  # the categories finance books: STAGEPOST_EXPENSE_CATEGORIES
+        "EXP_CATEGORY_UNKNOWN",
+        "expenses",
+        "'category ' || " + v("category") + " || ' is not one of ' || x.known_categories",
+        "x.category IS NOT NULL AND NOT x.category_known",
+    ),
+    Rule(  # to the cent: more decimals is EXP_AMOUNT_FORMAT (never rounded)
+        "EXP_AMOUNT_NOT_POSITIVE",
+        "expenses",
+        "'amount ' || " + v("amount") + " || ' must be greater than 0'",
+        "x.amount <= 0",
+        lambda df: _num(df, "amount") <= 0,
+    ),
+    Rule(
+        "EXP_TAX_OUT_OF_RANGE",
+        "expenses",
+        "'tax amount ' || "
+        + v("tax_amount")
+        + " || ' is not between 0 and the amount ' || "
+        + v("amount"),
+        "x.tax_amount < 0 OR x.tax_amount > x.amount",
+        lambda df: (_num(df, "tax_amount") < 0) | (_num(df, "tax_amount") > _num(df, "amount")),
+    ),
+    Rule(
+        "EXP_MARKUP_OUT_OF_RANGE",
+        "expenses",
+        "'markup ' || "
+        + v("markup_percent")
+        + " || ' percent is not between 0 and 1000'",  # no %: psycopg
+        "x.markup_percent < 0 OR x.markup_percent > 1000",
+        lambda df: (_num(df, "markup_percent") < 0) | (_num(df, "markup_percent") > 1000),
+    ),
+    Rule(  # STAGEPOST_EXPENSE_RECEIPT_REQUIRED_ABOVE
+        "EXP_RECEIPT_MISSING",
+        "expenses",
+        "'amount ' || CAST(x.amount AS VARCHAR) || ' ' || x.currency "
+        "|| ' is over ' || CAST(x.receipt_above AS VARCHAR) || ' and needs a receipt (receipt_ref)'",
+        "x.amount > x.receipt_above AND x.receipt_ref IS NULL",
+    ),
+    Rule(
+        "EXP_RECEIPT_DUPLICATE",
+        "expenses",
+        "'receipt ' || x.receipt_ref || ' is already claimed by expense ' || x.receipt_claimed_by",
+        "x.receipt_claimed_by IS NOT NULL",
+    ),
+    Rule(
+        "EXP_FUTURE_DATE",
+        "expenses",
+        "'expense date ' || CAST(x.expense_date AS VARCHAR) || ' is in the future'",
+        "x.expense_date > x.latest_today",
+    ),
+    Rule(
+        "EXP_UNKNOWN_EMPLOYEE",
+        "expenses",
+        "'employee ' || " + v("employee_id") + " || ' is not in the employee master data'",
+        "x.employee_id IS NOT NULL AND NOT x.emp_found",
+    ),
+    _unknown_project("expenses"),
+    Rule(
+        "EXP_PROJECT_NOT_VALID",
+        "expenses",
+        "'project ' || x.project_code || ' is itself quarantined; fix the project first'",
+        "x.prj_found AND x.prj_state <> 'valid'",
+    ),
+    Rule(
+        "EXP_PROJECT_NOT_OPEN",
+        "expenses",
+        "'project ' || x.project_code || ' is ' || replace(x.prj_status, '_', ' ')",
+        "x.prj_status IN ('closed', 'on_hold')",
+    ),
+    Rule(
+        "EXP_OUTSIDE_PROJECT_DATES",
+        "expenses",
+        "'expense date ' || CAST(x.expense_date AS VARCHAR) || ' is outside project ' "
+        "|| x.project_code || ' (' || coalesce(CAST(x.prj_start AS VARCHAR), '…') || ' to ' "
+        "|| coalesce(CAST(x.prj_end AS VARCHAR), '…') || ')'",
+        "x.expense_date < x.prj_start OR x.expense_date > x.prj_end",
+    ),
+    Rule(
+        "EXP_LEGAL_ENTITY_MISMATCH",
+        "expenses",
+        "'employee ' || x.employee_id || ' belongs to ' || x.emp_legal_entity "
+        "|| ' but project ' || x.project_code || ' to ' || x.prj_legal_entity",
+        "x.emp_legal_entity <> x.prj_legal_entity",
+    ),
+    Rule(
+        "EXP_UNKNOWN_TASK",
+        "expenses",
+        "'task ' || " + v("task_code") + " || ' does not belong to project ' || x.project_code",
+        "x.prj_found AND x.task_code IS NOT NULL AND NOT x.task_found",
+    ),
+    _project_currency("expenses"),
+    Rule(
+        "EXP_BILLABLE_NOT_ALLOWED",
+        "expenses",
+        "'billable expense on non-billable project ' || x.project_code",
+        "x.billable AND x.prj_billing = 'non_billable'",
+    ),
+    _dup_conflict("expenses", "expense_id"),
+]
+
 MILESTONE_RULES: list[Rule] = [
     _key_missing("milestones", "project_code and milestone_id"),
     *_generated_rules("milestones"),
@@ -806,6 +929,7 @@ RULES: dict[str, list[Rule]] = {
     "project_tasks": TASK_RULES,
     "rate_cards": RATE_CARD_RULES,
     "invoices": INVOICE_RULES,
+    "expenses": EXPENSE_RULES,
     "milestones": MILESTONE_RULES,
     "assignments": ASSIGNMENT_RULES,
     "project_templates": TEMPLATE_RULES,

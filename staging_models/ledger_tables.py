@@ -27,6 +27,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from connectors.erp.documents import (
+    EXPENSE_LINE,
     INVOICE,
     INVOICE_LINE,
     JOURNAL,
@@ -80,6 +81,11 @@ invoice_ledger = sa.Table(
 #: The lines of each ledger invoice, as sent (a credit note's lines are the negated originals).
 invoice_ledger_lines = sa.Table("invoice_ledger_lines", metadata, *INVOICE_LINE.columns())
 
+#: Expense lines: the fields of `documents.EXPENSE_LINE` (amounts negative on a reversal).
+expense_ledger = sa.Table(
+    "expense_ledger", metadata, *EXPENSE_LINE.columns(ledger_order(EXPENSE_LINE)), *_tracking()
+)
+
 #: Journals (revenue and WIP accruals, docs/revenue.md): the fields of `documents.JOURNAL`
 #: (`journal_version`: 1, 2, ... per journal id; a new one reverses the version before) and
 #: how many lines it has.
@@ -120,7 +126,7 @@ posting_batches = sa.Table(
     "posting_batches",
     metadata,
     sa.Column("batch_id", sa.Text, primary_key=True),
-    sa.Column("document", sa.Text, nullable=False),  # time_line | invoice | journal
+    sa.Column("document", sa.Text, nullable=False),  # time_line | invoice | expense_line | journal
     sa.Column("window_id", sa.Text, nullable=False),
     sa.Column("state", sa.Text, nullable=False),  # sent | confirmed | failed
     sa.Column("lines", sa.Integer, nullable=False),
@@ -177,16 +183,18 @@ posting_lock = sa.Table(
 sa.Index("ix_posting_ledger_batch", posting_ledger.c.batch_id).ddl_if(dialect="postgresql")
 sa.Index("ix_posting_ledger_entry", posting_ledger.c.entry_id).ddl_if(dialect="postgresql")
 sa.Index("ix_invoice_ledger_batch", invoice_ledger.c.batch_id).ddl_if(dialect="postgresql")
+sa.Index("ix_expense_ledger_batch", expense_ledger.c.batch_id).ddl_if(dialect="postgresql")
 # A window's own lines (its closing counts and rejections): without it each window scanned the
 # whole ledger, every window before it included. One value per window: PostgreSQL keeps its
 # entries deduplicated, so the index stays small and an insert lands on the same leaf page.
 sa.Index("ix_posting_ledger_window", posting_ledger.c.window_id).ddl_if(dialect="postgresql")
 sa.Index("ix_invoice_ledger_window", invoice_ledger.c.window_id).ddl_if(dialect="postgresql")
+sa.Index("ix_expense_ledger_window", expense_ledger.c.window_id).ddl_if(dialect="postgresql")
 
 # PostgreSQL: room on each page for the state updates (planned -> sent -> confirmed) to stay
 # HOT (they change no indexed column, so no index maintenance). An event, not
 # `postgresql_with`: duckdb-engine derives from the PostgreSQL dialect and would render it.
-for _ledger in (posting_ledger, invoice_ledger):
+for _ledger in (posting_ledger, invoice_ledger, expense_ledger):
     sa.event.listen(
         _ledger,
         "after_create",

@@ -1,4 +1,4 @@
-"""Status fed back to the PSA/CRM: per time entry and per invoice, what the ERP made of it.
+"""Status fed back to the PSA/CRM: per time entry, invoice and expense, what the ERP made of it.
 
 After each posting window and each nightly reconciliation, `deliver_status` reads the ERP's
 payment state of every live invoice (`ErpTarget.read_invoice_payments`) into a temporary
@@ -11,9 +11,12 @@ the current versions and that table:
   period), else `reversed` (posted once, reversed since), else `not_posted`;
 - `invoice_status` (key `invoice_id`): the ERP's status of its live invoice (`posted`,
   `partially_paid`, `paid`, `cancelled`, ...) with number, amount and amount open, else `held`
-  (with the hold's reason), `reversed` or `not_posted`.
+  (with the hold's reason), `reversed` or `not_posted`;
+- `expense_status` (key `expense_id`): `posted` (its live ERP expense line, period, amount and
+  rebilled amount), else `held` (with the reason), `reversed` or `not_posted` (never
+  `invoiced`: invoice proposals name no expense ids).
 
-A feed is one `Feed` in `status_feeds`: a new source (expenses) is one more entry there.
+A feed is one `Feed` in `status_feeds`: a new source is one more entry there.
 The format: docs/status_feedback.md.
 """
 
@@ -125,8 +128,39 @@ def _invoice_status(db: StagingDB) -> Feed:
     return Feed("invoice_status", ("invoice_id",), sql)
 
 
-#: The status feeds, in delivery order. A new source (expenses) is one more builder here.
-FEED_BUILDERS: tuple[Callable[[StagingDB], Feed], ...] = (_time_entry_status, _invoice_status)
+def _expense_status(db: StagingDB) -> Feed:
+    """Per current expense, as `time_entry_status` (posted, reversed, not posted) plus `held`
+    with the reason (a billing hold, a closed period). No `invoiced`: an invoice proposal's
+    expense lines name no expense ids, so no invoice is linked to an expense."""
+    rows = ledger_rows("expense_ledger")
+    sql = f"""
+    WITH held AS (
+        SELECT expense_id, MIN(erp_message) AS reason FROM {rows} h
+        WHERE h.state = 'held' GROUP BY expense_id
+    )
+    SELECT c.row_key AS expense_id, c.version AS expense_version,
+           CASE WHEN lv.external_id IS NOT NULL THEN 'posted'
+                WHEN h.expense_id IS NOT NULL THEN 'held'
+                WHEN rv.reversal IS NOT NULL THEN 'reversed'
+                ELSE 'not_posted' END AS status,
+           lv.external_id AS erp_document, lv.period AS erp_period,
+           lv.expense_version AS posted_version, lv.currency, lv.amount, lv.rebill_amount,
+           CASE WHEN lv.external_id IS NULL THEN rv.reversal END AS reversed_by,
+           h.reason AS hold_reason
+    FROM stg_expenses c
+    LEFT JOIN ({_live("expense_ledger")}) lv ON lv.expense_id = c.row_key
+    LEFT JOIN ({_reversed("expense_ledger", "expense_id")}) rv ON rv.expense_id = c.row_key
+    LEFT JOIN held h ON h.expense_id = c.row_key
+    WHERE c.is_current"""
+    return Feed("expense_status", ("expense_id",), sql)
+
+
+#: The status feeds, in delivery order. A new source is one more builder here.
+FEED_BUILDERS: tuple[Callable[[StagingDB], Feed], ...] = (
+    _time_entry_status,
+    _invoice_status,
+    _expense_status,
+)
 
 
 def status_feeds(db: StagingDB) -> list[Feed]:

@@ -2,8 +2,8 @@
 
 Per dataset, in one transaction:
 1. versions that are no longer current become `superseded` (their open quarantine closes);
-2. current time entries that are not approved, or are deletions, become `not_postable` (so do
-   deleted assignments);
+2. current time entries and expenses that are not approved, or are deletions, become
+   `not_postable` (so do deleted assignments);
 3. every current version still `pending` or `quarantined` (and not ignored by an operator) is
    joined with the master data it refers to (the *candidate* table) and checked against all
    rules of `staging_models.contracts` at once, set-based;
@@ -53,11 +53,19 @@ ORDER = (
     "milestones",
     "time_entries",
     "invoices",
+    "expenses",
     "assignments",
     "project_templates",
     "crm_deals",
 )
-VALIDATED = {"time_entries": "validated_time_entries", "invoices": "validated_invoice_lines"}
+VALIDATED = {
+    "time_entries": "validated_time_entries",
+    "invoices": "validated_invoice_lines",
+    "expenses": "validated_expenses",
+}
+#: Datasets of documents a PSA approves or deletes: a current version that is not approved, or
+#: is a deletion, is `not_postable` (the others are master data and invoice proposals).
+APPROVED_DATASETS = ("time_entries", "expenses")
 #: What validation analyzes of the tables it writes (PostgreSQL, see `StagingDB.analyze`): the
 #: columns later statements join and filter on.
 _ANALYZED = {
@@ -68,6 +76,9 @@ _ANALYZED = {
     ),
     "validated_invoice_lines": (
         "validated_invoice_lines (invoice_id, line_no, version, legal_entity, issue_date)"
+    ),
+    "validated_expenses": (
+        "validated_expenses (expense_id, version, legal_entity, project_code, expense_date)"
     ),
 }
 #: PostgreSQL's work_mem for a validation part (at most `BATCH_ROWS` candidates).
@@ -374,6 +385,84 @@ CANDIDATES: dict[str, Candidate] = {
     ),
 }
 
+#: Expenses: the master data (as time entries), the configured categories and receipt threshold
+#: (`{expense_settings}`, `{expense_categories}`: `_expense_settings_sql`), and the first claim
+#: of each receipt: a receipt another current approved expense claims, which is valid or sorts
+#: first, is claimed twice (the first claimant passes, the others are quarantined).
+CANDIDATES["expenses"] = Candidate(
+    ctes={
+        "cfg": "{expense_settings}",
+        "cats": "{expense_categories}",
+        "claims": """
+            SELECT c.row_key, c.receipt_ref, c.state FROM stg_expenses c
+            WHERE c.is_current AND NOT c.deleted AND c.receipt_ref IS NOT NULL
+              AND c.approval_status = 'approved'
+              AND c.receipt_ref IN (SELECT receipt_ref FROM scope)
+        """,
+        "receipts": """
+            SELECT s.row_key, s.version, MIN(c.row_key) AS claimed_by
+            FROM scope s JOIN claims c
+              ON c.receipt_ref = s.receipt_ref AND c.row_key <> s.row_key
+             AND (c.state = 'valid' OR c.row_key < s.row_key)
+            GROUP BY s.row_key, s.version
+        """,
+    },
+    columns=(
+        "e.row_key IS NOT NULL AS emp_found",
+        "e.legal_entity AS emp_legal_entity",
+        _PROJECT_FOUND,
+        "p.state AS prj_state",
+        "p.status AS prj_status",
+        "p.start_date AS prj_start",
+        "p.end_date AS prj_end",
+        "p.legal_entity AS prj_legal_entity",
+        "p.currency AS prj_currency",
+        "p.billing_method AS prj_billing",
+        "p.customer_id AS prj_customer",
+        "t.row_key IS NOT NULL AS task_found",
+        "CAST(:latest_today AS DATE) AS latest_today",
+        "k.category IS NOT NULL AS category_known",
+        "cfg.known_categories",
+        "cfg.receipt_above",
+        "r.claimed_by AS receipt_claimed_by",
+        # amount x (1 + markup / 100) in cents is amount x (100 + markup): rounded half up
+        # (amounts are positive) to a whole cent, exactly (no division: DuckDB divides
+        # decimals as floats).
+        "CASE WHEN s.billable THEN CAST(ROUND(CAST(s.amount AS DECIMAL(38,2))"
+        " * (100 + coalesce(s.markup_percent, 0)), 0) AS DECIMAL(38,0))"
+        " * CAST(0.01 AS DECIMAL(3,2)) ELSE 0 END AS calc_rebill",
+    ),
+    joins=(
+        "LEFT JOIN stg_employees e ON e.is_current AND e.row_key = s.employee_id",
+        _PROJECT,
+        """LEFT JOIN stg_project_tasks t ON t.is_current AND t.state = 'valid'
+                 AND t.project_code = s.project_code AND t.task_code = s.task_code""",
+        "LEFT JOIN cats k ON k.category = lower(s.category)",
+        "CROSS JOIN cfg",
+        "LEFT JOIN receipts r ON r.row_key = s.row_key AND r.version = s.version",
+    ),
+)
+
+
+def _expense_settings_sql() -> dict[str, str]:
+    """The expense contracts' settings as SQL: the receipt threshold and the categories."""
+    from decimal import Decimal
+
+    from config.settings import current
+
+    settings = current()
+    above = Decimal(settings.expense_receipt_required_above)
+    names = settings.expense_categories
+    quoted = [f"'{n.replace(chr(39), chr(39) * 2)}'" for n in names]
+    listed = ", ".join(names).replace("'", "''")
+    return {
+        "expense_settings": f"SELECT CAST({above} AS DECIMAL(18,2)) AS receipt_above, "
+        f"CAST('{listed}' AS VARCHAR) AS known_categories",
+        "expense_categories": " UNION ALL ".join(
+            f"SELECT CAST({q} AS VARCHAR) AS category" for q in quoted
+        ),
+    }
+
 
 def _exact_amount_sql(db: StagingDB) -> str:
     """Rate x duration_seconds / 3600, rounded half up to the cent, exactly: on integers
@@ -391,6 +480,8 @@ def _candidate_sql(db: StagingDB, ds: Dataset, part: Part = (0, 1)) -> str:
     """SELECT of the candidate rows `x` that the rules of `ds` are written against."""
     c = CANDIDATES[ds.name]
     dialect = {"split_entry_ids": db.split_list_sql("s.entry_ids")}
+    if ds.name == "expenses":
+        dialect.update(_expense_settings_sql())
     ctes = {"scope": _scope_sql(ds, part), "dup": _dup_sql(ds)}
     ctes.update((name, sql.format_map(dialect)) for name, sql in c.ctes.items())
     select = (
@@ -472,6 +563,19 @@ def _validated_insert(dataset: str, cand: str, viol: str, *, ordered: bool = Fal
                    c.project_code, c.customer_id, c.currency, c.issue_date, c.due_date, c.status,
                    c.line_kind, c.description, c.quantity, c.unit_price, c.amount, c.entry_ids, :now
             FROM {cand} c WHERE {ok}{" ORDER BY c.invoice_id, c.line_no, c.version" if ordered else ""}"""
+    if dataset == "expenses":
+        return f"""
+            INSERT INTO validated_expenses
+              (expense_id, version, content_hash, legal_entity, customer_id, employee_id,
+               project_code, task_code, expense_date, category, amount, tax_amount, currency,
+               billable, reimbursable, markup_percent, rebill_amount, receipt_ref, description,
+               approved_at, validated_at)
+            SELECT c.row_key, c.version, c.content_hash, c.prj_legal_entity, c.prj_customer,
+                   c.employee_id, c.project_code, c.task_code, c.expense_date, lower(c.category),
+                   c.amount, coalesce(c.tax_amount, 0), c.currency, c.billable, c.reimbursable,
+                   coalesce(c.markup_percent, 0), c.calc_rebill, c.receipt_ref, c.description,
+                   c.approved_at, :now
+            FROM {cand} c WHERE {ok}{" ORDER BY c.row_key, c.version" if ordered else ""}"""
     return None
 
 
@@ -491,6 +595,13 @@ def _validated_cleanup(conn: Connection, dataset: str) -> None:
                  SELECT 1 FROM stg_invoices s WHERE s.invoice_id = validated_invoice_lines.invoice_id
                    AND s.line_no = validated_invoice_lines.line_no
                    AND s.version = validated_invoice_lines.version AND s.state <> 'valid')""",
+        )
+    elif dataset == "expenses":
+        _exec(
+            conn,
+            """DELETE FROM validated_expenses WHERE EXISTS (
+                 SELECT 1 FROM stg_expenses s WHERE s.row_key = validated_expenses.expense_id
+                   AND s.version = validated_expenses.version AND s.state <> 'valid')""",
         )
 
 
@@ -519,8 +630,8 @@ def _close_quarantine(conn: Connection, ds: Dataset, state: str, now: datetime, 
 
 
 def settle_states(conn: Connection, ds: Dataset, *, now: datetime, actor: str) -> tuple[int, int]:
-    """Steps 1 and 2: superseded versions, and current time entries that are not postable
-    (and deleted assignments: tombstones plan nothing)."""
+    """Steps 1 and 2: superseded versions, and current time entries and expenses that are not
+    postable (and deleted assignments: tombstones plan nothing)."""
     stg = ds.versions_table
     superseded = _exec(
         conn,
@@ -536,7 +647,7 @@ def settle_states(conn: Connection, ds: Dataset, *, now: datetime, actor: str) -
                   AND coalesce(stage, '') <> '{DEAL_WON}'""",
         )
         _close_quarantine(conn, ds, "not_postable", now, actor)
-    if ds.name == "time_entries":
+    if ds.name in APPROVED_DATASETS:
         not_postable = _exec(
             conn,
             f"""UPDATE {stg} SET state = 'not_postable'
@@ -544,7 +655,7 @@ def settle_states(conn: Connection, ds: Dataset, *, now: datetime, actor: str) -
                   AND (deleted OR approval_status IN ('draft', 'submitted', 'rejected'))
                   -- A file that contradicts itself about an entry is quarantined, whatever its status.
                   AND NOT EXISTS (
-                      SELECT 1 FROM land_time_entries l
+                      SELECT 1 FROM {ds.landing_table} l
                       WHERE l.load_id = {stg}.load_id AND l.row_key = {stg}.row_key
                         AND l.content_hash <> {stg}.content_hash)""",
         )
@@ -886,9 +997,9 @@ def conservation(db: StagingDB, datasets=ORDER) -> pd.DataFrame:
                 validated = conn.execute(
                     sa.text("SELECT COUNT(*) FROM validated_time_entries")
                 ).scalar_one()
-            elif name == "invoices":
+            elif name in VALIDATED:
                 validated = conn.execute(
-                    sa.text("SELECT COUNT(*) FROM validated_invoice_lines")
+                    sa.text(f"SELECT COUNT(*) FROM {VALIDATED[name]}")
                 ).scalar_one()
             hours_total = sum((h for h in hsum.values() if h is not None), start=0)
             row = {

@@ -8,10 +8,11 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 
 from reconciliation.compare import Period, reconcile
+from tests.support.expense_world import ExpenseEnv, expense
 from tests.support.feedback_helpers import set_project
 from tests.support.posting_helpers import PostingEnv, ledger, stage_entries, stage_invoice
 
-pytest_plugins = ["tests.support.posting_fixtures"]
+pytest_plugins = ["tests.support.posting_fixtures", "tests.support.expense_fixtures"]
 
 D = Decimal
 NOW = datetime(2026, 12, 10, 18, 0, tzinfo=UTC)
@@ -106,3 +107,39 @@ def test_a_credit_note_of_a_held_project_waits_too(posting_env: PostingEnv) -> N
     set_project(env.db, "P1", hold=False)
     env.window()
     assert _erp_invoice_ids(env) == {"inv:I1:v1:post", "inv:I1:v1:rev"}
+
+
+def test_expense_lines_post_through_a_hold_or_wait_with_the_time_lines(
+    expense_env: ExpenseEnv,
+) -> None:
+    """Expense lines follow STAGEPOST_BILLING_HOLD_TIME_AND_EXPENSES as time lines do: posted
+    by default; with `hold`, held with the hold's reason (a correction's two lines together)
+    and posted by the first window after the release."""
+    env = expense_env
+    env.land(expense(), expense(expense_id="X2", receipt_ref="R-2"))
+    env.hold_p1(hold=True)
+    posted = env.window()  # default `post`: the hold stops billing, not cost accounting
+    assert posted.counts.get("expense_line_post_held", 0) == 0
+    assert set(env.erp_lines().index) == {"exp:X1:v1:post", "exp:X2:v1:post"}
+
+    # A correction of X1 under the hold, with `hold`: both halves wait, X2's line stays.
+    env.land(expense(amount="99.50", updated_at="2026-11-06T09:00:00Z"))
+    held = env.window(billing_hold_time_and_expenses="hold")
+    led = ledger(env.world.db, "expense_ledger").set_index("external_id")
+    assert led.loc["exp:X1:v1:rev", "state"] == "held"
+    assert led.loc["exp:X1:v2:post", "state"] == "held"
+    assert set(led.loc[["exp:X1:v1:rev", "exp:X1:v2:post"], "erp_message"]) == {
+        "Billing hold on project P1: Disputed scope"
+    }
+    assert held.counts["expense_line_post_held"] == 1
+    assert set(env.erp_lines().index) == {"exp:X1:v1:post", "exp:X2:v1:post"}
+
+    env.hold_p1(hold=False)
+    env.window(billing_hold_time_and_expenses="hold")
+    assert set(env.erp_lines().index) == {
+        "exp:X1:v1:post",
+        "exp:X1:v1:rev",
+        "exp:X1:v2:post",
+        "exp:X2:v1:post",
+    }
+    assert set(ledger(env.world.db, "expense_ledger")["state"]) == {"confirmed"}

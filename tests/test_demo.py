@@ -107,11 +107,15 @@ def test_demo_summary_adds_up_and_logs_go_to_a_file(two_runs) -> None:
     line = next(line for line in out.splitlines() if "documents confirmed" in line)
     m = re.search(
         r"documents confirmed ([\d,]+) = time lines ([\d,]+) \(posts ([\d,]+) \+ reversals "
-        r"([\d,]+), .* h net\) \+ invoices ([\d,]+)",
+        r"([\d,]+), .* h net\) \+ invoices ([\d,]+) \+ expense lines ([\d,]+)",
         line,
     )
-    docs, lines, posts, reversals, invoices = (_int(g) for g in m.groups())
-    assert docs == lines + invoices and lines == posts + reversals and posts > 0
+    docs, lines, posts, reversals, invoices, expense_lines = (_int(g) for g in m.groups())
+    assert docs == lines + invoices + expense_lines and lines == posts + reversals and posts > 0
+    # The valid expenses are what the first window posted as expense lines.
+    states = out[out.index("Row versions by state") :].splitlines()
+    expenses = next(line.split() for line in states if line.split()[:1] == ["expenses"])
+    assert expense_lines == _int(expenses[2]) > 0  # dataset, versions, valid, ...
     # The valid time entries are what the first window posted.
     valid = _table(out, "Row versions by state")[-1][1]  # time_entries is the last row
     assert posts == valid

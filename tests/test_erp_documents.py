@@ -14,6 +14,7 @@ from connectors.erp import base, sql_interface
 from connectors.erp.documents import (
     CUSTOMER,
     DOCUMENTS,
+    EXPENSE_LINE,
     INVOICE,
     INVOICE_LINE,
     JOURNAL,
@@ -35,6 +36,7 @@ HOLDERS = {
     TIME_LINE: (sql_interface.erp_time_lines, ledger_tables.posting_ledger),
     INVOICE: (sql_interface.erp_invoices, ledger_tables.invoice_ledger),
     INVOICE_LINE: (sql_interface.erp_invoice_lines, ledger_tables.invoice_ledger_lines),
+    EXPENSE_LINE: (sql_interface.erp_expense_lines, ledger_tables.expense_ledger),
     JOURNAL: (sql_interface.erp_journals, ledger_tables.journal_ledger),
     JOURNAL_LINE: (sql_interface.erp_journal_lines, ledger_tables.journal_ledger_lines),
     # Set up from won CRM deals (posting.deal_setup, whose ledger is deal_setups by deal).

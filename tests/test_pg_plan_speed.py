@@ -17,7 +17,7 @@ from posting.plan import (
     MAX_EXTERNAL_ID,
     Scope,
     _plan_invoices_sql,
-    _plan_time_lines_sql,
+    _plan_lines_sql,
     external_id,
     external_id_sql,
 )
@@ -73,7 +73,7 @@ def _hash_conditions(plan: dict) -> list[str]:
     return [c for c in out if c]
 
 
-@pytest.mark.parametrize("make_sql", [_plan_time_lines_sql, _plan_invoices_sql])
+@pytest.mark.parametrize("make_sql", [_plan_lines_sql, _plan_invoices_sql])
 def test_the_plan_finds_live_lines_without_computing_external_ids(
     pg_db: StagingDB, make_sql
 ) -> None:

@@ -16,6 +16,7 @@ from staging_models.contracts import RULES
 from staging_models.db import StagingDB
 from staging_models.validation import conservation
 from tests.support.deal_world import TEMPLATES, deal
+from tests.support.expense_world import expense
 from tests.support.staging_helpers import EMPLOYEES, PROJECTS, TASKS, World, entry
 
 TESTS = Path(__file__).resolve().parent
@@ -95,6 +96,7 @@ BUILDERS = {
     "project_tasks": _task,
     "rate_cards": _rate_card,
     "invoices": _invoice,
+    "expenses": lambda **kw: expense(**{"expense_id": "XB", **kw}),
     "milestones": _milestone,
 }
 
@@ -169,6 +171,30 @@ CASES: list[tuple[str, str, dict[str, str]]] = [
     ("INV_LINE_KIND_UNKNOWN", "invoices", dict(line_kind="travel")),
     ("INV_UNKNOWN_PROJECT", "invoices", dict(project_code="P404")),
     ("INV_DUPLICATE_CONFLICT", "invoices", dict(_twice="1", description="Other text")),
+    ("EXP_KEY_MISSING", "expenses", dict(expense_id="")),
+    ("EXP_TAX_AMOUNT_FORMAT", "expenses", dict(tax_amount="10 %")),
+    ("EXP_BILLABLE_FORMAT", "expenses", dict(billable="rebill")),
+    ("EXP_REIMBURSABLE_FORMAT", "expenses", dict(reimbursable="si")),
+    ("EXP_MARKUP_PERCENT_FORMAT", "expenses", dict(markup_percent="10%")),
+    ("EXP_APPROVED_AT_FORMAT", "expenses", dict(approved_at="2026-11-05 09:00")),
+    ("EXP_UPDATED_AT_FORMAT", "expenses", dict(updated_at="today")),
+    ("EXP_DELETED_FORMAT", "expenses", dict(deleted="gone")),
+    ("EXP_EMPLOYEE_ID_MISSING", "expenses", dict(employee_id="")),
+    ("EXP_PROJECT_CODE_MISSING", "expenses", dict(project_code="")),
+    ("EXP_EXPENSE_DATE_MISSING", "expenses", dict(expense_date="")),
+    ("EXP_CATEGORY_MISSING", "expenses", dict(category="")),
+    ("EXP_AMOUNT_MISSING", "expenses", dict(amount="")),
+    ("EXP_CURRENCY_MISSING", "expenses", dict(currency="")),
+    ("EXP_BILLABLE_MISSING", "expenses", dict(billable="")),
+    ("EXP_REIMBURSABLE_MISSING", "expenses", dict(reimbursable="")),
+    ("EXP_APPROVED_AT_MISSING", "expenses", dict(approved_at="")),
+    ("EXP_APPROVAL_STATUS_UNKNOWN", "expenses", dict(approval_status="paid")),
+    ("EXP_CURRENCY_INVALID", "expenses", dict(currency="US$")),
+    ("EXP_FUTURE_DATE", "expenses", dict(expense_date="2026-12-24")),
+    ("EXP_UNKNOWN_EMPLOYEE", "expenses", dict(employee_id="E404")),
+    ("EXP_UNKNOWN_PROJECT", "expenses", dict(project_code="P404")),
+    ("EXP_LEGAL_ENTITY_MISMATCH", "expenses", dict(employee_id="E2")),
+    ("EXP_DUPLICATE_CONFLICT", "expenses", dict(_twice="1", description="Other text")),
     # Revenue recognition (issue 17)
     ("PRJ_CONTRACT_VALUE_FORMAT", "projects", dict(contract_value="10k")),
     ("PRJ_BUDGET_HOURS_FORMAT", "projects", dict(budget_hours="many")),

@@ -323,7 +323,7 @@ def test_release1_erp_tables_are_adopted_without_changing_a_row(empty_url: str, 
 
 def test_erp_target_refuses_older_tables_until_upgraded_and_unknown_ones(empty_url: str) -> None:
     """Release 1's ERP tables lack the later revisions' tables and columns (payments, project
-    set-up): the target refuses them, naming the upgrade command, and opens once they are
+    set-up, expense lines): the target refuses them, naming the upgrade command, and opens once they are
     upgraded; an unknown revision is refused."""
     _build(empty_url, ERP, "erp0001", pre_alembic=True)
     with pytest.raises(SchemaVersionError, match=r"erp0001 \(made before Alembic\).*dev upgrade"):

@@ -24,10 +24,11 @@ from connectors.outbound.folders import LocalFolder, SftpFolder
 from connectors.outbound.webhook import Webhook
 from staging_models.outbound import Targets, deliver_rows, replay_dead_letters
 from staging_models.status_feedback import deliver_status
+from tests.support.expense_world import ExpenseEnv, expense
 from tests.support.feedback_helpers import Receiver, bill_entries
 from tests.support.posting_helpers import PostingEnv, correct, stage_entries, stage_invoice
 
-pytest_plugins = ["tests.support.posting_fixtures"]
+pytest_plugins = ["tests.support.posting_fixtures", "tests.support.expense_fixtures"]
 
 D = Decimal
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,9 +51,8 @@ def _read(folder: Path, feed: str, sequence: int) -> tuple[dict, pd.DataFrame, l
     assert hashlib.sha256(csv_bytes).hexdigest() == manifest["files"][f"{stem}.csv"]
     frame = pd.read_csv(folder / f"{stem}.csv", dtype=str, keep_default_na=False)
     records = [json.loads(line) for line in jsonl.decode().splitlines()]
-    assert frame["entry_id" if "entry_id" in frame else "invoice_id"].tolist() == [
-        r["entry_id" if "entry_id" in r else "invoice_id"] for r in records
-    ]
+    key = next(k for k in ("entry_id", "invoice_id", "expense_id") if k in frame)
+    assert frame[key].tolist() == [r[key] for r in records]
     return manifest, frame, records
 
 
@@ -70,6 +70,7 @@ def test_status_is_delivered_changed_only(posting_env: PostingEnv) -> None:
     assert [(r.feed, r.sequence, r.records) for r in first] == [
         ("time_entry_status", 1, 3),
         ("invoice_status", 1, 1),
+        ("expense_status", None, 0),  # no expenses: nothing delivered
     ]
     manifest, _, entries = _read(out, "time_entry_status", 1)
     assert manifest["feed"] == "time_entry_status" and manifest["sequence"] == 1
@@ -98,7 +99,7 @@ def test_status_is_delivered_changed_only(posting_env: PostingEnv) -> None:
     ]
     # Nothing changed: no delivery, no sequence number used, no file.
     again = deliver_status(env.db, env.erp, targets)
-    assert [r.sequence for r in again] == [None, None]
+    assert [r.sequence for r in again] == [None, None, None]
     assert sorted(p.name for p in out.iterdir()) == sorted(
         f"{f}_00000001.{x}"
         for f in ("time_entry_status", "invoice_status")
@@ -111,6 +112,7 @@ def test_status_is_delivered_changed_only(posting_env: PostingEnv) -> None:
     assert [(r.feed, r.sequence, r.records) for r in paid] == [
         ("time_entry_status", None, 0),
         ("invoice_status", 2, 1),
+        ("expense_status", None, 0),
     ]
     (inv,) = _read(out, "invoice_status", 2)[2]
     assert inv["status"] == "partially_paid" and inv["amount_open"] == "1000.00"
@@ -119,7 +121,7 @@ def test_status_is_delivered_changed_only(posting_env: PostingEnv) -> None:
     with env.erp._tx() as conn:
         conn.exec_driver_sql("UPDATE erp_invoices SET status = 'cancelled'")
     cancelled = deliver_status(env.db, env.erp, targets)
-    assert [(r.sequence, r.records) for r in cancelled] == [(2, 2), (3, 1)]
+    assert [(r.sequence, r.records) for r in cancelled] == [(2, 2), (3, 1), (None, 0)]
     e = _by(_read(out, "time_entry_status", 2)[2], "entry_id")
     assert set(e) == {"TE1", "TE2"}
     assert {r["status"] for r in e.values()} == {"posted"}
@@ -140,7 +142,8 @@ def test_status_is_delivered_changed_only(posting_env: PostingEnv) -> None:
 
     # A full resend: every record, flagged.
     full = deliver_status(env.db, env.erp, targets, full_resend=True)
-    assert [(r.sequence, r.records) for r in full] == [(4, 3), (4, 1)]
+    # (An empty feed is resent too: an empty delivery, the expenses' first.)
+    assert [(r.sequence, r.records) for r in full] == [(4, 3), (4, 1), (1, 0)]
     assert _read(out, "time_entry_status", 4)[0]["full_resend"] is True
     assert not [p for p in out.iterdir() if p.name.endswith(".part")]
 
@@ -163,6 +166,70 @@ def test_a_psa_cancellation_credits_the_invoice_and_unbills_its_entries(
     assert inv["status"] == "reversed" and inv["reversed_by"] == "inv:I1:v1:rev"
 
 
+def test_expense_status_posted_held_reversed_and_changed_only(expense_env: ExpenseEnv) -> None:
+    """Per current expense, as for time entries: posted (line, period, amounts), not posted,
+    held under a billing hold (a correction: the old line stays posted, with the reason),
+    reversed after a deletion; only changed expenses are delivered."""
+    env = expense_env
+    env.land(
+        expense(),
+        expense(expense_id="X2", receipt_ref="R-2"),
+        expense(expense_id="X3", receipt_ref="R-3", approval_status="submitted"),
+    )
+    assert env.window().status == "completed"
+    out = env.world.folder / "feedback"
+    targets = Targets(folder=LocalFolder(out))
+    first = deliver_status(env.world.db, env.erp, targets)
+    assert [(r.feed, r.sequence, r.records) for r in first] == [
+        ("time_entry_status", None, 0),
+        ("invoice_status", None, 0),
+        ("expense_status", 1, 3),
+    ]
+    x = _by(_read(out, "expense_status", 1)[2], "expense_id")
+    assert x["X1"] == {
+        "expense_id": "X1",
+        "expense_version": "1",
+        "status": "posted",
+        "erp_document": "exp:X1:v1:post",
+        "erp_period": "2026-11",
+        "posted_version": "1",
+        "currency": "USD",
+        "amount": "120.00",
+        "rebill_amount": "132.00",
+        "reversed_by": None,
+        "hold_reason": None,
+    }
+    assert x["X3"]["status"] == "not_posted" and x["X3"]["erp_document"] is None
+    assert [r.sequence for r in deliver_status(env.world.db, env.erp, targets)] == [None] * 3
+
+    # Under a billing hold (`hold`), X1's correction waits: the old line stays, with the
+    # reason; X2 deleted is reversed (its project is P1 too: the reversal waits as well).
+    env.hold_p1(hold=True)
+    env.land(
+        expense(amount="99.50", updated_at="2026-11-06T09:00:00Z"),
+        expense(expense_id="X2", receipt_ref="R-2", deleted="true"),
+    )
+    env.window(billing_hold_time_and_expenses="hold")
+    held = deliver_status(env.world.db, env.erp, targets)
+    assert [(r.sequence, r.records) for r in held][2] == (2, 2)
+    x = _by(_read(out, "expense_status", 2)[2], "expense_id")
+    assert x["X1"]["status"] == "posted" and x["X1"]["expense_version"] == "2"
+    assert x["X1"]["posted_version"] == "1"
+    assert x["X1"]["hold_reason"] == "Billing hold on project P1: Disputed scope"
+    assert x["X2"]["status"] == "posted" and x["X2"]["hold_reason"].startswith("Billing hold")
+
+    # Released: the correction and the reversal post; the next delivery says so.
+    env.hold_p1(hold=False)
+    env.window(billing_hold_time_and_expenses="hold")
+    released = deliver_status(env.world.db, env.erp, targets)
+    assert [(r.sequence, r.records) for r in released][2] == (3, 2)
+    x = _by(_read(out, "expense_status", 3)[2], "expense_id")
+    assert x["X1"]["status"] == "posted" and x["X1"]["erp_document"] == "exp:X1:v2:post"
+    assert x["X1"]["amount"] == "99.50" and x["X1"]["hold_reason"] is None
+    assert x["X2"]["status"] == "reversed" and x["X2"]["reversed_by"] == "exp:X2:v1:rev"
+    assert x["X2"]["erp_document"] is None
+
+
 def test_status_over_the_real_sshd(duck_env: PostingEnv, sftp_server) -> None:
     env = duck_env
     _world(env)
@@ -176,7 +243,10 @@ def test_status_over_the_real_sshd(duck_env: PostingEnv, sftp_server) -> None:
         folder.close()
     remote = sftp_server.root / "feedback"
     assert {p.name for p in remote.iterdir()} == {
-        f"{r.feed}_00000001.{x}" for r in results for x in ("csv", "jsonl", "manifest.json")
+        f"{r.feed}_00000001.{x}"
+        for r in results
+        if r.sequence  # no expenses: no expense_status delivery
+        for x in ("csv", "jsonl", "manifest.json")
     }
     manifest, _, entries = _read(remote, "time_entry_status", 1)
     assert manifest["records"] == 3 and _by(entries, "entry_id")["TE1"]["status"] == "invoiced"
@@ -199,8 +269,9 @@ def test_webhook_fails_recovers_and_dead_letters_replay(posting_env: PostingEnv)
         hook = Webhook(receiver.url, attempts=3, base_delay=0, sleep=lambda s: None)
         targets = Targets(folder=LocalFolder(env.tmp_path / "fb"), webhook=hook)
         first = deliver_status(env.db, env.erp, targets)
-        # Two 503s, then accepted: both feeds' pushes, each accepted once.
-        assert [r.webhook for r in first] == ["accepted", "accepted"]
+        # Two 503s, then accepted: both feeds' pushes, each accepted once (no expenses: no
+        # expense_status delivery, nothing pushed).
+        assert [r.webhook for r in first] == ["accepted", "accepted", None]
         assert [s for _, s in receiver.requests] == [503, 503, 200, 200]
         assert len(receiver.accepted) == 2
         body = receiver.accepted["stagepost:time_entry_status:1:" + first[0].content_hash]

@@ -15,7 +15,7 @@ from datetime import date
 import pandas as pd
 import pyarrow as pa
 
-from connectors.erp.documents import INVOICE, INVOICE_LINE, TIME_LINE
+from connectors.erp.documents import EXPENSE_LINE, INVOICE, INVOICE_LINE, TIME_LINE
 
 #: Columns of a time line sent to the ERP (`post_time_lines`) and read back (`read_time_lines`):
 #: the fields of `documents.TIME_LINE` (types and meaning there; money and hours `Decimal`).
@@ -53,6 +53,11 @@ INVOICE_PAYMENT_COLUMNS: tuple[str, ...] = ("external_id", "erp_number", "status
 
 #: Statuses of `read_invoice_payments` under which an invoice no longer bills its entries.
 CANCELLED_INVOICE_STATUSES: tuple[str, ...] = ("cancelled",)
+
+
+#: Columns of an expense line (`post_expense_lines`, `read_expense_lines`): the fields of
+#: `documents.EXPENSE_LINE`.
+EXPENSE_LINE_COLUMNS: tuple[str, ...] = EXPENSE_LINE.names
 
 
 class ErpError(Exception):
@@ -104,7 +109,7 @@ class ErpTarget(ABC):
 
     @abstractmethod
     def existing_external_ids(self, external_ids: Sequence[str]) -> set[str]:
-        """Which of these external IDs (time lines or invoices) the ERP already holds."""
+        """Which of these external IDs (time lines, invoices, expense lines) the ERP holds."""
 
     @abstractmethod
     def post_time_lines(self, lines: pd.DataFrame) -> PostResult:
@@ -113,6 +118,14 @@ class ErpTarget(ABC):
     @abstractmethod
     def post_invoices(self, invoices: pd.DataFrame, lines: pd.DataFrame) -> PostResult:
         """Create invoices (`INVOICE_COLUMNS`) with their lines (`INVOICE_LINE_COLUMNS`)."""
+
+    @abstractmethod
+    def post_expense_lines(self, lines: pd.DataFrame) -> PostResult:
+        """Create expense lines (`EXPENSE_LINE_COLUMNS`); a reversal cancels the line it names."""
+
+    @abstractmethod
+    def read_expense_lines(self, date_from: date, date_to: date) -> pd.DataFrame:
+        """Posted expense lines dated in the range (`EXPENSE_LINE_COLUMNS`), reversals included."""
 
     @abstractmethod
     def read_time_lines(self, date_from: date, date_to: date) -> pd.DataFrame:

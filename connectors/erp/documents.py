@@ -27,7 +27,7 @@ import sqlalchemy as sa
 
 from connectors.sql import arrow_type
 
-Kind = Literal["text", "integer", "date", "decimal"]
+Kind = Literal["text", "integer", "date", "decimal", "boolean"]
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,12 @@ class Field:
         """The SQL type (SQLAlchemy: rendered for DuckDB and PostgreSQL alike)."""
         if self.kind == "decimal":
             return sa.Numeric(self.precision, self.scale)
-        return {"text": sa.Text(), "integer": sa.Integer(), "date": sa.Date()}[self.kind]
+        return {
+            "text": sa.Text(),
+            "integer": sa.Integer(),
+            "date": sa.Date(),
+            "boolean": sa.Boolean(),
+        }[self.kind]
 
     def column(self) -> sa.Column:
         """A new SQLAlchemy column (a column belongs to one table, so one per table)."""
@@ -77,6 +82,10 @@ def day(name: str, **kw) -> Field:
 
 def decimal(name: str, precision: int, scale: int, **kw) -> Field:
     return Field(name, "decimal", precision, scale, **kw)
+
+
+def boolean(name: str, **kw) -> Field:
+    return Field(name, "boolean", **kw)
 
 
 def _posted_identity(kind_note: str) -> tuple[Field, ...]:
@@ -185,6 +194,39 @@ INVOICE_LINE = Document(
     ),
 )
 
+#: An expense an employee claimed on a project: what the company owes the employee
+#: (`reimbursable`) and what it rebills the customer (`rebill_amount`, 0 unless `billable`).
+EXPENSE_LINE = Document(
+    "expense_line",
+    (
+        *_posted_identity("post | reversal"),
+        text("expense_id"),
+        integer("expense_version"),
+        text("legal_entity"),
+        text("employee_id"),
+        text("project_code"),
+        text("task_code", nullable=True),
+        day("expense_date"),
+        text("period", note="YYYY-MM accounting period booked into (after the policy)"),
+        text("category"),
+        decimal("amount", 18, 2, note="negative on a reversal"),
+        decimal("tax_amount", 18, 2, note="included in amount; negative on a reversal"),
+        text("currency"),
+        boolean("billable"),
+        boolean("reimbursable"),
+        decimal("markup_percent", 14, 4),
+        decimal(
+            "rebill_amount",
+            18,
+            2,
+            note="amount x (1 + markup_percent / 100), half up to the cent; 0 unless billable; "
+            "negative on a reversal",
+        ),
+        text("receipt_ref", nullable=True),
+        text("description", nullable=True),
+    ),
+)
+
 #: A customer, created once (a won deal's, `posting.deal_setup`; or master data of posted
 #: work). Its external ID is `customer:<customer_id>` in every target.
 CUSTOMER = Document(
@@ -277,6 +319,7 @@ DOCUMENTS: tuple[Document, ...] = (
     TIME_LINE,
     INVOICE,
     INVOICE_LINE,
+    EXPENSE_LINE,
     CUSTOMER,
     PROJECT,
     PROJECT_TASK,

@@ -36,6 +36,7 @@ from connectors.erp.base import (
 )
 from connectors.erp.documents import (
     CUSTOMER,
+    EXPENSE_LINE,
     INVOICE,
     INVOICE_LINE,
     JOURNAL,
@@ -44,6 +45,7 @@ from connectors.erp.documents import (
     PROJECT_TASK,
     PROJECT_UPDATABLE,
     TIME_LINE,
+    Document,
 )
 from connectors.erp.periods import month_end
 from connectors.schema_tracks import Track, ensure_schema
@@ -109,6 +111,14 @@ erp_invoices = sa.Table(
     sa.Column("posted_at", _ts, nullable=False, server_default=_now),
 )
 erp_invoice_lines = sa.Table("erp_invoice_lines", metadata, *INVOICE_LINE.columns())
+erp_expense_lines = sa.Table(
+    "erp_expense_lines",
+    metadata,
+    *EXPENSE_LINE.columns(),
+    sa.Column("posted_at", _ts, nullable=False, server_default=_now),
+)
+
+
 #: Journal entries (revenue, WIP accruals; docs/revenue.md) and their lines: balanced per journal.
 erp_journals = sa.Table(
     "erp_journals",
@@ -145,10 +155,14 @@ sa.Index(
     postgresql_where=erp_time_lines.c.reverses_external_id.isnot(None),
 ).ddl_if(dialect="postgresql")
 sa.Index("ix_erp_invoices_issue_date", erp_invoices.c.issue_date).ddl_if(dialect="postgresql")
+sa.Index("ix_erp_expense_lines_expense_date", erp_expense_lines.c.expense_date).ddl_if(
+    dialect="postgresql"
+)
 
 TIME_LINE_SCHEMA = TIME_LINE.arrow_schema()
 INVOICE_SCHEMA = INVOICE.arrow_schema()
 INVOICE_LINE_SCHEMA = INVOICE_LINE.arrow_schema()
+EXPENSE_LINE_SCHEMA = EXPENSE_LINE.arrow_schema()
 JOURNAL_SCHEMA = JOURNAL.arrow_schema()
 JOURNAL_LINE_SCHEMA = JOURNAL_LINE.arrow_schema()
 #: Master-data tables: the columns `ensure_master_data` takes and the key.
@@ -167,17 +181,21 @@ _MASTER = {
 }
 PROJECT_SCHEMA = PROJECT.arrow_schema()
 
+
 # One CASE per line: the first failed check is the ERP's message. `b` is the batch. Lines the
 # ERP already holds are not checked again: their rejections are dropped afterwards (few rows)
 # rather than anti-joining every line against the whole table.
-_TIME_LINE_CHECKS = """
+def _line_checks(task_missing: str) -> str:
+    """The checks of a line of work (time, expense) against master data and periods;
+    `task_missing`: when its task is missing (an expense may name none)."""
+    return f"""
     SELECT b.external_id, CASE
         WHEN b.kind NOT IN ('post', 'reversal') THEN 'Unknown line kind ' || b.kind
         WHEN e.employee_id IS NULL THEN 'Employee ' || b.employee_id || ' does not exist'
         WHEN p.project_code IS NULL THEN 'Project ' || b.project_code || ' does not exist'
         WHEN p.legal_entity <> b.legal_entity THEN 'Project ' || b.project_code
             || ' belongs to legal entity ' || p.legal_entity || ', not ' || b.legal_entity
-        WHEN t.task_code IS NULL THEN 'Task ' || b.task_code || ' does not exist on project '
+        WHEN {task_missing} THEN 'Task ' || b.task_code || ' does not exist on project '
             || b.project_code
         WHEN p.currency <> b.currency THEN 'Currency ' || b.currency
             || ' differs from project ' || b.project_code || ' currency ' || p.currency
@@ -191,21 +209,37 @@ _TIME_LINE_CHECKS = """
     LEFT JOIN erp_periods per ON per.legal_entity = b.legal_entity AND per.period = b.period
 """
 
-# Reversals only (few lines): the line reversed must exist, be mirrored and not be reversed yet.
-_REVERSAL_CHECKS = """
+
+_TIME_LINE_CHECKS = _line_checks("t.task_code IS NULL")
+
+
+def _reversal_checks(table: str, mirrored: tuple[str, ...]) -> str:
+    """Reversals only (few lines): the line reversed must exist in `table`, be mirrored (the
+    `mirrored` fields opposite) and not be reversed yet."""
+    differs = " OR ".join(f"o.{c} <> -b.{c}" for c in mirrored)
+    return f"""
     SELECT b.external_id, CASE
         WHEN o.external_id IS NULL THEN 'Line to reverse '
             || COALESCE(b.reverses_external_id, '(none)') || ' does not exist'
-        WHEN o.hours <> -b.hours OR o.amount <> -b.amount
-            THEN 'Reversal must mirror line ' || o.external_id || ' with opposite hours and amount'
+        WHEN {differs}
+            THEN 'Reversal must mirror line ' || o.external_id || ' with opposite {" and ".join(mirrored)}'
         WHEN r.external_id IS NOT NULL THEN 'Line '
             || o.external_id || ' is already reversed by ' || r.external_id
     END AS message
     FROM (SELECT * FROM tmp_batch WHERE kind = 'reversal') b
-    LEFT JOIN erp_time_lines o ON o.external_id = b.reverses_external_id
-    LEFT JOIN erp_time_lines r ON r.reverses_external_id = o.external_id
+    LEFT JOIN {table} o ON o.external_id = b.reverses_external_id
+    LEFT JOIN {table} r ON r.reverses_external_id = o.external_id
                               AND r.external_id <> b.external_id
 """
+
+
+_REVERSAL_CHECKS = _reversal_checks("erp_time_lines", ("hours", "amount"))
+
+# Expense lines: as time lines, the task only when the line names one.
+_EXPENSE_LINE_CHECKS = _line_checks("b.task_code IS NOT NULL AND t.task_code IS NULL")
+_EXPENSE_REVERSAL_CHECKS = _reversal_checks(
+    "erp_expense_lines", ("amount", "tax_amount", "rebill_amount")
+)
 
 _INVOICE_CHECKS = """
     SELECT b.external_id, CASE
@@ -439,6 +473,8 @@ class SqlInterfaceTarget(ErpTarget):
                        UNION ALL
                        SELECT external_id FROM erp_invoices WHERE external_id = ANY(:ids)
                        UNION ALL
+                       SELECT external_id FROM erp_expense_lines WHERE external_id = ANY(:ids)
+                       UNION ALL
                        SELECT external_id FROM erp_journals WHERE external_id = ANY(:ids)"""
                 ),
                 {"ids": ids},
@@ -463,15 +499,29 @@ class SqlInterfaceTarget(ErpTarget):
     # -- posting -------------------------------------------------------------------------------
 
     def post_time_lines(self, lines: pd.DataFrame) -> PostResult:
+        return self._post_lines(
+            lines, TIME_LINE, "erp_time_lines", _TIME_LINE_CHECKS, _REVERSAL_CHECKS
+        )
+
+    def post_expense_lines(self, lines: pd.DataFrame) -> PostResult:
+        return self._post_lines(
+            lines, EXPENSE_LINE, "erp_expense_lines", _EXPENSE_LINE_CHECKS, _EXPENSE_REVERSAL_CHECKS
+        )
+
+    def _post_lines(
+        self, lines: pd.DataFrame, doc: Document, table: str, checked: str, reversals: str
+    ) -> PostResult:
+        """Book the lines of `doc` into `table`: the ones no check (`checked`, and
+        `reversals` for reversals) rejects, each external ID once."""
         if lines.empty:
             return PostResult()
         with self._tx() as conn:
-            load_temp(conn, "tmp_batch", lines, TIME_LINE_SCHEMA)
-            checks = [_TIME_LINE_CHECKS]
+            load_temp(conn, "tmp_batch", lines, doc.arrow_schema())
+            checks = [checked]
             if (lines["kind"] == "reversal").any():
-                checks.append(_REVERSAL_CHECKS)
-            rejected = self._rejections(conn, checks, "erp_time_lines")
-            cols = ", ".join(TIME_LINE.names)
+                checks.append(reversals)
+            rejected = self._rejections(conn, checks, table)
+            cols = ", ".join(doc.names)
             source = "tmp_batch b"
             if rejected:
                 source += " WHERE NOT EXISTS (SELECT 1 FROM tmp_rejected j WHERE j.external_id = b.external_id)"
@@ -479,7 +529,7 @@ class SqlInterfaceTarget(ErpTarget):
                 source = f"""(SELECT b.*, ROW_NUMBER() OVER (PARTITION BY external_id ORDER BY ord) AS rn
                               FROM {source}) d WHERE rn = 1"""
             conn.exec_driver_sql(
-                f"INSERT INTO erp_time_lines ({cols}) SELECT {cols} FROM {source} ON CONFLICT DO NOTHING"
+                f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {source} ON CONFLICT DO NOTHING"
             )
         return _result(lines["external_id"], rejected)
 
@@ -590,6 +640,15 @@ class SqlInterfaceTarget(ErpTarget):
                 conn,
                 f"SELECT {', '.join(TIME_LINE.names)} FROM erp_time_lines "
                 "WHERE work_date BETWEEN :f AND :t ORDER BY external_id",
+                {"f": date_from, "t": date_to},
+            )
+
+    def read_expense_lines(self, date_from: date, date_to: date) -> pd.DataFrame:
+        with self._tx() as conn:
+            return read_frame(
+                conn,
+                f"SELECT {', '.join(EXPENSE_LINE.names)} FROM erp_expense_lines "
+                "WHERE expense_date BETWEEN :f AND :t ORDER BY external_id",
                 {"f": date_from, "t": date_to},
             )
 

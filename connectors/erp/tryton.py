@@ -12,7 +12,8 @@ Mapping (see `trytond_stagepost` for the fields it adds):
   when the line is booked into another month than its work date. A reversal is a
   line with the opposite (negative) duration and `reverses` set, which only the
   stagepost module allows: stock Tryton refuses negative durations;
-- invoice -> `account.invoice`, see `tryton_invoices`.
+- invoice -> `account.invoice`, see `tryton_invoices`;
+- expense line -> a posted `account.move` of the expense journal, see `tryton_expenses`;
 - journal (revenue, WIP accrual) -> `account.move` with its lines, posted, see `tryton_journals`.
 
 Idempotency: every create is preceded by a `search_read` of the external IDs already
@@ -33,7 +34,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import tryton_invoices, tryton_journals
+from . import tryton_expenses, tryton_invoices, tryton_journals
 from .base import TIME_LINE_COLUMNS, ErpError, ErpTarget, PostResult
 from .tryton_rpc import TrytonRpc, TrytonUserError
 from .tryton_session import (
@@ -88,14 +89,19 @@ class TrytonTarget(ErpTarget):
         product: int | str | None = None,
         batch_size: int = 500,
         timeout: float = 60.0,
+        expense_clearing_account: int | None = None,
     ) -> None:
         """`legal_entities` maps legal entity codes to company ids (default: the company
         party's name); `product` is the service product (id or name, default: the first)
-        put on works and invoice lines; `batch_size` rows go in one create or lookup."""
+        put on works and invoice lines; `batch_size` rows go in one create or lookup;
+        `expense_clearing_account` is the account company-paid expenses are credited to
+        (see `tryton_expenses`)."""
         self.rpc = TrytonRpc(url, database, user, password, timeout=timeout)
         self.session = TrytonSession(
             self.rpc, batch_size=batch_size, legal_entities=legal_entities, product=product
         )
+        self._clearing_account = expense_clearing_account
+        self._expense_refs: tryton_expenses.ExpenseRefs | None = None
 
     def __repr__(self) -> str:
         return f"TrytonTarget({self.rpc!r})"
@@ -109,7 +115,8 @@ class TrytonTarget(ErpTarget):
         return self.session.batch_size
 
     def existing_external_ids(self, external_ids: Sequence[str]) -> set[str]:
-        """Time lines in any state; invoices once posted (a draft is resumed on post)."""
+        """Time lines in any state; invoices and expense moves once posted (a draft is
+        resumed on post)."""
         lines = self.session.lookup("timesheet.line", external_ids)
         invoices = self.session.lookup(
             "account.invoice", external_ids, domain=[("state", "in", sorted(HELD_INVOICE_STATES))]
@@ -573,6 +580,25 @@ class TrytonTarget(ErpTarget):
     def read_invoices(self, date_from: dt.date, date_to: dt.date) -> pd.DataFrame:
         """Invoices stagepost posted, issue date in range, Tryton's state as status."""
         return tryton_invoices.read_invoices(self.session, date_from, date_to)
+
+    # ------------------------------------------------------------------ expenses
+
+    @property
+    def expense_refs(self) -> tryton_expenses.ExpenseRefs:
+        if self._expense_refs is None:
+            self._expense_refs = tryton_expenses.load_refs(self.session, self._clearing_account)
+        return self._expense_refs
+
+    def post_expense_lines(self, lines: pd.DataFrame) -> PostResult:
+        """Create and post a journal entry per expense line; a reversal is a posted entry with
+        debit and credit swapped (see `tryton_expenses`)."""
+        return tryton_expenses.post_expense_lines(self.session, self.expense_refs, lines)
+
+    def read_expense_lines(self, date_from: dt.date, date_to: dt.date) -> pd.DataFrame:
+        """Expense entries stagepost posted, expense date in range."""
+        return tryton_expenses.read_expense_lines(
+            self.session, self.expense_refs, date_from, date_to
+        )
 
     def read_invoice_payments(self, external_ids: Sequence[str]) -> pd.DataFrame:
         """Tryton's number, state and amount to pay of these invoices."""

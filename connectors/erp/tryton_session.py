@@ -302,7 +302,14 @@ class TrytonSession:
 
     def period_state(self, company: pd.Series, when: pd.Series) -> pd.Series:
         """Tryton's state of the standard period holding each date ('missing' if none)."""
-        state = pd.Series("missing", index=company.index, dtype=object)
+        return self.period_field(company, when, "state", "missing")
+
+    def period_field(
+        self, company: pd.Series, when: pd.Series, field: str, missing: Any = None
+    ) -> pd.Series:
+        """A field (`state`, `id`) of the standard period holding each date (`missing` if
+        none)."""
+        state = pd.Series(missing, index=company.index, dtype=object)
         valid = company.notna() & when.notna()
         if not valid.any():
             return state
@@ -338,5 +345,5 @@ class TrytonSession:
             left, right, left_on="day", right_on="start", by="company", direction="backward"
         )
         inside = merged["end"].notna() & (merged["day"] <= merged["end"])
-        state.loc[merged.loc[inside, "row"].to_numpy()] = merged.loc[inside, "state"].to_numpy()
+        state.loc[merged.loc[inside, "row"].to_numpy()] = merged.loc[inside, field].to_numpy()
         return state

@@ -18,6 +18,7 @@ from connectors.sample_gen import catalog as cat
 from connectors.sample_gen.bad import BAD_KINDS, BadRows, inject_bad_rows
 from connectors.sample_gen.corrections import generate_corrections
 from connectors.sample_gen.entries import Entries, generate_entries
+from connectors.sample_gen.expenses import ENTRIES_PER_EXPENSE, build_expenses
 from connectors.sample_gen.invoices import build_invoices
 from connectors.sample_gen.master import Master, build_master, name_indices
 from connectors.sample_gen.strings import Calendar, day_number, fmt_ids, take
@@ -46,6 +47,7 @@ class Plan:
     small: dict[str, pa.Table]  # every dataset but time_entries
     corrections: pa.Table
     bad_rows: pa.Table
+    expense_bad_rows: pa.Table
     master: Master
     entries: Entries
     calendar: Calendar
@@ -106,8 +108,9 @@ def build_plan(
     entries do not change when only the bad-row options change.
     """
     as_of_day = day_number(as_of)
-    streams = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(5)]
-    r_master, r_entries, r_bad, r_corr, r_inv = streams
+    # A sixth stream for expenses: the first five (and what they draw) are unchanged.
+    streams = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(6)]
+    r_master, r_entries, r_bad, r_corr, r_inv, r_exp = streams
 
     m = build_master(r_master, n_entries, as_of_day)
     e = generate_entries(m, r_entries, n_entries)
@@ -135,12 +138,18 @@ def build_plan(
         "invoices": build_invoices(m, e, clean, r_inv, cal, cust_ids, project_codes(m.n_proj)),
         "assignments": assignments_table(m, cal),
     }
+    # Expenses: claimed on the employee, project, task and date of every n-th clean approved
+    # entry (their master data holds), with their own bad rows.
+    claimed = time_entries_table(m, e.take(candidates[::ENTRIES_PER_EXPENSE]), cal)
+    expenses = build_expenses(claimed, r_exp, bad_share, _share_count)
+    small["expenses"] = expenses.table
     return Plan(
         as_of=as_of,
         n_entries=n_entries,
         small=small,
         corrections=time_entries_table(m, corr, cal),
         bad_rows=_truth_table(bad, e.eid),
+        expense_bad_rows=expenses.bad_rows,
         master=m,
         entries=e,
         calendar=cal,

@@ -220,6 +220,36 @@ INVOICES = Dataset(
     hash_exclude=frozenset({"updated_at"}),
 )
 
+#: Expenses a consultant claims against a project: posted as ERP expense lines (reimbursed to
+#: the employee when `reimbursable`, rebilled to the customer at `markup_percent` when
+#: `billable`). Versioned like time entries; `deleted` marks a deletion in the PSA.
+EXPENSES = Dataset(
+    "expenses",
+    _cols(
+        "expense_id",
+        "employee_id",
+        "project_code",
+        "task_code",  # may be empty: an expense of the project as a whole
+        ("expense_date", "date"),
+        "category",
+        ("amount", "money"),
+        "currency",
+        ("tax_amount", "money", True, "0"),
+        ("billable", "bool"),
+        ("reimbursable", "bool"),
+        ("markup_percent", "rate", True, "0"),
+        "receipt_ref",
+        "approval_status",
+        ("approved_at", "timestamptz"),
+        "approved_by",
+        "description",
+        ("updated_at", "timestamptz"),
+        ("deleted", "bool", False, "false"),
+    ),
+    key=("expense_id",),
+    hash_exclude=frozenset({"updated_at"}),
+)
+
 #: A milestone project's milestones: revenue is recognized on acceptance (docs/revenue.md).
 MILESTONES = Dataset(
     "milestones",
@@ -301,6 +331,7 @@ DATASETS: dict[str, Dataset] = {
         PROJECT_TASKS,
         RATE_CARDS,
         INVOICES,
+        EXPENSES,
         MILESTONES,
         ASSIGNMENTS,
         PROJECT_TEMPLATES,

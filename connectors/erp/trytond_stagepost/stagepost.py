@@ -16,6 +16,11 @@
 - `accounting_date` books a line into a period other than its work date's month (a
   reversal of a line from a closed month goes into the open one), and a line from
   stagepost is refused with Tryton's own message when that period is not open.
+- An expense line is an `account.move` of the expense journal (see
+  `connectors/erp/tryton_expenses.py`): the move carries the expense's identity, the
+  move it reverses, and what the expense says beyond its two lines (project, employee,
+  category, tax, markup and rebilled amount, receipt), so it can be read back and
+  reconciled line by line.
 """
 
 from trytond.i18n import gettext
@@ -199,9 +204,30 @@ class Invoice(SourceMixin, metaclass=PoolMeta):
 class Move(SourceMixin, metaclass=PoolMeta):
     __name__ = "account.move"
     reverses = fields.Many2One(
-        "account.move", "Reverses", ondelete="RESTRICT", help="The move this one cancels."
+        "account.move",
+        "Reverses",
+        ondelete="RESTRICT",
+        help="The move this one cancels (an expense's, a journal's), with the opposite amounts.",
     )
     stagepost_type = fields.Char("Stagepost Journal Type", help="revenue | wip_accrual")
+    expense_date = fields.Date("Expense Date")
+    expense_project = fields.Many2One("project.work", "Expense Project", ondelete="RESTRICT")
+    expense_employee = fields.Many2One("company.employee", "Expense Employee", ondelete="RESTRICT")
+    expense_category = fields.Char("Expense Category")
+    expense_tax_amount = fields.Numeric("Expense Tax Amount", digits=(16, 2))
+    expense_markup_percent = fields.Numeric("Expense Markup %", digits=(16, 4))
+    expense_rebill_amount = fields.Numeric("Expense Rebill Amount", digits=(16, 2))
+    expense_billable = fields.Boolean("Expense Billable")
+    expense_reimbursable = fields.Boolean("Expense Reimbursable")
+    expense_receipt = fields.Char("Expense Receipt")
+
+    @classmethod
+    def __setup__(cls):
+        super().__setup__()
+        t = cls.__table__()
+        cls._sql_constraints.append(
+            ("reverses_unique", Unique(t, t.reverses), "stagepost.msg_move_reversed_once")
+        )
 
     @classmethod
     def copy(cls, moves, default=None):

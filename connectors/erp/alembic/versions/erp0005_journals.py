@@ -8,7 +8,7 @@ docs/revenue.md. Tables only: nothing existing changes.
 from alembic import op
 
 revision = "erp0005_journals"
-down_revision = "erp0003_customers_projects"
+down_revision = "erp0004_expense_lines"
 branch_labels = None
 depends_on = None
 

@@ -11,7 +11,7 @@ period, `staging_models/revenue_tables.py`) and the journal ledger (`journal_led
 from alembic import op
 
 revision = "0012_revenue"
-down_revision = "0010_crm_deals"
+down_revision = "0011_expenses"
 branch_labels = None
 depends_on = None
 
