@@ -120,7 +120,7 @@ VERSIONS: dict[str, sa.Table] = {name: _versions_table(ds) for name, ds in DATAS
 #: its page (a HOT update, no new primary-key entry). At 100 (the default) the copies went to
 #: new pages with an index entry each: 26 s, against 8.6 s at 50 (99.8% HOT), on the same
 #: 851,191 rows. The table ends the same size either way (the old copies stay until vacuumed).
-#: DuckDB has no fill factor. Schema revision 0012 sets it on existing databases. An event, not
+#: DuckDB has no fill factor. Schema revision 0013 sets it on existing databases. An event, not
 #: `postgresql_with`: duckdb-engine derives from the PostgreSQL dialect and would render it.
 VERSIONS_FILLFACTOR = 50
 for _versions in VERSIONS.values():
