@@ -27,6 +27,7 @@ from connectors.erp.documents import (
     JOURNAL,
     JOURNAL_LINE,
     TIME_LINE,
+    Document,
 )
 from connectors.sql import fetch_frame, load_ids, load_temp
 from posting.batches import confirm_batch, confirm_lines, fail_batches, open_batch
@@ -200,25 +201,6 @@ class _TimeLineBatch:
 
 
 @dataclass
-class _InvoiceBatch:
-    """A batch of invoices (headers and lines) marked sent, read back from their ledger."""
-
-    ledger: ClassVar[str] = "invoice_ledger"
-    batch_id: str
-    heads: pd.DataFrame
-    lines: pd.DataFrame
-
-    @property
-    def ids(self) -> pd.Series:
-        return self.heads["external_id"]
-
-    def post_missing(self, erp: ErpTarget, existing: set[str]) -> PostResult:
-        todo = self.heads[~self.heads["external_id"].isin(existing)]
-        todo_lines = self.lines[self.lines["invoice_external_id"].isin(todo["external_id"])]
-        return erp.post_invoices(todo, todo_lines) if len(todo) else PostResult()
-
-
-@dataclass
 class _ExpenseLineBatch(_TimeLineBatch):
     """A batch of expense lines marked sent, read back from their ledger."""
 
@@ -237,30 +219,19 @@ def _read_expense_batch(db: StagingDB, batch_id: str) -> _ExpenseLineBatch:
     return _ExpenseLineBatch(batch_id, lines)
 
 
-def _read_invoice_batch(db: StagingDB, batch_id: str) -> _InvoiceBatch:
-    with db.engine.connect() as conn:
-        heads = fetch_frame(
-            conn,
-            f"SELECT {', '.join(INVOICE.names)}, 'released' AS status FROM invoice_ledger "
-            "WHERE batch_id = :b AND state = 'sent' ORDER BY external_id",
-            {"b": batch_id},
-        )
-        lines = fetch_frame(
-            conn,
-            f"SELECT l.{', l.'.join(INVOICE_LINE.names)} FROM invoice_ledger_lines l "
-            "JOIN invoice_ledger h ON h.external_id = l.invoice_external_id "
-            "WHERE h.batch_id = :b AND h.state = 'sent' "
-            "ORDER BY l.invoice_external_id, l.line_no",
-            {"b": batch_id},
-        )
-    return _InvoiceBatch(batch_id, heads, lines)
-
-
 @dataclass
-class _JournalBatch:
-    """A batch of journals (headers and lines) marked sent, read back from their ledger."""
+class _HeadedBatch:
+    """A batch of documents with lines (invoices, journals) marked sent, read back from their
+    ledger: the headers from `ledger`, their lines from `<ledger>_lines` by `parent`."""
 
-    ledger: ClassVar[str] = "journal_ledger"
+    ledger: ClassVar[str]
+    #: The lines' column naming their document, and the `ErpTarget` method that creates both.
+    parent: ClassVar[str]
+    post: ClassVar[str]
+    documents: ClassVar[tuple[Document, Document]]
+    #: Extra header columns the target reads, and the order headers are sent in.
+    head_extra: ClassVar[str] = ""
+    head_order: ClassVar[str] = "external_id"
     batch_id: str
     heads: pd.DataFrame
     lines: pd.DataFrame
@@ -271,30 +242,50 @@ class _JournalBatch:
 
     def post_missing(self, erp: ErpTarget, existing: set[str]) -> PostResult:
         todo = self.heads[~self.heads["external_id"].isin(existing)]
-        todo_lines = self.lines[self.lines["journal_external_id"].isin(todo["external_id"])]
-        return erp.post_journals(todo, todo_lines) if len(todo) else PostResult()
+        todo_lines = self.lines[self.lines[self.parent].isin(todo["external_id"])]
+        return getattr(erp, self.post)(todo, todo_lines) if len(todo) else PostResult()
+
+    @classmethod
+    def read(cls, db: StagingDB, batch_id: str) -> _HeadedBatch:
+        head, line = cls.documents
+        with db.engine.connect() as conn:
+            heads = fetch_frame(
+                conn,
+                f"SELECT {', '.join(head.names)}{cls.head_extra} FROM {cls.ledger} "
+                f"WHERE batch_id = :b AND state = 'sent' ORDER BY {cls.head_order}",
+                {"b": batch_id},
+            )
+            lines = fetch_frame(
+                conn,
+                f"SELECT l.{', l.'.join(line.names)} FROM {cls.ledger}_lines l "
+                f"JOIN {cls.ledger} h ON h.external_id = l.{cls.parent} "
+                "WHERE h.batch_id = :b AND h.state = 'sent' "
+                f"ORDER BY l.{cls.parent}, l.line_no",
+                {"b": batch_id},
+            )
+        return cls(batch_id, heads, lines)
 
 
-def _read_journal_batch(db: StagingDB, batch_id: str) -> _JournalBatch:
-    with db.engine.connect() as conn:
-        heads = fetch_frame(
-            conn,
-            f"SELECT {', '.join(JOURNAL.names)} FROM journal_ledger "
-            "WHERE batch_id = :b AND state = 'sent' ORDER BY kind DESC, external_id",
-            {"b": batch_id},
-        )
-        lines = fetch_frame(
-            conn,
-            f"SELECT l.{', l.'.join(JOURNAL_LINE.names)} FROM journal_ledger_lines l "
-            "JOIN journal_ledger h ON h.external_id = l.journal_external_id "
-            "WHERE h.batch_id = :b AND h.state = 'sent' "
-            "ORDER BY l.journal_external_id, l.line_no",
-            {"b": batch_id},
-        )
-    return _JournalBatch(batch_id, heads, lines)
+@dataclass
+class _InvoiceBatch(_HeadedBatch):
+    ledger: ClassVar[str] = "invoice_ledger"
+    parent: ClassVar[str] = "invoice_external_id"
+    post: ClassVar[str] = "post_invoices"
+    documents: ClassVar[tuple[Document, Document]] = (INVOICE, INVOICE_LINE)
+    head_extra: ClassVar[str] = ", 'released' AS status"
 
 
-_Batch = _TimeLineBatch | _InvoiceBatch | _JournalBatch
+@dataclass
+class _JournalBatch(_HeadedBatch):
+    ledger: ClassVar[str] = "journal_ledger"
+    parent: ClassVar[str] = "journal_external_id"
+    post: ClassVar[str] = "post_journals"
+    documents: ClassVar[tuple[Document, Document]] = (JOURNAL, JOURNAL_LINE)
+    #: Reversals before new versions, as the window always sent them.
+    head_order: ClassVar[str] = "kind DESC, external_id"
+
+
+_Batch = _TimeLineBatch | _HeadedBatch
 
 
 @dataclass
@@ -366,7 +357,7 @@ class _Sender:
     def prepare_invoices(self, batch_id: str) -> _InvoiceBatch:
         """Mark the batch `sent` in the invoice ledger and read it back."""
         self._mark_sent("invoice_ledger", batch_id)
-        return _read_invoice_batch(self.db, batch_id)
+        return _InvoiceBatch.read(self.db, batch_id)
 
     def prepare_expense_lines(self, batch_id: str) -> _ExpenseLineBatch:
         """Mark the batch `sent` in the expense ledger and read it back."""
@@ -375,12 +366,8 @@ class _Sender:
 
     def prepare_journals(self, batch_id: str) -> _JournalBatch:
         """Mark the batch `sent` in the journal ledger and read it back."""
-        now = datetime.now(UTC)
-        with self.db.begin() as conn:
-            lines = mark_sent(conn, "journal_ledger", batch_id, now)
-            open_batch(conn, "journal_ledger", batch_id, self.pending.track["w"], lines, now)
-        self._step("batch_marked_sent", batch_id)
-        return _read_journal_batch(self.db, batch_id)
+        self._mark_sent("journal_ledger", batch_id)
+        return _JournalBatch.read(self.db, batch_id)
 
     def record(self, batch: _Batch, existing: set[str], result: PostResult) -> None:
         counts = _record_batch(
