@@ -90,26 +90,28 @@ def refresh(db: StagingDB, *, force: bool = False) -> bool:
         if not db.is_duckdb:  # one rebuild at a time across desk processes
             conn.exec_driver_sql("SELECT pg_advisory_xact_lock(715005)")
         mark, routes = _fingerprint(conn), _routing_mark(conn)
-        built, routed = (
-            _state(conn, "items_built_from"),
-            _state(conn, "items_routed_from"),
+        state = dict(
+            conn.execute(
+                sa.text(
+                    "SELECT key, value FROM desk_state "
+                    "WHERE key IN ('items_built_from', 'items_routed_from')"
+                )
+            ).all()
         )
+        built, routed = state.get("items_built_from"), state.get("items_routed_from")
         if built == mark and routed == routes and not force:
             return False
         if built != mark or force:
             conn.exec_driver_sql("DELETE FROM desk_items")
             conn.execute(sa.text(_rebuild_sql(db)))
         _route_new(db, conn)
-        _reroute(db, conn)
+        if routed is not None and routed != routes:  # new groups got today's routing already
+            _reroute(db, conn)
         cache_owners(conn)
         _set_state(conn, "items_built_from", mark)
         _set_state(conn, "items_routed_from", routes)
         db.analyze(conn, "desk_items", "desk_assignments")
     return True
-
-
-def _state(conn: Connection, key: str) -> str | None:
-    return conn.execute(sa.text("SELECT value FROM desk_state WHERE key = :k"), {"k": key}).scalar()
 
 
 def _set_state(conn: Connection, key: str, value: str) -> None:
