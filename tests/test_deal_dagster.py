@@ -9,21 +9,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import sqlalchemy as sa
-from dagster import DagsterInstance, Definitions
+from dagster import DagsterInstance
 
-import pipelines.definitions as real
-from io_managers.staging_table import StagingTableIOManager
 from pipelines.deal_jobs import deal_setup_job
 from pipelines.jobs import main_job
-from resources.api_source import ApiSource
-from resources.erp import ErpResource, PostingPolicy
-from resources.feedback import OutboundDelivery
-from resources.psa_source import PsaSource
-from resources.reports import ReportUpload
-from resources.settings import API_VENDORS
-from resources.staging import StagingDatabase
 from staging_models.db import dispose_all, staging_db
 from tests.support.csvtools import write_csv
+from tests.support.dagster_defs import local_definitions
 from tests.support.deal_world import TEMPLATES, deal
 from tests.support.staging_helpers import EMPLOYEES, PROJECTS
 
@@ -43,22 +35,7 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict]:
     monkeypatch.setenv("STAGEPOST_DEAL_OUTBOUND_DIR", str(outbound))
     staging = f"duckdb:///{tmp_path / 'staging.duckdb'}"
     erp = f"duckdb:///{tmp_path / 'erp.duckdb'}"
-    defs = Definitions(
-        assets=real.defs.assets,
-        asset_checks=real.defs.asset_checks,
-        jobs=real.defs.jobs,
-        resources={
-            "staging": StagingDatabase(url=staging),
-            "psa_source": PsaSource(inbox=str(inbox), stable_seconds=0),
-            "erp": ErpResource(kind="sql", url=erp),
-            "posting_policy": PostingPolicy(preview_dir=str(tmp_path / "previews")),
-            "staging_table_io_manager": StagingTableIOManager(staging=StagingDatabase(url=staging)),
-            "report_upload": ReportUpload(),
-            "outbound": OutboundDelivery(folder=str(tmp_path / "feedback")),
-            **{f"{v}_api": ApiSource(vendor=v) for v in API_VENDORS},
-        },
-        executor=real.defs.executor,
-    )
+    defs = local_definitions(tmp_path, inbox, staging, erp)
     yield {"defs": defs, "staging": staging, "erp": erp, "outbound": outbound}
     dispose_all()
 

@@ -9,28 +9,22 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from dagster import DagsterInstance, Definitions, RunConfig
+from dagster import DagsterInstance, RunConfig
 
-import pipelines.definitions as real
 from assets.posting import POSTING_ASSET, PostingWindowConfig
 from assets.reconciliation import ReconciliationConfig, resolve_period
 from connectors.erp.sql_interface import SqlInterfaceTarget
 from connectors.sample_data import write_sample
-from io_managers.staging_table import StagingTableIOManager
 from pipelines.jobs import main_job
 from pipelines.posting_jobs import posting_window_job
 from pipelines.reconciliation_jobs import reconciliation_job
-from resources.api_source import ApiSource
-from resources.erp import ErpResource, PostingPolicy
-from resources.feedback import OutboundDelivery
 from resources.psa_source import PsaSource
-from resources.reports import ReportUpload
-from resources.settings import API_VENDORS
 from resources.staging import StagingDatabase
 from staging_models.db import dispose_all, staging_db
 from staging_models.ledger_tables import ledger_rows
 from staging_models.validation import conservation
 from tests.support.csvtools import write_csv
+from tests.support.dagster_defs import local_definitions
 
 #: The time-line ledger, each line's state as its batch makes it.
 LEDGER = ledger_rows("posting_ledger")
@@ -50,22 +44,7 @@ def world(tmp_path: Path) -> Iterator[dict]:
     )
     staging = f"duckdb:///{tmp_path / 'staging.duckdb'}"
     erp = f"duckdb:///{tmp_path / 'erp.duckdb'}"
-    defs = Definitions(
-        assets=real.defs.assets,
-        asset_checks=real.defs.asset_checks,
-        jobs=real.defs.jobs,
-        resources={
-            "staging": StagingDatabase(url=staging),
-            "psa_source": PsaSource(inbox=str(inbox), stable_seconds=0),
-            "erp": ErpResource(kind="sql", url=erp),
-            "posting_policy": PostingPolicy(preview_dir=str(tmp_path / "previews")),
-            "staging_table_io_manager": StagingTableIOManager(staging=StagingDatabase(url=staging)),
-            "report_upload": ReportUpload(),
-            "outbound": OutboundDelivery(folder=str(tmp_path / "feedback")),
-            **{f"{v}_api": ApiSource(vendor=v) for v in API_VENDORS},  # unconfigured: not pulled
-        },
-        executor=real.defs.executor,
-    )
+    defs = local_definitions(tmp_path, inbox, staging, erp)
     file_rows = sum(sum(1 for _ in open(f)) - 1 for f in files.values())
     yield {"defs": defs, "staging": staging, "erp": erp, "inbox": inbox, "file_rows": file_rows}
     dispose_all()
