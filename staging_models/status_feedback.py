@@ -8,7 +8,8 @@ the current versions and that table:
 
 - `time_entry_status` (key `entry_id`): `invoiced` (a live invoice of the ERP, not cancelled
   there, bills it: its ERP number and date), else `posted` (its live ERP document and
-  period), else `reversed` (posted once, reversed since), else `not_posted`;
+  period), else `held` (with the reason: a billing hold, a closed period), else `reversed`
+  (posted once, reversed since), else `not_posted`;
 - `invoice_status` (key `invoice_id`): the ERP's status of its live invoice (`posted`,
   `partially_paid`, `paid`, `cancelled`, ...) with number, amount and amount open, else `held`
   (with the hold's reason), `reversed` or `not_posted`;
@@ -63,8 +64,13 @@ def _reversed(ledger: str, group: str) -> str:
 
 def _time_entry_status(db: StagingDB) -> Feed:
     split = db.split_list_sql("v.entry_ids")
+    rows = ledger_rows("posting_ledger")
     sql = f"""
-    WITH billed_lines AS (
+    WITH held AS (
+        SELECT entry_id, MIN(erp_message) AS reason FROM {rows} h
+        WHERE h.state = 'held' GROUP BY entry_id
+    ),
+    billed_lines AS (
         SELECT s.invoice_id, TRIM(s.entry_id) AS entry_id FROM (
             SELECT v.invoice_id, {split} AS entry_id
             FROM validated_invoice_lines v
@@ -84,16 +90,19 @@ def _time_entry_status(db: StagingDB) -> Feed:
     SELECT c.row_key AS entry_id, c.version AS entry_version,
            CASE WHEN b.entry_id IS NOT NULL THEN 'invoiced'
                 WHEN lv.external_id IS NOT NULL THEN 'posted'
+                WHEN h.entry_id IS NOT NULL THEN 'held'
                 WHEN rv.reversal IS NOT NULL THEN 'reversed'
                 ELSE 'not_posted' END AS status,
            lv.external_id AS erp_document, lv.period AS erp_period,
            lv.entry_version AS posted_version,
            CASE WHEN lv.external_id IS NULL THEN rv.reversal END AS reversed_by,
-           b.invoice_id, b.erp_number AS erp_invoice_number, b.issue_date AS invoice_date
+           b.invoice_id, b.erp_number AS erp_invoice_number, b.issue_date AS invoice_date,
+           h.reason AS hold_reason
     FROM stg_time_entries c
     LEFT JOIN ({_live("posting_ledger")}) lv ON lv.entry_id = c.row_key
     LEFT JOIN ({_reversed("posting_ledger", "entry_id")}) rv ON rv.entry_id = c.row_key
     LEFT JOIN billed b ON b.entry_id = c.row_key AND b.n = 1
+    LEFT JOIN held h ON h.entry_id = c.row_key
     WHERE c.is_current"""
     return Feed("time_entry_status", ("entry_id",), sql)
 
@@ -129,8 +138,8 @@ def _invoice_status(db: StagingDB) -> Feed:
 
 
 def _expense_status(db: StagingDB) -> Feed:
-    """Per current expense, as `time_entry_status` (posted, reversed, not posted) plus `held`
-    with the reason (a billing hold, a closed period). No `invoiced`: an invoice proposal's
+    """Per current expense, as `time_entry_status` (posted, held with the reason, reversed,
+    not posted). No `invoiced`: an invoice proposal's
     expense lines name no expense ids, so no invoice is linked to an expense."""
     rows = ledger_rows("expense_ledger")
     sql = f"""

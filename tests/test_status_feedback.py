@@ -25,7 +25,7 @@ from connectors.outbound.webhook import Webhook
 from staging_models.outbound import Targets, deliver_rows, replay_dead_letters
 from staging_models.status_feedback import deliver_status
 from tests.support.expense_world import ExpenseEnv, expense
-from tests.support.feedback_helpers import Receiver, bill_entries
+from tests.support.feedback_helpers import Receiver, bill_entries, set_project
 from tests.support.posting_helpers import PostingEnv, correct, stage_entries, stage_invoice
 
 pytest_plugins = ["tests.support.posting_fixtures", "tests.support.expense_fixtures"]
@@ -164,6 +164,46 @@ def test_a_psa_cancellation_credits_the_invoice_and_unbills_its_entries(
     assert {k: v["status"] for k, v in e.items()} == {"TE1": "posted", "TE2": "posted"}
     (inv,) = _read(out, "invoice_status", results[1].sequence)[2]
     assert inv["status"] == "reversed" and inv["reversed_by"] == "inv:I1:v1:rev"
+
+
+def test_a_time_entry_a_window_holds_is_reported_held_with_the_reason(
+    posting_env: PostingEnv,
+) -> None:
+    """Time lines under a billing hold (`hold`): a new entry is `held` with the hold's reason,
+    not `not_posted`; a held correction leaves the entry `posted` (its old line) with the
+    reason; after the release both are `posted` and the reason is gone."""
+    env = posting_env
+    stage_entries(env.db, [{"entry_id": "TE1"}])
+    assert env.window().status == "completed"
+    set_project(env.db, "P1", hold=True, reason="Disputed scope", since=date(2026, 12, 1))
+    correct(env.db, "TE1", hours=D("2.50"))
+    stage_entries(env.db, [{"entry_id": "TE2"}])
+    env.window(billing_hold_time_and_expenses="hold")
+    out = env.tmp_path / "feedback"
+    targets = Targets(folder=LocalFolder(out))
+    assert deliver_status(env.db, env.erp, targets)[0].sequence == 1
+    e = _by(_read(out, "time_entry_status", 1)[2], "entry_id")
+    reason = "Billing hold on project P1 since 2026-12-01: Disputed scope"
+    assert (e["TE2"]["status"], e["TE2"]["hold_reason"], e["TE2"]["erp_document"]) == (
+        "held",
+        reason,
+        None,
+    )
+    assert (e["TE1"]["status"], e["TE1"]["posted_version"], e["TE1"]["entry_version"]) == (
+        "posted",
+        "1",
+        "2",
+    )
+    assert e["TE1"]["hold_reason"] == reason
+
+    set_project(env.db, "P1", hold=False)
+    env.window(billing_hold_time_and_expenses="hold")
+    assert deliver_status(env.db, env.erp, targets)[0].sequence == 2
+    e = _by(_read(out, "time_entry_status", 2)[2], "entry_id")
+    assert {k: (v["status"], v["posted_version"], v["hold_reason"]) for k, v in e.items()} == {
+        "TE1": ("posted", "2", None),
+        "TE2": ("posted", "1", None),
+    }
 
 
 def test_expense_status_posted_held_reversed_and_changed_only(expense_env: ExpenseEnv) -> None:
