@@ -237,3 +237,92 @@ def test_window_killed_after_the_pair_was_marked_sent_posts_it_once(
         "SELECT external_id, state FROM journal_ledger WHERE state IN ('sent', 'confirmed')"
     )
     assert sorted(ledger["external_id"]) == sorted(counts.index)
+
+
+def _sheet(wb, name: str) -> list[dict]:
+    ws = wb[name]
+    header = [c.value for c in next(ws.iter_rows(max_row=1))]
+    return [dict(zip(header, (c.value for c in r), strict=True)) for r in ws.iter_rows(min_row=2)]
+
+
+def test_reconciliation_shows_pairs_and_group_currency_totals(
+    posting_env: PostingEnv,
+    world: IntercompanyWorld,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path,
+) -> None:
+    """Intercompany pairs posted vs expected and balanced per entity; totals per transaction
+    currency and in the group currency (EUR) with the rate dates, a line without a rate shown
+    as such, never converted at 1."""
+    import openpyxl
+
+    from reconciliation.compare import Period, reconcile
+    from reconciliation.intercompany import currency_totals, intercompany_reconciliation
+    from reconciliation.report import write_reconciliation_workbook
+
+    monkeypatch.setenv("STAGEPOST_GROUP_CURRENCY", "EUR")
+    world.rates(fx("2026-10-15", "1.0834"))
+    world.entries(
+        ic_entry(),  # US01, 1,200.00 USD on 15 Oct: EUR at the inverse pair, 1,107.62
+        ic_entry("OWN", project="ICDE", rate="140.00"),  # DE01, 1,120.00 EUR
+        ic_entry("OLD", project="ICUS", employee="XUS", day="2026-10-02", hours="1.00"),
+    )
+    world.validate()
+    posting_env.window()
+    detail, balance, notes = intercompany_reconciliation(posting_env.db, posting_env.erp)
+    assert detail[
+        ["status", "entry_id", "side", "legal_entity", "ic_currency"]
+    ].values.tolist() == [
+        ["ties", "IC1", "payable", "US01", "USD"],
+        ["ties", "IC1", "receivable", "DE01", "EUR"],
+    ]
+    assert list(detail["erp_amount"]) == [D("572.04"), D("528.00")]
+    assert set(balance["balance_status"]) == {"balanced"} and len(balance) == 2
+    assert notes == []
+
+    totals, missing, fx_notes = currency_totals(
+        posting_env.db, date(2026, 10, 1), date(2026, 10, 31)
+    )
+    rows = {r.legal_entity: r for r in totals.itertuples()}
+    assert (rows["DE01"].transaction_amount, rows["DE01"].group_amount) == (
+        D("1120.00"),
+        D("1120.00"),
+    )
+    us = rows["US01"]
+    # 1,200.00 USD / 1.0834 (EUR -> USD, divided: the inverse pair) = 1,107.6241 -> 1,107.62
+    assert (us.entries, us.converted_entries, us.entries_without_rate) == (2, 1, 1)
+    assert us.group_amount == D("1107.62")
+    assert us.first_rate_date == date(2026, 10, 15) and us.last_rate_date == date(2026, 10, 15)
+    assert us.amount_without_rate == D("150.00")  # OLD: 2 Oct, no rate within 7 days before
+    assert missing[["fx_status", "entry_id", "transaction_amount"]].values.tolist() == [
+        ["no rate", "OLD", D("150.00")]
+    ]
+    assert "1 entries have no exchange rate" in fx_notes[0]
+
+    # Moved to a same-entity project: the reversed pair is settled, nothing left to compare
+    world.entries(ic_entry(project="ICDE", rate="140.00", updated_at="2026-10-20T09:00:00Z"))
+    world.validate()
+    posting_env.window()
+    detail, balance, notes = intercompany_reconciliation(posting_env.db, posting_env.erp)
+    assert detail.empty and set(balance["balance_status"]) == {"balanced"}
+
+    rec = reconcile(posting_env.db, posting_env.erp, Period(date(2026, 10, 1), date(2026, 10, 31)))
+    info = write_reconciliation_workbook(
+        tmp_path / "rec.xlsx",
+        period_label=rec.period.label(),
+        kpis=rec.kpi_frame(),
+        totals=rec.totals,
+        invoices=rec.invoices,
+        lines=rec.lines,
+        intercompany=(detail, balance),
+        currencies=currency_totals(posting_env.db, date(2026, 10, 1), date(2026, 10, 31))[:2],
+    )
+    assert "Currency totals" in info.sheet_names and "FX missing" in info.sheet_names
+    wb = openpyxl.load_workbook(info.path)
+    by_le = {r["Legal entity"]: r for r in _sheet(wb, "Currency totals")}
+    assert by_le["DE01"]["Amount (group currency)"] == 2240  # OWN and IC1, both EUR now
+    assert by_le["US01"]["Entries without a rate"] == 1
+    assert by_le["US01"]["Amount (group currency)"] is None  # never converted at 1
+    (gap,) = _sheet(wb, "FX missing")
+    assert (gap["Status"], gap["Entry"]) == ("no rate", "OLD")
+    assert gap["Rate wanted for"].date() == date(2026, 10, 2)
