@@ -40,6 +40,7 @@ import pyarrow as pa
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from config.settings import current
 from connectors.erp.base import ErpTarget
 from connectors.erp.documents import JOURNAL, JOURNAL_LINE
 from connectors.sql import load_temp, read_frame
@@ -81,15 +82,14 @@ def accounts_for(accounts: Mapping[str, Mapping[str, str]], legal_entity: str) -
 
 
 def has_work(db: StagingDB) -> bool:
-    """Whether any entry is intercompany or any intercompany journal is in the ledger."""
-    return bool(
-        db.scalar(
-            f"""SELECT CASE WHEN EXISTS (SELECT 1 FROM validated_time_entries
-                                         WHERE ic_legal_entity IS NOT NULL)
-                  OR EXISTS (SELECT 1 FROM journal_ledger
-                             WHERE journal_type IN {TYPES!r}) THEN 1 ELSE 0 END"""
-        )
-    )
+    """Whether an intercompany journal is in the ledger (to keep or reverse), or, under the
+    `intercompany` policy, any entry is intercompany. Under the default policy with no such
+    journal, a window reads nothing more (the validated entries are not scanned)."""
+    ledger = f"EXISTS (SELECT 1 FROM journal_ledger WHERE journal_type IN {TYPES!r})"
+    entries = "EXISTS (SELECT 1 FROM validated_time_entries WHERE ic_legal_entity IS NOT NULL)"
+    if current().intercompany_policy != "intercompany":
+        entries = "FALSE"
+    return bool(db.scalar(f"SELECT CASE WHEN {ledger} OR {entries} THEN 1 ELSE 0 END"))
 
 
 def _in_scope(legal_entities: Sequence[str], col: str) -> str:

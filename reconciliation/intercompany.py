@@ -95,8 +95,11 @@ def intercompany_reconciliation(
     """The Intercompany sheet (one row per entry and side), the balance per legal entity and
     currency, and notes. Empty frames when there is nothing intercompany."""
     has_ic = db.scalar(
-        "SELECT COUNT(*) FROM validated_time_entries WHERE ic_legal_entity IS NOT NULL"
-    ) or db.scalar(f"SELECT COUNT(*) FROM journal_ledger WHERE journal_type IN {IC_TYPES!r}")
+        f"""SELECT CASE WHEN EXISTS (SELECT 1 FROM journal_ledger
+                                     WHERE journal_type IN {IC_TYPES!r})
+                          OR EXISTS (SELECT 1 FROM validated_time_entries
+                                     WHERE ic_legal_entity IS NOT NULL) THEN 1 ELSE 0 END"""
+    )
     empty = (
         pd.DataFrame(columns=list(INTERCOMPANY_HEADERS)),
         pd.DataFrame(columns=list(IC_BALANCE_HEADERS)),
