@@ -43,9 +43,18 @@ from sqlalchemy.engine import Connection
 from config.settings import current
 from connectors.erp.base import ErpTarget
 from connectors.erp.documents import JOURNAL, JOURNAL_LINE
+from connectors.erp.periods import month_end
 from connectors.sql import load_temp, read_frame
 from posting.lock import WindowLock
-from posting.plan import external_id_sql, period_sql, temp_table
+from posting.plan import (
+    _PERIOD_SCHEMA,
+    NEXT_OPEN_HORIZON_MONTHS,
+    ClosedPeriodPolicy,
+    _add_months,
+    external_id_sql,
+    period_sql,
+    temp_table,
+)
 from posting.send import send_journal_batches
 from staging_models.db import StagingDB
 from staging_models.ledger_tables import ledger_rows
@@ -108,14 +117,76 @@ def _book_date(conn: Connection, day: str, period: str) -> str:
     )
 
 
+def _apply_closed_periods(
+    conn: Connection, erp: ErpTarget, call: Callable, policy: ClosedPeriodPolicy
+) -> None:
+    """The ERP's closed periods, per legal entity of each journal (the employee's entity may
+    have closed a month the project's still has open): `next_open` books a journal into the
+    next open period (dated its first day), `hold` (or no open period within
+    NEXT_OPEN_HORIZON_MONTHS) holds it; a held journal holds its whole pair (the entry's
+    other journals in the plan), each with the reason."""
+    span = read_frame(
+        conn, "SELECT legal_entity, MIN(period) AS lo, MAX(period) AS hi FROM ic_plan GROUP BY 1"
+    )
+    if span.empty:
+        return
+    periods = call(
+        lambda: erp.open_periods(
+            span["legal_entity"].tolist(),
+            _add_months(span["lo"].min(), 0),
+            month_end(_add_months(span["hi"].max(), NEXT_OPEN_HORIZON_MONTHS)),
+        )
+    )
+    load_temp(conn, "ic_periods", periods.astype({"is_open": bool}), _PERIOD_SCHEMA)
+    next_open = (
+        """(SELECT MIN(o.period) FROM ic_periods o WHERE o.legal_entity = c.legal_entity
+              AND o.period > c.period AND o.is_open)"""
+        if policy == "next_open"
+        else "CAST(NULL AS VARCHAR)"
+    )
+    held = "'Posting period ' || m.period || ' is closed for ' || m.legal_entity || " + (
+        f"' and no later period is open within {NEXT_OPEN_HORIZON_MONTHS} months; held "
+        "until one opens'"
+        if policy == "next_open"
+        else "'; held (policy hold) until it reopens'"
+    )
+    conn.exec_driver_sql(
+        f"""UPDATE ic_plan SET
+              period = COALESCE(m.next_open, ic_plan.period),
+              journal_date = CASE WHEN m.next_open IS NULL THEN ic_plan.journal_date
+                                  ELSE CAST(m.next_open || '-01' AS DATE) END,
+              state = CASE WHEN m.next_open IS NULL THEN 'held' ELSE 'planned' END,
+              erp_message = CASE WHEN m.next_open IS NULL THEN {held}
+                  ELSE 'Booked in ' || m.next_open || ': period ' || m.period
+                       || ' is closed for ' || m.legal_entity END
+            FROM (SELECT c.legal_entity, c.period, {next_open} AS next_open
+                  FROM ic_periods c WHERE NOT c.is_open) m
+            WHERE ic_plan.legal_entity = m.legal_entity AND ic_plan.period = m.period"""
+    )
+    conn.exec_driver_sql(
+        """UPDATE ic_plan SET state = 'held',
+                  erp_message = 'Held with the other half of its intercompany pair ('
+                      || h.external_id || '): ' || h.erp_message
+            FROM (SELECT pair, MIN(external_id) AS external_id, MIN(erp_message) AS erp_message
+                  FROM ic_plan WHERE state = 'held' GROUP BY pair) h
+            WHERE ic_plan.pair = h.pair AND ic_plan.state <> 'held'"""
+    )
+    conn.exec_driver_sql("DROP TABLE IF EXISTS ic_periods")
+
+
 def plan_intercompany(
     conn: Connection,
     legal_entities: Sequence[str],
     accounts: Mapping[str, Mapping[str, str]],
     entries_per_batch: int = ENTRIES_PER_BATCH,
+    *,
+    erp: ErpTarget,
+    call: Callable,
+    policy: ClosedPeriodPolicy = "next_open",
 ) -> pd.DataFrame:
-    """Build `ic_plan` (journals, with `batch_no`) and `ic_plan_lines` on `conn`; returns the
-    plan's journals. Reads the validated entries and the ledgers; writes nothing else."""
+    """Build `ic_plan` (journals, with `batch_no`, `state` planned or held, `erp_message`) and
+    `ic_plan_lines` on `conn`; returns the plan's journals. Reads the validated entries, the
+    ledgers and the ERP's open periods; writes nothing else."""
     te = ledger_rows("posting_ledger")
     jl = ledger_rows("journal_ledger")
     entities = read_frame(
@@ -271,12 +342,16 @@ def plan_intercompany(
         """,
     )
     n = max(1, int(entries_per_batch))
+    conn.exec_driver_sql("ALTER TABLE ic_plan ADD COLUMN state VARCHAR")
+    conn.exec_driver_sql("ALTER TABLE ic_plan ADD COLUMN erp_message VARCHAR")
+    conn.exec_driver_sql("UPDATE ic_plan SET state = 'planned'")
+    _apply_closed_periods(conn, erp, call, policy)
     conn.exec_driver_sql("ALTER TABLE ic_plan ADD COLUMN batch_no INTEGER")
     conn.exec_driver_sql(
         f"""UPDATE ic_plan SET batch_no = b.batch_no FROM (
                 SELECT pair, CAST((DENSE_RANK() OVER (ORDER BY pair) - 1) / {n} AS INTEGER)
                        AS batch_no
-                FROM (SELECT DISTINCT pair FROM ic_plan) x) b
+                FROM (SELECT DISTINCT pair FROM ic_plan WHERE state = 'planned') x) b
             WHERE b.pair = ic_plan.pair"""
     )
     return read_frame(conn, "SELECT * FROM ic_plan ORDER BY batch_no, pair, kind DESC")
@@ -308,20 +383,21 @@ def _write_plan(conn: Connection, window_id: str, track: dict[str, Any]) -> list
         sa.text(
             f"""UPDATE journal_ledger SET state = 'void', settled_at = :now,
                        erp_message = 'Superseded before it reached the ERP'
-                WHERE state = 'planned' AND journal_type IN {TYPES!r}"""
+                WHERE state IN ('planned', 'held') AND journal_type IN {TYPES!r}"""
         ),
         track,
     )
-    batches = read_frame(conn, "SELECT DISTINCT batch_no FROM ic_plan ORDER BY batch_no")
+    batches = read_frame(
+        conn,
+        "SELECT DISTINCT batch_no FROM ic_plan WHERE batch_no IS NOT NULL ORDER BY batch_no",
+    )
     ids = {int(b): batch_id(window_id, int(b)) for b in batches["batch_no"]}
-    if not ids:
-        return []
-    case = " ".join(f"WHEN {b} THEN '{i}'" for b, i in ids.items())
+    case = " ".join(f"WHEN {b} THEN '{i}'" for b, i in ids.items()) or "WHEN -1 THEN NULL"
     conn.execute(
         sa.text(
             f"""INSERT INTO journal_ledger ({_JNL_COLS}, line_count, state, erp_message,
                         batch_id, window_id, run_id, launched_by, planned_at)
-                SELECT {_JNL_COLS}, line_count, 'planned', NULL,
+                SELECT {_JNL_COLS}, line_count, state, erp_message,
                        CASE batch_no {case} END, :w, :run, :by, :now
                 FROM ic_plan"""
         ),
@@ -344,6 +420,7 @@ def post_intercompany(
     legal_entities: Sequence[str],
     accounts: Mapping[str, Mapping[str, str]],
     track: dict[str, Any],
+    closed_period_policy: ClosedPeriodPolicy = "next_open",
     entries_per_batch: int = ENTRIES_PER_BATCH,
 ) -> dict[str, int]:
     """Plan and send the intercompany pairs (see the module doc); counts prefixed `ic_`."""
@@ -352,7 +429,15 @@ def post_intercompany(
     with db.engine.connect() as conn:
         tx = conn.begin()
         try:
-            plan = plan_intercompany(conn, legal_entities, accounts, entries_per_batch)
+            plan = plan_intercompany(
+                conn,
+                legal_entities,
+                accounts,
+                entries_per_batch,
+                erp=erp,
+                call=call,
+                policy=closed_period_policy,
+            )
             batches = _write_plan(conn, window_id, track)
             for name in PLAN_TABLES:
                 conn.exec_driver_sql(f"DROP TABLE IF EXISTS {name}")
@@ -361,9 +446,11 @@ def post_intercompany(
             if tx.is_active:
                 tx.rollback()
             raise
+    planned = plan[plan["state"] == "planned"] if len(plan) else plan
     counts = {
-        "ic_journals_planned": len(plan),
-        "ic_reversals_planned": int((plan["kind"] == "reversal").sum()) if len(plan) else 0,
+        "ic_journals_planned": len(planned),
+        "ic_reversals_planned": int((planned["kind"] == "reversal").sum()) if len(plan) else 0,
+        "ic_journals_held": len(plan) - len(planned),
     }
     sent = send_journal_batches(db, erp, window_id, lock, call, hooks, batches)
     counts.update({f"ic_{k}": v for k, v in sent.items()})

@@ -487,6 +487,7 @@ def _post(w: _Window, lock: WindowLock, out: _Outcome, plan_conn: sa.Connection)
                 legal_entities=tuple(w.config.legal_entities or ()),
                 accounts=w.config.intercompany_accounts,
                 track=pending.track,
+                closed_period_policy=w.config.closed_period_policy,
             )
         )
         _analyze_ledgers(w.db, sample=True)

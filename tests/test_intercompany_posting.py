@@ -326,3 +326,45 @@ def test_reconciliation_shows_pairs_and_group_currency_totals(
     (gap,) = _sheet(wb, "FX missing")
     assert (gap["Status"], gap["Entry"]) == ("no rate", "OLD")
     assert gap["Rate wanted for"].date() == date(2026, 10, 2)
+
+
+def test_closed_period_of_the_employees_entity_moves_or_holds_the_pair(
+    posting_env: PostingEnv, world: IntercompanyWorld
+) -> None:
+    """October is closed in DE01 only: the customer line and the payable book into US01's
+    October; the receivable moves to DE01's November (`next_open`), or, under `hold`, the
+    whole pair waits, each half saying why, until October reopens."""
+    world.rates(fx("2026-10-15", "1.0834"))
+    world.entries(ic_entry(), ic_entry("IC2", day="2026-10-16", hours="1.00"))
+    world.validate()
+    posting_env.erp.set_period("DE01", "2026-10", False)
+    held = posting_env.window(closed_period_policy="hold")
+    assert held.counts["ic_journals_held"] == 4 and held.counts["ic_journals_planned"] == 0
+    assert journals(posting_env.erp).empty
+    assert len(erp_lines(posting_env.erp)) == 2  # the customer lines are US01's: posted
+    led = posting_env.db.query_df(
+        "SELECT external_id, state, erp_message FROM journal_ledger ORDER BY external_id"
+    )
+    assert set(led["state"]) == {"held"}
+    msg = dict(zip(led["external_id"], led["erp_message"], strict=True))
+    assert msg["ic:IC1:v1:rec"] == (
+        "Posting period 2026-10 is closed for DE01; held (policy hold) until it reopens"
+    )
+    assert msg["ic:IC1:v1:pay"].startswith("Held with the other half of its intercompany pair")
+    # next_open: the receivable books into November, dated its first day; the payable stays
+    moved = posting_env.window()
+    assert moved.counts["ic_journals_planned"] == 4 and moved.counts["ic_journals_held"] == 0
+    ic = journals(posting_env.erp).drop_duplicates("external_id").set_index("external_id")
+    assert (ic.loc["ic:IC1:v1:rec", "period"], ic.loc["ic:IC1:v1:rec", "journal_date"]) == (
+        "2026-11",
+        date(2026, 11, 1),
+    )
+    assert (ic.loc["ic:IC1:v1:pay", "period"], ic.loc["ic:IC1:v1:pay", "journal_date"]) == (
+        "2026-10",
+        date(2026, 10, 15),
+    )
+    note = posting_env.db.scalar(
+        "SELECT erp_message FROM journal_ledger WHERE external_id = 'ic:IC1:v1:rec'"
+    )
+    assert note == "Booked in 2026-11: period 2026-10 is closed for DE01"
+    assert posting_env.window().counts.get("ic_journals_planned", 0) == 0
