@@ -48,10 +48,10 @@ from connectors.sql import load_temp, read_frame
 from posting.lock import WindowLock
 from posting.plan import (
     _PERIOD_SCHEMA,
+    MAX_EXTERNAL_ID,
     NEXT_OPEN_HORIZON_MONTHS,
     ClosedPeriodPolicy,
     _add_months,
-    external_id_sql,
     period_sql,
     temp_table,
 )
@@ -106,6 +106,18 @@ def _in_scope(legal_entities: Sequence[str], col: str) -> str:
         return "TRUE"
     listed = ", ".join("'" + e.replace("'", "''") + "'" for e in sorted(set(legal_entities)))
     return f"{col} IN ({listed})"
+
+
+def ic_external_id_sql(ident: str, version: str, side: str) -> str:
+    """`ic:{entry}:v{n}:pay|rec` (its reversal appends `:rev`), as `posting.plan.external_id_sql`
+    builds other ids: an entry id too long for the reversal's id to fit in MAX_EXTERNAL_ID
+    characters is replaced by its md5 (`ic~{md5}:v{n}:pay`), in the post and its reversal alike."""
+    ver = f"CAST({version} AS VARCHAR)"
+    # ':' || 'v', not ':v': text() would read ":v" inside a literal as a bind parameter.
+    tail = f"':' || 'v' || {ver} || ':' || '{side}'"
+    fixed = len(f"ic::v:{side}:rev")
+    too_long = f"length({ident}) + length({ver}) > {MAX_EXTERNAL_ID - fixed}"
+    return f"CASE WHEN {too_long} THEN 'ic~' || md5({ident}) || {tail} ELSE 'ic:' || {ident} || {tail} END"
 
 
 def _book_date(conn: Connection, day: str, period: str) -> str:
@@ -273,8 +285,8 @@ def plan_intercompany(
         FROM v
         """,
     )
-    post = external_id_sql("ic", "w.entry_id", "w.version", "pay")
-    post_rec = external_id_sql("ic", "w.entry_id", "w.version", "rec")
+    post = ic_external_id_sql("w.entry_id", "w.version", "pay")
+    post_rec = ic_external_id_sql("w.entry_id", "w.version", "rec")
     # Reversals: live journals whose customer line is reversed (or gone from the ledger's
     # live lines), dated in that reversal's period; every entity of the entry's live
     # journals in scope. New posts: wanted journals not live yet.

@@ -368,3 +368,27 @@ def test_closed_period_of_the_employees_entity_moves_or_holds_the_pair(
     )
     assert note == "Booked in 2026-11: period 2026-10 is closed for DE01"
     assert posting_env.window().counts.get("ic_journals_planned", 0) == 0
+
+
+def test_long_entry_id_uses_its_md5_in_the_pair_and_its_reversal(
+    posting_env: PostingEnv, world: IntercompanyWorld
+) -> None:
+    import hashlib
+
+    long_id = "PSA-" + "x" * 52  # 56 characters: `ic:{id}:v1:pay:rev` would pass 64
+    md5 = hashlib.md5(long_id.encode()).hexdigest()
+    world.rates(fx("2026-10-15", "1.0834"))
+    world.entries(ic_entry(long_id))
+    world.validate()
+    posting_env.window()
+    world.entries(ic_entry(long_id, project="ICDE", updated_at="2026-10-20T09:00:00Z"))
+    world.validate()
+    posting_env.window()
+    ids = sorted(journals(posting_env.erp)["external_id"].unique())
+    assert ids == [
+        f"ic~{md5}:v1:pay",
+        f"ic~{md5}:v1:pay:rev",
+        f"ic~{md5}:v1:rec",
+        f"ic~{md5}:v1:rec:rev",
+    ]
+    assert max(map(len, ids)) <= 64
