@@ -47,6 +47,7 @@ NIGHTLY_DATASETS = (
     "invoices",
     "milestones",
     "assignments",
+    "fx_rates",
 )
 
 

@@ -233,6 +233,7 @@ def window_config(
         run_id=run_id,
         launched_by=operator,
         lock_stale_after=posting_policy.lock_stale_after(),
+        intercompany_accounts=posting_policy.intercompany_accounts,
     )
 
 

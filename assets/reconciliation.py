@@ -40,6 +40,7 @@ from connectors.erp.base import ErpTarget
 from connectors.report_upload import UploadError
 from connectors.sources.base import SourceError
 from reconciliation.compare import ALL, Period, Reconciliation, reconcile
+from reconciliation.intercompany import currency_totals, intercompany_reconciliation
 from reconciliation.plan_report import has_plans, plan_sheets
 from reconciliation.psa_files import Unlanded, unlanded_rows
 from reconciliation.report import write_reconciliation_workbook
@@ -296,11 +297,18 @@ def reconciliation_workbook(
     target = erp.get_target()
     try:
         revenue, revenue_notes = read_revenue_rollforward(db, target)
+        # Intercompany pairs posted vs expected, each entity's side balanced
+        # (docs/intercompany.md).
+        ic_detail, ic_balance, ic_notes = intercompany_reconciliation(db, target)
     finally:
         close = getattr(target, "close", None)
         if close:
             close()
-    notes = [*notes, *revenue_notes]
+    # Totals per transaction currency, and in STAGEPOST_GROUP_CURRENCY where rates exist.
+    by_currency, fx_missing, fx_notes = currency_totals(
+        db, date.fromisoformat(info["date_from"]), date.fromisoformat(info["date_to"])
+    )
+    notes = [*notes, *revenue_notes, *ic_notes, *fx_notes]
     plans = has_plans(db)
     for scope in scopes:
         tag = "all" if scope == ALL else _UNSAFE.sub("_", scope)
@@ -317,6 +325,8 @@ def reconciliation_workbook(
             breaches=overdue,
             expenses=rec_expenses,
             revenue=revenue,
+            intercompany=(ic_detail, ic_balance),
+            currencies=(by_currency, fx_missing),
             plan=plan_sheets(db, None if scope == ALL else scope) if plans else None,
         )
         written[scope] = {"path": str(wb.path), "url": report_url(wb.path.name), "rows": wb.rows}

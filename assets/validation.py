@@ -25,7 +25,7 @@ from staging_models.validation import DatasetValidation, conservation, validate_
 
 #: The validation assets' group (jobs select it by this name).
 GROUP = "validation"
-MASTER = ("employees", "projects", "project_tasks", "rate_cards", "milestones")
+MASTER = ("employees", "projects", "project_tasks", "rate_cards", "milestones", "fx_rates")
 #: API pulls land before validation runs in the same job (a dependency orders the steps).
 API_TIME_KEYS = [AssetKey(time_entries_key(v)) for v in API_VENDORS]
 API_MASTER_KEYS = [AssetKey(master_data_key(v)) for v in MASTER_DATASETS]

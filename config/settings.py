@@ -139,6 +139,41 @@ def _names(value: Any) -> Any:
     return names
 
 
+def _percent(value: Any) -> Any:
+    """Kept as text (an exact decimal): a percentage from 0 to 1000, at most 4 decimals."""
+    try:
+        pct = Decimal(str(value).strip())
+    except InvalidOperation:
+        raise ValueError("not a number") from None
+    if not (pct.is_finite() and 0 <= pct <= 1000 and pct == pct.quantize(Decimal("0.0001"))):
+        raise ValueError("not a percentage from 0 to 1000 with at most 4 decimals")
+    return str(value).strip()
+
+
+def _rate_card(value: Any) -> Any:
+    """A JSON object of role to a rate (text, an exact decimal with at most 4 decimals)."""
+    value = _json_object(value)
+    if not isinstance(value, dict):
+        raise ValueError("not a JSON object")
+    out = {}
+    for role, rate in value.items():
+        try:
+            r = Decimal(str(rate).strip())
+        except InvalidOperation:
+            raise ValueError(f"rate of {role!r} is not a number") from None
+        if not (r.is_finite() and r >= 0 and r == r.quantize(Decimal("0.0001"))):
+            raise ValueError(f"rate of {role!r} is not 0 or more with at most 4 decimals")
+        out[str(role)] = str(rate).strip()
+    return out
+
+
+def _currency_code(value: Any) -> Any:
+    text = str(value).strip().upper()
+    if text and not re.fullmatch(r"[A-Z]{3}", text):
+        raise ValueError("not an ISO 4217 currency code")
+    return text
+
+
 #: Expense categories known unless `STAGEPOST_EXPENSE_CATEGORIES` says otherwise.
 EXPENSE_CATEGORIES = (
     "travel",
@@ -511,6 +546,69 @@ class Settings(BaseSettings):
         "a JSON object of legal entity to an object of role to account code",
         '`{"*": {"wip": "1460", "revenue": "4000", "unbilled": "1450", "deferred": "2900"}}`',
         default_factory=dict,
+    )
+    # -- intercompany time and exchange rates (docs/intercompany.md) ------------------------------
+    intercompany_policy: Literal["quarantine", "intercompany"] = setting(
+        "quarantine",
+        "an entry whose employee belongs to another legal entity than its project: "
+        "`quarantine` (`TE_LEGAL_ENTITY_MISMATCH`), or `intercompany`: posted to the customer "
+        "as usual plus an intercompany pair (payable in the project's entity, receivable in "
+        "the employee's) at the transfer price",
+        "quarantine or intercompany",
+    )
+    intercompany_transfer_price: Literal["cost_plus", "rate_card"] = setting(
+        "cost_plus",
+        "the intercompany transfer rate per hour: `cost_plus` the employee's `cost_rate` plus "
+        "`STAGEPOST_INTERCOMPANY_MARKUP_PERCENT`, or `rate_card` the employee's role in "
+        "`STAGEPOST_INTERCOMPANY_RATE_CARD`; in the employee's currency, rounded half up to 4 "
+        "decimals",
+        "cost_plus or rate_card",
+    )
+    intercompany_markup_percent: Annotated[str, BeforeValidator(_percent)] = setting(
+        "0",
+        "cost-plus markup on the employee's cost rate, in percent",
+        "a number from 0 to 1000 with at most 4 decimals",
+    )
+    intercompany_rate_card: Annotated[dict[str, str], NoDecode, BeforeValidator(_rate_card)] = (
+        setting(
+            None,
+            "the transfer rate card: the employee's role to a rate per hour in the employee's "
+            'currency (`*`: any other role), JSON, e.g. `{"senior": "120.00", "*": "90.00"}`',
+            "a JSON object of role to a rate with at most 4 decimals",
+            "`{}`",
+            default_factory=dict,
+        )
+    )
+    intercompany_accounts: Annotated[
+        dict[str, dict[str, str]], NoDecode, BeforeValidator(_json_object)
+    ] = setting(
+        None,
+        "intercompany pairs' accounts per legal entity (`*`: every entity) and role "
+        "(`ic_cost`, `ic_payable`, `ic_receivable`, `ic_revenue`), JSON",
+        "a JSON object of legal entity to an object of role to account code",
+        '`{"*": {"ic_cost": "5400", "ic_payable": "2400", "ic_receivable": "1400", '
+        '"ic_revenue": "4400"}}`',
+        default_factory=dict,
+    )
+    fx_rate_date: Literal["work_date", "month_end"] = setting(
+        "work_date",
+        "which date's exchange rate converts an entry: its work date, or the last day of its "
+        "month (an entry then waits, quarantined by `TE_FX_RATE_MISSING`, until that rate lands)",
+        "work_date or month_end",
+    )
+    fx_max_age_days: Annotated[int, Field(ge=0, le=366)] = setting(
+        7,
+        "the latest rate on or before that date is taken if it is at most this many days older "
+        "(0: that date's rate only); the rate date used is recorded and shown",
+        "days, 0 to 366",
+    )
+    group_currency: Annotated[str, BeforeValidator(_currency_code)] = setting(
+        "",
+        "the reconciliation workbook also totals in this currency where rates exist "
+        "(each line's rate date shown; a line without a rate is shown as such, never "
+        "converted at 1); empty: totals per transaction currency only",
+        "an ISO 4217 currency code",
+        "none",
     )
     billing_hold_time_and_expenses: Literal["post", "hold"] = setting(
         "post",

@@ -76,6 +76,7 @@ DATASETS: tuple[str, ...] = (
     "invoices",
     "expenses",
     "assignments",
+    "fx_rates",
 )
 COLUMNS: dict[str, tuple[str, ...]] = {
     **_COLUMNS,
@@ -97,6 +98,7 @@ class SampleTables:
     invoices: pa.Table
     expenses: pa.Table
     assignments: pa.Table
+    fx_rates: pa.Table
     corrections: pa.Table
     bad_rows: pa.Table
     expense_bad_rows: pa.Table
@@ -125,6 +127,7 @@ class SampleData:
     invoices: pd.DataFrame
     expenses: pd.DataFrame
     assignments: pd.DataFrame
+    fx_rates: pd.DataFrame
     corrections: pd.DataFrame
     bad_rows: pd.DataFrame
     expense_bad_rows: pd.DataFrame

@@ -29,7 +29,7 @@ import getpass
 import json
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -43,6 +43,7 @@ import sqlalchemy as sa
 from config.posting_hours import describe_refusal, is_allowed, parse_posting_hours
 from connectors.erp.base import ErpTarget, ErpUnavailable
 from connectors.erp.retrying import RetryPolicy
+from posting.intercompany import post_intercompany
 from posting.lock import (
     DEFAULT_STALE_AFTER,
     PostingLocked,
@@ -107,6 +108,9 @@ class WindowConfig:
     launched_by: str | None = None
     lock_stale_after: timedelta = DEFAULT_STALE_AFTER
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    #: Intercompany pairs' accounts per legal entity and role (`*`: every entity); empty:
+    #: `posting.intercompany.DEFAULT_ACCOUNTS` (STAGEPOST_INTERCOMPANY_ACCOUNTS).
+    intercompany_accounts: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
     def scope(self) -> Scope:
         return Scope(tuple(self.legal_entities or ()), self.date_from, self.date_to)
@@ -471,6 +475,21 @@ def _post(w: _Window, lock: WindowLock, out: _Outcome, plan_conn: sa.Connection)
             out.counts.update(
                 send_batches(w.db, w.erp, w.window_id, lock, w.call, w.hooks, pending)
             )
+        # Intercompany pairs follow the customer lines just confirmed (docs/intercompany.md).
+        out.counts.update(
+            post_intercompany(
+                w.db,
+                w.erp,
+                w.window_id,
+                lock,
+                w.call,
+                w.hooks,
+                legal_entities=tuple(w.config.legal_entities or ()),
+                accounts=w.config.intercompany_accounts,
+                track=pending.track,
+                closed_period_policy=w.config.closed_period_policy,
+            )
+        )
         _analyze_ledgers(w.db, sample=True)
     except ErpUnavailable:
         # Stopping cleanly, still holding the lock: the new lines not sent go into the ledger

@@ -26,6 +26,12 @@ from reconciliation.compare import (
     INVOICE_CLASSES,
     kpi_amounts,
 )
+from reconciliation.intercompany import (
+    CURRENCY_TOTAL_HEADERS,
+    FX_MISSING_HEADERS,
+    IC_BALANCE_HEADERS,
+    INTERCOMPANY_HEADERS,
+)
 from reconciliation.plan_report import PlanSheets
 from reconciliation.revenue import REVENUE_HEADERS
 from reconciliation.sheet_columns import (
@@ -64,6 +70,10 @@ EXPENSE_SHEET = "Expense exceptions"
 EXPENSE_TOTALS_SHEET = "Expense totals"
 TOTALS_SHEET = "Totals by dimension"
 REVENUE_SHEET = "Revenue"
+INTERCOMPANY_SHEET = "Intercompany"
+IC_BALANCE_SHEET = "Intercompany balance"
+CURRENCY_TOTALS_SHEET = "Currency totals"
+FX_MISSING_SHEET = "FX missing"
 
 
 def _figures(kpis: pd.DataFrame, legal_entity: str) -> pd.DataFrame:
@@ -253,12 +263,18 @@ def write_reconciliation_workbook(
     expenses: pd.DataFrame | None = None,
     revenue: pd.DataFrame | None = None,
     plan: PlanSheets | None = None,
+    intercompany: tuple[pd.DataFrame, pd.DataFrame] | None = None,
+    currencies: tuple[pd.DataFrame, pd.DataFrame] | None = None,
 ) -> WorkbookInfo:
     """Write one reconciliation workbook (for all legal entities in scope, or one of them);
     with `breaches`, its key figures count the desk's open and overdue exceptions; with
     `expenses` (`Reconciliation.expenses`), the expense exceptions and totals; with
     `revenue` (`reconciliation.revenue.revenue_rollforward`), a Revenue sheet; with `plan`
-    (`reconciliation.plan_report`), its plan-vs-actual figures and sheets follow."""
+    (`reconciliation.plan_report`), its plan-vs-actual figures and sheets follow; with
+    `intercompany` (`reconciliation.intercompany.intercompany_reconciliation`: entry sides and
+    the balance per legal entity) and `currencies` (`currency_totals`: totals per transaction
+    currency, in the group currency where rates exist, and the lines without a rate), their
+    sheets."""
     totals = _filter_le(totals, legal_entity)
     invoices = _filter_le(invoices, legal_entity)
     if legal_entity != ALL:
@@ -281,8 +297,23 @@ def write_reconciliation_workbook(
     sheets[TOTALS_SHEET] = totals
     if revenue is not None and not revenue.empty:
         sheets[REVENUE_SHEET] = _filter_le(revenue, legal_entity)
+    if currencies is not None:
+        totals_by_currency, fx_missing = currencies
+        sheets[CURRENCY_TOTALS_SHEET] = _filter_le(totals_by_currency, legal_entity)
+        if not fx_missing.empty:
+            sheets[FX_MISSING_SHEET] = _filter_le(fx_missing, legal_entity)
+    if intercompany is not None and not intercompany[0].empty:
+        sheets[INTERCOMPANY_SHEET] = _filter_le(intercompany[0], legal_entity)
+        sheets[IC_BALANCE_SHEET] = _filter_le(intercompany[1], legal_entity)
     figures = key_figures(kpis, legal_entity, period_label, breaches)
-    headers = {**REVENUE_HEADERS, **HEADERS}  # the shared columns keep their headers
+    headers = {  # the shared columns keep their headers
+        **CURRENCY_TOTAL_HEADERS,
+        **FX_MISSING_HEADERS,
+        **IC_BALANCE_HEADERS,
+        **INTERCOMPANY_HEADERS,
+        **REVENUE_HEADERS,
+        **HEADERS,
+    }
     if plan is not None:
         sheets.update(plan.sheets)
         figures += plan.key_figures

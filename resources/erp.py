@@ -97,6 +97,12 @@ class PostingPolicy(ConfigurableResource):
         description="Revenue journals' accounts per legal entity ('*': all) and role "
         "(wip, revenue, unbilled, deferred); missing ones take the defaults (docs/revenue.md)",
     )
+    intercompany_accounts: dict[str, dict[str, str]] = Field(
+        default_factory=dict,
+        description="Intercompany pairs' accounts per legal entity ('*': all) and role "
+        "(ic_cost, ic_payable, ic_receivable, ic_revenue); missing ones take the defaults "
+        "(docs/intercompany.md)",
+    )
     lock_stale_seconds: float = Field(
         default=900.0,
         description="A window without heartbeat this long (seconds) is considered dead; a "

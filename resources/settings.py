@@ -90,6 +90,7 @@ def posting_policy_resource(s: Settings | None = None) -> PostingPolicy:
         preview_dir=s.preview_dir,
         lock_stale_seconds=s.posting_lock_stale_seconds,
         revenue_accounts=s.revenue_accounts,
+        intercompany_accounts=s.intercompany_accounts,
     )
 
 

@@ -40,6 +40,21 @@ validated_time_entries = sa.Table(
     sa.Column("description", sa.Text),
     sa.Column("approved_at", _ts),
     sa.Column("validated_at", _ts, nullable=False),
+    # Intercompany entries (docs/intercompany.md; revision 0014): the employee's legal entity
+    # when it is not the project's, the transfer rate (employee's currency), the receivable in
+    # the employee's currency and the payable in the project's, and the exchange rate that
+    # converted it (its date, whether the inverse pair was divided by, its source). NULL for
+    # every other entry.
+    sa.Column("ic_legal_entity", sa.Text),
+    sa.Column("ic_transfer_rate", _rate),
+    sa.Column("ic_rec_currency", sa.Text),
+    sa.Column("ic_rec_amount", _money),
+    sa.Column("ic_pay_currency", sa.Text),
+    sa.Column("ic_pay_amount", _money),
+    sa.Column("ic_fx_rate", sa.Numeric(18, 8)),
+    sa.Column("ic_fx_rate_date", sa.Date),
+    sa.Column("ic_fx_inverse", sa.Boolean),
+    sa.Column("ic_fx_source", sa.Text),
 )
 
 validated_invoice_lines = sa.Table(

@@ -49,6 +49,7 @@ PREFIX = {
     "assignments": "ASG",
     "project_templates": "TPL",
     "crm_deals": "DEAL",
+    "fx_rates": "FX",
 }
 
 TYPE_HINT = {
@@ -60,6 +61,7 @@ TYPE_HINT = {
     "rate": "an amount with at most 4 decimals",
     "qty": "a quantity with at most 4 decimals",
     "money": "an amount with at most 2 decimals",
+    "fx_rate": "an exchange rate with at most 8 decimals",
 }
 
 
@@ -291,7 +293,28 @@ TIME_ENTRY_RULES: list[Rule] = [
         "time_entries",
         "'employee ' || x.employee_id || ' belongs to ' || x.emp_legal_entity "
         "|| ' but project ' || x.project_code || ' to ' || x.prj_legal_entity",
-        "x.emp_legal_entity <> x.prj_legal_entity",
+        # Under STAGEPOST_INTERCOMPANY_POLICY=intercompany such an entry posts with an
+        # intercompany pair instead (docs/intercompany.md).
+        "x.emp_legal_entity <> x.prj_legal_entity AND NOT x.ic_policy",
+    ),
+    Rule(
+        "TE_TRANSFER_RATE_MISSING",
+        "time_entries",
+        "'intercompany: no transfer rate for employee ' || x.employee_id || ' of ' "
+        "|| x.emp_legal_entity || ' on project ' || x.project_code || ' of ' "
+        "|| x.prj_legal_entity || ' (' || CASE WHEN x.emp_cost_rate IS NULL "
+        "THEN 'the employee has no cost_rate' ELSE 'the transfer rate card has no rate for role ' "
+        "|| coalesce(x.emp_role, '(none)') END || ')'",
+        "x.ic_entry AND x.ic_transfer_rate IS NULL",
+    ),
+    Rule(
+        "TE_FX_RATE_MISSING",
+        "time_entries",
+        "'intercompany: no exchange rate ' || x.emp_currency || ' -> ' || x.prj_currency "
+        "|| ' (nor its inverse) for ' || CAST(x.ic_ref_date AS VARCHAR) || ' (' || x.ic_fx_rule "
+        "|| ' of work date ' || CAST(x.work_date AS VARCHAR) || ') or up to ' "
+        "|| CAST(x.ic_fx_max_age AS VARCHAR) || ' days before it in fx_rates'",
+        "x.ic_needs_fx AND x.ic_fx_rate IS NULL",
     ),
     Rule(
         "TE_UNKNOWN_TASK",
@@ -922,6 +945,31 @@ DEAL_RULES: list[Rule] = [
     _dup_conflict("crm_deals", "deal"),
 ]
 
+# -- exchange rates (issue 21, docs/intercompany.md) --------------------------------------------
+
+FX_RATE_RULES: list[Rule] = [
+    _key_missing("fx_rates", "readable rate_date, from_currency and to_currency"),
+    *_generated_rules("fx_rates"),
+    _missing("fx_rates", "rate"),
+    _currency("fx_rates", "from_currency"),
+    _currency("fx_rates", "to_currency"),
+    Rule(
+        "FX_RATE_NOT_POSITIVE",
+        "fx_rates",
+        "'rate ' || " + v("rate") + " || ' must be greater than 0'",
+        "x.rate <= 0",
+        lambda df: _num(df, "rate") <= 0,
+    ),
+    Rule(
+        "FX_SAME_CURRENCY",
+        "fx_rates",
+        "'from_currency and to_currency are both ' || x.from_currency",
+        "x.from_currency = x.to_currency",
+        lambda df: df["from_currency"].notna() & (df["from_currency"] == df["to_currency"]),
+    ),
+    _dup_conflict("fx_rates", "rate of (rate_date, from_currency, to_currency)"),
+]
+
 RULES: dict[str, list[Rule]] = {
     "time_entries": TIME_ENTRY_RULES,
     "employees": EMPLOYEE_RULES,
@@ -934,6 +982,7 @@ RULES: dict[str, list[Rule]] = {
     "assignments": ASSIGNMENT_RULES,
     "project_templates": TEMPLATE_RULES,
     "crm_deals": DEAL_RULES,
+    "fx_rates": FX_RATE_RULES,
 }
 
 

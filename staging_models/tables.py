@@ -13,7 +13,7 @@ from connectors.sources.canonical import DATASETS, DECIMALS, Column, Dataset
 #: The head Alembic revision's number (`staging_models/alembic/staging/versions/`), kept in
 #: `schema_meta` so releases before Alembic refuse a newer database. A table change is a new
 #: revision (and a bump here, which the revision writes into `schema_meta`).
-SCHEMA_VERSION = 13
+SCHEMA_VERSION = 14
 
 metadata = sa.MetaData()
 

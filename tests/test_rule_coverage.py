@@ -83,6 +83,18 @@ def _milestone(**kw: str) -> dict[str, str]:
 _FIXED = dict(recognition_method="fixed_fee", contract_value="10000.00", budget_hours="100")
 
 
+def _fx_rate(**kw: str) -> dict[str, str]:
+    base = dict(
+        rate_date="2026-10-15",
+        from_currency="EUR",
+        to_currency="USD",
+        rate="1.0834",
+        source="ECB",
+        updated_at="2026-10-15T16:00:00Z",
+    )
+    return {**base, **kw}
+
+
 def _template(**kw: str) -> dict[str, str]:
     return {**TEMPLATES[0], "task_code": "TX", **kw}
 
@@ -98,6 +110,7 @@ BUILDERS = {
     "invoices": _invoice,
     "expenses": lambda **kw: expense(**{"expense_id": "XB", **kw}),
     "milestones": _milestone,
+    "fx_rates": _fx_rate,
 }
 
 # (rule code, dataset, the bad row's values); a row with `_twice` lands twice, the second time
@@ -237,6 +250,18 @@ CASES: list[tuple[str, str, dict[str, str]]] = [
     ("DEAL_TEMPLATE_CODE_MISSING", "crm_deals", dict(template_code="")),
     ("DEAL_CURRENCY_INVALID", "crm_deals", dict(currency="XXY")),
     ("DEAL_DUPLICATE_CONFLICT", "crm_deals", dict(_twice="1", budget_hours="10")),
+    # Exchange rates (issue 21; the time entries' TE_FX_RATE_MISSING and
+    # TE_TRANSFER_RATE_MISSING are in test_fx_rates.py)
+    ("FX_KEY_MISSING", "fx_rates", dict(from_currency="")),
+    ("FX_RATE_DATE_FORMAT", "fx_rates", dict(rate_date="15.10.2026")),  # unreadable date
+    ("FX_RATE_FORMAT", "fx_rates", dict(rate="1.083412345")),  # 9 decimals: never rounded
+    ("FX_UPDATED_AT_FORMAT", "fx_rates", dict(updated_at="today")),
+    ("FX_RATE_MISSING", "fx_rates", dict(rate="")),
+    ("FX_FROM_CURRENCY_INVALID", "fx_rates", dict(from_currency="EURO")),
+    ("FX_TO_CURRENCY_INVALID", "fx_rates", dict(to_currency="usd")),
+    ("FX_RATE_NOT_POSITIVE", "fx_rates", dict(rate="0")),
+    ("FX_SAME_CURRENCY", "fx_rates", dict(to_currency="EUR")),
+    ("FX_DUPLICATE_CONFLICT", "fx_rates", dict(_twice="1", rate="1.0900")),
 ]
 
 

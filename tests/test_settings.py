@@ -159,6 +159,28 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
             "STAGEPOST_HEALTH_MIN_FREE_MB='0': expected a number of MB, more than 0",
         ),
         (
+            "STAGEPOST_INTERCOMPANY_POLICY",
+            "bill",
+            "STAGEPOST_INTERCOMPANY_POLICY='bill': expected quarantine or intercompany",
+        ),
+        (
+            "STAGEPOST_INTERCOMPANY_MARKUP_PERCENT",
+            "10.12345",
+            "STAGEPOST_INTERCOMPANY_MARKUP_PERCENT='10.12345': not a percentage from 0 to 1000 "
+            "with at most 4 decimals; expected a number from 0 to 1000 with at most 4 decimals",
+        ),
+        (
+            "STAGEPOST_FX_RATE_DATE",
+            "invoice_date",
+            "STAGEPOST_FX_RATE_DATE='invoice_date': expected work_date or month_end",
+        ),
+        (
+            "STAGEPOST_GROUP_CURRENCY",
+            "euro",
+            "STAGEPOST_GROUP_CURRENCY='euro': not an ISO 4217 currency code; expected an ISO "
+            "4217 currency code",
+        ),
+        (
             "STAGEPOST_DESK_QUIET",
             "quiet",
             "STAGEPOST_DESK_QUIET='quiet': not a boolean; expected true or false "

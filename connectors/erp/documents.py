@@ -291,7 +291,7 @@ JOURNAL = Document(
         *_posted_identity("post | reversal"),
         text("journal_id", note="LE:YYYY-MM:CUR, with the journal type: the journal's identity"),
         integer("journal_version", note="1, 2, ...: a new version reverses the one before"),
-        text("journal_type", note="revenue | wip_accrual"),
+        text("journal_type", note="revenue | wip_accrual | ic_payable | ic_receivable"),
         text("legal_entity"),
         text("currency"),
         day("journal_date", note="the period's last day; an accrual's reversal: the next first"),
@@ -308,7 +308,11 @@ JOURNAL_LINE = Document(
         integer("line_no", key=True),
         text("account_code"),
         text("project_code"),
-        text("line_role", note="wip | revenue | unbilled | deferred: the line's part, any chart"),
+        text(
+            "line_role",
+            note="wip | revenue | unbilled | deferred | ic_cost | ic_payable | ic_receivable | "
+            "ic_revenue: the line's part, any chart",
+        ),
         decimal("debit", 18, 2),
         decimal("credit", 18, 2),
         text("description", nullable=True),

@@ -27,6 +27,7 @@ from connectors.sample_gen.tables import (
     customer_tables,
     employee_names,
     employees_table,
+    fx_rates_table,
     project_codes,
     project_tasks_table,
     projects_table,
@@ -137,6 +138,7 @@ def build_plan(
         "rate_cards": rate_cards_table(m, cal),
         "invoices": build_invoices(m, e, clean, r_inv, cal, cust_ids, project_codes(m.n_proj)),
         "assignments": assignments_table(m, cal),
+        "fx_rates": fx_rates_table(cal, as_of_day),
     }
     # Expenses: claimed on the employee, project, task and date of every n-th clean approved
     # entry (their master data holds), with their own bad rows.

@@ -43,6 +43,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "assignment_id", "employee_id", "project_code", "task_code", "role", "week_start",
         "start_date", "end_date", "planned_hours", "bill_rate", "updated_at", "deleted",
     ),
+    "fx_rates": ("rate_date", "from_currency", "to_currency", "rate", "source", "updated_at"),
 }  # fmt: skip
 
 
@@ -284,3 +285,31 @@ def assignments_table(m: Master, cal: Calendar) -> pa.Table:
             "deleted": take(["false"], np.zeros(n, np.int64)),
         }
     )
+
+
+#: Exchange rates of the sample (docs/intercompany.md): each non-USD currency of the catalog
+#: to USD (its first currency), one rate per business day, and base rates they wobble around.
+FX_BASE = {"EUR": 10834, "GBP": 12650}  # x 0.0001
+
+
+def fx_rates_table(cal: Calendar, as_of_day: int) -> pa.Table:
+    """Business-day rates from the calendar's first day to the export date, deterministic (no
+    random stream: the other datasets do not change), 4 decimals, source `sample`."""
+    days = np.arange(cal.first, min(as_of_day, cal.first + cal.n_days - 1) + 1)
+    weekday = (days + 3) % 7  # day 0 is 1970-01-01, a Thursday: Monday = 0
+    days = days[weekday < 5]
+    base_cur = cat.CURRENCIES[0]
+    rows: dict[str, list] = {c: [] for c in COLUMNS["fx_rates"]}
+    for cur, base in FX_BASE.items():
+        if cur not in cat.CURRENCIES or cur == base_cur:
+            continue
+        wobble = (days * 7919) % 201 - 100  # -100..100 ten-thousandths
+        rates = base + wobble
+        dates = take(cal.dates, days - cal.first).to_pylist()
+        rows["rate_date"] += dates
+        rows["from_currency"] += [cur] * len(days)
+        rows["to_currency"] += [base_cur] * len(days)
+        rows["rate"] += [f"{r // 10000}.{r % 10000:04d}" for r in rates.tolist()]
+        rows["source"] += ["sample"] * len(days)
+        rows["updated_at"] += [f"{d}T16:00:00Z" for d in dates]
+    return pa.table({c: pa.array(v, pa.string()) for c, v in rows.items()})

@@ -9,7 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-ColumnType = Literal["text", "date", "timestamptz", "bool", "int", "hours", "rate", "money", "qty"]
+ColumnType = Literal[
+    "text", "date", "timestamptz", "bool", "int", "hours", "rate", "money", "qty", "fx_rate"
+]
 
 #: Precision and scale of each decimal kind. Hours and money stay decimals end to end.
 DECIMALS: dict[str, tuple[int, int]] = {
@@ -17,6 +19,7 @@ DECIMALS: dict[str, tuple[int, int]] = {
     "rate": (14, 4),  # rates per hour or unit
     "qty": (14, 4),  # invoice quantities
     "money": (18, 2),  # amounts, rounded to cents once
+    "fx_rate": (18, 8),  # exchange rates: units of the `to` currency for one of `from`
 }
 
 
@@ -322,6 +325,23 @@ PROJECT_TEMPLATES = Dataset(
     key=("template_code", "task_code"),
 )
 
+#: Exchange rates (issue 21): one `from` -> `to` rate per day and source, master data used
+#: wherever two currencies meet (intercompany pairs, group-currency totals); see
+#: docs/intercompany.md for which date's rate applies.
+FX_RATES = Dataset(
+    "fx_rates",
+    _cols(
+        ("rate_date", "date"),
+        "from_currency",
+        "to_currency",
+        ("rate", "fx_rate"),
+        ("source", "text", False),
+        ("updated_at", "timestamptz", False),
+    ),
+    key=("rate_date", "from_currency", "to_currency"),
+    hash_exclude=frozenset({"updated_at"}),
+)
+
 DATASETS: dict[str, Dataset] = {
     d.name: d
     for d in (
@@ -336,6 +356,7 @@ DATASETS: dict[str, Dataset] = {
         ASSIGNMENTS,
         PROJECT_TEMPLATES,
         CRM_DEALS,
+        FX_RATES,
     )
 }
 

@@ -28,6 +28,11 @@ REVENUE_ACCOUNTS = {
     "1450": ("Unbilled receivable", "receivable"),
     "2900": ("Deferred revenue", "payable"),
     "4000": ("Revenue (recognized)", "revenue"),
+    # intercompany pairs (docs/intercompany.md's defaults)
+    "5400": ("Intercompany cost of services", "expense"),
+    "2400": ("Intercompany payable", "payable"),
+    "1400": ("Intercompany receivable", "receivable"),
+    "4400": ("Intercompany revenue", "revenue"),
 }
 
 
