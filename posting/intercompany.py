@@ -249,7 +249,6 @@ def plan_intercompany(
         """,
     )
     scope_pay = _in_scope(legal_entities, "v.legal_entity")
-    scope_rec = _in_scope(legal_entities, "v.ic_legal_entity")
     desc = (
         "'Intercompany ' || v.entry_id || ': ' || CAST(v.hours AS VARCHAR) || ' h x ' "
         "|| CAST(v.ic_transfer_rate AS VARCHAR) || ' ' || v.ic_rec_currency"
@@ -259,7 +258,8 @@ def plan_intercompany(
         "|| coalesce(' (' || v.ic_fx_source || ')', '') END"
     )
     # Journals wanted: the pair of each intercompany entry whose current version's customer
-    # line is confirmed in the ERP, in its period; both entities in the window's scope.
+    # line is confirmed in the ERP, in its period; planned by the window that posts that line
+    # (the project's entity in its scope), so windows of one entity each post their pairs.
     temp_table(
         conn,
         "ic_want",
@@ -269,7 +269,7 @@ def plan_intercompany(
             FROM validated_time_entries v
             JOIN ic_te t ON t.entry_id = v.entry_id AND t.entry_version = v.version
                         AND t.state = 'confirmed' AND t.rev_id IS NULL
-            WHERE v.ic_legal_entity IS NOT NULL AND {scope_pay} AND {scope_rec}
+            WHERE v.ic_legal_entity IS NOT NULL AND {scope_pay}
         )
         SELECT v.entry_id, v.version, 'ic_payable' AS journal_type, 'pay' AS side,
                v.legal_entity, v.ic_pay_currency AS currency, v.ic_pay_amount AS amount,
@@ -288,8 +288,8 @@ def plan_intercompany(
     post = ic_external_id_sql("w.entry_id", "w.version", "pay")
     post_rec = ic_external_id_sql("w.entry_id", "w.version", "rec")
     # Reversals: live journals whose customer line is reversed (or gone from the ledger's
-    # live lines), dated in that reversal's period; every entity of the entry's live
-    # journals in scope. New posts: wanted journals not live yet.
+    # live lines), dated in that reversal's period, by a window with the payable's entity
+    # (the project's) in scope. New posts: wanted journals not live yet.
     temp_table(
         conn,
         "ic_plan",
@@ -301,7 +301,8 @@ def plan_intercompany(
         ),
         out_of_scope AS (
             SELECT DISTINCT journal_id FROM gone g
-            WHERE NOT ({_in_scope(legal_entities, "g.legal_entity")})
+            WHERE g.journal_type = 'ic_payable'
+              AND NOT ({_in_scope(legal_entities, "g.legal_entity")})
         )
         SELECT g.external_id || ':' || 'rev' AS external_id, 'reversal' AS kind,
                g.external_id AS reverses_external_id, g.journal_id, g.journal_version,

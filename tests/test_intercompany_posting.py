@@ -392,3 +392,38 @@ def test_long_entry_id_uses_its_md5_in_the_pair_and_its_reversal(
         f"ic~{md5}:v1:rec:rev",
     ]
     assert max(map(len, ids)) <= 64
+
+
+def test_windows_run_one_per_legal_entity_post_each_pair_once(
+    posting_env: PostingEnv, world: IntercompanyWorld
+) -> None:
+    """Windows scoped to one entity each (docs/deployment.md): the project's entity's window
+    posts the customer line and the whole pair (the receivable in the employee's entity too),
+    the employee's entity's window leaves it alone; a move to the employee's own entity is
+    reversed by the project entity's window, never twice."""
+    world.rates(fx("2026-10-15", "1.0834"))
+    world.entries(ic_entry())
+    world.validate()
+    de = posting_env.window(legal_entities=["DE01"])
+    assert de.status == "completed", de.message
+    assert de.counts.get("ic_journals_planned", 0) == 0 and journals(posting_env.erp).empty
+    us = posting_env.window(legal_entities=["US01"])
+    assert us.counts["ic_journals_planned"] == 2
+    ic = journals(posting_env.erp)
+    assert_balanced(ic)
+    assert balances(ic) == PAIR
+    assert posting_env.window(legal_entities=["DE01"]).counts.get("ic_journals_planned", 0) == 0
+
+    world.entries(ic_entry(project="ICDE", rate="140.00", updated_at="2026-10-20T09:00:00Z"))
+    world.validate()
+    for entity in ("DE01", "US01", "DE01", "US01"):
+        assert posting_env.window(legal_entities=[entity]).status == "completed"
+    ic = journals(posting_env.erp)
+    assert sorted(ic["external_id"].unique()) == [
+        "ic:IC1:v1:pay",
+        "ic:IC1:v1:pay:rev",
+        "ic:IC1:v1:rec",
+        "ic:IC1:v1:rec:rev",
+    ]
+    assert balances(ic) == {}
+    assert erp_net_hours(posting_env.erp) == {"IC1": D("8.0000")}
