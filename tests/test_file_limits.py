@@ -215,7 +215,9 @@ def test_validation_in_parts_judges_like_one_pass(tmp_path: Path) -> None:
                 for i, (h, p) in enumerate(
                     [("7.5", "P1"), ("30", "P1"), ("8", "PX"), ("2", "P2"), ("-1", "P1")] * 3
                 )
-            ],
+            ]
+            # A key the file contradicts itself about: each part finds it among its own keys.
+            + [te(entry_id="TE4", hours="3", project_code="P1", work_date="2026-11-06")],
         )
         validate_all(db, now=NOW, batch_rows=batch)
         results.append(
@@ -228,5 +230,6 @@ def test_validation_in_parts_judges_like_one_pass(tmp_path: Path) -> None:
         )
         db.engine.dispose()
     assert results[0] == results[1]
+    assert any("TE_DUPLICATE_CONFLICT" in (r.get("rule_codes") or "") for r in results[0])
     states = {r["state"] for r in results[0] if "state" in r}
     assert {"valid", "quarantined"} <= states
