@@ -207,12 +207,14 @@ CANDIDATES: dict[str, Candidate] = {
     ),
     "time_entries": Candidate(
         ctes={
-            # Approved hours per employee and day, for the daily maximum.
+            # Approved hours per employee and day, for the daily maximum. `{day_scope}`: of the
+            # candidates' employees; in a part of several, of their own days only (see
+            # `_day_scope_sql`).
             "day": """
                 SELECT employee_id, work_date, SUM(hours) AS day_hours FROM stg_time_entries
                 WHERE is_current AND approval_status = 'approved' AND NOT deleted
                   AND hours > 0 AND hours <= 24
-                  AND employee_id IN (SELECT employee_id FROM scope)
+                  AND {day_scope}
                 GROUP BY employee_id, work_date
             """,
         },
@@ -486,10 +488,24 @@ def _exact_amount_sql(db: StagingDB) -> str:
     return f"CAST({cents} AS DECIMAL(18,0)) * CAST(0.01 AS DECIMAL(3,2))"
 
 
+def _day_scope_sql(part: Part) -> str:
+    """Which approved entries `day` sums: those of the candidates' employees; in a part of
+    several, those of the part's own (employee, work date) pairs, all `day` is joined with
+    (grouping every employee's days in every part was as much work as one pass)."""
+    if part[1] > 1:
+        return """EXISTS (SELECT 1 FROM scope x
+                          WHERE x.employee_id = stg_time_entries.employee_id
+                            AND x.work_date = stg_time_entries.work_date)"""
+    return "employee_id IN (SELECT employee_id FROM scope)"
+
+
 def _candidate_sql(db: StagingDB, ds: Dataset, part: Part = (0, 1)) -> str:
     """SELECT of the candidate rows `x` that the rules of `ds` are written against."""
     c = CANDIDATES[ds.name]
-    dialect = {"split_entry_ids": db.split_list_sql("s.entry_ids")}
+    dialect = {
+        "split_entry_ids": db.split_list_sql("s.entry_ids"),
+        "day_scope": _day_scope_sql(part),
+    }
     if ds.name == "expenses":
         dialect.update(_expense_settings_sql())
     ctes = {"scope": _scope_sql(ds, part), "dup": _dup_sql(ds, part)}
