@@ -2,7 +2,10 @@
 bare-DuckDB floor of the same work, in the same run.
 
     ./dev bench end_to_end [--sizes 1000000,5000000]
-        [--repeat 3] [--dir DIR]
+        [--repeat 3] [--dir DIR] [--stages land,validate]
+
+`--stages` measures only the stages named; a stage a named one needs (the ones before it)
+still runs, untimed and without its floor, and the stages after the last one named do not.
 
 Per size, one seeded sample export (`connectors.sample_data`: master data, 1% bad rows, 2%
 corrections) is generated once; each repeat copies it into a fresh inbox and runs, with the
@@ -420,9 +423,13 @@ def measured(fn: Callable[[Path], object], work: Path) -> dict:
     return queue.get()
 
 
-def _untimed(fn: Callable[[Path], None], work: Path) -> None:
+def _run_untimed(work: Path, fn_name: str) -> None:
+    globals()[fn_name](work)
+
+
+def _untimed(fn: Callable[..., None], work: Path, *args) -> None:
     ctx = multiprocessing.get_context("spawn")
-    p = ctx.Process(target=fn, args=(work,))
+    p = ctx.Process(target=fn, args=(work, *args))
     p.start()
     p.join()
     if p.exitcode != 0:
@@ -435,7 +442,9 @@ def _generate(out: Path, n: int) -> None:
     write_sample(out, n, fmt="csv", seed=1, bad_share=0.01)
 
 
-def one_run(base: Path, generated: Path, r: int) -> dict[str, dict]:
+def one_run(
+    base: Path, generated: Path, r: int, stages: tuple[str, ...] = STAGES
+) -> dict[str, dict]:
     work = base / f"run{r}"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
@@ -444,8 +453,12 @@ def one_run(base: Path, generated: Path, r: int) -> dict[str, dict]:
     (work / "reports").mkdir()
     os.environ["STAGEPOST_DATA_DIR"] = str(work / "data")  # previews, scratch: per run
     out: dict[str, dict] = {}
-    for stage in STAGES:
+    last = max(STAGES.index(s) for s in stages)
+    for stage in STAGES[: last + 1]:
         fn, floor_fn = STAGE_FNS[stage]
+        if stage not in stages:  # a later stage needs what it writes
+            _untimed(_run_untimed, work, fn.__name__)
+            continue
         if stage in PREPARE:
             _untimed(PREPARE[stage], work)
         fl = measured(floor_fn, work)
@@ -464,7 +477,7 @@ def _mmm(xs: list[float], fmt: str = "{:.2f}") -> str:
     return " / ".join(fmt.format(x) for x in (min(xs), statistics.median(xs), max(xs)))
 
 
-def report(n: int, runs: list[dict[str, dict]]) -> None:
+def report(n: int, runs: list[dict[str, dict]], stages: tuple[str, ...] = STAGES) -> None:
     print(f"\n{n:,} entries, {len(runs)} run(s); min / median / max")
     head = (
         f"| {'stage':9s} | {'wall s':22s} | {'cpu s (med)':11s} | {'rows/s (med)':12s} "
@@ -473,13 +486,13 @@ def report(n: int, runs: list[dict[str, dict]]) -> None:
     )
     print(head)
     print("|" + "|".join("-" * len(c) for c in head.strip("|").split("|")) + "|")
-    for stage in [*STAGES, "total"]:
+    for stage in [*stages, "total"]:
         if stage == "total":
-            walls = [sum(r[s]["wall"] for s in STAGES) for r in runs]
-            cpus = [sum(r[s]["cpu"] for s in STAGES) for r in runs]
-            floors = [sum(r[s]["floor"] for s in STAGES) for r in runs]
-            fcpus = [sum(r[s]["floor_cpu"] for s in STAGES) for r in runs]
-            rss = max(r[s]["rss"] for r in runs for s in STAGES)
+            walls = [sum(r[s]["wall"] for s in stages) for r in runs]
+            cpus = [sum(r[s]["cpu"] for s in stages) for r in runs]
+            floors = [sum(r[s]["floor"] for s in stages) for r in runs]
+            fcpus = [sum(r[s]["floor_cpu"] for s in stages) for r in runs]
+            rss = max(r[s]["rss"] for r in runs for s in stages)
             rate = f"{n / statistics.median(walls):,.0f}"
         else:
             walls = [r[stage]["wall"] for r in runs]
@@ -495,9 +508,9 @@ def report(n: int, runs: list[dict[str, dict]]) -> None:
             f"| {rss:17.2f} | {statistics.median(floors):13.2f} | {_mmm(ratios):18s} "
             f"| {cpu_ratio:15.2f} |"
         )
-    worst = {s: statistics.median(r[s]["wall"] / r[s]["floor"] for r in runs) for s in STAGES}
+    worst = {s: statistics.median(r[s]["wall"] / r[s]["floor"] for r in runs) for s in stages}
     over = [s for s, v in worst.items() if v > TARGET]
-    peak = max(r[s]["rss"] for r in runs for s in STAGES)
+    peak = max(r[s]["rss"] for r in runs for s in stages)
     print(
         f"stages over {TARGET}x their floor (median): {', '.join(over) or 'none'}; "
         f"peak RSS {peak:.2f} GB (target < {RSS_TARGET_GB} GB); DuckDB memory limit: "
@@ -510,7 +523,16 @@ def main() -> None:
     ap.add_argument("--sizes", default="1000000,5000000", help="entries, comma-separated")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--dir", type=Path, default=None, help="work folder (default: a temp one)")
+    ap.add_argument(
+        "--stages",
+        default=",".join(STAGES),
+        help="stages to measure, comma-separated (the ones before them run untimed)",
+    )
     args = ap.parse_args()
+    stages = tuple(s for s in STAGES if s in args.stages.split(","))
+    unknown = set(args.stages.split(",")) - set(STAGES)
+    if unknown or not stages:
+        ap.error(f"--stages: unknown {sorted(unknown)}; choose from {', '.join(STAGES)}")
     base = args.dir or Path(tempfile.mkdtemp(prefix="stagepost-e2e-"))
     base.mkdir(parents=True, exist_ok=True)
     print(f"load: {os.getloadavg()}; cores: {os.cpu_count()}; work folder {base}")
@@ -523,8 +545,8 @@ def main() -> None:
             p.start()
             p.join()
             print(f"generated {n:,} entries in {time.perf_counter() - t:.1f} s", flush=True)
-        runs = [one_run(base, generated, r) for r in range(args.repeat)]
-        report(n, runs)
+        runs = [one_run(base, generated, r, stages) for r in range(args.repeat)]
+        report(n, runs, stages)
         print(f"load after: {os.getloadavg()}", flush=True)
 
 

@@ -26,7 +26,24 @@ def new_load_id(now: datetime | None = None) -> str:
 DERIVED_SUFFIX = " (derived)"
 
 
-def _version_ctes(ds: Dataset, defer_to_files: bool = False) -> str:
+def _judged_sql(ds: Dataset, multi: str, defer_to_files: bool = False) -> str:
+    """SELECT judging every landed row of the load `:load_id` once: `row_no, row_key,
+    cur_version, disposition` and, for a new version, `new_version` and `is_last` (it becomes
+    the current one).
+
+    Per key: the first row of each content (by row number) is judged against the current
+    version (`cur`); later rows with that content are unchanged. A row whose content is the
+    current version's is unchanged; so is any row of a key whose current version came from a
+    file when `defer_to_files`; one older than the current version (`updated_at`) is stale;
+    the others are new versions, numbered after the current one in `updated_at`, then row
+    order, and the last of them becomes current.
+
+    Most keys appear once in a load, and for them all of this needs no ordering: the row is
+    judged against `cur` alone, and a new version is `cur_version + 1` and current. Only the
+    rows of keys that appear more than once (the table `multi`: corrections, duplicates) go
+    through the window functions: numbering every row by key took 1.7 s of CPU of the 4.1 s
+    the versioning of 1M new entries cost.
+    """
     land, stg = ds.landing_table, ds.versions_table
     has_updated = "updated_at" in ds.column_names
     stale = (
@@ -35,6 +52,7 @@ def _version_ctes(ds: Dataset, defer_to_files: bool = False) -> str:
         else "FALSE"
     )
     order = "f.updated_at NULLS FIRST, f.row_no" if has_updated else "f.row_no"
+    upd = ", l.updated_at" if has_updated else ""
     # Derived master data never replaces what a master-data file said (a file wins).
     from_file = (
         f"NOT EXISTS (SELECT 1 FROM loads d WHERE d.load_id = s.load_id "
@@ -42,6 +60,10 @@ def _version_ctes(ds: Dataset, defer_to_files: bool = False) -> str:
         if defer_to_files
         else "FALSE"
     )
+    disposition = f"""CASE WHEN c.content_hash = f.content_hash THEN 'unchanged'
+                        WHEN c.from_file THEN 'unchanged'
+                        WHEN {stale} THEN 'stale'
+                        ELSE 'new' END"""
     return f"""
         WITH cur AS (
             SELECT s.row_key, s.version, s.content_hash{", s.updated_at" if has_updated else ""},
@@ -49,19 +71,39 @@ def _version_ctes(ds: Dataset, defer_to_files: bool = False) -> str:
             FROM {stg} s
             WHERE s.is_current AND s.row_key IN (SELECT row_key FROM {land} WHERE load_id = :load_id)
         ),
-        firsts AS (
-            SELECT l.*, ROW_NUMBER() OVER (PARTITION BY l.row_key, l.content_hash ORDER BY l.row_no) AS dup_rank
-            FROM {land} l WHERE l.load_id = :load_id
+        single AS (
+            SELECT f.row_no, f.row_key, c.version AS cur_version, {disposition} AS disposition
+            FROM {land} f LEFT JOIN cur c ON c.row_key = f.row_key
+            WHERE f.load_id = :load_id
+              AND NOT EXISTS (SELECT 1 FROM {multi} m WHERE m.row_key = f.row_key)
         ),
-        judged AS (
-            SELECT f.*, c.version AS cur_version,
-                   CASE WHEN f.dup_rank > 1 OR c.content_hash = f.content_hash THEN 'unchanged'
-                        WHEN c.from_file THEN 'unchanged'
-                        WHEN {stale} THEN 'stale'
-                        ELSE 'new' END AS disposition,
+        firsts AS (
+            SELECT l.row_no, l.row_key, l.content_hash{upd},
+                   ROW_NUMBER() OVER (PARTITION BY l.row_key, l.content_hash ORDER BY l.row_no) AS dup_rank
+            FROM {land} l
+            WHERE l.load_id = :load_id AND l.row_key IN (SELECT row_key FROM {multi})
+        ),
+        many AS (
+            SELECT f.row_no, f.row_key, c.version AS cur_version,
+                   CASE WHEN f.dup_rank > 1 THEN 'unchanged' ELSE {disposition} END AS disposition,
                    ROW_NUMBER() OVER (PARTITION BY f.row_key ORDER BY {order}) AS seq
             FROM firsts f LEFT JOIN cur c ON c.row_key = f.row_key
+        ),
+        fresh AS (
+            SELECT row_no,
+                   COALESCE(cur_version, 0)
+                     + ROW_NUMBER() OVER (PARTITION BY row_key ORDER BY seq) AS new_version,
+                   ROW_NUMBER() OVER (PARTITION BY row_key ORDER BY seq DESC) = 1 AS is_last
+            FROM many WHERE disposition = 'new'
         )
+        SELECT row_no, row_key, cur_version, disposition,
+               CASE WHEN disposition = 'new' THEN COALESCE(cur_version, 0) + 1 END AS new_version,
+               disposition = 'new' AS is_last
+        FROM single
+        UNION ALL
+        SELECT m.row_no, m.row_key, m.cur_version, m.disposition, n.new_version,
+               COALESCE(n.is_last, FALSE)
+        FROM many m LEFT JOIN fresh n ON n.row_no = m.row_no
     """
 
 
@@ -74,46 +116,57 @@ def apply_versions(
     keeps it; the derived row counts as unchanged."""
     stg = VERSIONS[ds.name]
     cols = ", ".join(ds.column_names)
-    judged = f"judged_{ds.name}"
-    conn.exec_driver_sql(f"DROP TABLE IF EXISTS {judged}")
+    judged, multi = f"judged_{ds.name}", f"multi_{ds.name}"
+    for t in (judged, multi):
+        conn.exec_driver_sql(f"DROP TABLE IF EXISTS {t}")
+    # Keys the load holds more than once: a table, not a CTE, so that PostgreSQL plans the
+    # judgement knowing how few they are (as a CTE it guessed a quarter of the keys, and
+    # sorted every current version for a merge join: an identical re-load of 200,000 entries
+    # took 1.37 s to judge instead of 1.07 s).
     conn.execute(
         sa.text(
-            f"""CREATE TEMP TABLE {judged} AS {_version_ctes(ds, defer_to_files)}
-                SELECT row_no, row_key, cur_version, disposition, seq FROM judged"""
+            f"""CREATE TEMP TABLE {multi} AS
+                SELECT row_key FROM {ds.landing_table} WHERE load_id = :load_id
+                GROUP BY row_key HAVING COUNT(*) > 1"""
         ),
         {"load_id": load_id},
     )
-    # Read three times below, and autovacuum never analyzes temporary tables.
-    analyze(conn, f"{judged} (row_no, row_key, disposition)")
-    counts = dict(
-        conn.execute(
-            sa.text(f"SELECT disposition, COUNT(*) FROM {judged} GROUP BY disposition")
-        ).fetchall()
+    analyze(conn, multi)
+    conn.execute(
+        sa.text(f"CREATE TEMP TABLE {judged} AS {_judged_sql(ds, multi, defer_to_files)}"),
+        {"load_id": load_id},
     )
+    # Read twice below, and autovacuum never analyzes temporary tables.
+    analyze(conn, f"{judged} (row_no, disposition)")
+    counts: dict[str, int] = {}
+    replaced = 0  # new versions of keys that had a current version before this load
+    for disposition, n, with_current in conn.execute(
+        sa.text(
+            f"""SELECT disposition, COUNT(*), COUNT(cur_version) FROM {judged}
+                GROUP BY disposition"""
+        )
+    ).fetchall():
+        counts[disposition] = int(n)
+        if disposition == "new":
+            replaced = int(with_current)
     if counts.get("new"):
         conn.execute(
             sa.text(
                 f"""INSERT INTO {stg.name}
                     (row_key, version, load_id, row_no, key_missing, content_hash, type_errors,
                      {cols}, is_current, state, landed_at)
-                    WITH fresh AS (
-                        SELECT j.row_no, j.row_key,
-                               COALESCE(j.cur_version, 0)
-                                 + ROW_NUMBER() OVER (PARTITION BY j.row_key ORDER BY j.seq)
-                                 AS new_version,
-                               ROW_NUMBER() OVER (PARTITION BY j.row_key ORDER BY j.seq DESC)
-                                 AS from_last
-                        FROM {judged} j WHERE j.disposition = 'new'
-                    )
-                    SELECT f.row_key, f.new_version, l.load_id, l.row_no, l.key_missing,
+                    SELECT j.row_key, j.new_version, l.load_id, l.row_no, l.key_missing,
                            l.content_hash, l.type_errors, {", ".join(f"l.{c}" for c in ds.column_names)},
-                           f.from_last = 1, 'pending', :now
-                    FROM fresh f
-                    JOIN {ds.landing_table} l ON l.load_id = :load_id AND l.row_no = f.row_no"""
+                           j.is_last, 'pending', :now
+                    FROM {judged} j
+                    JOIN {ds.landing_table} l ON l.load_id = :load_id AND l.row_no = j.row_no
+                    WHERE j.disposition = 'new'"""
             ),
             {"load_id": load_id, "now": datetime.now(UTC)},
         )
-        # The previous current versions of keys that got a new one step down.
+    if replaced:
+        # The previous current versions of keys that got a new one step down (none when no
+        # new version had a current one: a first load, or only new keys).
         conn.execute(
             sa.text(
                 f"""UPDATE {stg.name} SET is_current = FALSE
@@ -122,7 +175,8 @@ def apply_versions(
             ),
             {"load_id": load_id},
         )
-    conn.exec_driver_sql(f"DROP TABLE {judged}")
+    for t in (judged, multi):
+        conn.exec_driver_sql(f"DROP TABLE {t}")
     return {
         "rows_new_version": int(counts.get("new", 0)),
         "rows_unchanged": int(counts.get("unchanged", 0)),

@@ -215,6 +215,14 @@ def test_validation_in_parts_judges_like_one_pass(tmp_path: Path) -> None:
                 for i, (h, p) in enumerate(
                     [("7.5", "P1"), ("30", "P1"), ("8", "PX"), ("2", "P2"), ("-1", "P1")] * 3
                 )
+            ]
+            # A key the file contradicts itself about: each part finds it among its own keys.
+            + [te(entry_id="TE4", hours="3", project_code="P1", work_date="2026-11-06")]
+            # One employee's day over 24 hours, its entries in different parts: each part sums
+            # the whole day, not only its own candidates.
+            + [
+                te(entry_id=f"TE9{i}", hours=h, project_code="P1", work_date="2026-11-20")
+                for i, h in enumerate(("16", "10"))
             ],
         )
         validate_all(db, now=NOW, batch_rows=batch)
@@ -228,5 +236,7 @@ def test_validation_in_parts_judges_like_one_pass(tmp_path: Path) -> None:
         )
         db.engine.dispose()
     assert results[0] == results[1]
+    for code in ("TE_DUPLICATE_CONFLICT", "TE_DAY_OVER_24"):
+        assert any(code in (r.get("rule_codes") or "") for r in results[0]), code
     states = {r["state"] for r in results[0] if "state" in r}
     assert {"valid", "quarantined"} <= states
