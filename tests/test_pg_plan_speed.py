@@ -15,9 +15,11 @@ import sqlalchemy as sa
 
 from posting.plan import (
     MAX_EXTERNAL_ID,
+    TIME_LINES,
     Scope,
     _plan_invoices_sql,
     _plan_lines_sql,
+    _reversals_sql,
     external_id,
     external_id_sql,
 )
@@ -84,6 +86,27 @@ def test_the_plan_finds_live_lines_without_computing_external_ids(
     plan = plan if isinstance(plan, list) else json.loads(plan)
     joins = _hash_conditions(plan[0]["Plan"])
     assert joins and not any("md5" in c for c in joins), joins
+
+
+def _nodes(plan: dict) -> list[str]:
+    return [plan["Node Type"]] + [n for c in plan.get("Plans", []) for n in _nodes(c)]
+
+
+def test_a_plan_without_reversals_is_a_plain_query_of_posts(pg_db: StagingDB) -> None:
+    """A UNION with the reversals (none, in a first window) left the sort of every planned
+    line to the leader; posts alone PostgreSQL can sort in its parallel workers. With
+    reversals, the plan reads them from the table they were computed into."""
+    with pg_db.begin() as conn:
+        conn.exec_driver_sql(f"CREATE TEMP TABLE my_reversals AS {_reversals_sql(TIME_LINES)}")
+        nodes = {}
+        for name, reversals in (("none", ""), ("some", "my_reversals")):
+            sql, params = _plan_lines_sql(conn, Scope(), reversals=reversals)
+            plan = conn.execute(sa.text(f"EXPLAIN (FORMAT JSON) {sql}"), params).scalar_one()
+            plan = plan if isinstance(plan, list) else json.loads(plan)
+            nodes[name] = _nodes(plan[0]["Plan"])
+            assert ("my_reversals" in sql) == bool(reversals)
+    assert "Append" not in nodes["none"], nodes["none"]
+    assert "Append" in nodes["some"], nodes["some"]
 
 
 def test_reconciliation_parses_postgresql_streams_in_one_thread(
