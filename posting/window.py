@@ -267,7 +267,23 @@ def _ledger_state(db: StagingDB, window_id: str) -> dict[str, Any]:
     return out
 
 
-def _rejections(db: StagingDB, window_id: str, limit: int = 1000) -> pd.DataFrame:
+_REJECTION_COLUMNS = (
+    "document",
+    "external_id",
+    "legal_entity",
+    "project_code",
+    "period",
+    "erp_message",
+)
+
+
+def _rejections(
+    db: StagingDB, window_id: str, counts: dict[str, Any], limit: int = 1000
+) -> pd.DataFrame:
+    """The window's rejected lines (the first `limit`); not looked for when its closing
+    counts (`_ledger_state`) have none (a scan of the window's lines)."""
+    if not any(counts.get(f"{doc}s_rejected") for doc in ("time_line", "invoice", "expense_line")):
+        return pd.DataFrame(columns=list(_REJECTION_COLUMNS))
     return db.query_df(
         """SELECT * FROM (
                SELECT 'time_line' AS document, external_id, legal_entity, project_code, period,
@@ -464,14 +480,25 @@ def _post(w: _Window, lock: WindowLock, out: _Outcome, plan_conn: sa.Connection)
     _plan(w, plan_conn, pending, out)
     w.hook("planned")
     try:
-        w.call(partial(_ensure_master_data, w.db, w.erp))
         # Batches of a few thousand rows: one DuckDB thread spends less than two on them,
         # and leaves a core to the ERP and this process while they overlap.
         with w.db.threads(1):
             out.counts.update(
-                send_batches(w.db, w.erp, w.window_id, lock, w.call, w.hooks, pending)
+                send_batches(
+                    w.db,
+                    w.erp,
+                    w.window_id,
+                    lock,
+                    w.call,
+                    w.hooks,
+                    pending,
+                    # The master data goes to the ERP while the first batch is written into
+                    # the ledger; the ledgers' statistics are taken while the ERP books the
+                    # last batch (the lines are all there; their states do not matter).
+                    before_first=partial(w.call, partial(_ensure_master_data, w.db, w.erp)),
+                    written=partial(_analyze_ledgers, w.db, sample=True),
+                )
             )
-        _analyze_ledgers(w.db, sample=True)
     except ErpUnavailable:
         # Stopping cleanly, still holding the lock: the new lines not sent go into the ledger
         # as planned, so finance sees what waits.
@@ -547,7 +574,7 @@ def _run_locked(w: _Window, lock: WindowLock) -> WindowResult:
         out.counts,
         out.summary,
         out.path,
-        _rejections(w.db, w.window_id),
+        _rejections(w.db, w.window_id, out.counts),
         held_invoices(w.db, w.now.date()),
     )
 
