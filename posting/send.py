@@ -387,16 +387,16 @@ class _Sender:
         recorded: list[Future],
         *,
         first: Future | None = None,
-        written: Callable[[], None] | None = None,
+        written: Callable[[str | None], None] | None = None,
     ) -> None:
         """Send `work` (each batch id with the worker function that prepares it) one batch
         ahead: while the ERP books batch n, the worker records batch n-1 and prepares n+1.
         Before each request the lock is checked. `first`: the first batch, already being
-        prepared; `written`: run in the worker once every batch is in the ledger (while the
-        ERP books the last one)."""
+        prepared; `written`: run in the worker once every batch is in the ledger, with the
+        last one's id (None: no batch), while the ERP books it."""
         if not work:
             if written is not None:
-                recorded.append(pool.submit(written))
+                recorded.append(pool.submit(written, None))
             return
         ahead = first if first is not None else pool.submit(work[0][0], work[0][1])
         for nxt in [*work[1:], None]:
@@ -404,7 +404,7 @@ class _Sender:
             if nxt is not None:
                 ahead = pool.submit(nxt[0], nxt[1])
             elif written is not None:
-                recorded.append(pool.submit(written))
+                recorded.append(pool.submit(written, batch.batch_id))
             _raise_failed(recorded)
             self.lock.check()
             existing, result = self.call(_PostAttempts(batch, self.erp))
@@ -445,7 +445,7 @@ def send_batches(
     pending: PendingLines,
     *,
     before_first: Callable[[], None] | None = None,
-    written: Callable[[], None] | None = None,
+    written: Callable[[str | None], None] | None = None,
 ) -> dict[str, int]:
     """Send the window's planned batches, time lines, invoices, then expense lines, one batch
     ahead.
@@ -462,7 +462,8 @@ def send_batches(
 
     `before_first` runs in this thread while the worker lists the batches and prepares the
     first (the window's master data: an ERP request, which needs no batch); `written` runs
-    in the worker once the last batch is in the ledger, while the ERP books it.
+    in the worker once the last batch is in the ledger, with its id, while the ERP books it
+    (or at once, with None, when there is no batch).
 
     The first attempt at a batch does not look its IDs up in the ERP: a `planned` line
     is never in the ERP. Lines become `planned` only when they are new to the ledger,

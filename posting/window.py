@@ -236,20 +236,30 @@ class _Outcome:
 # -- settling and sending -------------------------------------------------------------------------
 
 
-def _ledger_state(db: StagingDB, window_id: str) -> dict[str, Any]:
-    """Counts, hours and amounts per state of this window's ledger rows."""
-    df = db.query_df(
+def _ledger_groups(db: StagingDB, window_id: str, batch: str = "") -> pd.DataFrame:
+    """This window's ledger rows counted and summed per document, state and currency; with
+    `batch`, only the rows of that batch (`=batch`) or all but them (`!batch`)."""
+    where, params = "window_id = :w", {"w": window_id}
+    if batch:
+        op = "=" if batch[0] == "=" else "IS DISTINCT FROM"
+        where, params["b"] = f"{where} AND batch_id {op} :b", batch[1:]
+    return db.query_df(
         f"""SELECT 'time_line' AS doc, state, currency, COUNT(*) AS n, SUM(hours) AS hours,
                   SUM(amount) AS amount
-           FROM {ledger_rows("posting_ledger")} l WHERE window_id = :w GROUP BY state, currency
+           FROM {ledger_rows("posting_ledger")} l WHERE {where} GROUP BY state, currency
            UNION ALL
            SELECT 'invoice', state, currency, COUNT(*), NULL, SUM(total_amount)
-           FROM {ledger_rows("invoice_ledger")} l WHERE window_id = :w GROUP BY state, currency
+           FROM {ledger_rows("invoice_ledger")} l WHERE {where} GROUP BY state, currency
            UNION ALL
            SELECT 'expense_line', state, currency, COUNT(*), NULL, SUM(amount)
-           FROM {ledger_rows("expense_ledger")} l WHERE window_id = :w GROUP BY state, currency""",
-        {"w": window_id},
+           FROM {ledger_rows("expense_ledger")} l WHERE {where} GROUP BY state, currency""",
+        params,
     )
+
+
+def _ledger_state(df: pd.DataFrame) -> dict[str, Any]:
+    """Counts, hours and amounts per state of a window's ledger rows (`_ledger_groups`; a
+    document, state and currency may come in several rows: they add up)."""
     out: dict[str, Any] = {}
     for (doc, state), g in df.groupby(["doc", "state"]):
         out[f"{doc}s_{state}"] = int(g["n"].sum())
@@ -265,6 +275,34 @@ def _ledger_state(db: StagingDB, window_id: str) -> dict[str, Any]:
             cur: str(sum(g["amount"], Decimal(0))) for cur, g in mine.groupby("currency")
         }
     return out
+
+
+@dataclass
+class _Closing:
+    """A window's closing counts, read mostly while the ERP books its last batch: once every
+    batch is in the ledger, the worker takes the ledgers' statistics and counts the window's
+    rows but the last batch's (`written`); the window's end adds the last batch, once its
+    answer is recorded (`counts`). Nothing else writes the window's rows in between, unless
+    the window did not complete: then `counts` reads them all."""
+
+    db: StagingDB
+    window_id: str
+    last: str | None = None
+    early: pd.DataFrame | None = None
+
+    def written(self, last: str | None) -> None:
+        """In the staging worker, every batch in the ledger, `last` (if any) at the ERP."""
+        _analyze_ledgers(self.db, sample=True)
+        self.early = _ledger_groups(self.db, self.window_id, f"!{last}" if last else "")
+        self.last = last
+
+    def counts(self, completed: bool) -> dict[str, Any]:
+        if not completed or self.early is None:
+            return _ledger_state(_ledger_groups(self.db, self.window_id))
+        if self.last is None:
+            return _ledger_state(self.early)
+        last = _ledger_groups(self.db, self.window_id, f"={self.last}")
+        return _ledger_state(pd.concat([self.early, last], ignore_index=True))
 
 
 _REJECTION_COLUMNS = (
@@ -470,7 +508,9 @@ def _plan(w: _Window, plan_conn: sa.Connection, pending: PendingLines, out: _Out
         )
 
 
-def _post(w: _Window, lock: WindowLock, out: _Outcome, plan_conn: sa.Connection) -> None:
+def _post(
+    w: _Window, lock: WindowLock, out: _Outcome, plan_conn: sa.Connection, closing: _Closing
+) -> None:
     """Settle, plan, send: the window's work while it holds the lock."""
     pending = PendingLines(
         plan_conn, track_params(w.window_id, w.config.run_id, w.launched_by, w.now)
@@ -493,10 +533,11 @@ def _post(w: _Window, lock: WindowLock, out: _Outcome, plan_conn: sa.Connection)
                     w.hooks,
                     pending,
                     # The master data goes to the ERP while the first batch is written into
-                    # the ledger; the ledgers' statistics are taken while the ERP books the
-                    # last batch (the lines are all there; their states do not matter).
+                    # the ledger; the ledgers' statistics (the lines are all there; their
+                    # states do not matter) and most closing counts are taken while the ERP
+                    # books the last batch.
                     before_first=partial(w.call, partial(_ensure_master_data, w.db, w.erp)),
-                    written=partial(_analyze_ledgers, w.db, sample=True),
+                    written=closing.written,
                 )
             )
     except ErpUnavailable:
@@ -536,12 +577,18 @@ def _close_plan(plan_conn: sa.Connection | None) -> None:
             plan_conn.close()
 
 
-def _end(w: _Window, lock: WindowLock, out: _Outcome, plan_conn: sa.Connection | None) -> None:
+def _end(
+    w: _Window,
+    lock: WindowLock,
+    out: _Outcome,
+    plan_conn: sa.Connection | None,
+    closing: _Closing,
+) -> None:
     """Drop the plan, record how the window ended (with its ledger's counts), release the lock
     (even if recording fails)."""
     try:
         _close_plan(plan_conn)
-        out.counts.update(_ledger_state(w.db, w.window_id))
+        out.counts.update(closing.counts(completed=out.status == "completed"))
         w.finish(out)
     finally:
         lock.release()
@@ -551,11 +598,12 @@ def _run_locked(w: _Window, lock: WindowLock) -> WindowResult:
     """Post under the lock; whatever happens, the plan is dropped, the window's end recorded
     and the lock released."""
     out = _Outcome()
+    closing = _Closing(w.db, w.window_id)
     plan_conn: sa.Connection | None = None
     try:
         # The plan's temporary tables live on this connection until the window ends.
         plan_conn = w.db.engine.connect()
-        _post(w, lock, out, plan_conn)
+        _post(w, lock, out, plan_conn, closing)
         _completed(out)
     except ErpUnavailable as e:
         _stopped(out, w.config.retry.attempts, e)
@@ -566,7 +614,7 @@ def _run_locked(w: _Window, lock: WindowLock) -> WindowResult:
         out.status, out.message = "failed", f"{type(e).__name__}: {e}"[:2000]
         raise
     finally:
-        _end(w, lock, out, plan_conn)
+        _end(w, lock, out, plan_conn, closing)
     return WindowResult(
         w.window_id,
         out.status,
