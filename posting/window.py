@@ -408,8 +408,9 @@ def _analyze_ledgers(db: StagingDB, *, sample: bool = False) -> None:
     window that just wrote thousands of lines, and stale ones lead the plan into nested
     loops). DuckDB keeps its statistics current.
 
-    At a window's start in full; at its end (`sample`), from a small sample, for what reads
-    the ledger next (a reconciliation): a ledger never analyzed since it grew by 842,680 lines
+    At a window's start in full; once every batch is in the ledger (`sample`, in the staging
+    worker while the ERP books the last batch: `_Closing.written`), from a small sample, for
+    what reads the ledger next (a reconciliation): a ledger never analyzed since it grew by 842,680 lines
     was planned as 4,213, and its lines for a few entries were found by a scan of it whole
     instead of by its entry index. The sample costs a few hundredths of a second."""
     if not db.is_duckdb:
