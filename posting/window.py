@@ -236,13 +236,16 @@ class _Outcome:
 # -- settling and sending -------------------------------------------------------------------------
 
 
-def _ledger_groups(db: StagingDB, window_id: str, batch: str = "") -> pd.DataFrame:
-    """This window's ledger rows counted and summed per document, state and currency; with
-    `batch`, only the rows of that batch (`=batch`) or all but them (`!batch`)."""
+def _ledger_groups(
+    db: StagingDB, window_id: str, *, batch: str | None = None, but: str | None = None
+) -> pd.DataFrame:
+    """This window's ledger rows counted and summed per document, state and currency: only
+    those of `batch`, or all but those of `but` (if given)."""
     where, params = "window_id = :w", {"w": window_id}
-    if batch:
-        op = "=" if batch[0] == "=" else "IS DISTINCT FROM"
-        where, params["b"] = f"{where} AND batch_id {op} :b", batch[1:]
+    if batch is not None:
+        where, params["b"] = f"{where} AND batch_id = :b", batch
+    elif but is not None:
+        where, params["b"] = f"{where} AND batch_id IS DISTINCT FROM :b", but
     return db.query_df(
         f"""SELECT 'time_line' AS doc, state, currency, COUNT(*) AS n, SUM(hours) AS hours,
                   SUM(amount) AS amount
@@ -293,7 +296,7 @@ class _Closing:
     def written(self, last: str | None) -> None:
         """In the staging worker, every batch in the ledger, `last` (if any) at the ERP."""
         _analyze_ledgers(self.db, sample=True)
-        self.early = _ledger_groups(self.db, self.window_id, f"!{last}" if last else "")
+        self.early = _ledger_groups(self.db, self.window_id, but=last)
         self.last = last
 
     def counts(self, completed: bool) -> dict[str, Any]:
@@ -301,7 +304,7 @@ class _Closing:
             return _ledger_state(_ledger_groups(self.db, self.window_id))
         if self.last is None:
             return _ledger_state(self.early)
-        last = _ledger_groups(self.db, self.window_id, f"={self.last}")
+        last = _ledger_groups(self.db, self.window_id, batch=self.last)
         return _ledger_state(pd.concat([self.early, last], ignore_index=True))
 
 
