@@ -383,24 +383,56 @@ class _Sender:
     def send(
         self,
         pool: ThreadPoolExecutor,
-        prepare: Callable[[str], _Batch],
-        batch_ids: list[str],
+        work: list[tuple[Callable[[str], _Batch], str]],
         recorded: list[Future],
+        *,
+        first: Future | None = None,
+        written: Callable[[str | None], None] | None = None,
     ) -> None:
-        """Send `batch_ids` one batch ahead: while the ERP books batch n, the worker records
-        batch n-1 and prepares n+1. Before each request the lock is checked."""
-        if not batch_ids:
+        """Send `work` (each batch id with the worker function that prepares it) one batch
+        ahead: while the ERP books batch n, the worker records batch n-1 and prepares n+1.
+        Before each request the lock is checked. `first`: the first batch, already being
+        prepared; `written`: run in the worker once every batch is in the ledger, with the
+        last one's id (None: no batch), while the ERP books it."""
+        if not work:
+            if written is not None:
+                recorded.append(pool.submit(written, None))
             return
-        ahead = pool.submit(prepare, batch_ids[0])
-        for next_id in [*batch_ids[1:], None]:
+        ahead = first if first is not None else pool.submit(work[0][0], work[0][1])
+        for nxt in [*work[1:], None]:
             batch = ahead.result()
-            if next_id is not None:
-                ahead = pool.submit(prepare, next_id)
+            if nxt is not None:
+                ahead = pool.submit(nxt[0], nxt[1])
+            elif written is not None:
+                recorded.append(pool.submit(written, batch.batch_id))
             _raise_failed(recorded)
             self.lock.check()
             existing, result = self.call(_PostAttempts(batch, self.erp))
             self._step("batch_posted", batch.batch_id)
             recorded.append(pool.submit(self.record, batch, existing, result))
+
+    # -- in the worker thread, before the first batch -----------------------------------------
+
+    def work(self, db: StagingDB, window_id: str) -> list[tuple[Callable[[str], _Batch], str]]:
+        """Every batch of the window in sending order: time lines (from the plan), then
+        invoices and expense lines (written into their ledgers with the plan)."""
+        return [
+            *((self.prepare_time_lines, b) for b in self.pending.batches()),
+            *(
+                (self.prepare_invoices, b)
+                for b in _planned_batches(db, window_id, "invoice_ledger")
+            ),
+            *(
+                (self.prepare_expense_lines, b)
+                for b in _planned_batches(db, window_id, "expense_ledger")
+            ),
+        ]
+
+
+def _prepare_first(work: Future) -> _Batch | None:
+    """In the worker: the first batch of `work` (listed by the job before), prepared."""
+    listed = work.result()
+    return listed[0][0](listed[0][1]) if listed else None
 
 
 def send_batches(
@@ -411,6 +443,9 @@ def send_batches(
     call: Callable,
     hooks: Callable[[str, str], None] | None,
     pending: PendingLines,
+    *,
+    before_first: Callable[[], None] | None = None,
+    written: Callable[[str | None], None] | None = None,
 ) -> dict[str, int]:
     """Send the window's planned batches, time lines, invoices, then expense lines, one batch
     ahead.
@@ -424,6 +459,11 @@ def send_batches(
     stops before sending more.
     A crash while batch n-1 is being recorded leaves it `sent`: the next window's
     settle finds it in the ERP and confirms it.
+
+    `before_first` runs in this thread while the worker lists the batches and prepares the
+    first (the window's master data: an ERP request, which needs no batch); `written` runs
+    in the worker once the last batch is in the ledger, with its id, while the ERP books it
+    (or at once, with None, when there is no batch).
 
     The first attempt at a batch does not look its IDs up in the ERP: a `planned` line
     is never in the ERP. Lines become `planned` only when they are new to the ledger,
@@ -440,20 +480,11 @@ def send_batches(
     # On an exception the pool's exit waits for the queued staging writes: nothing is left
     # half-written behind the window's back.
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="posting-staging") as pool:
-        sender.send(pool, sender.prepare_time_lines, pending.batches(), recorded)
-        # Invoices and expense lines were written into their ledgers with the plan.
-        sender.send(
-            pool,
-            sender.prepare_invoices,
-            _planned_batches(db, window_id, "invoice_ledger"),
-            recorded,
-        )
-        sender.send(
-            pool,
-            sender.prepare_expense_lines,
-            _planned_batches(db, window_id, "expense_ledger"),
-            recorded,
-        )
+        work = pool.submit(sender.work, db, window_id)
+        first = pool.submit(_prepare_first, work)
+        if before_first is not None:
+            before_first()
+        sender.send(pool, work.result(), recorded, first=first, written=written)
         for done in recorded:
             done.result()
     return sender.totals
@@ -475,7 +506,7 @@ def send_journal_batches(
     sender = _Sender(db, erp, lock, call, hooks, no_lines)
     recorded: list[Future] = []
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="posting-staging") as pool:
-        sender.send(pool, sender.prepare_journals, list(batch_ids), recorded)
+        sender.send(pool, [(sender.prepare_journals, b) for b in batch_ids], recorded)
         for done in recorded:
             done.result()
     return sender.totals

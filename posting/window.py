@@ -240,20 +240,33 @@ class _Outcome:
 # -- settling and sending -------------------------------------------------------------------------
 
 
-def _ledger_state(db: StagingDB, window_id: str) -> dict[str, Any]:
-    """Counts, hours and amounts per state of this window's ledger rows."""
-    df = db.query_df(
+def _ledger_groups(
+    db: StagingDB, window_id: str, *, batch: str | None = None, but: str | None = None
+) -> pd.DataFrame:
+    """This window's ledger rows counted and summed per document, state and currency: only
+    those of `batch`, or all but those of `but` (if given)."""
+    where, params = "window_id = :w", {"w": window_id}
+    if batch is not None:
+        where, params["b"] = f"{where} AND batch_id = :b", batch
+    elif but is not None:
+        where, params["b"] = f"{where} AND batch_id IS DISTINCT FROM :b", but
+    return db.query_df(
         f"""SELECT 'time_line' AS doc, state, currency, COUNT(*) AS n, SUM(hours) AS hours,
                   SUM(amount) AS amount
-           FROM {ledger_rows("posting_ledger")} l WHERE window_id = :w GROUP BY state, currency
+           FROM {ledger_rows("posting_ledger")} l WHERE {where} GROUP BY state, currency
            UNION ALL
            SELECT 'invoice', state, currency, COUNT(*), NULL, SUM(total_amount)
-           FROM {ledger_rows("invoice_ledger")} l WHERE window_id = :w GROUP BY state, currency
+           FROM {ledger_rows("invoice_ledger")} l WHERE {where} GROUP BY state, currency
            UNION ALL
            SELECT 'expense_line', state, currency, COUNT(*), NULL, SUM(amount)
-           FROM {ledger_rows("expense_ledger")} l WHERE window_id = :w GROUP BY state, currency""",
-        {"w": window_id},
+           FROM {ledger_rows("expense_ledger")} l WHERE {where} GROUP BY state, currency""",
+        params,
     )
+
+
+def _ledger_state(df: pd.DataFrame) -> dict[str, Any]:
+    """Counts, hours and amounts per state of a window's ledger rows (`_ledger_groups`; a
+    document, state and currency may come in several rows: they add up)."""
     out: dict[str, Any] = {}
     for (doc, state), g in df.groupby(["doc", "state"]):
         out[f"{doc}s_{state}"] = int(g["n"].sum())
@@ -271,7 +284,51 @@ def _ledger_state(db: StagingDB, window_id: str) -> dict[str, Any]:
     return out
 
 
-def _rejections(db: StagingDB, window_id: str, limit: int = 1000) -> pd.DataFrame:
+@dataclass
+class _Closing:
+    """A window's closing counts, read mostly while the ERP books its last batch: once every
+    batch is in the ledger, the worker takes the ledgers' statistics and counts the window's
+    rows but the last batch's (`written`); the window's end adds the last batch, once its
+    answer is recorded (`counts`). Nothing else writes the window's rows in between, unless
+    the window did not complete: then `counts` reads them all."""
+
+    db: StagingDB
+    window_id: str
+    last: str | None = None
+    early: pd.DataFrame | None = None
+
+    def written(self, last: str | None) -> None:
+        """In the staging worker, every batch in the ledger, `last` (if any) at the ERP."""
+        _analyze_ledgers(self.db, sample=True)
+        self.early = _ledger_groups(self.db, self.window_id, but=last)
+        self.last = last
+
+    def counts(self, completed: bool) -> dict[str, Any]:
+        if not completed or self.early is None:
+            return _ledger_state(_ledger_groups(self.db, self.window_id))
+        if self.last is None:
+            return _ledger_state(self.early)
+        last = _ledger_groups(self.db, self.window_id, batch=self.last)
+        return _ledger_state(pd.concat([self.early, last], ignore_index=True))
+
+
+_REJECTION_COLUMNS = (
+    "document",
+    "external_id",
+    "legal_entity",
+    "project_code",
+    "period",
+    "erp_message",
+)
+
+
+def _rejections(
+    db: StagingDB, window_id: str, counts: dict[str, Any], limit: int = 1000
+) -> pd.DataFrame:
+    """The window's rejected lines (the first `limit`); not looked for when its closing
+    counts (`_ledger_state`) have none (a scan of the window's lines)."""
+    if not any(counts.get(f"{doc}s_rejected") for doc in ("time_line", "invoice", "expense_line")):
+        return pd.DataFrame(columns=list(_REJECTION_COLUMNS))
     return db.query_df(
         """SELECT * FROM (
                SELECT 'time_line' AS document, external_id, legal_entity, project_code, period,
@@ -358,8 +415,9 @@ def _analyze_ledgers(db: StagingDB, *, sample: bool = False) -> None:
     window that just wrote thousands of lines, and stale ones lead the plan into nested
     loops). DuckDB keeps its statistics current.
 
-    At a window's start in full; at its end (`sample`), from a small sample, for what reads
-    the ledger next (a reconciliation): a ledger never analyzed since it grew by 842,680 lines
+    At a window's start in full; once every batch is in the ledger (`sample`, in the staging
+    worker while the ERP books the last batch: `_Closing.written`), from a small sample, for
+    what reads the ledger next (a reconciliation): a ledger never analyzed since it grew by 842,680 lines
     was planned as 4,213, and its lines for a few entries were found by a scan of it whole
     instead of by its entry index. The sample costs a few hundredths of a second."""
     if not db.is_duckdb:
@@ -458,7 +516,9 @@ def _plan(w: _Window, plan_conn: sa.Connection, pending: PendingLines, out: _Out
         )
 
 
-def _post(w: _Window, lock: WindowLock, out: _Outcome, plan_conn: sa.Connection) -> None:
+def _post(
+    w: _Window, lock: WindowLock, out: _Outcome, plan_conn: sa.Connection, closing: _Closing
+) -> None:
     """Settle, plan, send: the window's work while it holds the lock."""
     pending = PendingLines(
         plan_conn, track_params(w.window_id, w.config.run_id, w.launched_by, w.now)
@@ -468,12 +528,25 @@ def _post(w: _Window, lock: WindowLock, out: _Outcome, plan_conn: sa.Connection)
     _plan(w, plan_conn, pending, out)
     w.hook("planned")
     try:
-        w.call(partial(_ensure_master_data, w.db, w.erp))
         # Batches of a few thousand rows: one DuckDB thread spends less than two on them,
         # and leaves a core to the ERP and this process while they overlap.
         with w.db.threads(1):
             out.counts.update(
-                send_batches(w.db, w.erp, w.window_id, lock, w.call, w.hooks, pending)
+                send_batches(
+                    w.db,
+                    w.erp,
+                    w.window_id,
+                    lock,
+                    w.call,
+                    w.hooks,
+                    pending,
+                    # The master data goes to the ERP while the first batch is written into
+                    # the ledger; the ledgers' statistics (the lines are all there; their
+                    # states do not matter) and most closing counts are taken while the ERP
+                    # books the last batch.
+                    before_first=partial(w.call, partial(_ensure_master_data, w.db, w.erp)),
+                    written=closing.written,
+                )
             )
         # Intercompany pairs follow the customer lines just confirmed (docs/intercompany.md).
         out.counts.update(
@@ -490,7 +563,6 @@ def _post(w: _Window, lock: WindowLock, out: _Outcome, plan_conn: sa.Connection)
                 closed_period_policy=w.config.closed_period_policy,
             )
         )
-        _analyze_ledgers(w.db, sample=True)
     except ErpUnavailable:
         # Stopping cleanly, still holding the lock: the new lines not sent go into the ledger
         # as planned, so finance sees what waits.
@@ -528,12 +600,18 @@ def _close_plan(plan_conn: sa.Connection | None) -> None:
             plan_conn.close()
 
 
-def _end(w: _Window, lock: WindowLock, out: _Outcome, plan_conn: sa.Connection | None) -> None:
+def _end(
+    w: _Window,
+    lock: WindowLock,
+    out: _Outcome,
+    plan_conn: sa.Connection | None,
+    closing: _Closing,
+) -> None:
     """Drop the plan, record how the window ended (with its ledger's counts), release the lock
     (even if recording fails)."""
     try:
         _close_plan(plan_conn)
-        out.counts.update(_ledger_state(w.db, w.window_id))
+        out.counts.update(closing.counts(completed=out.status == "completed"))
         w.finish(out)
     finally:
         lock.release()
@@ -543,11 +621,12 @@ def _run_locked(w: _Window, lock: WindowLock) -> WindowResult:
     """Post under the lock; whatever happens, the plan is dropped, the window's end recorded
     and the lock released."""
     out = _Outcome()
+    closing = _Closing(w.db, w.window_id)
     plan_conn: sa.Connection | None = None
     try:
         # The plan's temporary tables live on this connection until the window ends.
         plan_conn = w.db.engine.connect()
-        _post(w, lock, out, plan_conn)
+        _post(w, lock, out, plan_conn, closing)
         _completed(out)
     except ErpUnavailable as e:
         _stopped(out, w.config.retry.attempts, e)
@@ -558,7 +637,7 @@ def _run_locked(w: _Window, lock: WindowLock) -> WindowResult:
         out.status, out.message = "failed", f"{type(e).__name__}: {e}"[:2000]
         raise
     finally:
-        _end(w, lock, out, plan_conn)
+        _end(w, lock, out, plan_conn, closing)
     return WindowResult(
         w.window_id,
         out.status,
@@ -566,7 +645,7 @@ def _run_locked(w: _Window, lock: WindowLock) -> WindowResult:
         out.counts,
         out.summary,
         out.path,
-        _rejections(w.db, w.window_id),
+        _rejections(w.db, w.window_id, out.counts),
         held_invoices(w.db, w.now.date()),
     )
 

@@ -113,3 +113,47 @@ def test_reconciliation_reads_batch_confirmed_lines_as_confirmed(posting_env: Po
     assert rec.counts().get("in_sync") == 5
     # ... and on the fast path: a batch-confirmed line is a confirmed post of its version.
     assert rec.exact_path_entries == 0
+
+
+def test_closing_counts_taken_while_the_last_batch_posts_match_the_ledger(
+    posting_env: PostingEnv,
+) -> None:
+    """A window counts its lines (all but the last batch's) while the ERP books its last
+    batch, and adds the last batch once recorded: the counts are the ledger's, with lines
+    rejected in an earlier batch and in the last time-line batch, and an invoice batch last."""
+    from decimal import Decimal as D
+
+    from tests.support.posting_helpers import stage_invoice
+
+    stage_entries(
+        posting_env.db,
+        [
+            {
+                "entry_id": f"TE{i}",
+                "hours": D(i + 1),
+                **({"project_code": "P9"} if i in (1, 6) else {}),
+            }
+            for i in range(7)
+        ],
+    )
+    stage_invoice(posting_env.db, "INV1", [{"line_no": 1, "amount": D("100.00")}])
+    result = posting_env.window(batch_size=3)
+    assert result.status == "completed"
+    assert [b.rsplit("-", 1)[-1] for b in _batches(posting_env)["batch_id"]] == [
+        "b00001",
+        "b00002",
+        "b00003",
+        "b00001",  # the invoice batch (`-inv-b00001`), sent last
+    ]
+    led = ledger(posting_env.db)
+    by_state = led.groupby("state")
+    assert result.counts["time_lines_confirmed"] == by_state.size()["confirmed"] == 5
+    assert result.counts["time_lines_rejected"] == by_state.size()["rejected"] == 2
+    confirmed = led[led["state"] == "confirmed"]
+    assert result.counts["hours_confirmed"] == str(sum(confirmed["hours"], D(0))) == "19.0000"
+    assert result.counts["invoices_confirmed"] == 1
+    assert result.counts["amount_confirmed_invoices"] == {"EUR": "100.00"}
+    assert result.counts["amount_confirmed_time_lines"] == {
+        "EUR": str(sum(confirmed["amount"], D(0)))
+    }
+    assert sorted(result.rejections["external_id"]) == ["te:TE1:v1:post", "te:TE6:v1:post"]
