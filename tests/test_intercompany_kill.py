@@ -37,6 +37,14 @@ ENV = {
 }
 
 
+@pytest.fixture(autouse=True)
+def intercompany_policy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The policy for this process's staging work (`_world`), undone after each test so no
+    later test validates under it."""
+    for name, value in ENV.items():
+        monkeypatch.setenv(name, value)
+
+
 @pytest.fixture(scope="module")
 def forkserver() -> multiprocessing.context.BaseContext:
     ctx = multiprocessing.get_context("forkserver")
@@ -54,7 +62,6 @@ def _child(staging_url: str, erp_url: str, kill_at: str | None, kill_on: int) ->
 def _world(url: str, folder: Path, step: int) -> None:
     """Step 0: master data, rates, six intercompany entries and two of one entity; later steps
     move, correct and add entries between windows."""
-    os.environ.update(ENV)
     db = StagingDB(url)
     db.init_schema()
     try:
