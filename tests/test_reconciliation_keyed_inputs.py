@@ -77,3 +77,43 @@ def test_inputs_are_read_side_by_side_on_their_own_connections(
     assert len({pid for pid, _, _ in seen}) == _inputs.PG_READERS
     assert len({thread for _, thread, _ in seen}) == _inputs.PG_READERS
     assert {wm for _, _, wm in seen} == {_inputs.PG_READ_WORK_MEM}
+
+
+def test_keyed_inputs_are_read_side_by_side(
+    pg_db: StagingDB, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lazy inputs travel `PG_READERS` at a time too, each connection with its own copy
+    of the keys (a temporary table is its session's alone), with the keyed reads' settings."""
+    import threading
+
+    from reconciliation import _inputs
+
+    World(pg_db, tmp_path).master()
+    rows = [entry_row(f"K{i}", i) for i in range(4)]
+    land(pg_db, tmp_path, "time_entries_1.csv", "time_entries", rows)
+    validate_all(pg_db, now=NOW, actor="test")
+    keyed = KeyedInputs()
+    inputs = staging_inputs(date(2026, 11, 1), date(2026, 11, 30), None)
+    with duck_inputs(pg_db, inputs, {}, keyed) as duck:
+        seen: list[tuple[int, int, str]] = []
+        real = _inputs._pg_copy_arrow
+        together = threading.Barrier(_inputs.PG_READERS, timeout=30)
+
+        def spy(conn, inp):
+            raw = conn.connection.driver_connection
+            cost = conn.exec_driver_sql("SHOW random_page_cost").scalar_one()
+            seen.append((raw.info.backend_pid, threading.get_ident(), cost))
+            if len(seen) <= _inputs.PG_READERS:
+                together.wait()
+            return real(conn, inp)
+
+        monkeypatch.setattr(_inputs, "_pg_copy_arrow", spy)
+        duck.execute("CREATE TEMP TABLE keys AS SELECT * FROM (VALUES ('K1'), ('K3')) t(entry_id)")
+        keyed.load("keys")
+        for name in ("r_psa_all", "r_valid_all"):
+            got = duck.sql(f"SELECT entry_id FROM {name} ORDER BY 1").fetchall()
+            assert got == [("K1",), ("K3",)], name
+        assert duck.sql("SELECT COUNT(*) FROM r_ledger_all").fetchall() == [(0,)]
+    assert len(seen) == 3
+    assert len({pid for pid, _, _ in seen}) >= _inputs.PG_READERS
+    assert {c for _, _, c in seen} == {str(_inputs.PG_KEYED_RANDOM_PAGE_COST)}
