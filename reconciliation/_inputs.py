@@ -20,6 +20,7 @@ files not landed yet arrive as Arrow tables and are registered the same way.
 from __future__ import annotations
 
 import io
+import select
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -28,8 +29,10 @@ from datetime import date
 
 import duckdb
 import pandas as pd
+import psycopg
 import pyarrow as pa
 import pyarrow.csv as pacsv
+from psycopg import pq
 
 from connectors.erp.base import EXPENSE_LINE_COLUMNS, INVOICE_COLUMNS, TIME_LINE_COLUMNS
 from connectors.erp.documents import EXPENSE_LINE, INVOICE, TIME_LINE
@@ -604,15 +607,40 @@ def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
     return table
 
 
+def _copy_out(raw: psycopg.Connection, copy_sql: str) -> io.BytesIO:
+    """The whole output of a `COPY ... TO STDOUT`, read row by row from libpq directly.
+
+    psycopg hands out a COPY's rows one at a time, each through a generator and its wait
+    loop: about 0.5 µs a row of the reader's core, 0.42 s of 2.48 s for the 851,191 rows of
+    `r_valid_ledger` at 1M entries. Here a row already received costs one call; the socket
+    is waited on (GIL released) only when libpq has no complete row, as psycopg does."""
+    buf = io.BytesIO()
+    with raw.cursor() as cur, cur.copy(copy_sql):
+        pg = raw.pgconn
+        while True:
+            n, data = pg.get_copy_data(1)  # 1: never block
+            if n > 0:
+                buf.write(data)
+            elif n == 0:  # no complete row received yet
+                select.select([pg.socket], [], [])
+                pg.consume_input()
+            else:  # -1: the COPY ended; its result says how
+                break
+        # Every result is taken before an error is raised: the connection stays usable.
+        failed = []
+        while (res := pg.get_result()) is not None:
+            if res.status != pq.ExecStatus.COMMAND_OK:
+                failed.append(res)
+        if failed:
+            raise psycopg.errors.error_from_result(failed[0], encoding=raw.info.encoding)
+    buf.seek(0)
+    return buf
+
+
 def _pg_copy_arrow(conn, inp: Input) -> pa.Table:
     """Run the input's SELECT in PostgreSQL and parse its CSV stream with the input's schema."""
-    buf = io.BytesIO()
     raw = conn.connection.driver_connection
-    with raw.cursor() as cur:
-        with cur.copy(f"COPY ({inp.select}) TO STDOUT (FORMAT csv, HEADER true)") as cp:
-            for chunk in cp:
-                buf.write(chunk)
-    buf.seek(0)
+    buf = _copy_out(raw, f"COPY ({inp.select}) TO STDOUT (FORMAT csv, HEADER true)")
     options = pacsv.ConvertOptions(
         column_types={f.name: f.type for f in inp.schema},
         strings_can_be_null=True,

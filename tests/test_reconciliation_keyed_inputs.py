@@ -117,3 +117,29 @@ def test_keyed_inputs_are_read_side_by_side(
     assert len(seen) == 3
     assert len({pid for pid, _, _ in seen}) >= _inputs.PG_READERS
     assert {c for _, _, c in seen} == {str(_inputs.PG_KEYED_RANDOM_PAGE_COST)}
+
+
+def test_copy_out_reads_what_psycopg_reads_and_reports_errors(pg_db: StagingDB) -> None:
+    """`_copy_out` (rows taken from libpq directly) returns a COPY's output byte for byte as
+    psycopg's row iteration does; a statement failing mid-COPY raises its error, and the
+    connection stays usable."""
+    import psycopg
+
+    from reconciliation._inputs import _copy_out
+
+    sql = (
+        "COPY (SELECT g, 'row ' || g, CAST(g AS DECIMAL(18, 4)) / 7 FROM generate_series(1, 20000) g)"
+        " TO STDOUT (FORMAT csv, HEADER true)"
+    )
+    with pg_db.engine.connect() as conn:
+        raw = conn.connection.driver_connection
+        with raw.cursor() as cur, cur.copy(sql) as cp:
+            expected = b"".join(bytes(chunk) for chunk in cp)
+        assert _copy_out(raw, sql).getvalue() == expected
+        assert expected.count(b"\n") == 20001
+        with pytest.raises(psycopg.errors.DivisionByZero):
+            _copy_out(
+                raw, "COPY (SELECT 1 / (g - 15000) FROM generate_series(1, 20000) g) TO STDOUT"
+            )
+        raw.rollback()  # the failed statement's transaction
+        assert conn.exec_driver_sql("SELECT 2").scalar_one() == 2
