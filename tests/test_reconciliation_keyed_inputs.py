@@ -121,11 +121,15 @@ def test_keyed_inputs_are_read_side_by_side(
 
 def test_copy_out_reads_what_psycopg_reads_and_reports_errors(pg_db: StagingDB) -> None:
     """`_copy_out` (rows taken from libpq directly) returns a COPY's output byte for byte as
-    psycopg's row iteration does; a statement failing mid-COPY raises its error, and the
-    connection stays usable."""
-    import psycopg
+    psycopg's row iteration does, `_read_csv_streamed` parses it as it streams into the table
+    the whole output makes; a statement failing mid-COPY raises its error, and the connection
+    stays usable."""
+    import io
 
-    from reconciliation._inputs import _copy_out
+    import psycopg
+    import pyarrow.csv as pacsv
+
+    from reconciliation._inputs import _copy_out, _read_csv_streamed
 
     sql = (
         "COPY (SELECT g, 'row ' || g, CAST(g AS DECIMAL(18, 4)) / 7 FROM generate_series(1, 20000) g)"
@@ -143,3 +147,13 @@ def test_copy_out_reads_what_psycopg_reads_and_reports_errors(pg_db: StagingDB) 
             )
         raw.rollback()  # the failed statement's transaction
         assert conn.exec_driver_sql("SELECT 2").scalar_one() == 2
+        # Parsed while it streams: the same table as parsed whole, and the same error.
+        read, convert = pacsv.ReadOptions(use_threads=False), pacsv.ConvertOptions()
+        streamed = _read_csv_streamed(raw, sql, read, convert)
+        assert streamed.equals(pacsv.read_csv(io.BytesIO(expected), read_options=read))
+        assert streamed.num_rows == 20000
+        failing = "COPY (SELECT g, 1 / (g - 150000) FROM generate_series(1, 200000) g) TO STDOUT"
+        with pytest.raises(psycopg.errors.DivisionByZero):
+            _read_csv_streamed(raw, failing, read, convert)
+        raw.rollback()
+        assert conn.exec_driver_sql("SELECT 3").scalar_one() == 3
