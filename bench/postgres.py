@@ -1,7 +1,7 @@
 """PostgreSQL staging against DuckDB staging: validation, posting plan and reconciliation on the
 same generated PSA export, per size, in the same run.
 
-    ./dev bench postgres [--sizes 5000,50000,1000000] [--repeat 3] [--pg-url URL]
+    ./dev bench postgres [--sizes 5000,50000,1000000] [--repeat 3] [--pg-url URL] [--keep]
 
 Per size, one seeded sample export (`connectors.sample_data`: 1% bad rows, 2% corrections, so
 5,000 entries are 5,100 rows read) is landed into a fresh staging database of each backend (a
@@ -61,8 +61,9 @@ REPEAT_UP_TO = 100_000  # larger sizes run once
 
 
 @contextmanager
-def staging(backend: str, work: Path, pg_url: str) -> Iterator[StagingDB]:
-    """A fresh, empty staging database: a DuckDB file, or a throwaway PostgreSQL schema."""
+def staging(backend: str, work: Path, pg_url: str, keep: bool = False) -> Iterator[StagingDB]:
+    """A fresh, empty staging database: a DuckDB file, or a throwaway PostgreSQL schema (kept,
+    its name printed, with `keep`: to EXPLAIN a stage's statements on it afterwards)."""
     if backend == "duckdb":
         path = work / f"staging-{uuid.uuid4().hex[:8]}.duckdb"
         db = StagingDB(f"duckdb:///{path}")
@@ -83,8 +84,11 @@ def staging(backend: str, work: Path, pg_url: str) -> Iterator[StagingDB]:
         yield db
     finally:
         db.engine.dispose()
-        with admin.begin() as c:
-            c.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
+        if keep:
+            print(f"  kept PostgreSQL schema {schema}", flush=True)
+        else:
+            with admin.begin() as c:
+                c.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
         admin.dispose()
 
 
@@ -186,10 +190,12 @@ def stage(db: StagingDB, fn: Callable[[], object]) -> float:
     return timed(lambda: (fn(), checkpoint(db)))
 
 
-def one_run(backend: str, work: Path, inbox: Path, pg_url: str) -> dict[str, float]:
+def one_run(
+    backend: str, work: Path, inbox: Path, pg_url: str, keep: bool = False
+) -> dict[str, float]:
     """Land, validate, plan and reconcile once on a fresh staging database; seconds per stage."""
     out: dict[str, float] = {}
-    with staging(backend, work, pg_url) as db:
+    with staging(backend, work, pg_url, keep) as db:
         checkpoint(db)
         out["land"] = stage(db, lambda: land(db, inbox))
         out["validation"] = stage(db, lambda: validate_all(db))
@@ -266,6 +272,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sizes", default="5000,50000,1000000", help="time entries per export")
     ap.add_argument("--repeat", type=int, default=3, help=f"runs per size up to {REPEAT_UP_TO:,}")
     ap.add_argument("--pg-url", default=PG_URL)
+    ap.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the PostgreSQL schema of each size's last run (its name is printed)",
+    )
     args = ap.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")]
     results = []
@@ -277,9 +288,11 @@ def main(argv: list[str] | None = None) -> int:
             rows = generate(inbox, n)
             print(f"{n:,} entries: sample of {rows:,} rows in {time.perf_counter() - t:.1f} s")
             res = SizeResult(n, rows, {"duckdb": [], "postgresql": []})
-            for i in range(args.repeat if n <= REPEAT_UP_TO else 1):
+            runs = args.repeat if n <= REPEAT_UP_TO else 1
+            for i in range(runs):
                 for backend in ("duckdb", "postgresql"):
-                    run = one_run(backend, work, inbox, args.pg_url)
+                    keep = args.keep and i == runs - 1
+                    run = one_run(backend, work, inbox, args.pg_url, keep)
                     res.runs[backend].append(run)
                     print(
                         f"  run {i + 1} {backend:<10} "

@@ -548,7 +548,7 @@ def _note_pulled_in(conn: Connection, table: str, scope: Scope, date_col: str) -
     )
 
 
-def _numbered(sql: str, group: str, extra: str) -> str:
+def _numbered(sql: str, group: str, extra: str, *, pairs: bool = True) -> str:
     """The plan rows of `sql` with `extra` columns and a batch number each (`batch_no`, from
     1): batches of `:size` rows, an entry's lines adjacent. A correction's two lines share a
     batch (a batch may hold `:size` + 1 rows): a window stopped between two batches (an
@@ -565,9 +565,14 @@ def _numbered(sql: str, group: str, extra: str) -> str:
     may send fewer lines than `size` (cheaper than numbering again after the policy).
     The ledger's batch id (`batch_id`) is formatted when a line enters the ledger (an
     integer here: formatting 200,000 ids up front would hold up the first batch).
+
+    `pairs=False`: the plan holds no reversals, so no correction pairs (a plain query of posts,
+    one per document: its current version); rows are numbered alone, without the LAG (on
+    PostgreSQL the numbering runs in the leader after the parallel sort: 2.99 -> 2.82 s for
+    a 1M-entry window).
     """
-    same = f"CASE WHEN LAG(q.{group}) OVER () = q.{group} THEN 1 ELSE 0 END"
-    batch = f"CAST(FLOOR((ROW_NUMBER() OVER () - 1 - {same}) / :size) AS INTEGER) + 1"
+    same = f" - CASE WHEN LAG(q.{group}) OVER () = q.{group} THEN 1 ELSE 0 END" if pairs else ""
+    batch = f"CAST(FLOOR((ROW_NUMBER() OVER () - 1{same}) / :size) AS INTEGER) + 1"
     return (
         f"SELECT q.*, q.natural_period AS period, {extra}, {batch} AS batch_no "
         f"FROM (SELECT * FROM ({sql}) s ORDER BY {group}, kind, external_id) q"
@@ -680,14 +685,18 @@ def _plan_posted_lines(
     left the sort of every planned line to the leader (0.6 s of 851,191 lines at 1M)."""
     rev = f"{lines.plan}_reversals"
     temp_table(conn, rev, _reversals_sql(lines))
-    if conn.exec_driver_sql(f"SELECT EXISTS (SELECT 1 FROM {rev})").scalar_one():
+    pairs = conn.exec_driver_sql(f"SELECT EXISTS (SELECT 1 FROM {rev})").scalar_one()
+    if pairs:
         # Estimated from its real size where the scope's filter looks reversals up.
         analyze(conn, rev, target=SCRATCH_STATISTICS_TARGET)
         sql, params = _plan_lines_sql(conn, scope, lines, reversals=rev)
     else:
         sql, params = _plan_lines_sql(conn, scope, lines, reversals="")
     temp_table(
-        conn, lines.plan, _numbered(sql, lines.ident, extra), {**params, "size": float(size)}
+        conn,
+        lines.plan,
+        _numbered(sql, lines.ident, extra, pairs=pairs),
+        {**params, "size": float(size)},
     )
     conn.exec_driver_sql(f"DROP TABLE {rev}")
 
