@@ -378,10 +378,15 @@ _JNL_COLS = ", ".join(JOURNAL.names)
 _LINE_COLS = ", ".join(JOURNAL_LINE.names)
 
 
-def _write_plan(conn: Connection, window_id: str, track: dict[str, Any]) -> list[str]:
+def _write_plan(
+    conn: Connection, window_id: str, track: dict[str, Any], legal_entities: Sequence[str]
+) -> list[str]:
     """Into the journal ledger as `planned` (with their lines), in the caller's transaction.
     Rows of the same id that never reached the ERP (rejected, void, planned) are replaced;
-    other planned intercompany journals are void (the plan no longer wants them)."""
+    other planned or held pairs this window plans for (its scope holds their project's
+    entity) are void: the plan no longer wants them. Another entity's window's pairs are
+    left alone (it may be between planning and sending them)."""
+    mine = _in_scope(legal_entities, "p.legal_entity")
     unsent = "state NOT IN ('sent', 'confirmed')"
     conn.exec_driver_sql(
         f"""DELETE FROM journal_ledger_lines WHERE journal_external_id IN (
@@ -396,7 +401,9 @@ def _write_plan(conn: Connection, window_id: str, track: dict[str, Any]) -> list
         sa.text(
             f"""UPDATE journal_ledger SET state = 'void', settled_at = :now,
                        erp_message = 'Superseded before it reached the ERP'
-                WHERE state IN ('planned', 'held') AND journal_type IN {TYPES!r}"""
+                WHERE state IN ('planned', 'held') AND journal_type IN {TYPES!r}
+                  AND journal_id IN (SELECT p.journal_id FROM journal_ledger p
+                                     WHERE p.journal_type = 'ic_payable' AND {mine})"""
         ),
         track,
     )
@@ -451,7 +458,7 @@ def post_intercompany(
                 call=call,
                 policy=closed_period_policy,
             )
-            batches = _write_plan(conn, window_id, track)
+            batches = _write_plan(conn, window_id, track, legal_entities)
             for name in PLAN_TABLES:
                 conn.exec_driver_sql(f"DROP TABLE IF EXISTS {name}")
             tx.commit()

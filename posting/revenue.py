@@ -433,8 +433,9 @@ def _write_plan(
     conn: Connection, window_id: str, track: dict, legal_entities: Sequence[str]
 ) -> list[str]:
     """Into the ledger as `planned` (with their lines), in the caller's transaction: the plan's
-    journals. Rows of the same id that never reached the ERP are replaced; other unsent
-    revenue journals of the same journal ids are void (the plan no longer wants them)."""
+    journals. Rows of the same id that never reached the ERP are replaced; other planned
+    revenue and accrual journals in scope are void (the plan no longer wants them); the
+    intercompany journals posting windows plan are not the revenue window's."""
     unsent = "state NOT IN ('sent', 'confirmed')"
     scope, params = _scope_sql(legal_entities, "journal_ledger")
     conn.exec_driver_sql(
@@ -450,7 +451,8 @@ def _write_plan(
         sa.text(
             f"""UPDATE journal_ledger SET state = 'void', settled_at = :now,
                        erp_message = 'Superseded before it reached the ERP'
-                WHERE state = 'planned' AND {scope}"""
+                WHERE state = 'planned' AND journal_type IN ('revenue', 'wip_accrual')
+                  AND {scope}"""
         ),
         {**track, **params},
     )

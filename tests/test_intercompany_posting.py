@@ -427,3 +427,26 @@ def test_windows_run_one_per_legal_entity_post_each_pair_once(
     ]
     assert balances(ic) == {}
     assert erp_net_hours(posting_env.erp) == {"IC1": D("8.0000")}
+
+
+def test_another_entitys_window_leaves_a_held_pair_alone(
+    posting_env: PostingEnv, world: IntercompanyWorld
+) -> None:
+    """A pair held for DE01's closed October (planned by US01's window) stays held with its
+    reason through a DE01 window (it is not that window's pair to void) and posts once the
+    period reopens."""
+    world.rates(fx("2026-10-15", "1.0834"))
+    world.entries(ic_entry())
+    world.validate()
+    posting_env.erp.set_period("DE01", "2026-10", False)
+    us = posting_env.window(closed_period_policy="hold", legal_entities=["US01"])
+    assert us.counts["ic_journals_held"] == 2
+    held = "SELECT external_id, state FROM journal_ledger ORDER BY external_id"
+    before = posting_env.db.query_df(held).values.tolist()
+    assert before == [["ic:IC1:v1:pay", "held"], ["ic:IC1:v1:rec", "held"]]
+    posting_env.window(closed_period_policy="hold", legal_entities=["DE01"])
+    assert posting_env.db.query_df(held).values.tolist() == before
+    posting_env.erp.set_period("DE01", "2026-10", True)
+    again = posting_env.window(closed_period_policy="hold", legal_entities=["US01"])
+    assert again.counts["ic_journals_planned"] == 2
+    assert balances(journals(posting_env.erp)) == PAIR
