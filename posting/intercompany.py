@@ -37,14 +37,13 @@ from typing import Any
 
 import pandas as pd
 import pyarrow as pa
-import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from config.settings import current
 from connectors.erp.base import ErpTarget
-from connectors.erp.documents import JOURNAL, JOURNAL_LINE
 from connectors.erp.periods import month_end
 from connectors.sql import load_temp, read_frame
+from posting.journal_plan import write_journal_plan
 from posting.lock import WindowLock
 from posting.plan import (
     _PERIOD_SCHEMA,
@@ -370,63 +369,24 @@ def plan_intercompany(
     return read_frame(conn, "SELECT * FROM ic_plan ORDER BY batch_no, pair, kind DESC")
 
 
-def batch_id(window_id: str, batch_no: int) -> str:
-    return f"{window_id}-ic-b{batch_no:05d}"
-
-
-_JNL_COLS = ", ".join(JOURNAL.names)
-_LINE_COLS = ", ".join(JOURNAL_LINE.names)
-
-
 def _write_plan(
     conn: Connection, window_id: str, track: dict[str, Any], legal_entities: Sequence[str]
 ) -> list[str]:
-    """Into the journal ledger as `planned` (with their lines), in the caller's transaction.
-    Rows of the same id that never reached the ERP (rejected, void, planned) are replaced;
-    other planned or held pairs this window plans for (its scope holds their project's
-    entity) are void: the plan no longer wants them. Another entity's window's pairs are
-    left alone (it may be between planning and sending them)."""
+    """Into the journal ledger as `planned` or `held` (with their lines), in the caller's
+    transaction. The unsent pairs this window plans for (its scope holds their project's
+    entity) and no longer wants are void; another entity's window's pairs are left alone (it
+    may be between planning and sending them)."""
     mine = _in_scope(legal_entities, "p.legal_entity")
-    unsent = "state NOT IN ('sent', 'confirmed')"
-    conn.exec_driver_sql(
-        f"""DELETE FROM journal_ledger_lines WHERE journal_external_id IN (
-                SELECT external_id FROM journal_ledger
-                WHERE {unsent} AND external_id IN (SELECT external_id FROM ic_plan))"""
-    )
-    conn.exec_driver_sql(
-        f"""DELETE FROM journal_ledger WHERE {unsent}
-              AND external_id IN (SELECT external_id FROM ic_plan)"""
-    )
-    conn.execute(
-        sa.text(
-            f"""UPDATE journal_ledger SET state = 'void', settled_at = :now,
-                       erp_message = 'Superseded before it reached the ERP'
-                WHERE state IN ('planned', 'held') AND journal_type IN {TYPES!r}
-                  AND journal_id IN (SELECT p.journal_id FROM journal_ledger p
-                                     WHERE p.journal_type = 'ic_payable' AND {mine})"""
-        ),
-        track,
-    )
-    batches = read_frame(
+    return write_journal_plan(
         conn,
-        "SELECT DISTINCT batch_no FROM ic_plan WHERE batch_no IS NOT NULL ORDER BY batch_no",
+        plan="ic_plan",
+        plan_lines="ic_plan_lines",
+        batch_id="{w}-ic-b{n:05d}",
+        track={**track, "w": window_id},
+        void_where=f"""journal_type IN {TYPES!r}
+            AND journal_id IN (SELECT p.journal_id FROM journal_ledger p
+                               WHERE p.journal_type = 'ic_payable' AND {mine})""",
     )
-    ids = {int(b): batch_id(window_id, int(b)) for b in batches["batch_no"]}
-    case = " ".join(f"WHEN {b} THEN '{i}'" for b, i in ids.items()) or "WHEN -1 THEN NULL"
-    conn.execute(
-        sa.text(
-            f"""INSERT INTO journal_ledger ({_JNL_COLS}, line_count, state, erp_message,
-                        batch_id, window_id, run_id, launched_by, planned_at)
-                SELECT {_JNL_COLS}, line_count, state, erp_message,
-                       CASE batch_no {case} END, :w, :run, :by, :now
-                FROM ic_plan"""
-        ),
-        track,
-    )
-    conn.exec_driver_sql(
-        f"INSERT INTO journal_ledger_lines ({_LINE_COLS}) SELECT {_LINE_COLS} FROM ic_plan_lines"
-    )
-    return list(ids.values())
 
 
 def post_intercompany(

@@ -42,10 +42,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from connectors.erp.base import ErpTarget, ErpUnavailable
-from connectors.erp.documents import JOURNAL, JOURNAL_LINE
 from connectors.erp.periods import month_end
 from connectors.erp.retrying import RetryPolicy
 from connectors.sql import load_temp, read_frame
+from posting.journal_plan import write_journal_plan
 from posting.lock import DEFAULT_STALE_AFTER, PostingRefused, WindowLock
 from posting.plan import external_id_sql
 from posting.send import send_journal_batches, settle_sent
@@ -176,8 +176,6 @@ def _period_of(conn: Connection, col: str) -> str:
     return f"to_char({col}, 'YYYY-MM')"
 
 
-_JNL_COLS = ", ".join(JOURNAL.names)
-_LINE_COLS = ", ".join(JOURNAL_LINE.names)
 PLAN_TABLES = ("rev_periods", "rev_accounts", "rev_desired", "rev_plan", "rev_plan_lines")
 
 
@@ -425,57 +423,27 @@ def _period_end_sql(conn: Connection, period: str) -> str:
     return f"CAST(({first} + INTERVAL '1 month' - INTERVAL '1 day') AS DATE)"
 
 
-def journal_batch_id(window_id: str, batch_no: int) -> str:
-    return f"{window_id}-jnl-b{batch_no:05d}"
+#: A revenue window's journal batch (`write_journal_plan`'s `{w}` window, `{n}` number).
+JOURNAL_BATCH_ID = "{w}-jnl-b{n:05d}"
 
 
 def _write_plan(
     conn: Connection, window_id: str, track: dict, legal_entities: Sequence[str]
 ) -> list[str]:
     """Into the ledger as `planned` (with their lines), in the caller's transaction: the plan's
-    journals. Rows of the same id that never reached the ERP are replaced; other planned
-    revenue and accrual journals in scope are void (the plan no longer wants them); the
-    intercompany journals posting windows plan are not the revenue window's."""
-    unsent = "state NOT IN ('sent', 'confirmed')"
+    journals. Other unsent revenue and accrual journals in scope are void (the plan no longer
+    wants them); the intercompany journals posting windows plan are not the revenue window's."""
     scope, params = _scope_sql(legal_entities, "journal_ledger")
-    conn.exec_driver_sql(
-        f"""DELETE FROM journal_ledger_lines WHERE journal_external_id IN (
-                SELECT external_id FROM journal_ledger
-                WHERE {unsent} AND external_id IN (SELECT external_id FROM rev_plan))"""
+    return write_journal_plan(
+        conn,
+        plan="rev_plan",
+        plan_lines="rev_plan_lines",
+        batch_id=JOURNAL_BATCH_ID,
+        track={**track, "w": window_id},
+        void_where=f"state = 'planned' AND journal_type IN ('revenue', 'wip_accrual') AND {scope}",
+        void_params=params,
+        states="'planned', CAST(NULL AS VARCHAR)",
     )
-    conn.exec_driver_sql(
-        f"""DELETE FROM journal_ledger WHERE {unsent}
-              AND external_id IN (SELECT external_id FROM rev_plan)"""
-    )
-    conn.execute(
-        sa.text(
-            f"""UPDATE journal_ledger SET state = 'void', settled_at = :now,
-                       erp_message = 'Superseded before it reached the ERP'
-                WHERE state = 'planned' AND journal_type IN ('revenue', 'wip_accrual')
-                  AND {scope}"""
-        ),
-        {**track, **params},
-    )
-    batches = read_frame(conn, "SELECT DISTINCT batch_no FROM rev_plan ORDER BY batch_no")
-    ids = {int(b): journal_batch_id(window_id, int(b)) for b in batches["batch_no"]}
-    if not ids:
-        return []
-    case = " ".join(f"WHEN {b} THEN '{i}'" for b, i in ids.items())
-    conn.execute(
-        sa.text(
-            f"""INSERT INTO journal_ledger ({_JNL_COLS}, line_count, state, erp_message,
-                        batch_id, window_id, run_id, launched_by, planned_at)
-                SELECT {_JNL_COLS}, line_count, 'planned', NULL,
-                       CASE batch_no {case} END, :w, :run, :by, :now
-                FROM rev_plan"""
-        ),
-        track,
-    )
-    conn.exec_driver_sql(
-        f"""INSERT INTO journal_ledger_lines ({_LINE_COLS})
-            SELECT {_LINE_COLS} FROM rev_plan_lines"""
-    )
-    return list(ids.values())
 
 
 def _drop(conn: Connection) -> None:
