@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import random
 from collections import defaultdict
 from collections.abc import Iterator
 from datetime import date
@@ -27,6 +26,7 @@ from staging_models.db import StagingDB
 from staging_models.ledger_tables import ledger_rows
 from tests.support.crash_child import KILL_POINTS, run_child
 from tests.support.intercompany_world import IntercompanyWorld, fx, ic_entry
+from tests.support.kill_schedule import kill_windows
 from tests.support.posting_helpers import pg_schema, with_master_data
 
 D = Decimal
@@ -160,32 +160,13 @@ def _scenario(staging_url: str, erp_url: str, folder: Path, ctx, runs: int, seed
     with_master_data(erp)
     erp.close()
     _world(staging_url, folder, 0)
-    rng = random.Random(seed)
-    points = [*KILL_POINTS, "delay"]
-    schedule: list[str] = []
-    while len(schedule) < runs:
-        rng.shuffle(points)
-        schedule += points
-    killed = []
-    for run, choice in enumerate(schedule[:runs]):
+
+    def before(run: int) -> tuple:
         if run:  # the data moves between windows
             _world(staging_url, folder, {runs // 3: 1, 2 * runs // 3: 2}.get(run, run + 2))
-        kill_at = None if choice == "delay" else choice
-        kill_on = rng.randint(1, 2) if choice.startswith(("batch", "erp")) else 1
-        p = ctx.Process(target=_child, args=(staging_url, erp_url, kill_at, kill_on))
-        p.start()
-        p.join(rng.uniform(0.05, 1.0) if choice == "delay" else 60)
-        if p.is_alive():
-            p.kill()  # SIGKILL
-            p.join(10)
-        assert p.exitcode in (0, -9), f"child failed with exit code {p.exitcode}"
-        if p.exitcode == -9:
-            killed.append(choice)
-    assert len(killed) >= runs // 2, f"only {killed} of {runs} windows were killed"
-    final = ctx.Process(target=_child, args=(staging_url, erp_url, None, 1))
-    final.start()
-    final.join(120)
-    assert final.exitcode == 0
+        return (staging_url, erp_url)
+
+    killed = kill_windows(ctx, _child, runs, seed, before)
     _check(staging_url, erp_url)
     return killed
 

@@ -13,7 +13,6 @@ raise, November's time.
 from __future__ import annotations
 
 import multiprocessing
-import random
 from collections import defaultdict
 from collections.abc import Iterator
 from datetime import date
@@ -27,6 +26,7 @@ from staging_models.db import StagingDB
 from staging_models.ledger_tables import ledger_rows
 from staging_models.revenue import compute_revenue
 from tests.support.crash_child import KILL_POINTS, run_revenue_child
+from tests.support.kill_schedule import kill_windows
 from tests.support.posting_helpers import pg_schema
 from tests.support.revenue_world import RevenueWorld, entry
 from tests.support.staging_helpers import World
@@ -121,42 +121,24 @@ def _check(staging_url: str, erp_url: str, as_of: date) -> None:
         db.engine.dispose()
 
 
-def _scenario(staging_url: str, erp_url: str, folder: Path, ctx, runs: int, seed: int) -> None:
+#: The windows' as-of date: October's end, then November's once September has closed.
+AS_OF = {False: "2026-10-31", True: "2026-11-30"}
+
+
+def _scenario(staging_url: str, erp_url: str, folder: Path, ctx, runs: int, seed: int) -> list[str]:
     SqlInterfaceTarget(erp_url).close()
     _world(staging_url, folder)
-    rng = random.Random(seed)
-    points = [*KILL_POINTS, "delay"]
-    schedule: list[str] = []
-    while len(schedule) < runs:
-        rng.shuffle(points)
-        schedule += points
-    killed = []
-    as_of = "2026-10-31"
-    for run, choice in enumerate(schedule[:runs]):
+
+    def before(run: int) -> tuple:
         if run == runs // 3:
             _september_closes(erp_url)
             _world(staging_url, folder, _changes)
-            as_of = "2026-11-30"
         if run == 2 * runs // 3:
             _world(staging_url, folder, _budget)
-        kill_at = None if choice == "delay" else choice
-        kill_on = rng.randint(1, 2) if choice.startswith(("batch", "erp")) else 1
-        p = ctx.Process(
-            target=run_revenue_child, args=(staging_url, erp_url, as_of, kill_at, kill_on)
-        )
-        p.start()
-        p.join(rng.uniform(0.05, 1.0) if choice == "delay" else 60)
-        if p.is_alive():
-            p.kill()  # SIGKILL
-            p.join(10)
-        assert p.exitcode in (0, -9), f"child failed with exit code {p.exitcode}"
-        if p.exitcode == -9:
-            killed.append(choice)
-    assert len(killed) >= runs // 2, f"only {killed} of {runs} windows were killed"
-    final = ctx.Process(target=run_revenue_child, args=(staging_url, erp_url, as_of, None, 1))
-    final.start()
-    final.join(120)
-    assert final.exitcode == 0
+        return (staging_url, erp_url, AS_OF[run >= runs // 3])
+
+    killed = kill_windows(ctx, run_revenue_child, runs, seed, before)
+    as_of = AS_OF[True]
     _check(staging_url, erp_url, date.fromisoformat(as_of))
     return killed
 
