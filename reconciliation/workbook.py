@@ -158,6 +158,8 @@ def _display_len(kind: Kind, value: Any) -> int:
         return len(f"{value:,.2f}")
     if kind is Kind.HOURS:
         return len(f"{value:.2f}")
+    if kind is Kind.RATE:
+        return len(f"{value:.8f}".rstrip("0"))
     if kind is Kind.INT:
         return len(str(value))
     return {Kind.DATE: 10, Kind.DATETIME: 16, Kind.BOOL: 5}[kind]

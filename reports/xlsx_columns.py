@@ -45,6 +45,7 @@ class Kind(StrEnum):
     INT = "int"
     MONEY = "money"
     HOURS = "hours"
+    RATE = "rate"
     DATE = "date"
     DATETIME = "datetime"
     BOOL = "bool"
@@ -55,6 +56,7 @@ NUMBER_FORMATS: dict[Kind, str | None] = {
     Kind.INT: "0",
     Kind.MONEY: "#,##0.00",
     Kind.HOURS: "0.00",
+    Kind.RATE: "0.00######",  # an exchange rate to its 8 decimals, never shown rounded
     Kind.DATE: "yyyy-mm-dd",
     Kind.DATETIME: "yyyy-mm-dd hh:mm",
     Kind.BOOL: None,
@@ -62,7 +64,7 @@ NUMBER_FORMATS: dict[Kind, str | None] = {
 DATA_TYPES: dict[Kind, str] = {
     Kind.TEXT: "s",
     Kind.BOOL: "b",
-    **{k: "n" for k in (Kind.INT, Kind.MONEY, Kind.HOURS, Kind.DATE, Kind.DATETIME)},
+    **{k: "n" for k in (Kind.INT, Kind.MONEY, Kind.HOURS, Kind.RATE, Kind.DATE, Kind.DATETIME)},
 }
 
 
@@ -101,6 +103,12 @@ class ColumnPlan:
 def is_hours_name(name: str) -> bool:
     """Hours columns are named so (`hours`, `approved_hours`, `hours_diff`); the rest is money."""
     return "hour" in name.casefold()
+
+
+def is_fx_rate_name(name: str) -> bool:
+    """Exchange-rate columns are named so (`fx_rate`, `ic_fx_rate`, `exchange_rate`)."""
+    folded = name.casefold()
+    return "fx_rate" in folded or "exchange_rate" in folded
 
 
 def slice_column(col: Column, start: int, stop: int) -> Column:
@@ -218,6 +226,8 @@ def sanitise_text(values: list[Any], issues: TextIssues) -> list[Any]:
 
 
 def _numeric_kind(name: str) -> Kind:
+    if is_fx_rate_name(name):
+        return Kind.RATE
     return Kind.HOURS if is_hours_name(name) else Kind.MONEY
 
 

@@ -535,3 +535,26 @@ def test_the_period_is_stated_under_the_title(tmp_path):
         "2026-11-01 to 2026-11-30, all legal entities",
     )
     assert ws["A3"].value == "Generated at"
+
+
+@pytest.mark.parametrize("as_arrow", [False, True])
+def test_exchange_rates_are_shown_to_their_last_decimal(tmp_path, as_arrow):
+    """An exchange rate (8 decimals) is not money: shown 1.0834 and 0.00012345, not 1.08 and
+    0.00; the amounts beside it stay money; a rate's date stays a date."""
+    frame = pd.DataFrame(
+        {
+            "ic_fx_rate": [Decimal("1.08340000"), Decimal("0.00012345")],
+            "ic_fx_rate_date": [date(2026, 10, 15), date(2026, 10, 16)],
+            "amount": [Decimal("572.04"), Decimal("1.00")],
+        }
+    )
+    sheet = pa.Table.from_pandas(frame, preserve_index=False) if as_arrow else frame
+    write(tmp_path / "rates.xlsx", {"Intercompany": sheet})
+    ws = openpyxl.load_workbook(tmp_path / "rates.xlsx")["Intercompany"]
+    header = [c.value for c in ws[1]]
+    rate, day, amount = (header.index(h) for h in ("ic_fx_rate", "ic_fx_rate_date", "amount"))
+    cells = list(ws.iter_rows(min_row=2, max_row=3))
+    assert [c[rate].value for c in cells] == [1.0834, 0.00012345]
+    assert {c[rate].number_format for c in cells} == {"0.00######"}
+    assert {c[day].number_format for c in cells} == {"yyyy-mm-dd"}
+    assert {c[amount].number_format for c in cells} == {"#,##0.00"}
